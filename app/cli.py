@@ -1,0 +1,124 @@
+"""``hearth chat``: stream one reply to stdout, saved like any conversation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from app.paths import AppPaths
+from app.storage import open_store, title_from
+from engine.errors import KnownError
+from engine.types import (
+    EngineOptions,
+    FinishReason,
+    GenerationStats,
+    Message,
+    MessageStatus,
+    ReplyDone,
+    SamplingParams,
+    TextDelta,
+)
+
+_STATUS = {
+    FinishReason.STOP: MessageStatus.COMPLETE,
+    FinishReason.LENGTH: MessageStatus.LENGTH,
+    FinishReason.CANCELLED: MessageStatus.STOPPED,
+    FinishReason.CONTEXT: MessageStatus.LENGTH,
+}
+
+
+def peak_rss_bytes() -> int:
+    try:
+        import resource
+
+        # ru_maxrss is KiB on Linux, bytes on macOS.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+    except ImportError:  # Windows
+        import psutil
+
+        return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
+
+
+def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chat = sub.add_parser("chat", help="send one message and stream the reply to stdout")
+    chat.add_argument("prompt", help="the message to send")
+    chat.add_argument("--model", help="a GGUF file (default: the starter model)")
+    chat.add_argument("--max-tokens", type=int, default=1024, help="longest reply in tokens")
+    chat.add_argument("--conversation", type=int, help="continue this conversation id")
+    chat.add_argument("--system", help="a system prompt for a new conversation")
+    chat.add_argument("--json", action="store_true", help="end with one JSON line of stats")
+
+
+def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
+    paths.ensure()
+    store, notice = open_store(paths.db_path)
+    if notice:
+        print(notice, file=sys.stderr)
+    try:
+        return _chat(args, paths, store)
+    except KnownError as exc:
+        print(f"hearth: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
+    from engine.models import install_starter_model
+    from engine.session import ChatSession
+    from engine.store import ChatStore, ReplyRecorder
+
+    assert isinstance(store, ChatStore)
+    if args.conversation is not None:
+        conv = store.conversation(args.conversation)
+        if conv is None:
+            print(f"hearth: there is no conversation {args.conversation}.", file=sys.stderr)
+            return 2
+    else:
+        conv = store.create_conversation(title_from(args.prompt))
+        if args.system:
+            store.add_message(conv.id, "system", args.system)
+    model = Path(args.model) if args.model else install_starter_model(paths.models_dir)
+    session = ChatSession(model, EngineOptions())
+    stop = threading.Event()
+    try:
+        store.add_message(conv.id, "user", args.prompt)
+        history = [Message(m.role, m.content) for m in store.messages(conv.id) if m.content]
+        reply = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
+        recorder = ReplyRecorder(store, reply.id)
+        stats: GenerationStats | None = None
+        try:
+            for event in session.stream(history, SamplingParams(max_tokens=args.max_tokens), stop=stop):
+                if isinstance(event, TextDelta):
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                    recorder.append(event.text)
+                elif isinstance(event, ReplyDone):
+                    recorder.finish(_STATUS[event.reason])
+                    stats = event.stats
+        except KeyboardInterrupt:
+            recorder.finish(MessageStatus.STOPPED)
+            print("\n[stopped]", file=sys.stderr)
+            return 130
+        except KnownError:
+            recorder.finish(MessageStatus.FAILED)
+            raise
+        sys.stdout.write("\n")
+        if args.json and stats is not None:
+            line = {
+                "conversation_id": conv.id,
+                "prompt_tokens": stats.prompt_tokens,
+                "completion_tokens": stats.completion_tokens,
+                "ttft_s": round(stats.ttft_s, 4),
+                "tokens_per_s": round(stats.tokens_per_s, 2),
+                "peak_rss_bytes": peak_rss_bytes(),
+            }
+            sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+        return 0
+    finally:
+        session.close()

@@ -1,0 +1,282 @@
+"""ChatController: the one place where the window, the engine thread and the
+chat store are wired together (cf. GPT4All's ``connectLLM``).
+
+The controller lives on the GUI thread and is the only writer of the store and
+of the window's models. A reply is saved while it streams (``ReplyRecorder``,
+at most every second), so a crash loses at most the last second of text.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psutil
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from app.storage import title_from
+from app.worker import EngineThread
+from engine.store import ChatStore, ReplyRecorder
+from engine.types import (
+    EngineOptions,
+    FinishReason,
+    Message,
+    MessageStatus,
+    ModelInfo,
+    ReplyDone,
+    SamplingParams,
+)
+from ui.main_window import MainWindow
+from ui.state import ResponseState
+
+log = logging.getLogger(__name__)
+
+MEMORY_INTERVAL_MS = 1000
+
+_STATUS_FOR_REASON = {
+    FinishReason.STOP: MessageStatus.COMPLETE,
+    FinishReason.LENGTH: MessageStatus.LENGTH,
+    FinishReason.CANCELLED: MessageStatus.STOPPED,
+    FinishReason.CONTEXT: MessageStatus.LENGTH,
+}
+
+
+@dataclass(slots=True)
+class _ActiveReply:
+    request_id: int
+    conversation_id: int
+    message_id: int
+    recorder: ReplyRecorder
+
+
+class ChatController(QObject):
+    # Requests to the engine thread (queued: the worker lives there).
+    load_requested = Signal(str, object)  # path ("" = starter model), EngineOptions
+    generate_requested = Signal(int, object, object)  # request id, list[Message], SamplingParams
+    reply_done = Signal()  # the current reply is saved and the window is idle again (tests)
+
+    def __init__(
+        self,
+        window: MainWindow,
+        store: ChatStore,
+        engine: EngineThread,
+        *,
+        model_path: str = "",
+        options: EngineOptions | None = None,
+        params: SamplingParams | None = None,
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.store = store
+        self.engine = engine
+        self.model_path = model_path
+        self.options = options or EngineOptions()
+        self.params = params or SamplingParams()
+        self.model_info: ModelInfo | None = None
+        self.current_id: int | None = None
+        self._active: _ActiveReply | None = None
+        self._next_request = 0
+        self._closed = False
+        self._process = psutil.Process()
+
+        worker = engine.worker
+        self.load_requested.connect(worker.load)
+        self.generate_requested.connect(worker.generate)
+        worker.model_loaded.connect(self._on_model_loaded)
+        worker.model_load_failed.connect(self._on_model_load_failed)
+        worker.delta_ready.connect(self._on_delta_ready)
+        worker.speed_measured.connect(self._on_speed_measured)
+        worker.reply_finished.connect(self._on_reply_finished)
+        worker.reply_failed.connect(self._on_reply_failed)
+
+        window.send_requested.connect(self._on_send_requested)
+        window.stop_requested.connect(self._on_stop_requested)
+        window.new_chat_requested.connect(self._on_new_chat_requested)
+        window.conversation_selected.connect(self._on_conversation_selected)
+        window.rename_requested.connect(self._on_rename_requested)
+        window.delete_requested.connect(self._on_delete_requested)
+        window.settings_requested.connect(self._on_settings_requested)
+        window.close_requested.connect(self.shutdown)
+
+        self._memory_timer = QTimer(self)
+        self._memory_timer.setInterval(MEMORY_INTERVAL_MS)
+        self._memory_timer.timeout.connect(self._on_memory_tick)
+
+    # --- lifecycle ----------------------------------------------------------------
+    def start(self) -> None:
+        conversations = self.store.list_conversations()
+        self.current_id = conversations[0].id if conversations else None
+        self.window.show_conversations(conversations, self.current_id)
+        self._show_current()
+        self._on_memory_tick()
+        self._memory_timer.start()
+        self.load_model(self.model_path)
+
+    def load_model(self, path: str) -> None:
+        self.window.set_state(ResponseState.LOADING)
+        self.window.set_model_info(None, "Loading model…")
+        self.load_requested.emit(path, self.options)
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop any reply, save it, free the model, close the database. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._memory_timer.stop()
+        self.engine.close()  # sets the stop event and waits for the engine thread
+        if self._active is not None:
+            # The engine's last events are still queued; what was received is saved.
+            self._active.recorder.finish(MessageStatus.STOPPED)
+            self._active = None
+        self.store.close()
+
+    # --- window intents ---------------------------------------------------------------
+    @Slot(str)
+    def _on_send_requested(self, text: str) -> None:
+        if self.window.state != ResponseState.IDLE or self._active is not None:
+            return
+        self.window.clear_error()
+        if self.current_id is None:
+            conv = self.store.create_conversation(title_from(text))
+            self.current_id = conv.id
+        self.window.take_composer_text()
+        self.store.add_message(self.current_id, "user", text)
+        history = [
+            Message(m.role, m.content)
+            for m in self.store.messages(self.current_id)
+            if m.content or m.role == "user"
+        ]
+        reply = self.store.add_message(self.current_id, "assistant", "", MessageStatus.STREAMING)
+        self._refresh_conversation(self.current_id)
+        self._next_request += 1
+        self._active = _ActiveReply(
+            self._next_request, self.current_id, reply.id, ReplyRecorder(self.store, reply.id)
+        )
+        self.window.chat_view.add_message("user", text)
+        self.window.chat_view.begin_reply()
+        self.window.set_state(ResponseState.GENERATING)
+        self.engine.stop_event.clear()
+        self.generate_requested.emit(self._next_request, history, self.params)
+
+    @Slot()
+    def _on_stop_requested(self) -> None:
+        if self._active is not None:
+            self.engine.stop_event.set()
+            self.window.set_state(ResponseState.STOPPING)
+
+    @Slot()
+    def _on_new_chat_requested(self) -> None:
+        self.current_id = None
+        self.window.conversation_list.select_conversation(None)
+        self._show_current()
+        self.window.composer.setFocus()
+
+    @Slot(int)
+    def _on_conversation_selected(self, conv_id: int) -> None:
+        if conv_id != self.current_id:
+            self.current_id = conv_id
+            self._show_current()
+
+    @Slot(int, str)
+    def _on_rename_requested(self, conv_id: int, title: str) -> None:
+        self.store.rename_conversation(conv_id, title)
+        self._refresh_conversation(conv_id)
+
+    @Slot(int)
+    def _on_delete_requested(self, conv_id: int) -> None:
+        if self._active is not None and self._active.conversation_id == conv_id:
+            self.engine.stop_event.set()
+        self.store.delete_conversation(conv_id)
+        self.window.conversations.remove(conv_id)
+        if self.current_id == conv_id:
+            self._on_new_chat_requested()
+
+    @Slot()
+    def _on_settings_requested(self) -> None:
+        self.window.statusBar().showMessage("Settings are coming in a later version.", 4000)
+
+    # --- engine events -------------------------------------------------------------------
+    @Slot(object)
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        self.model_info = info
+        self.window.set_model_info(info)
+        self.window.set_state(ResponseState.IDLE)
+
+    @Slot(str)
+    def _on_model_load_failed(self, message: str) -> None:
+        self.model_info = None
+        self.window.set_model_info(None, "No model loaded")
+        self.window.set_state(ResponseState.NO_MODEL)
+        self.window.show_error(f"{message} Your conversations are safe and can still be read.")
+
+    @Slot(int, str)
+    def _on_delta_ready(self, request_id: int, text: str) -> None:
+        active = self._active
+        if active is None or active.request_id != request_id:
+            return
+        active.recorder.append(text)
+        if self.current_id == active.conversation_id:
+            self.window.chat_view.append_reply(text)
+
+    @Slot(int, float)
+    def _on_speed_measured(self, request_id: int, tokens_per_s: float) -> None:
+        if self._active is not None and self._active.request_id == request_id:
+            self.window.set_speed(tokens_per_s)
+
+    @Slot(int, object)
+    def _on_reply_finished(self, request_id: int, done: ReplyDone) -> None:
+        status = _STATUS_FOR_REASON[done.reason]
+        if self._finish(request_id, status):
+            self.window.set_speed(done.stats.tokens_per_s)
+            if done.reason == FinishReason.CONTEXT:
+                self.window.show_error(
+                    "The reply stopped because the conversation filled the model's context "
+                    "window. Start a new chat to continue."
+                )
+
+    @Slot(int, str)
+    def _on_reply_failed(self, request_id: int, message: str) -> None:
+        if self._finish(request_id, MessageStatus.FAILED):
+            self.window.show_error(message)
+
+    def _finish(self, request_id: int, status: MessageStatus) -> bool:
+        active = self._active
+        if active is None or active.request_id != request_id:
+            return False
+        active.recorder.finish(status)
+        self._active = None
+        if self.current_id == active.conversation_id:
+            self.window.chat_view.end_reply(status)
+        self._refresh_conversation(active.conversation_id)
+        self.window.set_state(ResponseState.IDLE if self.model_info else ResponseState.NO_MODEL)
+        self.reply_done.emit()
+        return True
+
+    @Slot()
+    def _on_memory_tick(self) -> None:
+        self.window.set_memory(self._process.memory_info().rss)
+
+    # --- helpers ------------------------------------------------------------------------
+    def _show_current(self) -> None:
+        view = self.window.chat_view
+        if self.current_id is None:
+            view.show_messages([])
+            return
+        messages = self.store.messages(self.current_id)
+        active = self._active
+        if active is not None and active.conversation_id == self.current_id:
+            # Coming back to a reply that is still streaming: show what has
+            # arrived, then keep appending.
+            view.show_messages([m for m in messages if m.id != active.message_id])
+            view.begin_reply()
+            view.append_reply(active.recorder.text)
+        else:
+            view.show_messages(messages)
+
+    def _refresh_conversation(self, conv_id: int) -> None:
+        conv = self.store.conversation(conv_id)
+        if conv is not None:
+            self.window.conversations.upsert(conv)
+            if conv_id == self.current_id:
+                self.window.conversation_list.select_conversation(conv_id)

@@ -1,0 +1,42 @@
+"""Hearth's entry point: ``hearth`` opens the window, ``hearth chat`` is the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.paths import resolve_paths
+from app.version import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app.cli import add_chat_parser
+
+    parser = argparse.ArgumentParser(
+        prog="hearth", description="Private, offline chat with open language models."
+    )
+    parser.add_argument("--version", action="version", version=f"Hearth {__version__}")
+    parser.add_argument("--data-dir", help="keep chats, models and settings in this folder")
+    parser.add_argument("--model", dest="gui_model", help="open the window with this GGUF file")
+    parser.add_argument(
+        "--theme", choices=("system", "light", "dark"), default="system", help="color theme"
+    )
+    sub = parser.add_subparsers(dest="command")
+    add_chat_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    paths = resolve_paths(args.data_dir)
+    if args.command == "chat":
+        from app.cli import run_chat
+
+        return run_chat(args, paths)
+    from app.gui import run_gui
+
+    return run_gui(paths, model_path=args.gui_model or "", theme=args.theme)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

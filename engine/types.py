@@ -1,0 +1,159 @@
+"""Plain data types shared by the engine and its callers (the UI may import these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation as the model sees it."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineOptions:
+    """How a model is loaded. Defaults suit a laptop CPU, not llama-cpp-python's.
+
+    ``n_threads=None`` means "the number of physical cores".
+    """
+
+    n_ctx: int = 8192
+    n_threads: int | None = None
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_gpu_layers: int = 0
+    use_mmap: bool = True
+    flash_attn: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 256 <= self.n_ctx <= 1_048_576:
+            raise ValueError(f"n_ctx must be between 256 and 1048576, not {self.n_ctx}")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be at least 1, not {self.n_threads}")
+        if self.n_batch < 1 or self.n_ubatch < 1:
+            raise ValueError("n_batch and n_ubatch must be at least 1")
+        if self.n_ubatch > self.n_batch:
+            raise ValueError("n_ubatch cannot be larger than n_batch")
+        if self.n_gpu_layers < -1:
+            raise ValueError("n_gpu_layers must be -1 (all) or a count")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamplingParams:
+    """Every sampler field set explicitly: llama-cpp-python's defaults differ per call."""
+
+    max_tokens: int = 1024
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if self.temperature < 0:
+            raise ValueError("temperature cannot be negative")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError("top_k cannot be negative")
+        if not 0 <= self.min_p <= 1:
+            raise ValueError("min_p must be in [0, 1]")
+
+
+class FinishReason(str, Enum):
+    """Why a reply ended.
+
+    # NOTE: stored on disk (messages.status via MessageStatus); keep values stable.
+    """
+
+    STOP = "stop"  # the model ended its turn
+    LENGTH = "length"  # max_tokens reached
+    CANCELLED = "cancelled"  # the person pressed Stop
+    CONTEXT = "context"  # the context window is full
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenerationStats:
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float
+    tokens_per_s: float
+    elapsed_s: float
+    reused_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the reply: whole UTF-8 characters only."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDone:
+    reason: FinishReason
+    stats: GenerationStats
+
+
+Event = TextDelta | ReplyDone
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelInfo:
+    """What the status bar and the About box say about a loaded model."""
+
+    path: str
+    name: str
+    architecture: str
+    quantization: str
+    file_size: int
+    n_ctx: int
+    n_ctx_train: int
+    has_chat_template: bool
+    template_source: str  # "gguf" or "fallback:<name>"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class MessageStatus(str, Enum):
+    """How a stored message ended.
+
+    # NOTE: stored on disk (messages.status); keep values stable.
+    """
+
+    COMPLETE = "complete"
+    STREAMING = "streaming"  # being written right now
+    STOPPED = "stopped"  # the person pressed Stop
+    LENGTH = "length"  # cut off by the reply length limit
+    FAILED = "failed"  # generation failed; the partial text is kept
+    INTERRUPTED = "interrupted"  # the app ended while the reply streamed
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    conversation_id: int
+    role: Role
+    content: str
+    status: MessageStatus
+    created_at: float

@@ -1,0 +1,172 @@
+"""The sidebar's list of conversations, newest first."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QWidget
+
+from engine.types import Conversation
+
+Index = QModelIndex | QPersistentModelIndex
+ID_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%d %b %Y, %H:%M", time.localtime(ts))
+
+
+class ConversationListModel(QAbstractListModel):
+    """Rows are engine Conversation records; edits become ``rename_requested``."""
+
+    rename_requested = Signal(int, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[Conversation] = []
+
+    # --- Qt model API -------------------------------------------------------
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        conv = self._rows[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return conv.title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{conv.title}\nLast message: {_when(conv.updated_at)}"
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return conv.title
+        if role == ID_ROLE:
+            return conv.id
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        base = super().flags(index)
+        return base | Qt.ItemFlag.ItemIsEditable if index.isValid() else base
+
+    def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+        if role != Qt.ItemDataRole.EditRole or not index.isValid():
+            return False
+        title = str(value).strip()
+        conv = self._rows[index.row()]
+        if not title or title == conv.title:
+            return False
+        self.rename_requested.emit(conv.id, title)
+        return True
+
+    # --- updates from the controller ----------------------------------------
+    def set_conversations(self, rows: list[Conversation]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def upsert(self, conv: Conversation) -> None:
+        """Insert or update one conversation, keeping newest-first order."""
+        old = self.row_of(conv.id)
+        if old is not None:
+            self.beginRemoveRows(QModelIndex(), old, old)
+            del self._rows[old]
+            self.endRemoveRows()
+        row = 0
+        while row < len(self._rows) and (
+            (self._rows[row].updated_at, self._rows[row].id) > (conv.updated_at, conv.id)
+        ):
+            row += 1
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._rows.insert(row, conv)
+        self.endInsertRows()
+
+    def remove(self, conv_id: int) -> None:
+        row = self.row_of(conv_id)
+        if row is not None:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._rows[row]
+            self.endRemoveRows()
+
+    def row_of(self, conv_id: int) -> int | None:
+        for row, conv in enumerate(self._rows):
+            if conv.id == conv_id:
+                return row
+        return None
+
+    def conversation_at(self, row: int) -> Conversation:
+        return self._rows[row]
+
+
+class ConversationList(QListView):
+    """Selecting a row opens it; F2 renames; Delete asks, then deletes."""
+
+    conversation_activated = Signal(int)
+    delete_requested = Signal(int)
+
+    def __init__(self, model: ConversationListModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("conversation_list")
+        self.setAccessibleName("Conversations")
+        self.setModel(model)
+        self.setUniformItemSizes(True)  # lets Qt lay out only what is visible
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.DoubleClicked
+        )
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._on_context_menu)
+        self.selectionModel().currentChanged.connect(self._on_current_changed)
+
+    def select_conversation(self, conv_id: int | None) -> None:
+        model = self.model()
+        assert isinstance(model, ConversationListModel)
+        row = None if conv_id is None else model.row_of(conv_id)
+        blocker = self.selectionModel().blockSignals(True)
+        if row is None:
+            self.clearSelection()
+            self.setCurrentIndex(QModelIndex())
+        else:
+            self.setCurrentIndex(model.index(row))
+        self.selectionModel().blockSignals(blocker)
+
+    def current_id(self) -> int | None:
+        index = self.currentIndex()
+        return index.data(ID_ROLE) if index.isValid() else None
+
+    def rename_current(self) -> None:
+        if self.currentIndex().isValid():
+            self.edit(self.currentIndex())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
+        if event.key() == Qt.Key.Key_Delete and self.currentIndex().isValid():
+            self.delete_requested.emit(self.currentIndex().data(ID_ROLE))
+            return
+        super().keyPressEvent(event)
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self.conversation_activated.emit(current.data(ID_ROLE))
+
+    def _on_context_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return
+        self.setCurrentIndex(index)
+        menu = QMenu(self)
+        rename = menu.addAction("Rename")
+        delete = menu.addAction("Delete…")
+        chosen = menu.exec(self.viewport().mapToGlobal(pos))
+        if chosen is rename:
+            self.edit(index)
+        elif chosen is delete:
+            self.delete_requested.emit(index.data(ID_ROLE))

@@ -1,0 +1,269 @@
+"""Hearth's main window: conversations on the left, the chat on the right.
+
+It only renders and asks: every action leaves as a ``*_requested`` signal and
+the controller (app.controller) answers by calling the ``show_*``/``set_*``
+methods.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.types import Conversation, ModelInfo
+from ui.chat_view import ChatView
+from ui.composer import Composer
+from ui.conversation_list import ConversationList, ConversationListModel
+from ui.state import ResponseState
+
+
+def format_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+class ErrorBanner(QFrame):
+    """A sentence about what went wrong, shown above the composer until dismissed."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("error_banner")
+        self.setAccessibleName("Problem")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        self.label = QLabel(self)
+        self.label.setObjectName("error_text")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton(self)
+        close.setObjectName("error_dismiss")
+        close.setText("✕")
+        close.setAccessibleName("Dismiss")
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_text(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    send_requested = Signal(str)
+    stop_requested = Signal()
+    new_chat_requested = Signal()
+    conversation_selected = Signal(int)
+    rename_requested = Signal(int, str)
+    delete_requested = Signal(int)
+    settings_requested = Signal()
+    close_requested = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("main_window")
+        self.setWindowTitle("Hearth")
+        self.resize(1100, 720)
+        self._state = ResponseState.LOADING
+
+        # Sidebar
+        self.new_chat_button = QPushButton("New chat")
+        self.new_chat_button.setObjectName("new_chat_button")
+        self.new_chat_button.setAccessibleName("New chat")
+        self.new_chat_button.setToolTip("Start a new conversation (Ctrl+N)")
+        self.conversations = ConversationListModel(self)
+        self.conversation_list = ConversationList(self.conversations)
+        self.settings_button = QPushButton("Settings")
+        self.settings_button.setObjectName("settings_button")
+        self.settings_button.setAccessibleName("Settings")
+        self.settings_button.setToolTip("Settings (Ctrl+,)")
+        sidebar = QWidget()
+        sidebar.setObjectName("sidebar")
+        side = QVBoxLayout(sidebar)
+        side.setContentsMargins(8, 8, 4, 8)
+        side.addWidget(self.new_chat_button)
+        side.addWidget(self.conversation_list, 1)
+        side.addWidget(self.settings_button)
+
+        # Chat pane
+        self.chat_view = ChatView()
+        self.chat_view.setPlaceholderText("Type a message below to start chatting. Nothing leaves this computer.")
+        self.error_banner = ErrorBanner()
+        self.composer = Composer()
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("send_button")
+        self.send_button.setAccessibleName("Send")
+        self.send_button.setMinimumWidth(84)
+        self.send_button.setDefault(False)
+        self.send_button.setAutoDefault(False)
+        row = QHBoxLayout()
+        row.addWidget(self.composer, 1)
+        row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        pane = QWidget()
+        chat = QVBoxLayout(pane)
+        chat.setContentsMargins(4, 8, 8, 8)
+        chat.addWidget(self.chat_view, 1)
+        chat.addWidget(self.error_banner)
+        chat.addLayout(row)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(sidebar)
+        splitter.addWidget(pane)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 840])
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
+
+        # Status bar: model · speed · memory
+        self.status_model = QLabel("Loading model…")
+        self.status_model.setObjectName("status_model")
+        self.status_model.setAccessibleName("Model")
+        self.status_speed = QLabel("")
+        self.status_speed.setObjectName("status_speed")
+        self.status_speed.setAccessibleName("Speed")
+        self.status_memory = QLabel("")
+        self.status_memory.setObjectName("status_memory")
+        self.status_memory.setAccessibleName("Memory in use")
+        bar = self.statusBar()
+        bar.addWidget(self.status_model)
+        bar.addPermanentWidget(self.status_speed)
+        bar.addPermanentWidget(self.status_memory)
+
+        # Wiring of intents
+        self.composer.submitted.connect(self._on_send_clicked)
+        self.send_button.clicked.connect(self._on_send_clicked)
+        self.composer.textChanged.connect(self._update_send_button)
+        self.new_chat_button.clicked.connect(self.new_chat_requested)
+        self.settings_button.clicked.connect(self.settings_requested)
+        self.conversation_list.conversation_activated.connect(self.conversation_selected)
+        self.conversation_list.delete_requested.connect(self._on_delete_asked)
+        self.conversations.rename_requested.connect(self.rename_requested)
+        self._add_action("New chat", QKeySequence.StandardKey.New, self.new_chat_requested.emit)
+        self._add_action("Settings", QKeySequence("Ctrl+,"), self.settings_requested.emit)
+        self._add_action("Stop", QKeySequence(Qt.Key.Key_Escape), self._on_escape)
+        self._add_action("Rename chat", QKeySequence(Qt.Key.Key_F2), self.conversation_list.rename_current)
+        self.set_state(ResponseState.LOADING)
+        self.composer.setFocus()
+
+    def _add_action(self, text: str, shortcut: QKeySequence | QKeySequence.StandardKey, slot: object) -> None:
+        action = QAction(text, self)
+        action.setShortcut(shortcut)
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(slot)
+        self.addAction(action)
+
+    # --- state ------------------------------------------------------------------
+    @property
+    def state(self) -> ResponseState:
+        return self._state
+
+    def set_state(self, state: ResponseState) -> None:
+        self._state = state
+        generating = state in (ResponseState.GENERATING, ResponseState.STOPPING)
+        self.send_button.setText("Stop" if generating else "Send")
+        self.send_button.setAccessibleName("Stop" if generating else "Send")
+        self.send_button.setToolTip("Stop the reply (Esc)" if generating else "Send (Enter)")
+        self._update_send_button()
+
+    def _update_send_button(self) -> None:
+        state = self._state
+        if state == ResponseState.GENERATING:
+            enabled = True
+        elif state == ResponseState.IDLE:
+            enabled = bool(self.composer.text().strip())
+        else:
+            enabled = False
+        self.send_button.setEnabled(enabled)
+
+    # --- what the controller shows ------------------------------------------------
+    def set_model_info(self, info: ModelInfo | None, text: str | None = None) -> None:
+        if info is None:
+            self.status_model.setText(text or "No model loaded")
+            self.status_model.setToolTip("")
+            return
+        self.status_model.setText(f"{info.name} · {info.quantization}")
+        self.status_model.setToolTip(
+            f"{info.path}\nArchitecture: {info.architecture}\nContext: {info.n_ctx} tokens\n"
+            f"File size: {format_bytes(info.file_size)}\nChat template: {info.template_source}"
+        )
+        self.chat_view.set_assistant_name(info.name)
+
+    def set_speed(self, tokens_per_s: float | None) -> None:
+        self.status_speed.setText("" if tokens_per_s is None else f"{tokens_per_s:.1f} tokens/s")
+
+    def set_memory(self, rss_bytes: int) -> None:
+        self.status_memory.setText(f"Memory: {format_bytes(rss_bytes)}")
+
+    def show_error(self, text: str) -> None:
+        self.error_banner.show_text(text)
+
+    def clear_error(self) -> None:
+        self.error_banner.hide()
+
+    def show_conversations(self, rows: list[Conversation], current: int | None) -> None:
+        self.conversations.set_conversations(rows)
+        self.conversation_list.select_conversation(current)
+
+    def take_composer_text(self) -> str:
+        text = self.composer.text()
+        self.composer.clear()
+        return text
+
+    # --- slots ------------------------------------------------------------------------
+    @Slot()
+    def _on_send_clicked(self) -> None:
+        if self._state == ResponseState.GENERATING:
+            self.stop_requested.emit()
+            return
+        if self._state != ResponseState.IDLE:
+            return
+        text = self.composer.text().strip()
+        if text:
+            self.send_requested.emit(text)
+
+    @Slot()
+    def _on_escape(self) -> None:
+        if self._state == ResponseState.GENERATING:
+            self.stop_requested.emit()
+
+    @Slot(int)
+    def _on_delete_asked(self, conv_id: int) -> None:
+        row = self.conversations.row_of(conv_id)
+        if row is None:
+            return
+        title = self.conversations.conversation_at(row).title
+        box = QMessageBox(self)
+        box.setObjectName("confirm_delete")
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Delete conversation")
+        box.setText(f"Delete “{title}”?")
+        box.setInformativeText("Its messages will be removed from this computer.")
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is delete:
+            self.delete_requested.emit(conv_id)
+        box.deleteLater()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        self.close_requested.emit()
+        super().closeEvent(event)
