@@ -68,8 +68,9 @@ def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
 
 
 def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
-    from engine.models import install_starter_model
     from engine.session import ChatSession
+
+    from engine.models import install_starter_model
     from engine.store import ChatStore, ReplyRecorder
 
     assert isinstance(store, ChatStore)
@@ -92,7 +93,9 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         recorder = ReplyRecorder(store, reply.id)
         stats: GenerationStats | None = None
         try:
-            for event in session.stream(history, SamplingParams(max_tokens=args.max_tokens), stop=stop):
+            for event in session.stream(
+                history, SamplingParams(max_tokens=args.max_tokens), stop=stop
+            ):
                 if isinstance(event, TextDelta):
                     sys.stdout.write(event.text)
                     sys.stdout.flush()

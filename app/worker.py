@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from pathlib import Path
+from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
@@ -46,8 +48,9 @@ class EngineWorker(QObject):
         self.model_loading.emit(path)
         self._close_session()
         try:
-            from engine.models import install_starter_model
             from engine.session import ChatSession
+
+            from engine.models import install_starter_model
 
             model_path = Path(path) if path else install_starter_model(self._models_dir)
             session = ChatSession(model_path, options)
@@ -68,10 +71,14 @@ class EngineWorker(QObject):
         self.model_loaded.emit(info)
 
     @Slot(int, object, object)
-    def generate(self, request_id: int, conversation: list[Message], params: SamplingParams) -> None:
+    def generate(
+        self, request_id: int, conversation: list[Message], params: SamplingParams
+    ) -> None:
         session = self._session
         if session is None:
-            self.reply_failed.emit(request_id, "No model is loaded yet. Wait for it to load, then send again.")
+            self.reply_failed.emit(
+                request_id, "No model is loaded yet. Wait for it to load, then send again."
+            )
             return
         pending: list[str] = []
         last_emit = last_stats = started = time.monotonic()
@@ -122,6 +129,8 @@ class EngineWorker(QObject):
 class EngineThread:
     """Starts the worker on its own QThread and stops it cleanly."""
 
+    live: ClassVar[weakref.WeakSet[EngineThread]] = weakref.WeakSet()  # tests check for leaks
+
     def __init__(self, models_dir: Path) -> None:
         self.stop_event = threading.Event()
         self.thread = QThread()
@@ -129,12 +138,16 @@ class EngineThread:
         self.worker = EngineWorker(self.stop_event, models_dir)
         self.worker.moveToThread(self.thread)
         self.thread.start()
+        EngineThread.live.add(self)
 
     def close(self) -> None:
         if not self.thread.isRunning():
             return
         self.stop_event.set()
         # Runs on the engine thread after any reply in progress has stopped.
-        QMetaObject.invokeMethod(self.worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)
+        QMetaObject.invokeMethod(
+            self.worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection
+        )
         self.thread.quit()
         self.thread.wait()
+        EngineThread.live.discard(self)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -73,7 +73,7 @@ class SamplingParams:
             raise ValueError("min_p must be in [0, 1]")
 
 
-class FinishReason(str, Enum):
+class FinishReason(StrEnum):
     """Why a reply ended.
 
     # NOTE: stored on disk (messages.status via MessageStatus); keep values stable.
@@ -127,7 +127,7 @@ class ModelInfo:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-class MessageStatus(str, Enum):
+class MessageStatus(StrEnum):
     """How a stored message ended.
 
     # NOTE: stored on disk (messages.status); keep values stable.

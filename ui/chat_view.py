@@ -124,8 +124,12 @@ class ChatView(QTextBrowser):
         fmt = QTextCharFormat()
         fmt.setFontWeight(QFont.Weight.Bold)
         accent = self.palette().color(QPalette.ColorRole.Highlight)
-        fmt.setForeground(accent if role == "assistant" else self.palette().color(QPalette.ColorRole.Text))
-        name = {"user": "You", "assistant": self._assistant_name, "system": "System"}.get(role, role)
+        fmt.setForeground(
+            accent if role == "assistant" else self.palette().color(QPalette.ColorRole.Text)
+        )
+        name = {"user": "You", "assistant": self._assistant_name, "system": "System"}.get(
+            role, role
+        )
         if not self.document().isEmpty():
             cursor.insertBlock(block, fmt)
         else:
@@ -160,5 +164,3 @@ class ChatView(QTextBrowser):
 
     def plain_text(self) -> str:
         return self.document().toPlainText()
-
-

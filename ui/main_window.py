@@ -105,7 +105,9 @@ class MainWindow(QMainWindow):
 
         # Chat pane
         self.chat_view = ChatView()
-        self.chat_view.setPlaceholderText("Type a message below to start chatting. Nothing leaves this computer.")
+        self.chat_view.setPlaceholderText(
+            "Type a message below to start chatting. Nothing leaves this computer."
+        )
         self.error_banner = ErrorBanner()
         self.composer = Composer()
         self.send_button = QPushButton("Send")
@@ -159,11 +161,15 @@ class MainWindow(QMainWindow):
         self._add_action("New chat", QKeySequence.StandardKey.New, self.new_chat_requested.emit)
         self._add_action("Settings", QKeySequence("Ctrl+,"), self.settings_requested.emit)
         self._add_action("Stop", QKeySequence(Qt.Key.Key_Escape), self._on_escape)
-        self._add_action("Rename chat", QKeySequence(Qt.Key.Key_F2), self.conversation_list.rename_current)
+        self._add_action(
+            "Rename chat", QKeySequence(Qt.Key.Key_F2), self.conversation_list.rename_current
+        )
         self.set_state(ResponseState.LOADING)
         self.composer.setFocus()
 
-    def _add_action(self, text: str, shortcut: QKeySequence | QKeySequence.StandardKey, slot: object) -> None:
+    def _add_action(
+        self, text: str, shortcut: QKeySequence | QKeySequence.StandardKey, slot: object
+    ) -> None:
         action = QAction(text, self)
         action.setShortcut(shortcut)
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
@@ -264,6 +270,6 @@ class MainWindow(QMainWindow):
             self.delete_requested.emit(conv_id)
         box.deleteLater()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.close_requested.emit()
         super().closeEvent(event)

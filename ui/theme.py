@@ -32,7 +32,11 @@ def _dark_palette() -> QPalette:
         p.setColor(group, QPalette.ColorRole.PlaceholderText, QColor(140, 144, 150))
         p.setColor(group, QPalette.ColorRole.Link, QColor(240, 160, 90))
     disabled = QColor(120, 122, 128)
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+    ):
         p.setColor(QPalette.ColorGroup.Disabled, role, disabled)
     p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Base, base)
     p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Window, window)

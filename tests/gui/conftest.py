@@ -1,0 +1,64 @@
+"""The real main window, real engine thread, real SQLite, real starter model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from app.gui import HearthApp
+from app.paths import resolve_paths
+from app.worker import EngineThread
+from engine.types import EngineOptions, SamplingParams
+from ui.state import ResponseState
+
+Launch = Callable[..., HearthApp]
+
+# Short replies keep the suite fast; the stop test asks for a long one.
+TEST_PARAMS = SamplingParams(max_tokens=48, temperature=0.7, seed=1)
+TEST_OPTIONS = EngineOptions(n_ctx=2048)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_engine_threads() -> Iterator[None]:
+    """Fail any test that leaves an engine QThread running (STYLE.md, napari)."""
+    yield
+    running = [t for t in EngineThread.live if t.thread.isRunning()]
+    for t in running:
+        t.close()
+    assert not running, "a test left the engine thread running"
+
+
+@pytest.fixture
+def launch(qtbot: QtBot) -> Iterator[Launch]:
+    """Start Hearth on a data folder and wait until its model is loaded (or failed)."""
+    started: list[HearthApp] = []
+
+    def _launch(data_dir: Path, *, wait_ready: bool = True, **kwargs: object) -> HearthApp:
+        kwargs.setdefault("options", TEST_OPTIONS)
+        kwargs.setdefault("params", TEST_PARAMS)
+        hearth = HearthApp(resolve_paths(data_dir), **kwargs)  # type: ignore[arg-type]
+        started.append(hearth)
+        qtbot.addWidget(hearth.window)
+        hearth.start()
+        if wait_ready:
+            qtbot.waitUntil(
+                lambda: hearth.window.state not in (ResponseState.LOADING,), timeout=60_000
+            )
+        return hearth
+
+    yield _launch
+    for hearth in started:
+        hearth.close()
+
+
+def send(qtbot: QtBot, hearth: HearthApp, text: str) -> None:
+    """Type ``text`` into the composer and press Enter, as a person would."""
+    composer = hearth.window.composer
+    composer.setFocus()
+    qtbot.keyClicks(composer, text)
+    from PySide6.QtCore import Qt
+
+    qtbot.keyClick(composer, Qt.Key.Key_Return)

@@ -1,0 +1,138 @@
+"""``hearth`` on the command line, as a separate process, on the real starter model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.version import __version__
+from engine.store import ChatStore
+from engine.types import MessageStatus
+
+
+def hearth(*args: str, data_dir: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HEARTH_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    result = hearth("--version", data_dir=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"Hearth {__version__}"
+
+
+def test_chat_streams_saves_and_reports_json_stats(data_dir: Path) -> None:
+    result = hearth("chat", "--json", "--max-tokens", "24", "Say hello.", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    *reply_lines, stats_line = result.stdout.rstrip("\n").split("\n")
+    stats = json.loads(stats_line)
+    assert set(stats) >= {
+        "prompt_tokens",
+        "completion_tokens",
+        "ttft_s",
+        "tokens_per_s",
+        "peak_rss_bytes",
+    }
+    assert 0 < stats["completion_tokens"] <= 24
+    assert stats["prompt_tokens"] > 3 and stats["tokens_per_s"] > 0
+    assert stats["peak_rss_bytes"] > 50_000_000  # the model is in memory
+    reply = "\n".join(reply_lines)
+    # Saved like any conversation, so the window can continue it.
+    store = ChatStore(data_dir / "hearth.sqlite3")
+    try:
+        (conv,) = store.list_conversations()
+        assert conv.id == stats["conversation_id"]
+        user, assistant = store.messages(conv.id)
+        assert user.content == "Say hello."
+        assert assistant.content == reply
+        assert assistant.status in (MessageStatus.COMPLETE, MessageStatus.LENGTH)
+    finally:
+        store.close()
+
+    # ...and the CLI can continue it too: the history goes into the prompt.
+    again = hearth(
+        "chat",
+        "--json",
+        "--max-tokens",
+        "8",
+        "--conversation",
+        str(conv.id),
+        "And again.",
+        data_dir=data_dir,
+    )
+    assert again.returncode == 0, again.stderr
+    assert (
+        json.loads(again.stdout.strip().split("\n")[-1])["prompt_tokens"] > stats["prompt_tokens"]
+    )
+
+
+def test_chat_with_a_bad_model_file_says_so(data_dir: Path) -> None:
+    bad = data_dir / "notes.txt"
+    bad.write_text("not a model")
+    result = hearth("chat", "--model", str(bad), "hi", data_dir=data_dir)
+    assert result.returncode == 1
+    assert "notes.txt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_kill_9_mid_reply_loses_at_most_about_a_second(data_dir: Path) -> None:
+    """The reply is saved while it streams: after SIGKILL the database holds
+    everything that was printed more than ~1 s before the kill."""
+    env = {**os.environ, "HEARTH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "chat", "--max-tokens", "4000", "Tell me a long story."],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdout is not None
+    printed = bytearray()
+    timeline: list[tuple[float, int]] = []
+    first = None
+    try:
+        while True:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, "the reply ended before the test could kill it"
+            printed += chunk
+            now = time.monotonic()
+            timeline.append((now, len(printed)))
+            first = first or now
+            if now - first > 3.0:  # streaming for 3 s: several saves have happened
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    store = ChatStore(data_dir / "hearth.sqlite3")  # reopening also runs crash recovery
+    try:
+        (conv,) = store.list_conversations()
+        reply = store.messages(conv.id)[-1]
+        assert reply.status == MessageStatus.INTERRUPTED
+        text = printed.decode("utf-8", errors="ignore")
+        saved = reply.content
+        assert text.startswith(saved), "what was saved is exactly what was shown"
+        # Everything printed 1.5 s before the kill (1 s save interval + slack) is saved.
+        must_have = max((n for t, n in timeline if t <= killed_at - 1.5), default=0)
+        assert must_have > 0
+        assert len(saved.encode()) >= must_have
+    finally:
+        store.close()
+    with sqlite3.connect(data_dir / "hearth.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
