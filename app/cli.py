@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from app.paths import AppPaths
@@ -50,6 +51,8 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     chat.add_argument("--max-tokens", type=int, default=1024, help="longest reply in tokens")
     chat.add_argument("--conversation", type=int, help="continue this conversation id")
     chat.add_argument("--system", help="a system prompt for a new conversation")
+    chat.add_argument("--temperature", type=float, help="0 = always the likeliest token")
+    chat.add_argument("--seed", type=int, help="sampling seed, for repeatable replies")
     chat.add_argument("--json", action="store_true", help="end with one JSON line of stats")
 
 
@@ -92,10 +95,11 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         reply = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
         recorder = ReplyRecorder(store, reply.id)
         stats: GenerationStats | None = None
+        params = SamplingParams(max_tokens=args.max_tokens, seed=args.seed)
+        if args.temperature is not None:
+            params = replace(params, temperature=args.temperature)
         try:
-            for event in session.stream(
-                history, SamplingParams(max_tokens=args.max_tokens), stop=stop
-            ):
+            for event in session.stream(history, params, stop=stop):
                 if isinstance(event, TextDelta):
                     sys.stdout.write(event.text)
                     sys.stdout.flush()

@@ -92,7 +92,8 @@ class GenerationStats:
     ttft_s: float
     tokens_per_s: float
     elapsed_s: float
-    reused_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens already in the KV cache from the last turn
+    evaluated_tokens: int = 0  # prompt tokens actually decoded for this reply
 
 
 @dataclass(frozen=True, slots=True)

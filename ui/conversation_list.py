@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from PySide6.QtCore import (
@@ -22,6 +24,14 @@ Index = QModelIndex | QPersistentModelIndex
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
+def _position(rows: list[Conversation], key: tuple[float, int]) -> int:
+    """Where a conversation with sort key (updated_at, id) goes, newest first."""
+    row = 0
+    while row < len(rows) and (rows[row].updated_at, rows[row].id) > key:
+        row += 1
+    return row
+
+
 def _when(ts: float) -> str:
     return time.strftime("%d %b %Y, %H:%M", time.localtime(ts))
 
@@ -34,6 +44,9 @@ class ConversationListModel(QAbstractListModel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._rows: list[Conversation] = []
+        # True while the model itself changes rows: Qt then moves the view's
+        # current index, which is not the person choosing another chat.
+        self.updating = False
 
     # --- Qt model API -------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -69,32 +82,50 @@ class ConversationListModel(QAbstractListModel):
 
     # --- updates from the controller ----------------------------------------
     def set_conversations(self, rows: list[Conversation]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
+        with self._updating():
+            self.beginResetModel()
+            self._rows = list(rows)
+            self.endResetModel()
 
     def upsert(self, conv: Conversation) -> None:
-        """Insert or update one conversation, keeping newest-first order."""
-        old = self.row_of(conv.id)
-        if old is not None:
-            self.beginRemoveRows(QModelIndex(), old, old)
-            del self._rows[old]
-            self.endRemoveRows()
-        row = 0
-        while row < len(self._rows) and (
-            (self._rows[row].updated_at, self._rows[row].id) > (conv.updated_at, conv.id)
-        ):
-            row += 1
-        self.beginInsertRows(QModelIndex(), row, row)
-        self._rows.insert(row, conv)
-        self.endInsertRows()
+        """Insert or update one conversation, keeping newest-first order.
+
+        An existing row is updated in place and moved (not removed and
+        re-inserted), so a selection on it stays on it."""
+        key = (conv.updated_at, conv.id)
+        with self._updating():
+            old = self.row_of(conv.id)
+            if old is None:
+                row = _position(self._rows, key)
+                self.beginInsertRows(QModelIndex(), row, row)
+                self._rows.insert(row, conv)
+                self.endInsertRows()
+                return
+            self._rows[old] = conv
+            self.dataChanged.emit(self.index(old), self.index(old))
+            others = self._rows[:old] + self._rows[old + 1 :]
+            new = _position(others, key)
+            if new != old:
+                # Qt's destination is the row it lands before, in the old numbering.
+                self.beginMoveRows(QModelIndex(), old, old, QModelIndex(), new + (new > old))
+                self._rows = [*others[:new], conv, *others[new:]]
+                self.endMoveRows()
 
     def remove(self, conv_id: int) -> None:
         row = self.row_of(conv_id)
         if row is not None:
-            self.beginRemoveRows(QModelIndex(), row, row)
-            del self._rows[row]
-            self.endRemoveRows()
+            with self._updating():
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._rows[row]
+                self.endRemoveRows()
+
+    @contextmanager
+    def _updating(self) -> Iterator[None]:
+        self.updating = True
+        try:
+            yield
+        finally:
+            self.updating = False
 
     def row_of(self, conv_id: int) -> int | None:
         for row, conv in enumerate(self._rows):
@@ -127,9 +158,13 @@ class ConversationList(QListView):
         self.customContextMenuRequested.connect(self._on_context_menu)
         self.selectionModel().currentChanged.connect(self._on_current_changed)
 
-    def select_conversation(self, conv_id: int | None) -> None:
+    def _model(self) -> ConversationListModel:
         model = self.model()
         assert isinstance(model, ConversationListModel)
+        return model
+
+    def select_conversation(self, conv_id: int | None) -> None:
+        model = self._model()
         row = None if conv_id is None else model.row_of(conv_id)
         blocker = self.selectionModel().blockSignals(True)
         if row is None:
@@ -154,7 +189,7 @@ class ConversationList(QListView):
         super().keyPressEvent(event)
 
     def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if current.isValid():
+        if current.isValid() and not self._model().updating:
             self.conversation_activated.emit(current.data(ID_ROLE))
 
     def _on_context_menu(self, pos: QPoint) -> None:

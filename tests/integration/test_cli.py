@@ -80,6 +80,13 @@ def test_chat_streams_saves_and_reports_json_stats(data_dir: Path) -> None:
     )
 
 
+def test_temperature_zero_gives_the_same_reply_twice(data_dir: Path) -> None:
+    args = ("chat", "--temperature", "0", "--max-tokens", "24", "Name three colors.")
+    first, second = hearth(*args, data_dir=data_dir), hearth(*args, data_dir=data_dir)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout and first.stdout.strip()
+
+
 def test_chat_with_a_bad_model_file_says_so(data_dir: Path) -> None:
     bad = data_dir / "notes.txt"
     bad.write_text("not a model")
@@ -93,7 +100,19 @@ def test_kill_9_mid_reply_loses_at_most_about_a_second(data_dir: Path) -> None:
     everything that was printed more than ~1 s before the kill."""
     env = {**os.environ, "HEARTH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "chat", "--max-tokens", "4000", "Tell me a long story."],
+        # Greedy counting runs for thousands of tokens: the reply cannot end
+        # on its own before the kill.
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "chat",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "4000",
+            "Count from 1 to 2000, separated by commas.",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -117,6 +136,7 @@ def test_kill_9_mid_reply_loses_at_most_about_a_second(data_dir: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=30)
+        proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
 
     store = ChatStore(data_dir / "hearth.sqlite3")  # reopening also runs crash recovery

@@ -19,9 +19,9 @@ SCRIPT = textwrap.dedent(
     app = QApplication([])
     w, edit = QWidget(), QPlainTextEdit()
     before = sys.getrefcount(None)
-    for i in range(20_000):
+    for i in range(12_000):
         w.setObjectName("x")          # void methods: the ones that leaked
-        edit.insertPlainText("y")
+        edit.setPlaceholderText("y")
     print(sys.getrefcount(None) - before)
     """
 )
@@ -32,7 +32,7 @@ def test_void_methods_do_not_corrupt_the_refcount_of_none() -> None:
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, f"PySide6 {pyside_version} aborted: {result.stderr[-400:]}"
-    # Allow a little noise from Python's own caches, nothing like 40,000.
+    # Allow a little noise from Python's own caches, nothing like the 24,000 calls made.
     assert abs(int(result.stdout.strip())) < 100
 
 

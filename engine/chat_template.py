@@ -1,0 +1,261 @@
+"""Render a conversation into a prompt with the model's own chat template.
+
+GGUF files carry the Hugging Face Jinja template under ``tokenizer.chat_template``.
+We render it the way ``transformers`` does (sandboxed, ``trim_blocks`` and
+``lstrip_blocks``, the same helper globals), so the prompt matches what the model
+was trained on. Models without a template (base models, old conversions) get a
+built-in fallback chosen by ``general.architecture``.
+
+Templates are data from a downloaded file: they run in an immutable sandbox and
+any failure becomes a ``GenerationError`` with a sentence, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import NoReturn
+
+import jinja2
+import jinja2.ext
+import jinja2.sandbox
+
+from engine.errors import GenerationError
+from engine.types import Message
+
+__all__ = [
+    "ChatTemplate",
+    "RenderedPrompt",
+    "choose_template",
+    "render",
+    "render_conversation",
+]
+
+# Gemma's official format: no system role, so the system text is folded into the
+# first user turn; the assistant role is called "model".
+_GEMMA = """\
+{{- bos_token -}}
+{%- if messages and messages[0].role == 'system' -%}
+  {%- set first_user_prefix = messages[0].content + '\n\n' -%}
+  {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+  {%- set first_user_prefix = '' -%}
+  {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+  {%- set role = 'model' if message.role == 'assistant' else message.role -%}
+  {{- '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') -}}
+  {{- message.content | trim -}}
+  {{- '<end_of_turn>\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+  {{- '<start_of_turn>model\n' -}}
+{%- endif -%}
+"""
+
+# Llama 2 chat: the system prompt lives inside the first [INST] block.
+_LLAMA2 = """\
+{%- if messages and messages[0].role == 'system' -%}
+  {%- set system = '<<SYS>>\n' + messages[0].content + '\n<</SYS>>\n\n' -%}
+  {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+  {%- set system = '' -%}
+  {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+  {%- if message.role == 'user' -%}
+    {{- bos_token + '[INST] ' + (system if loop.first else '') -}}
+    {{- message.content | trim + ' [/INST]' -}}
+  {%- else -%}
+    {{- ' ' + message.content | trim + ' ' + eos_token -}}
+  {%- endif -%}
+{%- endfor -%}
+"""
+
+_LLAMA3 = """\
+{{- bos_token -}}
+{%- for message in messages -%}
+  {{- '<|start_header_id|>' + message.role + '<|end_header_id|>\n\n' -}}
+  {{- message.content | trim + '<|eot_id|>' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+  {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+{%- endif -%}
+"""
+
+_CHATML = """\
+{%- for message in messages -%}
+  {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+  {{- '<|im_start|>assistant\n' -}}
+{%- endif -%}
+"""
+
+_FALLBACKS: dict[str, str] = {
+    "gemma": _GEMMA,
+    "llama2": _LLAMA2,
+    "llama3": _LLAMA3,
+    "chatml": _CHATML,
+}
+
+_GEMMA_ARCHES = frozenset({"gemma", "gemma2", "gemma3", "gemma3n"})
+# llama.cpp's pre-tokenizer name for the Llama 3 family ("llama-bpe"); Llama 1/2
+# use SentencePiece and have no pre-tokenizer or "default".
+_LLAMA3_PRE = frozenset({"llama-bpe", "llama3"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTemplate:
+    """A Jinja chat template and where it came from."""
+
+    source: str  # "gguf" or "fallback:<name>"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPrompt:
+    text: str
+    source: str
+
+
+def choose_template(
+    gguf_template: str | None, architecture: str, *, tokenizer_pre: str = ""
+) -> ChatTemplate:
+    """The model's own template if it has one, else a fallback for its architecture.
+
+    ``tokenizer_pre`` (GGUF ``tokenizer.ggml.pre``) tells Llama 3 from Llama 2,
+    which share ``general.architecture = llama``.
+    """
+    if gguf_template and gguf_template.strip():
+        return ChatTemplate("gguf", gguf_template)
+    arch = architecture.lower()
+    if arch in _GEMMA_ARCHES:
+        name = "gemma"
+    elif arch == "llama":
+        name = "llama3" if tokenizer_pre.lower() in _LLAMA3_PRE else "llama2"
+    else:
+        name = "chatml"
+    return ChatTemplate(f"fallback:{name}", _FALLBACKS[name])
+
+
+def render(
+    template: ChatTemplate,
+    conversation: Sequence[Message],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+    extra: Mapping[str, object] | None = None,
+) -> str:
+    """Render ``conversation`` with ``template``; ``extra`` reaches the template as
+    variables (e.g. ``enable_thinking``) but cannot override the standard ones."""
+    messages = [{"role": m.role, "content": m.content} for m in conversation]
+    variables: dict[str, object] = dict(extra or {})
+    variables.update(
+        messages=messages,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        add_generation_prompt=add_generation_prompt,
+    )
+    try:
+        compiled = _compile(template.text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise GenerationError(
+            "This model's chat template is broken, so Hearth cannot build a prompt for it. "
+            "Try another download of the model.",
+            detail=f"{template.source} template, line {exc.lineno}: {exc.message}",
+        ) from exc
+    try:
+        return compiled.render(**variables)
+    except _TemplateRejected as exc:
+        raise GenerationError(
+            f"The model's chat template rejected this conversation: {exc.reason}",
+            detail=template.source,
+        ) from exc
+    # The template is code from a downloaded file: whatever it raises (TypeError on
+    # None + str, SecurityError, UndefinedError...) is the file's fault, not ours.
+    except Exception as exc:
+        raise GenerationError(
+            "The model's chat template failed on this conversation. "
+            "Try another download of the model or start a new chat.",
+            detail=f"{template.source} template: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def render_conversation(
+    conversation: Sequence[Message],
+    *,
+    gguf_template: str | None,
+    architecture: str,
+    tokenizer_pre: str = "",
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+    extra: Mapping[str, object] | None = None,
+) -> RenderedPrompt:
+    """Choose a template and render in one call."""
+    template = choose_template(gguf_template, architecture, tokenizer_pre=tokenizer_pre)
+    text = render(
+        template,
+        conversation,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        add_generation_prompt=add_generation_prompt,
+        extra=extra,
+    )
+    return RenderedPrompt(text, template.source)
+
+
+class _TemplateRejected(jinja2.TemplateError):
+    """Raised by ``raise_exception()`` inside a template."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _raise_exception(message: str) -> NoReturn:
+    raise _TemplateRejected(str(message))
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _tojson(
+    value: object,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    # Jinja's own tojson HTML-escapes <, > and &, which corrupts tool schemas in
+    # the prompt; transformers overrides it the same way.
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+def _make_environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[jinja2.ext.loopcontrols],
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    return env
+
+
+_ENV = _make_environment()
+
+
+@lru_cache(maxsize=16)
+def _compile(text: str) -> jinja2.Template:
+    # Compiling a large template takes milliseconds; a chat renders it every turn.
+    return _ENV.from_string(text)

@@ -1,0 +1,191 @@
+"""Chat templates: the GGUF's own Jinja, sandboxed, and fallbacks by architecture."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import gguf
+import pytest
+
+from engine.chat_template import ChatTemplate, choose_template, render, render_conversation
+from engine.errors import GenerationError
+from engine.session import ChatSession
+from engine.types import Message
+
+CHAT = [
+    Message("system", "Be brief."),
+    Message("user", "Hi"),
+    Message("assistant", "Hello!"),
+    Message("user", "Bye"),
+]
+
+
+def gguf_template(path: Path) -> str:
+    field = gguf.GGUFReader(path).get_field("tokenizer.chat_template")
+    assert field is not None
+    return str(field.contents())
+
+
+def tpl(text: str) -> ChatTemplate:
+    return ChatTemplate("gguf", text)
+
+
+class TestChoose:
+    def test_gguf_template_wins(self) -> None:
+        chosen = choose_template("{{ 'x' }}", "gemma3")
+        assert chosen.source == "gguf"
+
+    @pytest.mark.parametrize("arch", ["gemma", "gemma2", "gemma3", "Gemma3"])
+    def test_gemma_family(self, arch: str) -> None:
+        assert choose_template(None, arch).source == "fallback:gemma"
+
+    def test_blank_template_counts_as_missing(self) -> None:
+        assert choose_template("  \n", "gemma3").source == "fallback:gemma"
+
+    def test_llama_3_told_apart_by_pre_tokenizer(self) -> None:
+        assert choose_template(None, "llama", tokenizer_pre="llama-bpe").source == (
+            "fallback:llama3"
+        )
+        assert choose_template(None, "llama", tokenizer_pre="default").source == ("fallback:llama2")
+
+    def test_anything_else_gets_chatml(self) -> None:
+        assert choose_template(None, "qwen2").source == "fallback:chatml"
+
+
+class TestFallbacks:
+    def test_gemma_folds_system_into_first_user_turn(self) -> None:
+        text = render(choose_template(None, "gemma3"), CHAT, bos_token="<bos>")
+        assert text == (
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+            "<start_of_turn>model\nHello!<end_of_turn>\n"
+            "<start_of_turn>user\nBye<end_of_turn>\n"
+            "<start_of_turn>model\n"
+        )
+
+    def test_gemma_without_system(self) -> None:
+        text = render(choose_template(None, "gemma3"), [Message("user", "Hi")], bos_token="<bos>")
+        assert text == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+
+    def test_chatml(self) -> None:
+        text = render(choose_template(None, "qwen2"), CHAT[:2])
+        assert text == (
+            "<|im_start|>system\nBe brief.<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        )
+
+    def test_llama2(self) -> None:
+        text = render(choose_template(None, "llama"), CHAT, bos_token="<s>", eos_token="</s>")
+        assert text == (
+            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] Bye [/INST]"
+        )
+
+    def test_llama3(self) -> None:
+        chosen = choose_template(None, "llama", tokenizer_pre="llama-bpe")
+        text = render(chosen, CHAT[1:2], bos_token="<|begin_of_text|>")
+        assert text == (
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n"
+        )
+
+
+class TestJinjaLikeTransformers:
+    def test_trim_and_lstrip_blocks(self) -> None:
+        text = (
+            "{% for m in messages %}\n"
+            "    {% if m.role == 'user' %}\n"
+            "[{{ m.content }}]\n"
+            "    {% endif %}\n"
+            "{% endfor %}"
+        )
+        assert render(tpl(text), CHAT) == "[Hi]\n[Bye]\n"
+
+    def test_helpers_and_tokens_are_provided(self) -> None:
+        text = (
+            "{{ bos_token }}|{{ eos_token }}|{{ add_generation_prompt }}|{{ strftime_now('%Y') }}"
+        )
+        year = str(datetime.datetime.now().year)
+        assert render(tpl(text), CHAT, bos_token="<s>", eos_token="</s>") == f"<s>|</s>|True|{year}"
+
+    def test_extra_kwargs_reach_the_template(self) -> None:
+        text = "{% if enable_thinking is defined and not enable_thinking %}/no_think{% endif %}"
+        assert render(tpl(text), CHAT, extra={"enable_thinking": False}) == "/no_think"
+        assert render(tpl(text), CHAT) == ""
+
+    def test_extra_kwargs_cannot_replace_the_conversation(self) -> None:
+        text = "{{ messages | length }}"
+        assert render(tpl(text), CHAT, extra={"messages": []}) == "4"
+
+    def test_tojson_does_not_html_escape(self) -> None:
+        assert render(tpl("{{ {'a': '<b>&'} | tojson }}"), CHAT) == '{"a": "<b>&"}'
+
+    def test_loop_controls_extension(self) -> None:
+        text = (
+            "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}"
+            "{{ m.role }}{% endfor %}"
+        )
+        assert render(tpl(text), CHAT) == "system"
+
+    def test_render_conversation_reports_source(self) -> None:
+        rendered = render_conversation(CHAT[1:2], gguf_template=None, architecture="gemma3")
+        assert rendered.source == "fallback:gemma"
+        assert rendered.text.endswith("<start_of_turn>model\n")
+
+
+class TestErrors:
+    def test_raise_exception_becomes_a_sentence(self) -> None:
+        text = "{{ raise_exception('Conversation roles must alternate user/assistant') }}"
+        with pytest.raises(GenerationError) as info:
+            render(tpl(text), CHAT)
+        assert "rejected this conversation: Conversation roles must alternate" in str(info.value)
+
+    def test_syntax_error(self) -> None:
+        with pytest.raises(GenerationError, match="chat template is broken") as info:
+            render(tpl("{% for m in messages %}"), CHAT)
+        assert "line" in info.value.detail
+
+    def test_template_bug_is_caught(self) -> None:
+        with pytest.raises(GenerationError, match="chat template failed"):
+            render(tpl("{{ messages[0].content + 1 }}"), CHAT)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "{{ ''.__class__.__mro__ }}",
+            "{% set x = [] %}{{ x.append(1) }}",
+            "{{ messages.clear() }}",
+        ],
+    )
+    def test_sandbox_blocks_escapes_and_mutation(self, text: str) -> None:
+        with pytest.raises(GenerationError) as info:
+            render(tpl(text), CHAT)
+        assert "SecurityError" in info.value.detail
+
+
+@pytest.mark.model
+class TestRealTemplates:
+    def test_smollm2_template_from_the_gguf(self, starter_model_path: Path) -> None:
+        chosen = choose_template(gguf_template(starter_model_path), "llama")
+        assert chosen.source == "gguf"
+        text = render(chosen, [Message("user", "Hi")])
+        assert text == (
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+            "Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        )
+
+    def test_session_renders_with_the_gguf_template(
+        self, smol_session: ChatSession, starter_model_path: Path
+    ) -> None:
+        assert smol_session.info.template_source == "gguf"
+        expected = render(choose_template(gguf_template(starter_model_path), "llama"), CHAT)
+        assert smol_session.render_prompt(CHAT) == expected
+
+    def test_gemma_base_model_gets_the_gemma_fallback(self, gemma_session: ChatSession) -> None:
+        assert gemma_session.info.template_source == "fallback:gemma"
+        prompt = gemma_session.render_prompt([Message("user", "Hi")])
+        assert prompt == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+        tokens = gemma_session.tokenize(prompt)
+        # <bos> is written by the template, so tokenize must not add a second one;
+        # the turn markers are single special tokens, not text.
+        assert tokens[0] == 2 and tokens.count(2) == 1
+        assert 105 in tokens and 106 in tokens  # <start_of_turn>, <end_of_turn>

@@ -1,0 +1,262 @@
+"""ChatSession against real llama.cpp and real models."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from engine import session as session_module
+from engine.errors import ContextFullError, ModelLoadError
+from engine.llama_load import quantization_name
+from engine.session import ChatSession
+from engine.types import (
+    EngineOptions,
+    Event,
+    FinishReason,
+    Message,
+    ReplyDone,
+    SamplingParams,
+    TextDelta,
+)
+
+pytestmark = pytest.mark.model
+
+HELLO = [Message("user", "Name three colors of the rainbow.")]
+GREEDY = SamplingParams(max_tokens=40, temperature=0.0)
+
+
+def collect(events: Iterator[Event]) -> tuple[list[str], ReplyDone]:
+    """Deltas and the final event; fails unless exactly one ReplyDone comes last."""
+    items = list(events)
+    assert items, "no events at all"
+    *deltas, done = items
+    assert isinstance(done, ReplyDone)
+    assert all(isinstance(d, TextDelta) for d in deltas)
+    return [d.text for d in deltas if isinstance(d, TextDelta)], done
+
+
+def prompt_evals(session: ChatSession) -> int:
+    """llama.cpp's own count of tokens decoded in batches (prompt processing)."""
+    return int(llama_cpp.llama_perf_context(session._ctx).n_p_eval)
+
+
+class CountdownEvent(threading.Event):
+    """A stop event that turns itself on at its n-th check: a Stop press at an
+    exact point of the engine's work, without timing."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.remaining = checks
+
+    def is_set(self) -> bool:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.set()
+        return super().is_set()
+
+
+def reply_text(session: ChatSession, chat: list[Message] = HELLO) -> str:
+    deltas, _ = collect(session.stream(chat, GREEDY))
+    return "".join(deltas)
+
+
+@pytest.fixture(scope="module")
+def reference_reply(smol_session: ChatSession) -> str:
+    """The greedy reply to HELLO: any KV-cache mix-up would change it."""
+    text = reply_text(smol_session)
+    assert text.strip()
+    return text
+
+
+@pytest.fixture(scope="module")
+def small_ctx_session(starter_model_path: Path) -> Iterator[ChatSession]:
+    session = ChatSession(starter_model_path, EngineOptions(n_ctx=256, n_batch=64, n_ubatch=64))
+    yield session
+    session.close()
+
+
+class TestLoad:
+    def test_model_info(self, smol_session: ChatSession, starter_model_path: Path) -> None:
+        info = smol_session.info
+        assert info.architecture == "llama"
+        assert info.quantization == "Q4_1"
+        assert info.n_ctx == 2048
+        assert info.n_ctx_train == 8192
+        assert info.file_size == starter_model_path.stat().st_size
+        assert info.has_chat_template and info.template_source == "gguf"
+        assert info.name
+
+    def test_gemma_info(self, gemma_session: ChatSession) -> None:
+        info = gemma_session.info
+        assert (info.architecture, info.quantization) == ("gemma3", "Q4_K_M")
+        assert not info.has_chat_template
+        assert info.template_source == "fallback:gemma"
+
+    def test_not_a_gguf_file(self, tmp_path: Path) -> None:
+        bogus = tmp_path / "model.gguf"
+        bogus.write_text("<html>404 Not Found</html>")
+        with pytest.raises(ModelLoadError) as info:
+            ChatSession(bogus)
+        assert str(info.value) == (
+            "model.gguf is not a GGUF model file. Download it again or pick another model."
+        )
+
+    def test_truncated_file(self, tmp_path: Path, starter_model_path: Path) -> None:
+        cut = tmp_path / "cut.gguf"
+        with starter_model_path.open("rb") as f:
+            cut.write_bytes(f.read(4 << 20))  # header and metadata intact, tensors cut
+        with pytest.raises(ModelLoadError) as info:
+            ChatSession(cut)
+        message = str(info.value)
+        assert message.startswith("cut.gguf could not be loaded")
+        assert message.endswith("Download it again or pick another model.")
+        # llama.cpp's own words reach the log through the detail.
+        assert "not within the file bounds" in info.value.detail
+
+    @pytest.mark.parametrize(
+        ("file_type", "name"),
+        [("15", "Q4_K_M"), ("3", "Q4_1"), ("0", "F32"), ("999", "type 999"), (None, "unknown")],
+    )
+    def test_quantization_names(self, file_type: str | None, name: str) -> None:
+        assert quantization_name(file_type) == name
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ModelLoadError, match="does not exist"):
+            ChatSession(tmp_path / "nope.gguf")
+
+    def test_close_is_idempotent_and_final(self, starter_model_path: Path) -> None:
+        session = ChatSession(starter_model_path, EngineOptions(n_ctx=256))
+        session.close()
+        session.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            session.stream(HELLO, GREEDY)
+
+
+class TestStream:
+    def test_reply_streams_deltas_then_one_done(self, smol_session: ChatSession) -> None:
+        deltas, done = collect(smol_session.stream(HELLO, GREEDY))
+        assert len(deltas) >= 3
+        assert "".join(deltas).strip()
+        assert done.reason in (FinishReason.STOP, FinishReason.LENGTH)
+        stats = done.stats
+        assert 0 < stats.completion_tokens <= GREEDY.max_tokens
+        assert stats.prompt_tokens == len(smol_session.tokenize(smol_session.render_prompt(HELLO)))
+        assert stats.tokens_per_s > 0 and 0 < stats.ttft_s <= stats.elapsed_s
+        assert smol_session.last_stats == stats
+
+    def test_greedy_is_deterministic(self, smol_session: ChatSession) -> None:
+        first, _ = collect(smol_session.stream(HELLO, GREEDY))
+        second, _ = collect(smol_session.stream(HELLO, GREEDY))
+        assert "".join(first) == "".join(second)
+
+    def test_seed_makes_sampling_repeatable(self, smol_session: ChatSession) -> None:
+        params = SamplingParams(max_tokens=24, temperature=1.0, top_p=0.95, top_k=0, seed=1234)
+        first, _ = collect(smol_session.stream(HELLO, params))
+        second, _ = collect(smol_session.stream(HELLO, params))
+        assert "".join(first) == "".join(second)
+
+    def test_max_tokens_gives_length(self, smol_session: ChatSession) -> None:
+        params = SamplingParams(max_tokens=3, temperature=0.0)
+        _, done = collect(smol_session.stream(HELLO, params))
+        assert done.reason is FinishReason.LENGTH
+        assert done.stats.completion_tokens == 3
+
+    def test_stop_after_first_delta_cancels_and_keeps_text(self, smol_session: ChatSession) -> None:
+        stop = threading.Event()
+        events = smol_session.stream(HELLO, SamplingParams(max_tokens=200), stop=stop)
+        first = next(events)
+        assert isinstance(first, TextDelta) and first.text
+        stop.set()
+        t_stop = time.perf_counter()
+        rest = list(events)
+        stopped_in = time.perf_counter() - t_stop
+        *deltas, done = rest
+        assert isinstance(done, ReplyDone)
+        assert done.reason is FinishReason.CANCELLED
+        assert all(isinstance(d, TextDelta) for d in deltas)
+        assert len(deltas) <= 1  # at most a held-back character, flushed
+        assert done.stats.completion_tokens <= 2
+        assert stopped_in < 0.2  # the contract: Stop ends the reply within 200 ms
+
+    def test_stop_before_start_evaluates_nothing(self, smol_session: ChatSession) -> None:
+        stop = threading.Event()
+        stop.set()
+        deltas, done = collect(smol_session.stream(HELLO, GREEDY, stop=stop))
+        assert deltas == []
+        assert done.reason is FinishReason.CANCELLED
+        assert done.stats.completion_tokens == 0
+
+    def test_stop_inside_a_prompt_batch_aborts_llama_decode(
+        self, smol_session: ChatSession, reference_reply: str
+    ) -> None:
+        long_chat = [Message("user", "Tell me about boats. " * 60)]  # ~360 tokens, one batch
+        stop = CountdownEvent(checks=50)  # 1 check before the batch, then llama.cpp's
+        deltas, done = collect(smol_session.stream(long_chat, GREEDY, stop=stop))
+        assert (deltas, done.reason) == ([], FinishReason.CANCELLED)
+        assert stop.remaining <= 0  # the abort callback was consulted mid-decode
+        # The session is still consistent: the next reply reuses only what
+        # llama.cpp really kept, and comes out as usual.
+        assert reply_text(smol_session) == reference_reply
+
+    def test_stop_inside_a_slow_token_aborts_llama_decode(
+        self, smol_session: ChatSession, reference_reply: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Pretend every token is slow, so the abort callback is armed from token 3 on.
+        monkeypatch.setattr(session_module, "_SLOW_TOKEN_S", 0.0)
+        stop = CountdownEvent(checks=3000)  # the prompt and two tokens take fewer checks
+        _, done = collect(smol_session.stream(HELLO, SamplingParams(max_tokens=200), stop=stop))
+        assert done.reason is FinishReason.CANCELLED
+        assert 3 <= done.stats.completion_tokens < 20
+        assert reply_text(smol_session) == reference_reply
+
+    def test_a_new_reply_closes_an_abandoned_one(
+        self, smol_session: ChatSession, reference_reply: str
+    ) -> None:
+        abandoned = smol_session.stream(HELLO, SamplingParams(max_tokens=200))
+        assert isinstance(next(abandoned), TextDelta)
+        assert reply_text(smol_session) == reference_reply
+        with pytest.raises(StopIteration):
+            next(abandoned)
+
+    def test_second_turn_reuses_the_prefix(self, smol_session: ChatSession) -> None:
+        deltas, first = collect(smol_session.stream(HELLO, GREEDY))
+        chat = [*HELLO, Message("assistant", "".join(deltas)), Message("user", "And two more?")]
+        before = prompt_evals(smol_session)
+        _, second = collect(smol_session.stream(chat, GREEDY))
+        stats = second.stats
+        assert stats.reused_tokens >= first.stats.prompt_tokens
+        assert stats.evaluated_tokens == stats.prompt_tokens - stats.reused_tokens
+        assert prompt_evals(smol_session) - before == stats.evaluated_tokens
+
+    def test_prompt_longer_than_context(self, smol_session: ChatSession) -> None:
+        huge = [Message("user", "words " * 3000)]
+        with pytest.raises(ContextFullError) as info:
+            smol_session.stream(huge, GREEDY)
+        assert str(info.value).startswith(
+            "This conversation is longer than the model's context window (2048 tokens)"
+        )
+
+    def test_context_fills_up_mid_reply(self, small_ctx_session: ChatSession) -> None:
+        chat = [Message("user", "Count from one to one hundred in words. " * 16)]
+        prompt_tokens = len(small_ctx_session.tokenize(small_ctx_session.render_prompt(chat)))
+        assert 150 < prompt_tokens < 250  # several prompt batches of 64
+        params = SamplingParams(max_tokens=500, temperature=0.0, repeat_penalty=1.0)
+        _, done = collect(small_ctx_session.stream(chat, params))
+        if done.reason is FinishReason.STOP:  # the model ended before the window did
+            pytest.fail(f"reply ended after {done.stats.completion_tokens} tokens; lengthen it")
+        assert done.reason is FinishReason.CONTEXT
+        assert done.stats.completion_tokens == 256 - prompt_tokens + 1
+
+    def test_gemma_base_model_produces_text(self, gemma_session: ChatSession) -> None:
+        chat = [Message("system", "Answer in English."), Message("user", "What is the sun?")]
+        deltas, done = collect(gemma_session.stream(chat, SamplingParams(max_tokens=16)))
+        assert "".join(deltas).strip()
+        assert done.stats.completion_tokens > 0
+        assert done.stats.prompt_tokens == len(
+            gemma_session.tokenize(gemma_session.render_prompt(chat))
+        )
