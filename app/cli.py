@@ -71,9 +71,8 @@ def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
 
 
 def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
-    from engine.session import ChatSession
-
     from engine.models import install_starter_model
+    from engine.session import ChatSession
     from engine.store import ChatStore, ReplyRecorder
 
     assert isinstance(store, ChatStore)

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -48,9 +49,8 @@ class EngineWorker(QObject):
         self.model_loading.emit(path)
         self._close_session()
         try:
+            from engine.models import catalog_entry_for, install_starter_model
             from engine.session import ChatSession
-
-            from engine.models import install_starter_model
 
             model_path = Path(path) if path else install_starter_model(self._models_dir)
             session = ChatSession(model_path, options)
@@ -67,6 +67,9 @@ class EngineWorker(QObject):
             return
         self._session = session
         info: ModelInfo = session.info
+        entry = catalog_entry_for(model_path)
+        if entry is not None:  # GGUF names are often build tags; the catalog's is for people
+            info = replace(info, name=entry.name)
         log.info("loaded %s (%s, %s)", info.name, info.architecture, info.quantization)
         self.model_loaded.emit(info)
 

@@ -262,3 +262,11 @@ def _install_failed(e: OSError, entry: CatalogEntry, models_dir: Path) -> ModelI
         "Check that the folder exists and that you may write to it.",
         detail=repr(e),
     )
+
+
+def catalog_entry_for(path: Path) -> CatalogEntry | None:
+    """The catalog entry a model file was installed from, matched by file name."""
+    for entry in load_catalog():
+        if entry.filename == path.name:
+            return entry
+    return None

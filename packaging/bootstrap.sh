@@ -109,6 +109,6 @@ fi
 export QT_QPA_PLATFORM=offscreen
 cd "$here"
 say "import contracts"; "$venv/bin/lint-imports" --no-cache
-say "ruff"; "$venv/bin/ruff" check .
+say "ruff"; "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check .
 say "mypy"; "$venv/bin/mypy" engine app ui
 say "pytest"; exec "$vpy" -m pytest "$@"

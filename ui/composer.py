@@ -6,6 +6,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
+MIN_LINES, MAX_LINES = 2, 8
+
 
 class Composer(QPlainTextEdit):
     submitted = Signal()
@@ -17,8 +19,16 @@ class Composer(QPlainTextEdit):
         self.setPlaceholderText("Message Hearth…  (Enter to send, Shift+Enter for a new line)")
         self.setTabChangesFocus(True)
         self.document().setDocumentMargin(8)
-        self.setMinimumHeight(60)
-        self.setMaximumHeight(180)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
+        self._fit_height()
+
+    def _fit_height(self, *_args: object) -> None:
+        """Grow with the text from two lines up to eight, then scroll."""
+        lines = max(MIN_LINES, min(MAX_LINES, int(self.document().size().height())))
+        margins = self.contentsMargins().top() + self.contentsMargins().bottom()
+        doc_margin = 2 * int(self.document().documentMargin())
+        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + margins + doc_margin + 2)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
