@@ -15,6 +15,9 @@ class Message:
 
     role: Role
     content: str
+    # An assistant turn's thinking, stored apart. Passed to the template as
+    # ``reasoning_content``; the template decides what of it the prompt keeps.
+    thinking: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +97,9 @@ class GenerationStats:
     elapsed_s: float
     reused_tokens: int = 0  # prompt tokens already in the KV cache from the last turn
     evaluated_tokens: int = 0  # prompt tokens actually decoded for this reply
+    thinking_tokens: int = 0  # of completion_tokens, how many were thinking
+    thinking_s: float = 0.0  # wall time from the first thinking token to the answer
+    context_tokens: int = 0  # tokens in the context window after this reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +115,14 @@ class ReplyDone:
     stats: GenerationStats
 
 
-Event = TextDelta | ReplyDone
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """A piece of the model's thinking (reasoning) text, kept apart from the answer."""
+
+    text: str
+
+
+Event = TextDelta | ThinkingDelta | ReplyDone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +138,8 @@ class ModelInfo:
     n_ctx_train: int
     has_chat_template: bool
     template_source: str  # "gguf" or "fallback:<name>"
+    supports_thinking: bool = False  # the template has an enable_thinking switch
+    thinking_default: bool = False  # what the model's makers default it to
     extra: dict[str, str] = field(default_factory=dict)
 
 
