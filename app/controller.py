@@ -247,7 +247,9 @@ class ChatController(QObject):
         active.recorder.finish(status)
         self._active = None
         if self.current_id == active.conversation_id:
-            self.window.chat_view.end_reply(status)
+            view = self.window.chat_view
+            view.end_reply(status)
+            view.show_messages(self.store.messages(active.conversation_id), keep_scroll=True)
         self._refresh_conversation(active.conversation_id)
         self.window.set_state(ResponseState.IDLE if self.model_info else ResponseState.NO_MODEL)
         self.reply_done.emit()

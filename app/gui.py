@@ -39,9 +39,10 @@ class HearthApp:
         previous_crash = enable_crash_dump(paths.crash_file)
         app = QApplication.instance()
         assert isinstance(app, QApplication), "create the QApplication first"
-        apply_theme(app, theme)
+        dark = apply_theme(app, theme)
         self.store, store_notice = open_store(paths.db_path)
         self.window = MainWindow()
+        self.window.chat_view.set_dark(dark)
         self.engine = EngineThread(paths.models_dir)
         self.controller = ChatController(
             self.window,

@@ -1,20 +1,32 @@
 """The conversation, rendered into one QTextDocument.
 
-Streaming is append-only: text waiting to be shown collects in a buffer and a
-30 Hz timer inserts it at the end of the document, so per-token work in the GUI
-does not grow with the reply or the chat. The view scrolls along only while
-the person is already at the bottom.
+Finished messages are rendered once to HTML and cached. A streaming reply is
+append-only: text collects in a buffer and a 30 Hz timer commits the blocks
+that are finished (``BlockSplitter``: up to a blank line or a closing code
+fence) and re-renders only the block still open, so the work per frame does
+not grow with the length of the reply or of the chat. Thinking streams as
+plain text and folds into a "Thought for N s" line when the answer starts.
+
+Links open only when clicked, and only http(s)/mailto; nothing remote is ever
+loaded (``loadResource``).
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
-from PySide6.QtGui import QColor, QFont, QPalette, QTextBlockFormat, QTextCharFormat, QTextCursor
+import html
+from collections import OrderedDict
+
+from PySide6.QtCore import QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.types import MessageStatus, Role, StoredMessage
+from ui.markdown import COPY_CODE_SCHEME, BlockSplitter, MarkdownRenderer
 
 REPAINT_INTERVAL_MS = 33
+SHOWN_AT_FIRST = 60  # messages rendered when a chat opens; earlier ones on request
+ACTION_SCHEME = "hearth-action"
+_CACHE_SIZE = 1024
 
 _STATUS_NOTES = {
     MessageStatus.STOPPED: "Stopped.",
@@ -24,135 +36,326 @@ _STATUS_NOTES = {
 }
 
 
+def _plain_html(text: str) -> str:
+    return "<p>" + html.escape(text).replace("\n", "<br>") + "</p>"
+
+
+class _Stream:
+    """The state of the reply being streamed."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.thinking = ""
+        self.splitter = BlockSplitter()
+        self.rendered_closed = 0  # text[:rendered_closed] is committed to the document
+        self.open_pos = 0  # document position where the open tail begins
+        self.think_pos: int | None = None  # where the streaming thinking region begins
+        self.pending: list[str] = []
+        self.pending_thinking: list[str] = []
+
+
 class ChatView(QTextBrowser):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    action_requested = Signal(str, int)  # action name, message id
+    earlier_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None, *, dark: bool = False) -> None:
         super().__init__(parent)
         self.setObjectName("chat_view")
         self.setAccessibleName("Conversation")
-        self.setOpenLinks(False)  # links open only on an explicit click, handled elsewhere
+        self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.document().setDocumentMargin(16)
         self.setUndoRedoEnabled(False)
+        self.anchorClicked.connect(self._on_anchor_clicked)
+        self._renderer = MarkdownRenderer(dark)
         self._assistant_name = "Assistant"
-        self._pending: list[str] = []
-        self._streaming = False
-        self._stream_text_len = 0
+        self._codes: dict[int, str] = {}
+        self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._messages: list[StoredMessage] = []
+        self._shown_from = 0
+        self._expanded_thinking: set[int] = set()
+        self._stream: _Stream | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(REPAINT_INTERVAL_MS)
         self._timer.timeout.connect(self._flush)
 
-    # --- whole conversations -------------------------------------------------
+    # --- configuration ----------------------------------------------------------------
     def set_assistant_name(self, name: str) -> None:
-        self._assistant_name = name
+        if name != self._assistant_name:
+            self._assistant_name = name
+            if self._stream is None and self._messages:
+                self._rebuild_keeping_scroll()
 
-    def show_messages(self, messages: list[StoredMessage]) -> None:
-        self._stop_stream_timer()
-        self.clear()
-        cursor = self._end_cursor()
-        cursor.beginEditBlock()
-        for msg in messages:
-            self._insert_header(cursor, msg.role)
-            self._insert_body(cursor, msg.content)
-            note = _STATUS_NOTES.get(msg.status)
-            if note:
-                self._insert_note(cursor, note)
-        cursor.endEditBlock()
-        self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+    def set_dark(self, dark: bool) -> None:
+        self._renderer = MarkdownRenderer(dark)
+        self._html_cache.clear()
+        if self._stream is None and self._messages:
+            self._rebuild_keeping_scroll()
+
+    def _rebuild_keeping_scroll(self) -> None:
+        bar = self.verticalScrollBar()
+        at_bottom, value = self._at_bottom(), bar.value()
+        self._rebuild()
+        bar.setValue(bar.maximum() if at_bottom else value)
+
+    # --- whole conversations ---------------------------------------------------------------
+    def show_messages(self, messages: list[StoredMessage], *, keep_scroll: bool = False) -> None:
+        """Show a conversation. ``keep_scroll``: the same chat re-shown (after a
+        reply was saved): stay where the person was unless they were at the bottom."""
+        self._stop_stream()
+        at_bottom, value = self._at_bottom(), self.verticalScrollBar().value()
+        if not keep_scroll:
+            self._shown_from = max(0, len(messages) - SHOWN_AT_FIRST)
+        self._messages = list(messages)
+        self._rebuild()
+        if keep_scroll and not at_bottom:
+            self.verticalScrollBar().setValue(value)
+        else:
+            self._scroll_to_bottom()
+
+    def show_earlier(self) -> None:
+        """Render the rest of a long chat (the top of the document grows)."""
+        if self._shown_from:
+            self._shown_from = 0
+            self._rebuild()
 
     def add_message(self, role: Role, content: str) -> None:
+        """Append a finished message that is not (yet) in the store's list."""
         cursor = self._end_cursor()
-        self._insert_header(cursor, role)
-        self._insert_body(cursor, content)
+        cursor.insertHtml(self._header_html(role) + self._body_html(role, content))
         self._scroll_to_bottom()
 
-    # --- streaming ------------------------------------------------------------
+    def _rebuild(self) -> None:
+        self._codes.clear()
+        parts: list[str] = []
+        if self._shown_from:
+            parts.append(
+                f'<p align="center"><a href="{ACTION_SCHEME}:earlier/0">'
+                f"Show {self._shown_from} earlier messages</a></p>"
+            )
+        parts.extend(self._message_html(m) for m in self._messages[self._shown_from :])
+        self.setHtml("".join(parts))
+
+    def _message_html(self, msg: StoredMessage) -> str:
+        thinking = getattr(msg, "thinking", "")
+        thinking_ms = getattr(msg, "thinking_ms", 0)
+        expanded = msg.id in self._expanded_thinking
+        key = (msg.id, msg.content, thinking, msg.status, expanded, self._assistant_name)
+        cached = self._html_cache.get(key)
+        if cached is None:
+            parts = [self._header_html(msg.role)]
+            if thinking:
+                parts.append(self._thinking_html(msg.id, thinking, thinking_ms, expanded))
+            parts.append(self._body_html(msg.role, msg.content))
+            note = _STATUS_NOTES.get(msg.status)
+            if note:
+                parts.append(self._note_html(note))
+            if msg.content:
+                parts.append(self._actions_html(msg))
+            cached = "".join(parts)
+            self._html_cache[key] = cached
+            if len(self._html_cache) > _CACHE_SIZE:
+                self._html_cache.popitem(last=False)
+        else:
+            self._html_cache.move_to_end(key)
+        return cached
+
+    # --- streaming ----------------------------------------------------------------------
     def begin_reply(self) -> None:
+        self._stop_stream()
         cursor = self._end_cursor()
-        self._insert_header(cursor, "assistant")
-        self._insert_body(cursor, "")
-        self._streaming = True
-        self._stream_text_len = 0
-        self._pending.clear()
+        cursor.insertHtml(self._header_html("assistant"))
+        stream = _Stream()
+        stream.open_pos = self._end_cursor().position()
+        self._stream = stream
         self._timer.start()
         self._scroll_to_bottom()
 
     def append_reply(self, text: str) -> None:
-        if self._streaming:
-            self._pending.append(text)
+        if self._stream is not None:
+            self._stream.pending.append(text)
 
-    def end_reply(self, status: MessageStatus) -> None:
-        self._flush()
-        self._stop_stream_timer()
+    def append_thinking(self, text: str) -> None:
+        if self._stream is not None:
+            self._stream.pending_thinking.append(text)
+
+    def end_reply(self, status: MessageStatus, thinking_s: float = 0.0) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        self._flush(final=True, thinking_s=thinking_s)
+        self._stop_stream()
         note = _STATUS_NOTES.get(status)
         if note:
             at_bottom = self._at_bottom()
-            self._insert_note(self._end_cursor(), note)
+            self._end_cursor().insertHtml(self._note_html(note))
             if at_bottom:
                 self._scroll_to_bottom()
 
     def streamed_text_length(self) -> int:
-        """Characters of the current reply already on screen (tests and benchmarks)."""
-        return self._stream_text_len
+        """Characters of the current reply's answer already on screen."""
+        return len(self._stream.text) if self._stream else 0
 
-    def _flush(self) -> None:
-        if not self._pending:
+    def _flush(self, final: bool = False, thinking_s: float = 0.0) -> None:
+        stream = self._stream
+        if stream is None or not (stream.pending or stream.pending_thinking or final):
             return
-        text = "".join(self._pending)
-        self._pending.clear()
         at_bottom = self._at_bottom()
-        cursor = self._end_cursor()
-        cursor.insertText(text, self._body_format())
-        self._stream_text_len += len(text)
+        if stream.pending_thinking:
+            self._append_thinking_text(stream, "".join(stream.pending_thinking))
+            stream.pending_thinking.clear()
+        if stream.pending or final:
+            if stream.think_pos is not None and (stream.pending or final):
+                self._fold_thinking(stream, thinking_s)
+            stream.text += "".join(stream.pending)
+            stream.pending.clear()
+            self._render_stream_text(stream, final)
         if at_bottom:
             self._scroll_to_bottom()
 
-    def _stop_stream_timer(self) -> None:
-        self._timer.stop()
-        self._streaming = False
-        self._pending.clear()
+    def _append_thinking_text(self, stream: _Stream, text: str) -> None:
+        cursor = self._end_cursor()
+        if stream.think_pos is None:
+            stream.think_pos = cursor.position()
+            cursor.insertHtml(
+                f'<p style="color:{self._renderer.palette.muted}"><i>Thinking…</i></p>'
+            )
+            cursor.insertBlock()
+        fmt = cursor.charFormat()
+        fmt.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
+        fmt.setFontItalic(True)
+        cursor.insertText(text, fmt)
+        stream.thinking += text
 
-    # --- formatting -----------------------------------------------------------
+    def _fold_thinking(self, stream: _Stream, thinking_s: float) -> None:
+        """The answer started: replace the streamed thinking with a folded line."""
+        assert stream.think_pos is not None
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(stream.think_pos)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        seconds = f" for {thinking_s:.0f} s" if thinking_s >= 1 else ""
+        cursor.insertHtml(
+            f'<p style="color:{self._renderer.palette.muted}"><i>Thought{seconds}</i></p>'
+        )
+        stream.think_pos = None
+        stream.open_pos = cursor.position()
+
+    def _render_stream_text(self, stream: _Stream, final: bool) -> None:
+        text = stream.text
+        closed = len(text) if final else stream.splitter.feed(text)
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(stream.open_pos)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        if closed > stream.rendered_closed:
+            chunk = text[stream.rendered_closed : closed]
+            cursor.insertHtml(self._renderer.render(chunk, self._register_code))
+            stream.rendered_closed = closed
+            stream.open_pos = cursor.position()
+        tail = text[closed:]
+        if tail:
+            fence = stream.splitter.open_fence_start
+            if fence is not None and fence >= closed:
+                # An open code fence: shown plain until it closes (no re-highlighting per frame).
+                header, _, code = text[fence:].partition("\n")
+                lang = header.strip().lstrip("`~").strip().split(" ")[0]
+                pre = self._renderer.render(text[closed:fence]) if fence > closed else ""
+                cursor.insertHtml(
+                    pre + self._renderer.code_block_html(code, lang, None, closed=False)
+                )
+            else:
+                cursor.insertHtml(self._renderer.render(tail))
+
+    def _stop_stream(self) -> None:
+        self._timer.stop()
+        self._stream = None
+
+    # --- pieces of HTML -----------------------------------------------------------------------
+    def _header_html(self, role: str) -> str:
+        accent = self.palette().color(QPalette.ColorRole.Highlight).name()
+        name = {"user": "You", "assistant": self._assistant_name, "system": "System"}.get(
+            role, role
+        )
+        color = (
+            accent if role == "assistant" else self.palette().color(QPalette.ColorRole.Text).name()
+        )
+        return (
+            f'<p style="margin-top:14px; margin-bottom:2px">'
+            f'<b style="color:{color}">{html.escape(name)}</b></p>'
+        )
+
+    def _body_html(self, role: str, content: str) -> str:
+        if role == "assistant":
+            return self._renderer.render(content, self._register_code)
+        return _plain_html(content)  # what the person typed is shown as typed
+
+    def _thinking_html(self, msg_id: int, thinking: str, thinking_ms: int, expanded: bool) -> str:
+        muted = self._renderer.palette.muted
+        seconds = f" for {thinking_ms / 1000:.0f} s" if thinking_ms >= 1000 else ""
+        arrow = "▾" if expanded else "▸"
+        link = (
+            f'<p style="color:{muted}"><a href="{ACTION_SCHEME}:toggle-thinking/{msg_id}" '
+            f'style="color:{muted}; text-decoration:none">{arrow} Thought{seconds}</a></p>'
+        )
+        if not expanded:
+            return link
+        body = html.escape(thinking).replace("\n", "<br>")
+        return link + f'<p style="color:{muted}; margin-left:12px"><i>{body}</i></p>'
+
+    def _note_html(self, note: str) -> str:
+        return f'<p style="color:{self._renderer.palette.muted}"><i>{html.escape(note)}</i></p>'
+
+    def _actions_html(self, msg: StoredMessage) -> str:
+        muted = self._renderer.palette.muted
+        return (
+            f'<p style="font-size:small; color:{muted}">'
+            f'<a href="{ACTION_SCHEME}:copy/{msg.id}" style="text-decoration:none">Copy</a></p>'
+        )
+
+    def _register_code(self, code: str) -> int:
+        index = len(self._codes)
+        self._codes[index] = code
+        return index
+
+    # --- links ----------------------------------------------------------------------------------
+    def _on_anchor_clicked(self, url: QUrl) -> None:
+        scheme = url.scheme()
+        if scheme == COPY_CODE_SCHEME:
+            code = self._codes.get(int(url.path() or -1))
+            if code is not None:
+                QGuiApplication.clipboard().setText(code)
+            return
+        if scheme == ACTION_SCHEME:
+            action, _, ident = url.path().partition("/")
+            if action == "earlier":
+                self.show_earlier()
+                self.earlier_requested.emit()
+            elif action == "toggle-thinking":
+                self._toggle_thinking(int(ident))
+            elif action == "copy":
+                msg = next((m for m in self._messages if m.id == int(ident)), None)
+                if msg is not None:
+                    QGuiApplication.clipboard().setText(msg.content)
+            self.action_requested.emit(action, int(ident or 0))
+            return
+        if scheme in ("http", "https", "mailto"):
+            QDesktopServices.openUrl(url)
+
+    def _toggle_thinking(self, msg_id: int) -> None:
+        self._expanded_thinking ^= {msg_id}
+        if self._stream is None:
+            self._rebuild_keeping_scroll()
+
+    def loadResource(self, kind: int, url: QUrl) -> object:
+        """Never fetch anything: no remote images, no local files from model output."""
+        return None
+
+    # --- scrolling and helpers ------------------------------------------------------------------
     def _end_cursor(self) -> QTextCursor:
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
         return cursor
-
-    def _insert_header(self, cursor: QTextCursor, role: str) -> None:
-        block = QTextBlockFormat()
-        block.setTopMargin(14 if not self.document().isEmpty() else 0)
-        block.setBottomMargin(2)
-        fmt = QTextCharFormat()
-        fmt.setFontWeight(QFont.Weight.Bold)
-        accent = self.palette().color(QPalette.ColorRole.Highlight)
-        fmt.setForeground(
-            accent if role == "assistant" else self.palette().color(QPalette.ColorRole.Text)
-        )
-        name = {"user": "You", "assistant": self._assistant_name, "system": "System"}.get(
-            role, role
-        )
-        if not self.document().isEmpty():
-            cursor.insertBlock(block, fmt)
-        else:
-            cursor.setBlockFormat(block)
-        cursor.insertText(name, fmt)
-
-    def _body_format(self) -> QTextCharFormat:
-        fmt = QTextCharFormat()
-        fmt.setForeground(self.palette().color(QPalette.ColorRole.Text))
-        return fmt
-
-    def _insert_body(self, cursor: QTextCursor, text: str) -> None:
-        cursor.insertBlock(QTextBlockFormat(), self._body_format())
-        if text:
-            cursor.insertText(text, self._body_format())
-
-    def _insert_note(self, cursor: QTextCursor, note: str) -> None:
-        fmt = QTextCharFormat()
-        fmt.setFontItalic(True)
-        muted = QColor(self.palette().color(QPalette.ColorRole.PlaceholderText))
-        fmt.setForeground(muted)
-        cursor.insertBlock(QTextBlockFormat(), fmt)
-        cursor.insertText(note, fmt)
 
     def _at_bottom(self) -> bool:
         bar = self.verticalScrollBar()

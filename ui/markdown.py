@@ -1,0 +1,190 @@
+"""Markdown → the HTML subset QTextDocument understands.
+
+CommonMark plus GitHub tables, strikethrough and task lists, with fenced code
+highlighted by Pygments (inline styles: Qt has no stylesheet classes for
+rich text). Safety and privacy:
+
+- raw HTML in model output is escaped and shown as text (``html=False``);
+- images are never fetched: they become a link with their alt text, and
+  ``ChatView.loadResource`` refuses every remote resource as well;
+- links are plain anchors; the view opens them only when clicked.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.lexers.special import TextLexer
+from pygments.util import ClassNotFound
+
+RegisterCode = Callable[[str], int]
+
+COPY_CODE_SCHEME = "hearth-copy-code"
+
+
+@dataclass(frozen=True, slots=True)
+class Palette:
+    code_bg: str
+    code_border: str
+    muted: str
+    pygments_style: str
+    quote: str
+
+
+LIGHT = Palette("#f4f1ec", "#e2dcd2", "#7a7367", "friendly", "#6b645a")
+DARK = Palette("#25272b", "#3a3d43", "#9a9ea6", "github-dark", "#a8acb3")
+
+_TASK = re.compile(r"<li>(<p>)?\[( |x|X)\] ")
+
+
+class MarkdownRenderer:
+    def __init__(self, dark: bool = False) -> None:
+        self.palette = DARK if dark else LIGHT
+        self._formatter = HtmlFormatter(
+            nowrap=True, noclasses=True, style=self.palette.pygments_style
+        )
+        md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+        md.enable(["table", "strikethrough"])
+        # markdown-it binds rules to its own renderer: pass closures over self.
+        rules = {
+            "fence": self._render_fence,
+            "code_block": self._render_fence,
+            "image": self._render_image,
+            "table_open": self._render_table_open,
+            "blockquote_open": self._render_quote_open,
+            "blockquote_close": self._render_quote_close,
+        }
+        for name, rule in rules.items():
+            md.add_render_rule(name, _unbound(rule))
+        self._md = md
+
+    def render(self, text: str, register_code: RegisterCode | None = None) -> str:
+        env: dict[str, Any] = {"register_code": register_code}
+        out = self._md.render(text, env)
+        return _TASK.sub(
+            lambda m: f"<li>{m.group(1) or ''}{'☐' if m.group(2) == ' ' else '☑'} ", out
+        )
+
+    # --- render rules (signature fixed by markdown-it) ---------------------------
+    def _render_fence(self, tokens: Sequence[Token], idx: int, _o: Any, env: dict[str, Any]) -> str:
+        token = tokens[idx]
+        code = token.content
+        lang = (token.info or "").strip().split(" ")[0] if token.type == "fence" else ""
+        register: RegisterCode | None = env.get("register_code")
+        return self.code_block_html(code, lang, register(code) if register else None)
+
+    def code_block_html(
+        self, code: str, lang: str, copy_id: int | None, *, closed: bool = True
+    ) -> str:
+        """A code block: a one-cell table gives it a background and padding in Qt."""
+        p = self.palette
+        if closed:
+            try:
+                lexer = get_lexer_by_name(lang) if lang else TextLexer()
+            except ClassNotFound:
+                lexer = TextLexer()
+            body = highlight(code, lexer, self._formatter).rstrip("\n")
+        else:  # still streaming: plain text, highlighted once it closes
+            body = html.escape(code.rstrip("\n"))
+        label = html.escape(lang) if lang else "code"
+        copy = (
+            f'<a href="{COPY_CODE_SCHEME}:{copy_id}" style="text-decoration:none">Copy</a>'
+            if copy_id is not None
+            else ""
+        )
+        return (
+            f'<table width="100%" cellspacing="0" cellpadding="8" border="0" '
+            f'style="background-color:{p.code_bg}; border-color:{p.code_border}; '
+            f'margin-top:6px; margin-bottom:6px;">'
+            f'<tr><td style="color:{p.muted}; font-size:small">{label}</td>'
+            f'<td align="right" style="font-size:small">{copy}</td></tr>'
+            f'<tr><td colspan="2"><pre style="font-family:monospace; margin:0">{body}</pre>'
+            f"</td></tr></table>\n"
+        )
+
+    def _render_image(self, tokens: Sequence[Token], idx: int, _o: Any, _env: Any) -> str:
+        token = tokens[idx]
+        src = html.escape(str(token.attrGet("src") or ""), quote=True)
+        alt = html.escape(token.content or "image")
+        return f'<a href="{src}">[image: {alt}]</a>'
+
+    def _render_table_open(self, *_args: Any) -> str:
+        return (
+            f'<table border="1" cellspacing="0" cellpadding="5" '
+            f'style="border-color:{self.palette.code_border}; '
+            f'margin-top:6px; margin-bottom:6px;">\n'
+        )
+
+    def _render_quote_open(self, *_args: Any) -> str:
+        return (
+            f'<table cellspacing="0" cellpadding="0" style="margin-left:4px"><tr>'
+            f'<td width="3" style="background-color:{self.palette.code_border}"></td>'
+            f'<td style="padding-left:10px; color:{self.palette.quote}">'
+        )
+
+    def _render_quote_close(self, *_args: Any) -> str:
+        return "</td></tr></table>\n"
+
+
+def _unbound(rule: Callable[..., str]) -> Callable[..., str]:
+    def call(_renderer: Any, *args: Any) -> str:
+        return rule(*args)
+
+    return call
+
+
+# --- finding where the text can be cut into finished blocks -------------------------
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+class BlockSplitter:
+    """Tracks, across calls, how much of a growing Markdown text is made of
+    finished blocks: text up to a blank line outside a code fence, or up to the
+    end of a closing fence. Each call scans only the lines added since the last
+    one, so the cost per call is independent of the length of the text."""
+
+    def __init__(self) -> None:
+        self._scanned = 0  # offset of the first line not yet scanned
+        self._fence: str | None = None  # the open fence's marker
+        self._fence_start = 0  # offset where the open fence began
+        self.closed = 0  # text[:closed] is finished blocks
+
+    def feed(self, text: str) -> int:
+        pos = self._scanned
+        while True:
+            end = text.find("\n", pos)
+            if end < 0:
+                break
+            line = text[pos:end]
+            m = _FENCE.match(line)
+            if self._fence is None:
+                if m:
+                    self._fence = m.group(1)
+                    self._fence_start = pos
+                elif not line.strip():
+                    self.closed = end + 1
+            elif (
+                m
+                and m.group(1)[0] == self._fence[0]
+                and len(m.group(1)) >= len(self._fence)
+                and not line.strip()[len(m.group(1)) :].strip()
+            ):
+                self._fence = None
+                self.closed = end + 1
+            pos = end + 1
+        self._scanned = pos
+        return self.closed
+
+    @property
+    def open_fence_start(self) -> int | None:
+        """Where the still-open code fence starts, if one is open."""
+        return self._fence_start if self._fence is not None else None
