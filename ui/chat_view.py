@@ -14,6 +14,7 @@ loaded (``loadResource``).
 from __future__ import annotations
 
 import html
+import time
 from collections import OrderedDict
 
 from PySide6.QtCore import QTimer, QUrl, Signal
@@ -40,6 +41,14 @@ def _plain_html(text: str) -> str:
     return "<p>" + html.escape(text).replace("\n", "<br>") + "</p>"
 
 
+def _insert_blocks(cursor: QTextCursor, html_text: str) -> None:
+    """Insert HTML as blocks of their own. QTextCursor.insertHtml merges the
+    fragment's first block into the block at the cursor; start a new one."""
+    if cursor.block().length() > 1:  # the block holds text (length counts its separator)
+        cursor.insertBlock()
+    cursor.insertHtml(html_text)
+
+
 class _Stream:
     """The state of the reply being streamed."""
 
@@ -50,6 +59,7 @@ class _Stream:
         self.rendered_closed = 0  # text[:rendered_closed] is committed to the document
         self.open_pos = 0  # document position where the open tail begins
         self.think_pos: int | None = None  # where the streaming thinking region begins
+        self.think_started = 0.0
         self.pending: list[str] = []
         self.pending_thinking: list[str] = []
 
@@ -121,8 +131,7 @@ class ChatView(QTextBrowser):
 
     def add_message(self, role: Role, content: str) -> None:
         """Append a finished message that is not (yet) in the store's list."""
-        cursor = self._end_cursor()
-        cursor.insertHtml(self._header_html(role) + self._body_html(role, content))
+        _insert_blocks(self._end_cursor(), self._header_html(role) + self._body_html(role, content))
         self._scroll_to_bottom()
 
     def _rebuild(self) -> None:
@@ -163,8 +172,7 @@ class ChatView(QTextBrowser):
     # --- streaming ----------------------------------------------------------------------
     def begin_reply(self) -> None:
         self._stop_stream()
-        cursor = self._end_cursor()
-        cursor.insertHtml(self._header_html("assistant"))
+        _insert_blocks(self._end_cursor(), self._header_html("assistant"))
         stream = _Stream()
         stream.open_pos = self._end_cursor().position()
         self._stream = stream
@@ -179,16 +187,16 @@ class ChatView(QTextBrowser):
         if self._stream is not None:
             self._stream.pending_thinking.append(text)
 
-    def end_reply(self, status: MessageStatus, thinking_s: float = 0.0) -> None:
+    def end_reply(self, status: MessageStatus) -> None:
         stream = self._stream
         if stream is None:
             return
-        self._flush(final=True, thinking_s=thinking_s)
+        self._flush(final=True)
         self._stop_stream()
         note = _STATUS_NOTES.get(status)
         if note:
             at_bottom = self._at_bottom()
-            self._end_cursor().insertHtml(self._note_html(note))
+            _insert_blocks(self._end_cursor(), self._note_html(note))
             if at_bottom:
                 self._scroll_to_bottom()
 
@@ -196,7 +204,7 @@ class ChatView(QTextBrowser):
         """Characters of the current reply's answer already on screen."""
         return len(self._stream.text) if self._stream else 0
 
-    def _flush(self, final: bool = False, thinking_s: float = 0.0) -> None:
+    def _flush(self, final: bool = False) -> None:
         stream = self._stream
         if stream is None or not (stream.pending or stream.pending_thinking or final):
             return
@@ -205,8 +213,8 @@ class ChatView(QTextBrowser):
             self._append_thinking_text(stream, "".join(stream.pending_thinking))
             stream.pending_thinking.clear()
         if stream.pending or final:
-            if stream.think_pos is not None and (stream.pending or final):
-                self._fold_thinking(stream, thinking_s)
+            if stream.think_pos is not None:
+                self._fold_thinking(stream)
             stream.text += "".join(stream.pending)
             stream.pending.clear()
             self._render_stream_text(stream, final)
@@ -217,9 +225,9 @@ class ChatView(QTextBrowser):
         cursor = self._end_cursor()
         if stream.think_pos is None:
             stream.think_pos = cursor.position()
-            cursor.insertHtml(
-                f'<p style="color:{self._renderer.palette.muted}"><i>Thinking…</i></p>'
-            )
+            stream.think_started = time.monotonic()
+            muted = self._renderer.palette.muted
+            _insert_blocks(cursor, f'<p style="color:{muted}"><i>Thinking…</i></p>')
             cursor.insertBlock()
         fmt = cursor.charFormat()
         fmt.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
@@ -227,16 +235,17 @@ class ChatView(QTextBrowser):
         cursor.insertText(text, fmt)
         stream.thinking += text
 
-    def _fold_thinking(self, stream: _Stream, thinking_s: float) -> None:
+    def _fold_thinking(self, stream: _Stream) -> None:
         """The answer started: replace the streamed thinking with a folded line."""
         assert stream.think_pos is not None
+        thinking_s = time.monotonic() - stream.think_started
         cursor = QTextCursor(self.document())
         cursor.setPosition(stream.think_pos)
         cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
         cursor.removeSelectedText()
         seconds = f" for {thinking_s:.0f} s" if thinking_s >= 1 else ""
-        cursor.insertHtml(
-            f'<p style="color:{self._renderer.palette.muted}"><i>Thought{seconds}</i></p>'
+        _insert_blocks(
+            cursor, f'<p style="color:{self._renderer.palette.muted}"><i>Thought{seconds}</i></p>'
         )
         stream.think_pos = None
         stream.open_pos = cursor.position()
@@ -250,7 +259,7 @@ class ChatView(QTextBrowser):
         cursor.removeSelectedText()
         if closed > stream.rendered_closed:
             chunk = text[stream.rendered_closed : closed]
-            cursor.insertHtml(self._renderer.render(chunk, self._register_code))
+            _insert_blocks(cursor, self._renderer.render(chunk, self._register_code))
             stream.rendered_closed = closed
             stream.open_pos = cursor.position()
         tail = text[closed:]
@@ -261,11 +270,10 @@ class ChatView(QTextBrowser):
                 header, _, code = text[fence:].partition("\n")
                 lang = header.strip().lstrip("`~").strip().split(" ")[0]
                 pre = self._renderer.render(text[closed:fence]) if fence > closed else ""
-                cursor.insertHtml(
-                    pre + self._renderer.code_block_html(code, lang, None, closed=False)
-                )
+                block = self._renderer.code_block_html(code, lang, None, closed=False)
+                _insert_blocks(cursor, pre + block)
             else:
-                cursor.insertHtml(self._renderer.render(tail))
+                _insert_blocks(cursor, self._renderer.render(tail))
 
     def _stop_stream(self) -> None:
         self._timer.stop()

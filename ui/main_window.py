@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
     rename_requested = Signal(int, str)
     delete_requested = Signal(int)
     settings_requested = Signal()
+    about_requested = Signal()
     close_requested = Signal()
 
     def __init__(self) -> None:
@@ -160,6 +161,9 @@ class MainWindow(QMainWindow):
         self.conversations.rename_requested.connect(self.rename_requested)
         self._add_action("New chat", QKeySequence.StandardKey.New, self.new_chat_requested.emit)
         self._add_action("Settings", QKeySequence("Ctrl+,"), self.settings_requested.emit)
+        self._add_action(
+            "About Hearth", QKeySequence.StandardKey.HelpContents, self.about_requested.emit
+        )
         self._add_action("Stop", QKeySequence(Qt.Key.Key_Escape), self._on_escape)
         self._add_action(
             "Rename chat", QKeySequence(Qt.Key.Key_F2), self.conversation_list.rename_current

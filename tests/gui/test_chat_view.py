@@ -1,0 +1,209 @@
+"""The chat view: what a person sees of a reply, and that streaming stays cheap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtCore import QObject, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextDocument
+from pytestqt.qtbot import QtBot
+
+from engine.types import MessageStatus, StoredMessage
+from ui import chat_view as chat_view_module
+from ui.chat_view import ChatView
+
+MARKDOWN = """## Title
+
+Some **bold** prose with a [link](https://example.com/page) and `code`.
+
+- one
+- two
+
+```python
+print("hello")
+```
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+<b>raw html</b> <script>alert(1)</script> ![pixel](http://tracker.example/p.png)
+"""
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def message(mid: int, role: str, content: str) -> StoredMessage:
+    return StoredMessage(mid, 1, role, content, MessageStatus.COMPLETE, 0.0)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def view(qtbot: QtBot) -> ChatView:
+    v = ChatView()
+    qtbot.addWidget(v)
+    v.resize(700, 500)
+    v.show()
+    return v
+
+
+class _UrlCatcher(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: list[str] = []
+
+    @Slot(QUrl)
+    def handle(self, url: QUrl) -> None:
+        self.opened.append(url.toString())
+
+
+@pytest.fixture
+def opened_urls() -> Iterator[list[str]]:
+    """Catch what would open in the browser (no browser here)."""
+    catcher = _UrlCatcher()
+    for scheme in ("http", "https"):
+        QDesktopServices.setUrlHandler(scheme, catcher, "handle")
+    yield catcher.opened
+    for scheme in ("http", "https"):
+        QDesktopServices.unsetUrlHandler(scheme)
+
+
+def click_text(qtbot: QtBot, view: ChatView, needle: str) -> None:
+    """Click on the first occurrence of ``needle`` in the view, like a person."""
+    found = view.document().find(needle)
+    assert not found.isNull(), needle
+    cursor = QTextCursor(found)
+    cursor.setPosition(found.selectionStart() + 1)
+    view.ensureCursorVisible()
+    view.setTextCursor(cursor)
+    view.ensureCursorVisible()
+    point = view.cursorRect(cursor).center()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point)
+
+
+def test_markdown_renders_and_html_in_replies_is_only_text(view: ChatView) -> None:
+    view.show_messages([message(1, "user", "<i>hi</i>"), message(2, "assistant", MARKDOWN)])
+    text = view.plain_text()
+    assert "## Title" not in text and "Title" in text  # a heading, not raw markup
+    assert "<b>raw html</b>" in text and "<script>alert(1)</script>" in text  # shown, not run
+    assert "<i>hi</i>" in text  # what the person typed is shown as typed
+    html = view.toHtml()
+    assert "<img" not in html  # images are never loaded...
+    assert "[image: pixel]" in text  # ...they become a link to click
+
+
+def test_nothing_remote_is_ever_loaded(view: ChatView) -> None:
+    asked: list[str] = []
+    original = ChatView.loadResource
+
+    def spy(self: ChatView, kind: int, url: QUrl) -> object:
+        asked.append(url.toString())
+        return original(self, kind, url)
+
+    view.loadResource = spy.__get__(view)  # type: ignore[method-assign]
+    view.show_messages([message(1, "assistant", MARKDOWN)])
+    assert (
+        view.loadResource(QTextDocument.ResourceType.ImageResource, QUrl("http://x/y.png")) is None
+    )
+    assert all(not u.startswith("http://tracker") for u in asked[:-1])
+
+
+def test_links_open_only_when_clicked(qtbot: QtBot, view: ChatView, opened_urls: list[str]) -> None:
+    view.show_messages([message(1, "assistant", MARKDOWN)])
+    assert opened_urls == []  # rendering opened nothing
+    click_text(qtbot, view, "link")
+    assert opened_urls == ["https://example.com/page"]
+
+
+def test_copy_button_copies_the_code_block(qtbot: QtBot, view: ChatView) -> None:
+    QGuiApplication.clipboard().clear()
+    view.show_messages([message(1, "assistant", MARKDOWN)])
+    click_text(qtbot, view, "Copy")  # the code block's button comes first
+    assert QGuiApplication.clipboard().text() == 'print("hello")\n'
+
+
+def test_streamed_reply_looks_like_the_saved_one(qtbot: QtBot, view: ChatView) -> None:
+    view.begin_reply()
+    for i in range(0, len(MARKDOWN), 3):
+        view.append_reply(MARKDOWN[i : i + 3])
+        if i % 30 == 0:
+            qtbot.wait(chat_view_module.REPAINT_INTERVAL_MS + 5)  # let frames paint mid-stream
+    view.end_reply(MessageStatus.COMPLETE)
+    streamed = words(view.plain_text())
+
+    other = ChatView()
+    qtbot.addWidget(other)
+    other.show_messages([message(1, "assistant", MARKDOWN)])
+    saved = words(other.plain_text()).replace(" Copy", "")
+    assert streamed.replace(" Copy", "") == saved
+
+
+def test_streaming_work_per_frame_does_not_grow_with_the_reply(
+    qtbot: QtBot, view: ChatView, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered: list[int] = []
+    renderer = view._renderer
+    real_render = renderer.render
+
+    def counting_render(text: str, register_code: object = None) -> str:
+        rendered.append(len(text))
+        return real_render(text, register_code)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(renderer, "render", counting_render)
+    reply = MARKDOWN * 20
+    view.begin_reply()
+    frames = 0
+    for i in range(0, len(reply), 40):
+        view.append_reply(reply[i : i + 40])
+        view._flush()  # one frame per chunk: far more frames than the timer would make
+        frames += 1
+    assert frames > 100
+    # Re-rendering the whole reply each frame would render ~frames/2 × its length.
+    assert sum(rendered) < 3 * len(reply), (sum(rendered), len(reply))
+
+
+def test_auto_scroll_only_while_at_the_bottom(qtbot: QtBot, view: ChatView) -> None:
+    view.begin_reply()
+    bar = view.verticalScrollBar()
+    for i in range(40):
+        view.append_reply(f"Paragraph {i} with enough words to take some room.\n\n")
+        view._flush()
+    assert bar.maximum() > 0 and bar.value() == bar.maximum()  # followed the reply
+    bar.setValue(0)  # the person scrolls up to read
+    for i in range(40, 60):
+        view.append_reply(f"Paragraph {i}.\n\n")
+        view._flush()
+    assert bar.value() == 0  # left where they were
+    bar.setValue(bar.maximum())
+    view.append_reply("The end.\n\n")
+    view._flush()
+    assert bar.value() == bar.maximum()
+
+
+def test_thinking_streams_then_folds(qtbot: QtBot, view: ChatView) -> None:
+    view.begin_reply()
+    view.append_thinking("Let me consider the question carefully.")
+    view._flush()
+    assert "consider the question" in view.plain_text()
+    assert view._stream is not None
+    view._stream.think_started -= 12.4  # as if the thinking had taken 12 s
+    view.append_reply("The answer is 42.")
+    view._flush()
+    view.end_reply(MessageStatus.COMPLETE)
+    text = view.plain_text()
+    assert "consider the question" not in text
+    assert "Thought for 12 s" in text and "The answer is 42." in text
+
+
+def test_long_chats_open_with_only_the_latest_messages(view: ChatView) -> None:
+    many = [
+        message(i, "user" if i % 2 else "assistant", f"message number {i}") for i in range(1, 501)
+    ]
+    view.show_messages(many)
+    text = view.plain_text()
+    assert "message number 500" in text and "message number 100" not in text
+    assert "Show 440 earlier messages" in text
+    view.show_earlier()
+    assert "message number 1\n" in view.plain_text() + "\n"
