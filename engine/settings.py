@@ -1,0 +1,352 @@
+"""Hearth's settings: one declared schema, persisted as JSON.
+
+Every option is declared once (key, type, default, bounds, description, whether
+changing it needs the model reloaded), like qutebrowser's configdata.yml. The
+file is read leniently: a value that is missing, of the wrong type or out of
+bounds falls back to its default and is reported by key; a file that cannot be
+parsed at all is kept beside the new one as a backup. Writes are atomic
+(write a temp file, fsync, rename).
+
+``None`` is a real value for the options marked ``optional``: it means "let
+Hearth decide" (the model's recommended sampling, the context the memory
+estimate allows, the number of physical cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SETTINGS_VERSION = 1
+Value = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Spec:
+    key: str
+    kind: type  # str, int, float or bool
+    default: Value
+    label: str
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None allowed: "automatic" / "model default"
+    reload: bool = False  # takes effect after the model is reloaded
+
+    @property
+    def page(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    def check(self, value: object) -> Value:
+        """``value`` if it is valid for this option, else raise ValueError."""
+        if value is None:
+            if self.optional:
+                return None
+            raise ValueError("may not be empty")
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError("must be true or false")
+            return value
+        if self.kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("must be a number")
+            if self.kind is int and not float(value).is_integer():
+                raise ValueError("must be a whole number")
+            number: int | float = int(value) if self.kind is int else float(value)
+            if self.minimum is not None and number < self.minimum:
+                raise ValueError(f"must be at least {self.minimum:g}")
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError(f"must be at most {self.maximum:g}")
+            return number
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"must be one of {', '.join(self.choices)}")
+        return value
+
+
+def _s(key: str, kind: type, default: Value, label: str, description: str, **kw: Any) -> Spec:
+    return Spec(key=key, kind=kind, default=default, label=label, description=description, **kw)
+
+
+SCHEMA: tuple[Spec, ...] = (
+    # Model
+    _s("model.family", str, "qwen3.5-9b", "Model", "The model family to chat with.", reload=True),
+    _s(
+        "model.quant",
+        str,
+        "auto",
+        "Quantization",
+        "Which file of the family; 'auto' picks the best one that fits this computer.",
+        reload=True,
+    ),
+    _s(
+        "model.path",
+        str,
+        "",
+        "Model file",
+        "A GGUF file chosen by hand; empty means the catalog's choice (or the starter model).",
+        reload=True,
+    ),
+    # Generation
+    _s(
+        "generation.system_prompt",
+        str,
+        "",
+        "System prompt",
+        "Instructions given to the model at the start of every new chat.",
+    ),
+    _s(
+        "generation.temperature",
+        float,
+        None,
+        "Temperature",
+        "Higher is more varied, lower more focused. Empty: the model's recommended value.",
+        minimum=0.0,
+        maximum=2.0,
+        optional=True,
+    ),
+    _s(
+        "generation.top_p",
+        float,
+        None,
+        "Top-p",
+        "Nucleus sampling cut-off.",
+        minimum=0.05,
+        maximum=1.0,
+        optional=True,
+    ),
+    _s(
+        "generation.top_k",
+        int,
+        None,
+        "Top-k",
+        "Sample among the k likeliest tokens (0 = all).",
+        minimum=0,
+        maximum=500,
+        optional=True,
+    ),
+    _s(
+        "generation.min_p",
+        float,
+        None,
+        "Min-p",
+        "Drop tokens less likely than this fraction of the likeliest.",
+        minimum=0.0,
+        maximum=1.0,
+        optional=True,
+    ),
+    _s(
+        "generation.presence_penalty",
+        float,
+        None,
+        "Presence penalty",
+        "Discourages repeating what was already said.",
+        minimum=0.0,
+        maximum=2.0,
+        optional=True,
+    ),
+    _s(
+        "generation.max_tokens",
+        int,
+        4096,
+        "Longest reply (tokens)",
+        "A reply stops here; you can ask it to continue.",
+        minimum=16,
+        maximum=131072,
+    ),
+    _s(
+        "generation.thinking",
+        str,
+        "model",
+        "Thinking",
+        "Whether models that can think before answering do so in new chats.",
+        choices=("model", "on", "off"),
+    ),
+    # Performance
+    _s(
+        "performance.n_ctx",
+        int,
+        None,
+        "Context length (tokens)",
+        "How much of the conversation the model sees. Empty: as much as memory allows.",
+        minimum=512,
+        maximum=262144,
+        optional=True,
+        reload=True,
+    ),
+    _s(
+        "performance.threads",
+        int,
+        None,
+        "Threads",
+        "CPU threads for generation. Empty: the number of physical cores.",
+        minimum=1,
+        maximum=256,
+        optional=True,
+        reload=True,
+    ),
+    _s(
+        "performance.gpu_layers",
+        int,
+        0,
+        "GPU layers",
+        "Layers offloaded to the GPU (-1 = all); only where this build supports a GPU.",
+        minimum=-1,
+        maximum=1000,
+        reload=True,
+    ),
+    _s(
+        "performance.kv_cache_type",
+        str,
+        "f16",
+        "KV cache type",
+        "q8_0 halves the cache's memory; it needs flash attention.",
+        choices=("f16", "q8_0"),
+        reload=True,
+    ),
+    _s(
+        "performance.flash_attention",
+        bool,
+        False,
+        "Flash attention",
+        "Faster attention and less memory on supported hardware.",
+        reload=True,
+    ),
+    _s(
+        "performance.use_mmap",
+        bool,
+        False,
+        "Memory-map the model file",
+        "Off: the weights are read into memory once (on CPU this uses less memory, as "
+        "llama.cpp repacks them anyway).",
+        reload=True,
+    ),
+    # Privacy & storage
+    _s(
+        "storage.models_dir",
+        str,
+        "",
+        "Models folder",
+        "Where downloaded models are kept. Empty: inside Hearth's data folder.",
+    ),
+    # Appearance
+    _s(
+        "appearance.theme",
+        str,
+        "system",
+        "Theme",
+        "Light, dark, or follow the system.",
+        choices=("system", "light", "dark"),
+    ),
+    _s(
+        "appearance.font_size",
+        int,
+        0,
+        "Font size",
+        "Text size in points for the conversation (0 = the system's).",
+        minimum=0,
+        maximum=32,
+    ),
+)
+
+SPECS: dict[str, Spec] = {spec.key: spec for spec in SCHEMA}
+
+
+class Settings:
+    """The current values, loaded from and saved to one JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._values: dict[str, Value] = {spec.key: spec.default for spec in SCHEMA}
+        self.problems: list[str] = []  # sentences about what was reset, for the person
+        self.backup: Path | None = None
+        self._load()
+
+    def __getitem__(self, key: str) -> Value:
+        return self._values[key]
+
+    def get(self, key: str) -> Value:
+        return self._values[key]
+
+    def items(self) -> Iterator[tuple[str, Value]]:
+        yield from self._values.items()
+
+    def set(self, key: str, value: Value) -> bool:
+        """Set and save one value; returns whether it changed. Raises ValueError."""
+        spec = SPECS[key]
+        value = spec.check(value)
+        if self._values[key] == value:
+            return False
+        self._values[key] = value
+        self.save()
+        return True
+
+    def update(self, values: Mapping[str, Value]) -> list[str]:
+        """Set several values at once (validated first, one save); the changed keys."""
+        checked = {key: SPECS[key].check(value) for key, value in values.items()}
+        changed = [key for key, value in checked.items() if self._values[key] != value]
+        if changed:
+            self._values.update(checked)
+            self.save()
+        return changed
+
+    def save(self) -> None:
+        data = {"version": SETTINGS_VERSION, "values": self._values}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            values = data["values"] if isinstance(data, dict) else None
+            if not isinstance(values, dict):
+                raise ValueError("no 'values' table")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError) as exc:
+            self._keep_backup()
+            self.problems.append(
+                f"The settings file could not be read ({exc}); Hearth started with default "
+                f"settings and kept the old file as {self.backup}."
+            )
+            return
+        bad: list[str] = []
+        for key, raw in values.items():
+            spec = SPECS.get(key)
+            if spec is None:
+                continue  # an option from another version: ignored, kept in the backup
+            try:
+                self._values[key] = spec.check(raw)
+            except ValueError as exc:
+                bad.append(f"{spec.label} ({key}: {exc})")
+        if bad:
+            self._keep_backup()
+            self.problems.append(
+                "Some settings had values Hearth cannot use and were reset to their defaults: "
+                + "; ".join(bad)
+                + f". The original file was kept as {self.backup}."
+            )
+            self.save()  # the cleaned values, so the file and the app agree again
+
+    def _keep_backup(self) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.backup = self.path.with_name(f"{self.path.name}.bad-{stamp}")
+        self.path.replace(self.backup)
