@@ -8,6 +8,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import TextIO
 
 from app.paths import AppPaths
 from app.storage import open_store, title_from
@@ -19,8 +20,8 @@ from engine.types import (
     Message,
     MessageStatus,
     ReplyDone,
-    SamplingParams,
     TextDelta,
+    ThinkingDelta,
 )
 
 _STATUS = {
@@ -54,11 +55,26 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     chat.add_argument("--temperature", type=float, help="0 = always the likeliest token")
     chat.add_argument("--seed", type=int, help="sampling seed, for repeatable replies")
     chat.add_argument("--json", action="store_true", help="end with one JSON line of stats")
+    think = chat.add_mutually_exclusive_group()
+    think.add_argument(
+        "--think",
+        dest="thinking",
+        action="store_true",
+        default=None,
+        help="let a reasoning model think first (its thinking goes to stderr)",
+    )
+    think.add_argument(
+        "--no-think", dest="thinking", action="store_false", help="answer without thinking"
+    )
 
 
 def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
     paths.ensure()
-    store, notice = open_store(paths.db_path)
+    try:
+        store, notice = open_store(paths.db_path)
+    except KnownError as exc:  # a newer Hearth's file, a lock, a full disk: left as it is
+        print(f"hearth: {exc.message}", file=sys.stderr)
+        return 1
     if notice:
         print(notice, file=sys.stderr)
     try:
@@ -90,20 +106,32 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
     stop = threading.Event()
     try:
         store.add_message(conv.id, "user", args.prompt)
-        history = [Message(m.role, m.content) for m in store.messages(conv.id) if m.content]
+        history = [
+            Message(m.role, m.content, thinking=m.thinking)
+            for m in store.messages(conv.id)
+            if m.content
+        ]
         reply = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
         recorder = ReplyRecorder(store, reply.id)
         stats: GenerationStats | None = None
-        params = SamplingParams(max_tokens=args.max_tokens, seed=args.seed)
+        params = replace(
+            session.default_sampling(args.thinking), max_tokens=args.max_tokens, seed=args.seed
+        )
         if args.temperature is not None:
             params = replace(params, temperature=args.temperature)
         try:
-            for event in session.stream(history, params, stop=stop):
-                if isinstance(event, TextDelta):
+            thinking_out = _ThinkingOutput(sys.stderr)
+            for event in session.stream(history, params, stop=stop, thinking=args.thinking):
+                if isinstance(event, ThinkingDelta):
+                    thinking_out.write(event.text)
+                    recorder.append_thinking(event.text)
+                elif isinstance(event, TextDelta):
+                    thinking_out.end()
                     sys.stdout.write(event.text)
                     sys.stdout.flush()
                     recorder.append(event.text)
                 elif isinstance(event, ReplyDone):
+                    thinking_out.end()
                     recorder.finish(_STATUS[event.reason])
                     stats = event.stats
         except KeyboardInterrupt:
@@ -119,6 +147,7 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
                 "conversation_id": conv.id,
                 "prompt_tokens": stats.prompt_tokens,
                 "completion_tokens": stats.completion_tokens,
+                "thinking_tokens": stats.thinking_tokens,
                 "ttft_s": round(stats.ttft_s, 4),
                 "tokens_per_s": round(stats.tokens_per_s, 2),
                 "peak_rss_bytes": peak_rss_bytes(),
@@ -128,3 +157,25 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         return 0
     finally:
         session.close()
+
+
+class _ThinkingOutput:
+    """The model's thinking on stderr, dim on a terminal, so stdout is the answer only."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._open = False
+
+    def write(self, text: str) -> None:
+        if not self._open:
+            self._open = True
+            self._stream.write("\x1b[2m" if self._tty else "[thinking] ")
+        self._stream.write(text)
+        self._stream.flush()
+
+    def end(self) -> None:
+        if self._open:
+            self._open = False
+            self._stream.write("\x1b[0m\n" if self._tty else "\n")
+            self._stream.flush()

@@ -15,7 +15,7 @@ import psutil
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.storage import title_from
-from app.worker import EngineThread
+from app.worker import EngineThread, ReplyRequest
 from engine.store import ChatStore, ReplyRecorder
 from engine.types import (
     EngineOptions,
@@ -52,8 +52,9 @@ class _ActiveReply:
 class ChatController(QObject):
     # Requests to the engine thread (queued: the worker lives there).
     load_requested = Signal(str, object)  # path ("" = starter model), EngineOptions
-    generate_requested = Signal(int, object, object)  # request id, list[Message], SamplingParams
+    generate_requested = Signal(int, object)  # request id, ReplyRequest
     reply_done = Signal()  # the current reply is saved and the window is idle again (tests)
+    model_changed = Signal()  # a load finished (loaded or failed), on the GUI thread
 
     def __init__(
         self,
@@ -71,7 +72,10 @@ class ChatController(QObject):
         self.engine = engine
         self.model_path = model_path
         self.options = options or EngineOptions()
-        self.params = params or SamplingParams()
+        self.params = params  # exact sampling (tests); None: model defaults + overrides
+        self.overrides: dict[str, float | int] = {}
+        self.system_prompt = ""
+        self.thinking_mode = "model"  # "model", "on" or "off" (new chats)
         self.model_info: ModelInfo | None = None
         self.current_id: int | None = None
         self._active: _ActiveReply | None = None
@@ -85,6 +89,7 @@ class ChatController(QObject):
         worker.model_loaded.connect(self._on_model_loaded)
         worker.model_load_failed.connect(self._on_model_load_failed)
         worker.delta_ready.connect(self._on_delta_ready)
+        worker.thinking_ready.connect(self._on_thinking_ready)
         worker.speed_measured.connect(self._on_speed_measured)
         worker.reply_finished.connect(self._on_reply_finished)
         worker.reply_failed.connect(self._on_reply_failed)
@@ -117,6 +122,23 @@ class ChatController(QObject):
         self.window.set_model_info(None, "Loading model…")
         self.load_requested.emit(path, self.options)
 
+    def reload(self, options: EngineOptions, path: str | None = None) -> None:
+        """Load the model again with new options (or another file). A reply in
+        progress is stopped first; its text is kept."""
+        self.options = options
+        if path is not None:
+            self.model_path = path
+        self.engine.stop_event.set()  # the queued load runs once the reply has stopped
+        self.load_model(self.model_path)
+
+    def set_generation_settings(
+        self, overrides: dict[str, float | int], system_prompt: str, thinking_mode: str
+    ) -> None:
+        """Sampling the person chose (applies to the next reply) and defaults for new chats."""
+        self.overrides = dict(overrides)
+        self.system_prompt = system_prompt
+        self.thinking_mode = thinking_mode
+
     @Slot()
     def shutdown(self) -> None:
         """Stop any reply, save it, free the model, close the database. Idempotent."""
@@ -140,10 +162,12 @@ class ChatController(QObject):
         if self.current_id is None:
             conv = self.store.create_conversation(title_from(text))
             self.current_id = conv.id
+            if self.system_prompt.strip():
+                self.store.add_message(conv.id, "system", self.system_prompt.strip())
         self.window.take_composer_text()
         self.store.add_message(self.current_id, "user", text)
         history = [
-            Message(m.role, m.content)
+            Message(m.role, m.content, getattr(m, "thinking", ""))
             for m in self.store.messages(self.current_id)
             if m.content or m.role == "user"
         ]
@@ -157,7 +181,8 @@ class ChatController(QObject):
         self.window.chat_view.begin_reply()
         self.window.set_state(ResponseState.GENERATING)
         self.engine.stop_event.clear()
-        self.generate_requested.emit(self._next_request, history, self.params)
+        request = ReplyRequest(history, self.params, self.overrides, self._thinking())
+        self.generate_requested.emit(self._next_request, request)
 
     @Slot()
     def _on_stop_requested(self) -> None:
@@ -202,6 +227,7 @@ class ChatController(QObject):
         self.model_info = info
         self.window.set_model_info(info)
         self.window.set_state(ResponseState.IDLE)
+        self.model_changed.emit()
 
     @Slot(str)
     def _on_model_load_failed(self, message: str) -> None:
@@ -209,6 +235,7 @@ class ChatController(QObject):
         self.window.set_model_info(None, "No model loaded")
         self.window.set_state(ResponseState.NO_MODEL)
         self.window.show_error(f"{message} Your conversations are safe and can still be read.")
+        self.model_changed.emit()
 
     @Slot(int, str)
     def _on_delta_ready(self, request_id: int, text: str) -> None:
@@ -218,6 +245,27 @@ class ChatController(QObject):
         active.recorder.append(text)
         if self.current_id == active.conversation_id:
             self.window.chat_view.append_reply(text)
+
+    @Slot(int, str)
+    def _on_thinking_ready(self, request_id: int, text: str) -> None:
+        active = self._active
+        if active is None or active.request_id != request_id:
+            return
+        append = getattr(active.recorder, "append_thinking", None)
+        if append is not None:
+            append(text)
+        if self.current_id == active.conversation_id:
+            self.window.chat_view.append_thinking(text)
+
+    def _thinking(self) -> bool | None:
+        """The thinking switch for the next reply: explicit unless left to the model."""
+        if self.thinking_mode == "on":
+            return True
+        if self.thinking_mode == "off":
+            return False
+        if self.model_info is not None and self.model_info.supports_thinking:
+            return self.model_info.thinking_default
+        return None
 
     @Slot(int, float)
     def _on_speed_measured(self, request_id: int, tokens_per_s: float) -> None:

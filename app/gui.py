@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 from types import TracebackType
 
-from PySide6.QtWidgets import QApplication
+import psutil
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.controller import ChatController
+from app.gc_guard import GuiThreadGc
 from app.logs import disable_crash_dump, enable_crash_dump, setup_logging
 from app.paths import APP_NAME, AppPaths
+from app.settings_controller import SettingsController, engine_options
+from app.single_instance import AlreadyRunningError, InstanceGuard
 from app.storage import open_store
 from app.version import __version__
 from app.worker import EngineThread
+from engine.models import resources_dir
+from engine.settings import Settings
 from engine.types import EngineOptions, SamplingParams
+from ui.about import AboutDialog, load_app_icon
 from ui.main_window import MainWindow
 from ui.theme import apply_theme
 
@@ -30,16 +39,18 @@ class HearthApp:
         paths: AppPaths,
         *,
         model_path: str = "",
-        theme: str = "system",
+        theme: str | None = None,
         options: EngineOptions | None = None,
         params: SamplingParams | None = None,
     ) -> None:
         self.paths = paths.ensure()
+        self._gc = GuiThreadGc()
         setup_logging(paths.log_dir)
         previous_crash = enable_crash_dump(paths.crash_file)
         app = QApplication.instance()
         assert isinstance(app, QApplication), "create the QApplication first"
-        dark = apply_theme(app, theme)
+        self.settings = Settings(paths.config_dir / "settings.json")
+        dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
         self.store, store_notice = open_store(paths.db_path)
         self.window = MainWindow()
         self.window.chat_view.set_dark(dark)
@@ -48,14 +59,20 @@ class HearthApp:
             self.window,
             self.store,
             self.engine,
-            model_path=model_path,
-            options=options,
+            model_path=model_path or str(self.settings["model.path"] or ""),
+            options=options or engine_options(self.settings),
             params=params,
         )
+        self.settings_controller = SettingsController(self.settings, self.controller, paths)
+        self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
+        if self.settings["appearance.font_size"]:
+            self.settings_controller.apply_live("appearance.font_size")
         self._previous_excepthook = sys.excepthook
         sys.excepthook = self._on_uncaught
-        if store_notice:
-            self.window.show_error(store_notice)
+        self.window.about_requested.connect(self.show_about)
+        notices = [n for n in (store_notice, *self.settings.problems) if n]
+        if notices:
+            self.window.show_error(" ".join(notices))
         elif previous_crash:
             self.window.show_error(
                 "Hearth closed unexpectedly last time. Your chats were kept; a crash report "
@@ -65,9 +82,36 @@ class HearthApp:
     def start(self) -> None:
         self.controller.start()
         self.window.show()
+        self._first_frame = _FirstFrameLogger(self.window)
+
+    def raise_window(self) -> None:
+        """Bring the window forward (a second launch asked for it)."""
+        w = self.window
+        w.setWindowState(w.windowState() & ~Qt.WindowState.WindowMinimized)
+        w.show()
+        w.raise_()
+        w.activateWindow()
+
+    def show_about(self) -> None:
+        folders = [
+            ("Chats", self.paths.data_dir),
+            ("Models", self.paths.models_dir),
+            ("Settings", self.paths.config_dir),
+            ("Logs and crash reports", self.paths.log_dir),
+        ]
+        dialog = AboutDialog(
+            version=__version__,
+            folders=folders,
+            licenses_dir=resources_dir() / "licenses",
+            icon=QApplication.windowIcon(),
+            parent=self.window,
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     def close(self) -> None:
         self.controller.shutdown()
+        self._gc.stop()
         sys.excepthook = self._previous_excepthook
         disable_crash_dump(self.paths.crash_file)
 
@@ -82,13 +126,46 @@ class HearthApp:
         )
 
 
-def run_gui(paths: AppPaths, *, model_path: str = "", theme: str = "system") -> int:
+def run_gui(paths: AppPaths, *, model_path: str = "", theme: str | None = None) -> int:
     QApplication.setApplicationName(APP_NAME)
     QApplication.setApplicationDisplayName(APP_NAME)
     QApplication.setApplicationVersion(__version__)
     QApplication.setDesktopFileName("hearth")
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    QApplication.setWindowIcon(load_app_icon(resources_dir() / "icons"))
+    guard = InstanceGuard(paths.data_dir)
+    try:
+        if not guard.claim():
+            return 0  # the Hearth already running on this data folder came forward
+    except AlreadyRunningError as exc:
+        QMessageBox.warning(None, APP_NAME, exc.message)
+        return 1
     hearth = HearthApp(paths, model_path=model_path, theme=theme)
+    guard.activation_requested.connect(hearth.raise_window)
     app.aboutToQuit.connect(hearth.close)
+    app.aboutToQuit.connect(guard.release)
     hearth.start()
     return app.exec()
+
+
+class _FirstFrameLogger(QObject):
+    """Logs once how long the start took, when the window first reaches the screen
+    (support reads it in the log; bench/startup.py measures with it)."""
+
+    def __init__(self, window: QWidget) -> None:
+        super().__init__(window)
+        handle = window.windowHandle()
+        if handle is None or handle.isExposed():
+            QTimer.singleShot(0, self._log)
+        else:
+            handle.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Expose:
+            watched.removeEventFilter(self)
+            QTimer.singleShot(0, self._log)  # after the frame this expose paints
+        return False
+
+    def _log(self) -> None:
+        since = time.time() - psutil.Process().create_time()
+        log.info("window shown %.0f ms after the process started", since * 1000)

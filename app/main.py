@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="keep chats, models and settings in this folder")
     parser.add_argument("--model", dest="gui_model", help="open the window with this GGUF file")
     parser.add_argument(
-        "--theme", choices=("system", "light", "dark"), default="system", help="color theme"
+        "--theme", choices=("system", "light", "dark"), help="color theme (default: as in Settings)"
     )
     sub = parser.add_subparsers(dest="command")
     add_chat_parser(sub)

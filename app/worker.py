@@ -8,18 +8,27 @@ only see a queued "stop" signal after the reply had finished.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
 import weakref
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
 from engine.errors import KnownError
-from engine.types import EngineOptions, Message, ModelInfo, ReplyDone, SamplingParams, TextDelta
+from engine.types import (
+    EngineOptions,
+    Message,
+    ModelInfo,
+    ReplyDone,
+    SamplingParams,
+    TextDelta,
+    ThinkingDelta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +37,55 @@ DELTA_INTERVAL_S = 1 / 60
 STATS_INTERVAL_S = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyRequest:
+    """What one reply needs. ``params`` set: use exactly these (tests, CLI);
+    otherwise the model's defaults with ``overrides`` applied."""
+
+    conversation: list[Message]
+    params: SamplingParams | None = None
+    overrides: dict[str, float | int] = field(default_factory=dict)
+    thinking: bool | None = None
+
+
+class _DeltaBatch:
+    """Coalesces deltas so at most ~60 signals a second cross to the GUI thread,
+    and measures tokens/s for the status bar once a second."""
+
+    def __init__(self, worker: EngineWorker, request_id: int) -> None:
+        self.worker = worker
+        self.request_id = request_id
+        self.text: list[str] = []
+        self.thinking: list[str] = []
+        self.pieces = 0
+        self.started = self.last_emit = self.last_stats = time.monotonic()
+
+    def add(self, text: str, *, thinking: bool) -> None:
+        (self.thinking if thinking else self.text).append(text)
+        self.pieces += 1
+        now = time.monotonic()
+        if now - self.last_emit >= DELTA_INTERVAL_S:
+            self.flush()
+            self.last_emit = now
+        if now - self.last_stats >= STATS_INTERVAL_S:
+            self.worker.speed_measured.emit(self.request_id, self.pieces / (now - self.started))
+            self.last_stats = now
+
+    def flush(self) -> None:
+        if self.thinking:
+            self.worker.thinking_ready.emit(self.request_id, "".join(self.thinking))
+            self.thinking.clear()
+        if self.text:
+            self.worker.delta_ready.emit(self.request_id, "".join(self.text))
+            self.text.clear()
+
+
 class EngineWorker(QObject):
     model_loading = Signal(str)  # path
     model_loaded = Signal(object)  # ModelInfo
     model_load_failed = Signal(str)  # sentence
     delta_ready = Signal(int, str)  # request id, text
+    thinking_ready = Signal(int, str)  # request id, thinking text
     speed_measured = Signal(int, float)  # request id, tokens/s so far
     reply_finished = Signal(int, object)  # request id, ReplyDone
     reply_failed = Signal(int, str)  # request id, sentence
@@ -42,6 +95,7 @@ class EngineWorker(QObject):
         self._stop = stop_event
         self._models_dir = models_dir
         self._session: object | None = None  # engine.session.ChatSession, imported lazily
+        self._supports_thinking_kw = False
 
     @Slot(str, object)
     def load(self, path: str, options: EngineOptions) -> None:
@@ -66,6 +120,7 @@ class EngineWorker(QObject):
             )
             return
         self._session = session
+        self._supports_thinking_kw = "thinking" in inspect.signature(session.stream).parameters
         info: ModelInfo = session.info
         entry = catalog_entry_for(model_path)
         if entry is not None:  # GGUF names are often build tags; the catalog's is for people
@@ -73,51 +128,48 @@ class EngineWorker(QObject):
         log.info("loaded %s (%s, %s)", info.name, info.architecture, info.quantization)
         self.model_loaded.emit(info)
 
-    @Slot(int, object, object)
-    def generate(
-        self, request_id: int, conversation: list[Message], params: SamplingParams
-    ) -> None:
+    @Slot(int, object)
+    def generate(self, request_id: int, request: ReplyRequest) -> None:
         session = self._session
         if session is None:
             self.reply_failed.emit(
                 request_id, "No model is loaded yet. Wait for it to load, then send again."
             )
             return
-        pending: list[str] = []
-        last_emit = last_stats = started = time.monotonic()
-        pieces = 0
+        batch = _DeltaBatch(self, request_id)
         try:
-            for event in session.stream(conversation, params, stop=self._stop):  # type: ignore[attr-defined]
+            params = request.params or self._params_for(session, request)
+            kwargs: dict[str, object] = {"stop": self._stop}
+            if request.thinking is not None and self._supports_thinking_kw:
+                kwargs["thinking"] = request.thinking
+            for event in session.stream(request.conversation, params, **kwargs):  # type: ignore[attr-defined]
                 if isinstance(event, TextDelta):
-                    pending.append(event.text)
-                    pieces += 1
-                    now = time.monotonic()
-                    if now - last_emit >= DELTA_INTERVAL_S:
-                        self.delta_ready.emit(request_id, "".join(pending))
-                        pending.clear()
-                        last_emit = now
-                    if now - last_stats >= STATS_INTERVAL_S:
-                        self.speed_measured.emit(request_id, pieces / (now - started))
-                        last_stats = now
+                    batch.add(event.text, thinking=False)
+                elif isinstance(event, ThinkingDelta):
+                    batch.add(event.text, thinking=True)
                 elif isinstance(event, ReplyDone):
-                    if pending:
-                        self.delta_ready.emit(request_id, "".join(pending))
-                        pending.clear()
+                    batch.flush()
                     self.reply_finished.emit(request_id, event)
         except KnownError as exc:
             log.warning("generation failed: %s", exc, exc_info=True)
-            if pending:
-                self.delta_ready.emit(request_id, "".join(pending))
+            batch.flush()
             self.reply_failed.emit(request_id, exc.message)
         except Exception:
             log.exception("generation crashed")
-            if pending:
-                self.delta_ready.emit(request_id, "".join(pending))
+            batch.flush()
             self.reply_failed.emit(
                 request_id,
                 "The reply stopped because of an internal error. What was written so far is "
                 "kept; the details are in the log file.",
             )
+
+    @staticmethod
+    def _params_for(session: object, request: ReplyRequest) -> SamplingParams:
+        """The model's recommended sampling, with what the person set on top."""
+        defaults = getattr(session, "default_sampling", None)
+        thinking = bool(request.thinking)
+        base = defaults(thinking) if callable(defaults) else SamplingParams()
+        return replace(base, **request.overrides)
 
     @Slot()
     def shutdown(self) -> None:

@@ -355,7 +355,7 @@ class ChatView(QTextBrowser):
         if self._stream is None:
             self._rebuild_keeping_scroll()
 
-    def loadResource(self, kind: int, url: QUrl) -> object:
+    def loadResource(self, kind: int, url: QUrl | str) -> object:
         """Never fetch anything: no remote images, no local files from model output."""
         return None
 

@@ -1,0 +1,164 @@
+"""Settings: the dialog's intents → validated, saved, applied.
+
+Options that need the model reloaded are collected and applied together when
+the person presses "Reload model now" (asking first if a reply is streaming);
+everything else applies at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QFont
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.controller import ChatController
+from app.paths import AppPaths
+from engine.settings import SPECS, Settings, Value
+from engine.types import EngineOptions
+from ui.settings_dialog import SettingsDialog
+from ui.state import ResponseState
+from ui.theme import apply_theme
+
+log = logging.getLogger(__name__)
+
+DEFAULT_N_CTX = 8192
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    """EngineOptions from the saved settings (None = Hearth decides)."""
+    n_ctx = settings["performance.n_ctx"]
+    threads = settings["performance.threads"]
+    kv: Literal["f16", "q8_0"] = (
+        "q8_0" if settings["performance.kv_cache_type"] == "q8_0" else "f16"
+    )
+    flash = bool(settings["performance.flash_attention"])
+    return EngineOptions(
+        n_ctx=int(n_ctx) if isinstance(n_ctx, int) else DEFAULT_N_CTX,
+        n_threads=int(threads) if isinstance(threads, int) else None,
+        n_gpu_layers=int(settings["performance.gpu_layers"] or 0),
+        use_mmap=bool(settings["performance.use_mmap"]),
+        # A quantized V cache needs flash attention: turn it on rather than fail to load.
+        flash_attn=flash or kv != "f16",
+        kv_cache_type=kv,
+    )
+
+
+def sampling_overrides(settings: Settings) -> dict[str, float | int]:
+    """The sampling fields the person set; the rest come from the model's defaults."""
+    overrides: dict[str, float | int] = {"max_tokens": int(settings["generation.max_tokens"] or 1)}
+    for field in ("temperature", "top_p", "top_k", "min_p", "presence_penalty"):
+        value = settings[f"generation.{field}"]
+        if value is not None and not isinstance(value, bool | str):
+            overrides[field] = value
+    return overrides
+
+
+class SettingsController(QObject):
+    def __init__(self, settings: Settings, chat: ChatController, paths: AppPaths) -> None:
+        super().__init__()
+        self.settings = settings
+        self.chat = chat
+        self.paths = paths
+        self.dialog: SettingsDialog | None = None
+        self._reload_pending = False
+        chat.window.settings_requested.disconnect(chat._on_settings_requested)
+        chat.window.settings_requested.connect(self.open)
+
+    @Slot()
+    def open(self) -> None:
+        if self.dialog is not None:
+            self.dialog.raise_()
+            self.dialog.activateWindow()
+            return
+        values = dict(self.settings.items())
+        dialog = SettingsDialog(
+            values, gpu_offload=self._gpu_offload(), estimate=None, parent=self.chat.window
+        )
+        dialog.setting_changed.connect(self._on_setting_changed)
+        dialog.reload_requested.connect(self._on_reload_requested)
+        dialog.open_folder_requested.connect(self._on_open_folder)
+        dialog.finished.connect(self._on_dialog_finished)
+        dialog.set_model(
+            "Model: " + (self.chat.model_info.name if self.chat.model_info else "none"), [], ""
+        )
+        dialog.set_reload_pending(self._reload_pending)
+        self.dialog = dialog
+        dialog.show()
+
+    def _gpu_offload(self) -> bool:
+        try:
+            from engine.hardware import gpu_offload_supported
+
+            return bool(gpu_offload_supported())
+        except ImportError:  # the hardware probe lands with the model manager
+            return False
+
+    @Slot(int)
+    def _on_dialog_finished(self, _result: int) -> None:
+        if self.dialog is not None:
+            self.dialog.deleteLater()
+        self.dialog = None
+
+    @Slot(str, object)
+    def _on_setting_changed(self, key: str, value: Value) -> None:
+        try:
+            changed = self.settings.set(key, value)
+        except ValueError as exc:
+            self.chat.window.show_error(f"{SPECS[key].label}: {exc}.")
+            if self.dialog is not None:
+                self.dialog.set_value(key, self.settings[key])
+            return
+        if not changed:
+            return
+        log.info("setting %s changed", key)
+        if SPECS[key].reload:
+            self._reload_pending = True
+            if self.dialog is not None:
+                self.dialog.set_reload_pending(True)
+            return
+        self.apply_live(key)
+
+    def apply_live(self, key: str) -> None:
+        """Apply one option that needs no reload."""
+        window = self.chat.window
+        if key == "appearance.theme":
+            app = QApplication.instance()
+            assert isinstance(app, QApplication)
+            window.chat_view.set_dark(apply_theme(app, str(self.settings[key])))
+        elif key == "appearance.font_size":
+            size = int(self.settings[key] or 0)
+            font = QFont(QApplication.font())
+            if size:
+                font.setPointSize(size)
+            window.chat_view.setFont(font)
+            window.chat_view.document().setDefaultFont(font)
+        elif key.startswith("generation."):
+            self.chat.set_generation_settings(
+                sampling_overrides(self.settings),
+                str(self.settings["generation.system_prompt"] or ""),
+                str(self.settings["generation.thinking"]),
+            )
+
+    @Slot()
+    def _on_reload_requested(self) -> None:
+        if self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING):
+            answer = QMessageBox.question(
+                self.dialog or self.chat.window,
+                "Reload the model?",
+                "A reply is being written. Stop it and reload the model with the new settings?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self._reload_pending = False
+        if self.dialog is not None:
+            self.dialog.set_reload_pending(False)
+        self.chat.reload(engine_options(self.settings))
+
+    @Slot(str)
+    def _on_open_folder(self, which: str) -> None:
+        folder: Path = self.paths.data_dir if which == "data" else self.paths.models_dir
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))

@@ -1,0 +1,103 @@
+"""The Settings window on the real app: applied at once, or on reload, and saved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QApplication, QComboBox, QPushButton, QSpinBox
+from pytestqt.qtbot import QtBot
+
+from app.gui import HearthApp
+from tests.gui.conftest import Launch, send
+from ui.settings_dialog import SettingsDialog
+from ui.state import ResponseState
+
+
+def open_settings(qtbot: QtBot, hearth: HearthApp) -> SettingsDialog:
+    qtbot.keyClick(hearth.window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    dialog = hearth.settings_controller.dialog
+    assert dialog is not None and dialog.isVisible()
+    return dialog
+
+
+def test_settings_opens_from_the_button_and_the_shortcut(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir)
+    qtbot.mouseClick(hearth.window.settings_button, Qt.MouseButton.LeftButton)
+    dialog = hearth.settings_controller.dialog
+    assert dialog is not None and dialog.isVisible()
+    pages = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
+    assert pages == ["Model", "Generation", "Performance", "Privacy & storage", "Appearance"]
+    dialog.close()
+    assert open_settings(qtbot, hearth).isVisible()
+
+
+def test_theme_applies_at_once_and_is_remembered(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir)
+    dialog = open_settings(qtbot, hearth)
+    theme = dialog.findChild(QComboBox, "setting:appearance.theme")
+    assert theme is not None
+    theme.setCurrentIndex(theme.findData("dark"))
+    window_color = QApplication.palette().color(QPalette.ColorRole.Window)
+    assert window_color.lightness() < 100  # dark now, without a restart
+    saved = json.loads((data_dir / "config" / "settings.json").read_text())
+    assert saved["values"]["appearance.theme"] == "dark"
+    theme.setCurrentIndex(theme.findData("light"))
+    assert QApplication.palette().color(QPalette.ColorRole.Window).lightness() > 150
+
+
+def test_context_length_needs_a_reload_and_the_chat_continues(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir)
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+        send(qtbot, hearth, "Remember the word lighthouse.")
+    conv_id = hearth.controller.current_id
+    dialog = open_settings(qtbot, hearth)
+    spin = dialog.findChild(QSpinBox, "setting:performance.n_ctx")
+    assert spin is not None
+    dialog.editors["performance.n_ctx"].auto.setChecked(False)  # type: ignore[union-attr]
+    spin.setValue(4096)
+    spin.editingFinished.emit()
+    reload_button = dialog.findChild(QPushButton, "reload_button")
+    assert reload_button is not None and reload_button.isVisibleTo(dialog)
+    assert "Reload" in dialog.reload_notice.text()
+    with qtbot.waitSignal(hearth.controller.model_changed, timeout=60_000):
+        qtbot.mouseClick(reload_button, Qt.MouseButton.LeftButton)
+    assert hearth.controller.model_info is not None
+    assert hearth.controller.model_info.n_ctx == 4096
+    assert not reload_button.isVisibleTo(dialog)
+    # The same conversation carries on with its history.
+    assert hearth.controller.current_id == conv_id
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+        send(qtbot, hearth, "What was the word?")
+    assert [m.role for m in hearth.store.messages(conv_id)] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert hearth.window.state == ResponseState.IDLE
+
+
+def test_a_broken_settings_file_never_stops_hearth(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    config = data_dir / "config"
+    config.mkdir()
+    (config / "settings.json").write_text(
+        json.dumps({"version": 1, "values": {"appearance.theme": "neon", "performance.n_ctx": 7}}),
+        encoding="utf-8",
+    )
+    hearth = launch(data_dir)
+    assert hearth.window.state == ResponseState.IDLE  # it started and loaded the model
+    banner = hearth.window.error_banner.label.text()
+    assert "reset to their defaults" in banner and "Theme" in banner
+    backups = list(config.glob("settings.json.bad-*"))
+    assert len(backups) == 1 and "neon" in backups[0].read_text()

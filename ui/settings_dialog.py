@@ -1,0 +1,424 @@
+"""The Settings window: pages built from the declared schema (engine.settings),
+plus the Model page (quantizations with fit badges and downloads).
+
+It renders and asks: an edit emits ``setting_changed(key, value)`` and the
+controller validates, saves and applies it; anything that needs engine work
+(a memory estimate, the list of quantizations) is handed in as data or as a
+callable, never computed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.settings import SCHEMA, Spec, Value
+
+PAGES = (
+    ("model", "Model"),
+    ("generation", "Generation"),
+    ("performance", "Performance"),
+    ("storage", "Privacy & storage"),
+    ("appearance", "Appearance"),
+)
+AUTO_QUANT = "auto"
+_CHOICE_TEXT = {
+    "model": "As the model recommends",
+    "on": "On",
+    "off": "Off",
+    "system": "Follow the system",
+    "light": "Light",
+    "dark": "Dark",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QuantRow:
+    """One quantization as the Model page shows it (the controller fills it in)."""
+
+    name: str
+    size_bytes: int
+    memory_bytes: int
+    fit: str  # "fits", "tight" or "too large"
+    installed: bool
+    recommended: bool
+    note: str = ""
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+class SettingEditor(QWidget):
+    """One option's editor; ``None`` (automatic) is an 'Automatic' checkbox."""
+
+    edited = Signal(str, object)
+
+    def __init__(self, spec: Spec, value: Value, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.widget = self._make_editor()
+        self.widget.setObjectName(f"setting:{spec.key}")
+        self.widget.setAccessibleName(spec.label)
+        self.widget.setToolTip(spec.description)
+        layout.addWidget(self.widget, 1)
+        self.auto: QCheckBox | None = None
+        if spec.optional:
+            auto_text = "Model default" if spec.page == "generation" else "Automatic"
+            self.auto = QCheckBox(auto_text)
+            self.auto.setObjectName(f"setting-auto:{spec.key}")
+            self.auto.toggled.connect(self._on_auto_toggled)
+            layout.addWidget(self.auto)
+        self.set_value(value)
+
+    def _make_editor(self) -> QWidget:
+        spec = self.spec
+        if spec.kind is bool:
+            box = QCheckBox()
+            box.toggled.connect(lambda on: self._emit(bool(on)))
+            return box
+        if spec.choices:
+            combo = QComboBox()
+            for choice in spec.choices:
+                combo.addItem(_CHOICE_TEXT.get(choice, choice), choice)
+            combo.currentIndexChanged.connect(lambda _i: self._emit(combo.currentData()))
+            return combo
+        if spec.kind is int:
+            spin = QSpinBox()
+            spin.setRange(int(spec.minimum or 0), int(spec.maximum or 1_000_000))
+            spin.setSingleStep(512 if spec.key == "performance.n_ctx" else 1)
+            spin.editingFinished.connect(lambda: self._emit(spin.value()))
+            return spin
+        if spec.kind is float:
+            dspin = QDoubleSpinBox()
+            dspin.setRange(spec.minimum or 0.0, spec.maximum or 1e9)
+            dspin.setDecimals(2)
+            dspin.setSingleStep(0.05)
+            dspin.editingFinished.connect(lambda: self._emit(dspin.value()))
+            return dspin
+        if spec.key == "generation.system_prompt":
+            text = QPlainTextEdit()
+            text.setPlaceholderText("For example: You are a concise assistant.")
+            text.setFixedHeight(90)
+            text.textChanged.connect(lambda: self._emit(text.toPlainText()))
+            return text
+        line = QLineEdit()
+        line.editingFinished.connect(lambda: self._emit(line.text()))
+        return line
+
+    def set_value(self, value: Value) -> None:
+        w = self.widget
+        blockers = [w.blockSignals(True)]
+        if self.auto is not None:
+            blockers.append(self.auto.blockSignals(True))
+            self.auto.setChecked(value is None)
+            w.setEnabled(value is not None)
+        if value is not None:
+            if isinstance(w, QCheckBox):
+                w.setChecked(bool(value))
+            elif isinstance(w, QComboBox):
+                w.setCurrentIndex(max(0, w.findData(value)))
+            elif isinstance(w, QSpinBox):
+                w.setValue(int(value))
+            elif isinstance(w, QDoubleSpinBox):
+                w.setValue(float(value))
+            elif isinstance(w, QPlainTextEdit):
+                w.setPlainText(str(value))
+            elif isinstance(w, QLineEdit):
+                w.setText(str(value))
+        w.blockSignals(blockers[0])
+        if self.auto is not None:
+            self.auto.blockSignals(blockers[1])
+
+    def current(self) -> Value:
+        if self.auto is not None and self.auto.isChecked():
+            return None
+        w = self.widget
+        if isinstance(w, QCheckBox):
+            return w.isChecked()
+        if isinstance(w, QComboBox):
+            return str(w.currentData())
+        if isinstance(w, QSpinBox | QDoubleSpinBox):
+            return w.value()
+        if isinstance(w, QPlainTextEdit):
+            return w.toPlainText()
+        assert isinstance(w, QLineEdit)
+        return w.text()
+
+    def _emit(self, value: Value) -> None:
+        self.edited.emit(self.spec.key, value)
+
+    @Slot(bool)
+    def _on_auto_toggled(self, on: bool) -> None:
+        self.widget.setEnabled(not on)
+        self.edited.emit(self.spec.key, None if on else self.current())
+
+
+class SettingsDialog(QDialog):
+    setting_changed = Signal(str, object)
+    quant_selected = Signal(str)  # a quantization name, or "auto"
+    download_cancel_requested = Signal()
+    reload_requested = Signal()
+    open_folder_requested = Signal(str)  # "data" or "models"
+    token_set_requested = Signal(str)
+    token_clear_requested = Signal()
+    delete_all_chats_requested = Signal()
+
+    def __init__(
+        self,
+        values: dict[str, Value],
+        *,
+        gpu_offload: bool,
+        estimate: Callable[[int | None], str] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("settings_dialog")
+        self.setWindowTitle("Settings")
+        self.resize(760, 560)
+        self._estimate = estimate
+        self.editors: dict[str, SettingEditor] = {}
+        self.pages = QListWidget()
+        self.pages.setObjectName("settings_pages")
+        self.pages.setAccessibleName("Settings pages")
+        self.pages.setFixedWidth(170)
+        self.stack = QStackedWidget()
+        for page_id, title in PAGES:
+            self.pages.addItem(title)
+            self.stack.addWidget(self._build_page(page_id, values, gpu_offload))
+        self.pages.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.pages.setCurrentRow(0)
+        self.reload_notice = QLabel("")
+        self.reload_notice.setObjectName("reload_notice")
+        self.reload_notice.setWordWrap(True)
+        self.reload_button = QPushButton("Reload model now")
+        self.reload_button.setObjectName("reload_button")
+        self.reload_button.clicked.connect(self.reload_requested)
+        self.set_reload_pending(False)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.reload_notice, 1)
+        bottom.addWidget(self.reload_button)
+        bottom.addWidget(buttons)
+        body = QHBoxLayout()
+        body.addWidget(self.pages)
+        body.addWidget(self.stack, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(body, 1)
+        layout.addLayout(bottom)
+
+    # --- pages ------------------------------------------------------------------------
+    def _build_page(self, page_id: str, values: dict[str, Value], gpu: bool) -> QWidget:
+        page = QWidget()
+        page.setObjectName(f"page:{page_id}")
+        outer = QVBoxLayout(page)
+        if page_id == "model":
+            outer.addWidget(self._build_model_section())
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for spec in SCHEMA:
+            if spec.page != page_id or spec.key in ("model.family", "model.quant"):
+                continue
+            if spec.key == "performance.gpu_layers" and not gpu:
+                continue  # this build cannot offload: no control that does nothing
+            editor = SettingEditor(spec, values.get(spec.key, spec.default))
+            editor.edited.connect(self._on_edited)
+            self.editors[spec.key] = editor
+            label = spec.label + (" ↻" if spec.reload else "")
+            form.addRow(label, editor)
+            if spec.key == "performance.n_ctx":
+                self.memory_estimate = QLabel("")
+                self.memory_estimate.setObjectName("memory_estimate")
+                form.addRow("", self.memory_estimate)
+                self._update_estimate(values.get(spec.key))
+        outer.addLayout(form)
+        if page_id == "storage":
+            outer.addWidget(self._build_storage_section())
+        if page_id == "performance":
+            hint = QLabel("↻ takes effect when the model reloads.")
+            hint.setEnabled(False)
+            outer.addWidget(hint)
+        outer.addStretch(1)
+        return page
+
+    def _build_model_section(self) -> QWidget:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.model_title = QLabel("")
+        self.model_title.setObjectName("model_title")
+        self.model_title.setWordWrap(True)
+        self.quants = QTreeWidget()
+        self.quants.setObjectName("quant_list")
+        self.quants.setAccessibleName("Quantizations")
+        self.quants.setHeaderLabels(["Quantization", "Download", "Memory", "Fit", ""])
+        self.quants.setRootIsDecorated(False)
+        self.quants.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.quants.itemActivated.connect(self._on_quant_activated)
+        self.use_quant = QPushButton("Use this quantization")
+        self.use_quant.setObjectName("use_quant_button")
+        self.use_quant.clicked.connect(
+            lambda: self._on_quant_activated(self.quants.currentItem(), 0)
+        )
+        self.download_bar = QProgressBar()
+        self.download_bar.setObjectName("download_progress")
+        self.download_label = QLabel("")
+        self.download_label.setObjectName("download_status")
+        self.download_label.setWordWrap(True)
+        self.cancel_download = QPushButton("Cancel download")
+        self.cancel_download.setObjectName("cancel_download_button")
+        self.cancel_download.clicked.connect(self.download_cancel_requested)
+        row = QHBoxLayout()
+        row.addWidget(self.download_bar, 1)
+        row.addWidget(self.cancel_download)
+        layout.addWidget(self.model_title)
+        layout.addWidget(self.quants, 1)
+        layout.addWidget(self.use_quant, 0, Qt.AlignmentFlag.AlignRight)
+        layout.addWidget(self.download_label)
+        layout.addLayout(row)
+        self.show_download(None)
+        return box
+
+    def _build_storage_section(self) -> QWidget:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 8, 0, 0)
+        folders = QHBoxLayout()
+        for which, text in (("data", "Open chats folder"), ("models", "Open models folder")):
+            button = QPushButton(text)
+            button.setObjectName(f"open_{which}_folder")
+            button.clicked.connect(lambda _=False, w=which: self.open_folder_requested.emit(w))
+            folders.addWidget(button)
+        folders.addStretch(1)
+        self.token_status = QLabel("")
+        self.token_status.setObjectName("token_status")
+        self.token_status.setWordWrap(True)
+        self.token_edit = QLineEdit()
+        self.token_edit.setObjectName("token_edit")
+        self.token_edit.setAccessibleName("Hugging Face token")
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("hf_… (needed only for gated models)")
+        save_token = QPushButton("Save token")
+        save_token.setObjectName("save_token_button")
+        save_token.clicked.connect(self._on_save_token)
+        clear_token = QPushButton("Forget token")
+        clear_token.setObjectName("clear_token_button")
+        clear_token.clicked.connect(self.token_clear_requested)
+        token_row = QHBoxLayout()
+        token_row.addWidget(self.token_edit, 1)
+        token_row.addWidget(save_token)
+        token_row.addWidget(clear_token)
+        delete_all = QPushButton("Delete all chats…")
+        delete_all.setObjectName("delete_all_chats_button")
+        delete_all.clicked.connect(self.delete_all_chats_requested)
+        layout.addLayout(folders)
+        layout.addWidget(QLabel("Hugging Face token (kept in your system's keyring)"))
+        layout.addLayout(token_row)
+        layout.addWidget(self.token_status)
+        layout.addWidget(delete_all, 0, Qt.AlignmentFlag.AlignLeft)
+        return box
+
+    # --- what the controller shows ---------------------------------------------------
+    def set_model(self, title: str, rows: list[QuantRow], current: str) -> None:
+        self.model_title.setText(title)
+        self.quants.clear()
+        auto = QTreeWidgetItem(["Auto (recommended for this computer)", "", "", "", ""])
+        auto.setData(0, Qt.ItemDataRole.UserRole, AUTO_QUANT)
+        self.quants.addTopLevelItem(auto)
+        for row in rows:
+            marks = []
+            if row.recommended:
+                marks.append("recommended")
+            if row.installed:
+                marks.append("installed")
+            item = QTreeWidgetItem(
+                [row.name, _gb(row.size_bytes), _gb(row.memory_bytes), row.fit, ", ".join(marks)]
+            )
+            item.setData(0, Qt.ItemDataRole.UserRole, row.name)
+            item.setToolTip(0, row.note)
+            self.quants.addTopLevelItem(item)
+        for i in range(self.quants.topLevelItemCount()):
+            top = self.quants.topLevelItem(i)
+            if top is not None and top.data(0, Qt.ItemDataRole.UserRole) == current:
+                item = top
+                self.quants.setCurrentItem(item)
+                font = item.font(0)
+                font.setBold(True)
+                for col in range(5):
+                    item.setFont(col, font)
+        for col in range(5):
+            self.quants.resizeColumnToContents(col)
+
+    def show_download(self, fraction: float | None, text: str = "") -> None:
+        """Download progress (0..1), or None to hide the bar."""
+        visible = fraction is not None
+        self.download_bar.setVisible(visible)
+        self.cancel_download.setVisible(visible)
+        if fraction is not None:
+            self.download_bar.setValue(int(fraction * 1000))
+            self.download_bar.setMaximum(1000)
+        self.download_label.setText(text)
+
+    def set_reload_pending(self, pending: bool, text: str = "") -> None:
+        self.reload_notice.setText(
+            text or ("Reload the model to apply the changes marked ↻." if pending else "")
+        )
+        self.reload_button.setVisible(pending)
+
+    def set_value(self, key: str, value: Value) -> None:
+        editor = self.editors.get(key)
+        if editor is not None:
+            editor.set_value(value)
+
+    def set_token_status(self, text: str) -> None:
+        self.token_status.setText(text)
+
+    # --- slots --------------------------------------------------------------------------
+    @Slot(str, object)
+    def _on_edited(self, key: str, value: Value) -> None:
+        if key == "performance.n_ctx":
+            self._update_estimate(value)
+        self.setting_changed.emit(key, value)
+
+    def _update_estimate(self, n_ctx: Value) -> None:
+        if self._estimate is not None:
+            self.memory_estimate.setText(self._estimate(n_ctx if isinstance(n_ctx, int) else None))
+
+    @Slot(QTreeWidgetItem, int)
+    def _on_quant_activated(self, item: QTreeWidgetItem | None, _column: int) -> None:
+        if item is not None:
+            self.quant_selected.emit(str(item.data(0, Qt.ItemDataRole.UserRole)))
+
+    @Slot()
+    def _on_save_token(self) -> None:
+        token = self.token_edit.text().strip()
+        self.token_edit.clear()  # never left on screen
+        if token:
+            self.token_set_requested.emit(token)
