@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psutil
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtGui import QGuiApplication
 
 from app.storage import title_from
 from app.worker import EngineThread, ReplyRequest
@@ -76,6 +77,7 @@ class ChatController(QObject):
         self.overrides: dict[str, float | int] = {}
         self.system_prompt = ""
         self.thinking_mode = "model"  # "model", "on" or "off" (new chats)
+        self._chat_thinking: dict[int | None, bool] = {}  # per-chat switch, set by the person
         self.model_info: ModelInfo | None = None
         self.current_id: int | None = None
         self._active: _ActiveReply | None = None
@@ -102,6 +104,8 @@ class ChatController(QObject):
         window.delete_requested.connect(self._on_delete_requested)
         window.settings_requested.connect(self._on_settings_requested)
         window.close_requested.connect(self.shutdown)
+        window.copy_last_reply_requested.connect(self._on_copy_last_reply)
+        window.chat_toolbar.thinking_toggled.connect(self._on_thinking_toggled)
 
         self._memory_timer = QTimer(self)
         self._memory_timer.setInterval(MEMORY_INTERVAL_MS)
@@ -221,12 +225,22 @@ class ChatController(QObject):
     def _on_settings_requested(self) -> None:
         self.window.statusBar().showMessage("Settings are coming in a later version.", 4000)
 
+    @Slot()
+    def _on_copy_last_reply(self) -> None:
+        if self.current_id is None:
+            return
+        replies = [m for m in self.store.messages(self.current_id) if m.role == "assistant"]
+        if replies and replies[-1].content:
+            QGuiApplication.clipboard().setText(replies[-1].content)  # the answer, no thinking
+            self.window.statusBar().showMessage("Copied the last reply.", 3000)
+
     # --- engine events -------------------------------------------------------------------
     @Slot(object)
     def _on_model_loaded(self, info: ModelInfo) -> None:
         self.model_info = info
         self.window.set_model_info(info)
         self.window.set_state(ResponseState.IDLE)
+        self._update_toolbar()
         self.model_changed.emit()
 
     @Slot(str)
@@ -257,8 +271,14 @@ class ChatController(QObject):
         if self.current_id == active.conversation_id:
             self.window.chat_view.append_thinking(text)
 
+    @Slot(bool)
+    def _on_thinking_toggled(self, on: bool) -> None:
+        self._chat_thinking[self.current_id] = on
+
     def _thinking(self) -> bool | None:
-        """The thinking switch for the next reply: explicit unless left to the model."""
+        """The thinking switch for the next reply: this chat's, else the default."""
+        if self.current_id in self._chat_thinking:
+            return self._chat_thinking[self.current_id]
         if self.thinking_mode == "on":
             return True
         if self.thinking_mode == "off":
@@ -277,6 +297,10 @@ class ChatController(QObject):
         status = _STATUS_FOR_REASON[done.reason]
         if self._finish(request_id, status):
             self.window.set_speed(done.stats.tokens_per_s)
+            if self.model_info is not None and done.stats.context_tokens:
+                self.window.chat_toolbar.set_context(
+                    done.stats.context_tokens, self.model_info.n_ctx
+                )
             if done.reason == FinishReason.CONTEXT:
                 self.window.show_error(
                     "The reply stopped because the conversation filled the model's context "
@@ -308,7 +332,17 @@ class ChatController(QObject):
         self.window.set_memory(self._process.memory_info().rss)
 
     # --- helpers ------------------------------------------------------------------------
+    def _update_toolbar(self) -> None:
+        bar = self.window.chat_toolbar
+        conv = self.store.conversation(self.current_id) if self.current_id is not None else None
+        bar.set_title(conv.title if conv else "New chat")
+        info = self.model_info
+        bar.set_thinking_available(bool(info and info.supports_thinking))
+        bar.set_thinking(bool(self._thinking()))
+        bar.set_context(0, info.n_ctx if info else 1)
+
     def _show_current(self) -> None:
+        self._update_toolbar()
         view = self.window.chat_view
         if self.current_id is None:
             view.show_messages([])
@@ -330,3 +364,4 @@ class ChatController(QObject):
             self.window.conversations.upsert(conv)
             if conv_id == self.current_id:
                 self.window.conversation_list.select_conversation(conv_id)
+                self.window.chat_toolbar.set_title(conv.title)

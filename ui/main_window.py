@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.types import Conversation, ModelInfo
+from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
 from ui.conversation_list import ConversationList, ConversationListModel
@@ -77,6 +78,7 @@ class MainWindow(QMainWindow):
     settings_requested = Signal()
     about_requested = Signal()
     close_requested = Signal()
+    copy_last_reply_requested = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,6 +107,7 @@ class MainWindow(QMainWindow):
         side.addWidget(self.settings_button)
 
         # Chat pane
+        self.chat_toolbar = ChatToolbar()
         self.chat_view = ChatView()
         self.chat_view.setPlaceholderText(
             "Type a message below to start chatting. Nothing leaves this computer."
@@ -123,6 +126,7 @@ class MainWindow(QMainWindow):
         pane = QWidget()
         chat = QVBoxLayout(pane)
         chat.setContentsMargins(4, 8, 8, 8)
+        chat.addWidget(self.chat_toolbar)
         chat.addWidget(self.chat_view, 1)
         chat.addWidget(self.error_banner)
         chat.addLayout(row)
@@ -167,6 +171,9 @@ class MainWindow(QMainWindow):
         self._add_action("Stop", QKeySequence(Qt.Key.Key_Escape), self._on_escape)
         self._add_action(
             "Rename chat", QKeySequence(Qt.Key.Key_F2), self.conversation_list.rename_current
+        )
+        self._add_action(
+            "Copy last reply", QKeySequence("Ctrl+Shift+C"), self.copy_last_reply_requested.emit
         )
         self.set_state(ResponseState.LOADING)
         self.composer.setFocus()

@@ -11,6 +11,7 @@ THEMES = ("system", "light", "dark")
 _BANNER_QSS = """
 #error_banner { background: %(bg)s; border: 1px solid %(border)s; border-radius: 6px; }
 #error_banner QLabel { color: %(fg)s; }
+#context_meter[warn="true"]::chunk { background: %(border)s; }
 """
 
 

@@ -1,0 +1,78 @@
+"""The bar above a conversation: its title, its own thinking switch and system
+prompt, and a meter of how full the model's context window is."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
+
+WARN_AT = 0.8  # the meter turns to a warning from here
+
+
+class ChatToolbar(QWidget):
+    thinking_toggled = Signal(bool)
+    system_prompt_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chat_toolbar")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 0, 4, 0)
+        self.title = QLabel("New chat")
+        self.title.setObjectName("chat_title")
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        self.thinking = QToolButton()
+        self.thinking.setObjectName("thinking_toggle")
+        self.thinking.setText("Think")
+        self.thinking.setAccessibleName("Thinking")
+        self.thinking.setToolTip("Let the model think before it answers (this chat only)")
+        self.thinking.setCheckable(True)
+        self.thinking.toggled.connect(self.thinking_toggled)
+        self.system = QToolButton()
+        self.system.setObjectName("system_prompt_button")
+        self.system.setText("System prompt…")
+        self.system.setAccessibleName("System prompt for this chat")
+        self.system.clicked.connect(self.system_prompt_requested)
+        self.meter = QProgressBar()
+        self.meter.setObjectName("context_meter")
+        self.meter.setAccessibleName("Context used")
+        self.meter.setFixedWidth(150)
+        self.meter.setTextVisible(True)
+        self.meter.setMaximum(1)
+        self.meter.setValue(0)
+        self.meter.setFormat("Context")
+        layout.addWidget(self.title, 1)
+        layout.addWidget(self.thinking)
+        layout.addWidget(self.system)
+        layout.addWidget(self.meter)
+        self.set_thinking_available(False)
+
+    def set_title(self, title: str) -> None:
+        self.title.setText(title)
+
+    def set_thinking_available(self, available: bool) -> None:
+        self.thinking.setVisible(available)
+
+    def set_thinking(self, on: bool) -> None:
+        blocked = self.thinking.blockSignals(True)
+        self.thinking.setChecked(on)
+        self.thinking.blockSignals(blocked)
+
+    def set_context(self, used: int, total: int) -> None:
+        """Show ``used`` of ``total`` tokens; from 80 % it warns."""
+        total = max(total, 1)
+        used = max(0, min(used, total))
+        self.meter.setMaximum(total)
+        self.meter.setValue(used)
+        share = used / total
+        self.meter.setFormat(f"Context {share:.0%}")
+        self.meter.setToolTip(
+            f"{used:,} of {total:,} tokens of the model's context window are in use."
+            + ("\nThe conversation will soon no longer fit." if share >= WARN_AT else "")
+        )
+        self.meter.setProperty("warn", share >= WARN_AT)
+        self.meter.style().unpolish(self.meter)
+        self.meter.style().polish(self.meter)
