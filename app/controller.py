@@ -26,6 +26,7 @@ from engine.types import (
     ModelInfo,
     ReplyDone,
     SamplingParams,
+    StoredMessage,
 )
 from ui.main_window import MainWindow
 from ui.state import ResponseState
@@ -78,6 +79,7 @@ class ChatController(QObject):
         self.system_prompt = ""
         self.thinking_mode = "model"  # "model", "on" or "off" (new chats)
         self._chat_thinking: dict[int | None, bool] = {}  # per-chat switch, set by the person
+        self._editing: StoredMessage | None = None  # a question being edited in the composer
         self.model_info: ModelInfo | None = None
         self.current_id: int | None = None
         self._active: _ActiveReply | None = None
@@ -106,6 +108,9 @@ class ChatController(QObject):
         window.close_requested.connect(self.shutdown)
         window.copy_last_reply_requested.connect(self._on_copy_last_reply)
         window.chat_toolbar.thinking_toggled.connect(self._on_thinking_toggled)
+        window.chat_view.action_requested.connect(self._on_message_action)
+        window.composer.edit_last_requested.connect(self._on_edit_last_requested)
+        window.composer.edit_cancelled.connect(self._on_edit_cancelled)
 
         self._memory_timer = QTimer(self)
         self._memory_timer.setInterval(MEMORY_INTERVAL_MS)
@@ -163,30 +168,100 @@ class ChatController(QObject):
         if self.window.state != ResponseState.IDLE or self._active is not None:
             return
         self.window.clear_error()
-        if self.current_id is None:
-            conv = self.store.create_conversation(title_from(text))
-            self.current_id = conv.id
-            if self.system_prompt.strip():
-                self.store.add_message(conv.id, "system", self.system_prompt.strip())
         self.window.take_composer_text()
-        self.store.add_message(self.current_id, "user", text)
-        history = [
-            Message(m.role, m.content, getattr(m, "thinking", ""))
-            for m in self.store.messages(self.current_id)
-            if m.content or m.role == "user"
-        ]
+        editing, self._editing = self._editing, None
+        if editing is not None and editing.conversation_id == self.current_id:
+            # An edited question is a new version of that turn; the old one keeps its branch.
+            self.store.add_variant(editing.id, text)
+            self.window.statusBar().clearMessage()
+        else:
+            if self.current_id is None:
+                conv = self.store.create_conversation(title_from(text), title_is_auto=True)
+                self.current_id = conv.id
+                if self.system_prompt.strip():
+                    self.store.add_message(conv.id, "system", self.system_prompt.strip())
+            self.store.add_message(self.current_id, "user", text)
         reply = self.store.add_message(self.current_id, "assistant", "", MessageStatus.STREAMING)
-        self._refresh_conversation(self.current_id)
+        self._start_reply(reply)
+
+    def _start_reply(self, reply: StoredMessage) -> None:
+        """Stream into ``reply`` (an empty, streaming assistant message on the active
+        path): the history is everything before it."""
+        conv_id = reply.conversation_id
+        messages = self.store.messages(conv_id)
+        before = messages[: next(i for i, m in enumerate(messages) if m.id == reply.id)]
+        history = [
+            Message(m.role, m.content, m.thinking) for m in before if m.content or m.role == "user"
+        ]
+        self._refresh_conversation(conv_id)
         self._next_request += 1
         self._active = _ActiveReply(
-            self._next_request, self.current_id, reply.id, ReplyRecorder(self.store, reply.id)
+            self._next_request, conv_id, reply.id, ReplyRecorder(self.store, reply.id)
         )
-        self.window.chat_view.add_message("user", text)
-        self.window.chat_view.begin_reply()
+        view = self.window.chat_view
+        view.show_messages(before, keep_scroll=True)
+        view.begin_reply()
         self.window.set_state(ResponseState.GENERATING)
         self.engine.stop_event.clear()
         request = ReplyRequest(history, self.params, self.overrides, self._thinking())
         self.generate_requested.emit(self._next_request, request)
+
+    # --- message actions (links under each message) -------------------------------------
+    @Slot(str, int)
+    def _on_message_action(self, action: str, msg_id: int) -> None:
+        if action in ("copy", "toggle-thinking", "earlier"):
+            return  # the view handles these itself
+        if self._active is not None:
+            self.window.statusBar().showMessage("Wait for the reply to finish, or stop it.", 4000)
+            return
+        msg = self.store.message(msg_id)
+        if msg is None:
+            return
+        if action == "regenerate":
+            self._start_reply(self.store.add_variant(msg.id, "", MessageStatus.STREAMING))
+        elif action == "edit":
+            self.edit_message(msg)
+        elif action == "delete":
+            if self.window.confirm(
+                "Delete message", "Delete this message?", "It is removed from this computer."
+            ):
+                self.store.delete_message(msg.id)
+                self._show_current()
+        elif action in ("prev", "next"):
+            versions = self.store.variants(msg.id)
+            index = next(i for i, v in enumerate(versions) if v.id == msg.id)
+            index += -1 if action == "prev" else 1
+            if 0 <= index < len(versions):
+                self.store.select_variant(versions[index].id)
+                self._show_current(keep_scroll=True)
+        elif action == "continue":
+            self.window.statusBar().showMessage(
+                "Continuing a cut-off reply is not available yet: use Regenerate.", 5000
+            )
+
+    def edit_message(self, msg: StoredMessage) -> None:
+        """Put a question back in the composer; sending it makes a new version."""
+        self._editing = msg
+        self.window.composer.setPlainText(msg.content)
+        self.window.composer.setFocus()
+        self.window.statusBar().showMessage(
+            "Editing your message: Enter sends it as a new version, Esc cancels."
+        )
+
+    @Slot()
+    def _on_edit_last_requested(self) -> None:
+        if self.current_id is None or self._active is not None:
+            return
+        questions = [m for m in self.store.messages(self.current_id) if m.role == "user"]
+        if questions:
+            self.edit_message(questions[-1])
+
+    @Slot()
+    def _on_edit_cancelled(self) -> None:
+        if self._editing is not None:
+            self._editing = None
+            self.window.composer.clear()
+            self.window.statusBar().clearMessage()
 
     @Slot()
     def _on_stop_requested(self) -> None:
@@ -341,7 +416,7 @@ class ChatController(QObject):
         bar.set_thinking(bool(self._thinking()))
         bar.set_context(0, info.n_ctx if info else 1)
 
-    def _show_current(self) -> None:
+    def _show_current(self, *, keep_scroll: bool = False) -> None:
         self._update_toolbar()
         view = self.window.chat_view
         if self.current_id is None:
@@ -356,7 +431,7 @@ class ChatController(QObject):
             view.begin_reply()
             view.append_reply(active.recorder.text)
         else:
-            view.show_messages(messages)
+            view.show_messages(messages, keep_scroll=keep_scroll)
 
     def _refresh_conversation(self, conv_id: int) -> None:
         conv = self.store.conversation(conv_id)

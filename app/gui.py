@@ -122,6 +122,8 @@ class HearthApp:
     ) -> None:
         # A bug in a slot must not take the whole app (and the chat) down.
         log.error("uncaught exception:\n%s", "".join(traceback.format_exception(kind, exc, tb)))
+        # Chain on (stderr by default; pytest-qt's capture in tests, so bugs fail tests).
+        self._previous_excepthook(kind, exc, tb)
         self.window.show_error(
             "Something went wrong inside Hearth. Your chats are safe. The details are in "
             f"{self.paths.log_dir / 'hearth.log'}."

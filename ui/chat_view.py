@@ -29,6 +29,8 @@ SHOWN_AT_FIRST = 60  # messages rendered when a chat opens; earlier ones on requ
 ACTION_SCHEME = "hearth-action"
 _CACHE_SIZE = 1024
 
+_CONTINUABLE = (MessageStatus.LENGTH, MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
+
 _STATUS_NOTES = {
     MessageStatus.STOPPED: "Stopped.",
     MessageStatus.LENGTH: "Cut off at the reply length limit.",
@@ -142,25 +144,27 @@ class ChatView(QTextBrowser):
                 f'<p align="center"><a href="{ACTION_SCHEME}:earlier/0">'
                 f"Show {self._shown_from} earlier messages</a></p>"
             )
-        parts.extend(self._message_html(m) for m in self._messages[self._shown_from :])
+        last = self._messages[-1].id if self._messages else None
+        parts.extend(
+            self._message_html(m, m.id == last) for m in self._messages[self._shown_from :]
+        )
         self.setHtml("".join(parts))
 
-    def _message_html(self, msg: StoredMessage) -> str:
-        thinking = getattr(msg, "thinking", "")
-        thinking_ms = getattr(msg, "thinking_ms", 0)
+    def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
+        thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        key = (msg.id, msg.content, thinking, msg.status, expanded, self._assistant_name)
+        key = (msg, expanded, is_last, self._assistant_name)
         cached = self._html_cache.get(key)
         if cached is None:
-            parts = [self._header_html(msg.role)]
+            parts = [f'<a name="m{msg.id}"></a>' + self._header_html(msg.role)]
             if thinking:
                 parts.append(self._thinking_html(msg.id, thinking, thinking_ms, expanded))
             parts.append(self._body_html(msg.role, msg.content))
             note = _STATUS_NOTES.get(msg.status)
             if note:
                 parts.append(self._note_html(note))
-            if msg.content:
-                parts.append(self._actions_html(msg))
+            if msg.content or msg.role == "assistant":
+                parts.append(self._actions_html(msg, is_last))
             cached = "".join(parts)
             self._html_cache[key] = cached
             if len(self._html_cache) > _CACHE_SIZE:
@@ -314,12 +318,33 @@ class ChatView(QTextBrowser):
     def _note_html(self, note: str) -> str:
         return f'<p style="color:{self._renderer.palette.muted}"><i>{html.escape(note)}</i></p>'
 
-    def _actions_html(self, msg: StoredMessage) -> str:
+    def _actions_html(self, msg: StoredMessage, is_last: bool) -> str:
+        """Copy · Edit/Regenerate · Continue · Delete · ‹ 2/3 › under a message."""
+
+        def link(action: str, text: str, tip: str) -> str:
+            return (
+                f'<a href="{ACTION_SCHEME}:{action}/{msg.id}" title="{tip}" '
+                f'style="text-decoration:none">{text}</a>'
+            )
+
+        links = [link("copy", "Copy", "Copy this message")]
+        if msg.role == "user":
+            links.append(link("edit", "Edit", "Change this message and get a new reply"))
+        elif msg.role == "assistant":
+            links.append(link("regenerate", "Regenerate", "Write this reply again"))
+            if is_last and msg.status in _CONTINUABLE:
+                links.append(link("continue", "Continue", "Continue this reply"))
+        links.append(link("delete", "Delete", "Delete this message"))
+        if msg.variant_count > 1:
+            prev = link("prev", "‹", "Previous version") if msg.variant_index > 0 else "‹"
+            nxt = (
+                link("next", "›", "Next version")
+                if msg.variant_index < msg.variant_count - 1
+                else "›"
+            )
+            links.append(f"{prev} {msg.variant_index + 1}/{msg.variant_count} {nxt}")
         muted = self._renderer.palette.muted
-        return (
-            f'<p style="font-size:small; color:{muted}">'
-            f'<a href="{ACTION_SCHEME}:copy/{msg.id}" style="text-decoration:none">Copy</a></p>'
-        )
+        return f'<p style="font-size:small; color:{muted}">{" · ".join(links)}</p>'
 
     def _register_code(self, code: str) -> int:
         index = len(self._codes)
@@ -349,6 +374,32 @@ class ChatView(QTextBrowser):
             return
         if scheme in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
+
+    def jump_to(self, msg_id: int, words: list[str]) -> None:
+        """Scroll to a message and select the first of ``words`` in it (search hits)."""
+        if self._shown_from and all(m.id != msg_id for m in self._messages[self._shown_from :]):
+            self.show_earlier()
+        self.scrollToAnchor(f"m{msg_id}")
+        start = self._anchor_position(msg_id)
+        for word in words:
+            found = self.document().find(word, start)
+            if not found.isNull():
+                self.setTextCursor(found)  # the selection is the highlight
+                self.ensureCursorVisible()
+                return
+
+    def _anchor_position(self, msg_id: int) -> int:
+        block = self.document().begin()
+        name = f"m{msg_id}"
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                if name in fragment.charFormat().anchorNames():
+                    return fragment.position()
+                it += 1
+            block = block.next()
+        return 0
 
     def _toggle_thinking(self, msg_id: int) -> None:
         self._expanded_thinking ^= {msg_id}

@@ -261,25 +261,34 @@ class MainWindow(QMainWindow):
         if self._state == ResponseState.GENERATING:
             self.stop_requested.emit()
 
+    def confirm(self, title: str, question: str, detail: str, action: str = "Delete") -> bool:
+        """Ask before something that cannot be undone; Cancel is the default."""
+        box = QMessageBox(self)
+        box.setObjectName("confirm_delete")
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle(title)
+        box.setText(question)
+        box.setInformativeText(detail)
+        yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        chosen = box.clickedButton() is yes
+        box.deleteLater()
+        return chosen
+
     @Slot(int)
     def _on_delete_asked(self, conv_id: int) -> None:
         row = self.conversations.row_of(conv_id)
         if row is None:
             return
         title = self.conversations.conversation_at(row).title
-        box = QMessageBox(self)
-        box.setObjectName("confirm_delete")
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle("Delete conversation")
-        box.setText(f"Delete “{title}”?")
-        box.setInformativeText("Its messages will be removed from this computer.")
-        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        if box.clickedButton() is delete:
+        if self.confirm(
+            "Delete conversation",
+            f"Delete “{title}”?",
+            "Its messages will be removed from this computer.",
+        ):
             self.delete_requested.emit(conv_id)
-        box.deleteLater()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.close_requested.emit()

@@ -11,7 +11,7 @@ from pytestqt.qtbot import QtBot
 
 from engine.store import ChatStore
 from engine.types import MessageStatus, SamplingParams
-from tests.gui.conftest import Launch, send
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
 from ui.state import ResponseState
 
 
@@ -38,7 +38,7 @@ def test_first_launch_installs_starter_model_and_chats(
     deltas: list[str] = []
     hearth.engine.worker.delta_ready.connect(lambda _rid, text: deltas.append(text))
     assert not window.send_button.isEnabled()  # nothing typed yet
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Hello! What is the capital of France?")
         assert window.state == ResponseState.GENERATING
         assert window.send_button.text() == "Stop"
@@ -74,7 +74,7 @@ def test_stop_mid_reply_is_quick_and_keeps_the_partial_text(
     pieces: list[str] = []
     hearth.engine.worker.delta_ready.connect(lambda _rid, text: pieces.append(text))
     send(qtbot, hearth, "Write a very long story about a lighthouse keeper.")
-    qtbot.waitUntil(lambda: len(pieces) >= 5, timeout=60_000)
+    qtbot.waitUntil(lambda: len(pieces) >= 5, timeout=REPLY_TIMEOUT_MS)
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=5_000):
         clicked = time.monotonic()
         qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
@@ -100,11 +100,11 @@ def test_stop_mid_reply_is_quick_and_keeps_the_partial_text(
 def test_conversations_survive_a_restart(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
     window = hearth.window
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "First conversation")
     qtbot.mouseClick(window.new_chat_button, Qt.MouseButton.LeftButton)
     assert window.chat_view.plain_text() == ""
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Second conversation")
     second_reply = hearth.store.messages(hearth.controller.current_id or -1)[-1].content
     hearth.close()
@@ -145,7 +145,7 @@ def _answer_next_dialog(qtbot: QtBot, button_text: str) -> list[str]:
 def test_rename_and_delete_with_confirmation(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
     window = hearth.window
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Plans for the weekend")
     model = window.conversations
     index = model.index(0)
@@ -202,7 +202,7 @@ def test_a_prompt_longer_than_the_context_is_explained(
 
     hearth = launch(data_dir, options=EngineOptions(n_ctx=256, n_batch=256, n_ubatch=256))
     window = hearth.window
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         hearth.window.composer.setPlainText("word " * 600)
         qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
     assert window.error_banner.isVisible()

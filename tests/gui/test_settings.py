@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication, QComboBox, QPushButton, QSpinBox
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
-from tests.gui.conftest import Launch, send
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
 from ui.settings_dialog import SettingsDialog
 from ui.state import ResponseState
 
@@ -56,7 +56,7 @@ def test_context_length_needs_a_reload_and_the_chat_continues(
     qtbot: QtBot, launch: Launch, data_dir: Path
 ) -> None:
     hearth = launch(data_dir)
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Remember the word lighthouse.")
     conv_id = hearth.controller.current_id
     dialog = open_settings(qtbot, hearth)
@@ -68,14 +68,14 @@ def test_context_length_needs_a_reload_and_the_chat_continues(
     reload_button = dialog.findChild(QPushButton, "reload_button")
     assert reload_button is not None and reload_button.isVisibleTo(dialog)
     assert "Reload" in dialog.reload_notice.text()
-    with qtbot.waitSignal(hearth.controller.model_changed, timeout=60_000):
+    with qtbot.waitSignal(hearth.controller.model_changed, timeout=REPLY_TIMEOUT_MS):
         qtbot.mouseClick(reload_button, Qt.MouseButton.LeftButton)
     assert hearth.controller.model_info is not None
     assert hearth.controller.model_info.n_ctx == 4096
     assert not reload_button.isVisibleTo(dialog)
     # The same conversation carries on with its history.
     assert hearth.controller.current_id == conv_id
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=60_000):
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What was the word?")
     assert [m.role for m in hearth.store.messages(conv_id)] == [
         "user",
