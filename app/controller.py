@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -17,6 +18,7 @@ from PySide6.QtGui import QGuiApplication
 
 from app.storage import title_from
 from app.worker import EngineThread, ReplyRequest
+from engine.errors import KnownError
 from engine.store import ChatStore, ReplyRecorder
 from engine.types import (
     EngineOptions,
@@ -109,6 +111,12 @@ class ChatController(QObject):
         window.copy_last_reply_requested.connect(self._on_copy_last_reply)
         window.chat_toolbar.thinking_toggled.connect(self._on_thinking_toggled)
         window.chat_view.action_requested.connect(self._on_message_action)
+        window.search_requested.connect(self._on_search_requested)
+        window.search_results.hit_activated.connect(self._on_hit_activated)
+        window.pin_requested.connect(self._on_pin_requested)
+        window.undo_delete_requested.connect(self._on_undo_delete)
+        window.export_requested.connect(self._on_export_requested)
+        window.import_requested.connect(self._on_import_requested)
         window.composer.edit_last_requested.connect(self._on_edit_last_requested)
         window.composer.edit_cancelled.connect(self._on_edit_cancelled)
 
@@ -118,13 +126,17 @@ class ChatController(QObject):
 
     # --- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
+        self.refresh_conversations()
+        self._on_memory_tick()
+        self._memory_timer.start()
+        self.load_model(self.model_path)
+
+    def refresh_conversations(self) -> None:
+        """List the conversations again and open the newest."""
         conversations = self.store.list_conversations()
         self.current_id = conversations[0].id if conversations else None
         self.window.show_conversations(conversations, self.current_id)
         self._show_current()
-        self._on_memory_tick()
-        self._memory_timer.start()
-        self.load_model(self.model_path)
 
     def load_model(self, path: str) -> None:
         self.window.set_state(ResponseState.LOADING)
@@ -205,6 +217,64 @@ class ChatController(QObject):
         self.engine.stop_event.clear()
         request = ReplyRequest(history, self.params, self.overrides, self._thinking())
         self.generate_requested.emit(self._next_request, request)
+
+    # --- search, pin, undo, export ------------------------------------------------------
+    @Slot(str)
+    def _on_search_requested(self, query: str) -> None:
+        try:
+            hits = self.store.search(query, limit=50)
+        except KnownError as exc:
+            self.window.show_error(exc.message)
+            return
+        self.window.search_results.show_hits(hits, query)
+
+    @Slot(int, int, list)
+    def _on_hit_activated(self, conv_id: int, msg_id: int, words: list[str]) -> None:
+        if conv_id != self.current_id:
+            self.current_id = conv_id
+            self._show_current()
+        self.window.chat_view.jump_to(msg_id, words)
+
+    @Slot(int, bool)
+    def _on_pin_requested(self, conv_id: int, pinned: bool) -> None:
+        self.store.set_pinned(conv_id, pinned)
+        self._refresh_conversation(conv_id)
+
+    @Slot(int)
+    def _on_undo_delete(self, conv_id: int) -> None:
+        conv = self.store.undo_delete(conv_id)
+        if conv is not None:
+            self.window.conversations.upsert(conv)
+            self.window.statusBar().showMessage(f"Restored “{conv.title}”.", 4000)
+
+    @Slot(object, str, str)
+    def _on_export_requested(self, conv_id: int | None, fmt: str, path: str) -> None:
+        from engine.export import json_chunks, markdown_chunks, write_export
+
+        ids = None if conv_id is None else [conv_id]
+        chunks = markdown_chunks(self.store, ids) if fmt == "md" else json_chunks(self.store, ids)
+        try:
+            write_export(Path(path), chunks)
+        except KnownError as exc:
+            self.window.show_error(exc.message)
+            return
+        self.window.statusBar().showMessage(f"Exported to {path}.", 5000)
+
+    @Slot(str)
+    def _on_import_requested(self, path: str) -> None:
+        from engine.export import import_json
+
+        try:
+            ids = import_json(self.store, Path(path).read_bytes())
+        except OSError as exc:
+            self.window.show_error(f"Hearth could not read {path} ({exc.strerror}).")
+            return
+        except KnownError as exc:
+            self.window.show_error(exc.message)
+            return
+        for conv_id in ids:
+            self._refresh_conversation(conv_id)
+        self.window.statusBar().showMessage(f"Imported {len(ids)} conversations.", 5000)
 
     # --- message actions (links under each message) -------------------------------------
     @Slot(str, int)
@@ -291,10 +361,13 @@ class ChatController(QObject):
     def _on_delete_requested(self, conv_id: int) -> None:
         if self._active is not None and self._active.conversation_id == conv_id:
             self.engine.stop_event.set()
-        self.store.delete_conversation(conv_id)
+        conv = self.store.conversation(conv_id)
+        self.store.delete_conversation(conv_id)  # kept until purged: can be undone
         self.window.conversations.remove(conv_id)
         if self.current_id == conv_id:
             self._on_new_chat_requested()
+        if conv is not None:
+            self.window.offer_undo(f"Deleted “{conv.title}”.", conv_id)
 
     @Slot()
     def _on_settings_requested(self) -> None:
@@ -312,6 +385,8 @@ class ChatController(QObject):
     # --- engine events -------------------------------------------------------------------
     @Slot(object)
     def _on_model_loaded(self, info: ModelInfo) -> None:
+        if self._closed:
+            return  # queued before shutdown
         self.model_info = info
         self.window.set_model_info(info)
         self.window.set_state(ResponseState.IDLE)
@@ -320,6 +395,8 @@ class ChatController(QObject):
 
     @Slot(str)
     def _on_model_load_failed(self, message: str) -> None:
+        if self._closed:
+            return
         self.model_info = None
         self.window.set_model_info(None, "No model loaded")
         self.window.set_state(ResponseState.NO_MODEL)

@@ -12,7 +12,7 @@ MIN_LINES, MAX_LINES = 2, 8
 class Composer(QPlainTextEdit):
     submitted = Signal()
     edit_last_requested = Signal()  # Up in an empty composer
-    edit_cancelled = Signal()  # Esc while editing
+    edit_cancelled = Signal()  # Esc while editing (the window's Esc action emits it)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -35,10 +35,6 @@ class Composer(QPlainTextEdit):
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Up and not self.toPlainText():
             self.edit_last_requested.emit()
-            return
-        if event.key() == Qt.Key.Key_Escape:
-            self.edit_cancelled.emit()
-            event.ignore()  # still reaches the window's Esc (stop a reply)
             return
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             mods = event.modifiers()

@@ -24,10 +24,14 @@ Index = QModelIndex | QPersistentModelIndex
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-def _position(rows: list[Conversation], key: tuple[float, int]) -> int:
-    """Where a conversation with sort key (updated_at, id) goes, newest first."""
+def _key(conv: Conversation) -> tuple[bool, float, int]:
+    return (conv.pinned, conv.updated_at, conv.id)
+
+
+def _position(rows: list[Conversation], key: tuple[bool, float, int]) -> int:
+    """Where a conversation with this sort key goes: pinned first, then newest first."""
     row = 0
-    while row < len(rows) and (rows[row].updated_at, rows[row].id) > key:
+    while row < len(rows) and _key(rows[row]) > key:
         row += 1
     return row
 
@@ -56,7 +60,9 @@ class ConversationListModel(QAbstractListModel):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         conv = self._rows[index.row()]
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+        if role == Qt.ItemDataRole.DisplayRole:
+            return ("📌 " if conv.pinned else "") + conv.title
+        if role == Qt.ItemDataRole.EditRole:
             return conv.title
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{conv.title}\nLast message: {_when(conv.updated_at)}"
@@ -92,7 +98,7 @@ class ConversationListModel(QAbstractListModel):
 
         An existing row is updated in place and moved (not removed and
         re-inserted), so a selection on it stays on it."""
-        key = (conv.updated_at, conv.id)
+        key = _key(conv)
         with self._updating():
             old = self.row_of(conv.id)
             if old is None:
@@ -142,6 +148,8 @@ class ConversationList(QListView):
 
     conversation_activated = Signal(int)
     delete_requested = Signal(int)
+    pin_requested = Signal(int, bool)
+    export_requested = Signal(int, str)  # conversation id, "md" or "json"
 
     def __init__(self, model: ConversationListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -197,11 +205,20 @@ class ConversationList(QListView):
         if not index.isValid():
             return
         self.setCurrentIndex(index)
+        conv = self._model().conversation_at(index.row())
         menu = QMenu(self)
         rename = menu.addAction("Rename")
+        pin = menu.addAction("Unpin" if conv.pinned else "Pin to top")
+        markdown = menu.addAction("Export as Markdown…")
+        as_json = menu.addAction("Export as JSON…")
+        menu.addSeparator()
         delete = menu.addAction("Delete…")
         chosen = menu.exec(self.viewport().mapToGlobal(pos))
         if chosen is rename:
             self.edit(index)
+        elif chosen is pin:
+            self.pin_requested.emit(conv.id, not conv.pinned)
+        elif chosen in (markdown, as_json):
+            self.export_requested.emit(conv.id, "md" if chosen is markdown else "json")
         elif chosen is delete:
-            self.delete_requested.emit(index.data(ID_ROLE))
+            self.delete_requested.emit(conv.id)

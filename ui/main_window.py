@@ -7,13 +7,17 @@ methods.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal, Slot
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPushButton,
     QSplitter,
@@ -27,7 +31,10 @@ from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
 from ui.conversation_list import ConversationList, ConversationListModel
+from ui.search_panel import SearchBox, SearchResults
 from ui.state import ResponseState
+
+UNDO_MS = 10_000
 
 
 def format_bytes(n: int) -> str:
@@ -79,6 +86,11 @@ class MainWindow(QMainWindow):
     about_requested = Signal()
     close_requested = Signal()
     copy_last_reply_requested = Signal()
+    search_requested = Signal(str)
+    pin_requested = Signal(int, bool)
+    undo_delete_requested = Signal(int)
+    export_requested = Signal(object, str, str)  # conversation id or None (all), format, path
+    import_requested = Signal(str)  # path
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,6 +98,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Hearth")
         self.resize(1100, 720)
         self._state = ResponseState.LOADING
+        self._undo_button: QPushButton | None = None
 
         # Sidebar
         self.new_chat_button = QPushButton("New chat")
@@ -102,8 +115,29 @@ class MainWindow(QMainWindow):
         sidebar.setObjectName("sidebar")
         side = QVBoxLayout(sidebar)
         side.setContentsMargins(8, 8, 4, 8)
-        side.addWidget(self.new_chat_button)
+        self.search_box = SearchBox()
+        self.search_results = SearchResults()
+        self.search_results.hide()
+        self.more_button = QToolButton()
+        self.more_button.setObjectName("more_button")
+        self.more_button.setText("⋯")
+        self.more_button.setAccessibleName("More")
+        self.more_button.setToolTip("Export, import, about")
+        self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        more = QMenu(self.more_button)
+        more.addAction("Export all chats as JSON…", lambda: self._ask_export(None, "json"))
+        more.addAction("Export all chats as Markdown…", lambda: self._ask_export(None, "md"))
+        more.addAction("Import chats from JSON…", self._ask_import)
+        more.addSeparator()
+        more.addAction("About Hearth", self.about_requested.emit)
+        self.more_button.setMenu(more)
+        top = QHBoxLayout()
+        top.addWidget(self.new_chat_button, 1)
+        top.addWidget(self.more_button)
+        side.addLayout(top)
+        side.addWidget(self.search_box)
         side.addWidget(self.conversation_list, 1)
+        side.addWidget(self.search_results, 1)
         side.addWidget(self.settings_button)
 
         # Chat pane
@@ -163,6 +197,10 @@ class MainWindow(QMainWindow):
         self.conversation_list.conversation_activated.connect(self.conversation_selected)
         self.conversation_list.delete_requested.connect(self._on_delete_asked)
         self.conversations.rename_requested.connect(self.rename_requested)
+        self.conversation_list.pin_requested.connect(self.pin_requested)
+        self.conversation_list.export_requested.connect(self._ask_export)
+        self.search_box.query_changed.connect(self._on_query)
+        self._add_action("Search", QKeySequence.StandardKey.Find, self._focus_search)
         self._add_action("New chat", QKeySequence.StandardKey.New, self.new_chat_requested.emit)
         self._add_action("Settings", QKeySequence("Ctrl+,"), self.settings_requested.emit)
         self._add_action(
@@ -258,8 +296,75 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_escape(self) -> None:
+        """Esc, by context: stop a reply; else leave the search; else cancel an edit."""
         if self._state == ResponseState.GENERATING:
             self.stop_requested.emit()
+        elif self.search_box.hasFocus() or self.search_box.text():
+            self.search_box.clear()
+            self._on_query("")
+            self.conversation_list.setFocus()
+        else:
+            self.composer.edit_cancelled.emit()
+
+    # --- search, undo, export -----------------------------------------------------------
+    def _focus_search(self) -> None:
+        self.search_box.setFocus()
+        self.search_box.selectAll()
+
+    @Slot(str)
+    def _on_query(self, query: str) -> None:
+        searching = bool(query)
+        self.conversation_list.setVisible(not searching)
+        self.search_results.setVisible(searching)
+        if searching:
+            self.search_requested.emit(query)
+
+    def offer_undo(self, text: str, conv_id: int) -> None:
+        """Say what was deleted, with an Undo button, for ten seconds."""
+        self._drop_undo()
+        button = QPushButton("Undo")
+        button.setObjectName("undo_delete_button")
+        button.setAccessibleName("Undo delete")
+        button.setProperty("conversation_id", conv_id)
+        button.clicked.connect(self._on_undo_clicked)
+        self._undo_button = button
+        # A permanent widget: temporary status messages would hide a normal one.
+        self.statusBar().addPermanentWidget(button)
+        self.statusBar().showMessage(text, UNDO_MS)
+        QTimer.singleShot(UNDO_MS, button, self._drop_undo)
+
+    @Slot()
+    def _on_undo_clicked(self) -> None:
+        if self._undo_button is not None:
+            conv_id = int(self._undo_button.property("conversation_id"))
+            self._drop_undo()
+            self.undo_delete_requested.emit(conv_id)
+
+    def _drop_undo(self) -> None:
+        button, self._undo_button = self._undo_button, None
+        if button is not None:
+            self.statusBar().removeWidget(button)
+            button.deleteLater()
+            self.statusBar().clearMessage()
+
+    def _ask_export(self, conv_id: int | None, fmt: str) -> None:
+        suffix = "md" if fmt == "md" else "json"
+        name = "hearth-chats" if conv_id is None else f"hearth-chat-{conv_id}"
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Export chats",
+            str(Path.home() / f"{name}.{suffix}"),
+            "Markdown (*.md)" if fmt == "md" else "JSON (*.json)",
+        )
+        if path:
+            self.export_requested.emit(conv_id, fmt, path)
+
+    def _ask_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import chats", str(Path.home()), "Hearth export (*.json)"
+        )
+        if path:
+            self.import_requested.emit(path)
 
     def confirm(self, title: str, question: str, detail: str, action: str = "Delete") -> bool:
         """Ask before something that cannot be undone; Cancel is the default."""

@@ -6,12 +6,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QTextCursor
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
 from app.paths import resolve_paths
 from app.worker import EngineThread
 from engine.types import EngineOptions, SamplingParams
+from ui.chat_view import ChatView
 from ui.state import ResponseState
 
 Launch = Callable[..., HearthApp]
@@ -63,6 +66,18 @@ def send(qtbot: QtBot, hearth: HearthApp, text: str) -> None:
     composer = hearth.window.composer
     composer.setFocus()
     qtbot.keyClicks(composer, text)
-    from PySide6.QtCore import Qt
-
     qtbot.keyClick(composer, Qt.Key.Key_Return)
+
+
+def click_text(qtbot: QtBot, view: ChatView, needle: str) -> None:
+    """Click on the middle of the first occurrence of ``needle`` in the view."""
+    found = view.document().find(needle)
+    assert not found.isNull(), needle
+    start, end = QTextCursor(view.document()), QTextCursor(view.document())
+    start.setPosition(found.selectionStart())
+    end.setPosition(found.selectionEnd())
+    view.setTextCursor(end)
+    view.ensureCursorVisible()
+    left, right = view.cursorRect(start), view.cursorRect(end)
+    point = QPoint((left.left() + right.left()) // 2, left.center().y())
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextDocument
+from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument
 from pytestqt.qtbot import QtBot
 
 from engine.types import MessageStatus, StoredMessage
+from tests.gui.conftest import click_text
 from ui import chat_view as chat_view_module
 from ui.chat_view import ChatView
 
@@ -68,19 +69,6 @@ def opened_urls() -> Iterator[list[str]]:
     yield catcher.opened
     for scheme in ("http", "https"):
         QDesktopServices.unsetUrlHandler(scheme)
-
-
-def click_text(qtbot: QtBot, view: ChatView, needle: str) -> None:
-    """Click on the first occurrence of ``needle`` in the view, like a person."""
-    found = view.document().find(needle)
-    assert not found.isNull(), needle
-    cursor = QTextCursor(found)
-    cursor.setPosition(found.selectionStart() + 1)
-    view.ensureCursorVisible()
-    view.setTextCursor(cursor)
-    view.ensureCursorVisible()
-    point = view.cursorRect(cursor).center()
-    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point)
 
 
 def test_markdown_renders_and_html_in_replies_is_only_text(view: ChatView) -> None:

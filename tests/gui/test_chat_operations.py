@@ -1,0 +1,145 @@
+"""Working with a conversation: versions, edits, deletes, search, pins, undo, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from pytestqt.qtbot import QtBot
+
+from app.gui import HearthApp
+from engine.types import MessageStatus
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, click_text, send
+from tests.gui.test_main_window import _answer_next_dialog
+
+
+def reply_to(qtbot: QtBot, hearth: HearthApp, text: str) -> None:
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, text)
+
+
+def test_regenerate_keeps_every_version(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
+    hearth = launch(data_dir)
+    reply_to(qtbot, hearth, "Name a fruit.")
+    conv_id = hearth.controller.current_id
+    assert conv_id is not None
+    first = hearth.store.messages(conv_id)[-1]
+    view = hearth.window.chat_view
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        click_text(qtbot, view, "Regenerate")
+    second = hearth.store.messages(conv_id)[-1]
+    assert second.id != first.id and (second.variant_index, second.variant_count) == (1, 2)
+    assert "2/2" in view.plain_text()
+    click_text(qtbot, view, "‹")  # back to the first version
+    shown = hearth.store.messages(conv_id)[-1]
+    assert shown.id == first.id and shown.content == first.content
+    assert "1/2" in view.plain_text()
+
+
+def test_up_edits_the_last_question_as_a_new_version(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir)
+    reply_to(qtbot, hearth, "What is two plus two?")
+    conv_id = hearth.controller.current_id
+    assert conv_id is not None
+    composer = hearth.window.composer
+    composer.setFocus()
+    qtbot.keyClick(composer, Qt.Key.Key_Up)  # empty composer: edit the last message
+    assert composer.text() == "What is two plus two?"
+    composer.clear()
+    reply_to(qtbot, hearth, "What is three plus three?")
+    question, answer = hearth.store.messages(conv_id)
+    assert question.content == "What is three plus three?"
+    assert (question.variant_index, question.variant_count) == (1, 2)
+    assert answer.status != MessageStatus.STREAMING and answer.parent_id == question.id
+    # The original question and its reply are still there as version 1.
+    original = hearth.store.variants(question.id)[0]
+    assert original.content == "What is two plus two?"
+
+
+def test_delete_a_message_after_confirming(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
+    hearth = launch(data_dir)
+    reply_to(qtbot, hearth, "Hello")
+    conv_id = hearth.controller.current_id
+    assert conv_id is not None
+    view = hearth.window.chat_view
+    seen = _answer_next_dialog(qtbot, "Cancel")
+    click_text(qtbot, view, "Delete")  # the first Delete: under the question
+    assert seen == ["Delete this message?"] and len(hearth.store.messages(conv_id)) == 2
+    seen = _answer_next_dialog(qtbot, "Delete")
+    click_text(qtbot, view, "Delete")
+    assert [m.role for m in hearth.store.messages(conv_id)] == ["assistant"]
+
+
+def test_search_finds_and_opens_the_message(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
+    hearth = launch(data_dir)
+    store = hearth.store
+    for title, text in [("Birds", "The albatross glides for hours."), ("Fish", "Salmon swim")]:
+        conv = store.create_conversation(title)
+        store.add_message(conv.id, "user", text)
+    hearth.controller.refresh_conversations()  # re-list, as a restart would
+    window = hearth.window
+    qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert window.search_box.hasFocus()
+    qtbot.keyClicks(window.search_box, "albatros")  # prefix of the last word matches
+    qtbot.waitUntil(lambda: window.search_results.isVisible(), timeout=5_000)
+    qtbot.waitUntil(lambda: window.search_results.count() == 1, timeout=5_000)
+    window.search_results.itemClicked.emit(window.search_results.item(0))
+    assert hearth.controller.current_id == store.list_conversations()[1].id  # "Birds"
+    assert window.chat_view.textCursor().selectedText() == "albatross"
+    qtbot.keyClick(window.search_box, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: window.conversation_list.isVisible(), timeout=5_000)
+    assert not window.search_results.isVisible()
+
+
+def test_pin_undo_delete_and_copy_last_reply(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
+    hearth = launch(data_dir)
+    reply_to(qtbot, hearth, "First chat")
+    qtbot.mouseClick(hearth.window.new_chat_button, Qt.MouseButton.LeftButton)
+    reply_to(qtbot, hearth, "Second chat")
+    model = hearth.window.conversations
+    older = model.conversation_at(1)
+    hearth.window.conversation_list.pin_requested.emit(older.id, True)
+    assert model.conversation_at(0).id == older.id and model.data(model.index(0)).startswith("📌")
+
+    qtbot.keyClick(
+        hearth.window,
+        Qt.Key.Key_C,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    last = hearth.store.messages(hearth.controller.current_id or -1)[-1]
+    assert QGuiApplication.clipboard().text() == last.content
+
+    hearth.window.conversation_list.setCurrentIndex(model.index(0))
+    _answer_next_dialog(qtbot, "Delete")
+    qtbot.keyClick(hearth.window.conversation_list, Qt.Key.Key_Delete)
+    assert model.rowCount() == 1
+    undo = hearth.window._undo_button
+    assert undo is not None and undo.isVisible()
+    qtbot.mouseClick(undo, Qt.MouseButton.LeftButton)
+    assert model.rowCount() == 2 and model.conversation_at(0).id == older.id
+
+
+def test_export_then_import_round_trip(
+    qtbot: QtBot, launch: Launch, data_dir: Path, tmp_path: Path
+) -> None:
+    # The file dialogs are not driven here: the test hands the paths a person would pick.
+    hearth = launch(data_dir)
+    reply_to(qtbot, hearth, "Keep this safe")
+    exported = tmp_path / "chats.json"
+    hearth.window.export_requested.emit(None, "json", str(exported))
+    markdown = tmp_path / "chats.md"
+    hearth.window.export_requested.emit(hearth.controller.current_id, "md", str(markdown))
+    assert "Keep this safe" in markdown.read_text()
+    data = json.loads(exported.read_text())
+    assert len(data["conversations"]) == 1
+    hearth.window.import_requested.emit(str(exported))
+    assert hearth.window.conversations.rowCount() == 2
+    broken = tmp_path / "broken.json"
+    broken.write_text("{ nope")
+    hearth.window.import_requested.emit(str(broken))
+    assert hearth.window.error_banner.isVisible()
+    assert hearth.window.conversations.rowCount() == 2  # nothing half-imported
