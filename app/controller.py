@@ -80,7 +80,7 @@ class ChatController(QObject):
         self.overrides: dict[str, float | int] = {}
         self.system_prompt = ""
         self.thinking_mode = "model"  # "model", "on" or "off" (new chats)
-        self._chat_thinking: dict[int | None, bool] = {}  # per-chat switch, set by the person
+        self._new_chat: dict[str, object] = {}  # per-chat settings chosen before it exists
         self._editing: StoredMessage | None = None  # a question being edited in the composer
         self.model_info: ModelInfo | None = None
         self.current_id: int | None = None
@@ -110,6 +110,7 @@ class ChatController(QObject):
         window.close_requested.connect(self.shutdown)
         window.copy_last_reply_requested.connect(self._on_copy_last_reply)
         window.chat_toolbar.thinking_toggled.connect(self._on_thinking_toggled)
+        window.chat_toolbar.system_prompt_requested.connect(self._on_system_prompt_requested)
         window.chat_view.action_requested.connect(self._on_message_action)
         window.search_requested.connect(self._on_search_requested)
         window.search_results.hit_activated.connect(self._on_hit_activated)
@@ -190,8 +191,8 @@ class ChatController(QObject):
             if self.current_id is None:
                 conv = self.store.create_conversation(title_from(text), title_is_auto=True)
                 self.current_id = conv.id
-                if self.system_prompt.strip():
-                    self.store.add_message(conv.id, "system", self.system_prompt.strip())
+                self.store.set_conversation_settings(conv.id, self._new_chat_settings())
+                self._new_chat = {}
             self.store.add_message(self.current_id, "user", text)
         reply = self.store.add_message(self.current_id, "assistant", "", MessageStatus.STREAMING)
         self._start_reply(reply)
@@ -205,6 +206,9 @@ class ChatController(QObject):
         history = [
             Message(m.role, m.content, m.thinking) for m in before if m.content or m.role == "user"
         ]
+        prompt = str(self.store.conversation_settings(conv_id).get("system_prompt") or "")
+        if prompt.strip() and not (history and history[0].role == "system"):
+            history.insert(0, Message("system", prompt.strip()))
         self._refresh_conversation(conv_id)
         self._next_request += 1
         self._active = _ActiveReply(
@@ -342,6 +346,7 @@ class ChatController(QObject):
     @Slot()
     def _on_new_chat_requested(self) -> None:
         self.current_id = None
+        self._new_chat = {}
         self.window.conversation_list.select_conversation(None)
         self._show_current()
         self.window.composer.setFocus()
@@ -423,14 +428,53 @@ class ChatController(QObject):
         if self.current_id == active.conversation_id:
             self.window.chat_view.append_thinking(text)
 
+    # --- per-chat settings (stored with the conversation) ------------------------------
+    def _chat_settings(self) -> dict[str, object]:
+        if self.current_id is None:
+            return self._new_chat
+        return self.store.conversation_settings(self.current_id)
+
+    def _set_chat_setting(self, key: str, value: object) -> None:
+        if self.current_id is None:
+            self._new_chat[key] = value  # applied when the chat is created
+            return
+        settings = self.store.conversation_settings(self.current_id)
+        settings[key] = value
+        self.store.set_conversation_settings(self.current_id, settings)
+
+    def _new_chat_settings(self) -> dict[str, object]:
+        settings: dict[str, object] = {}
+        if self.system_prompt.strip():
+            settings["system_prompt"] = self.system_prompt.strip()
+        settings.update(self._new_chat)
+        return settings
+
     @Slot(bool)
     def _on_thinking_toggled(self, on: bool) -> None:
-        self._chat_thinking[self.current_id] = on
+        self._set_chat_setting("thinking", on)
+
+    @Slot()
+    def _on_system_prompt_requested(self) -> None:
+        prompt = self.window.ask_system_prompt(self.chat_system_prompt())
+        if prompt is not None:
+            self._on_system_prompt_changed(prompt)
+
+    def _on_system_prompt_changed(self, prompt: str) -> None:
+        self._set_chat_setting("system_prompt", prompt.strip())
+        self.window.statusBar().showMessage(
+            "This chat's system prompt is set: it applies from the next reply.", 4000
+        )
+
+    def chat_system_prompt(self) -> str:
+        """This chat's system prompt (a new chat: the default from Settings)."""
+        value = self._chat_settings().get("system_prompt")
+        return str(value) if value is not None else self.system_prompt
 
     def _thinking(self) -> bool | None:
         """The thinking switch for the next reply: this chat's, else the default."""
-        if self.current_id in self._chat_thinking:
-            return self._chat_thinking[self.current_id]
+        chosen = self._chat_settings().get("thinking")
+        if isinstance(chosen, bool):
+            return chosen
         if self.thinking_mode == "on":
             return True
         if self.thinking_mode == "off":

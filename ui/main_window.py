@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -365,6 +366,16 @@ class MainWindow(QMainWindow):
         )
         if path:
             self.import_requested.emit(path)
+
+    def ask_system_prompt(self, current: str) -> str | None:
+        """This chat's system prompt, edited; None if cancelled."""
+        text, ok = QInputDialog.getMultiLineText(
+            self,
+            "System prompt for this chat",
+            "Instructions the model gets at the start of this conversation:",
+            current,
+        )
+        return text if ok else None
 
     def confirm(self, title: str, question: str, detail: str, action: str = "Delete") -> bool:
         """Ask before something that cannot be undone; Cancel is the default."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
@@ -143,3 +144,31 @@ def test_export_then_import_round_trip(
     hearth.window.import_requested.emit(str(broken))
     assert hearth.window.error_banner.isVisible()
     assert hearth.window.conversations.rowCount() == 2  # nothing half-imported
+
+
+def test_per_chat_system_prompt_and_thinking_switch_are_kept_with_the_chat(
+    qtbot: QtBot, launch: Launch, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hearth = launch(data_dir)
+    window = hearth.window
+    # A person types a system prompt into the dialog (the dialog itself is Qt's).
+    monkeypatch.setattr(window, "ask_system_prompt", lambda current: "Answer like a pirate.")
+    qtbot.mouseClick(window.chat_toolbar.system, Qt.MouseButton.LeftButton)
+    requests: list[object] = []
+    hearth.controller.generate_requested.connect(lambda _rid, req: requests.append(req))
+    reply_to(qtbot, hearth, "Hello")
+    (request,) = requests
+    assert [(m.role, m.content) for m in request.conversation] == [  # type: ignore[attr-defined]
+        ("system", "Answer like a pirate."),
+        ("user", "Hello"),
+    ]
+    conv_id = hearth.controller.current_id
+    assert conv_id is not None
+    assert hearth.store.conversation_settings(conv_id)["system_prompt"] == "Answer like a pirate."
+    assert hearth.controller.chat_system_prompt() == "Answer like a pirate."
+    window.chat_toolbar.thinking.setChecked(True)  # the switch (shown for thinking models)
+    assert hearth.store.conversation_settings(conv_id)["thinking"] is True
+    # Another chat has its own settings.
+    qtbot.mouseClick(window.new_chat_button, Qt.MouseButton.LeftButton)
+    assert hearth.controller.chat_system_prompt() == ""
+    assert hearth.controller._thinking() is not True
