@@ -49,11 +49,17 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     chat = sub.add_parser("chat", help="send one message and stream the reply to stdout")
     chat.add_argument("prompt", help="the message to send")
     chat.add_argument("--model", help="a GGUF file (default: the starter model)")
-    chat.add_argument("--max-tokens", type=int, default=1024, help="longest reply in tokens")
+    chat.add_argument("--max-tokens", type=int, default=1024, help="longest answer in tokens")
+    chat.add_argument(
+        "--max-thinking-tokens", type=int, help="longest thinking, then the model must answer"
+    )
     chat.add_argument("--conversation", type=int, help="continue this conversation id")
     chat.add_argument("--system", help="a system prompt for a new conversation")
     chat.add_argument("--temperature", type=float, help="0 = always the likeliest token")
     chat.add_argument("--seed", type=int, help="sampling seed, for repeatable replies")
+    chat.add_argument(
+        "--repeat-penalty", type=float, help="1 = off (default: the model's recommended value)"
+    )
     chat.add_argument("--json", action="store_true", help="end with one JSON line of stats")
     think = chat.add_mutually_exclusive_group()
     think.add_argument(
@@ -119,6 +125,10 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         )
         if args.temperature is not None:
             params = replace(params, temperature=args.temperature)
+        if args.repeat_penalty is not None:
+            params = replace(params, repeat_penalty=args.repeat_penalty)
+        if args.max_thinking_tokens is not None:
+            params = replace(params, max_thinking_tokens=args.max_thinking_tokens)
         try:
             thinking_out = _ThinkingOutput(sys.stderr)
             for event in session.stream(history, params, stop=stop, thinking=args.thinking):

@@ -21,6 +21,7 @@ from app.worker import EngineThread, ReplyRequest
 from engine.errors import KnownError
 from engine.store import ChatStore, ReplyRecorder
 from engine.types import (
+    Conversation,
     EngineOptions,
     FinishReason,
     Message,
@@ -36,6 +37,7 @@ from ui.state import ResponseState
 log = logging.getLogger(__name__)
 
 MEMORY_INTERVAL_MS = 1000
+LIST_PAGE = 200  # conversations listed at a time; more as the sidebar scrolls
 
 _STATUS_FOR_REASON = {
     FinishReason.STOP: MessageStatus.COMPLETE,
@@ -134,9 +136,9 @@ class ChatController(QObject):
 
     def refresh_conversations(self) -> None:
         """List the conversations again and open the newest."""
-        conversations = self.store.list_conversations()
+        conversations = self.store.list_conversations(limit=LIST_PAGE)
         self.current_id = conversations[0].id if conversations else None
-        self.window.show_conversations(conversations, self.current_id)
+        self.window.show_conversations(conversations, self.current_id, self._more_conversations)
         self._show_current()
 
     def load_model(self, path: str) -> None:
@@ -234,9 +236,9 @@ class ChatController(QObject):
 
     @Slot(int, int, list)
     def _on_hit_activated(self, conv_id: int, msg_id: int, words: list[str]) -> None:
-        if conv_id != self.current_id:
-            self.current_id = conv_id
-            self._show_current()
+        self.store.select_variant(msg_id)  # the hit may be in another version of a turn
+        self.current_id = conv_id
+        self._show_current()
         self.window.chat_view.jump_to(msg_id, words)
 
     @Slot(int, bool)
@@ -528,6 +530,9 @@ class ChatController(QObject):
         self.window.set_memory(self._process.memory_info().rss)
 
     # --- helpers ------------------------------------------------------------------------
+    def _more_conversations(self, offset: int) -> list[Conversation]:
+        return self.store.list_conversations(limit=LIST_PAGE, offset=offset)
+
     def _update_toolbar(self) -> None:
         bar = self.window.chat_toolbar
         conv = self.store.conversation(self.current_id) if self.current_id is not None else None

@@ -23,6 +23,7 @@ from app.single_instance import AlreadyRunningError, InstanceGuard
 from app.storage import open_store
 from app.version import __version__
 from app.worker import EngineThread
+from engine.errors import StoreError
 from engine.models import resources_dir
 from engine.settings import Settings
 from engine.types import EngineOptions, SamplingParams
@@ -144,7 +145,12 @@ def run_gui(paths: AppPaths, *, model_path: str = "", theme: str | None = None) 
     except AlreadyRunningError as exc:
         QMessageBox.warning(None, APP_NAME, exc.message)
         return 1
-    hearth = HearthApp(paths, model_path=model_path, theme=theme)
+    try:
+        hearth = HearthApp(paths, model_path=model_path, theme=theme)
+    except StoreError as exc:  # e.g. a newer Hearth's database, or one locked by another
+        log.error("cannot open the chat database: %s", exc)
+        QMessageBox.critical(None, "Hearth", exc.message)
+        return 1
     guard.activation_requested.connect(hearth.raise_window)
     app.aboutToQuit.connect(hearth.close)
     app.aboutToQuit.connect(guard.release)

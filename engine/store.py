@@ -1,321 +1,181 @@
 """The chat store: conversations and their messages in one SQLite file.
 
-Every write commits at once. With WAL and ``synchronous=NORMAL`` a committed
-write survives the death of the process (kill -9, a crash); only a power cut
-can lose the last few commits. A reply is saved while it streams by
-``ReplyRecorder``, so a crash loses at most about a second of it.
-
-Threading: a ``ChatStore`` holds one connection and must be used from the
-thread that created it (sqlite3 enforces this with ``ProgrammingError``).
+``ChatStore`` is built in layers: ``store_db`` (the file, migrations,
+transactions, errors), ``store_messages`` (the message tree: versions,
+edits, the active path), and here conversations and search.
+A reply is saved while it streams by ``ReplyRecorder``, so a crash loses at
+most about a second of it.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, cast, get_args
+from collections.abc import Mapping
+from typing import Any, cast
 
-from engine.errors import StoreError
-from engine.types import Conversation, MessageStatus, Role, StoredMessage
+from engine import search as _search
+from engine.recorder import ReplyRecorder
+from engine.store_db import DELETED_KEEP_S, SCHEMA_VERSION, StoreCorruptError, damage_marker
+from engine.store_messages import DEFAULT_TITLE, MessageStore
+from engine.types import Conversation, MessageStatus, SearchHit, StoredMessage
 
-__all__ = ["ChatStore", "Conversation", "MessageStatus", "ReplyRecorder", "StoredMessage"]
-
-DEFAULT_TITLE = "New chat"
-_ROLES: frozenset[str] = frozenset(get_args(Role))
-
-
-# Schema steps; step i brings the file from user_version i to i + 1. Append only:
-# a released step is never edited. AUTOINCREMENT keeps ids from being reused after
-# a delete, so a stale id held by the UI or a ReplyRecorder can never hit a newer row.
-_MIGRATIONS: list[tuple[str, ...]] = [
-    (
-        """CREATE TABLE conversations (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            title TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL
-        )""",
-        """CREATE TABLE messages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            conversation_id INTEGER NOT NULL
-                REFERENCES conversations(id) ON DELETE CASCADE,
-            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-            content TEXT NOT NULL,
-            status TEXT NOT NULL,
-            created_at REAL NOT NULL
-        )""",
-        "CREATE INDEX conversations_newest ON conversations(updated_at DESC, id DESC)",
-        "CREATE INDEX messages_in_order ON messages(conversation_id, id)",
-    ),
+__all__ = [
+    "DEFAULT_TITLE",
+    "DELETED_KEEP_S",
+    "SCHEMA_VERSION",
+    "ChatStore",
+    "Conversation",
+    "MessageStatus",
+    "ReplyRecorder",
+    "SearchHit",
+    "StoreCorruptError",
+    "StoredMessage",
+    "damage_marker",
 ]
-SCHEMA_VERSION = len(_MIGRATIONS)
+
+_CONV_COLS = "id, title, created_at, updated_at, pinned, title_is_auto, deleted_at"
 
 
-class ChatStore:
+def _conversation(row: Any) -> Conversation:
+    cid, title, created, updated, pinned, auto, deleted = row
+    return Conversation(cid, title, created, updated, bool(pinned), bool(auto), deleted)
+
+
+class ChatStore(MessageStore):
     """Conversations and messages in the SQLite file at ``path``."""
-
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        self._path = path
-        self._clock = clock
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None)  # we commit ourselves
-        except (OSError, sqlite3.Error) as e:
-            raise self._failure("open", e) from e
-        try:
-            self._open()
-        except sqlite3.OperationalError as e:  # locked, disk full, read-only: not the file
-            self._db.close()
-            raise self._failure("open", e) from e
-        except sqlite3.DatabaseError as e:  # not a database, or a damaged one
-            self._db.close()
-            raise StoreError(
-                f"The chat history at {path} cannot be read ({e}); it may be damaged. "
-                "Hearth left the file as it is: move it elsewhere to start with an "
-                "empty history, or restore it from a backup.",
-                detail=repr(e),
-            ) from e
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _open(self) -> None:
-        db = self._db
-        # Read before writing anything, so a file that is not a database stays untouched.
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"The chat history at {self._path} was written by a newer version of "
-                f"Hearth (format {version}; this version reads up to {SCHEMA_VERSION}). "
-                "Update Hearth to open it."
-            )
-        db.execute("PRAGMA busy_timeout = 5000")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA foreign_keys = ON")
-        for step in range(version, SCHEMA_VERSION):
-            with self._transaction():
-                for statement in _MIGRATIONS[step]:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {step + 1}")
-        # A reply still marked as streaming belongs to a process that died.
-        with self._transaction():
-            db.execute(
-                "UPDATE messages SET status = ? WHERE status = ?",
-                (MessageStatus.INTERRUPTED.value, MessageStatus.STREAMING.value),
-            )
-
-    def _failure(self, verb: str, e: BaseException) -> StoreError:
-        return StoreError(
-            f"Could not {verb} the chat history at {self._path} ({e}). Check that the disk "
-            "has free space, that you may write to the folder, and that no other Hearth "
-            "is using it.",
-            detail=repr(e),
-        )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """A transaction whose environment failures become a sentence for the person."""
-        try:
-            with self._transaction():
-                yield
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
-            raise  # a bug in the caller, not the environment
-        except sqlite3.DatabaseError as e:
-            raise self._failure("save to", e) from e
-
-    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.ProgrammingError:
-            raise
-        except sqlite3.DatabaseError as e:
-            raise self._failure("read", e) from e
-
-    @property
-    def path(self) -> Path:
-        return self._path
 
     # -- conversations -------------------------------------------------------------
 
-    def create_conversation(self, title: str = DEFAULT_TITLE) -> Conversation:
+    def create_conversation(
+        self, title: str = DEFAULT_TITLE, *, title_is_auto: bool | None = None
+    ) -> Conversation:
+        """A new, empty conversation.
+
+        ``title_is_auto`` (default: only for the placeholder title) lets
+        ``set_auto_title`` replace the title later; a rename clears it.
+        """
         title = title.strip() or DEFAULT_TITLE
+        auto = title == DEFAULT_TITLE if title_is_auto is None else title_is_auto
         now = self._clock()
         with self._writing():
             cur = self._db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at) VALUES (?, ?, ?)",
-                (title, now, now),
+                "INSERT INTO conversations (title, created_at, updated_at, title_is_auto)"
+                " VALUES (?, ?, ?, ?)",
+                (title, now, now, auto),
             )
-        return Conversation(cast(int, cur.lastrowid), title, now, now)
+        return Conversation(cast(int, cur.lastrowid), title, now, now, False, auto)
 
-    def conversation(self, conv_id: int) -> Conversation | None:
-        rows = self._rows(
-            "SELECT id, title, created_at, updated_at FROM conversations WHERE id = ?",
-            (conv_id,),
-        )
-        return Conversation(*rows[0]) if rows else None
+    def conversation(self, conv_id: int, *, include_deleted: bool = False) -> Conversation | None:
+        """The conversation, or None if there is none (or it is deleted)."""
+        rows = self._rows(f"SELECT {_CONV_COLS} FROM conversations WHERE id = ?", (conv_id,))
+        if not rows or (rows[0][6] is not None and not include_deleted):
+            return None
+        return _conversation(rows[0])
 
-    def list_conversations(self) -> list[Conversation]:
-        """All conversations, the most recently updated first."""
+    def list_conversations(
+        self, limit: int | None = None, offset: int = 0, *, deleted: bool = False
+    ) -> list[Conversation]:
+        """Pinned first, then the most recently updated first; a page of them if asked.
+
+        ``deleted=True`` lists deleted ones that can still be undone, latest first.
+        """
+        where, order = "deleted_at IS NULL", "pinned DESC, updated_at DESC, id DESC"
+        if deleted:
+            where, order = "deleted_at IS NOT NULL", "deleted_at DESC, id DESC"
         rows = self._rows(
-            "SELECT id, title, created_at, updated_at FROM conversations"
-            " ORDER BY updated_at DESC, id DESC"
+            f"SELECT {_CONV_COLS} FROM conversations WHERE {where} ORDER BY {order}"
+            " LIMIT ? OFFSET ?",
+            (-1 if limit is None else limit, offset),
         )
-        return [Conversation(*row) for row in rows]
+        return [_conversation(row) for row in rows]
+
+    def count_conversations(self, *, deleted: bool = False) -> int:
+        null = "NOT NULL" if deleted else "NULL"
+        return int(
+            self._rows(f"SELECT count(*) FROM conversations WHERE deleted_at IS {null}")[0][0]
+        )
 
     def rename_conversation(self, conv_id: int, title: str) -> None:
+        """The person's title: no automatic title replaces it afterwards."""
         with self._writing():
             self._db.execute(
-                "UPDATE conversations SET title = ? WHERE id = ?",
+                "UPDATE conversations SET title = ?, title_is_auto = 0 WHERE id = ?",
                 (title.strip() or DEFAULT_TITLE, conv_id),
             )
 
-    def delete_conversation(self, conv_id: int) -> None:
-        """Delete the conversation and its messages (a missing id is ignored)."""
-        with self._writing():
-            self._db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+    def set_auto_title(self, conv_id: int, title: str) -> bool:
+        """Set a title made by Hearth, unless the person has named the conversation.
 
-    # -- messages ------------------------------------------------------------------
-
-    def add_message(
-        self,
-        conv_id: int,
-        role: Role,
-        content: str,
-        status: MessageStatus = MessageStatus.COMPLETE,
-    ) -> StoredMessage:
-        """Append a message and mark the conversation as just updated.
-
-        Raises ``KeyError`` if there is no such conversation (a caller's bug).
+        Returns whether the title changed.
         """
-        if role not in _ROLES:
-            raise ValueError(f"role must be one of {sorted(_ROLES)}, not {role!r}")
-        status = MessageStatus(status)
-        now = self._clock()
+        title = title.strip()
+        if not title:
+            return False
         with self._writing():
-            updated = self._db.execute(
-                "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id)
-            ).rowcount
-            if updated == 0:
-                raise KeyError(f"no conversation with id {conv_id}")
             cur = self._db.execute(
-                "INSERT INTO messages (conversation_id, role, content, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (conv_id, role, content, status.value, now),
+                "UPDATE conversations SET title = ? WHERE id = ? AND title_is_auto = 1",
+                (title, conv_id),
             )
-        return StoredMessage(cast(int, cur.lastrowid), conv_id, role, content, status, now)
+        return cur.rowcount > 0
 
-    def update_message(
-        self, msg_id: int, content: str, status: MessageStatus | None = None
-    ) -> None:
-        """Replace a message's text (and status, if given).
+    def set_pinned(self, conv_id: int, pinned: bool) -> None:
+        with self._writing():
+            self._db.execute(
+                "UPDATE conversations SET pinned = ? WHERE id = ?", (int(pinned), conv_id)
+            )
 
-        A missing message is ignored: its conversation may have been deleted
-        while the reply was still streaming.
+    def delete_conversation(self, conv_id: int) -> None:
+        """Delete the conversation; ``undo_delete`` brings it back until it is purged.
+
+        A missing id is ignored. Its messages stay on disk (and out of search and
+        lists) until ``purge_deleted`` or a later open purges them.
         """
         with self._writing():
-            if status is None:
-                self._db.execute("UPDATE messages SET content = ? WHERE id = ?", (content, msg_id))
-            else:
-                self._db.execute(
-                    "UPDATE messages SET content = ?, status = ? WHERE id = ?",
-                    (content, MessageStatus(status).value, msg_id),
-                )
+            self._db.execute(
+                "UPDATE conversations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (self._clock(), conv_id),
+            )
 
-    def messages(self, conv_id: int) -> list[StoredMessage]:
-        """The conversation's messages, oldest first."""
-        rows = self._rows(
-            "SELECT id, conversation_id, role, content, status, created_at FROM messages"
-            " WHERE conversation_id = ? ORDER BY id",
-            (conv_id,),
-        )
-        return [
-            StoredMessage(mid, cid, cast(Role, role), content, MessageStatus(status), created)
-            for mid, cid, role, content, status, created in rows
-        ]
+    def undo_delete(self, conv_id: int) -> Conversation | None:
+        """Bring back a deleted conversation; None if it is gone for good."""
+        with self._writing():
+            self._db.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ?", (conv_id,))
+        return self.conversation(conv_id)
 
-    def close(self) -> None:
-        """Close the connection (safe to call twice)."""
-        self._db.close()
+    def purge_deleted(self, older_than_s: float = 0.0) -> int:
+        """Remove for good the conversations deleted at least ``older_than_s`` ago."""
+        with self._writing():
+            cur = self._db.execute(
+                "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?",
+                (self._clock() - older_than_s,),
+            )
+        return cur.rowcount
 
-    def __enter__(self) -> ChatStore:
-        return self
+    def conversation_settings(self, conv_id: int) -> dict[str, Any]:
+        """Per-chat settings (e.g. thinking on/off, sampling overrides); {} if none."""
+        rows = self._rows("SELECT settings FROM conversations WHERE id = ?", (conv_id,))
+        try:
+            value = json.loads(rows[0][0]) if rows else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def set_conversation_settings(self, conv_id: int, settings: Mapping[str, object]) -> None:
+        """Replace the per-chat settings (JSON-serializable values only)."""
+        text = json.dumps(dict(settings), sort_keys=True, ensure_ascii=False)
+        with self._writing():
+            self._db.execute("UPDATE conversations SET settings = ? WHERE id = ?", (text, conv_id))
 
+    # -- search, import, upkeep ----------------------------------------------------
 
-class ReplyRecorder:
-    """Saves a streaming reply while it streams: at most every `interval` s and at the end,
-    so a kill -9 loses at most ~1 s.
-
-    The message must already exist (typically added empty with status STREAMING).
-    Used from the store's thread. If a save fails the text stays pending here, the
-    ``StoreError`` propagates, and the next flush (at the next interval) tries again.
-    """
-
-    def __init__(
-        self,
-        store: ChatStore,
-        message_id: int,
-        *,
-        interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._store = store
-        self._message_id = message_id
-        self._interval = interval
-        self._clock = clock
-        self._text = ""  # everything appended, joined lazily
-        self._pending: list[str] = []  # pieces not yet joined into _text
-        self._unsaved = False  # appended since the last write
-        self._last_flush = clock()
-        self._finished = False
-
-    @property
-    def text(self) -> str:
-        if self._pending:  # one join per read, not per piece: no O(n^2)
-            self._text += "".join(self._pending)
-            self._pending.clear()
-        return self._text
-
-    def append(self, text: str) -> None:
-        if self._finished:
-            raise RuntimeError("append() after finish()")
-        if text:
-            self._pending.append(text)
-            self._unsaved = True
-        if self._clock() - self._last_flush >= self._interval:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the text so far if anything was appended since the last write."""
-        # Restart the interval even if the write fails, so a full disk is not
-        # retried on every token.
-        self._last_flush = self._clock()
-        if self._unsaved:
-            self._store.update_message(self._message_id, self.text)
-            self._unsaved = False
-
-    def finish(self, status: MessageStatus) -> None:
-        """Write the whole text with its final status."""
-        if status is MessageStatus.STREAMING:
-            raise ValueError("finish() needs a final status, not STREAMING")
-        self._store.update_message(self._message_id, self.text, status)
-        self._unsaved = False
-        self._finished = True
+    def search(self, query: str, limit: int = 50, *, ranked: bool = False) -> list[SearchHit]:
+        """Messages (answer text, not thinking) of live conversations matching every
+        word of ``query``, the last word as a prefix; newest first, or by bm25 if
+        ``ranked``. Any text is safe: it is never read as FTS5 syntax."""
+        try:
+            return _search.search(self._db, query, limit, ranked=ranked)
+        except sqlite3.ProgrammingError:
+            raise
+        except sqlite3.DatabaseError as e:
+            raise self._failure("search", e) from e

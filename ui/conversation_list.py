@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -48,6 +48,7 @@ class ConversationListModel(QAbstractListModel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._rows: list[Conversation] = []
+        self._more: Callable[[int], list[Conversation]] | None = None
         # True while the model itself changes rows: Qt then moves the view's
         # current index, which is not the person choosing another chat.
         self.updating = False
@@ -87,11 +88,32 @@ class ConversationListModel(QAbstractListModel):
         return True
 
     # --- updates from the controller ----------------------------------------
-    def set_conversations(self, rows: list[Conversation]) -> None:
+    def set_conversations(
+        self, rows: list[Conversation], more: Callable[[int], list[Conversation]] | None = None
+    ) -> None:
+        """Show ``rows``; ``more(offset)`` fetches the next page when the person
+        scrolls to the end (so 10,000 chats open as fast as 200)."""
         with self._updating():
             self.beginResetModel()
             self._rows = list(rows)
+            self._more = more
             self.endResetModel()
+
+    def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
+        return self._more is not None and not parent.isValid()
+
+    def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
+        if self._more is None or parent.isValid():
+            return
+        known = {conv.id for conv in self._rows}
+        page = [conv for conv in self._more(len(self._rows)) if conv.id not in known]
+        if not page:
+            self._more = None
+            return
+        with self._updating():
+            self.beginInsertRows(QModelIndex(), len(self._rows), len(self._rows) + len(page) - 1)
+            self._rows.extend(page)
+            self.endInsertRows()
 
     def upsert(self, conv: Conversation) -> None:
         """Insert or update one conversation, keeping newest-first order.

@@ -7,6 +7,7 @@ methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -274,8 +275,13 @@ class MainWindow(QMainWindow):
     def clear_error(self) -> None:
         self.error_banner.hide()
 
-    def show_conversations(self, rows: list[Conversation], current: int | None) -> None:
-        self.conversations.set_conversations(rows)
+    def show_conversations(
+        self,
+        rows: list[Conversation],
+        current: int | None,
+        more: Callable[[int], list[Conversation]] | None = None,
+    ) -> None:
+        self.conversations.set_conversations(rows, more)
         self.conversation_list.select_conversation(current)
 
     def take_composer_text(self) -> str:

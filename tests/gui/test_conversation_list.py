@@ -46,3 +46,23 @@ def test_a_chat_moving_in_the_list_stays_selected_and_opens_nothing(qtbot: QtBot
     assert opened == []
     view.setCurrentIndex(model.index(1))  # a person's choice does open one
     assert opened == [2]
+
+
+def test_long_histories_are_listed_a_page_at_a_time(qtmodeltester: ModelTester) -> None:
+    everything = [conv(i, float(i)) for i in range(450, 0, -1)]  # newest first
+    asked: list[int] = []
+
+    def more(offset: int) -> list[Conversation]:
+        asked.append(offset)
+        return everything[offset : offset + 200]
+
+    model = ConversationListModel()
+    model.set_conversations(everything[:200], more)
+    assert model.rowCount() == 200 and model.canFetchMore()
+    model.fetchMore()
+    model.fetchMore()
+    assert model.rowCount() == 450 and asked == [200, 400]
+    model.fetchMore()  # the end: nothing more, and no more asking
+    assert not model.canFetchMore() and asked == [200, 400, 450]
+    assert ids(model) == [c.id for c in everything]
+    qtmodeltester.check(model)

@@ -1,0 +1,344 @@
+"""How the chat store behaves with a large history: 10,000 chats, 500,000 messages.
+
+Generates the history with the real schema (``ChatStore`` creates the file;
+rows go in with executemany in one transaction, the FTS triggers included),
+then measures, against an empty history on the same machine in the same run:
+
+- opening the store (``ChatStore(path)``: migrations check, crash recovery, purge),
+- loading the chat list (all rows, and the first page of 200),
+- opening a 500-message chat (``messages(conv_id)``: the active path),
+- full-text searches (several queries: p50 and max per query),
+- ``check_integrity`` (quick and full) once, to decide whether open can afford it,
+- with ``--window``: start-to-window-ready of the real window (``app.gui.HearthApp``,
+  offscreen), empty vs large history, in fresh processes.
+
+Runs are interleaved (large, empty, large, ...) and reported as medians: the
+machine is shared. Prints ratios; it never fails.
+
+    .venv/bin/python bench/store_scale.py [--window] [--runs 15] [--db DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine.store import ChatStore  # noqa: E402
+
+SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"] + ["qu", "sh", "th", "ch"]
+LONG_CHAT_MESSAGES = 500
+
+
+def vocabulary(rng: random.Random, size: int) -> list[str]:
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < size:
+        word = "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 2, 3, 3, 4))))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+def texts(rng: random.Random, vocab: list[str], count: int, words: tuple[int, int]) -> list[str]:
+    """Zipf-distributed words (weight 1/rank), sentences of 8-20 words."""
+    cum: list[float] = []
+    total = 0.0
+    for rank in range(len(vocab)):
+        total += 1.0 / (rank + 1)
+        cum.append(total)
+    out = []
+    for _ in range(count):
+        n = rng.randint(*words)
+        picked = rng.choices(vocab, cum_weights=cum, k=n)
+        sentences, i = [], 0
+        while i < n:
+            k = rng.randint(8, 20)
+            sentence = " ".join(picked[i : i + k])
+            sentences.append(sentence[:1].upper() + sentence[1:] + ".")
+            i += k
+        out.append(" ".join(sentences))
+    return out
+
+
+def generate(path: Path, n_conv: int, n_msg: int, seed: int = 1) -> dict[str, object]:
+    """Fill a new store at ``path``; returns facts the measurements need."""
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    vocab = vocabulary(rng, 30_000)
+    user_pool = texts(rng, vocab, 20_000, (5, 40))
+    reply_pool = texts(rng, vocab, 40_000, (40, 220))
+    thinking_pool = texts(rng, vocab, 8_000, (60, 300))
+    ChatStore(path).close()  # the real schema, at the current version
+
+    # Message counts per chat: one chat of exactly 500, the rest 2..98, summing to n_msg.
+    sizes = [LONG_CHAT_MESSAGES] + [2] * (n_conv - 1)
+    while sum(sizes) < n_msg:
+        i = rng.randrange(1, n_conv)
+        if sizes[i] < 98:
+            sizes[i] += 1
+    now = time.time()
+    span = 3 * 365 * 86400.0
+    # Each message gets a time; ids follow time across all chats, so a chat's rows
+    # are scattered through the file as in a real history (the long chat spans a year).
+    stamped: list[tuple[float, int, int]] = []  # (time, conv index, position)
+    for c, size in enumerate(sizes):
+        start = now - span + rng.random() * (span - 400 * 86400.0)
+        length = 365 * 86400.0 if c == 0 else rng.random() * 20 * 86400.0
+        for k, t in enumerate(sorted(start + rng.random() * length for _ in range(size))):
+            stamped.append((t, c, k))
+    stamped.sort()
+    conv_rows = []
+    last: dict[int, tuple[int, float]] = {}  # conv index -> (last message id, time)
+    first: dict[int, float] = {}
+    msg_rows = []
+    for mid, (t, c, k) in enumerate(stamped, start=1):
+        role = "user" if k % 2 == 0 else "assistant"
+        parent = last.get(c, (None, 0.0))[0]
+        if role == "user":
+            content, thinking, thinking_ms = rng.choice(user_pool), "", 0
+        else:
+            content = rng.choice(reply_pool)
+            has_thought = rng.random() < 0.2
+            thinking = rng.choice(thinking_pool) if has_thought else ""
+            thinking_ms = rng.randint(2000, 40000) if has_thought else 0
+        first.setdefault(c, t)
+        msg_rows.append(
+            (mid, c + 1, parent, 1, role, content, "complete", t, thinking, thinking_ms)
+        )
+        last[c] = (mid, t)
+    for c in range(n_conv):
+        title = f"Chat {c + 1}: " + rng.choice(user_pool)[:40]
+        conv_rows.append((c + 1, title, first[c], last[c][1]))
+    pinned = rng.sample(range(1, n_conv + 1), 5)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA synchronous = OFF")  # generation only; the store uses NORMAL
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        conv_rows,
+    )
+    db.executemany("UPDATE conversations SET pinned = 1 WHERE id = ?", [(p,) for p in pinned])
+    db.executemany(
+        "INSERT INTO messages (id, conversation_id, parent_id, chosen, role, content, status,"
+        " created_at, thinking, thinking_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        msg_rows,
+    )
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.execute("ANALYZE")
+    db.close()
+    return {
+        "generate_s": time.perf_counter() - started,
+        "vocab": vocab,
+        "long_chat": 1,
+    }
+
+
+CPU: dict[str, list[float]] = {}  # CPU time of this thread per measurement (large history)
+
+
+def timed(fn: Callable[[], object], name: str = "") -> float:
+    """Wall milliseconds; the thread's CPU milliseconds go to CPU[name]: on a shared
+    machine, CPU time shows what the work costs without waiting for a core."""
+    c0, t0 = time.thread_time(), time.perf_counter()
+    fn()
+    wall = (time.perf_counter() - t0) * 1000.0
+    if name:
+        CPU.setdefault(name, []).append((time.thread_time() - c0) * 1000.0)
+    return wall
+
+
+def queries(vocab: list[str]) -> dict[str, str]:
+    return {
+        "common word": vocab[3],
+        "mid word": vocab[300],
+        "rare word": vocab[20_000],
+        "two words": f"{vocab[10]} {vocab[200]}",
+        "typing, 2-letter prefix": vocab[1][:2],
+        "typing, 4-letter prefix": vocab[40][:4],
+        "three words typed": f"{vocab[50]} {vocab[700]} {vocab[90][:3]}",
+        "no match": "zzqxwv",
+        "FTS syntax as text": f'{vocab[5]} AND "{vocab[6]}" NEAR(x',
+    }
+
+
+def measure_store(path: Path, runs: int, vocab: list[str], long_chat: int | None) -> dict:
+    """Interleave-friendly: one call = one run of each measurement."""
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    store = ChatStore(path)
+    out["open"] = (time.perf_counter() - t0) * 1000.0
+    try:
+        tag = "large" if long_chat is not None else ""
+        out["list all"] = timed(store.list_conversations, tag and "list all")
+        out["list first 200"] = timed(
+            lambda: store.list_conversations(limit=200), tag and "list first 200"
+        )
+        out["count"] = timed(store.count_conversations)
+        if long_chat is not None:
+            out["open 500-message chat"] = timed(
+                lambda: store.messages(long_chat), "open 500-message chat"
+            )
+        for name, q in queries(vocab).items():
+            key = f"search: {name}"
+            out[key] = timed(lambda q=q: store.search(q, 50), key if long_chat else "")  # type: ignore[misc]
+            key = f"ranked: {name}"
+            out[key] = timed(lambda q=q: store.search(q, 50, ranked=True), key if long_chat else "")  # type: ignore[misc]
+    finally:
+        store.close()
+    return out
+
+
+WINDOW_CHILD = """
+import json, os, sys, time
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from app.gui import HearthApp
+from app.paths import resolve_paths
+from engine.store import ChatStore
+page = int(os.environ.get("HEARTH_BENCH_PAGE", "0"))
+if page:  # what a window that loads the list page by page would pay at start
+    whole = ChatStore.list_conversations
+    def first_page(self, limit=None, offset=0, **kw):
+        return whole(self, page if limit is None else limit, offset, **kw)
+    ChatStore.list_conversations = first_page
+app = QApplication(sys.argv[:1])
+t0 = time.perf_counter()
+hearth = HearthApp(resolve_paths(sys.argv[1]))
+hearth.start()
+def ready():
+    ms = (time.perf_counter() - t0) * 1000.0
+    print(json.dumps({"ready_ms": ms, "rows": hearth.window.conversations.rowCount()}))
+    hearth.close()
+    app.quit()
+QTimer.singleShot(0, ready)
+app.exec()
+"""
+
+
+def window_ready_ms(data_dir: Path, page: int = 0) -> tuple[float, int]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
+    env["HEARTH_BENCH_PAGE"] = str(page)
+    done = subprocess.run(
+        [sys.executable, "-c", WINDOW_CHILD, str(data_dir)],
+        capture_output=True, text=True, env=env, cwd=REPO, check=True, timeout=300,
+    )  # fmt: skip
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(line["ready_ms"]), int(line["rows"])
+
+
+def summary(samples: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
+    return {k: (statistics.median(v), max(v)) for k, v in samples.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "hearth-scale")
+    parser.add_argument("--conversations", type=int, default=10_000)
+    parser.add_argument("--messages", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--window", action="store_true", help="also time the real window")
+    parser.add_argument("--window-runs", type=int, default=7)
+    args = parser.parse_args()
+
+    large_dir, empty_dir = args.db / "large", args.db / "empty"
+    large, empty = large_dir / "hearth.sqlite3", empty_dir / "hearth.sqlite3"
+    facts_file = args.db / "facts.json"
+    rng = random.Random(1)
+    vocab = vocabulary(rng, 30_000)  # the same words generate() uses (same seed, first draw)
+    if args.regenerate or not large.exists():
+        for p in (large, empty):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(p) + suffix).unlink(missing_ok=True)
+        facts = generate(large, args.conversations, args.messages)
+        ChatStore(empty).close()
+        facts_file.write_text(json.dumps({"generate_s": facts["generate_s"]}))
+        assert facts["vocab"] == vocab
+    generate_s = json.loads(facts_file.read_text())["generate_s"]
+    with ChatStore(large) as s:
+        n_conv, n_msg = s.count_conversations(), s._rows("SELECT count(*) FROM messages")[0][0]
+    size_mb = large.stat().st_size / 1e6
+    print(f"history: {n_conv} chats, {n_msg} messages, {size_mb:.0f} MB file, "
+          f"generated in {generate_s:.0f} s")  # fmt: skip
+
+    samples: dict[str, dict[str, list[float]]] = {"large": {}, "empty": {}}
+    for run in range(args.runs + 1):  # run 0 warms the OS page cache
+        order = [("large", large, 1), ("empty", empty, None)]
+        for name, path, chat in order if run % 2 == 0 else order[::-1]:
+            result = measure_store(path, 1, vocab, chat)
+            if run == 0:
+                continue
+            for key, ms in result.items():
+                samples[name].setdefault(key, []).append(ms)
+        if run == 0:
+            CPU.clear()
+    big, small = summary(samples["large"]), summary(samples["empty"])
+    print(f"\nmilliseconds, median (max) of {args.runs} interleaved runs; cpu = this thread")
+    print(f"{'measurement':38} {'large':>16} {'cpu':>7} {'empty':>16} {'ratio':>7}")
+    for key, (p50, worst) in big.items():
+        e50, eworst = small.get(key, (float("nan"), float("nan")))
+        ratio = p50 / e50 if key in small and e50 > 0 else float("nan")
+        cpu = statistics.median(CPU[key]) if key in CPU else float("nan")
+        print(
+            f"{key:38} {p50:8.2f} ({worst:6.2f}) {cpu:7.2f} {e50:8.2f} ({eworst:6.2f}) {ratio:7.1f}"
+        )
+    for kind in ("search", "ranked"):
+        every = [x for k, v in samples["large"].items() if k.startswith(kind) for x in v]
+        cpu = [x for k, v in CPU.items() if k.startswith(kind) for x in v]
+        print(
+            f"\n{kind} over all queries: wall p50 {statistics.median(every):.2f} ms, "
+            f"max {max(every):.2f} ms; cpu p50 {statistics.median(cpu):.2f} ms, "
+            f"max {max(cpu):.2f} ms (goal <= 20 ms)"
+        )
+
+    with ChatStore(large) as s:
+        for quick in (True, False):
+            t = timed(lambda quick=quick: s.check_integrity(quick=quick))  # type: ignore[misc]
+            print(f"check_integrity(quick={quick}): {t:.0f} ms")
+
+    if args.window:
+        models = args.db / "models"
+        if not models.exists():
+            from engine.models import install_starter_model
+
+            install_starter_model(models)
+        for d in (large_dir, empty_dir):
+            (d / "models").mkdir(exist_ok=True)
+            for f in models.iterdir():
+                if not (d / "models" / f.name).exists():
+                    os.link(f, d / "models" / f.name)
+        ready: dict[str, list[float]] = {"large": [], "large, first 200": [], "empty": []}
+        rows = {}
+        for run in range(args.window_runs + 1):
+            order = [("large", large_dir, 0), ("large, first 200", large_dir, 200)]
+            order.append(("empty", empty_dir, 0))
+            for name, d, page in order if run % 2 == 0 else order[::-1]:
+                ms, rows[name] = window_ready_ms(d, page)
+                if run:
+                    ready[name].append(ms)
+        small_ms = statistics.median(ready["empty"])
+        print(f"\nwindow ready, median of {args.window_runs} (goal <= 1.2x empty):")
+        for name, values in ready.items():
+            ms = statistics.median(values)
+            print(f"  {name:18} {ms:6.0f} ms ({rows[name]:5d} rows) {ms / small_ms:5.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Export chats as Markdown (to read) or JSON (to keep, and to import back).
+
+JSON export, format "hearth-chats" version 1::
+
+    {"format": "hearth-chats", "version": 1, "exported_at": <seconds>,
+     "conversations": [{"title", "title_is_auto", "pinned", "created_at",
+                        "updated_at", "settings", "messages": [...]}, ...]}
+
+Each message: ``key`` (its number in this conversation, from 1), ``parent``
+(the key of the message before it, or null), ``role``, ``content`` (the
+answer), ``thinking``, ``thinking_ms``, ``status``, ``created_at``, ``active``
+(the version shown among those with the same parent). Times are seconds since
+the Unix epoch. Every version of every turn is kept. Database ids are not
+written, so export -> import -> export gives the same bytes; only
+``exported_at`` differs (pass the same value to compare). Conversations are
+written oldest first; import adds them as new conversations, keeping their
+times, titles, pins and settings. A reply exported while it streamed is
+imported as interrupted.
+
+Markdown has the shown version of each turn only, and no thinking unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast, get_args
+
+from engine.errors import KnownError
+from engine.store import ChatStore
+from engine.store_messages import ImportItem
+from engine.types import Conversation, MessageStatus, Role, StoredMessage
+
+FORMAT = "hearth-chats"
+VERSION = 1
+_ROLE_NAMES = {"system": "System", "user": "You", "assistant": "Assistant"}
+_STATUS_NOTES = {
+    MessageStatus.STOPPED: "stopped",
+    MessageStatus.LENGTH: "cut off at the reply length limit",
+    MessageStatus.FAILED: "failed",
+    MessageStatus.INTERRUPTED: "interrupted",
+    MessageStatus.STREAMING: "still being written",
+}
+
+
+class ChatImportError(KnownError):
+    """A file that is not a Hearth chat export (or one from a newer Hearth)."""
+
+
+class ExportWriteError(KnownError):
+    """An export could not be written to disk."""
+
+
+def _conversation_ids(store: ChatStore, conv_ids: Sequence[int] | None) -> list[int]:
+    if conv_ids is not None:
+        return list(conv_ids)
+    return sorted(c.id for c in store.list_conversations())
+
+
+def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
+    messages = store.all_messages(conv.id)
+    keys = {m.id: n for n, m in enumerate(messages, start=1)}
+    return {
+        "title": conv.title,
+        "title_is_auto": conv.title_is_auto,
+        "pinned": conv.pinned,
+        "created_at": conv.created_at,
+        "updated_at": conv.updated_at,
+        "settings": store.conversation_settings(conv.id),
+        "messages": [
+            {
+                "key": keys[m.id],
+                "parent": None if m.parent_id is None else keys[m.parent_id],
+                "role": m.role,
+                "content": m.content,
+                "thinking": m.thinking,
+                "thinking_ms": m.thinking_ms,
+                "status": m.status.value,
+                "created_at": m.created_at,
+                "active": m.active,
+            }
+            for m in messages
+        ],
+    }
+
+
+def json_chunks(
+    store: ChatStore, conv_ids: Sequence[int] | None = None, *, exported_at: float | None = None
+) -> Iterator[str]:
+    """The JSON export piece by piece (all live conversations if ``conv_ids`` is None).
+
+    The whole equals ``json.dumps(document, indent=2, ensure_ascii=False) + "\\n"``.
+    """
+    head = {"format": FORMAT, "version": VERSION, "exported_at": exported_at or time.time()}
+    opening = json.dumps(head, indent=2, ensure_ascii=False)[:-2]  # without "\n}"
+    yield opening + ',\n  "conversations": ['
+    first = True
+    for conv_id in _conversation_ids(store, conv_ids):
+        conv = store.conversation(conv_id)
+        if conv is None:
+            continue
+        body = json.dumps(_conversation_json(store, conv), indent=2, ensure_ascii=False)
+        yield ("\n" if first else ",\n") + "\n".join("    " + line for line in body.split("\n"))
+        first = False
+    yield "]\n}\n" if first else "\n  ]\n}\n"
+
+
+def export_json(
+    store: ChatStore, conv_ids: Sequence[int] | None = None, *, exported_at: float | None = None
+) -> str:
+    return "".join(json_chunks(store, conv_ids, exported_at=exported_at))
+
+
+def _quote(text: str) -> str:
+    return "\n".join(("> " + line).rstrip() for line in text.split("\n"))
+
+
+def _message_markdown(m: StoredMessage, include_thinking: bool) -> str:
+    parts = [f"### {_ROLE_NAMES[m.role]}"]
+    if include_thinking and m.thinking:
+        seconds = f" ({m.thinking_ms / 1000:.0f} s)" if m.thinking_ms else ""
+        parts.append(_quote(f"**Thinking**{seconds}\n\n{m.thinking.strip()}"))
+    if m.content:
+        parts.append(m.content.strip())
+    if m.status in _STATUS_NOTES:
+        parts.append(f"*({_STATUS_NOTES[m.status]})*")
+    return "\n\n".join(parts)
+
+
+def markdown_chunks(
+    store: ChatStore, conv_ids: Sequence[int] | None = None, *, include_thinking: bool = False
+) -> Iterator[str]:
+    """Each conversation as Markdown (its shown messages), separated by rules."""
+    first = True
+    for conv_id in _conversation_ids(store, conv_ids):
+        conv = store.conversation(conv_id)
+        if conv is None:
+            continue
+        when = datetime.fromtimestamp(conv.created_at).strftime("%Y-%m-%d %H:%M")
+        parts = [f"# {conv.title}", f"*{when}*"]
+        parts += [_message_markdown(m, include_thinking) for m in store.messages(conv_id)]
+        yield ("" if first else "\n---\n\n") + "\n\n".join(parts) + "\n"
+        first = False
+
+
+def export_markdown(
+    store: ChatStore, conv_ids: Sequence[int] | None = None, *, include_thinking: bool = False
+) -> str:
+    return "".join(markdown_chunks(store, conv_ids, include_thinking=include_thinking))
+
+
+def write_export(path: Path, chunks: Iterable[str]) -> None:
+    """Write an export atomically: the file appears whole or not at all."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise _write_failed(path, e) from e
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_failed(path, e) from e
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_failed(path: Path, e: OSError) -> ExportWriteError:
+    return ExportWriteError(
+        f"Could not save the export to {path} ({e.strerror or e}). Check that the disk has "
+        "free space and that you may write to that folder.",
+        detail=repr(e),
+    )
+
+
+# -- import --------------------------------------------------------------------------
+
+
+def _bad(why: str) -> ChatImportError:
+    return ChatImportError(f"This file is not a Hearth chat export ({why}); nothing was imported.")
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = obj.get(name)
+    # bool is an int in Python; a number field must not accept true/false.
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
+        raise _bad(f"{where}: '{name}' is missing or of the wrong type")
+    return value
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _parse_conversation(raw: object, n: int) -> ImportItem:
+    where = f"conversation {n}"
+    if not isinstance(raw, dict):
+        raise _bad(f"{where} is not an object")
+    number = (int, float)
+    conv = Conversation(
+        0,
+        _field(raw, "title", str, where),
+        float(_field(raw, "created_at", number, where)),
+        float(_field(raw, "updated_at", number, where)),
+        _field(raw, "pinned", bool, where),
+        _field(raw, "title_is_auto", bool, where),
+    )
+    settings = _field(raw, "settings", dict, where)
+    messages: list[StoredMessage] = []
+    keys: set[int] = set()
+    for i, m in enumerate(_field(raw, "messages", list, where), start=1):
+        at = f"{where}, message {i}"
+        if not isinstance(m, dict):
+            raise _bad(f"{at} is not an object")
+        key, parent = _field(m, "key", int, at), m.get("parent")
+        if parent is not None and (isinstance(parent, bool) or parent not in keys):
+            raise _bad(f"{at}: 'parent' is not the key of an earlier message")
+        if key in keys:
+            raise _bad(f"{where}: two messages have the same key")
+        keys.add(key)
+        role, status = _field(m, "role", str, at), _field(m, "status", str, at)
+        if role not in get_args(Role) or status not in {s.value for s in MessageStatus}:
+            raise _bad(f"{at}: unknown role or status")
+        messages.append(
+            StoredMessage(
+                key, 0, cast(Role, role), _field(m, "content", str, at), MessageStatus(status),
+                float(_field(m, "created_at", number, at)), _field(m, "thinking", str, at),
+                _field(m, "thinking_ms", int, at), parent, active=_field(m, "active", bool, at),
+            )
+        )  # fmt: skip
+    return conv, messages, settings
+
+
+def parse_json(text: str | bytes) -> list[ImportItem]:
+    """Check a JSON export and turn it into what ``ChatStore.import_conversations`` takes."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _bad(f"it is not valid JSON: {e}") from e
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise _bad("it has no 'format': 'hearth-chats' marker")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _bad("it has no format version")
+    if version > VERSION:
+        raise ChatImportError(
+            f"This chat export was made by a newer version of Hearth (format {version}; this "
+            f"version reads up to {VERSION}). Update Hearth to import it."
+        )
+    conversations = doc.get("conversations")
+    if not isinstance(conversations, list):
+        raise _bad("it has no list of conversations")
+    return [_parse_conversation(c, n) for n, c in enumerate(conversations, start=1)]
+
+
+def import_json(store: ChatStore, text: str | bytes) -> list[int]:
+    """Add the export's conversations to the store, all or none; their new ids."""
+    return store.import_conversations(parse_json(text))

@@ -1,0 +1,229 @@
+"""The chat database file: opening, migrating, transactions, and errors a person can act on.
+
+Every write commits at once. With WAL and ``synchronous=NORMAL`` a committed
+write survives the death of the process (kill -9, a crash); only a power cut
+can lose the last few commits.
+
+Threading: one connection, used from the thread that created it (sqlite3
+enforces this with ``ProgrammingError``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+from engine import store_schema
+from engine.errors import StoreError
+
+SCHEMA_VERSION = store_schema.SCHEMA_VERSION
+# A deleted conversation can be brought back (undo_delete) until it is purged,
+# which happens when a store opens, for those deleted longer ago than this.
+DELETED_KEEP_S = 7 * 24 * 3600.0
+
+_has_fts5 = functools.cache(store_schema.has_fts5)
+
+
+class StoreCorruptError(StoreError):
+    """The file is not a database or is damaged (not a full disk or a lock)."""
+
+
+def damage_marker(path: Path) -> Path:
+    """An empty file next to the database saying "damage was seen: check it on open"."""
+    return path.with_name(path.name + ".damaged")
+
+
+class StoreDatabase:
+    """The SQLite file at ``path``, opened and brought to the current schema."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        keep_deleted_s: float = DELETED_KEEP_S,
+    ) -> None:
+        self._path = path
+        self._clock = clock
+        if not _has_fts5():
+            store_schema.require_fts5()  # raises, with the SQLite version in the sentence
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and path.stat().st_size > 0:
+                self._check(path)
+            self._db = sqlite3.connect(path, isolation_level=None)  # we commit ourselves
+        except (OSError, sqlite3.Error) as e:
+            raise self._failure("open", e) from e
+        try:
+            self._open(keep_deleted_s)
+        except sqlite3.OperationalError as e:  # locked, disk full, read-only: not the file
+            self._db.close()
+            raise self._failure("open", e) from e
+        except sqlite3.DatabaseError as e:  # damage deeper in the file
+            self._db.close()
+            raise self._unreadable(e) from e
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _unreadable(self, e: sqlite3.DatabaseError) -> StoreCorruptError:
+        return StoreCorruptError(
+            f"The chat history at {self._path} cannot be read ({e}); it may be damaged. "
+            "Hearth left the file as it is: move it elsewhere to start with an "
+            "empty history, or restore it from a backup.",
+            detail=repr(e),
+        )
+
+    def _check(self, path: Path) -> None:
+        """Look at an existing file through a read-only connection first.
+
+        Closing the last read-write connection deletes the write-ahead log, which
+        may hold the newest chats of a file whose main part is damaged; a
+        read-only connection leaves every file as it was, for the person to keep.
+        """
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            version = int(probe.execute("PRAGMA user_version").fetchone()[0])
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"The chat history at {path} was written by a newer version of "
+                    f"Hearth (format {version}; this version reads up to {SCHEMA_VERSION}). "
+                    "Update Hearth to open it."
+                )
+            # Damage seen while running (see _failure): check the whole file this
+            # once, so a damaged one is set aside instead of failing at every read.
+            if damage_marker(path).exists():
+                problems = [r[0] for r in probe.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(problems[:3]))
+        except sqlite3.OperationalError:
+            raise  # locked, unreadable folder: not the file's fault
+        except sqlite3.DatabaseError as e:  # not a database, or a damaged one
+            raise self._unreadable(e) from e
+        finally:
+            probe.close()
+
+    def _open(self, keep_deleted_s: float) -> None:
+        db = self._db
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        marker = damage_marker(self._path)
+        checked = marker.exists()  # and _check found the tables sound
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        if version >= 1:
+            with self._transaction():
+                # A reply still marked as streaming belongs to a process that died;
+                # from v2 on, this update indexes it for search. (The literal lets
+                # SQLite use the partial index messages_streaming.)
+                db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+        for step in range(version, SCHEMA_VERSION):
+            with self._transaction():
+                for statement in store_schema.MIGRATIONS[step]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {step + 1}")
+        if checked:
+            # The tables are sound, so the damage was in the search index (or gone):
+            # rebuild the index from the messages.
+            try:
+                db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+            except sqlite3.DatabaseError:
+                with self._transaction():
+                    for statement in store_schema.REBUILD_SEARCH:
+                        db.execute(statement)
+            marker.unlink(missing_ok=True)
+        with self._transaction():
+            db.execute(
+                "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?",
+                (self._clock() - keep_deleted_s,),
+            )
+
+    def _failure(self, verb: str, e: BaseException) -> StoreError:
+        code = getattr(e, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            with contextlib.suppress(OSError):
+                damage_marker(self._path).touch()
+            return StoreCorruptError(
+                f"The chat history at {self._path} is damaged ({e}). Quit and restart "
+                "Hearth: it will set the damaged file aside, keep it, and start a new one.",
+                detail=repr(e),
+            )
+        return StoreError(
+            f"Could not {verb} the chat history at {self._path} ({e}). Check that the disk "
+            "has free space, that you may write to the folder, and that no other Hearth "
+            "is using it.",
+            detail=repr(e),
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A transaction whose environment failures become a sentence for the person."""
+        try:
+            with self._transaction():
+                yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a bug in the caller, not the environment
+        except sqlite3.DatabaseError as e:
+            raise self._failure("save to", e) from e
+
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.ProgrammingError:
+            raise
+        except sqlite3.DatabaseError as e:
+            raise self._failure("read", e) from e
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def rebuild_search_index(self) -> None:
+        """Rebuild the full-text index from the messages (if search misbehaves)."""
+        with self._writing():
+            for statement in store_schema.REBUILD_SEARCH:
+                self._db.execute(statement)
+
+    def check_integrity(self, *, quick: bool = True) -> list[str]:
+        """Problems SQLite finds in the file and the search index; [] if none.
+
+        Reads the whole file: seconds on a large history (see bench/RESULTS.md).
+        The index check compares it with the messages, so run it when no reply
+        is streaming (a streaming reply is indexed when it finishes).
+        """
+        pragma = "quick_check" if quick else "integrity_check"
+        problems = [r[0] for r in self._rows(f"PRAGMA {pragma}") if r[0] != "ok"]
+        try:
+            self._db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as e:
+            problems.append(f"search index: {e}")
+        return problems
+
+    def close(self) -> None:
+        """Close the connection (safe to call twice)."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

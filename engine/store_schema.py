@@ -1,0 +1,131 @@
+"""The chat database's schema, one migration step per format version.
+
+Step i brings a file from ``PRAGMA user_version`` i to i + 1, inside one
+transaction. Append only: a released step is never edited, because files in
+the wild were made by it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from engine.errors import StoreError
+
+# v1 (Hearth 0.1): conversations and a flat list of messages. AUTOINCREMENT keeps
+# ids from being reused after a delete, so a stale id held by the UI or a
+# ReplyRecorder can never hit a newer row.
+_V1 = (
+    """CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id INTEGER NOT NULL
+            REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX conversations_newest ON conversations(updated_at DESC, id DESC)",
+    "CREATE INDEX messages_in_order ON messages(conversation_id, id)",
+)
+
+# Fills the search index from scratch: finished messages only (see the triggers).
+REBUILD_SEARCH = (
+    "INSERT INTO messages_fts(messages_fts) VALUES ('delete-all')",
+    """INSERT INTO messages_fts(rowid, content)
+        SELECT id, content FROM messages WHERE status != 'streaming'""",
+)
+
+# v2: thinking apart from the answer; message versions as a tree; pinned, soft-deleted
+# and auto-titled conversations; per-chat settings; full-text search.
+_V2 = (
+    "ALTER TABLE conversations ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
+    # Titles made before v2 may have been typed by the person: never overwrite them.
+    "ALTER TABLE conversations ADD COLUMN title_is_auto INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE conversations ADD COLUMN deleted_at REAL",
+    "ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'",
+    "DROP INDEX conversations_newest",
+    # The sidebar's order; partial, so deleted conversations cost the list nothing.
+    """CREATE INDEX conversations_listed
+        ON conversations(pinned DESC, updated_at DESC, id DESC) WHERE deleted_at IS NULL""",
+    """CREATE INDEX conversations_deleted
+        ON conversations(deleted_at) WHERE deleted_at IS NOT NULL""",
+    "ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE messages ADD COLUMN thinking_ms INTEGER NOT NULL DEFAULT 0",
+    # The message before this one. No REFERENCES: the store re-links children itself
+    # when it deletes a message, and an FK cascade down a 500-message chain would
+    # run into SQLite's trigger depth limit (1000).
+    "ALTER TABLE messages ADD COLUMN parent_id INTEGER",
+    # Among messages with the same parent (versions of one turn), the highest
+    # `chosen` is the one shown; choosing a version raises it. Each branch keeps its
+    # own choice, so switching back shows what was there before.
+    "ALTER TABLE messages ADD COLUMN chosen INTEGER NOT NULL DEFAULT 0",
+    """UPDATE messages SET parent_id = (
+        SELECT max(p.id) FROM messages AS p
+        WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id
+    )""",
+    "CREATE INDEX messages_tree ON messages(conversation_id, parent_id, chosen)",
+    # Crash recovery on open looks for streaming replies; without this it would
+    # scan every message on every start.
+    "CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming'",
+    # Search covers the answer text only, never thinking. External content: the
+    # text is stored once, in messages; the triggers keep the index in step.
+    # prefix='2 3 4 5 6': search as you type finds words by their first 2-6 letters
+    # without merging the lists of every word that starts so (a common word's start
+    # took ~11 ms CPU on 500,000 messages); costs ~18% more file (bench/RESULTS.md).
+    """CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content='messages', content_rowid='id',
+        tokenize='unicode61 remove_diacritics 2', prefix='2 3 4 5 6'
+    )""",
+    # A reply is indexed once it is finished, not at each save while it streams:
+    # re-indexing a long reply every second would cost the GUI thread milliseconds
+    # that grow with the reply. Crash recovery (streaming -> interrupted) indexes it.
+    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+        WHEN new.status != 'streaming' BEGIN
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+    END""",
+    """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+        WHEN old.status != 'streaming' BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content)
+            VALUES ('delete', old.id, old.content);
+    END""",
+    # One trigger, so the old text always leaves the index before the new one enters.
+    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages
+        WHEN NOT (old.status = 'streaming' AND new.status = 'streaming')
+            AND (old.content IS NOT new.content OR old.status IS NOT new.status) BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content)
+            SELECT 'delete', old.id, old.content WHERE old.status != 'streaming';
+        INSERT INTO messages_fts(rowid, content)
+            SELECT new.id, new.content WHERE new.status != 'streaming';
+    END""",
+    *REBUILD_SEARCH,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def has_fts5() -> bool:
+    """Whether this Python's SQLite can do full-text search (FTS5)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE VIRTUAL TABLE probe USING fts5(x)")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
+    return True
+
+
+def require_fts5() -> None:
+    if not has_fts5():
+        raise StoreError(
+            f"This Python's SQLite ({sqlite3.sqlite_version}) was built without full-text "
+            "search (FTS5), which Hearth's chat history needs: install Hearth's own package, "
+            "or run it with a Python whose SQLite includes FTS5."
+        )

@@ -1,0 +1,141 @@
+"""Versions of a turn: regenerate, edit and regenerate, switch, delete one message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.store import ChatStore, MessageStatus, StoredMessage
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ChatStore]:
+    s = ChatStore(tmp_path / "chats.sqlite3")
+    yield s
+    s.close()
+
+
+def shown(store: ChatStore, conv_id: int) -> list[str]:
+    """The active path as 'text' or 'text [i/n]' for a turn with versions."""
+    return [
+        m.content + (f" [{m.variant_index + 1}/{m.variant_count}]" if m.variant_count > 1 else "")
+        for m in store.messages(conv_id)
+    ]
+
+
+def chat(store: ChatStore) -> tuple[int, list[StoredMessage]]:
+    conv = store.create_conversation()
+    texts = [("user", "Q1"), ("assistant", "A1"), ("user", "Q2"), ("assistant", "A2")]
+    return conv.id, [store.add_message(conv.id, role, text) for role, text in texts]  # type: ignore[arg-type]
+
+
+def test_regenerate_keeps_every_version(store: ChatStore) -> None:
+    conv_id, (_q1, _a1, q2, a2) = chat(store)
+    second = store.add_variant(a2.id, "", MessageStatus.STREAMING)
+    assert (second.parent_id, second.role, second.variant_index, second.variant_count) == (
+        q2.id,
+        "assistant",
+        1,
+        2,
+    )
+    store.update_message(second.id, "A2 again", MessageStatus.COMPLETE)
+    third = store.add_variant(a2.id, "A2 third")  # from any version: same turn
+    assert shown(store, conv_id) == ["Q1", "A1", "Q2", "A2 third [3/3]"]
+    assert [v.content for v in store.variants(second.id)] == ["A2", "A2 again", "A2 third"]
+    assert [v.active for v in store.variants(a2.id)] == [False, False, True]
+
+    store.select_variant(a2.id)
+    assert shown(store, conv_id) == ["Q1", "A1", "Q2", "A2 [1/3]"]
+    store.select_variant(second.id)
+    assert shown(store, conv_id) == ["Q1", "A1", "Q2", "A2 again [2/3]"]
+    store.select_variant(second.id)  # choosing the shown one changes nothing
+    assert shown(store, conv_id) == ["Q1", "A1", "Q2", "A2 again [2/3]"]
+    # The conversation goes on from the version shown.
+    q3 = store.add_message(conv_id, "user", "Q3")
+    assert q3.parent_id == second.id
+    assert shown(store, conv_id)[-2:] == ["A2 again [2/3]", "Q3"]
+    store.select_variant(third.id)
+    assert shown(store, conv_id) == ["Q1", "A1", "Q2", "A2 third [3/3]"]
+    with pytest.raises(KeyError):
+        store.select_variant(9999)
+    with pytest.raises(KeyError):
+        store.add_variant(9999, "nothing to vary")
+    assert store.variants(9999) == [] and store.message(9999) is None
+
+
+def test_edit_a_question_and_regenerate_from_there(store: ChatStore) -> None:
+    conv_id, (q1, a1, _q2, a2) = chat(store)
+    store.add_variant(a1.id, "A1 redone")  # a choice inside the old branch
+    store.select_variant(a1.id)
+    # Edit Q1: the edited text is a new version of the first turn; what followed
+    # the old Q1 stays in the old branch.
+    edited = store.add_variant(q1.id, "Q1 edited")
+    assert edited.parent_id is None and edited.variant_count == 2
+    assert shown(store, conv_id) == ["Q1 edited [2/2]"]
+    reply = store.add_message(conv_id, "assistant", "", MessageStatus.STREAMING)
+    assert reply.parent_id == edited.id
+    store.update_message(reply.id, "A1 for the edit", MessageStatus.COMPLETE)
+    assert shown(store, conv_id) == ["Q1 edited [2/2]", "A1 for the edit"]
+
+    # Back to the first version: the old branch, as it was left (A1, not A1 redone).
+    store.select_variant(q1.id)
+    assert shown(store, conv_id) == ["Q1 [1/2]", "A1 [1/2]", "Q2", "A2"]
+    # Jumping to a message deep in another branch (a search hit) shows its branch.
+    store.select_variant(reply.id)
+    assert shown(store, conv_id) == ["Q1 edited [2/2]", "A1 for the edit"]
+    store.select_variant(a2.id)
+    assert shown(store, conv_id) == ["Q1 [1/2]", "A1 [1/2]", "Q2", "A2"]
+    # Every version of every turn is still there, oldest first.
+    assert [m.content for m in store.all_messages(conv_id)] == [
+        "Q1", "A1", "Q2", "A2", "A1 redone", "Q1 edited", "A1 for the edit",
+    ]  # fmt: skip
+    assert sum(m.active for m in store.all_messages(conv_id)) == 5
+
+
+def test_edit_a_later_question_keeps_the_start(store: ChatStore) -> None:
+    conv_id, (_q1, a1, q2, _a2) = chat(store)
+    store.add_message(conv_id, "user", "Q3")
+    edited = store.add_variant(q2.id, "Q2 edited")
+    assert edited.parent_id == a1.id
+    assert shown(store, conv_id) == ["Q1", "A1", "Q2 edited [2/2]"]
+    store.select_variant(q2.id)
+    assert shown(store, conv_id) == ["Q1", "A1", "Q2 [1/2]", "A2", "Q3"]
+
+
+def test_delete_one_message_keeps_what_follows(store: ChatStore) -> None:
+    conv_id, (q1, a1, q2, a2) = chat(store)
+    assert store.delete_message(a1.id) == [a1.id]
+    assert shown(store, conv_id) == ["Q1", "Q2", "A2"]
+    assert store.message(q2.id).parent_id == q1.id  # type: ignore[union-attr]
+    assert store.delete_message(q1.id) == [q1.id]  # the first one
+    assert shown(store, conv_id) == ["Q2", "A2"]
+    assert store.message(q2.id).parent_id is None  # type: ignore[union-attr]
+    assert store.delete_message(a2.id) == [a2.id]  # the last one
+    assert shown(store, conv_id) == ["Q2"]
+    assert store.delete_message(a2.id) == []  # already gone
+    assert store.add_message(conv_id, "assistant", "A2 new").parent_id == q2.id
+
+
+def test_delete_a_version_takes_its_branch(store: ChatStore) -> None:
+    conv_id, (q1, a1, q2, a2) = chat(store)
+    a1b = store.add_variant(a1.id, "A1b")
+    q2b = store.add_message(conv_id, "user", "Q2b")
+    store.select_variant(a2.id)
+    assert shown(store, conv_id) == ["Q1", "A1 [1/2]", "Q2", "A2"]
+    # Deleting A1 (one of two versions) removes what followed it, and A1b shows.
+    assert sorted(store.delete_message(a1.id)) == sorted([a1.id, q2.id, a2.id])
+    assert shown(store, conv_id) == ["Q1", "A1b", "Q2b"]
+    assert store.message(a1b.id).variant_count == 1  # type: ignore[union-attr]
+    assert [m.id for m in store.all_messages(conv_id)] == [q1.id, a1b.id, q2b.id]
+
+
+def test_a_version_whose_parent_has_versions_of_its_own(store: ChatStore) -> None:
+    """Deleting a lone message between versioned turns: its children move up."""
+    conv_id, (_q1, a1, q2, a2) = chat(store)
+    a2b = store.add_variant(a2.id, "A2b")
+    assert store.delete_message(q2.id) == [q2.id]
+    assert shown(store, conv_id) == ["Q1", "A1", "A2b [2/2]"]
+    assert [v.id for v in store.variants(a2.id)] == [a2.id, a2b.id]
+    assert store.message(a2.id).parent_id == a1.id  # type: ignore[union-attr]
