@@ -179,6 +179,8 @@ class ConversationList(QListView):
         self.setAccessibleName("Conversations")
         self.setModel(model)
         self.setUniformItemSizes(True)  # lets Qt lay out only what is visible
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)  # long titles end in "…"
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(
             QAbstractItemView.EditTrigger.EditKeyPressed
