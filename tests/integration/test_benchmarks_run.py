@@ -1,0 +1,35 @@
+"""The benchmarks stay runnable: each runs here on a small size and prints its
+figures. (Speed itself is not asserted in tests; bench/RESULTS.md has it.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str) -> str:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env,
+        timeout=900, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_ui_streaming_benchmark_runs() -> None:
+    out = run_bench("bench/ui_streaming.py", "--tokens", "400", "--baseline-tokens", "60")
+    assert "hearth (append-only)" in out and "baseline (re-render/token)" in out
+    assert "p99=" in out
+
+
+def test_store_scale_benchmark_runs(tmp_path: Path) -> None:
+    out = run_bench(
+        "bench/store_scale.py", "--db", str(tmp_path / "scale.sqlite3"),
+        "--conversations", "200", "--messages", "4000", "--runs", "2", "--regenerate",
+    )  # fmt: skip
+    assert "search" in out.lower()
