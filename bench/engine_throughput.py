@@ -6,6 +6,10 @@ only the Python around llama.cpp differs. Runs are interleaved (order alternatin
 so drift in machine load hits both sides alike. Prints medians and hearth/bare.
 
     python bench/engine_throughput.py --model PATH [--tokens N] [--runs K] [--threads T]
+        [--overhead] [--thinking-split]
+
+``--thinking-split`` also times what splitting a reply into thinking and answer
+(engine.thinking) adds per token, on the model's own tokens and pieces.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp
 
+from engine.detok import Detokenizer
 from engine.llama_load import llama_load_kwargs, physical_cores
 from engine.session import ChatSession
-from engine.types import EngineOptions, Message, ReplyDone, SamplingParams
+from engine.thinking import ThinkingSplitter
+from engine.types import EngineOptions, Message, ReplyDone, SamplingParams, TextDelta, ThinkingDelta
 
 PROMPT = (
     "Write a long, detailed story about a lighthouse keeper who finds a map in a bottle. "
@@ -38,7 +44,8 @@ PROMPT = (
 def run_hearth(session: ChatSession, max_tokens: int) -> tuple[float, int]:
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0)
     done = None
-    for event in session.stream([Message("user", PROMPT)], params):
+    # Thinking off: both loops must produce the same tokens from the same prompt.
+    for event in session.stream([Message("user", PROMPT)], params, thinking=False):
         if isinstance(event, ReplyDone):
             done = event
     assert done is not None
@@ -85,6 +92,46 @@ def python_overhead_us(
     return 1e6 / h, 1e6 / b
 
 
+def thinking_split_us(session: ChatSession, repeats: int = 20) -> tuple[float, float, int]:
+    """Per-token cost of the session's work on one streamed token while the model
+    thinks (detokenize, split, one ThinkingDelta) minus the same without the split
+    (detokenize, one TextDelta), in microseconds; and the same in the START state's
+    worst case. Median of interleaved repeats over ~2000 real tokens."""
+    thought = (PROMPT + " Then she weighs each option again, step by step. ") * 40
+    tokens = session._tokenize(f"{thought}\n</think>\n\nDone.", add_bos=False)
+    close_id, open_id = session._think_close, session._think_open
+
+    def plain() -> float:
+        detok = Detokenizer(session._piece)
+        t = time.perf_counter()
+        for token in tokens:
+            text = detok.feed(token)
+            if text:
+                TextDelta(text)
+        return time.perf_counter() - t
+
+    def split() -> float:
+        detok = Detokenizer(session._piece)
+        splitter = ThinkingSplitter(start_in_thinking=True, open_id=open_id, close_id=close_id)
+        feed = splitter.feed
+        t = time.perf_counter()
+        for token in tokens:
+            thinking, answer = feed(token, detok.feed(token))
+            if thinking:
+                ThinkingDelta(thinking)
+            if answer:
+                TextDelta(answer)
+        return time.perf_counter() - t
+
+    base: list[float] = []
+    with_split: list[float] = []
+    for k in range(repeats):
+        for fn, out in ((plain, base), (split, with_split))[:: 1 if k % 2 == 0 else -1]:
+            out.append(fn())
+    n = len(tokens)
+    return statistics.median(base) / n * 1e6, statistics.median(with_split) / n * 1e6, n
+
+
 def run_llama_bench(model: Path, threads: int, tokens: int, runs: int) -> float | None:
     exe = shutil.which("llama-bench")
     if exe is None:
@@ -105,6 +152,9 @@ def main() -> int:
     parser.add_argument(
         "--overhead", action="store_true", help="also time the loops with decode stubbed out"
     )
+    parser.add_argument(
+        "--thinking-split", action="store_true", help="also time the thinking/answer split"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # llama.cpp's warnings are not results
 
@@ -112,7 +162,9 @@ def main() -> int:
     options = EngineOptions(n_ctx=2048, n_threads=threads)
     session = ChatSession(args.model, options)
     bare = llama_cpp.Llama(str(args.model), **llama_load_kwargs(options))
-    prompt_tokens = session.tokenize(session.render_prompt([Message("user", PROMPT)]))
+    prompt_tokens = session.tokenize(
+        session.render_prompt([Message("user", PROMPT)], thinking=False)
+    )
 
     print(f"model    {session.info.name} ({session.info.quantization}), {args.model.name}")
     print(f"machine  {platform.machine()}, {physical_cores()} physical cores, threads={threads}")
@@ -145,6 +197,14 @@ def main() -> int:
         print(f"WARNING  token counts differ between the loops: {sorted(counts)}")
     lb = run_llama_bench(args.model, threads, args.tokens, args.runs)
     print("llama-bench " + (f"{lb:.1f} tok/s (tg{args.tokens})" if lb else "not on PATH"))
+    if args.thinking_split:
+        base_us, split_us, n = thinking_split_us(session)
+        per_token_us = 1e6 / med_h
+        print(
+            f"thinking split, per token ({n} tokens, ids: {session._think_close is not None}): "
+            f"{base_us:.2f} us without, {split_us:.2f} us with: +{split_us - base_us:.2f} us "
+            f"= {(split_us - base_us) / per_token_us * 100:.3f} % of a {per_token_us:.0f} us token"
+        )
     if args.overhead:
         h_us, b_us = python_overhead_us(session, bare, prompt_tokens, 1500)
         print(f"outside llama_decode, per token: hearth {h_us:.1f} us   bare {b_us:.1f} us")

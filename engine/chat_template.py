@@ -13,7 +13,7 @@ any failure becomes a ``GenerationError`` with a sentence, never a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -24,10 +24,12 @@ import jinja2.ext
 import jinja2.sandbox
 
 from engine.errors import GenerationError
+from engine.thinking import thinking_support
 from engine.types import Message
 
 __all__ = [
     "ChatTemplate",
+    "PromptBuilder",
     "RenderedPrompt",
     "choose_template",
     "render",
@@ -153,7 +155,14 @@ def render(
 ) -> str:
     """Render ``conversation`` with ``template``; ``extra`` reaches the template as
     variables (e.g. ``enable_thinking``) but cannot override the standard ones."""
-    messages = [{"role": m.role, "content": m.content} for m in conversation]
+    messages: list[dict[str, str]] = []
+    for m in conversation:
+        message = {"role": m.role, "content": m.content}
+        if m.role == "assistant" and m.thinking:
+            # The name Hugging Face templates read; each template decides what of
+            # it to keep (Qwen3.5 drops it for turns before the last question).
+            message["reasoning_content"] = m.thinking
+        messages.append(message)
     variables: dict[str, object] = dict(extra or {})
     variables.update(
         messages=messages,
@@ -208,6 +217,63 @@ def render_conversation(
         extra=extra,
     )
     return RenderedPrompt(text, template.source)
+
+
+class PromptBuilder:
+    """A model's conversation -> prompt text -> tokens, with its thinking switch.
+
+    ``enable_thinking`` is always passed explicitly (the model's default unless
+    the chat says otherwise): a template's "undefined" is not the model's intent.
+    ``tokenize(text, add_bos)`` is the model's tokenizer with special tokens parsed.
+    """
+
+    def __init__(
+        self,
+        template: ChatTemplate,
+        *,
+        bos_token: str,
+        eos_token: str,
+        add_bos: bool,
+        tokenize: Callable[[str, bool], list[int]],
+    ) -> None:
+        self.template = template
+        self._bos, self._eos, self._add_bos = bos_token, eos_token, add_bos
+        self._tokenize = tokenize
+        self.supports_thinking, self.thinking_default = thinking_support(
+            template.text, lambda extra: self.render([Message("user", "Hi")], extra)
+        )
+
+    def variables(
+        self, thinking: bool | None, extra: Mapping[str, object] | None = None
+    ) -> dict[str, object]:
+        variables: dict[str, object] = {"enable_thinking": self.thinking_default}
+        variables.update(extra or {})
+        if thinking is not None:
+            variables["enable_thinking"] = thinking
+        return variables
+
+    def render(self, conversation: Sequence[Message], variables: Mapping[str, object]) -> str:
+        return render(
+            self.template,
+            conversation,
+            bos_token=self._bos,
+            eos_token=self._eos,
+            add_generation_prompt=True,
+            extra=variables,
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        """BOS added only when the model wants one and the template did not write it."""
+        add_bos = self._add_bos and not (self._bos and text.startswith(self._bos))
+        return self._tokenize(text, add_bos)
+
+    def tokens(self, conversation: Sequence[Message], variables: Mapping[str, object]) -> list[int]:
+        return self.tokenize(self.render(conversation, variables))
+
+    def single_token(self, text: str) -> int | None:
+        """The id of ``text`` if the vocabulary has it as one token."""
+        ids = self._tokenize(text, False)
+        return ids[0] if len(ids) == 1 else None
 
 
 class _TemplateRejected(jinja2.TemplateError):

@@ -42,3 +42,7 @@ class CatalogError(KnownError):
 
 class ModelInstallError(KnownError):
     """A model file could not be installed (missing source, bad checksum, full disk)."""
+
+
+class DownloadError(KnownError):
+    """A model download failed (no network, refused, not found, disk full, damaged in transit)."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import struct
 import traceback
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import llama_cpp
 
@@ -22,6 +23,7 @@ from engine.types import EngineOptions
 
 __all__ = [
     "check_gguf_file",
+    "gguf_context_length",
     "install_log_bridge",
     "llama_load_kwargs",
     "load_llama",
@@ -37,27 +39,123 @@ _GGUF_MAGIC = b"GGUF"
 
 
 def physical_cores() -> int:
-    """Physical cores: llama.cpp gains nothing from hyper-threads and loses a little."""
+    """Physical performance cores: llama.cpp gains nothing from hyper-threads and
+    loses when a thread lands on an efficiency core (its matmuls wait for the slowest)."""
     import psutil
 
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return _performance_cores() or psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def llama_load_kwargs(options: EngineOptions) -> dict[str, Any]:
-    """Every ``Llama(...)`` argument Hearth sets; the benchmark loads its baseline with it."""
+def _performance_cores(sysfs: Path = Path("/sys/devices")) -> int | None:
+    """Physical P-cores of a Linux hybrid CPU (Intel Alder Lake and later), else None.
+
+    The kernel lists the P-cores' logical CPUs in ``cpu_core/cpus``; hyper-thread
+    siblings share a (package, core) id.
+    """
+    try:
+        cpus = _cpu_list((sysfs / "cpu_core" / "cpus").read_text())
+        cores = set()
+        for cpu in cpus:
+            topo = sysfs / "system" / "cpu" / f"cpu{cpu}" / "topology"
+            package = (topo / "physical_package_id").read_text().strip()
+            cores.add((package, (topo / "core_id").read_text().strip()))
+    except (OSError, ValueError):
+        return None
+    return len(cores) or None
+
+
+def _cpu_list(text: str) -> list[int]:
+    """Linux's CPU list format: "0-7,16,18-19"."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if "-" in part:
+            first, last = part.split("-")
+            cpus.extend(range(int(first), int(last) + 1))
+        elif part:
+            cpus.append(int(part))
+    return cpus
+
+
+_KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
+
+
+def llama_load_kwargs(options: EngineOptions, *, n_ctx_train: int | None = None) -> dict[str, Any]:
+    """Every ``Llama(...)`` argument Hearth sets; the benchmark loads its baseline with it.
+
+    n_ctx is the option's, clamped to the model's training context: never
+    llama-cpp-python's 512, and never a 262k window by accident.
+    """
     threads = options.n_threads or physical_cores()
+    n_ctx = min(options.n_ctx, n_ctx_train) if n_ctx_train else options.n_ctx
+    kv_type = _KV_TYPES[options.kv_cache_type]
     return {
-        "n_ctx": options.n_ctx,
+        "n_ctx": n_ctx,
         "n_threads": threads,
         "n_threads_batch": threads,
-        "n_batch": options.n_batch,
-        "n_ubatch": options.n_ubatch,
+        "n_batch": min(options.n_batch, n_ctx),
+        "n_ubatch": min(options.n_ubatch, n_ctx),
         "n_gpu_layers": options.n_gpu_layers,
         "use_mmap": options.use_mmap,
         "flash_attn": options.flash_attn,
+        "type_k": kv_type,
+        "type_v": kv_type,
         "seed": options.seed,
         "verbose": False,
     }
+
+
+def gguf_context_length(path: Path) -> int | None:
+    """``{arch}.context_length`` from a GGUF header, or None.
+
+    Reads key by key and stops there: it comes before the tokenizer's arrays, so
+    this is a few hundred bytes, not the whole header of a 248k-token vocabulary.
+    """
+    try:
+        with path.open("rb") as f:
+            return _scan_context_length(f)
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+
+
+# GGUF value types: fixed sizes, 8 = string, 9 = array.
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_INTS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 10: "<Q", 11: "<q"}
+_GGUF_SCAN_KEYS = 64
+
+
+def _scan_context_length(f: BinaryIO) -> int | None:
+    if f.read(4) != _GGUF_MAGIC:
+        return None
+    _version, _n_tensors, n_kv = struct.unpack("<IQQ", f.read(20))
+    arch = None
+
+    def string() -> str:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return f.read(n).decode("utf-8")
+
+    for _ in range(min(n_kv, _GGUF_SCAN_KEYS)):
+        key = string()
+        (kind,) = struct.unpack("<I", f.read(4))
+        if kind == 8:
+            value: object = string()
+        elif kind == 9:
+            (item, count) = struct.unpack("<IQ", f.read(12))
+            if item == 8:
+                for _ in range(count):
+                    string()
+            else:
+                f.seek(_GGUF_SIZES[item] * count, 1)
+            continue
+        elif kind in _GGUF_INTS:
+            (value,) = struct.unpack(_GGUF_INTS[kind], f.read(_GGUF_SIZES[kind]))
+        else:
+            f.seek(_GGUF_SIZES[kind], 1)
+            continue
+        if key == "general.architecture":
+            arch = value
+        elif arch is not None and key == f"{arch}.context_length" and isinstance(value, int):
+            return value
+    return None
 
 
 def check_gguf_file(path: Path) -> None:
@@ -89,7 +187,8 @@ def load_llama(path: Path, options: EngineOptions) -> Any:
     name = path.name
     _problems.clear()
     try:
-        return llama_cpp.Llama(str(path), **llama_load_kwargs(options))
+        kwargs = llama_load_kwargs(options, n_ctx_train=gguf_context_length(path))
+        return llama_cpp.Llama(str(path), **kwargs)
     except MemoryError as exc:
         raise ModelLoadError(
             f"There is not enough free memory to load {name}. "

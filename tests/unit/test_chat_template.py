@@ -189,3 +189,31 @@ class TestRealTemplates:
         # the turn markers are single special tokens, not text.
         assert tokens[0] == 2 and tokens.count(2) == 1
         assert 105 in tokens and 106 in tokens  # <start_of_turn>, <end_of_turn>
+
+
+class TestThinkingInTemplates:
+    SHOW = (
+        "{% for m in messages %}[{{ m.role }}:{{ m.content }}"
+        "{% if m.reasoning_content is defined %}|r={{ m.reasoning_content }}{% endif %}]"
+        "{% endfor %}"
+    )
+
+    def test_assistant_thinking_reaches_the_template_as_reasoning_content(self) -> None:
+        chat = [
+            Message("user", "Q", thinking="not for users"),
+            Message("assistant", "A", thinking="T"),
+            Message("assistant", "B"),
+        ]
+        assert render(tpl(self.SHOW), chat) == "[user:Q][assistant:A|r=T][assistant:B]"
+
+    def test_the_real_qwen35_template_from_the_fixture(self) -> None:
+        from tests.fixtures.qwen35 import TEMPLATE_PATH
+
+        template = tpl(TEMPLATE_PATH.read_text(encoding="utf-8"))
+        chat = [Message("user", "Hi"), Message("assistant", "Hello", thinking="greet")]
+        # The reply after the last question keeps its thinking; with a new
+        # question after it, the template drops it.
+        assert "<think>\ngreet\n</think>\n\nHello" in render(template, chat)
+        later = render(template, [*chat, Message("user", "Bye")], extra={"enable_thinking": False})
+        assert "greet" not in later
+        assert later.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")

@@ -12,7 +12,13 @@ import pytest
 
 from engine import session as session_module
 from engine.errors import ContextFullError, ModelLoadError
-from engine.llama_load import quantization_name
+from engine.llama_load import (
+    _cpu_list,
+    _performance_cores,
+    gguf_context_length,
+    physical_cores,
+    quantization_name,
+)
 from engine.session import ChatSession
 from engine.types import (
     EngineOptions,
@@ -260,3 +266,84 @@ class TestStream:
         assert done.stats.prompt_tokens == len(
             gemma_session.tokenize(gemma_session.render_prompt(chat))
         )
+
+
+class TestOptions:
+    def test_n_ctx_is_clamped_to_the_training_context(self, starter_model_path: Path) -> None:
+        with ChatSession(starter_model_path, EngineOptions(n_ctx=16384)) as session:
+            assert session.info.n_ctx == session.info.n_ctx_train == 8192
+
+    def test_context_length_read_from_the_gguf_header(
+        self, starter_model_path: Path, gemma_model_path: Path, tmp_path: Path
+    ) -> None:
+        assert gguf_context_length(starter_model_path) == 8192
+        assert gguf_context_length(gemma_model_path) == 32768
+        junk = tmp_path / "junk.gguf"
+        junk.write_bytes(b"GGUF" + bytes(10))
+        assert gguf_context_length(junk) is None
+        assert gguf_context_length(tmp_path / "missing.gguf") is None
+
+    def test_quantized_kv_cache_with_flash_attention(self, starter_model_path: Path) -> None:
+        options = EngineOptions(n_ctx=512, kv_cache_type="q8_0", flash_attn=True)
+        with ChatSession(starter_model_path, options) as session:
+            deltas, done = collect(session.stream(HELLO, GREEDY))
+            assert "".join(deltas).strip() and done.stats.completion_tokens > 0
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"kv_cache_type": "q8_0"}, "needs flash_attn"),
+            ({"kv_cache_type": "q4_0", "flash_attn": True}, "f16 or q8_0"),
+            ({"checkpoint_mib": -1}, "cannot be negative"),
+            ({"n_ctx": 128}, "n_ctx must be"),
+            ({"n_batch": 64, "n_ubatch": 128}, "n_ubatch"),
+        ],
+    )
+    def test_invalid_options(self, kwargs: dict[str, object], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            EngineOptions(**kwargs)  # type: ignore[arg-type]
+
+    def test_max_thinking_tokens_validated(self) -> None:
+        with pytest.raises(ValueError, match="max_thinking_tokens"):
+            SamplingParams(max_thinking_tokens=-1)
+
+    def test_attention_only_model_has_no_checkpoints(self, smol_session: ChatSession) -> None:
+        assert smol_session.checkpoints is None
+        assert smol_session.info.extra["memory"] == "kv"
+        assert not smol_session.info.supports_thinking
+
+    def test_thinking_switch_is_harmless_without_thinking(self, smol_session: ChatSession) -> None:
+        on = smol_session.render_prompt(HELLO, thinking=True)
+        assert on == smol_session.render_prompt(HELLO, thinking=False)
+        deltas, _ = collect(smol_session.stream(HELLO, GREEDY, thinking=True))
+        assert "".join(deltas) == reply_text(smol_session)
+
+
+class TestThreads:
+    """A hybrid (P-core + E-core) CPU cannot exist on this machine: its sysfs is
+    written into a temporary folder in the layout Linux uses."""
+
+    @staticmethod
+    def sysfs(root: Path, p_cpus: str, cores: dict[int, int]) -> Path:
+        (root / "cpu_core").mkdir(parents=True)
+        (root / "cpu_core" / "cpus").write_text(p_cpus + "\n")
+        for cpu, core in cores.items():
+            topo = root / "system" / "cpu" / f"cpu{cpu}" / "topology"
+            topo.mkdir(parents=True)
+            (topo / "core_id").write_text(f"{core}\n")
+            (topo / "physical_package_id").write_text("0\n")
+        return root
+
+    def test_performance_cores_without_hyperthreads(self, tmp_path: Path) -> None:
+        # 4 P-cores with 2 threads each (cpus 0-7), E-cores elsewhere.
+        root = self.sysfs(tmp_path, "0-7", {cpu: cpu // 2 for cpu in range(8)})
+        assert _performance_cores(root) == 4
+
+    def test_not_a_hybrid_cpu(self, tmp_path: Path) -> None:
+        assert _performance_cores(tmp_path) is None
+
+    def test_cpu_list_format(self) -> None:
+        assert _cpu_list("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11]
+
+    def test_default_threads_are_physical_cores(self, smol_session: ChatSession) -> None:
+        assert smol_session.info.extra["threads"] == str(physical_cores())

@@ -1,0 +1,407 @@
+"""What is in the context window, and how to get back to an earlier point of it.
+
+``EvaluatedHistory`` mirrors the tokens llama.cpp has evaluated (positions
+0..n_past-1, the reply's sampled tokens included) so that the next prompt reuses
+their longest common prefix and only the rest is evaluated.
+
+For an attention-only model that is plain KV-cache truncation. A hybrid or
+recurrent model (Qwen3.5: three Gated DeltaNet layers per attention layer) keeps
+one recurrent state per sequence that cannot be rolled back: truncating to an
+earlier position is impossible. So at turn boundaries we save a *checkpoint* of
+the recurrent part only (``llama_state_seq_get_data_ext`` with
+``LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY``, as llama.cpp's server does) and, to go
+back, restore the newest checkpoint at or before the shared prefix and truncate
+the attention cache behind it. Checkpoints are matched by the exact tokens they
+follow, so a stale one can never be applied; they live in an LRU bounded in
+bytes (``EngineOptions.checkpoint_mib``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import threading
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp
+
+from engine.errors import GenerationError
+from engine.llama_load import log_state, recent_problems
+from engine.types import Message
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "EvaluatedHistory",
+    "checkpoint_marks",
+    "common_prefix",
+]
+
+_log = logging.getLogger(__name__)
+
+_PARTIAL = llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
+_NULL_ABORT = llama_cpp.ggml_abort_callback(0)
+_BLOCK = 256  # tokens compared per slice in common_prefix
+_SENTINEL = "\x07"  # stand-in text for probing where a template's rendering will differ
+
+
+def common_prefix(a: array[int], b: array[int], limit: int) -> int:
+    """Length of the common prefix of ``a`` and ``b``, at most ``limit``.
+
+    Compares slices in C and walks only the block that differs: a 100k-token
+    history costs well under a millisecond.
+    """
+    limit = min(limit, len(a), len(b))
+    i = 0
+    while i < limit:
+        j = min(i + _BLOCK, limit)
+        if a[i:j] != b[i:j]:
+            while a[i] == b[i]:
+                i += 1
+            return i
+        i = j
+    return limit
+
+
+def checkpoint_marks(
+    conversation: Sequence[Message],
+    tokens: Sequence[int],
+    prompt_tokens: Callable[[Sequence[Message]], list[int]],
+) -> list[int]:
+    """Where later prompts will part from ``tokens`` (this conversation's prompt).
+
+    Rendered, not guessed: the template may re-render this turn differently next
+    time (Qwen3.5 drops the thinking of earlier replies), so the next turn's prompt
+    diverges where a probe with a stand-in reply and question does; an edit of the
+    last message diverges where a stand-in for it does. Regenerate reuses the
+    first mark too, a few tokens before the end. ``prompt_tokens`` renders and
+    tokenizes a conversation (raising ``GenerationError`` if the template refuses).
+    """
+    probes = [[*conversation, Message("assistant", _SENTINEL), Message("user", _SENTINEL)]]
+    if conversation and conversation[-1].role == "user":
+        probes.append([*conversation[:-1], Message("user", _SENTINEL)])
+    prompt = array("i", tokens)
+    marks: list[int] = []
+    for probe in probes:
+        try:
+            other = array("i", prompt_tokens(probe))
+        except GenerationError:  # the template rejects the probe: no mark there
+            continue
+        mark = common_prefix(prompt, other, len(tokens) - 1)
+        if mark > 0:
+            marks.append(mark)
+    return marks
+
+
+@dataclass(slots=True, eq=False)
+class Checkpoint:
+    """The recurrent state after evaluating exactly ``tokens``."""
+
+    tokens: array[int]
+    data: Any  # ctypes uint8 array: llama.cpp's serialized partial state
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + self.tokens.itemsize * len(self.tokens)
+
+
+class CheckpointStore:
+    """Recurrent-state checkpoints of sequence 0, least recently used dropped first.
+
+    Besides the turn-boundary checkpoints there is one *scratch* checkpoint,
+    overwritten between the batches of a long prompt: a Stop (or a failure)
+    in the middle of reading a long document then loses one batch, not all of it.
+    """
+
+    def __init__(self, ctx: Any, budget_bytes: int) -> None:
+        self._ctx = ctx
+        self.budget_bytes = budget_bytes
+        self._items: OrderedDict[bytes, Checkpoint] = OrderedDict()
+        self._scratch: Checkpoint | None = None
+        self._lru_bytes = 0
+        self.saves = 0
+        self.restores = 0
+
+    @property
+    def bytes_used(self) -> int:
+        return self._lru_bytes + (self._scratch.nbytes if self._scratch is not None else 0)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def positions(self) -> list[int]:
+        return sorted(c.n_tokens for c in self._items.values())
+
+    def has(self, tokens: array[int]) -> bool:
+        return _key(tokens) in self._items
+
+    def save(self, tokens: array[int]) -> Checkpoint | None:
+        """Checkpoint the current state, which must follow exactly ``tokens``."""
+        data = self._read_state(len(tokens), None)
+        if data is None:
+            return None
+        key = _key(tokens)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._lru_bytes -= old.nbytes
+        checkpoint = Checkpoint(array("i", tokens), data)
+        self._items[key] = checkpoint
+        self._lru_bytes += checkpoint.nbytes
+        self.saves += 1
+        while self.bytes_used > self.budget_bytes and self._items:
+            _, evicted = self._items.popitem(last=False)
+            self._lru_bytes -= evicted.nbytes
+        return checkpoint
+
+    def save_scratch(self, tokens: array[int]) -> None:
+        """Overwrite the scratch checkpoint with the current state (after ``tokens``)."""
+        old = self._scratch
+        self._scratch = None
+        data = self._read_state(len(tokens), old.data if old is not None else None)
+        if data is not None:
+            self._scratch = Checkpoint(array("i", tokens), data)
+
+    def _read_state(self, n_tokens: int, reuse: Any) -> Any:
+        size = int(llama_cpp.llama_state_seq_get_size_ext(self._ctx, 0, _PARTIAL))
+        if size <= 0 or size + 4 * n_tokens > self.budget_bytes:
+            return None
+        data = reuse if reuse is not None and len(reuse) == size else (ctypes.c_uint8 * size)()
+        written = int(llama_cpp.llama_state_seq_get_data_ext(self._ctx, data, size, 0, _PARTIAL))
+        if written != size:
+            _log.warning("state checkpoint: wrote %d of %d bytes; not kept", written, size)
+            return None
+        return data
+
+    def best(self, tokens: array[int], limit: int) -> Checkpoint | None:
+        """The newest-reaching checkpoint whose tokens are ``tokens[:n]`` with n <= limit."""
+        found: Checkpoint | None = None
+        candidates = list(self._items.values())
+        if self._scratch is not None:
+            candidates.append(self._scratch)
+        for checkpoint in candidates:
+            n = checkpoint.n_tokens
+            if (
+                n <= limit
+                and (found is None or n > found.n_tokens)
+                and (tokens[:n] == checkpoint.tokens)
+            ):
+                found = checkpoint
+        return found
+
+    def restore(self, checkpoint: Checkpoint) -> bool:
+        """Load ``checkpoint`` into sequence 0 (the recurrent part only)."""
+        data = checkpoint.data
+        ok = int(llama_cpp.llama_state_seq_set_data_ext(self._ctx, data, len(data), 0, _PARTIAL))
+        if ok:
+            self.restores += 1
+            key = _key(checkpoint.tokens)
+            if key in self._items:
+                self._items.move_to_end(key)
+        return ok > 0
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._scratch = None
+        self._lru_bytes = 0
+
+
+def _key(tokens: array[int]) -> bytes:
+    return hashlib.blake2b(tokens.tobytes(), digest_size=16).digest()
+
+
+class EvaluatedHistory:
+    """The tokens in sequence 0 of a llama.cpp context and the rules for reusing them.
+
+    ``tokens[:n_past]`` is exactly what the model has evaluated. The owner's token
+    loop appends one token at a time through ``tokens`` and ``n_past`` directly.
+    """
+
+    def __init__(
+        self,
+        *,
+        ctx: Any,
+        batch: Any,
+        n_batch: int,
+        n_ctx: int,
+        n_swa: int,
+        recurrent: bool,
+        checkpoint_bytes: int,
+    ) -> None:
+        self._ctx = ctx
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._batch = batch  # a llama-cpp-python LlamaBatch of n_batch tokens
+        self._n_batch = n_batch
+        self._n_ctx = n_ctx
+        self._n_swa = n_swa
+        self.recurrent = recurrent  # its memory cannot drop a suffix: checkpoints instead
+        self.tokens = array("i", bytes(4 * n_ctx))
+        self.n_past = 0
+        self.checkpoints: CheckpointStore | None = (
+            CheckpointStore(ctx, checkpoint_bytes) if recurrent and checkpoint_bytes > 0 else None
+        )
+        self._abort_cb: Any = None
+
+    # -- reuse -------------------------------------------------------------------
+
+    def reuse(self, prompt: array[int]) -> int:
+        """Keep the longest usable prefix shared with ``prompt``; return its length.
+
+        At least one prompt token is always left to evaluate: sampling needs the
+        logits of the last prompt token, and only a decode produces them.
+        """
+        keep = common_prefix(self.tokens, prompt, min(self.n_past, len(prompt) - 1))
+        if self.recurrent:
+            if keep < self.n_past:
+                keep = self._rollback(prompt, keep)
+            self.n_past = keep
+            return keep
+        mem = self._memory
+        if keep > 0 and self._n_swa > 0:
+            # Without a full-size SWA cache, positions older than the window are
+            # gone; truncating behind them would leave holes (llama.cpp server
+            # does the same check).
+            pos_min = int(llama_cpp.llama_memory_seq_pos_min(mem, 0))
+            if pos_min > max(0, keep - self._n_swa):
+                keep = 0
+        if keep == 0:
+            if self.n_past:
+                llama_cpp.llama_memory_clear(mem, True)
+        elif keep < self.n_past and not llama_cpp.llama_memory_seq_rm(mem, 0, keep, -1):
+            llama_cpp.llama_memory_clear(mem, True)
+            keep = 0
+        self.n_past = keep
+        return keep
+
+    def _rollback(self, prompt: array[int], limit: int) -> int:
+        """Go back to the newest checkpoint of ``prompt[:n]``, n <= limit; 0 if none."""
+        store = self.checkpoints
+        checkpoint = store.best(prompt, limit) if store is not None else None
+        if checkpoint is not None and store is not None and store.restore(checkpoint):
+            n = checkpoint.n_tokens
+            # The attention layers' cache is truncatable; the recurrent part now
+            # ends at n - 1, so it accepts the removal too.
+            if llama_cpp.llama_memory_seq_rm(self._memory, 0, n, -1):
+                self.tokens[:n] = checkpoint.tokens
+                return n
+            _log.warning("could not truncate the cache after restoring a checkpoint at %d", n)
+        llama_cpp.llama_memory_clear(self._memory, True)
+        return 0
+
+    # -- evaluation --------------------------------------------------------------
+
+    def evaluate(
+        self,
+        prompt: Sequence[int],
+        start: int,
+        stop: threading.Event,
+        *,
+        checkpoint_at: Sequence[int] = (),
+    ) -> bool:
+        """Decode ``prompt[start:]`` in chunks of n_batch; False if stopped.
+
+        With checkpoints, chunks also end at each position of ``checkpoint_at``
+        and the state there is saved (unless a checkpoint of it already exists).
+        """
+        marks = sorted({p for p in checkpoint_at if start <= p < len(prompt)})
+        if self.checkpoints is None:
+            marks = []
+        self.set_abort(stop)  # a chunk can take seconds on a big model
+        try:
+            i = start
+            while True:
+                if marks and marks[0] == i:
+                    marks.pop(0)
+                    self._checkpoint(i)
+                elif i > start and i < len(prompt) and self.checkpoints is not None:
+                    # Between batches of a long prompt: a Stop in the next one
+                    # then loses one batch, not the whole prompt.
+                    self.checkpoints.save_scratch(self.tokens[:i])
+                if i >= len(prompt):
+                    return True
+                if stop.is_set():
+                    return False
+                end = min(i + self._n_batch, len(prompt), marks[0] if marks else len(prompt))
+                chunk = list(prompt[i:end])
+                if not self._decode(chunk, i, stop):
+                    return False
+                i = end
+        finally:
+            self.set_abort(None)
+
+    def extend(self, new_tokens: Sequence[int], stop: threading.Event) -> bool:
+        """Decode tokens the engine inserts into the reply (e.g. ``</think>``)."""
+        n = self.n_past
+        return self.evaluate([*self.tokens[:n], *new_tokens], n, stop)
+
+    def _checkpoint(self, n: int) -> None:
+        store = self.checkpoints
+        if store is None or n == 0 or n != self.n_past:
+            return
+        prefix = self.tokens[:n]
+        if not store.has(prefix):
+            store.save(prefix)
+
+    def _decode(self, chunk: list[int], pos: int, stop: threading.Event) -> bool:
+        self.tokens[pos : pos + len(chunk)] = array("i", chunk)
+        self._batch.set_batch(chunk, pos, False)
+        rc = llama_cpp.llama_decode(self._ctx, self._batch.batch)
+        if rc != 0:
+            return not self.decode_failed(rc, pos, len(chunk), stop)
+        self.n_past = pos + len(chunk)
+        return True
+
+    def decode_failed(self, rc: int, pos: int, n: int, stop: threading.Event) -> bool:
+        """Handle a non-zero ``llama_decode`` of ``n`` tokens at ``pos``: True means
+        stopped (the history is consistent again), otherwise raise."""
+        if self.recurrent:
+            # An aborted graph may have updated some layers' recurrent state and
+            # not others: go back to a known state.
+            self.n_past = self._rollback(self.tokens, pos)
+        else:
+            # llama.cpp keeps the ubatches it finished; ask it how far it got.
+            pos_max = int(llama_cpp.llama_memory_seq_pos_max(self._memory, 0))
+            self.n_past = max(0, min(pos + n, pos_max + 1))
+        if rc == 2 and stop.is_set():
+            return True
+        wanted = pos + n
+        if rc == 1:
+            raise GenerationError(
+                "The model ran out of room in its context window. The text so far is kept; "
+                "start a new chat or load the model with a larger context.",
+                detail=f"llama_decode returned 1 (no KV slot) at position {wanted}",
+            )
+        raise GenerationError(
+            "llama.cpp failed while writing the reply. The text so far is kept; "
+            "try again, or reload the model if it keeps happening.",
+            detail=f"llama_decode returned {rc} at position {wanted}; "
+            + " | ".join(recent_problems()),
+        )
+
+    def set_abort(self, stop: threading.Event | None) -> None:
+        """Let llama.cpp poll ``stop`` between graph nodes (None: stop polling)."""
+        log_state.aborting = False
+        if stop is None:
+            llama_cpp.llama_set_abort_callback(self._ctx, _NULL_ABORT, None)
+            self._abort_cb = None
+            return
+        is_set = stop.is_set
+
+        def abort(_data: object) -> bool:
+            if is_set():
+                # llama.cpp now logs the abort as a failed decode; it is a Stop.
+                log_state.aborting = True
+                return True
+            return False
+
+        # Kept on self: llama.cpp holds only the C pointer.
+        self._abort_cb = llama_cpp.ggml_abort_callback(abort)
+        llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb, None)

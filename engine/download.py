@@ -1,0 +1,409 @@
+"""Resumable, verified model downloads from the Hugging Face Hub (or a mirror).
+
+``Download(entry, models_dir).run()`` blocks; call it on a worker thread and
+``cancel()`` from any other. It goes through huggingface_hub: the metadata
+HEAD (``get_hf_file_metadata``: commit, size, the LFS sha256, the CDN
+location), the streamed GET with Range resume and in-call reconnects
+(``file_download.http_get``), its error classes, and ``tqdm_class`` for
+progress, whose ``update`` raises ``DownloadCancelled`` when asked to stop.
+
+Why not ``hf_hub_download``: since huggingface_hub 1.x (PR #4228) it writes
+to a per-process ``<etag>.<random>.incomplete`` file and deletes it on any
+failure, so nothing survives a cancel, a dropped connection it cannot recover
+from, or a restart. Hearth keeps its own partial file instead:
+``<models>/.downloads/<file>.<sha256[:16]>.incomplete``, keyed by the content
+hash so a re-uploaded file never resumes onto old bytes. The hash is computed
+while writing (after re-reading the kept part on resume); the file is moved to
+``<models>/<file>`` only once it matches, with a ``.sha256`` record next to it
+(``engine.models.remember_verified``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+from urllib.parse import urlsplit
+
+import filelock
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+from huggingface_hub.file_download import http_get
+
+# Documented as public, but not re-exported in a way mypy sees.
+from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+from engine.download_errors import Transient, disk_full, explain
+from engine.errors import DownloadError
+from engine.models import CatalogEntry, installed_path, remember_verified
+from engine.types import DownloadProgress, DownloadState
+
+__all__ = ["Download", "DownloadCancelled", "RetryPolicy", "partial_path"]
+
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+# http_get reads in DOWNLOAD_CHUNK_SIZE pieces (10 MiB), and a cancel can only act between
+# pieces: 20 s at 500 kB/s. There is no parameter for it; the module constant is read per
+# call, so Hearth (the only huggingface_hub user in its process) lowers it once, here.
+constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20)
+_DISK_MARGIN = 64 << 20  # keep a little space so the system does not run out as we finish
+
+
+class DownloadCancelled(Exception):
+    """The person cancelled. The part downloaded so far is kept for the next attempt."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Transient failures (no network, 5xx, a dropped stream) are retried with backoff."""
+
+    attempts: int = 5
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_delay_s, self.first_delay_s * 2 ** (attempt - 1)))
+
+
+def partial_path(models_dir: Path, filename: str, sha256: str) -> Path:
+    """Where the unfinished download of ``filename`` with content ``sha256`` is kept."""
+    return models_dir / ".downloads" / f"{filename}.{sha256[:16]}.incomplete"
+
+
+class Download:
+    """One model file from the catalog into ``models_dir``, resumable and verified."""
+
+    def __init__(
+        self,
+        entry: CatalogEntry,
+        models_dir: Path,
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+        on_progress: Callable[[DownloadProgress], None] | None = None,
+        progress_interval_s: float = 0.25,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if entry.repo is None:
+            raise DownloadError(f"{entry.name} ({entry.quantization}) cannot be downloaded.")
+        self.entry = entry
+        self.models_dir = models_dir
+        self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+        self._token = token  # never logged
+        self._on_progress = on_progress
+        self._interval = progress_interval_s
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout_s
+        self._cancel = threading.Event()
+        self._attempt = 1
+        self._done = 0
+        self._total: int | None = None
+        self._speed = 0.0
+        self._last_emit = 0.0
+        self._last_done = 0
+
+    # -- control -----------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop as soon as possible (from any thread); ``run`` raises DownloadCancelled."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise DownloadCancelled
+
+    # -- progress ----------------------------------------------------------------------
+
+    def _emit(self, state: DownloadState, *, force: bool = True, note: str = "") -> None:
+        now = time.monotonic()
+        if not force and now - self._last_emit < self._interval:
+            return
+        elapsed = now - self._last_emit
+        if state is DownloadState.DOWNLOADING and self._last_emit and elapsed > 0:
+            rate = (self._done - self._last_done) / elapsed
+            self._speed = rate if not self._speed else 0.7 * self._speed + 0.3 * rate
+        self._last_emit, self._last_done = now, self._done
+        eta = None
+        if self._total is not None and self._speed > 0:
+            eta = max(self._total - self._done, 0) / self._speed
+        if self._on_progress is not None:
+            self._on_progress(
+                DownloadProgress(
+                    entry_id=self.entry.id,
+                    state=state,
+                    done=self._done,
+                    total=self._total,
+                    speed=self._speed,
+                    eta_s=eta,
+                    attempt=self._attempt,
+                    note=note,
+                )
+            )
+
+    def _progress_class(self) -> type:
+        download = self
+
+        class Progress:
+            """What http_get calls ``tqdm_class``: counts bytes, reports, and stops on cancel."""
+
+            def __init__(self, *, total: int | None = None, initial: int = 0, **_: Any) -> None:
+                download._done = initial
+                download._total = total if total is not None else download._total
+
+            def __enter__(self) -> Progress:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                return None
+
+            def update(self, n: int) -> None:
+                download._done += n
+                download._check_cancel()  # raised through http_get: it only catches network errors
+                done = download._total is not None and download._done >= download._total
+                download._emit(DownloadState.DOWNLOADING, force=done)
+
+            def close(self) -> None:
+                return None
+
+        return Progress
+
+    # -- the download --------------------------------------------------------------------
+
+    def run(self) -> Path:
+        """Download, verify and install the file; its final path. Blocks.
+
+        Raises DownloadCancelled (keeping the part downloaded) or DownloadError
+        with a sentence for the person.
+        """
+        done = installed_path(self.entry, self.models_dir)
+        if done is not None:
+            self._done = self._total = done.stat().st_size
+            self._emit(DownloadState.DONE)
+            return done
+        while True:
+            self._check_cancel()
+            try:
+                return self._run_once()
+            except Transient as transient:
+                if self._attempt >= self._retry.attempts:
+                    raise transient.error from transient.__cause__
+                delay = self._retry.delay(self._attempt)
+                log.warning(
+                    "download of %s failed (attempt %d), retrying in %.1f s: %s",
+                    self.entry.filename,
+                    self._attempt,
+                    delay,
+                    transient.__cause__,
+                )
+                self._emit(DownloadState.RETRYING, note=transient.error.message)
+                if self._cancel.wait(delay):
+                    raise DownloadCancelled from None
+                self._attempt += 1
+
+    def _run_once(self) -> Path:
+        self._emit(DownloadState.CONNECTING)
+        revision = self.entry.revision or "main"
+        url = hf_hub_url(
+            cast(str, self.entry.repo), self.entry.filename, revision=revision,
+            endpoint=self.endpoint,
+        )  # fmt: skip
+        try:
+            meta = get_hf_file_metadata(url, token=self._token or False, timeout=self._timeout)
+        except Exception as exc:
+            raise self._explain(exc) from exc
+        size, sha256 = self._expect(meta.size, meta.etag)
+        self._total = size
+        partial = partial_path(self.models_dir, self.entry.filename, sha256)
+        try:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            lock = filelock.FileLock(str(partial) + ".lock", timeout=0)
+            lock.acquire()
+        except filelock.Timeout:
+            raise DownloadError(
+                f"{self.entry.filename} is already being downloaded by another Hearth window."
+            ) from None
+        except OSError as exc:
+            raise self._explain(exc) from exc
+        try:
+            path = self._fetch(meta.location, partial, size, sha256, meta.commit_hash)
+        finally:
+            lock.release()
+        Path(lock.lock_file).unlink(missing_ok=True)  # done: nobody needs it any more
+        return path
+
+    def _expect(self, size: int | None, etag: str | None) -> tuple[int, str]:
+        """Size and sha256 the file must have: the catalog's, checked against the Hub's."""
+        entry = self.entry
+        hub_sha = etag.lower() if etag and _SHA256.match(etag.lower()) else None
+        if entry.sha256 and hub_sha and hub_sha != entry.sha256:
+            raise DownloadError(
+                f"{entry.filename} on Hugging Face is not the file Hearth's catalog lists "
+                "(it was replaced upstream). Update Hearth to get the new catalog.",
+                detail=f"hub sha256 {hub_sha}, catalog {entry.sha256}",
+            )
+        sha256 = entry.sha256 or hub_sha
+        if sha256 is None:
+            raise DownloadError(
+                f"Hearth cannot verify {entry.filename}: neither its catalog nor the server "
+                "gives its sha256, so it was not downloaded.",
+                detail=f"etag {etag!r}",
+            )
+        if size is None:
+            raise DownloadError(f"The server did not say how large {entry.filename} is; try again.")
+        if not entry.size_estimated and size != entry.size:
+            raise DownloadError(
+                f"{entry.filename} on Hugging Face has a different size than Hearth's catalog "
+                "lists. Update Hearth to get the new catalog.",
+                detail=f"hub {size} bytes, catalog {entry.size}",
+            )
+        return size, sha256
+
+    def _fetch(
+        self, location: str, partial: Path, size: int, sha256: str, commit: str | None
+    ) -> Path:
+        have = partial.stat().st_size if partial.exists() else 0
+        if have > size:  # not ours to trust: start again
+            partial.unlink()
+            have = 0
+        free = shutil.disk_usage(partial.parent).free
+        if free < size - have + _DISK_MARGIN:
+            raise self._disk_full(size - have, free)
+        headers = build_hf_headers(token=self._token or False)
+        if _origin(location) != _origin(self.endpoint):
+            # A CDN's signed URL needs no token, and the token must not leave the Hub.
+            headers.pop("authorization", None)
+        if have:
+            self._emit(DownloadState.CHECKING)
+        self._done = have
+        try:
+            with _HashingFile(partial, have, self._check_cancel) as out:
+                # Speed is measured from here, not from before re-reading the kept part.
+                self._last_emit, self._last_done = time.monotonic(), have
+                http_get(
+                    location,
+                    cast(BinaryIO, out),
+                    resume_size=have,
+                    headers=headers,
+                    expected_size=size,
+                    displayed_filename=self.entry.filename,
+                    tqdm_class=cast(Any, self._progress_class()),
+                )
+                self._emit(DownloadState.VERIFYING)
+                actual = out.hexdigest()
+        except (DownloadCancelled, DownloadError):
+            raise
+        except Exception as exc:
+            raise self._explain(exc) from exc
+        if actual != sha256:
+            partial.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{self.entry.filename} arrived damaged (its checksum does not match) and was "
+                "deleted. Download it again.",
+                detail=f"sha256 {actual}, expected {sha256}",
+            )
+        target = self.models_dir / self.entry.filename
+        try:
+            os.replace(partial, target)
+            remember_verified(target, sha256)
+        except OSError as exc:
+            raise self._explain(exc) from exc
+        for stale in partial.parent.glob(f"{self.entry.filename}.*.incomplete"):
+            stale.unlink(missing_ok=True)  # parts of older uploads of this file
+        log.info("downloaded %s (commit %s, sha256 %s)", target, commit, sha256)
+        self._emit(DownloadState.DONE)
+        return target
+
+    def _explain(self, exc: BaseException) -> Exception:
+        return explain(
+            exc,
+            filename=self.entry.filename,
+            repo=str(self.entry.repo),
+            models_dir=self.models_dir,
+            token_given=bool(self._token),
+            need=self._total or 0,
+        )
+
+    def _disk_full(self, need: int, free: int) -> DownloadError:
+        return disk_full(self.entry.filename, self.models_dir, need, free)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+class _HashingFile:
+    """The partial file, hashed as it is written (http_get only writes, seeks and truncates)."""
+
+    def __init__(self, path: Path, have: int, check_cancel: Callable[[], None]) -> None:
+        self._f = path.open("r+b" if path.exists() else "w+b")
+        self._digest = hashlib.sha256()
+        self._check_cancel = check_cancel
+        try:
+            while self._f.tell() < have and (
+                block := self._f.read(min(_CHUNK, have - self._f.tell()))
+            ):
+                self._digest.update(block)
+                check_cancel()
+            self._f.seek(have)
+            self._f.truncate()
+        except BaseException:
+            self._f.close()
+            raise
+        self._hashed = have
+
+    def __enter__(self) -> _HashingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())  # on disk before the name says "installed"
+        self._f.close()
+
+    def write(self, data: bytes) -> int:
+        n = self._f.write(data)
+        if self._hashed == self._f.tell() - n:
+            self._digest.update(data)
+            self._hashed += n
+        return n
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        where = self._f.seek(pos, whence)
+        if where == 0:  # the server ignored Range: http_get starts the file again
+            self._digest, self._hashed = hashlib.sha256(), 0
+        return where
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._f.truncate(size)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def hexdigest(self) -> str:
+        self._f.flush()
+        end = self._f.seek(0, os.SEEK_END)
+        if self._hashed != end:  # something wrote out of order: hash the file itself
+            self._f.seek(0)
+            digest = hashlib.sha256()
+            while block := self._f.read(_CHUNK):
+                digest.update(block)
+                self._check_cancel()
+            return digest.hexdigest()
+        return self._digest.hexdigest()
