@@ -17,6 +17,7 @@ that is what ``engine.memory.estimate_memory`` predicts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -43,10 +44,9 @@ def _rss() -> int:
 
 def _reset_peak() -> None:
     """Start the kernel's high-water mark afresh (Linux: clear_refs 5 resets VmHWM)."""
-    try:
+    # Not Linux: the peak then includes the interpreter's start, a few MB.
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # not Linux: the peak then includes the interpreter's start, a few MB
 
 
 def _peak() -> int:
