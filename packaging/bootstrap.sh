@@ -62,6 +62,11 @@ libxkbcommon-x11.so.0:libxkbcommon-x11-0 libX11-xcb.so.1:libx11-xcb1"
     printf '%s' "$cache" | grep -q "[[:space:]]$so " || missing="$missing $pkg"
   done
   if ! ls /usr/share/fonts/*/* >/dev/null 2>&1; then missing="$missing fonts-dejavu-core"; fi
+  # The token test uses a real Secret Service (gnome-keyring in its own D-Bus session).
+  if [ "$mode" = test ]; then
+    command -v gnome-keyring-daemon >/dev/null 2>&1 || missing="$missing gnome-keyring"
+    command -v dbus-run-session >/dev/null 2>&1 || missing="$missing dbus-daemon"
+  fi
   if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then missing="$missing python3-venv"; fi
   if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -118,7 +118,7 @@ def _secret_service_tools() -> tuple[str, str]:
     if session is None or daemon is None:
         pytest.fail(
             "This test runs a real Secret Service: install it with "
-            "`apt-get install gnome-keyring dbus-x11` (the setup script does this as root)."
+            "`apt-get install gnome-keyring dbus-daemon` (the setup script should do this as root)."
         )
     return session, daemon
 
