@@ -167,8 +167,8 @@ class EngineWorker(QObject):
     def _params_for(session: object, request: ReplyRequest) -> SamplingParams:
         """The model's recommended sampling, with what the person set on top."""
         defaults = getattr(session, "default_sampling", None)
-        thinking = bool(request.thinking)
-        base = defaults(thinking) if callable(defaults) else SamplingParams()
+        # None = the model's default for thinking; the preset must match the template.
+        base = defaults(request.thinking) if callable(defaults) else SamplingParams()
         return replace(base, **request.overrides)
 
     @Slot()
