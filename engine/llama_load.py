@@ -11,6 +11,8 @@ import ctypes
 import logging
 import os
 import struct
+import sys
+import threading
 import traceback
 from collections import deque
 from pathlib import Path
@@ -26,6 +28,7 @@ __all__ = [
     "gguf_context_length",
     "install_log_bridge",
     "llama_load_kwargs",
+    "load_backends",
     "load_llama",
     "log_state",
     "physical_cores",
@@ -182,10 +185,122 @@ def check_gguf_file(path: Path) -> None:
         )
 
 
+# -- llama.cpp's compute backends ----------------------------------------------------
+# Hearth's installers ship llama.cpp built with GGML_BACKEND_DL and GGML_CPU_ALL_VARIANTS
+# (packaging/llama-build.md): the CPU code is one libggml-cpu-<cpu>.so per CPU
+# generation, and ggml registers none of them until asked. llama-cpp-python never
+# asks (abetlen/llama-cpp-python#2069), so without this every load fails with
+# "no backends are loaded". A default build (the dev venv) has the CPU backend linked
+# into libggml and registered already.
+_backends_lock = threading.Lock()
+_backend_count: int | None = None
+
+
+class _GgmlRegistry:
+    """The three ggml functions this needs, resolved from the libggml libllama uses."""
+
+    def __init__(self) -> None:
+        lib = llama_cpp.llama_cpp._lib  # libllama, as llama-cpp-python loaded it
+        try:
+            # dlsym through libllama's handle searches its dependencies and finds the
+            # libggml it is linked to. Loading libggml.so by path could map a second
+            # copy (pip installs the wheel's symlinks as copies) with an empty registry.
+            self._count = lib.ggml_backend_reg_count
+            self._get = lib.ggml_backend_reg_get
+            self._name = lib.ggml_backend_reg_name
+            self._load_all = lib.ggml_backend_load_all_from_path
+        except AttributeError:  # Windows: GetProcAddress does not search dependencies
+            ggml = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "ggml.dll"))
+            self._count = ggml.ggml_backend_reg_count
+            self._get = ggml.ggml_backend_reg_get
+            self._name = ggml.ggml_backend_reg_name
+            self._load_all = ggml.ggml_backend_load_all_from_path
+        self._count.restype = ctypes.c_size_t
+        self._get.argtypes = [ctypes.c_size_t]
+        self._get.restype = ctypes.c_void_p
+        self._name.argtypes = [ctypes.c_void_p]
+        self._name.restype = ctypes.c_char_p
+        self._load_all.argtypes = [ctypes.c_char_p]
+        self._load_all.restype = None
+
+    def count(self) -> int:
+        return int(self._count())
+
+    def names(self) -> list[str]:
+        names = (self._name(self._get(i)) for i in range(self.count()))
+        return [(n or b"?").decode("utf-8", "replace") for n in names]
+
+    def load_all_from(self, folder: Path) -> None:
+        self._load_all(os.fsencode(folder))
+
+
+def backend_folders() -> list[Path]:
+    """Where a GGML_BACKEND_DL build's backend libraries are, in the order to try.
+
+    Frozen, hearth.spec puts them beside libllama in ``llama_cpp/lib``; installed
+    with pip, the wheel puts them into a top-level ``bin/`` (site-packages/bin).
+    """
+    package = Path(llama_cpp.__file__).parent
+    return [package / "lib", package.parent / "bin"]
+
+
+def load_backends(registry: Any = None) -> int:
+    """Register llama.cpp's compute backends once per process; return how many there are.
+
+    Does nothing when backends are registered already (a build with them linked in).
+    ``ModelLoadError`` when none can be registered: every model load would fail.
+    ``registry`` is for tests; by default the real ggml.
+    """
+    global _backend_count
+    with _backends_lock:
+        if _backend_count is not None and registry is None:
+            return _backend_count
+        ggml = registry or _GgmlRegistry()
+        linked_in = ggml.count()
+        if not linked_in:
+            for folder in backend_folders():
+                if folder.is_dir():
+                    ggml.load_all_from(folder)
+                if ggml.count():
+                    break
+        count = ggml.count()
+        if not count:
+            raise ModelLoadError(
+                "Hearth cannot run models on this computer: none of llama.cpp's "
+                "processor libraries could be loaded, so the installation is incomplete "
+                "or the processor is one this build does not support. Reinstall Hearth; "
+                "if that does not help, this computer cannot run it.",
+                detail="no ggml backend registered after loading from "
+                + ", ".join(str(f) for f in backend_folders())
+                + "; llama.cpp said: "
+                + " | ".join(_problems),
+            )
+        how = "linked in" if linked_in else "loaded"
+        _log.info(
+            "llama.cpp backends (%s): %s%s", how, ", ".join(ggml.names()), _cpu_variant_note()
+        )
+        if registry is None:
+            _backend_count = count
+        return count
+
+
+def _cpu_variant_note() -> str:
+    """Which libggml-cpu-<variant> ggml picked for this CPU (Linux), for the log."""
+    if not sys.platform.startswith("linux"):
+        return ""
+    try:
+        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    names = {line.rsplit("/", 1)[-1] for line in maps.splitlines() if "libggml-cpu" in line}
+    return f" ({', '.join(sorted(names))})" if names else ""
+
+
 def load_llama(path: Path, options: EngineOptions) -> Any:
     """A ``llama_cpp.Llama`` for ``path`` with every option set, or ``ModelLoadError``."""
     name = path.name
     _problems.clear()
+    load_backends()
     try:
         kwargs = llama_load_kwargs(options, n_ctx_train=gguf_context_length(path))
         return llama_cpp.Llama(str(path), **kwargs)
