@@ -24,7 +24,7 @@ import jinja2.ext
 import jinja2.sandbox
 
 from engine.errors import GenerationError
-from engine.thinking import thinking_support
+from engine.thinking import THINK_OPEN, prompt_opens_thinking, thinking_support
 from engine.types import Message
 
 __all__ = [
@@ -262,6 +262,47 @@ class PromptBuilder:
             extra=variables,
         )
 
+    def render_continuation(
+        self, conversation: Sequence[Message], variables: Mapping[str, object]
+    ) -> tuple[str, bool]:
+        """The prompt that makes the model carry on the last (assistant) message.
+
+        Returns (text, inside_thinking). The partial reply stays *open*: no
+        end-of-turn after it. As transformers' ``continue_final_message`` does, the
+        conversation is rendered with the partial reply in it and cut right after
+        its text, so the template decides how the turn looks (Qwen3.5 writes the
+        reply's thinking in a closed think block before the answer). A reply cut
+        inside its thinking (no answer yet) is cut after the thinking, leaving the
+        block open; a template that does not render thinking gets the generation
+        prompt, an opened ``<think>`` if it did not open one, and the thinking.
+        """
+        *before, partial = conversation
+        if partial.role != "assistant":
+            raise ValueError("only an assistant message can be continued")
+        if partial.content:
+            text = self.render(conversation, variables)
+            shown = partial.content.strip()
+            end = text.rfind(shown) if shown else -1
+            if end < 0:
+                raise GenerationError(
+                    "This model's chat template cannot continue a reply. Use Regenerate instead.",
+                    detail=f"{self.template.source}: the partial reply is not in the prompt",
+                )
+            # Templates trim; the model should see the reply exactly as it was written.
+            trailing = partial.content[len(partial.content.rstrip()) :]
+            return text[: end + len(shown)] + trailing, False
+        thinking = partial.thinking.strip()
+        if not thinking:  # nothing written yet: an ordinary reply
+            return self.render(before, variables), False
+        probe = [*before, Message("assistant", _SENTINEL, thinking=partial.thinking)]
+        text = self.render(probe, variables)
+        cut = text.rfind(thinking, 0, max(0, text.rfind(_SENTINEL)))
+        if cut >= 0:
+            return text[: cut + len(thinking)], True
+        base = self.render(before, {**variables, "enable_thinking": True})
+        opener = "" if prompt_opens_thinking(base) else THINK_OPEN + "\n"
+        return base + opener + thinking, True
+
     def tokenize(self, text: str) -> list[int]:
         """BOS added only when the model wants one and the template did not write it."""
         add_bos = self._add_bos and not (self._bos and text.startswith(self._bos))
@@ -274,6 +315,10 @@ class PromptBuilder:
         """The id of ``text`` if the vocabulary has it as one token."""
         ids = self._tokenize(text, False)
         return ids[0] if len(ids) == 1 else None
+
+
+# Stand-in answer text for locating where a template writes a reply's thinking.
+_SENTINEL = "\x07"
 
 
 class _TemplateRejected(jinja2.TemplateError):

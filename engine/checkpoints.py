@@ -14,6 +14,13 @@ back, restore the newest checkpoint at or before the shared prefix and truncate
 the attention cache behind it. Checkpoints are matched by the exact tokens they
 follow, so a stale one can never be applied; they live in an LRU bounded in
 bytes (``EngineOptions.checkpoint_mib``).
+
+Switching conversations (A, then B, then back to A) replaces the whole context,
+attention cache included, so a recurrent checkpoint of A alone is not enough to
+come back. When the caller names its conversations (``EvaluatedHistory.select``),
+leaving A rolls its state back to A's last turn boundary and keeps a *snapshot*
+of the full sequence state there (attention cache and recurrent state) in the
+same LRU; coming back restores it and reads only A's new tokens.
 """
 
 from __future__ import annotations
@@ -104,6 +111,7 @@ class Checkpoint:
 
     tokens: array[int]
     data: Any  # ctypes uint8 array: llama.cpp's serialized partial state
+    full: bool = False  # the whole sequence state (a conversation's snapshot), not partial
 
     @property
     def n_tokens(self) -> int:
@@ -139,7 +147,13 @@ class CheckpointStore:
         return len(self._items)
 
     def positions(self) -> list[int]:
-        return sorted(c.n_tokens for c in self._items.values())
+        """Token counts of the partial checkpoints, ascending."""
+        return sorted(c.n_tokens for c in self._items.values() if not c.full)
+
+    @property
+    def snapshots(self) -> int:
+        """How many conversations' full states are kept."""
+        return sum(1 for c in self._items.values() if c.full)
 
     def has(self, tokens: array[int]) -> bool:
         return _key(tokens) in self._items
@@ -149,18 +163,44 @@ class CheckpointStore:
         data = self._read_state(len(tokens), None)
         if data is None:
             return None
-        key = _key(tokens)
+        return self._keep(_key(tokens), Checkpoint(array("i", tokens), data))
+
+    def save_snapshot(self, name: object, tokens: array[int]) -> Checkpoint | None:
+        """Keep the full state of sequence 0 (after exactly ``tokens``) as
+        conversation ``name``'s, replacing any earlier one of it."""
+        data = self._read_state(len(tokens), None, flags=0)
+        if data is None:
+            self._drop(_snapshot_key(name))  # an older one would be stale
+            return None
+        return self._keep(_snapshot_key(name), Checkpoint(array("i", tokens), data, full=True))
+
+    def take_snapshot(self, name: object) -> Checkpoint | None:
+        """Conversation ``name``'s snapshot, removed from the store (None if none)."""
+        return self._drop(_snapshot_key(name))
+
+    def restore_snapshot(self, snapshot: Checkpoint) -> bool:
+        """Load a full snapshot into sequence 0 (llama.cpp clears the sequence first)."""
+        data = snapshot.data
+        ok = int(llama_cpp.llama_state_seq_set_data_ext(self._ctx, data, len(data), 0, 0))
+        if ok:
+            self.restores += 1
+        return ok > 0
+
+    def _drop(self, key: bytes) -> Checkpoint | None:
         old = self._items.pop(key, None)
         if old is not None:
             self._lru_bytes -= old.nbytes
-        checkpoint = Checkpoint(array("i", tokens), data)
+        return old
+
+    def _keep(self, key: bytes, checkpoint: Checkpoint) -> Checkpoint | None:
+        self._drop(key)
         self._items[key] = checkpoint
         self._lru_bytes += checkpoint.nbytes
         self.saves += 1
         while self.bytes_used > self.budget_bytes and self._items:
             _, evicted = self._items.popitem(last=False)
             self._lru_bytes -= evicted.nbytes
-        return checkpoint
+        return checkpoint if self._items.get(key) is checkpoint else None
 
     def save_scratch(self, tokens: array[int]) -> None:
         """Overwrite the scratch checkpoint with the current state (after ``tokens``)."""
@@ -170,12 +210,12 @@ class CheckpointStore:
         if data is not None:
             self._scratch = Checkpoint(array("i", tokens), data)
 
-    def _read_state(self, n_tokens: int, reuse: Any) -> Any:
-        size = int(llama_cpp.llama_state_seq_get_size_ext(self._ctx, 0, _PARTIAL))
+    def _read_state(self, n_tokens: int, reuse: Any, *, flags: int = _PARTIAL) -> Any:
+        size = int(llama_cpp.llama_state_seq_get_size_ext(self._ctx, 0, flags))
         if size <= 0 or size + 4 * n_tokens > self.budget_bytes:
             return None
         data = reuse if reuse is not None and len(reuse) == size else (ctypes.c_uint8 * size)()
-        written = int(llama_cpp.llama_state_seq_get_data_ext(self._ctx, data, size, 0, _PARTIAL))
+        written = int(llama_cpp.llama_state_seq_get_data_ext(self._ctx, data, size, 0, flags))
         if written != size:
             _log.warning("state checkpoint: wrote %d of %d bytes; not kept", written, size)
             return None
@@ -190,7 +230,8 @@ class CheckpointStore:
         for checkpoint in candidates:
             n = checkpoint.n_tokens
             if (
-                n <= limit
+                not checkpoint.full
+                and n <= limit
                 and (found is None or n > found.n_tokens)
                 and (tokens[:n] == checkpoint.tokens)
             ):
@@ -216,6 +257,11 @@ class CheckpointStore:
 
 def _key(tokens: array[int]) -> bytes:
     return hashlib.blake2b(tokens.tobytes(), digest_size=16).digest()
+
+
+def _snapshot_key(name: object) -> bytes:
+    # Not a token hash (those are 16 bytes): the two kinds of key never collide.
+    return b"conversation:" + repr(name).encode()
 
 
 class EvaluatedHistory:
@@ -249,6 +295,54 @@ class EvaluatedHistory:
             CheckpointStore(ctx, checkpoint_bytes) if recurrent and checkpoint_bytes > 0 else None
         )
         self._abort_cb: Any = None
+        self._conversation: object = None  # the caller's name for what is in the context
+
+    # -- conversations -----------------------------------------------------------
+
+    def select(self, name: object, prompt: array[int]) -> None:
+        """The next prompt, ``prompt``, belongs to conversation ``name`` (None: unnamed).
+
+        Leaving a named conversation keeps a snapshot of it, taken at its newest
+        checkpoint (where its next turn will part from what is evaluated now);
+        coming back to one restores its snapshot if that shares more with
+        ``prompt`` than what is in the context. Only with checkpoints
+        (hybrid/recurrent models): a KV cache could do the same, at a cost in
+        memory per token this module does not budget for yet.
+        """
+        store = self.checkpoints
+        previous, self._conversation = self._conversation, name
+        if store is None or name == previous:
+            return
+        if previous is not None and self.n_past > 0:
+            self._park(store, previous)
+        if name is None:
+            return
+        snapshot = store.take_snapshot(name)
+        if snapshot is None:
+            return
+        here = common_prefix(self.tokens, prompt, min(self.n_past, len(prompt) - 1))
+        there = common_prefix(snapshot.tokens, prompt, len(prompt) - 1)
+        if there <= here:
+            return
+        if store.restore_snapshot(snapshot):
+            n = snapshot.n_tokens
+            self.tokens[:n] = snapshot.tokens
+            self.n_past = n
+            _log.debug("conversation %r: restored its state at %d tokens", name, n)
+        else:  # the sequence may be half-written: start from nothing
+            _log.warning("could not restore the state of conversation %r", name)
+            llama_cpp.llama_memory_clear(self._memory, True)
+            self.n_past = 0
+
+    def _park(self, store: CheckpointStore, name: object) -> None:
+        """Snapshot conversation ``name`` before another one replaces it."""
+        checkpoint = store.best(self.tokens, self.n_past)
+        if checkpoint is not None and checkpoint.n_tokens < self.n_past:
+            # Its next turn starts over from its last turn boundary anyway (the
+            # template re-renders the last reply): a smaller snapshot, ready to use.
+            self.n_past = self._rollback(self.tokens, checkpoint.n_tokens)
+        if self.n_past > 0:
+            store.save_snapshot(name, self.tokens[: self.n_past])
 
     # -- reuse -------------------------------------------------------------------
 

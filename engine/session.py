@@ -170,6 +170,12 @@ class ChatSession:
         """The conversation as the model sees it, ending with the assistant cue."""
         return self._prompts.render(conversation, self._prompts.variables(thinking, extra))
 
+    def render_continuation(
+        self, conversation: Sequence[Message], *, thinking: bool | None = None
+    ) -> str:
+        """The prompt that continues the last message, a cut-off reply (left open)."""
+        return self._prompts.render_continuation(conversation, self._prompts.variables(thinking))[0]
+
     def tokenize(self, text: str) -> list[int]:
         """Tokens of ``text`` with special tokens parsed; BOS added only when the
         model wants one and the template did not already write it."""
@@ -196,12 +202,17 @@ class ChatSession:
         params: SamplingParams,
         *,
         thinking: bool | None = None,
+        continue_reply: bool = False,
     ) -> ContextUsage:
-        """How much of the context window the prompt plus the reply budget needs."""
-        text = self.render_prompt(conversation, thinking=thinking)
-        thinks = prompt_opens_thinking(text) or (
-            self.info.supports_thinking and self._thinking_on(thinking)
-        )
+        """How much of the context window the prompt plus the reply budget needs
+        (``continue_reply``: the prompt that continues the last, partial reply)."""
+        if continue_reply:
+            variables = self._prompts.variables(thinking)
+            text, in_thinking = self._prompts.render_continuation(conversation, variables)
+        else:
+            text = self.render_prompt(conversation, thinking=thinking)
+            in_thinking = prompt_opens_thinking(text)
+        thinks = in_thinking or (self.info.supports_thinking and self._thinking_on(thinking))
         budget = reply_budget(params, thinking=thinks, close_tokens=len(self._think_budget_close))
         return ContextUsage(len(self.tokenize(text)), budget, self._n_ctx)
 
@@ -215,18 +226,32 @@ class ChatSession:
         stop: threading.Event | None = None,
         thinking: bool | None = None,
         template_kwargs: Mapping[str, object] | None = None,
+        continue_reply: bool = False,
+        cache_key: object = None,
     ) -> Iterator[Event]:
         """Stream the model's reply to ``conversation``.
 
         ``thinking`` switches the template's ``enable_thinking`` (None: the
-        model's default). Renders and checks the prompt now (raising
+        model's default). ``continue_reply``: the last message is a reply that was
+        cut off (stopped, or at the length limit); the model carries on writing it
+        and the events are its continuation only. ``cache_key`` names the
+        conversation (e.g. its id): when the key changes, the state of the one
+        before is kept (within the checkpoint memory) so that coming back to it
+        reads only what is new. Renders and checks the prompt now (raising
         ``GenerationError`` or ``ContextFullError``), then returns an iterator of
         ``ThinkingDelta``/``TextDelta`` events followed by exactly one ``ReplyDone``.
         """
         t_start = time.perf_counter()
         prompts = self._prompts
         variables = prompts.variables(thinking, template_kwargs)
-        text = prompts.render(conversation, variables)
+        resumed = in_thinking = False
+        if continue_reply and conversation and conversation[-1].role == "assistant":
+            text, in_thinking = prompts.render_continuation(conversation, variables)
+            resumed = bool(conversation[-1].content or conversation[-1].thinking.strip())
+            conversation = conversation[:-1]  # what the checkpoint marks are about
+        else:
+            text = prompts.render(conversation, variables)
+            in_thinking = prompt_opens_thinking(text)
         tokens = self.tokenize(text)
         if len(tokens) >= self._n_ctx:
             raise ContextFullError(
@@ -243,12 +268,20 @@ class ChatSession:
             # later and decode into a context that has moved on.
             self._active.close()
         split = ThinkingSplitter(
-            start_in_thinking=prompt_opens_thinking(text),
+            start_in_thinking=in_thinking,
             open_id=self._think_open,
             close_id=self._think_close,
+            resumed=resumed,
         )
         self._active = self._generate(
-            tokens, params, stop or threading.Event(), t_start, marks, split
+            tokens,
+            params,
+            stop or threading.Event(),
+            t_start,
+            marks,
+            split,
+            resumed=resumed,
+            cache_key=cache_key,
         )
         return self._active
 
@@ -260,11 +293,17 @@ class ChatSession:
         t_start: float,
         marks: Sequence[int],
         split: ThinkingSplitter,
+        *,
+        resumed: bool = False,
+        cache_key: object = None,
     ) -> Generator[Event, None, None]:
         hist = self._history
-        reused = hist.reuse(array("i", tokens))
+        prompt = array("i", tokens)
+        hist.select(cache_key, prompt)
+        reused = hist.reuse(prompt)
         sampler = make_sampler(params, n_vocab=self._n_vocab, seed=self._options.seed)
-        detok = Detokenizer(self._piece, strip_leading_space=self._strip_space)
+        # A continued reply goes on mid-text: its first space is a real one.
+        detok = Detokenizer(self._piece, strip_leading_space=self._strip_space and not resumed)
         n_gen = n_think = n_answer = 0
         t_first = t_end = t_think = think_s = 0.0
         try:

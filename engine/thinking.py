@@ -47,20 +47,31 @@ class ThinkingSplitter:
 
     ``open_id``/``close_id`` are the tags' token ids when the vocabulary has them
     as single tokens, else ``None``. ``start_in_thinking`` is True when the prompt
-    already opened the block.
+    already opened the block. ``resumed``: the prompt ends with part of a reply
+    (Continue), so the text goes on exactly as it comes: inside the thinking if
+    ``start_in_thinking``, else in the answer.
     """
 
     __slots__ = ("_answer_started", "_close_id", "_mode", "_open_id", "_pending", "_think_started")
 
     def __init__(
-        self, *, start_in_thinking: bool, open_id: int | None = None, close_id: int | None = None
+        self,
+        *,
+        start_in_thinking: bool,
+        open_id: int | None = None,
+        close_id: int | None = None,
+        resumed: bool = False,
     ) -> None:
         self._open_id = open_id
         self._close_id = close_id
         self._mode = _Mode.THINKING if start_in_thinking else _Mode.START
+        if resumed and not start_in_thinking:
+            self._mode = _Mode.ANSWER
         self._pending = ""  # text held back: a possible tag start, or whitespace
-        self._think_started = False  # leading whitespace of the thinking is dropped
-        self._answer_started = False  # ...and so are the blank lines before the answer
+        # Leading whitespace of the thinking is dropped, and so are the blank lines
+        # before the answer; not in a continued reply, where they join two words.
+        self._think_started = resumed
+        self._answer_started = resumed and not start_in_thinking
 
     @property
     def thinking(self) -> bool:

@@ -8,7 +8,13 @@ from pathlib import Path
 import gguf
 import pytest
 
-from engine.chat_template import ChatTemplate, choose_template, render, render_conversation
+from engine.chat_template import (
+    ChatTemplate,
+    PromptBuilder,
+    choose_template,
+    render,
+    render_conversation,
+)
 from engine.errors import GenerationError
 from engine.session import ChatSession
 from engine.types import Message
@@ -217,3 +223,93 @@ class TestThinkingInTemplates:
         later = render(template, [*chat, Message("user", "Bye")], extra={"enable_thinking": False})
         assert "greet" not in later
         assert later.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def builder(template: ChatTemplate, **kwargs: str) -> PromptBuilder:
+    """A PromptBuilder without a model: rendering needs no tokenizer."""
+    return PromptBuilder(
+        template,
+        bos_token=kwargs.get("bos", ""),
+        eos_token=kwargs.get("eos", ""),
+        add_bos=False,
+        tokenize=lambda _text, _bos: [],
+    )
+
+
+class TestContinuation:
+    """The prompt for Continue: the cut-off reply stays open, no end of turn after it."""
+
+    QUESTION = (Message("system", "Be brief."), Message("user", "Why is the sky blue?"))
+
+    def qwen35(self) -> PromptBuilder:
+        from tests.fixtures.qwen35 import TEMPLATE_PATH
+
+        return builder(tpl(TEMPLATE_PATH.read_text(encoding="utf-8")))
+
+    def test_qwen35_answer_cut_off_after_thinking(self) -> None:
+        b = self.qwen35()
+        partial = Message("assistant", "Because of Rayleigh ", thinking="\nLight scatters.\n")
+        text, thinking = b.render_continuation(
+            [*self.QUESTION, partial], b.variables(thinking=True)
+        )
+        start = b.render(self.QUESTION, b.variables(thinking=False))
+        # The same prefix as a reply with its thinking closed, then the partial answer
+        # with its trailing space, and nothing after it.
+        assert text == (
+            start.removesuffix("<think>\n\n</think>\n\n")
+            + "<think>\nLight scatters.\n</think>\n\nBecause of Rayleigh "
+        )
+        assert not thinking
+
+    def test_qwen35_cut_inside_the_thinking(self) -> None:
+        b = self.qwen35()
+        partial = Message("assistant", "", thinking="Light scatters off")
+        text, thinking = b.render_continuation(
+            [*self.QUESTION, partial], b.variables(thinking=True)
+        )
+        # Exactly the prompt the reply started from, then the thinking so far.
+        assert text == b.render(self.QUESTION, b.variables(thinking=True)) + "Light scatters off"
+        assert thinking
+
+    def test_qwen35_answer_without_thinking(self) -> None:
+        b = self.qwen35()
+        text, thinking = b.render_continuation(
+            [*self.QUESTION, Message("assistant", "Because")], b.variables(thinking=False)
+        )
+        assert text == b.render(self.QUESTION, b.variables(thinking=False)) + "Because"
+        assert not thinking
+
+    def test_gemma_fallback(self) -> None:
+        b = builder(choose_template(None, "gemma3"), bos="<bos>")
+        partial = Message("assistant", "The sky is")
+        text, thinking = b.render_continuation([*self.QUESTION, partial], b.variables(None))
+        assert text == (
+            "<bos><start_of_turn>user\nBe brief.\n\nWhy is the sky blue?<end_of_turn>\n"
+            "<start_of_turn>model\nThe sky is"
+        )
+        assert not thinking
+
+    def test_chatml_fallback_with_thinking_the_template_does_not_show(self) -> None:
+        b = builder(choose_template(None, "qwen2"))
+        partial = Message("assistant", "", thinking="Let me see")
+        text, thinking = b.render_continuation([*self.QUESTION, partial], b.variables(None))
+        assert text.endswith("<|im_start|>assistant\n<think>\nLet me see") and thinking
+        answered = Message("assistant", "It is", thinking="Let me see")
+        text, thinking = b.render_continuation([*self.QUESTION, answered], b.variables(None))
+        assert text.endswith(
+            "<|im_start|>user\nWhy is the sky blue?<|im_end|>\n<|im_start|>assistant\nIt is"
+        )
+        assert not thinking
+
+    def test_llama2_fallback_keeps_the_space_before_the_reply(self) -> None:
+        b = builder(choose_template(None, "llama"), bos="<s>", eos="</s>")
+        partial = Message("assistant", "Blue light")
+        text, _ = b.render_continuation([*self.QUESTION, partial], b.variables(None))
+        assert text.endswith("Why is the sky blue? [/INST] Blue light")
+
+    def test_nothing_written_yet_is_an_ordinary_prompt(self) -> None:
+        b = self.qwen35()
+        variables = b.variables(thinking=True)
+        empty = Message("assistant", "")
+        text, thinking = b.render_continuation([*self.QUESTION, empty], variables)
+        assert text == b.render(self.QUESTION, variables) and not thinking

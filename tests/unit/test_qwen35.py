@@ -272,6 +272,77 @@ class TestPrefixReuse:
             assert len(store) >= 2  # ...but the newest turn's are there
             assert store.positions()[-1] >= last_prompt - 3
 
+    def test_a_b_a_reads_only_what_is_new_in_a(
+        self, fresh: ChatSession, qwen35_model_path: Path
+    ) -> None:
+        other = [CHAT[0], Message("user", "Write a poem about the mountains in winter, please.")]
+        first_a = reply(fresh, CHAT, cache_key="A")
+        first_b = reply(fresh, other, cache_key="B")
+        a2 = next_turn(CHAT, first_a, 0)
+        store = fresh.checkpoints
+        assert store is not None and store.snapshots == 1  # A's, kept while B ran
+        before = decoded(fresh)
+        back = reply(fresh, a2, cache_key="A").done.stats
+        # Exactly what turn 2 of A reads without B in between (a session of its own).
+        with ChatSession(qwen35_model_path, EngineOptions(n_ctx=4096)) as alone:
+            reply(alone, CHAT)
+            expected = reply(alone, a2)
+        assert back.reused_tokens == expected.done.stats.reused_tokens
+        assert back.evaluated_tokens == expected.done.stats.evaluated_tokens
+        assert back.reused_tokens >= len(prompt_tokens(fresh, CHAT)) - 3  # all of turn 1's prompt
+        assert decoded(fresh) - before == back.evaluated_tokens + (
+            back.context_tokens - back.prompt_tokens
+        )
+        # ...and the restored state is the right one: the same (greedy) reply.
+        again = reply(fresh, a2, cache_key="A")
+        assert (again.thinking, again.answer) == (expected.thinking, expected.answer)
+        # B's turn, in turn, was kept when A came back.
+        back_b = reply(fresh, next_turn(other, first_b, 0), cache_key="B").done.stats
+        assert back_b.reused_tokens >= len(prompt_tokens(fresh, other)) - 3
+
+    def test_without_names_a_b_a_rereads_a(self, fresh: ChatSession) -> None:
+        other = [CHAT[0], Message("user", "Write a poem about the mountains in winter, please.")]
+        first_a = reply(fresh, CHAT)
+        reply(fresh, other)
+        back = reply(fresh, next_turn(CHAT, first_a, 0)).done.stats
+        shared = prefix(prompt_tokens(fresh, CHAT), prompt_tokens(fresh, other))
+        assert back.reused_tokens <= shared  # at most the system prompt
+
+    def test_snapshots_stay_within_the_checkpoint_budget(self, qwen35_model_path: Path) -> None:
+        with ChatSession(qwen35_model_path, EngineOptions(n_ctx=4096, checkpoint_mib=1)) as s:
+            store = s.checkpoints
+            assert store is not None
+            for n in range(6):  # six conversations, each left for the next
+                reply(s, [Message("user", f"Conversation {n}: tell me a story.")], cache_key=n)
+                assert store.bytes_used <= store.budget_bytes
+            assert 0 < store.snapshots < 6  # the least recently used went first
+
+
+class TestContinue:
+    """Continue: the model carries on the same reply, thinking and answer kept apart."""
+
+    def test_an_answer_cut_at_the_length_limit(self, fresh: ChatSession) -> None:
+        cut = reply(fresh, CHAT, params=replace(GREEDY, max_tokens=4))
+        assert cut.done.reason is FinishReason.LENGTH and cut.answer and cut.thinking
+        more = reply(fresh, [*CHAT, cut.message()], continue_reply=True)
+        stats = more.done.stats
+        assert more.answer and set(more.order) == {"A"}  # its thinking is over
+        assert stats.thinking_tokens == 0 and stats.completion_tokens > 0
+        # The prompt is the question's, then the reply so far, left open.
+        text = fresh.render_continuation([*CHAT, cut.message()], thinking=True)
+        assert text.startswith(fresh.render_prompt(CHAT, thinking=True))
+        assert text.endswith(cut.answer) and stats.prompt_tokens == len(fresh.tokenize(text))
+        assert stats.reused_tokens >= len(prompt_tokens(fresh, CHAT)) - 3  # its checkpoint
+
+    def test_a_reply_cut_inside_its_thinking(self, fresh: ChatSession) -> None:
+        whole = reply(fresh, CHAT)
+        half = Message("assistant", "", thinking=whole.thinking[: len(whole.thinking) // 2])
+        more = reply(fresh, [*CHAT, half], continue_reply=True)
+        stats = more.done.stats
+        # More thinking first (counted as thinking, within its own budget), then the answer.
+        assert more.order.startswith("T") and "A" in more.order and more.answer
+        assert 0 < stats.thinking_tokens <= GREEDY.max_thinking_tokens
+
 
 class StopMidBatch(threading.Event):
     """Turns itself on inside the prefill batch that starts after ``after`` tokens, at
