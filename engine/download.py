@@ -40,7 +40,7 @@ from huggingface_hub.file_download import http_get
 # Documented as public, but not re-exported in a way mypy sees.
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
-from engine.download_errors import Transient, disk_full, explain
+from engine.download_errors import ChecksumMismatchError, Transient, disk_full, explain
 from engine.errors import DownloadError
 from engine.models import CatalogEntry, installed_path, remember_verified
 from engine.types import DownloadProgress, DownloadState
@@ -310,7 +310,7 @@ class Download:
             raise self._explain(exc) from exc
         if actual != sha256:
             partial.unlink(missing_ok=True)
-            raise DownloadError(
+            raise ChecksumMismatchError(
                 f"{self.entry.filename} arrived damaged (its checksum does not match) and was "
                 "deleted. Download it again.",
                 detail=f"sha256 {actual}, expected {sha256}",

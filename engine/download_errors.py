@@ -25,7 +25,38 @@ from huggingface_hub.errors import (
 
 from engine.errors import DownloadError
 
-__all__ = ["Transient", "disk_full", "explain"]
+__all__ = [
+    "AccessDeniedError",
+    "ChecksumMismatchError",
+    "DiskFullError",
+    "NotOnHubError",
+    "OfflineError",
+    "Transient",
+    "disk_full",
+    "explain",
+]
+
+
+# Kinds of DownloadError, so a front end can act on them (an "add token" button, an exit
+# code) without parsing the sentence. Each is still a DownloadError with its sentence.
+class AccessDeniedError(DownloadError):
+    """401/403: gated or private; a Hugging Face token (with access) is needed."""
+
+
+class NotOnHubError(DownloadError):
+    """404: the repo, revision or file is not where the catalog says."""
+
+
+class OfflineError(DownloadError):
+    """The Hub could not be reached (after retries), or downloads are switched off."""
+
+
+class DiskFullError(DownloadError):
+    """Not enough free space in the models folder."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """The file arrived, but its sha256 is not the one expected; it was deleted."""
 
 
 class Transient(Exception):
@@ -35,7 +66,7 @@ class Transient(Exception):
 
 
 def disk_full(filename: str, models_dir: Path, need: int, free: int) -> DownloadError:
-    return DownloadError(
+    return DiskFullError(
         f"Not enough free disk space to download {filename}: it needs "
         f"{need / 1e9:.1f} GB more and {free / 1e9:.1f} GB is free in {models_dir}. "
         "Free some space or choose another models folder in Settings."
@@ -43,7 +74,7 @@ def disk_full(filename: str, models_dir: Path, need: int, free: int) -> Download
 
 
 def _gone(name: str, exc: BaseException) -> DownloadError:
-    return DownloadError(
+    return NotOnHubError(
         f"{name} is no longer on Hugging Face where Hearth's catalog says (404). "
         "Update Hearth or pick another model.",
         detail=str(exc),
@@ -57,7 +88,7 @@ def explain(
     if isinstance(exc, DownloadError | Transient):
         return exc
     if isinstance(exc, GatedRepoError):
-        return DownloadError(
+        return AccessDeniedError(
             f"{repo} is gated on Hugging Face: accept its terms on huggingface.co, then add "
             "your Hugging Face token in Settings.",
             detail=str(exc),
@@ -68,7 +99,7 @@ def explain(
             if token_given
             else "if it needs an account, add your Hugging Face token in Settings"
         )
-        return DownloadError(
+        return AccessDeniedError(
             f"Hugging Face did not let Hearth see {repo}: {hint}.", detail=str(exc)
         )
     if isinstance(exc, RevisionNotFoundError | EntryNotFoundError) and not isinstance(
@@ -78,7 +109,7 @@ def explain(
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         status = exc.response.status_code
         if status in (401, 403):
-            return DownloadError(
+            return AccessDeniedError(
                 f"Hugging Face refused to send {filename} ({status}): add your Hugging Face "
                 f"token in Settings, or check it has access to {repo}.",
                 detail=str(exc),
@@ -94,7 +125,7 @@ def explain(
                 )
             )
     if isinstance(exc, OfflineModeIsEnabled):
-        return DownloadError(
+        return OfflineError(
             "Downloads are switched off on this computer (HF_HUB_OFFLINE is set).",
             detail=str(exc),
         )
@@ -102,7 +133,7 @@ def explain(
     short = isinstance(exc, OSError) and "Consistency check failed" in str(exc)
     if short or isinstance(exc, httpx2.TransportError | LocalEntryNotFoundError | ConnectionError):
         return Transient(
-            DownloadError(
+            OfflineError(
                 "Hearth could not reach Hugging Face: check your internet connection and try "
                 "again. The part downloaded so far is kept; the download resumes from there.",
                 detail=repr(exc),

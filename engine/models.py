@@ -289,17 +289,8 @@ def is_verified(target: Path, *, sha256: str | None, size: int | None = None) ->
         return False
     if size is not None and st.st_size != size:
         return False
-    try:
-        seen = json.loads(_sidecar(target).read_text(encoding="utf-8"))
-        if (
-            isinstance(seen, dict)
-            and seen.get("size") == st.st_size
-            and seen.get("mtime_ns") == st.st_mtime_ns
-            and (sha256 is None or seen.get("sha256") == sha256)
-        ):
-            return True
-    except (OSError, ValueError):
-        pass  # no record yet, or a damaged one: hash the file
+    if verified_record(target, sha256=sha256, size=size) is not None:
+        return True
     if sha256 is None:
         return False
     try:
@@ -312,6 +303,34 @@ def is_verified(target: Path, *, sha256: str | None, size: int | None = None) ->
         return False
     remember_verified(target, sha256)
     return True
+
+
+def verified_record(target: Path, *, sha256: str | None, size: int | None = None) -> str | None:
+    """The sha256 recorded when ``target`` was verified, if the file is unchanged since; else None.
+
+    Never hashes: for listings that must stay fast (``engine.library``). A file
+    without a record, or changed since, gets None even if it is intact.
+    """
+    try:
+        st = target.stat()
+        seen = json.loads(_sidecar(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no file, no record yet, or a damaged one
+        return None
+    if (
+        isinstance(seen, dict)
+        and seen.get("size") == st.st_size
+        and (size is None or st.st_size == size)
+        and seen.get("mtime_ns") == st.st_mtime_ns
+        and isinstance(seen.get("sha256"), str)
+        and (sha256 is None or seen["sha256"] == sha256)
+    ):
+        return str(seen["sha256"])
+    return None
+
+
+def sidecar_path(target: Path) -> Path:
+    """The ``NAME.sha256`` record kept next to a verified model file."""
+    return _sidecar(target)
 
 
 def remember_verified(target: Path, sha256: str) -> None:
