@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from app.controller import ChatController
 from app.gc_guard import GuiThreadGc
 from app.logs import disable_crash_dump, enable_crash_dump, setup_logging
+from app.model_manager import ModelManager
 from app.paths import APP_NAME, AppPaths
 from app.settings_controller import SettingsController, engine_options
 from app.single_instance import AlreadyRunningError, InstanceGuard
@@ -24,7 +25,8 @@ from app.storage import open_store
 from app.version import __version__
 from app.worker import EngineThread
 from engine.errors import StoreError
-from engine.models import resources_dir
+from engine.hf_token import TokenStore
+from engine.models import CatalogEntry, resources_dir
 from engine.settings import Settings
 from engine.types import EngineOptions, SamplingParams
 from ui.about import AboutDialog, load_app_icon
@@ -45,6 +47,9 @@ class HearthApp:
         theme: str | None = None,
         options: EngineOptions | None = None,
         params: SamplingParams | None = None,
+        catalog: list[CatalogEntry] | None = None,
+        hub_endpoint: str | None = None,
+        tokens: TokenStore | None = None,
     ) -> None:
         self.paths = paths.ensure()
         self._gc = GuiThreadGc()
@@ -62,11 +67,27 @@ class HearthApp:
             self.window,
             self.store,
             self.engine,
-            model_path=model_path or str(self.settings["model.path"] or ""),
             options=options or engine_options(self.settings),
             params=params,
         )
-        self.settings_controller = SettingsController(self.settings, self.controller, paths)
+        self.models = ModelManager(
+            self.settings,
+            paths,
+            self.controller,
+            catalog=catalog,
+            endpoint=hub_endpoint,
+            tokens=tokens,
+            launch_options=options,
+        )
+        # The file to load: the one asked for, else the chosen quantization if it is
+        # downloaded, else the starter model ("").
+        self.controller.model_path = model_path or self.models.startup_path()
+        if options is None:
+            path = self.controller.model_path
+            self.controller.options = self.models.options_for(Path(path) if path else None)
+        self.settings_controller = SettingsController(
+            self.settings, self.controller, paths, self.models
+        )
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
@@ -113,6 +134,7 @@ class HearthApp:
         dialog.open()
 
     def close(self) -> None:
+        self.models.shutdown()
         self.controller.shutdown()
         self._gc.stop()
         sys.excepthook = self._previous_excepthook

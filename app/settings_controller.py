@@ -16,6 +16,7 @@ from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.controller import ChatController
+from app.model_manager import ModelManager
 from app.paths import AppPaths
 from engine.settings import SPECS, Settings, Value
 from engine.types import EngineOptions
@@ -58,11 +59,18 @@ def sampling_overrides(settings: Settings) -> dict[str, float | int]:
 
 
 class SettingsController(QObject):
-    def __init__(self, settings: Settings, chat: ChatController, paths: AppPaths) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        chat: ChatController,
+        paths: AppPaths,
+        models: ModelManager | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.chat = chat
         self.paths = paths
+        self.models = models
         self.dialog: SettingsDialog | None = None
         self._reload_pending = False
         chat.window.settings_requested.disconnect(chat._on_settings_requested)
@@ -82,11 +90,10 @@ class SettingsController(QObject):
         dialog.reload_requested.connect(self._on_reload_requested)
         dialog.open_folder_requested.connect(self._on_open_folder)
         dialog.finished.connect(self._on_dialog_finished)
-        dialog.set_model(
-            "Model: " + (self.chat.model_info.name if self.chat.model_info else "none"), [], ""
-        )
         dialog.set_reload_pending(self._reload_pending)
         self.dialog = dialog
+        if self.models is not None:
+            self.models.attach(dialog)
         dialog.show()
 
     def _gpu_offload(self) -> bool:
@@ -156,7 +163,13 @@ class SettingsController(QObject):
         self._reload_pending = False
         if self.dialog is not None:
             self.dialog.set_reload_pending(False)
-        self.chat.reload(engine_options(self.settings))
+        path = self.chat.model_path
+        options = (
+            self.models.options_for(Path(path) if path else None)
+            if self.models is not None
+            else engine_options(self.settings)
+        )
+        self.chat.reload(options)
 
     @Slot(str)
     def _on_open_folder(self, which: str) -> None:

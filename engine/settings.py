@@ -88,6 +88,13 @@ SCHEMA: tuple[Spec, ...] = (
         reload=True,
     ),
     _s(
+        "model.offer_dismissed",
+        str,
+        "",
+        "Download offer dismissed",
+        "The model family whose first-run download offer the person closed with 'Not now'.",
+    ),
+    _s(
         "model.path",
         str,
         "",

@@ -166,6 +166,7 @@ class MainWindow(QMainWindow):
         chat.addWidget(self.chat_view, 1)
         chat.addWidget(self.error_banner)
         chat.addLayout(row)
+        self._chat_layout = chat
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(sidebar)
@@ -268,6 +269,10 @@ class MainWindow(QMainWindow):
 
     def set_memory(self, rss_bytes: int) -> None:
         self.status_memory.setText(f"Memory: {format_bytes(rss_bytes)}")
+
+    def add_notice_bar(self, bar: QWidget) -> None:
+        """Put a strip (e.g. the model download bar) above the error banner."""
+        self._chat_layout.insertWidget(self._chat_layout.indexOf(self.error_banner), bar)
 
     def show_error(self, text: str) -> None:
         self.error_banner.show_text(text)

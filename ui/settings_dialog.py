@@ -46,6 +46,8 @@ PAGES = (
     ("appearance", "Appearance"),
 )
 AUTO_QUANT = "auto"
+# Settings chosen elsewhere (the Model page's list, the first-run offer).
+_NOT_ON_A_PAGE = ("model.family", "model.quant", "model.offer_dismissed")
 _CHOICE_TEXT = {
     "model": "As the model recommends",
     "on": "On",
@@ -67,6 +69,9 @@ class QuantRow:
     installed: bool
     recommended: bool
     note: str = ""
+    in_use: bool = False
+    downloading: bool = False
+    size_estimated: bool = False  # the catalog's size is an estimate until refreshed
 
 
 def _gb(n: int) -> str:
@@ -182,7 +187,9 @@ class SettingEditor(QWidget):
 
 class SettingsDialog(QDialog):
     setting_changed = Signal(str, object)
-    quant_selected = Signal(str)  # a quantization name, or "auto"
+    quant_selected = Signal(str, str)  # family id, quantization name or "auto"
+    family_selected = Signal(str)  # family id: show its quantizations
+    delete_model_requested = Signal(str, str)  # family id, quantization name
     download_cancel_requested = Signal()
     reload_requested = Signal()
     open_folder_requested = Signal(str)  # "data" or "models"
@@ -244,7 +251,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         for spec in SCHEMA:
-            if spec.page != page_id or spec.key in ("model.family", "model.quant"):
+            if spec.page != page_id or spec.key in _NOT_ON_A_PAGE:
                 continue
             if spec.key == "performance.gpu_layers" and not gpu:
                 continue  # this build cannot offload: no control that does nothing
@@ -257,6 +264,8 @@ class SettingsDialog(QDialog):
                 self.memory_estimate = QLabel("")
                 self.memory_estimate.setObjectName("memory_estimate")
                 form.addRow("", self.memory_estimate)
+                if isinstance(editor.widget, QSpinBox):  # follows the spin box as it moves
+                    editor.widget.valueChanged.connect(self._update_estimate)
                 self._update_estimate(values.get(spec.key))
         outer.addLayout(form)
         if page_id == "storage":
@@ -275,6 +284,15 @@ class SettingsDialog(QDialog):
         self.model_title = QLabel("")
         self.model_title.setObjectName("model_title")
         self.model_title.setWordWrap(True)
+        self.family_combo = QComboBox()
+        self.family_combo.setObjectName("family_combo")
+        self.family_combo.setAccessibleName("Model family")
+        self.family_combo.activated.connect(
+            lambda i: self.family_selected.emit(str(self.family_combo.itemData(i)))
+        )
+        family_row = QHBoxLayout()
+        family_row.addWidget(QLabel("Model"))
+        family_row.addWidget(self.family_combo, 1)
         self.quants = QTreeWidget()
         self.quants.setObjectName("quant_list")
         self.quants.setAccessibleName("Quantizations")
@@ -282,11 +300,20 @@ class SettingsDialog(QDialog):
         self.quants.setRootIsDecorated(False)
         self.quants.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.quants.itemActivated.connect(self._on_quant_activated)
+        self.quants.currentItemChanged.connect(self._update_quant_buttons)
         self.use_quant = QPushButton("Use this quantization")
         self.use_quant.setObjectName("use_quant_button")
         self.use_quant.clicked.connect(
             lambda: self._on_quant_activated(self.quants.currentItem(), 0)
         )
+        self.delete_quant = QPushButton("Delete file…")
+        self.delete_quant.setObjectName("delete_quant_button")
+        self.delete_quant.setAccessibleName("Delete the selected model file")
+        self.delete_quant.clicked.connect(self._on_delete_clicked)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.delete_quant)
+        buttons.addWidget(self.use_quant)
         self.download_bar = QProgressBar()
         self.download_bar.setObjectName("download_progress")
         self.download_label = QLabel("")
@@ -298,9 +325,10 @@ class SettingsDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.download_bar, 1)
         row.addWidget(self.cancel_download)
+        layout.addLayout(family_row)
         layout.addWidget(self.model_title)
         layout.addWidget(self.quants, 1)
-        layout.addWidget(self.use_quant, 0, Qt.AlignmentFlag.AlignRight)
+        layout.addLayout(buttons)
         layout.addWidget(self.download_label)
         layout.addLayout(row)
         self.show_download(None)
@@ -346,23 +374,54 @@ class SettingsDialog(QDialog):
         return box
 
     # --- what the controller shows ---------------------------------------------------
-    def set_model(self, title: str, rows: list[QuantRow], current: str) -> None:
+    def set_families(self, families: list[tuple[str, str]], current: str) -> None:
+        """The model families to choose from: (id, name)."""
+        combo = self.family_combo
+        blocked = combo.blockSignals(True)
+        combo.clear()
+        for family_id, name in families:
+            combo.addItem(name, family_id)
+        combo.setCurrentIndex(max(0, combo.findData(current)))
+        combo.blockSignals(blocked)
+
+    def set_model(
+        self, title: str, rows: list[QuantRow], current: str, family_name: str = ""
+    ) -> None:
+        """The quantizations of the family shown; ``current`` is the one chosen ("" if
+        the family shown is not the chosen one)."""
         self.model_title.setText(title)
+        self._rows = {row.name: row for row in rows}
+        selected = self.quants.currentItem()
+        keep = selected.data(0, Qt.ItemDataRole.UserRole) if selected is not None else None
         self.quants.clear()
         auto = QTreeWidgetItem(["Auto (recommended for this computer)", "", "", "", ""])
         auto.setData(0, Qt.ItemDataRole.UserRole, AUTO_QUANT)
+        auto.setToolTip(0, f"The best {family_name or 'model'} file that fits this computer.")
         self.quants.addTopLevelItem(auto)
         for row in rows:
             marks = []
+            if row.in_use:
+                marks.append("in use")
             if row.recommended:
                 marks.append("recommended")
-            if row.installed:
+            if row.downloading:
+                marks.append("downloading")
+            elif row.installed:
                 marks.append("installed")
+            size = ("≈ " if row.size_estimated else "") + _gb(row.size_bytes)
+            fit = {"fits": "✓ fits", "tight": "! tight", "too large": "✗ too large"}
             item = QTreeWidgetItem(
-                [row.name, _gb(row.size_bytes), _gb(row.memory_bytes), row.fit, ", ".join(marks)]
+                [row.name, size, _gb(row.memory_bytes), fit.get(row.fit, row.fit), ", ".join(marks)]
             )
             item.setData(0, Qt.ItemDataRole.UserRole, row.name)
-            item.setToolTip(0, row.note)
+            for col in range(5):
+                item.setToolTip(col, row.note)
+            item.setData(
+                0,
+                Qt.ItemDataRole.AccessibleTextRole,
+                f"{row.name}, {size} download, {_gb(row.memory_bytes)} of memory, {row.fit}"
+                + (f", {', '.join(marks)}" if marks else ""),
+            )
             self.quants.addTopLevelItem(item)
         for i in range(self.quants.topLevelItemCount()):
             top = self.quants.topLevelItem(i)
@@ -373,8 +432,45 @@ class SettingsDialog(QDialog):
                 font.setBold(True)
                 for col in range(5):
                     item.setFont(col, font)
+        for i in range(self.quants.topLevelItemCount()):
+            top = self.quants.topLevelItem(i)
+            if (
+                keep is not None
+                and top is not None
+                and top.data(0, Qt.ItemDataRole.UserRole) == keep
+            ):
+                self.quants.setCurrentItem(top)
         for col in range(5):
             self.quants.resizeColumnToContents(col)
+        self._update_quant_buttons()
+
+    def current_family(self) -> str:
+        return str(self.family_combo.currentData() or "")
+
+    @Slot()
+    def _update_quant_buttons(self, *_args: object) -> None:
+        item = self.quants.currentItem()
+        name = item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+        row = getattr(self, "_rows", {}).get(name)
+        self.use_quant.setEnabled(item is not None)
+        self.use_quant.setText(
+            "Download and use" if row is not None and not row.installed else "Use this quantization"
+        )
+        self.delete_quant.setEnabled(row is not None and row.installed and not row.in_use)
+
+    @Slot()
+    def _on_delete_clicked(self) -> None:
+        item = self.quants.currentItem()
+        if item is not None:
+            self.delete_model_requested.emit(
+                self.current_family(), str(item.data(0, Qt.ItemDataRole.UserRole))
+            )
+
+    def set_estimate(self, estimate: Callable[[int | None], str]) -> None:
+        """How the Performance page estimates memory as the context length moves."""
+        self._estimate = estimate
+        editor = self.editors.get("performance.n_ctx")
+        self._update_estimate(editor.current() if editor is not None else None)
 
     def show_download(self, fraction: float | None, text: str = "") -> None:
         """Download progress (0..1), or None to hide the bar."""
@@ -414,7 +510,9 @@ class SettingsDialog(QDialog):
     @Slot(QTreeWidgetItem, int)
     def _on_quant_activated(self, item: QTreeWidgetItem | None, _column: int) -> None:
         if item is not None:
-            self.quant_selected.emit(str(item.data(0, Qt.ItemDataRole.UserRole)))
+            self.quant_selected.emit(
+                self.current_family(), str(item.data(0, Qt.ItemDataRole.UserRole))
+            )
 
     @Slot()
     def _on_save_token(self) -> None:

@@ -1,0 +1,740 @@
+"""Which model Hearth runs; the Model page; downloads; switching quantizations.
+
+GUI thread. The engine decides what fits (``engine.memory``), where a file is
+(``engine.models``) and how it is fetched (``engine.download``); this module
+turns the person's choice ("Auto", or a quantization of a family) into a file,
+downloads it first when needed (on a download thread, progress throttled by
+the engine), and reloads the engine on it. The open conversation simply
+continues on the new file. If the new file fails to load, Hearth goes back to
+the one it had, with a sentence.
+
+A switch never interrupts a reply by surprise: choosing a quantization while
+a reply streams asks first; a download that finishes during a reply waits for
+the reply to end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from app.controller import ChatController
+from app.paths import AppPaths
+from engine.download import Download, DownloadCancelled
+from engine.errors import KnownError
+from engine.gguf_header import GGUFError, read_gguf_arch
+from engine.hardware import probe
+from engine.hf_token import TokenStore
+from engine.memory import (
+    FitBadge,
+    HardwareInfo,
+    ModelArch,
+    QuantFit,
+    choose_context,
+    estimate_for_options,
+    rank_quants,
+)
+from engine.models import CatalogEntry, installed_path, load_catalog
+from engine.settings import Settings
+from engine.types import DownloadProgress, DownloadState, EngineOptions, ModelInfo
+from ui.model_bar import ModelBar
+from ui.settings_dialog import AUTO_QUANT, QuantRow, SettingsDialog
+from ui.state import ResponseState
+
+log = logging.getLogger(__name__)
+
+# "About N minutes" before a download has started is said at this speed, and the
+# sentence says so (50 Mbit/s: a common home connection).
+ASSUMED_BYTES_PER_S = 50e6 / 8
+ASSUMED_SPEED_TEXT = "50 Mbit/s"
+# The context Hearth aims for when the person leaves it on "Automatic" (less if
+# memory is short; never llama-cpp-python's 512, never a model's full 262k).
+AUTO_CONTEXT = 16384
+_HW_TTL_S = 5.0
+
+_BADGE_TEXT = {FitBadge.FITS: "fits", FitBadge.TIGHT: "tight", FitBadge.TOO_LARGE: "too large"}
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def label(entry: CatalogEntry) -> str:
+    """How a model file is named to people: 'Qwen3.5 9B Q4_K_M'."""
+    return f"{entry.name} {entry.quantization}"
+
+
+def progress_text(entry: CatalogEntry, p: DownloadProgress) -> tuple[float | None, str]:
+    """(fraction or None, sentence) for one progress report."""
+    name = label(entry)
+    fraction = p.done / p.total if p.total else None
+    if p.state is DownloadState.CONNECTING:
+        return fraction, f"Downloading {name}: connecting…"
+    if p.state is DownloadState.CHECKING:
+        return fraction, f"Downloading {name}: checking the part downloaded earlier…"
+    if p.state is DownloadState.RETRYING:
+        return fraction, f"Downloading {name}: {p.note} Trying again…"
+    if p.state is DownloadState.VERIFYING:
+        return fraction, f"Checking {name} (sha256)…"
+    if p.state is DownloadState.DONE:
+        return 1.0, f"{name} is downloaded and checked."
+    parts = [f"Downloading {name}: {_gb(p.done)}"]
+    if p.total:
+        parts[0] += f" of {_gb(p.total)}"
+    if p.speed > 0:
+        parts.append(f"{p.speed / 1e6:.1f} MB/s")
+    if p.eta_s is not None:
+        parts.append(f"about {_duration(p.eta_s)} left")
+    return fraction, " · ".join(parts)
+
+
+class _DownloadJob(QObject):
+    """One ``engine.download.Download`` on its own thread; results come back as
+    queued signals (this object lives on the GUI thread)."""
+
+    progress = Signal(object)  # DownloadProgress
+    finished = Signal(str)  # installed path
+    failed = Signal(str)  # sentence
+    cancelled = Signal()
+
+    def __init__(
+        self, entry: CatalogEntry, models_dir: Path, endpoint: str | None, token: str | None
+    ) -> None:
+        super().__init__()
+        self.entry = entry
+        self.download = Download(
+            entry, models_dir, endpoint=endpoint, token=token, on_progress=self.progress.emit
+        )
+        self._thread = threading.Thread(target=self._run, name="download", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self.download.cancel()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            path = self.download.run()
+        except DownloadCancelled:
+            self.cancelled.emit()
+        except KnownError as exc:
+            log.warning("download of %s failed: %s", self.entry.filename, exc)
+            self.failed.emit(exc.message)
+        except Exception:
+            log.exception("download of %s crashed", self.entry.filename)
+            self.failed.emit(
+                f"The download of {label(self.entry)} stopped because of an internal error. "
+                "What was downloaded is kept; the details are in the log file."
+            )
+        else:
+            self.finished.emit(str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A choice resolved to a catalog entry and, if installed, its file."""
+
+    entry: CatalogEntry | None
+    path: Path | None
+    fit: QuantFit | None = None
+
+
+@dataclass(slots=True)
+class _Switch:
+    entry: CatalogEntry
+    path: Path
+    family: str
+    choice: str
+    previous_path: str  # "" = the starter model
+    previous_name: str
+    falling_back: bool = False
+    failure: str = ""
+
+
+class ModelManager(QObject):
+    switch_finished = Signal(bool)  # True: now on the chosen file; False: went back (tests)
+    download_ended = Signal(str)  # "done", "cancelled" or "failed" (tests)
+
+    def __init__(
+        self,
+        settings: Settings,
+        paths: AppPaths,
+        chat: ChatController,
+        *,
+        catalog: list[CatalogEntry] | None = None,
+        endpoint: str | None = None,
+        tokens: TokenStore | None = None,
+        launch_options: EngineOptions | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.chat = chat
+        self.models_dir = paths.models_dir
+        self.catalog = catalog if catalog is not None else load_catalog()
+        self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+        self._tokens = tokens
+        # Options given at launch (tests): their context length stands in for "Automatic".
+        self._launch_options = launch_options
+        self._hw: HardwareInfo | None = None
+        self._hw_at = 0.0
+        self._job: _DownloadJob | None = None
+        self._job_choice: tuple[str, str] | None = None  # (family, choice) to switch to after
+        self._ready: tuple[CatalogEntry, Path, str, str] | None = None  # downloaded, waiting
+        self._switch: _Switch | None = None
+        self.dialog: SettingsDialog | None = None
+        self._dialog_family = ""
+        self.bar = ModelBar()
+        chat.window.add_notice_bar(self.bar)
+        self.bar.download_clicked.connect(self._on_bar_download)
+        self.bar.dismissed.connect(self._on_bar_dismissed)
+        self.bar.cancel_clicked.connect(self.cancel_download)
+        chat.engine.worker.model_loaded.connect(self._on_model_loaded)
+        chat.engine.worker.model_load_failed.connect(self._on_model_load_failed)
+        chat.reply_done.connect(self._on_reply_done)
+        self._offered = False
+
+    # --- what is in the catalog -------------------------------------------------------
+    @property
+    def tokens(self) -> TokenStore:
+        if self._tokens is None:  # the keyring is asked only when a token is needed
+            self._tokens = TokenStore()
+        return self._tokens
+
+    def families(self) -> list[tuple[str, str]]:
+        """(family id, name), biggest model first."""
+        seen: dict[str, CatalogEntry] = {}
+        for entry in self.catalog:
+            seen.setdefault(entry.family, entry)
+        ordered = sorted(seen.values(), key=lambda e: -e.family_rank)
+        return [(e.family, e.name) for e in ordered]
+
+    def entries(self, family: str) -> list[CatalogEntry]:
+        return [e for e in self.catalog if e.family == family]
+
+    def entry_for_path(self, path: str | Path) -> CatalogEntry | None:
+        name = Path(path).name
+        return next((e for e in self.catalog if e.filename == name), None)
+
+    def hardware(self) -> HardwareInfo:
+        now = time.monotonic()
+        if self._hw is None or now - self._hw_at > _HW_TTL_S:
+            self._hw, self._hw_at = probe(self.models_dir), now
+        return self._hw
+
+    def current_choice(self) -> tuple[str, str]:
+        return str(self.settings["model.family"]), str(self.settings["model.quant"] or AUTO_QUANT)
+
+    # --- memory -------------------------------------------------------------------------
+    def _context_wanted(self) -> int:
+        n_ctx = self.settings["performance.n_ctx"]
+        return int(n_ctx) if isinstance(n_ctx, int) else AUTO_CONTEXT
+
+    def estimate_options(self, n_ctx: int | None = None) -> EngineOptions:
+        return replace(self.chat.options, n_ctx=n_ctx or self._context_wanted())
+
+    def _loaded_arch(self) -> ModelArch | None:
+        info = self.chat.model_info
+        if info is None:
+            return None
+        entry = self.entry_for_path(info.path)
+        if entry is not None and entry.arch is not None:
+            return entry.arch
+        try:
+            return read_gguf_arch(Path(info.path))
+        except (GGUFError, OSError):
+            return None
+
+    def _reclaimable(self) -> int:
+        """What unloading the current model gives back (loading another frees it first)."""
+        arch = self._loaded_arch()
+        return estimate_for_options(arch, self.chat.options).total if arch else 0
+
+    def fits(self, family: str) -> list[QuantFit]:
+        return rank_quants(
+            self.entries(family),
+            self.hardware(),
+            options=self.estimate_options(),
+            reclaimable=self._reclaimable(),
+        )
+
+    def options_for(self, path: Path | None) -> EngineOptions:
+        """Engine options to load ``path`` with: the settings', and the context that fits."""
+        from app.settings_controller import engine_options
+
+        options = engine_options(self.settings)
+        if isinstance(self.settings["performance.n_ctx"], int):
+            return options
+        if self._launch_options is not None:
+            return replace(options, n_ctx=self._launch_options.n_ctx)
+        arch: ModelArch | None = None
+        if path is None:
+            arch = self.catalog[0].arch if self.catalog else None  # the starter model
+        else:
+            entry = self.entry_for_path(path)
+            try:
+                arch = entry.arch if entry and entry.arch else read_gguf_arch(path)
+            except (GGUFError, OSError):
+                arch = None
+        if arch is None:
+            return options
+        n_ctx = choose_context(
+            arch,
+            self.hardware(),
+            wanted=AUTO_CONTEXT,
+            options=options,
+            reclaimable=self._reclaimable(),
+        )
+        return replace(options, n_ctx=n_ctx)
+
+    def estimate_text(self, n_ctx: int | None) -> str:
+        """For the Performance page: the loaded model's memory at ``n_ctx``."""
+        arch = self._loaded_arch()
+        if arch is None:
+            return "Load a model to see its memory estimate."
+        wanted = n_ctx or AUTO_CONTEXT
+        options = self.estimate_options(wanted)
+        est = estimate_for_options(arch, options)
+        shown = min(wanted, arch.n_ctx_train)
+        note = f" (this model reads at most {arch.n_ctx_train:,} tokens)" if shown < wanted else ""
+        return f"About {_gb(est.total)} of memory at {shown:,} tokens{note}."
+
+    # --- choosing -----------------------------------------------------------------------
+    def resolve(self, family: str, choice: str) -> Target:
+        rows = self.fits(family)
+        if not rows:
+            return Target(None, None)
+        if choice == AUTO_QUANT:
+            row = next((r for r in rows if r.recommended), None)
+            if row is None:  # nothing fits comfortably: the smallest one a person should use
+                usable = [r for r in rows if r.entry.recommendable] or rows
+                row = min(usable, key=lambda r: r.fit.estimate.total)
+        else:
+            row = next((r for r in rows if r.entry.quantization == choice), None)
+            if row is None:
+                return Target(None, None)
+        return Target(row.entry, installed_path(row.entry, self.models_dir), row)
+
+    def startup_path(self) -> str:
+        """The file to load at start ("" = the starter model)."""
+        by_hand = str(self.settings["model.path"] or "")
+        if by_hand:
+            return by_hand
+        family, choice = self.current_choice()
+        target = self.resolve(family, choice)
+        if target.path is not None:
+            return str(target.path)
+        # Not downloaded (yet): the best file of the family that is, else the starter.
+        have = [
+            (r, p)
+            for r in self.fits(family)
+            if (p := installed_path(r.entry, self.models_dir)) and r.fit.badge != FitBadge.TOO_LARGE
+        ]
+        if have:
+            return str(max(have, key=lambda rp: rp[0].entry.quality_rank)[1])
+        return ""
+
+    def select(self, family: str, choice: str) -> None:
+        """The person picked ``choice`` ("auto" or a quantization) of ``family``."""
+        target = self.resolve(family, choice)
+        if target.entry is None:
+            self._say(f"Hearth's catalog has no {choice} file for this model.")
+            return
+        entry, fit = target.entry, target.fit
+        loaded = self.chat.model_info
+        if target.path is not None and loaded is not None and Path(loaded.path) == target.path:
+            self._remember(family, choice)  # e.g. "Auto" that resolves to the file in use
+            self._refresh_dialog()
+            return
+        warning = (
+            fit.fit.warning if fit is not None and fit.fit.badge is not FitBadge.FITS else None
+        )
+        action = "Download and load anyway" if target.path is None else "Load anyway"
+        if warning and not self._ask("Load anyway?", warning, action):
+            return
+        if target.path is None:
+            self.start_download(entry, switch_to=(family, choice))
+            return
+        busy = self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING)
+        if busy and not self._ask(
+            "Switch the model?",
+            f"A reply is being written. Stop it and switch to {label(entry)}? "
+            "What was written so far is kept.",
+            "Stop and switch",
+        ):
+            return
+        self.switch_to(entry, target.path, family, choice)
+
+    def switch_to(self, entry: CatalogEntry, path: Path, family: str, choice: str) -> None:
+        info = self.chat.model_info
+        self._switch = _Switch(
+            entry=entry,
+            path=path,
+            family=family,
+            choice=choice,
+            previous_path=self.chat.model_path,
+            previous_name=info.name + " " + info.quantization if info else "the previous model",
+        )
+        log.info("switching to %s", path)
+        self._say(f"Loading {label(entry)}… your conversation stays open.")
+        self.chat.reload(self.options_for(path), str(path))
+
+    def _remember(self, family: str, choice: str) -> None:
+        for key, value in (("model.family", family), ("model.quant", choice), ("model.path", "")):
+            self.settings.set(key, value)
+
+    # --- downloads ----------------------------------------------------------------------
+    def start_download(self, entry: CatalogEntry, *, switch_to: tuple[str, str] | None) -> None:
+        if self._job is not None:
+            if self._job.entry.id == entry.id:
+                self._job_choice = switch_to or self._job_choice
+                return
+            self._say(
+                f"{label(self._job.entry)} is still downloading. Cancel it first to download "
+                f"{label(entry)}."
+            )
+            return
+        try:
+            job = _DownloadJob(entry, self.models_dir, self.endpoint, self.tokens.get())
+        except KnownError as exc:
+            self._say(exc.message)
+            return
+        job.progress.connect(self._on_download_progress)
+        job.finished.connect(self._on_download_finished)
+        job.failed.connect(self._on_download_failed)
+        job.cancelled.connect(self._on_download_cancelled)
+        self._job, self._job_choice = job, switch_to
+        self._show_progress(None, f"Downloading {label(entry)}: connecting…")
+        log.info("download of %s started", entry.filename)
+        job.start()
+
+    @Slot()
+    def cancel_download(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+
+    def shutdown(self) -> None:
+        """Stop a download (its part is kept for next time); called on quit."""
+        if self._job is not None:
+            self._job.cancel()
+            self._job.join(5.0)
+
+    def _show_progress(self, fraction: float | None, text: str) -> None:
+        self.bar.show_progress(fraction, text)
+        if self.dialog is not None:
+            self.dialog.show_download(fraction if fraction is not None else 0.0, text)
+
+    def _end_download(self, text: str, *, retry: str = "") -> None:
+        self.bar.show_message(text, retry=retry)
+        if self.dialog is not None:
+            self.dialog.show_download(None, text)
+        self._refresh_dialog()
+
+    @Slot(object)
+    def _on_download_progress(self, progress: DownloadProgress) -> None:
+        if self._job is not None:
+            self._show_progress(*progress_text(self._job.entry, progress))
+
+    @Slot(str)
+    def _on_download_finished(self, path: str) -> None:
+        job, choice = self._job, self._job_choice
+        self._job = self._job_choice = None
+        if job is None:
+            return
+        job.join(1.0)
+        log.info("download of %s finished", job.entry.filename)
+        self.download_ended.emit("done")
+        if choice is None:
+            self._end_download(f"{label(job.entry)} is downloaded and checked.")
+            return
+        self._ready = (job.entry, Path(path), *choice)
+        if self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING):
+            self._end_download(
+                f"{label(job.entry)} is downloaded. Hearth switches to it when this reply ends."
+            )
+            return
+        self._switch_to_ready()
+
+    def _switch_to_ready(self) -> None:
+        if self._ready is None:
+            return
+        entry, path, family, choice = self._ready
+        self._ready = None
+        self.bar.hide()
+        if self.dialog is not None:
+            self.dialog.show_download(None, "")
+        self.switch_to(entry, path, family, choice)
+
+    @Slot(str)
+    def _on_download_failed(self, message: str) -> None:
+        job = self._job
+        self._job = self._job_choice = None
+        if job is not None:
+            job.join(1.0)
+        self.download_ended.emit("failed")
+        self._end_download(message, retry="Try again")
+        self._retry_entry = job.entry if job else None
+
+    @Slot()
+    def _on_download_cancelled(self) -> None:
+        job = self._job
+        self._job = self._job_choice = None
+        if job is not None:
+            job.join(1.0)
+            self._retry_entry = job.entry
+        self.download_ended.emit("cancelled")
+        self._end_download(
+            "Download paused. What was downloaded is kept; choose Resume (or the "
+            "quantization again) to carry on.",
+            retry="Resume",
+        )
+
+    # --- the first-run offer -------------------------------------------------------------
+    def offer(self) -> None:
+        """Once a model is loaded: if the chosen family is not installed, offer it."""
+        if self._offered or self._job is not None or self.settings["model.path"]:
+            return
+        family, choice = self.current_choice()
+        if str(self.settings["model.offer_dismissed"] or "") == family:
+            return
+        target = self.resolve(family, choice)
+        if target.entry is None or target.path is not None:
+            return
+        info = self.chat.model_info
+        if info is not None and self.entry_for_path(info.path) in self.entries(family):
+            return  # already on this family (a smaller quant that fits better, say)
+        self._offered = True
+        entry = target.entry
+        minutes = _duration(entry.size / ASSUMED_BYTES_PER_S)
+        size = ("about " if entry.size_estimated else "") + _gb(entry.size)
+        self._retry_entry = entry
+        self._offer_choice = (family, choice)
+        self.bar.show_offer(
+            f"This computer can run {label(entry)} well: a download of {size}, about {minutes} "
+            f"on a {ASSUMED_SPEED_TEXT} connection. You can keep chatting with the starter "
+            "model while it downloads."
+        )
+
+    @Slot()
+    def _on_bar_download(self) -> None:
+        entry = getattr(self, "_retry_entry", None)
+        if entry is None:
+            return
+        choice = getattr(self, "_offer_choice", None) or (entry.family, entry.quantization)
+        self.start_download(entry, switch_to=choice)
+
+    @Slot()
+    def _on_bar_dismissed(self) -> None:
+        self.bar.hide()
+        if self._offered:
+            self.settings.set("model.offer_dismissed", self.current_choice()[0])
+
+    # --- engine events ---------------------------------------------------------------------
+    @Slot(object)
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        switch = self._switch
+        if switch is None:
+            self._refresh_dialog()
+            self.offer()
+            return
+        self._switch = None
+        if switch.falling_back:
+            self.chat.window.show_error(switch.failure)
+            self.switch_finished.emit(False)
+        else:
+            self._remember(switch.family, switch.choice)
+            self._say(f"Now using {label(switch.entry)}. The conversation continues.")
+            self.switch_finished.emit(True)
+        self._refresh_dialog()
+
+    @Slot(str)
+    def _on_model_load_failed(self, message: str) -> None:
+        switch = self._switch
+        if switch is None:
+            return
+        if switch.falling_back:  # even the previous one failed: the controller has said so
+            self._switch = None
+            self.switch_finished.emit(False)
+            return
+        switch.falling_back = True
+        switch.failure = (
+            f"Hearth could not load {label(switch.entry)}: {message} It went back to "
+            f"{switch.previous_name}; your conversation is unchanged."
+        )
+        log.warning("switch to %s failed; going back to %r", switch.path, switch.previous_path)
+        prev = Path(switch.previous_path) if switch.previous_path else None
+        self.chat.reload(self.options_for(prev), switch.previous_path)
+
+    @Slot()
+    def _on_reply_done(self) -> None:
+        if self._ready is not None:
+            self._switch_to_ready()
+
+    # --- the Settings window's Model page ------------------------------------------------------
+    def attach(self, dialog: SettingsDialog) -> None:
+        self.dialog = dialog
+        self._dialog_family = self._family_to_show()
+        dialog.quant_selected.connect(self._on_dialog_quant)
+        dialog.family_selected.connect(self._on_dialog_family)
+        dialog.download_cancel_requested.connect(self.cancel_download)
+        dialog.delete_model_requested.connect(self._on_delete_model)
+        dialog.token_set_requested.connect(self._on_token_set)
+        dialog.token_clear_requested.connect(self._on_token_clear)
+        dialog.destroyed.connect(self._on_dialog_gone)
+        self._refresh_dialog()
+        self._show_token_status()
+        if self._job is not None:
+            self._show_progress(None, f"Downloading {label(self._job.entry)}…")
+
+    def _family_to_show(self) -> str:
+        """The chosen family if the catalog has it, else the loaded model's, else the first."""
+        families = [f for f, _ in self.families()]
+        chosen = self.current_choice()[0]
+        if chosen in families:
+            return chosen
+        info = self.chat.model_info
+        entry = self.entry_for_path(info.path) if info else None
+        if entry is not None:
+            return entry.family
+        return families[0] if families else ""
+
+    @Slot()
+    def _on_dialog_gone(self) -> None:
+        self.dialog = None
+
+    def rows(self, family: str) -> list[QuantRow]:
+        loaded = self.chat.model_info
+        loaded_name = Path(loaded.path).name if loaded else ""
+        downloading = self._job.entry.id if self._job is not None else ""
+        out = []
+        for r in self.fits(family):
+            path = installed_path(r.entry, self.models_dir)
+            note = r.entry.quality.note if r.entry.quality else ""
+            if r.fit.warning:
+                note = f"{note}\n{r.fit.warning}".strip()
+            out.append(
+                QuantRow(
+                    name=r.entry.quantization,
+                    size_bytes=r.entry.size,
+                    memory_bytes=r.fit.estimate.total,
+                    fit=_BADGE_TEXT[r.fit.badge],
+                    installed=path is not None,
+                    recommended=r.recommended,
+                    note=note,
+                    in_use=r.entry.filename == loaded_name,
+                    downloading=r.entry.id == downloading,
+                    size_estimated=r.entry.size_estimated,
+                )
+            )
+        return out
+
+    def _refresh_dialog(self) -> None:
+        dialog = self.dialog
+        if dialog is None:
+            return
+        family, choice = self.current_choice()
+        shown = self._dialog_family or family
+        info = self.chat.model_info
+        names = dict(self.families())
+        now = f"In use: {info.name} {info.quantization}." if info else "No model is loaded."
+        ctx = self._context_wanted()
+        title = (
+            f"{now} Memory estimates are for {ctx:,} tokens of context on this computer "
+            f"({_gb(self.hardware().total_ram)} of RAM)."
+        )
+        dialog.set_families(self.families(), shown)
+        dialog.set_model(
+            title, self.rows(shown), choice if shown == family else "", names.get(shown, "")
+        )
+        dialog.set_estimate(self.estimate_text)
+
+    @Slot(str, str)
+    def _on_dialog_quant(self, family: str, choice: str) -> None:
+        self.select(family, choice)
+
+    @Slot(str)
+    def _on_dialog_family(self, family: str) -> None:
+        self._dialog_family = family
+        self._refresh_dialog()
+
+    @Slot(str, str)
+    def _on_delete_model(self, family: str, quant: str) -> None:
+        target = self.resolve(family, quant)
+        if target.entry is None or target.path is None:
+            return
+        info = self.chat.model_info
+        if info is not None and Path(info.path) == target.path:
+            self._say(f"{label(target.entry)} is in use. Switch to another model to delete it.")
+            return
+        if not self._ask(
+            "Delete the model file?",
+            f"Delete {label(target.entry)} ({_gb(target.entry.size)}) from "
+            f"{self.models_dir}? You can download it again later.",
+            "Delete",
+        ):
+            return
+        try:
+            target.path.unlink()
+            target.path.with_name(target.path.name + ".sha256").unlink(missing_ok=True)
+        except OSError as exc:
+            self._say(f"Hearth could not delete {target.path}: {exc.strerror or exc}.")
+            return
+        self._say(f"Deleted {label(target.entry)}.")
+        self._refresh_dialog()
+
+    @Slot(str)
+    def _on_token_set(self, token: str) -> None:
+        try:
+            self.tokens.set(token)
+        except ValueError as exc:
+            if self.dialog is not None:
+                self.dialog.set_token_status(str(exc))
+            return
+        self._show_token_status()
+
+    @Slot()
+    def _on_token_clear(self) -> None:
+        self.tokens.clear()
+        self._show_token_status()
+
+    def _show_token_status(self) -> None:
+        if self.dialog is None:
+            return
+        status = self.tokens.status()
+        if status.has_token:
+            where = (
+                "in your system's keyring" if status.storage == "keyring" else "until Hearth closes"
+            )
+            text = f"A token is saved {where}."
+        else:
+            text = "No token saved. Only gated models need one."
+        self.dialog.set_token_status(f"{text} {status.note}".strip())
+
+    # --- talking to the person -------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        self.chat.window.statusBar().showMessage(text, 8000)
+        if self.dialog is not None:
+            self.dialog.download_label.setText(text)
+
+    def _ask(self, title: str, text: str, action: str) -> bool:
+        ask: Callable[[str, str, str, str], bool] = self.chat.window.confirm
+        return ask(title, text, "", action)

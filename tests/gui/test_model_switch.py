@@ -1,0 +1,284 @@
+"""Switching quantization from Settings in the middle of a conversation (issue 5).
+
+Real parts throughout: the starter model requantized here with llama.cpp's own
+``llama_model_quantize`` (Q8_0 and Q4_0 files of the same model), the real
+engine thread loading them, the real Settings window, and downloads through
+huggingface_hub from a Hub-protocol server on 127.0.0.1 (tests/hubserver.py),
+since the real Hub cannot be reached here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.gui import HearthApp
+from engine.models import (
+    CatalogEntry,
+    install_starter_model,
+    load_catalog,
+    remember_verified,
+    resources_dir,
+)
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
+from tests.hubserver import HubServer
+from ui.settings_dialog import SettingsDialog
+
+REPO = "test/SmolLM2-135M-Instruct-GGUF"
+FAMILY = "smollm2-135m"
+
+
+def _quantize(src: Path, dst: Path, ftype: int) -> None:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = True
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    assert rc == 0, f"llama_model_quantize failed ({rc})"
+
+
+@pytest.fixture(scope="module")
+def quants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The starter model and two requantized copies (Q8_0, Q4_0), made once."""
+    import llama_cpp
+
+    folder = tmp_path_factory.mktemp("quants")
+    starter = install_starter_model(folder)
+    out = {"Q4_1": starter}
+    for name, ftype in (
+        ("Q8_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0),
+        ("Q4_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0),
+    ):
+        out[name] = folder / f"SmolLM2-135M-Instruct.{name}.gguf"
+        _quantize(starter, out[name], ftype)
+    # A file that claims to be installed but that llama.cpp cannot load: the GGUF
+    # header of the real model with its tensor data cut off.
+    broken = folder / "SmolLM2-135M-Instruct.Q6_K.gguf"
+    broken.write_bytes(starter.read_bytes()[: 2 << 20])
+    out["Q6_K"] = broken
+    return out
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def catalog(
+    quants: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> list[CatalogEntry]:
+    """Hearth's own catalog, with the starter's family given three more quantizations."""
+    real = json.loads((resources_dir() / "catalog.json").read_text())
+    ranks = {"Q4_0": 10, "Q6_K": 20, "Q8_0": 30}
+    real["families"] = {FAMILY: {**real["families"][FAMILY], "repo": REPO}}
+    real["models"] = [
+        {
+            "id": f"smollm2-135m-instruct-{name.lower()}",
+            "family": FAMILY,
+            "quantization": name,
+            "filename": quants[name].name,
+            "size": quants[name].stat().st_size,
+            "size_source": "measured",
+            "sha256": _sha(quants[name]),
+            "verified": True,
+            "quality": {"rank": rank, "note": f"{name} of the starter model (test)"},
+        }
+        for name, rank in ranks.items()
+    ]
+    path = tmp_path_factory.mktemp("catalog") / "catalog.json"
+    path.write_text(json.dumps(real))
+    return load_catalog(path)
+
+
+@pytest.fixture
+def hub(quants: dict[str, Path]) -> Iterator[HubServer]:
+    with HubServer() as server:
+        server.add_file(REPO, quants["Q4_0"].name, quants["Q4_0"].read_bytes())
+        yield server
+
+
+def install(data_dir: Path, source: Path) -> Path:
+    """Put a model file into the models folder as a finished download leaves it."""
+    models = data_dir / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    target = models / source.name
+    target.write_bytes(source.read_bytes())
+    remember_verified(target, _sha(target))
+    return target
+
+
+def open_model_page(qtbot: QtBot, hearth: HearthApp) -> SettingsDialog:
+    qtbot.mouseClick(hearth.window.settings_button, Qt.MouseButton.LeftButton)
+    dialog = hearth.settings_controller.dialog
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.pages.currentItem().text() == "Model"
+    return dialog
+
+
+def choose(qtbot: QtBot, dialog: SettingsDialog, quant: str) -> None:
+    """Select ``quant`` in the list and press the button under it."""
+    for i in range(dialog.quants.topLevelItemCount()):
+        item = dialog.quants.topLevelItem(i)
+        if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == quant:
+            dialog.quants.setCurrentItem(item)
+            break
+    else:
+        raise AssertionError(f"{quant} is not in the list")
+    qtbot.mouseClick(dialog.use_quant, Qt.MouseButton.LeftButton)
+
+
+def row_text(dialog: SettingsDialog, quant: str) -> str:
+    for i in range(dialog.quants.topLevelItemCount()):
+        item = dialog.quants.topLevelItem(i)
+        if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == quant:
+            return " | ".join(item.text(c) for c in range(5))
+    raise AssertionError(quant)
+
+
+def start_chat(qtbot: QtBot, hearth: HearthApp) -> int:
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Remember the word lighthouse.")
+    conv_id = hearth.controller.current_id
+    assert conv_id is not None
+    return conv_id
+
+
+def test_switch_between_installed_quantizations_keeps_the_conversation(
+    qtbot: QtBot, launch: Launch, data_dir: Path, catalog: list[CatalogEntry], quants: dict
+) -> None:
+    install(data_dir, quants["Q8_0"])
+    hearth = launch(data_dir, catalog=catalog)
+    assert hearth.controller.model_info is not None
+    assert hearth.controller.model_info.quantization == "Q4_1"  # the starter: Auto not saved yet
+    conv_id = start_chat(qtbot, hearth)
+
+    dialog = open_model_page(qtbot, hearth)
+    assert dialog.family_combo.currentText() == "SmolLM2 135M Instruct"
+    assert "in use" in row_text(dialog, "Q4_1")
+    assert "installed" in row_text(dialog, "Q8_0")
+    assert "GB" in row_text(dialog, "Q8_0") and "fits" in row_text(dialog, "Q8_0")
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+        choose(qtbot, dialog, "Q8_0")
+    assert done.args == [True]
+    info = hearth.controller.model_info
+    assert info is not None and info.quantization == "Q8_0"
+    assert "in use" in row_text(dialog, "Q8_0")
+    # The same conversation goes on, with its history, on the new file.
+    assert hearth.controller.current_id == conv_id
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "What was the word?")
+    messages = hearth.store.messages(conv_id)
+    assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[-1].content.strip()
+
+    # Back to the first quantization, then a restart keeps the last choice.
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS):
+        choose(qtbot, dialog, "Q4_1")
+    assert hearth.controller.model_info.quantization == "Q4_1"  # type: ignore[union-attr]
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS):
+        choose(qtbot, dialog, "Q8_0")
+    saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
+    assert (saved["model.family"], saved["model.quant"]) == (FAMILY, "Q8_0")
+    dialog.close()
+    hearth.close()
+    again = launch(data_dir, catalog=catalog)
+    assert again.controller.model_info is not None
+    assert again.controller.model_info.quantization == "Q8_0"
+
+
+def test_switch_to_a_quantization_that_must_be_downloaded(
+    qtbot: QtBot,
+    launch: Launch,
+    data_dir: Path,
+    catalog: list[CatalogEntry],
+    hub: HubServer,
+    quants: dict,
+) -> None:
+    hearth = launch(data_dir, catalog=catalog, hub_endpoint=hub.endpoint)
+    conv_id = start_chat(qtbot, hearth)
+    dialog = open_model_page(qtbot, hearth)
+    assert "installed" not in row_text(dialog, "Q4_0")
+    hub.rate = 20_000_000  # bytes/s: a visible download, seconds long
+    seen: list[float] = []
+    hearth.models.bar.progress.valueChanged.connect(lambda v: seen.append(v / 1000))
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+        choose(qtbot, dialog, "Q4_0")
+        assert dialog.download_bar.isVisibleTo(dialog)  # progress in the dialog...
+        assert hearth.models.bar.isVisibleTo(hearth.window)  # ...and above the composer
+    assert done.args == [True]
+    assert any(0 < f < 1 for f in seen), seen  # progress moved through the middle
+    info = hearth.controller.model_info
+    assert info is not None and info.quantization == "Q4_0"
+    installed = data_dir / "models" / quants["Q4_0"].name
+    assert installed.read_bytes() == quants["Q4_0"].read_bytes()
+    assert "in use" in row_text(dialog, "Q4_0")
+    assert hearth.controller.current_id == conv_id
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "And now?")
+    assert len(hearth.store.messages(conv_id)) == 4
+
+
+def test_cancel_a_switch_mid_download_then_resume(
+    qtbot: QtBot,
+    launch: Launch,
+    data_dir: Path,
+    catalog: list[CatalogEntry],
+    hub: HubServer,
+    quants: dict,
+) -> None:
+    hearth = launch(data_dir, catalog=catalog, hub_endpoint=hub.endpoint)
+    dialog = open_model_page(qtbot, hearth)
+    hub.rate = 4_000_000  # slow enough to cancel in the middle
+    size = quants["Q4_0"].stat().st_size
+    with qtbot.waitSignal(hearth.models.download_ended, timeout=REPLY_TIMEOUT_MS) as ended:
+        choose(qtbot, dialog, "Q4_0")
+        qtbot.waitUntil(lambda: dialog.download_bar.value() > 100, timeout=REPLY_TIMEOUT_MS)
+        qtbot.mouseClick(dialog.cancel_download, Qt.MouseButton.LeftButton)
+    assert ended.args == ["cancelled"]
+    assert not dialog.download_bar.isVisibleTo(dialog)
+    assert "paused" in dialog.download_label.text()
+    info = hearth.controller.model_info
+    assert info is not None and info.quantization == "Q4_1"  # still on the starter
+    parts = list((data_dir / "models" / ".downloads").glob("*.incomplete"))
+    assert len(parts) == 1 and 0 < parts[0].stat().st_size < size
+    assert not (data_dir / "models" / quants["Q4_0"].name).exists()
+    # Choosing it again resumes from the part kept.
+    hub.rate = None
+    hub.requests.clear()
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS):
+        choose(qtbot, dialog, "Q4_0")
+    assert hearth.controller.model_info.quantization == "Q4_0"  # type: ignore[union-attr]
+    ranges = [r.range_start for r in hub.gets(quants["Q4_0"].name)]
+    assert ranges and ranges[0] is not None and ranges[0] > 0
+
+
+def test_a_quantization_that_fails_to_load_falls_back(
+    qtbot: QtBot, launch: Launch, data_dir: Path, catalog: list[CatalogEntry], quants: dict
+) -> None:
+    install(data_dir, quants["Q8_0"])
+    install(data_dir, quants["Q6_K"])  # verified bytes, but not a loadable model
+    hearth = launch(data_dir, catalog=catalog)
+    dialog = open_model_page(qtbot, hearth)
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS):
+        choose(qtbot, dialog, "Q8_0")
+    conv_id = start_chat(qtbot, hearth)
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+        choose(qtbot, dialog, "Q6_K")
+    assert done.args == [False]
+    info = hearth.controller.model_info
+    assert info is not None and info.quantization == "Q8_0"  # back where it was
+    banner = hearth.window.error_banner.label.text()
+    assert "could not load" in banner and "went back to" in banner and "Q8_0" in banner
+    saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
+    assert saved["model.quant"] == "Q8_0"  # the failed choice is not remembered
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Still there?")
+    assert len(hearth.store.messages(conv_id)) == 4
