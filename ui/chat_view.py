@@ -17,8 +17,18 @@ import html
 import time
 from collections import OrderedDict
 
-from PySide6.QtCore import QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCursor
+from PySide6.QtCore import QPoint, QRect, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import (
+    QDesktopServices,
+    QFocusEvent,
+    QGuiApplication,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QTextCursor,
+    QTextDocument,
+)
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.types import MessageStatus, Role, StoredMessage
@@ -43,12 +53,80 @@ def _plain_html(text: str) -> str:
     return "<p>" + html.escape(text).replace("\n", "<br>") + "</p>"
 
 
+_SENTINEL = "<p>x</p>"  # one throw-away block, see _insert_blocks
+
+
 def _insert_blocks(cursor: QTextCursor, html_text: str) -> None:
-    """Insert HTML as blocks of their own. QTextCursor.insertHtml merges the
-    fragment's first block into the block at the cursor; start a new one."""
-    if cursor.block().length() > 1:  # the block holds text (length counts its separator)
+    """Append HTML at the end of the document as blocks of their own, laid out
+    exactly as ``setHtml`` of the whole text would lay them out.
+
+    ``QTextCursor.insertHtml`` merges the fragment's first block into the block
+    at the cursor and keeps *that* block's format (its margins), so a streamed
+    paragraph would take the margins of the header or table before it: uneven
+    gaps that jumped when the finished reply was re-rendered. So a sentinel
+    paragraph goes first and takes the merge; every real block then arrives
+    with its own format, and the sentinel is removed. The cursor ends at the end.
+    """
+    html_text = html_text.strip()  # a trailing newline would become a trailing space
+    if not html_text:
+        return
+    doc = cursor.document()
+    cursor.movePosition(QTextCursor.MoveOperation.End)
+    if doc.characterCount() <= 1:  # an empty document: its one block takes the format
+        cursor.insertHtml(html_text)
+        return
+    sentinel = QTextCursor(doc)
+    if cursor.block().length() > 1:  # a block with text: the sentinel gets a block of its own
         cursor.insertBlock()
-    cursor.insertHtml(html_text)
+        start = cursor.position()
+        cursor.insertHtml(_SENTINEL + html_text)
+        sentinel.setPosition(start - 1)  # its separator too, so the block before is untouched
+        sentinel.setPosition(start + 1, QTextCursor.MoveMode.KeepAnchor)
+        sentinel.removeSelectedText()
+    else:  # an empty block (the one after a table) stays empty, with its own format
+        start = cursor.position()
+        kept = (cursor.blockFormat(), cursor.blockCharFormat())
+        cursor.insertHtml(_SENTINEL + html_text)  # an empty block takes the sentinel's format
+        sentinel.setPosition(start)
+        sentinel.setPosition(start + 1, QTextCursor.MoveMode.KeepAnchor)
+        sentinel.removeSelectedText()
+        sentinel.setBlockFormat(kept[0])
+        sentinel.setBlockCharFormat(kept[1])
+    cursor.movePosition(QTextCursor.MoveOperation.End)
+
+
+def _remove_to_end(cursor: QTextCursor) -> None:
+    """Remove from the cursor to the end of the document. The block at the cursor
+    keeps its format: removing a range makes it take the format of the range's
+    last block (a paragraph's margins on the empty block after a table)."""
+    kept = (cursor.blockFormat(), cursor.blockCharFormat())
+    cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+    cursor.removeSelectedText()
+    cursor.setBlockFormat(kept[0])
+    cursor.setBlockCharFormat(kept[1])
+
+
+def _links(doc: QTextDocument) -> list[tuple[int, int, str]]:
+    """Every link in the document: (start, end, href), in document order."""
+    found: list[tuple[int, int, str]] = []
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            fmt = fragment.charFormat()
+            if fmt.isAnchor() and fmt.anchorHref():
+                start, end, href = (
+                    fragment.position(),
+                    fragment.position() + fragment.length(),
+                    fmt.anchorHref(),
+                )
+                if found and found[-1][2] == href and found[-1][1] == start:
+                    start = found.pop()[0]  # one link in several formats
+                found.append((start, end, href))
+            it += 1
+        block = block.next()
+    return found
 
 
 class _Stream:
@@ -74,6 +152,10 @@ class ChatView(QTextBrowser):
         super().__init__(parent)
         self.setObjectName("chat_view")
         self.setAccessibleName("Conversation")
+        self.setAccessibleDescription(
+            "Tab and Shift+Tab move between the actions under each message; "
+            "Enter or Space activates the one in focus."
+        )
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.document().setDocumentMargin(16)
@@ -81,17 +163,24 @@ class ChatView(QTextBrowser):
         self.anchorClicked.connect(self._on_anchor_clicked)
         self._renderer = MarkdownRenderer(dark)
         self._assistant_name = "Assistant"
-        self._codes: dict[int, str] = {}
+        self._codes: dict[int, str] = {}  # copy-code id -> code (ids live in cached HTML)
+        self._code_ids: dict[str, int] = {}
         self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
+        self._context_start: int | None = None  # the first message the model still reads
         self._stream: _Stream | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(REPAINT_INTERVAL_MS)
         self._timer.timeout.connect(self._flush)
 
     # --- configuration ----------------------------------------------------------------
+    def set_context_start(self, msg_id: int | None) -> None:
+        """Mark the messages before ``msg_id`` as no longer read by the model (a
+        divider above it); None: it reads them all. Shown from the next rebuild."""
+        self._context_start = msg_id
+
     def set_assistant_name(self, name: str) -> None:
         if name != self._assistant_name:
             self._assistant_name = name
@@ -137,7 +226,7 @@ class ChatView(QTextBrowser):
         self._scroll_to_bottom()
 
     def _rebuild(self) -> None:
-        self._codes.clear()
+        focused = self._focused_link() if self.hasFocus() else None
         parts: list[str] = []
         if self._shown_from:
             parts.append(
@@ -145,10 +234,13 @@ class ChatView(QTextBrowser):
                 f"Show {self._shown_from} earlier messages</a></p>"
             )
         last = self._messages[-1].id if self._messages else None
-        parts.extend(
-            self._message_html(m, m.id == last) for m in self._messages[self._shown_from :]
-        )
+        for m in self._messages[self._shown_from :]:
+            if m.id == self._context_start and m is not self._messages[0]:
+                parts.append(self._context_divider_html())
+            parts.append(self._message_html(m, m.id == last))
         self.setHtml("".join(parts))
+        if focused is not None:
+            self._refocus(*focused)
 
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
@@ -245,8 +337,7 @@ class ChatView(QTextBrowser):
         thinking_s = time.monotonic() - stream.think_started
         cursor = QTextCursor(self.document())
         cursor.setPosition(stream.think_pos)
-        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-        cursor.removeSelectedText()
+        _remove_to_end(cursor)
         seconds = f" for {thinking_s:.0f} s" if thinking_s >= 1 else ""
         _insert_blocks(
             cursor, f'<p style="color:{self._renderer.palette.muted}"><i>Thought{seconds}</i></p>'
@@ -259,8 +350,7 @@ class ChatView(QTextBrowser):
         closed = len(text) if final else stream.splitter.feed(text)
         cursor = QTextCursor(self.document())
         cursor.setPosition(stream.open_pos)
-        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-        cursor.removeSelectedText()
+        _remove_to_end(cursor)
         if closed > stream.rendered_closed:
             chunk = text[stream.rendered_closed : closed]
             _insert_blocks(cursor, self._renderer.render(chunk, self._register_code))
@@ -315,6 +405,13 @@ class ChatView(QTextBrowser):
         body = html.escape(thinking).replace("\n", "<br>")
         return link + f'<p style="color:{muted}; margin-left:12px"><i>{body}</i></p>'
 
+    def _context_divider_html(self) -> str:
+        muted = self._renderer.palette.muted
+        return (
+            f'<hr><p align="center" style="color:{muted}; font-size:small">'
+            "<i>The model no longer sees the messages above.</i></p>"
+        )
+
     def _note_html(self, note: str) -> str:
         return f'<p style="color:{self._renderer.palette.muted}"><i>{html.escape(note)}</i></p>'
 
@@ -347,8 +444,11 @@ class ChatView(QTextBrowser):
         return f'<p style="font-size:small; color:{muted}">{" · ".join(links)}</p>'
 
     def _register_code(self, code: str) -> int:
-        index = len(self._codes)
-        self._codes[index] = code
+        # Stable ids: cached message HTML keeps the ids it was rendered with.
+        index = self._code_ids.get(code)
+        if index is None:
+            index = self._code_ids[code] = len(self._codes)
+            self._codes[index] = code
         return index
 
     # --- links ----------------------------------------------------------------------------------
@@ -405,6 +505,95 @@ class ChatView(QTextBrowser):
         self._expanded_thinking ^= {msg_id}
         if self._stream is None:
             self._rebuild_keeping_scroll()
+
+    # --- keyboard: Tab and Shift+Tab move through the links, Enter activates -------------
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        """Tabbing in lands on the first (Shift+Tab: last) link in sight, not on
+        nothing: QTextBrowser would otherwise search from wherever its cursor was,
+        and Shift+Tab from the top would leave at once, past every link."""
+        super().focusInEvent(event)
+        reason = event.reason()
+        if reason not in (Qt.FocusReason.TabFocusReason, Qt.FocusReason.BacktabFocusReason):
+            return
+        forward = reason == Qt.FocusReason.TabFocusReason
+        links = _links(self.document())
+        if not links:
+            return
+        # By block geometry, which lays the document out as far as needed (a hit
+        # test at the viewport's corner can answer "the end" before the first paint).
+        layout, doc = self.document().documentLayout(), self.document()
+        top = self.verticalScrollBar().value()
+        bottom = top + self.viewport().height()
+        for link in links if forward else reversed(links):
+            rect = layout.blockBoundingRect(doc.findBlock(link[0]))
+            if (rect.bottom() > top) if forward else (rect.top() < bottom):
+                self._focus_link(links, link, forward)
+                return
+        self._focus_link(links, links[-1] if forward else links[0], forward)
+
+    def _focus_link(
+        self, links: list[tuple[int, int, str]], target: tuple[int, int, str], forward: bool
+    ) -> None:
+        """Give ``target`` (one of ``links``) the keyboard focus."""
+        cursor = QTextCursor(self.document())
+        # Select the character just outside the link, then take QTextBrowser's own step
+        # onto it: the same focus (and frame) as a Tab press. (It steps from a
+        # selection only; with none it starts over from the document's start or end,
+        # which is right for the first and the last link.)
+        if forward and target is not links[0]:
+            cursor.setPosition(target[0] - 1)
+            cursor.setPosition(target[0], QTextCursor.MoveMode.KeepAnchor)
+        elif not forward and target is not links[-1]:
+            cursor.setPosition(target[1])
+            cursor.setPosition(target[1] + 1, QTextCursor.MoveMode.KeepAnchor)
+        self.setTextCursor(cursor)
+        self.focusNextPrevChild(forward)
+
+    def _focused_link(self) -> tuple[int, str] | None:
+        """(position, href) of the link that has keyboard focus, if one has."""
+        cursor = self.textCursor()
+        if not cursor.hasSelection():
+            return None
+        probe = QTextCursor(self.document())
+        probe.setPosition(cursor.selectionStart() + 1)
+        href = probe.charFormat().anchorHref()
+        return (cursor.selectionStart(), href) if href else None
+
+    def _refocus(self, pos: int, href: str) -> None:
+        """After a rebuild: the same link again, else the same action nearest to
+        where it was (a message's next version), else the next link."""
+        links = _links(self.document())
+        if not links:
+            return
+        action = href.rpartition("/")[0]
+        same = [link for link in links if link[2] == href] or [
+            link for link in links if action and link[2].rpartition("/")[0] == action
+        ]
+        if same:
+            target = min(same, key=lambda link: abs(link[0] - pos))
+        else:
+            target = next((link for link in links if link[1] > pos), links[-1])
+        self._focus_link(links, target, True)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        """A clear ring around the link in keyboard focus (Qt's own is a faint dotted line)."""
+        super().paintEvent(event)
+        focused = self._focused_link() if self.hasFocus() else None
+        if focused is None:
+            return
+        cursor = self.textCursor()
+        start, end = QTextCursor(cursor), QTextCursor(cursor)
+        start.setPosition(cursor.selectionStart())
+        end.setPosition(cursor.selectionEnd())
+        left, right = self.cursorRect(start), self.cursorRect(end)
+        if left.top() != right.top():  # a link broken over two lines: Qt's frame will do
+            return
+        ring = QRect(QPoint(left.left(), left.top()), QPoint(right.right(), right.bottom()))
+        painter = QPainter(self.viewport())
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), 2))
+        painter.drawRoundedRect(ring.adjusted(-3, -1, 3, 1), 3, 3)
+        painter.end()
 
     def loadResource(self, kind: int, url: QUrl | str) -> object:
         """Never fetch anything: no remote images, no local files from model output."""

@@ -144,18 +144,26 @@ def _unbound(rule: Callable[..., str]) -> Callable[..., str]:
 
 # --- finding where the text can be cut into finished blocks -------------------------
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")  # a list item's first line
 
 
 class BlockSplitter:
     """Tracks, across calls, how much of a growing Markdown text is made of
     finished blocks: text up to a blank line outside a code fence, or up to the
     end of a closing fence. Each call scans only the lines added since the last
-    one, so the cost per call is independent of the length of the text."""
+    one, so the cost per call is independent of the length of the text.
+
+    Inside a list a blank line does not finish anything yet: an indented line or
+    another item may follow, and then the blank line was part of one (loose)
+    list, which renders with other spacing than two lists would. The list is
+    finished once a line starts at the margin with something else."""
 
     def __init__(self) -> None:
         self._scanned = 0  # offset of the first line not yet scanned
         self._fence: str | None = None  # the open fence's marker
         self._fence_start = 0  # offset where the open fence began
+        self._in_list = False
+        self._blank_after: int | None = None  # in a list: the end of its last blank line
         self.closed = 0  # text[:closed] is finished blocks
 
     def feed(self, text: str) -> int:
@@ -164,25 +172,42 @@ class BlockSplitter:
             end = text.find("\n", pos)
             if end < 0:
                 break
-            line = text[pos:end]
-            m = _FENCE.match(line)
-            if self._fence is None:
-                if m:
-                    self._fence = m.group(1)
-                    self._fence_start = pos
-                elif not line.strip():
-                    self.closed = end + 1
-            elif (
+            self._line(text[pos:end], pos, end + 1)
+            pos = end + 1
+        self._scanned = pos
+        return self.closed
+
+    def _line(self, line: str, start: int, after: int) -> None:
+        m = _FENCE.match(line)
+        if self._fence is not None:
+            if (
                 m
                 and m.group(1)[0] == self._fence[0]
                 and len(m.group(1)) >= len(self._fence)
                 and not line.strip()[len(m.group(1)) :].strip()
             ):
                 self._fence = None
-                self.closed = end + 1
-            pos = end + 1
-        self._scanned = pos
-        return self.closed
+                if not self._in_list:
+                    self.closed = after
+            return
+        blank = not line.strip()
+        at_margin = not blank and not line[0].isspace() and not _ITEM.match(line)
+        if self._in_list and at_margin and self._blank_after is not None:
+            # Something at the margin after a blank line: a block of its own.
+            self.closed = self._blank_after
+            self._in_list = False
+        if not blank:
+            self._blank_after = None
+        if m:
+            self._fence = m.group(1)
+            self._fence_start = start
+        elif _ITEM.match(line):
+            self._in_list = True
+        elif blank:
+            if self._in_list:
+                self._blank_after = after
+            else:
+                self.closed = after
 
     @property
     def open_fence_start(self) -> int | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import QObject, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument
+from PySide6.QtCore import QObject, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextDocument
 from pytestqt.qtbot import QtBot
 
 from engine.types import MessageStatus, StoredMessage
@@ -127,6 +127,62 @@ def test_streamed_reply_looks_like_the_saved_one(qtbot: QtBot, view: ChatView) -
     saved = words(other.plain_text())
     assert saved.endswith(" Copy · Regenerate · Delete")  # the saved reply has its actions
     assert streamed == saved.removesuffix(" Copy · Regenerate · Delete")
+
+
+# Joins that used to leave uneven gaps: a paragraph after a header, a table (code),
+# a quote, a list; an empty block after a table followed by prose or a list.
+JOINS = (
+    MARKDOWN
+    + "\nA paragraph after.\n\n> a quote\n\n1. one\n2. two\n\n```\ncode\n```\n```\nmore\n```\n"
+    "after two tables\n\n1. **Step one**\n\n   Explain it.\n\n2. **Step two**\n\n"
+    "   - nested\n   - more\n\n### The end\n\nLast line."
+)
+
+
+def layout(doc: QTextDocument, stop: str | None = None) -> list[tuple[object, ...]]:
+    """Each block's text, frame depth, margins and where the layout put it."""
+    out: list[tuple[object, ...]] = []
+    block, lay = doc.begin(), doc.documentLayout()
+    while block.isValid() and block.text() != stop:
+        fmt, frame, depth = block.blockFormat(), QTextCursor(block).currentFrame(), 0
+        while frame is not None and frame != doc.rootFrame():
+            depth, frame = depth + 1, frame.parentFrame()
+        rect = lay.blockBoundingRect(block)
+        margins = (fmt.topMargin(), fmt.bottomMargin(), fmt.leftMargin(), fmt.indent())
+        out.append((block.text(), depth, margins, rect.top(), rect.height()))
+        block = block.next()
+    return out
+
+
+def fixed_width_view(qtbot: QtBot) -> ChatView:
+    v = ChatView()
+    qtbot.addWidget(v)
+    v.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)  # same width for both
+    v.resize(700, 500)
+    v.show()
+    return v
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 40])
+def test_streamed_reply_is_laid_out_like_the_saved_one(qtbot: QtBot, chunk: int) -> None:
+    """No gap where streamed blocks join: block for block, the same margins at the
+    same heights as the finished reply re-rendered whole (so nothing jumps)."""
+    before = [message(1, "user", "hello")]
+    streamed = fixed_width_view(qtbot)
+    streamed.show_messages(before)
+    streamed.begin_reply()
+    for i in range(0, len(JOINS), chunk):
+        streamed.append_reply(JOINS[i : i + chunk])
+        if (i // chunk) % 3 == 0:
+            streamed._flush()  # frames at many different places in the text
+    streamed.end_reply(MessageStatus.COMPLETE)
+
+    saved = fixed_width_view(qtbot)
+    saved.show_messages([*before, message(2, "assistant", JOINS)])
+    want = layout(saved.document(), stop="Copy · Regenerate · Delete")
+    got = layout(streamed.document())
+    assert [b[0] for b in got] == [b[0] for b in want]  # the same blocks...
+    assert got == want  # ...with the same margins, at the same places
 
 
 def test_streaming_work_per_frame_does_not_grow_with_the_reply(
