@@ -122,14 +122,14 @@ def without_gtk_theme(binaries: list[Any]) -> list[Any]:
     return [e for e in kept if Path(e[0]).name not in only_theme]
 
 
-def windows_version_info(version: str) -> Any:
+def windows_version_info(version: str, company: str) -> Any:
     """The version resource Windows shows in a file's Properties and in Task Manager."""
     from PyInstaller.utils.win32 import versioninfo as vi
 
     numbers = [int(n) for n in re.findall(r"\d+", version)[:4]]
     quad = tuple(numbers + [0] * (4 - len(numbers)))
     strings = [
-        vi.StringStruct("CompanyName", "Hearth"),
+        vi.StringStruct("CompanyName", company),
         vi.StringStruct("FileDescription", "Hearth: private, offline chat"),
         vi.StringStruct("FileVersion", version),
         vi.StringStruct("InternalName", "Hearth"),

@@ -9,17 +9,25 @@
 #ifndef AppVersion
   #error Pass the version: iscc /DAppVersion=X.Y.Z packaging\windows\hearth.iss
 #endif
+; Publisher and AppId: packaging\identity.ini, shared with the .deb and the .app.
+#define Identity SourcePath + "..\identity.ini"
+#define AppPublisher ReadIni(Identity, "hearth", "publisher", "")
+#define AppGuid ReadIni(Identity, "hearth", "windows_app_id", "")
+#if AppPublisher == "" || AppGuid == ""
+  #error packaging\identity.ini has no publisher or windows_app_id
+#endif
 #ifndef SourceDir
   #define SourceDir "..\..\dist\windows\hearth"
 #endif
 
 [Setup]
 ; Never change AppId: Windows finds the installed Hearth (to upgrade or remove it) by it.
-AppId={{18769124-527F-4663-BCB2-D44460453974}
+; "{{" is Inno's escaped "{": the value is {GUID}.
+AppId={{{#AppGuid}}
 AppName=Hearth
 AppVersion={#AppVersion}
 AppVerName=Hearth {#AppVersion}
-AppPublisher=The Hearth authors
+AppPublisher={#AppPublisher}
 VersionInfoVersion={#AppVersion}
 ; Per-user: installs into %LOCALAPPDATA%\Programs\Hearth without a UAC prompt.
 PrivilegesRequired=lowest

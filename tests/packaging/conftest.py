@@ -4,20 +4,42 @@ Building uses the same command a person runs (packaging/linux/build-deb.sh) and
 the same PyInstaller cache (~/.cache/hearth-build): an unchanged tree reuses
 the frozen folder and only packs the .deb again. Fast compression (zstd -1)
 keeps CI quick; release builds use the script's default.
+
+The package is built with ``--dev-llama``: from the dev .venv, whose llama.cpp
+is compiled for this machine's CPU (GGML_NATIVE), because the portable build
+takes ~30 minutes, more than CI has. So the package is marked as a development
+build (version ``~dev``, not for distribution), and test_deb.py checks that
+mark; test_llama_flavor.py checks that without the flag build-deb.sh refuses
+such a llama.cpp.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGING = ROOT / "packaging"
+
+
+def packaging_module(name: str) -> ModuleType:
+    """A script of packaging/ (a folder of scripts, not a package) imported by path."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, PACKAGING / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @dataclass(frozen=True)
@@ -60,7 +82,7 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("deb")
     started = time.monotonic()
     result = subprocess.run(
-        ["bash", str(ROOT / "packaging" / "linux" / "build-deb.sh"), "--out", str(out)],
+        ["bash", str(PACKAGING / "linux" / "build-deb.sh"), "--dev-llama", "--out", str(out)],
         cwd=ROOT,
         env={**os.environ, "HEARTH_DEB_COMPRESSION": "zstd:1"},
         capture_output=True,

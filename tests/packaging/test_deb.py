@@ -1,5 +1,11 @@
 """Hearth's .deb end to end: build, install with dpkg, start from the menu entry, chat, uninstall.
 
+The package is built with ``build-deb.sh --dev-llama`` (see conftest.py): the dev
+venv's llama.cpp, compiled for this CPU, because CI cannot afford the 30-minute
+portable build; the package is then marked not for distribution, which
+test_package_is_marked_when_its_llama_cpp_is_not_portable checks. The shipped,
+portable package was verified by hand (packaging/README.md).
+
 Everything runs the installed files (the frozen app under /opt/hearth of a temp
 root) in a clean environment with its own HOME, so the app's default
 platformdirs folders are used exactly as on a person's machine. The window
@@ -21,11 +27,14 @@ import pytest
 
 from app.version import __version__
 from engine.store import ChatStore
-from tests.packaging.conftest import Installed, clean_env, install
+from tests.packaging.conftest import Installed, clean_env, install, packaging_module
 
 pytestmark = pytest.mark.timeout(3600)  # a cold build of the frozen app included
 
 STARTER_NAME = "SmolLM2 135M Instruct"
+# What build-deb.sh --dev-llama makes of the dev venv's llama.cpp.
+DEV_LLAMA = packaging_module("llama_flavor").from_installed()
+PACKAGE_VERSION = __version__ if DEV_LLAMA.portable else f"{__version__}~dev"
 
 
 def user_dirs(home: Path) -> tuple[Path, Path]:
@@ -72,7 +81,8 @@ def chat(hearth: Path, home: Path, *args: str) -> dict[str, object]:
 def test_package_installs_app_menu_entry_icons_and_command(installed: Installed) -> None:
     status = installed.dpkg("--status", "hearth").stdout
     assert "Status: install ok installed" in status
-    assert f"Version: {__version__}" in status
+    assert f"Version: {PACKAGE_VERSION}\n" in status
+    assert f"Maintainer: {packaging_module('identity').identity().maintainer}\n" in status
     depends = next(line for line in status.splitlines() if line.startswith("Depends:"))
     assert "libc6 (>= 2." in depends and "libxcb-cursor0" in depends
 
@@ -106,6 +116,24 @@ def test_package_installs_app_menu_entry_icons_and_command(installed: Installed)
     for size in (16, 24, 32, 48, 64, 128, 256, 512):
         assert (hicolor / f"{size}x{size}" / "apps" / f"{icon}.png").is_file()
     assert (hicolor / "scalable" / "apps" / f"{icon}.svg").is_file()
+
+
+def test_package_is_marked_when_its_llama_cpp_is_not_portable(
+    deb: Path, installed: Installed
+) -> None:
+    assert deb.name == f"hearth_{PACKAGE_VERSION}_{deb.name.rsplit('_', 1)[1]}"
+    status = installed.dpkg("--status", "hearth").stdout
+    marker = installed.opt / "NOT-FOR-DISTRIBUTION"
+    if DEV_LLAMA.portable:  # a dev venv set up with a portable llama.cpp: nothing to mark
+        assert not marker.exists() and "NOT FOR DISTRIBUTION" not in status
+        return
+    assert PACKAGE_VERSION.endswith("~dev")
+    assert "DEVELOPMENT BUILD, NOT FOR DISTRIBUTION" in status
+    note = marker.read_text(encoding="utf-8")
+    assert "--dev-llama" in note and "GGML_NATIVE=ON" in note
+    # What the dev build bundles: one CPU backend, linked in; no per-CPU variants.
+    lib = installed.opt / "_internal" / "llama_cpp" / "lib"
+    assert (lib / "libggml-cpu.so.0").exists() and not list(lib.glob("libggml-cpu-*.so"))
 
 
 def test_installed_command_chats_with_the_bundled_starter_model(

@@ -18,8 +18,10 @@ from typing import Any, ClassVar
 import pytest
 
 from app.version import __version__
+from tests.packaging.conftest import packaging_module
 
 PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
+identity = packaging_module("identity").identity
 
 
 class Target:
@@ -61,7 +63,9 @@ def run_spec(platform: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert spec is not None and spec.loader is not None
     support = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(support)
-    monkeypatch.setattr(support, "windows_version_info", lambda version: ("version", version))
+    monkeypatch.setattr(
+        support, "windows_version_info", lambda version, company: ("version", version, company)
+    )
     monkeypatch.setitem(sys.modules, "spec_support", support)
     monkeypatch.setattr(sys, "platform", platform)
     monkeypatch.setattr(sys, "path", list(sys.path))  # the spec inserts its folders
@@ -86,7 +90,7 @@ def test_windows_has_a_windowed_app_and_a_console_twin_with_icon_and_version(
         assert exe.kwargs["exclude_binaries"] is True  # one folder, shared by both
         assert Path(exe.kwargs["icon"]).name == "hearth.ico" and Path(exe.kwargs["icon"]).is_file()
         assert exe.kwargs["upx"] is False
-    assert gui.kwargs["version"] == ("version", __version__)
+    assert gui.kwargs["version"] == ("version", __version__, identity().publisher)
     (collect,) = of(COLLECT, made)
     assert collect.args[:2] == (gui, cli) and collect.kwargs["name"] == "hearth"
     assert not of(BUNDLE, made)
@@ -101,7 +105,7 @@ def test_macos_bundle_has_identity_icon_and_info_plist(
     (bundle,) = of(BUNDLE, made)
     assert bundle.args == (of(COLLECT, made)[0],)
     kw = bundle.kwargs
-    assert kw["name"] == "Hearth.app" and kw["bundle_identifier"] == "org.hearth.Hearth"
+    assert kw["name"] == "Hearth.app" and kw["bundle_identifier"] == identity().bundle_id
     assert Path(kw["icon"]).name == "hearth.icns" and Path(kw["icon"]).is_file()
     plist = kw["info_plist"]
     assert plist["CFBundleShortVersionString"] == __version__ == kw["version"]
