@@ -1,4 +1,5 @@
-"""Hearth's entry point: ``hearth`` opens the window, ``hearth chat`` is the CLI."""
+"""Hearth's entry point: ``hearth`` opens the window; ``hearth chat``, ``models``, ``pull``,
+``import`` and ``rm`` are the command line (app/cli.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from app.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.cli import add_chat_parser
+    from app.cli import add_chat_parser, add_model_parsers
 
     parser = argparse.ArgumentParser(
         prog="hearth", description="Private, offline chat with open language models."
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     add_chat_parser(sub)
+    add_model_parsers(sub)
     return parser
 
 
@@ -33,6 +35,18 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import run_chat
 
         return run_chat(args, paths)
+    if args.command in ("models", "pull", "import", "rm"):
+        from app import cli
+        from app.logs import setup_logging
+
+        # Warnings (huggingface_hub's "trying to resume", retries) go to the log file:
+        # the terminal gets the progress bar and one sentence per problem.
+        setup_logging(paths.ensure().log_dir)
+        cli.quiet_library_logs()
+
+        runner = {"models": cli.run_models, "pull": cli.run_pull, "import": cli.run_import,
+                  "rm": cli.run_rm}[args.command]  # fmt: skip
+        return runner(args, paths)
     from app.gui import run_gui
 
     return run_gui(paths, model_path=args.gui_model or "", theme=args.theme)

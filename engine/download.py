@@ -286,9 +286,9 @@ class Download:
         if _origin(location) != _origin(self.endpoint):
             # A CDN's signed URL needs no token, and the token must not leave the Hub.
             headers.pop("authorization", None)
+        self._done = have
         if have:
             self._emit(DownloadState.CHECKING)
-        self._done = have
         try:
             with _HashingFile(partial, have, self._check_cancel) as out:
                 # Speed is measured from here, not from before re-reading the kept part.
