@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app.controller import ChatController
 from app.model_manager import ModelManager
 from app.paths import AppPaths
+from engine.errors import KnownError
 from engine.settings import SPECS, Settings, Value
 from engine.types import EngineOptions
 from ui.settings_dialog import SettingsDialog
@@ -90,6 +91,7 @@ class SettingsController(QObject):
         dialog.reload_requested.connect(self._on_reload_requested)
         dialog.open_folder_requested.connect(self._on_open_folder)
         dialog.finished.connect(self._on_dialog_finished)
+        dialog.delete_all_chats_requested.connect(self._on_delete_all_chats)
         dialog.set_reload_pending(self._reload_pending)
         self.dialog = dialog
         if self.models is not None:
@@ -170,6 +172,28 @@ class SettingsController(QObject):
             else engine_options(self.settings)
         )
         self.chat.reload(options)
+
+    @Slot()
+    def _on_delete_all_chats(self) -> None:
+        window = self.chat.window
+        if window.state in (ResponseState.GENERATING, ResponseState.STOPPING):
+            window.show_error("A reply is being written. Stop it first, then delete the chats.")
+            return
+        if not window.confirm(
+            "Delete all chats?",
+            "Delete every conversation for good? This cannot be undone.",
+            "To keep a copy, export them first (⋯ menu → Export all chats).",
+            "Delete all chats",
+        ):
+            return
+        try:
+            count = self.chat.store.delete_all_conversations()
+        except KnownError as exc:
+            window.show_error(exc.message)
+            return
+        log.info("deleted all %d conversations", count)
+        self.chat.refresh_conversations()
+        window.statusBar().showMessage(f"Deleted {count} conversations.", 8000)
 
     @Slot(str)
     def _on_open_folder(self, which: str) -> None:

@@ -152,6 +152,19 @@ class ChatStore(MessageStore):
             )
         return cur.rowcount
 
+    def delete_all_conversations(self) -> int:
+        """Delete every conversation for good and compact the file, so the deleted text
+        does not linger in free pages (Settings asks first). Returns how many."""
+        self._db.execute("PRAGMA secure_delete = ON")  # many builds default to it; not all
+        with self._writing():
+            cur = self._db.execute("DELETE FROM conversations")
+        try:
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the old pages leave the disk
+        except sqlite3.DatabaseError as e:
+            raise self._failure("compact", e) from e
+        return cur.rowcount
+
     def conversation_settings(self, conv_id: int) -> dict[str, Any]:
         """Per-chat settings (e.g. thinking on/off, sampling overrides); {} if none."""
         rows = self._rows("SELECT settings FROM conversations WHERE id = ?", (conv_id,))

@@ -81,3 +81,27 @@ def click_text(qtbot: QtBot, view: ChatView, needle: str) -> None:
     left, right = view.cursorRect(start), view.cursorRect(end)
     point = QPoint((left.left() + right.left()) // 2, left.center().y())
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point)
+
+
+def answer_next_dialog(qtbot: QtBot, button_text: str) -> list[str]:
+    """Press ``button_text`` in the next message box, as a person would; returns the
+    texts of the boxes answered (filled in once it has been answered)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    seen: list[str] = []
+
+    def press() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, press)
+            return
+        seen.append(box.text())
+        for button in box.buttons():
+            if button.text().replace("&", "") == button_text:
+                qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+                return
+        raise AssertionError(f"no {button_text!r} button in {box.text()!r}")
+
+    QTimer.singleShot(0, press)
+    return seen

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication, QComboBox, QPushButton, QSpinBox
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
-from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from ui.settings_dialog import SettingsDialog
 from ui.state import ResponseState
 
@@ -101,3 +101,31 @@ def test_a_broken_settings_file_never_stops_hearth(
     assert "reset to their defaults" in banner and "Theme" in banner
     backups = list(config.glob("settings.json.bad-*"))
     assert len(backups) == 1 and "neon" in backups[0].read_text()
+
+
+def test_delete_all_chats_asks_then_deletes_them_for_good(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir)
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "A secret about the garden")
+    hearth.store.create_conversation("Another chat")
+    hearth.controller.refresh_conversations()
+    assert hearth.window.conversations.rowCount() == 2
+    dialog = open_settings(qtbot, hearth)
+    button = dialog.findChild(QPushButton, "delete_all_chats_button")
+    assert button is not None
+
+    seen = answer_next_dialog(qtbot, "Cancel")
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert seen == ["Delete every conversation for good? This cannot be undone."]
+    assert len(hearth.store.list_conversations()) == 2
+
+    answer_next_dialog(qtbot, "Delete all chats")
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert hearth.store.list_conversations() == []
+    assert hearth.window.conversations.rowCount() == 0
+    assert hearth.store.search("garden") == []
+    # Gone from the files themselves, not only hidden: nothing to undo, nothing to find.
+    for path in data_dir.glob("hearth.sqlite3*"):
+        assert b"about the garden" not in path.read_bytes(), path.name
