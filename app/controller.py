@@ -9,7 +9,7 @@ at most every second), so a crash loses at most the last second of text.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -18,6 +18,7 @@ from PySide6.QtGui import QGuiApplication
 
 from app.storage import title_from
 from app.worker import EngineThread, ReplyRequest
+from engine.context import ContextUsage
 from engine.errors import KnownError
 from engine.store import ChatStore, ReplyRecorder
 from engine.types import (
@@ -31,6 +32,7 @@ from engine.types import (
     SamplingParams,
     StoredMessage,
 )
+from ui.context_dialog import ContextChoice, ask_context_choice
 from ui.main_window import MainWindow
 from ui.state import ResponseState
 
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 MEMORY_INTERVAL_MS = 1000
 LIST_PAGE = 200  # conversations listed at a time; more as the sidebar scrolls
+# Per-chat setting: the id of the first message the model still reads (the person
+# chose to drop the turns before it). Those stay in the store, shown and searchable.
+CONTEXT_FROM = "context_from"
 
 _STATUS_FOR_REASON = {
     FinishReason.STOP: MessageStatus.COMPLETE,
@@ -53,12 +58,18 @@ class _ActiveReply:
     conversation_id: int
     message_id: int
     recorder: ReplyRecorder
+    kind: str = "send"  # "send", "regenerate" or "continue"
+    question: StoredMessage | None = None  # the question a send stored (undone on Cancel)
+    history: list[Message] = field(default_factory=list)  # what the model is sent
+    history_ids: list[int | None] = field(default_factory=list)  # their ids (None: not stored)
+    previous_status: MessageStatus = MessageStatus.STOPPED  # of a continued reply
 
 
 class ChatController(QObject):
     # Requests to the engine thread (queued: the worker lives there).
     load_requested = Signal(str, object)  # path ("" = starter model), EngineOptions
     generate_requested = Signal(int, object)  # request id, ReplyRequest
+    measure_requested = Signal(int, object)  # conversation id, ReplyRequest (context meter)
     reply_done = Signal()  # the current reply is saved and the window is idle again (tests)
     model_changed = Signal()  # a load finished (loaded or failed), on the GUI thread
 
@@ -94,6 +105,9 @@ class ChatController(QObject):
         worker = engine.worker
         self.load_requested.connect(worker.load)
         self.generate_requested.connect(worker.generate)
+        self.measure_requested.connect(worker.measure)
+        worker.context_exceeded.connect(self._on_context_exceeded)
+        worker.usage_measured.connect(self._on_usage_measured)
         worker.model_loaded.connect(self._on_model_loaded)
         worker.model_load_failed.connect(self._on_model_load_failed)
         worker.delta_ready.connect(self._on_delta_ready)
@@ -187,7 +201,7 @@ class ChatController(QObject):
         editing, self._editing = self._editing, None
         if editing is not None and editing.conversation_id == self.current_id:
             # An edited question is a new version of that turn; the old one keeps its branch.
-            self.store.add_variant(editing.id, text)
+            question = self.store.add_variant(editing.id, text)
             self.window.statusBar().clearMessage()
         else:
             if self.current_id is None:
@@ -195,34 +209,182 @@ class ChatController(QObject):
                 self.current_id = conv.id
                 self.store.set_conversation_settings(conv.id, self._new_chat_settings())
                 self._new_chat = {}
-            self.store.add_message(self.current_id, "user", text)
+            question = self.store.add_message(self.current_id, "user", text)
         reply = self.store.add_message(self.current_id, "assistant", "", MessageStatus.STREAMING)
-        self._start_reply(reply)
+        self._start_reply(reply, question=question)
 
-    def _start_reply(self, reply: StoredMessage) -> None:
-        """Stream into ``reply`` (an empty, streaming assistant message on the active
-        path): the history is everything before it."""
+    def _history(
+        self, conv_id: int, messages: list[StoredMessage]
+    ) -> tuple[list[Message], list[int | None]]:
+        """What the model is sent of ``messages`` (a stretch of the chat's active
+        path from its start): the chat's system prompt, then the messages from the
+        first one it still reads. Returns the messages and their ids."""
+        settings = self.store.conversation_settings(conv_id)
+        start = _index_of(messages, settings.get(CONTEXT_FROM))
+        history: list[Message] = []
+        ids: list[int | None] = []
+        for m in messages[start:]:
+            if m.content or m.role == "user":
+                history.append(Message(m.role, m.content, m.thinking))
+                ids.append(m.id)
+        prompt = str(settings.get("system_prompt") or "").strip()
+        if prompt and not (history and history[0].role == "system"):
+            history.insert(0, Message("system", prompt))
+            ids.insert(0, None)
+        return history, ids
+
+    def _start_reply(
+        self,
+        reply: StoredMessage,
+        *,
+        kind: str = "send",
+        question: StoredMessage | None = None,
+    ) -> None:
+        """Stream into ``reply``, an assistant message on the active path: an empty,
+        streaming one, or (``kind="continue"``) a cut-off one the model carries on.
+        The history is everything before it."""
         conv_id = reply.conversation_id
         messages = self.store.messages(conv_id)
         before = messages[: next(i for i, m in enumerate(messages) if m.id == reply.id)]
-        history = [
-            Message(m.role, m.content, m.thinking) for m in before if m.content or m.role == "user"
-        ]
-        prompt = str(self.store.conversation_settings(conv_id).get("system_prompt") or "")
-        if prompt.strip() and not (history and history[0].role == "system"):
-            history.insert(0, Message("system", prompt.strip()))
+        history, ids = self._history(conv_id, before)
+        if kind == "continue":
+            history.append(Message("assistant", reply.content, reply.thinking))
+            ids.append(reply.id)
+            recorder = ReplyRecorder.resume(self.store, reply.id)
+        else:
+            recorder = ReplyRecorder(self.store, reply.id)
         self._refresh_conversation(conv_id)
         self._next_request += 1
         self._active = _ActiveReply(
-            self._next_request, conv_id, reply.id, ReplyRecorder(self.store, reply.id)
+            self._next_request,
+            conv_id,
+            reply.id,
+            recorder,
+            kind=kind,
+            question=question,
+            previous_status=reply.status,
         )
         view = self.window.chat_view
+        self._show_context_start(conv_id)
         view.show_messages(before, keep_scroll=True)
         view.begin_reply()
+        if kind == "continue":  # what was written so far, then the rest as it comes
+            if reply.thinking and not reply.content:
+                view.append_thinking(reply.thinking)
+            view.append_reply(reply.content)
         self.window.set_state(ResponseState.GENERATING)
+        self._request_reply(self._active, history, ids)
+
+    def _request_reply(
+        self, active: _ActiveReply, history: list[Message], ids: list[int | None]
+    ) -> None:
+        active.history, active.history_ids = history, ids
         self.engine.stop_event.clear()
+        request = ReplyRequest(
+            history,
+            self.params,
+            self.overrides,
+            self._thinking(),
+            conversation_id=active.conversation_id,
+            continue_reply=active.kind == "continue",
+        )
+        self.generate_requested.emit(active.request_id, request)
+
+    # --- context window ----------------------------------------------------------------
+    @Slot(int, object, int)
+    def _on_context_exceeded(self, request_id: int, usage: ContextUsage, dropped: int) -> None:
+        """The reply was not started: the chat leaves it no room. Ask, then act."""
+        active = self._active
+        if active is None or active.request_id != request_id or self._closed:
+            return
+        choice = ask_context_choice(
+            self.window, used=usage.prompt_tokens, n_ctx=usage.n_ctx, dropped=dropped
+        )
+        if self._active is not active:  # e.g. the window closed meanwhile
+            return
+        if choice is ContextChoice.DROP:
+            history, ids = active.history, active.history_ids
+            n_system = 0
+            while n_system < len(history) and history[n_system].role == "system":
+                n_system += 1
+            first = ids[n_system + dropped]
+            settings = self.store.conversation_settings(active.conversation_id)
+            settings[CONTEXT_FROM] = first
+            self.store.set_conversation_settings(active.conversation_id, settings)
+            if self.current_id == active.conversation_id:
+                self._show_context_start(active.conversation_id)
+                self._show_current(keep_scroll=True)
+            self.window.statusBar().showMessage(
+                f"The model no longer reads the oldest {dropped} messages of this chat; "
+                "they are still here.",
+                6000,
+            )
+            kept = history[:n_system] + history[n_system + dropped :]
+            self._request_reply(active, kept, ids[:n_system] + ids[n_system + dropped :])
+            return
+        question = self._abandon(active)
+        if choice is ContextChoice.NEW_CHAT:
+            old = self.store.conversation_settings(active.conversation_id)
+            self._on_new_chat_requested()
+            self._new_chat = {k: old[k] for k in ("system_prompt", "thinking") if k in old}
+            self._update_toolbar()
+            if question:
+                self.window.composer.setPlainText(question)
+                self._on_send_requested(question)
+            else:  # a regenerate or continue: the last question is offered to send again
+                last = next((m for m in reversed(active.history) if m.role == "user"), None)
+                self.window.composer.setPlainText(last.content if last else "")
+        elif question:
+            self.window.composer.setPlainText(question)  # back where it was typed
+            self.window.composer.setFocus()
+
+    def _abandon(self, active: _ActiveReply) -> str:
+        """Undo a reply that never started; returns the text of the question it
+        stored ("" if none), which is removed again."""
+        self._active = None
+        if active.kind == "continue":
+            active.recorder.finish(active.previous_status)
+        else:
+            self.store.delete_message(active.message_id)  # empty: nothing is lost
+        text = ""
+        if active.question is not None:
+            self.store.delete_message(active.question.id)
+            text = active.question.content
+        self._refresh_conversation(active.conversation_id)
+        if self.current_id == active.conversation_id:
+            self._show_current(keep_scroll=True)
+        self.window.set_state(ResponseState.IDLE if self.model_info else ResponseState.NO_MODEL)
+        self.reply_done.emit()
+        return text
+
+    def _show_context_start(self, conv_id: int) -> None:
+        """Mark in the view where the messages the model still reads begin."""
+        start = self.store.conversation_settings(conv_id).get(CONTEXT_FROM)
+        set_start = getattr(self.window.chat_view, "set_context_start", None)
+        if set_start is not None:
+            set_start(start if isinstance(start, int) else None)
+
+    def _measure_current(self) -> None:
+        """Ask the engine how full this chat makes the context window (the meter)."""
+        conv_id = self.current_id
+        if conv_id is None or self.model_info is None:
+            return
+        active = self._active
+        if active is not None and active.conversation_id == conv_id:
+            return  # measured when the reply is done
+        history, _ = self._history(conv_id, self.store.messages(conv_id))
+        if not history:
+            return
         request = ReplyRequest(history, self.params, self.overrides, self._thinking())
-        self.generate_requested.emit(self._next_request, request)
+        self.measure_requested.emit(conv_id, request)
+
+    @Slot(int, object)
+    def _on_usage_measured(self, conv_id: int, usage: ContextUsage) -> None:
+        if self._closed or conv_id != self.current_id:
+            return
+        self.window.chat_toolbar.set_context(
+            usage.prompt_tokens, usage.n_ctx, warn=usage.warn, reserve=usage.reserve
+        )
 
     # --- search, pin, undo, export ------------------------------------------------------
     @Slot(str)
@@ -294,7 +456,12 @@ class ChatController(QObject):
         if msg is None:
             return
         if action == "regenerate":
-            self._start_reply(self.store.add_variant(msg.id, "", MessageStatus.STREAMING))
+            self._start_reply(
+                self.store.add_variant(msg.id, "", MessageStatus.STREAMING), kind="regenerate"
+            )
+        elif action == "continue":
+            if msg.role == "assistant" and msg.status in _CONTINUABLE:
+                self._start_reply(msg, kind="continue")
         elif action == "edit":
             self.edit_message(msg)
         elif action == "delete":
@@ -310,10 +477,6 @@ class ChatController(QObject):
             if 0 <= index < len(versions):
                 self.store.select_variant(versions[index].id)
                 self._show_current(keep_scroll=True)
-        elif action == "continue":
-            self.window.statusBar().showMessage(
-                "Continuing a cut-off reply is not available yet: use Regenerate.", 5000
-            )
 
     def edit_message(self, msg: StoredMessage) -> None:
         """Put a question back in the composer; sending it makes a new version."""
@@ -398,6 +561,7 @@ class ChatController(QObject):
         self.window.set_model_info(info)
         self.window.set_state(ResponseState.IDLE)
         self._update_toolbar()
+        self._measure_current()
         self.model_changed.emit()
 
     @Slot(str)
@@ -495,14 +659,11 @@ class ChatController(QObject):
         status = _STATUS_FOR_REASON[done.reason]
         if self._finish(request_id, status):
             self.window.set_speed(done.stats.tokens_per_s)
-            if self.model_info is not None and done.stats.context_tokens:
-                self.window.chat_toolbar.set_context(
-                    done.stats.context_tokens, self.model_info.n_ctx
-                )
             if done.reason == FinishReason.CONTEXT:
                 self.window.show_error(
                     "The reply stopped because the conversation filled the model's context "
-                    "window. Start a new chat to continue."
+                    "window. Send your next message and Hearth will ask which messages the "
+                    "model may stop reading, or start a new chat."
                 )
 
     @Slot(int, str)
@@ -520,6 +681,7 @@ class ChatController(QObject):
             view = self.window.chat_view
             view.end_reply(status)
             view.show_messages(self.store.messages(active.conversation_id), keep_scroll=True)
+            self._measure_current()
         self._refresh_conversation(active.conversation_id)
         self.window.set_state(ResponseState.IDLE if self.model_info else ResponseState.NO_MODEL)
         self.reply_done.emit()
@@ -540,14 +702,18 @@ class ChatController(QObject):
         info = self.model_info
         bar.set_thinking_available(bool(info and info.supports_thinking))
         bar.set_thinking(bool(self._thinking()))
-        bar.set_context(0, info.n_ctx if info else 1)
+        if conv is None:
+            bar.set_context(0, info.n_ctx if info else 1)
 
     def _show_current(self, *, keep_scroll: bool = False) -> None:
         self._update_toolbar()
         view = self.window.chat_view
         if self.current_id is None:
+            self._show_context_start_none()
             view.show_messages([])
             return
+        self._show_context_start(self.current_id)
+        self._measure_current()
         messages = self.store.messages(self.current_id)
         active = self._active
         if active is not None and active.conversation_id == self.current_id:
@@ -566,3 +732,20 @@ class ChatController(QObject):
             if conv_id == self.current_id:
                 self.window.conversation_list.select_conversation(conv_id)
                 self.window.chat_toolbar.set_title(conv.title)
+
+    def _show_context_start_none(self) -> None:
+        set_start = getattr(self.window.chat_view, "set_context_start", None)
+        if set_start is not None:
+            set_start(None)
+
+
+_CONTINUABLE = (MessageStatus.LENGTH, MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
+
+
+def _index_of(messages: list[StoredMessage], msg_id: object) -> int:
+    """Where message ``msg_id`` is in ``messages``; 0 if it is not there."""
+    if isinstance(msg_id, int):
+        for i, m in enumerate(messages):
+            if m.id == msg_id:
+                return i
+    return 0

@@ -19,7 +19,8 @@ from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
-from engine.errors import KnownError
+from engine.context import ContextUsage, drop_oldest_turns
+from engine.errors import ContextFullError, KnownError
 from engine.types import (
     EngineOptions,
     Message,
@@ -46,6 +47,10 @@ class ReplyRequest:
     params: SamplingParams | None = None
     overrides: dict[str, float | int] = field(default_factory=dict)
     thinking: bool | None = None
+    # Names the conversation, so that switching chats and back keeps its state.
+    conversation_id: int | None = None
+    # The last message is a cut-off reply: carry on writing it.
+    continue_reply: bool = False
 
 
 class _DeltaBatch:
@@ -89,6 +94,10 @@ class EngineWorker(QObject):
     speed_measured = Signal(int, float)  # request id, tokens/s so far
     reply_finished = Signal(int, object)  # request id, ReplyDone
     reply_failed = Signal(int, str)  # request id, sentence
+    # The reply was not started: the conversation leaves it no room. Request id,
+    # ContextUsage, how many messages (after the system prompt) would have to go.
+    context_exceeded = Signal(int, object, int)
+    usage_measured = Signal(int, object)  # conversation id, ContextUsage
 
     def __init__(self, stop_event: threading.Event, models_dir: Path) -> None:
         super().__init__()
@@ -142,6 +151,14 @@ class EngineWorker(QObject):
             kwargs: dict[str, object] = {"stop": self._stop}
             if request.thinking is not None and self._supports_thinking_kw:
                 kwargs["thinking"] = request.thinking
+            if request.conversation_id is not None:
+                kwargs["cache_key"] = request.conversation_id
+            if request.continue_reply:
+                kwargs["continue_reply"] = True
+            dropped = self._must_drop(session, request, params)
+            if dropped:
+                self.context_exceeded.emit(request_id, dropped[0], dropped[1])
+                return
             for event in session.stream(request.conversation, params, **kwargs):  # type: ignore[attr-defined]
                 if isinstance(event, TextDelta):
                     batch.add(event.text, thinking=False)
@@ -162,6 +179,46 @@ class EngineWorker(QObject):
                 "The reply stopped because of an internal error. What was written so far is "
                 "kept; the details are in the log file.",
             )
+
+    @staticmethod
+    def _must_drop(
+        session: object, request: ReplyRequest, params: SamplingParams
+    ) -> tuple[ContextUsage, int] | None:
+        """(usage, messages to drop) when the conversation leaves the reply no room
+        and dropping its oldest turns would; None to go ahead (if even the last
+        turn alone is too long, the session says so in a sentence)."""
+        usage_of = getattr(session, "context_usage", None)
+        if usage_of is None:
+            return None
+
+        def usage(messages: list[Message]) -> ContextUsage:
+            return usage_of(  # type: ignore[no-any-return]
+                messages, params, thinking=request.thinking, continue_reply=request.continue_reply
+            )
+
+        now = usage(request.conversation)
+        if now.has_room:
+            return None
+        try:
+            _, dropped = drop_oldest_turns(request.conversation, lambda m: usage(list(m)).has_room)
+        except ContextFullError:
+            return None
+        return (now, len(dropped)) if dropped else None
+
+    @Slot(int, object)
+    def measure(self, conversation_id: int, request: ReplyRequest) -> None:
+        """How full ``request``'s conversation makes the context window (for the meter)."""
+        session = self._session
+        usage_of = getattr(session, "context_usage", None)
+        if usage_of is None:
+            return
+        try:
+            params = request.params or self._params_for(session, request)
+            usage = usage_of(request.conversation, params, thinking=request.thinking)
+        except KnownError as exc:  # e.g. the template rejects it: the meter stays as it was
+            log.info("could not measure the context use: %s", exc)
+            return
+        self.usage_measured.emit(conversation_id, usage)
 
     @staticmethod
     def _params_for(session: object, request: ReplyRequest) -> SamplingParams:

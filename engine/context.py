@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from engine.errors import ContextFullError
 from engine.types import Message, SamplingParams
 
-__all__ = ["ContextUsage", "drop_oldest_turns", "reply_budget"]
+__all__ = ["RESERVE_FRACTION", "WARN_FRACTION", "ContextUsage", "drop_oldest_turns", "reply_budget"]
 
 # From this fraction on, a meter should warn that the next turns may not fit.
 WARN_FRACTION = 0.8
+# A reply is reserved its whole budget, but at most this share of the window: a
+# thinking budget can be most of a window, and replies rarely use all of theirs.
+RESERVE_FRACTION = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +52,19 @@ class ContextUsage:
         return self.prompt_tokens < self.n_ctx
 
     @property
+    def reserve(self) -> int:
+        """The room the next reply is given: its budget, at most a quarter of the window."""
+        return min(self.reply_budget, int(self.n_ctx * RESERVE_FRACTION))
+
+    @property
+    def has_room(self) -> bool:
+        """True when the prompt leaves the next reply its reserve. When it does not,
+        the person chooses: drop the oldest turns or start a new chat."""
+        return self.prompt_tokens + self.reserve <= self.n_ctx
+
+    @property
     def warn(self) -> bool:
-        return not self.fits or self.fraction >= WARN_FRACTION
+        return not self.has_room or self.fraction >= WARN_FRACTION
 
 
 def reply_budget(params: SamplingParams, *, thinking: bool, close_tokens: int = 0) -> int:

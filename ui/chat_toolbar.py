@@ -6,7 +6,9 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
 
-WARN_AT = 0.8  # the meter turns to a warning from here
+from engine.context import WARN_FRACTION
+
+WARN_AT = WARN_FRACTION  # the meter turns to a warning from here
 
 
 class ChatToolbar(QWidget):
@@ -61,18 +63,28 @@ class ChatToolbar(QWidget):
         self.thinking.setChecked(on)
         self.thinking.blockSignals(blocked)
 
-    def set_context(self, used: int, total: int) -> None:
-        """Show ``used`` of ``total`` tokens; from 80 % it warns."""
+    def set_context(
+        self, used: int, total: int, *, warn: bool | None = None, reserve: int = 0
+    ) -> None:
+        """Show ``used`` of ``total`` tokens. It warns from 80 %, or when ``warn``
+        says so (the next reply's ``reserve`` no longer fits)."""
         total = max(total, 1)
-        used = max(0, min(used, total))
+        used = max(0, used)
         self.meter.setMaximum(total)
-        self.meter.setValue(used)
+        self.meter.setValue(min(used, total))
         share = used / total
+        warn = share >= WARN_AT if warn is None else warn
         self.meter.setFormat(f"Context {share:.0%}")
-        self.meter.setToolTip(
-            f"{used:,} of {total:,} tokens of the model's context window are in use."
-            + ("\nThe conversation will soon no longer fit." if share >= WARN_AT else "")
-        )
-        self.meter.setProperty("warn", share >= WARN_AT)
+        tip = f"{used:,} of {total:,} tokens of the model's context window are in use."
+        if reserve:
+            tip += f"\nThe next reply may need up to {reserve:,} more."
+        if warn:
+            tip += (
+                "\nThe conversation will soon no longer fit: Hearth will ask before "
+                "the model stops reading its oldest messages."
+            )
+        self.meter.setToolTip(tip)
+        self.meter.setAccessibleDescription(f"{share:.0%} of the context window in use")
+        self.meter.setProperty("warn", warn)
         self.meter.style().unpolish(self.meter)
         self.meter.style().polish(self.meter)

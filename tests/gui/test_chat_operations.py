@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
-from engine.types import MessageStatus
+from engine.types import MessageStatus, SamplingParams
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, click_text, send
 from tests.gui.test_main_window import _answer_next_dialog
 
@@ -37,6 +38,34 @@ def test_regenerate_keeps_every_version(qtbot: QtBot, launch: Launch, data_dir: 
     shown = hearth.store.messages(conv_id)[-1]
     assert shown.id == first.id and shown.content == first.content
     assert "1/2" in view.plain_text()
+
+
+def test_stop_then_continue_grows_the_same_reply(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    params = SamplingParams(max_tokens=2000, temperature=0.0)
+    hearth = launch(data_dir, params=params)
+    window, view = hearth.window, hearth.window.chat_view
+    send(qtbot, hearth, "Write a very long story about a lighthouse keeper.")
+    qtbot.waitUntil(lambda: view.streamed_text_length() >= 40, timeout=REPLY_TIMEOUT_MS)
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
+    conv_id = hearth.controller.current_id
+    assert conv_id is not None
+    question, cut = hearth.store.messages(conv_id)
+    assert cut.status == MessageStatus.STOPPED and cut.content
+    assert "Continue" in view.plain_text()
+
+    hearth.controller.params = replace(params, max_tokens=12)  # a short continuation
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        click_text(qtbot, view, "Continue")
+    messages = hearth.store.messages(conv_id)
+    assert [m.id for m in messages] == [question.id, cut.id]  # still one reply
+    grown = messages[-1]
+    assert grown.content.startswith(cut.content) and len(grown.content) > len(cut.content)
+    assert grown.status == MessageStatus.LENGTH and grown.variant_count == 1
+    # Cut at the length limit this time: it can be continued again.
+    assert "Continue" in view.plain_text()
 
 
 def test_up_edits_the_last_question_as_a_new_version(

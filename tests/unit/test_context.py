@@ -35,6 +35,17 @@ class TestUsage:
         assert full.warn and not full.fits and full.prompt_fits
         assert not ContextUsage(1000, 1, 1000).prompt_fits
 
+    def test_a_large_reply_budget_reserves_at_most_a_quarter(self) -> None:
+        small = ContextUsage(prompt_tokens=700, reply_budget=200, n_ctx=1000)
+        assert small.reserve == 200 and small.has_room and not small.warn
+        # Thinking budgets can exceed the window: the chat still gets 3/4 of it.
+        big = ContextUsage(prompt_tokens=700, reply_budget=5000, n_ctx=1000)
+        assert big.reserve == 250 and big.has_room and not big.fits
+        assert not big.warn  # 70 % used, the next reply has its reserve
+        over = ContextUsage(prompt_tokens=751, reply_budget=5000, n_ctx=1000)
+        assert not over.has_room and over.warn
+        assert not ContextUsage(1300, 100, 1000).has_room  # already over (n_ctx shrank)
+
     def test_reply_budget_counts_thinking_only_when_thinking(self) -> None:
         params = SamplingParams(max_tokens=100, max_thinking_tokens=400)
         assert reply_budget(params, thinking=False) == 100

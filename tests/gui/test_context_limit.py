@@ -1,0 +1,122 @@
+"""The context window in the app: a meter, a question before anything is dropped,
+and dropped turns kept, marked, and remembered across a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.controller import CONTEXT_FROM
+from app.gui import HearthApp
+from engine.types import EngineOptions, MessageStatus
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
+from tests.gui.test_main_window import _answer_next_dialog
+
+SMALL = EngineOptions(n_ctx=512)  # the smallest window Hearth allows, filled quickly
+DIVIDER = "The model no longer sees the messages above."
+LONG = "Tell me about the lighthouse, the boats, the river and the island again. "
+
+
+def long_chat(hearth: HearthApp, turns: int) -> int:
+    """A stored chat of ``turns`` long turns (about 60 tokens each), opened."""
+    store = hearth.store
+    conv = store.create_conversation("Long chat")
+    for n in range(turns):
+        store.add_message(conv.id, "user", f"Question {n}: " + LONG * 2)
+        store.add_message(conv.id, "assistant", f"Answer {n}: the island is still there.")
+    hearth.controller.refresh_conversations()  # opens the newest: this one
+    assert hearth.controller.current_id == conv.id
+    return conv.id
+
+
+def meter_value(hearth: HearthApp) -> int:
+    return hearth.window.chat_toolbar.meter.value()
+
+
+def test_meter_after_a_reply_and_when_a_chat_is_opened(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir, options=SMALL)
+    meter = hearth.window.chat_toolbar.meter
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Hello there")
+    qtbot.waitUntil(lambda: meter_value(hearth) > 0, timeout=REPLY_TIMEOUT_MS)
+    first = meter_value(hearth)
+    assert meter.maximum() == 512 and meter.property("warn") is False
+    assert meter.format() == f"Context {first / 512:.0%}"
+
+    long_id = long_chat(hearth, 7)  # about 430 tokens: past 80 %
+    qtbot.waitUntil(lambda: meter_value(hearth) > first, timeout=REPLY_TIMEOUT_MS)
+    assert meter.property("warn") is True, meter_value(hearth)
+    assert "will soon no longer fit" in meter.toolTip()
+    # Back to the short chat: the meter follows the chat shown.
+    short = next(c for c in hearth.store.list_conversations() if c.id != long_id)
+    hearth.window.conversation_selected.emit(short.id)
+    qtbot.waitUntil(lambda: meter_value(hearth) == first, timeout=REPLY_TIMEOUT_MS)
+    assert meter.property("warn") is False
+
+
+def test_asks_then_drops_the_oldest_turns_keeping_them_in_the_chat(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir, options=SMALL)
+    conv_id = long_chat(hearth, 12)  # about 750 tokens: already over the window
+    # Over the limit (say, after the context size was lowered): shown, no crash.
+    qtbot.waitUntil(lambda: meter_value(hearth) == 512, timeout=REPLY_TIMEOUT_MS)
+    assert hearth.window.chat_toolbar.meter.format().endswith("%")
+    before = [m.id for m in hearth.store.messages(conv_id)]
+
+    seen = _answer_next_dialog(qtbot, "Drop the oldest turns (the system prompt stays)")
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "What happened next?")
+    assert seen == ["This conversation no longer leaves the model room for a reply."]
+    messages = hearth.store.messages(conv_id)
+    # Nothing was deleted: every earlier message is still in the chat.
+    assert [m.id for m in messages[:-2]] == before
+    assert messages[-2].content == "What happened next?"
+    assert messages[-1].status in (MessageStatus.COMPLETE, MessageStatus.LENGTH)
+    first_read = hearth.store.conversation_settings(conv_id)[CONTEXT_FROM]
+    assert first_read in before[2:] and hearth.store.message(first_read).role == "user"
+    text = hearth.window.chat_view.plain_text()
+    assert DIVIDER in text
+    assert text.index("Question 0:") < text.index(DIVIDER) < text.index("What happened next?")
+    # The model was sent the system prompt and the turns from the divider on only.
+    qtbot.waitUntil(lambda: 0 < meter_value(hearth) < 512, timeout=REPLY_TIMEOUT_MS)
+    hearth.close()
+
+    again = launch(data_dir, options=SMALL)  # a restart keeps the choice
+    assert again.controller.current_id == conv_id
+    assert DIVIDER in again.window.chat_view.plain_text()
+    qtbot.waitUntil(lambda: 0 < meter_value(again) < 512, timeout=REPLY_TIMEOUT_MS)
+    # Search still finds a message the model no longer reads.
+    assert any(h.message_id == before[0] for h in again.store.search("Question 0"))
+
+
+def test_cancel_puts_the_question_back_and_new_chat_moves_it(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir, options=SMALL)
+    conv_id = long_chat(hearth, 12)
+    before = [m.id for m in hearth.store.messages(conv_id)]
+    composer = hearth.window.composer
+
+    seen = _answer_next_dialog(qtbot, "Cancel")
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Is it still there?")
+    assert seen and [m.id for m in hearth.store.messages(conv_id)] == before
+    assert composer.text() == "Is it still there?"
+    assert CONTEXT_FROM not in hearth.store.conversation_settings(conv_id)
+
+    _answer_next_dialog(qtbot, "Start a new chat")
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        qtbot.keyClick(composer, Qt.Key.Key_Return)  # the same question, sent again
+    # The question and its reply went to a new chat; the long one is unchanged.
+    # (reply_done fired for the abandoned request; wait for the new chat's reply.)
+    qtbot.waitUntil(lambda: hearth.controller._active is None, timeout=REPLY_TIMEOUT_MS)
+    new_id = hearth.controller.current_id
+    assert new_id is not None and new_id != conv_id
+    assert [m.id for m in hearth.store.messages(conv_id)] == before
+    question, answer = hearth.store.messages(new_id)
+    assert question.content == "Is it still there?" and answer.status != MessageStatus.STREAMING
