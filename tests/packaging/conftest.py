@@ -11,6 +11,10 @@ takes ~30 minutes, more than CI has. So the package is marked as a development
 build (version ``~dev``, not for distribution), and test_deb.py checks that
 mark; test_llama_flavor.py checks that without the flag build-deb.sh refuses
 such a llama.cpp.
+
+``HEARTH_TEST_DEB=/path/to/hearth_X_amd64.deb`` runs the same tests on a package
+built beforehand instead, e.g. the portable one (``bash packaging/linux/build-deb.sh``):
+how the release package was checked by hand (packaging/README.md).
 """
 
 from __future__ import annotations
@@ -79,6 +83,10 @@ class Installed:
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("dpkg-deb") is None:
         raise RuntimeError("dpkg-deb is missing: the packaging tests need Debian's dpkg")
+    given = os.environ.get("HEARTH_TEST_DEB")
+    if given:
+        print(f"\ntesting the package {given} (HEARTH_TEST_DEB), not a fresh --dev-llama build")
+        return Path(given).resolve(strict=True)
     out = tmp_path_factory.mktemp("deb")
     started = time.monotonic()
     result = subprocess.run(

@@ -22,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,9 +33,17 @@ from tests.packaging.conftest import Installed, clean_env, install, packaging_mo
 pytestmark = pytest.mark.timeout(3600)  # a cold build of the frozen app included
 
 STARTER_NAME = "SmolLM2 135M Instruct"
-# What build-deb.sh --dev-llama makes of the dev venv's llama.cpp.
-DEV_LLAMA = packaging_module("llama_flavor").from_installed()
-PACKAGE_VERSION = __version__ if DEV_LLAMA.portable else f"{__version__}~dev"
+flavor = packaging_module("llama_flavor")
+
+
+def bundled_llama(installed: Installed) -> Any:  # llama_flavor.Flavor
+    """What the package's own llama_cpp/lib shows: portable (per-CPU libraries) or not."""
+    return flavor.from_frozen(installed.opt)
+
+
+def expected_version(installed: Installed) -> str:
+    """build-deb.sh marks a package whose llama.cpp is not portable (--dev-llama)."""
+    return __version__ if bundled_llama(installed).portable else f"{__version__}~dev"
 
 
 def user_dirs(home: Path) -> tuple[Path, Path]:
@@ -81,7 +90,7 @@ def chat(hearth: Path, home: Path, *args: str) -> dict[str, object]:
 def test_package_installs_app_menu_entry_icons_and_command(installed: Installed) -> None:
     status = installed.dpkg("--status", "hearth").stdout
     assert "Status: install ok installed" in status
-    assert f"Version: {PACKAGE_VERSION}\n" in status
+    assert f"Version: {expected_version(installed)}\n" in status
     assert f"Maintainer: {packaging_module('identity').identity().maintainer}\n" in status
     depends = next(line for line in status.splitlines() if line.startswith("Depends:"))
     assert "libc6 (>= 2." in depends and "libxcb-cursor0" in depends
@@ -118,21 +127,25 @@ def test_package_installs_app_menu_entry_icons_and_command(installed: Installed)
     assert (hicolor / "scalable" / "apps" / f"{icon}.svg").is_file()
 
 
-def test_package_is_marked_when_its_llama_cpp_is_not_portable(
+def test_package_is_marked_exactly_when_its_llama_cpp_is_not_portable(
     deb: Path, installed: Installed
 ) -> None:
-    assert deb.name == f"hearth_{PACKAGE_VERSION}_{deb.name.rsplit('_', 1)[1]}"
+    bundled = bundled_llama(installed)
+    version = expected_version(installed)
+    assert deb.name.startswith(f"hearth_{version}_")
     status = installed.dpkg("--status", "hearth").stdout
     marker = installed.opt / "NOT-FOR-DISTRIBUTION"
-    if DEV_LLAMA.portable:  # a dev venv set up with a portable llama.cpp: nothing to mark
+    lib = installed.opt / "_internal" / "llama_cpp" / "lib"
+    if bundled.portable:
+        # The release package: ggml picks one of these per CPU at run time.
+        assert {"x64", "sse42", "haswell"} <= set(bundled.variants)
         assert not marker.exists() and "NOT FOR DISTRIBUTION" not in status
         return
-    assert PACKAGE_VERSION.endswith("~dev")
+    # --dev-llama with the dev venv (CI): compiled for this CPU, and says so.
+    assert version.endswith("~dev")
     assert "DEVELOPMENT BUILD, NOT FOR DISTRIBUTION" in status
     note = marker.read_text(encoding="utf-8")
     assert "--dev-llama" in note and "GGML_NATIVE=ON" in note
-    # What the dev build bundles: one CPU backend, linked in; no per-CPU variants.
-    lib = installed.opt / "_internal" / "llama_cpp" / "lib"
     assert (lib / "libggml-cpu.so.0").exists() and not list(lib.glob("libggml-cpu-*.so"))
 
 
@@ -177,6 +190,17 @@ def test_menu_entry_opens_the_window_loads_the_model_and_a_second_launch_raises_
             first,
             300,
         )
+        # The running app uses the package's own llama.cpp: the CPU library ggml
+        # chose (a per-CPU variant in the release package) is mapped from /opt/hearth.
+        maps = Path(f"/proc/{first.pid}/maps").read_text(encoding="utf-8")
+        cpu_libs = {line.split()[-1] for line in maps.splitlines() if "libggml-cpu" in line}
+        assert cpu_libs, "no libggml-cpu library is mapped"
+        assert all(p.startswith(str(installed.opt)) for p in cpu_libs), cpu_libs
+        if bundled_llama(installed).portable:
+            assert all(Path(p).name.startswith("libggml-cpu-") for p in cpu_libs), cpu_libs
+            assert "llama.cpp backends (loaded): CPU (libggml-cpu-" in read_log(log_dir)
+        else:
+            assert "llama.cpp backends (linked in): CPU" in read_log(log_dir)
         second = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=120, check=False
         )
