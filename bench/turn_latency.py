@@ -2,9 +2,12 @@
 
 A conversation of ``--turns`` turns, each adding a user message of the same
 length and a greedy reply of ``--reply-tokens``; TTFT is recorded at turns 1, 5,
-10, 20 and for a Regenerate of the last turn (same history, new reply). With
+10, 20, for a Regenerate of the last turn (same history, new reply) and for
+"A→B→A": a turn of another chat (B), then turn 21 of the first (A). With
 prefix reuse (KV truncation, or recurrent-state checkpoints on hybrid models)
 turn 20 should cost about what turn 1 does; without it, it costs the whole chat.
+The chats are named (``cache_key``) as the app names them, so a hybrid model
+keeps A's state while B runs.
 Each run uses a fresh session (so turn 1 really is cold); the baseline run loads
 the model with checkpoints off and clears the context before every turn, i.e.
 re-reads everything. Prints medians over ``--runs`` and the ratios.
@@ -48,12 +51,12 @@ def user_message(turn: int) -> str:
 
 
 def one_reply(
-    session: ChatSession, chat: list[Message], params: SamplingParams
+    session: ChatSession, chat: list[Message], params: SamplingParams, key: object = None
 ) -> tuple[Message, GenerationStats]:
     thinking: list[str] = []
     answer: list[str] = []
     stats = None
-    for event in session.stream(chat, params):
+    for event in session.stream(chat, params, cache_key=key):
         if isinstance(event, ThinkingDelta):
             thinking.append(event.text)
         elif isinstance(event, TextDelta):
@@ -78,21 +81,34 @@ def run_conversation(
         session._history.n_past = 0
         if session.checkpoints is not None:
             session.checkpoints.clear()
+
+        def clear() -> None:
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(session._ctx), True)
+            session._history.n_past = 0
+
+        a_key, b_key = (None, None) if reread else ("A", "B")
         chat = [Message("system", "You are a storyteller. " + FILLER)]
         for turn in range(1, turns + 1):
             chat.append(Message("user", user_message(turn)))
             if reread:
-                llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(session._ctx), True)
-                session._history.n_past = 0
-            reply, stats = one_reply(session, chat, params)
+                clear()
+            reply, stats = one_reply(session, chat, params, a_key)
             if turn in MARKS or turn == turns:
                 out[f"turn {turn}"] = stats
             if turn == turns:
                 if reread:
-                    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(session._ctx), True)
-                    session._history.n_past = 0
-                out["regenerate"] = one_reply(session, chat, params)[1]
+                    clear()
+                out["regenerate"] = one_reply(session, chat, params, a_key)[1]
             chat.append(reply)
+        # Another chat, then back: turn 21 of A.
+        other = [chat[0], Message("user", user_message(99))]
+        if reread:
+            clear()
+        one_reply(session, other, params, b_key)
+        chat.append(Message("user", user_message(turns + 1)))
+        if reread:
+            clear()
+        out["A→B→A"] = one_reply(session, chat, params, a_key)[1]
     return out
 
 
@@ -156,9 +172,11 @@ def main() -> int:
         )
     last = med([s.ttft_s for s in reuse[f"turn {args.turns}"]])
     regen = med([s.ttft_s for s in reuse["regenerate"]])
+    back = med([s.ttft_s for s in reuse["A→B→A"]])
     reread = med([s.ttft_s for s in baseline[f"turn {args.turns}"]])
     print(f"\nturn {args.turns} / turn 1 TTFT   {last / first:.2f}  (goal <= 1.3)")
     print(f"regenerate / turn 1 TTFT {regen / first:.2f}")
+    print(f"A→B→A / turn 1 TTFT      {back / first:.2f}")
     print(f"re-read turn {args.turns} / turn 1 {reread / first:.2f}  (what reuse saves)")
     return 0
 

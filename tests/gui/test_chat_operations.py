@@ -201,3 +201,46 @@ def test_per_chat_system_prompt_and_thinking_switch_are_kept_with_the_chat(
     qtbot.mouseClick(window.new_chat_button, Qt.MouseButton.LeftButton)
     assert hearth.controller.chat_system_prompt() == ""
     assert hearth.controller._thinking() is not True
+
+
+@pytest.fixture(scope="module")
+def qwen35_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random-weight hybrid test model with the real Qwen3.5 template (thinks)."""
+    from tests.fixtures.qwen35 import build_qwen35_gguf
+
+    return build_qwen35_gguf(tmp_path_factory.mktemp("qwen35") / "qwen35-tiny-F16.gguf")
+
+
+def test_thinking_has_its_own_budget_and_a_reply_stopped_in_it_continues(
+    qtbot: QtBot, launch: Launch, data_dir: Path, qwen35_path: Path
+) -> None:
+    params = SamplingParams(max_tokens=8, max_thinking_tokens=6, temperature=0.0)
+    hearth = launch(data_dir, model_path=str(qwen35_path), params=params)
+    assert hearth.controller.model_info is not None
+    assert hearth.controller.model_info.supports_thinking
+    # Thinking that runs out of its budget is closed; the answer still gets its own.
+    reply_to(qtbot, hearth, "Why is the sky blue?")
+    conv_id = hearth.controller.current_id
+    assert conv_id is not None
+    answered = hearth.store.messages(conv_id)[-1]
+    assert answered.thinking and answered.content
+    assert answered.content not in answered.thinking
+
+    # A reply stopped while it was still thinking (as Stop leaves it): Continue
+    # goes on thinking in the same message, then answers.
+    store = hearth.store
+    conv = store.create_conversation("Stopped in thought")
+    store.add_message(conv.id, "user", "Why is the sky blue?")
+    cut = store.add_message(
+        conv.id, "assistant", "", MessageStatus.STOPPED, thinking="Light from the sun"
+    )
+    hearth.controller.refresh_conversations()
+    assert hearth.controller.current_id == conv.id
+    view = hearth.window.chat_view
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        click_text(qtbot, view, "Continue")
+    _question, grown = store.messages(conv.id)
+    assert grown.id == cut.id and grown.variant_count == 1
+    assert grown.thinking.startswith("Light from the sun")
+    assert len(grown.thinking) > len("Light from the sun")
+    assert grown.content and grown.status in (MessageStatus.LENGTH, MessageStatus.COMPLETE)
