@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import re
 import shutil
 import threading
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 import filelock
@@ -45,16 +46,23 @@ from engine.errors import DownloadError
 from engine.models import CatalogEntry, installed_path, remember_verified
 from engine.types import DownloadProgress, DownloadState
 
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
 __all__ = ["Download", "DownloadCancelled", "RetryPolicy", "partial_path"]
 
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
-# http_get reads in DOWNLOAD_CHUNK_SIZE pieces (10 MiB), and a cancel can only act between
-# pieces: 20 s at 500 kB/s. There is no parameter for it; the module constant is read per
-# call, so Hearth (the only huggingface_hub user in its process) lowers it once, here.
-constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20)
+# http_get hands on the body in DOWNLOAD_CHUNK_SIZE pieces (10 MiB): a cancel can only act
+# between pieces (20 s at 500 kB/s), and httpx re-chunks what it receives into pieces of
+# that size through a BytesIO, copying every byte three times (a third of the time of a
+# loopback download: bench/download.py). None, which httpx's iter_bytes documents, passes
+# each piece on as received (64 KiB reads). There is no parameter for it; the module
+# constant is read per call, so Hearth (the only huggingface_hub user in its process)
+# sets it once, here. (Read in one place only: file_download.http_get.)
+setattr(constants, "DOWNLOAD_CHUNK_SIZE", None)  # noqa: B010 (typed int, None is meant)
 _DISK_MARGIN = 64 << 20  # keep a little space so the system does not run out as we finish
 
 
@@ -346,18 +354,60 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
+class _BackgroundSha256:
+    """sha256 on its own thread, fed in order: hashing overlaps receiving and writing.
+
+    hashlib releases the GIL while it hashes a block, so on two cores a download is
+    no longer receive + hash in turn (on loopback hashing was a third of the time:
+    bench/download.py). Blocks go over in batches of about 1 MiB; at most 8 batches
+    wait, so a slow hash slows the download instead of filling memory.
+    """
+
+    def __init__(self, digest: _Hash) -> None:
+        self._digest = digest
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=8)
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def update(self, data: bytes) -> None:
+        self._batch.append(data)
+        self._batched += len(data)
+        if self._batched >= _CHUNK:
+            self._queue.put(self._batch)
+            self._batch, self._batched = [], 0
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            for block in batch:
+                self._digest.update(block)
+
+    def finish(self) -> _Hash:
+        """The digest of everything fed so far; the thread ends. Idempotent."""
+        if not self._done:
+            self._done = True
+            if self._batch:
+                self._queue.put(self._batch)
+                self._batch = []
+            self._queue.put(None)
+            self._thread.join()
+        return self._digest
+
+
 class _HashingFile:
     """The partial file, hashed as it is written (http_get only writes, seeks and truncates)."""
 
     def __init__(self, path: Path, have: int, check_cancel: Callable[[], None]) -> None:
         self._f = path.open("r+b" if path.exists() else "w+b")
-        self._digest = hashlib.sha256()
+        digest = hashlib.sha256()
         self._check_cancel = check_cancel
         try:
             while self._f.tell() < have and (
                 block := self._f.read(min(_CHUNK, have - self._f.tell()))
             ):
-                self._digest.update(block)
+                digest.update(block)
                 check_cancel()
             self._f.seek(have)
             self._f.truncate()
@@ -365,19 +415,24 @@ class _HashingFile:
             self._f.close()
             raise
         self._hashed = have
+        self._hasher = _BackgroundSha256(digest)
 
     def __enter__(self) -> _HashingFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())  # on disk before the name says "installed"
-        self._f.close()
+        try:
+            self._hasher.finish()
+            self._f.flush()
+            os.fsync(self._f.fileno())  # on disk before the name says "installed"
+        finally:
+            self._f.close()
 
     def write(self, data: bytes) -> int:
+        data = bytes(data)  # the hasher keeps it: never a buffer the caller reuses
         n = self._f.write(data)
         if self._hashed == self._f.tell() - n:
-            self._digest.update(data)
+            self._hasher.update(data)
             self._hashed += n
         return n
 
@@ -387,7 +442,8 @@ class _HashingFile:
     def seek(self, pos: int, whence: int = 0) -> int:
         where = self._f.seek(pos, whence)
         if where == 0:  # the server ignored Range: http_get starts the file again
-            self._digest, self._hashed = hashlib.sha256(), 0
+            self._hasher.finish()
+            self._hasher, self._hashed = _BackgroundSha256(hashlib.sha256()), 0
         return where
 
     def truncate(self, size: int | None = None) -> int:
@@ -397,6 +453,7 @@ class _HashingFile:
         self._f.flush()
 
     def hexdigest(self) -> str:
+        digest = self._hasher.finish()
         self._f.flush()
         end = self._f.seek(0, os.SEEK_END)
         if self._hashed != end:  # something wrote out of order: hash the file itself
@@ -405,5 +462,4 @@ class _HashingFile:
             while block := self._f.read(_CHUNK):
                 digest.update(block)
                 self._check_cancel()
-            return digest.hexdigest()
-        return self._digest.hexdigest()
+        return digest.hexdigest()

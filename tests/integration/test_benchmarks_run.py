@@ -33,3 +33,8 @@ def test_store_scale_benchmark_runs(tmp_path: Path) -> None:
         "--conversations", "200", "--messages", "4000", "--runs", "2", "--regenerate",
     )  # fmt: skip
     assert "search" in out.lower()
+
+
+def test_download_benchmark_runs() -> None:
+    out = run_bench("bench/download.py", "--size-mb", "8", "--runs", "1")
+    assert "hearth" in out and "ratio hearth/httpx GET" in out
