@@ -8,7 +8,11 @@ and not the first-run model copy. Two figures per run:
 - ``wall``: from ``Popen`` to the moment the app's "window shown" line is in its
   log (polled every 5 ms, so up to 5 ms late),
 - ``app``: what the app logs, measured from the process' creation time (the OS
-  clock's tick, 10 ms) to the first frame on screen (after the first Expose).
+  clock's tick, 10 ms) to the first frame on screen (after the first Expose),
+- ``ready`` (with ``--until-model``): from ``Popen`` to the engine's "loaded <model>"
+  line, i.e. the starter model loaded and chat possible. This includes
+  registering llama.cpp's backends, which in the portable (GGML_BACKEND_DL)
+  build means ggml opening each per-CPU library to pick the best.
 
 Large history: ~10,000 conversations of 4 messages, written with sqlite3
 directly into a database that ChatStore created (the real schema, FTS triggers
@@ -17,7 +21,11 @@ and ratios: the machine is shared. "Cold" means a new process; the OS file
 cache is warm after the first run (``--drop-caches``, as root, empties it
 before every run, for a first-start-after-boot figure).
 
-    .venv/bin/python bench/startup.py [--runs 7] [--frozen DIR] [--platform offscreen|xcb]
+    .venv/bin/python bench/startup.py [--runs 7] [--frozen [LABEL=]DIR ...] [--no-source]
+                                      [--until-model] [--platform offscreen|xcb]
+
+``--frozen`` may be given more than once to compare frozen builds, e.g.
+``--frozen portable=build/a/hearth --frozen native=build/b/hearth``.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from engine.models import install_starter_model  # noqa: E402
 from engine.store import ChatStore  # noqa: E402
 
 SHOWN = re.compile(r"window shown (\d+) ms after the process started")
+LOADED = re.compile(r"app\.worker \[[^\]]*\] loaded ")
 WORDS = ["ember", "hearth", "kettle", "lantern", "oak", "pine", "quill", "river", "stone"]
 
 
@@ -53,6 +62,7 @@ class Case:
     data_dir: Path
     wall_ms: list[float] = field(default_factory=list)
     app_ms: list[float] = field(default_factory=list)
+    ready_ms: list[float] = field(default_factory=list)
 
 
 def fill_history(db_path: Path, conversations: int, seed: int = 1) -> None:
@@ -113,7 +123,9 @@ def log_size(data_dir: Path) -> int:
         return 0
 
 
-def run_once(case: Case, env: dict[str, str], timeout: float = 120.0) -> None:
+def run_once(
+    case: Case, env: dict[str, str], *, until_model: bool = False, timeout: float = 120.0
+) -> None:
     log = case.data_dir / "logs" / "hearth.log"
     offset = log_size(case.data_dir)
     env = {**env, "HEARTH_DATA_DIR": str(case.data_dir)}
@@ -121,15 +133,23 @@ def run_once(case: Case, env: dict[str, str], timeout: float = 120.0) -> None:
     proc = subprocess.Popen(
         case.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    shown = False
     try:
         while True:
             if log.exists():
                 with log.open("rb") as f:
                     f.seek(offset)
-                    match = SHOWN.search(f.read().decode("utf-8", "replace"))
-                if match:
-                    case.wall_ms.append((time.perf_counter() - started) * 1000)
+                    text = f.read().decode("utf-8", "replace")
+                now_ms = (time.perf_counter() - started) * 1000
+                match = SHOWN.search(text)
+                if match and not shown:
+                    shown = True
+                    case.wall_ms.append(now_ms)
                     case.app_ms.append(float(match.group(1)))
+                if shown and not until_model:
+                    return
+                if shown and LOADED.search(text):
+                    case.ready_ms.append(now_ms)
                     return
             if proc.poll() is not None:
                 raise SystemExit(
@@ -155,8 +175,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--conversations", type=int, default=10_000)
-    parser.add_argument("--frozen", type=Path, help="the frozen folder (default: build/reuse it)")
+    parser.add_argument(
+        "--frozen",
+        action="append",
+        default=[],
+        metavar="[LABEL=]DIR",
+        help="a frozen folder, repeatable (default: build/reuse one, labelled 'frozen')",
+    )
     parser.add_argument("--no-frozen", action="store_true", help="measure from source only")
+    parser.add_argument("--no-source", action="store_true", help="measure frozen builds only")
+    parser.add_argument(
+        "--until-model", action="store_true", help="also time until the starter model is loaded"
+    )
     parser.add_argument(
         "--platform", default="offscreen", help="QT_QPA_PLATFORM (xcb needs DISPLAY)"
     )
@@ -165,18 +195,19 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    commands = {"source": [sys.executable, "-m", "app"]}
+    commands = {} if args.no_source else {"source": [sys.executable, "-m", "app"]}
     if not args.no_frozen:
-        frozen = args.frozen
-        if frozen is None:
+        if not args.frozen:
             out = subprocess.run(
                 [sys.executable, str(REPO / "packaging" / "build_frozen.py")],
                 capture_output=True,
                 text=True,
                 check=True,
             )
-            frozen = Path(out.stdout.strip())
-        commands["frozen"] = [str(frozen / "hearth")]
+            args.frozen = [out.stdout.strip()]
+        for given in args.frozen:
+            label, _, folder = given.rpartition("=")
+            commands[label or "frozen"] = [str(Path(folder) / "hearth")]
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
     env["QT_QPA_PLATFORM"] = args.platform
@@ -192,38 +223,46 @@ def main() -> int:
                 cases.append(Case(f"{mode}, {history} history", command, data))
         print(f"prepared {len(cases)} data folders in {time.perf_counter() - started:.1f} s")
         for case in cases:  # warm-up: first start writes the config, checks the model
-            run_once(case, env)
+            run_once(case, env, until_model=args.until_model)
             case.wall_ms.clear()
             case.app_ms.clear()
+            case.ready_ms.clear()
         for run in range(args.runs):
             order = cases[run % len(cases) :] + cases[: run % len(cases)]
             for case in order:
                 if args.drop_caches:
                     drop_caches()
-                run_once(case, env)
+                run_once(case, env, until_model=args.until_model)
 
     print(
         f"\n{args.runs} runs per case, platform {args.platform}"
         f"{', OS file cache dropped before each run' if args.drop_caches else ''}"
     )
-    print(f"{'case':<28} {'wall median':>12} {'app median':>11} {'wall min..max':>16}")
+    ready = f" {'model ready':>12} {'ready min..max':>17}" if args.until_model else ""
+    print(f"{'case':<32} {'wall median':>12} {'app median':>11} {'wall min..max':>16}{ready}")
     for case in cases:
-        print(
-            f"{case.name:<28} {statistics.median(case.wall_ms):>9.0f} ms "
+        line = (
+            f"{case.name:<32} {statistics.median(case.wall_ms):>9.0f} ms "
             f"{statistics.median(case.app_ms):>8.0f} ms "
             f"{min(case.wall_ms):>7.0f}..{max(case.wall_ms):.0f} ms"
         )
+        if args.until_model:
+            line += (
+                f" {statistics.median(case.ready_ms):>9.0f} ms "
+                f"{min(case.ready_ms):>8.0f}..{max(case.ready_ms):.0f} ms"
+            )
+        print(line)
     median = {c.name: statistics.median(c.wall_ms) for c in cases}
-    ratios = [("large/empty (source)", "source, large history", "source, empty history")]
-    if "frozen, empty history" in median:
-        ratios += [
-            ("frozen/source (empty)", "frozen, empty history", "source, empty history"),
-            ("frozen/source (large)", "frozen, large history", "source, large history"),
-            ("large/empty (frozen)", "frozen, large history", "frozen, empty history"),
-        ]
+    ratios = [
+        ("large/empty (source)", "source, large history", "source, empty history"),
+        ("frozen/source (empty)", "frozen, empty history", "source, empty history"),
+        ("frozen/source (large)", "frozen, large history", "source, large history"),
+        ("large/empty (frozen)", "frozen, large history", "frozen, empty history"),
+    ]
     print()
     for label, a, b in ratios:
-        print(f"{label}: {median[a] / median[b]:.2f}")
+        if a in median and b in median:
+            print(f"{label}: {median[a] / median[b]:.2f}")
     return 0
 
 

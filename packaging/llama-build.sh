@@ -71,13 +71,14 @@ echo "llama-build: CMAKE_ARGS=$args" >&2
 # then a wheel from it with the wheel cache off: pip's cache is keyed by the
 # source, not by CMAKE_ARGS, and would hand back the dev build.
 "$vpy" -m pip download --quiet --no-deps --no-binary :all: "$pin" -d "$src"
-sdist="$(ls -t "$src"/llama_cpp_python-*.tar.gz | head -n1)"
+newest() { find "$1" -maxdepth 1 -name "$2" -printf '%T@ %p\n' | sort -rn | head -n1 | cut -d' ' -f2-; }
+sdist="$(newest "$src" "llama_cpp_python-${pin#*==}.tar.gz")"
 CMAKE_ARGS="$args" FORCE_CMAKE=1 "$vpy" -m pip wheel --no-deps --no-cache-dir \
   "$sdist" -w "$out" 2>&1 | tail -n 5 >&2 || {
   echo "llama-build: the build failed; rerun with CMAKE_ARGS=\"$args\" pip wheel -v $sdist for the log" >&2
   exit 1
 }
-wheel="$(ls -t "$out"/llama_cpp_python-*.whl | head -n1)"
+wheel="$(newest "$out" "llama_cpp_python-${pin#*==}-*.whl")"
 echo "llama-build: built $wheel" >&2
 if [ "$install" = yes ]; then
   "$vpy" -m pip install --quiet --no-deps --force-reinstall "$wheel"

@@ -55,7 +55,8 @@ refuse() {
 }
 starter_pin="$(sed -n 's/.*"pypi": *"\([^"]*\)".*/\1/p' resources/catalog.json | head -n1)"
 llama_pin="$(sed -n 's/.*"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml | head -n1)"
-[ -n "$starter_pin" ] && [ -n "$llama_pin" ] || { say "no starter or llama-cpp-python pin found"; exit 1; }
+if [ -z "$starter_pin" ] || [ -z "$llama_pin" ]; then say "no starter or llama-cpp-python pin found"; exit 1; fi
+newest() { find "$1" -maxdepth 1 -name "$2" -printf '%T@ %p\n' 2>/dev/null | sort -rn | head -n1 | cut -d' ' -f2-; }
 
 # --- 1. llama.cpp, and the Python that freezes Hearth ---------------------------------
 dev_build=no
@@ -82,7 +83,7 @@ else
   if [ -n "$wheel" ]; then
     [ -f "$wheel" ] || { say "no such wheel: $wheel"; exit 1; }
   else
-    wheel="$(ls -t "$here"/dist/llama-wheels/cpu/llama_cpp_python-"${llama_pin#*==}"-*.whl 2>/dev/null | head -n1 || true)"
+    wheel="$(newest "$here/dist/llama-wheels/cpu" "llama_cpp_python-${llama_pin#*==}-*.whl" || true)"
   fi
   # A wheel we were given or found is checked before anything slow happens.
   if [ -n "$wheel" ]; then

@@ -6,7 +6,8 @@
 ./hearth_*.deb``, or a folder made with ``dpkg-deb -x``). The app runs on the
 real X11 (xcb) platform with its own empty HOME; the script waits until the
 starter model is loaded, grabs the screen with Qt, prints the window's
-WM_CLASS (which the menu entry's StartupWMClass must match) and stops Hearth.
+WM_CLASS (which the menu entry's StartupWMClass must match) and the
+libggml-cpu library the app mapped (which CPU variant ggml chose), and stops Hearth.
 Needs Xvfb (apt-get install xvfb); xprop is optional.
 """
 
@@ -82,6 +83,12 @@ def wm_classes(display: str) -> list[str]:
     ]
 
 
+def ggml_cpu_libraries(pid: int) -> list[str]:
+    """The llama.cpp CPU libraries the app has mapped: which variant ggml chose."""
+    maps = Path(f"/proc/{pid}/maps").read_text(encoding="utf-8")
+    return sorted({line.split()[-1] for line in maps.splitlines() if "libggml-cpu" in line})
+
+
 def say(display: str, text: str, db: Path, timeout: float = 300) -> None:
     """Type ``text`` into Hearth's composer, press Enter, wait until the reply is saved."""
     env = {**os.environ, "DISPLAY": display}
@@ -136,6 +143,8 @@ def main() -> int:
             grab(display, args.out)
             for line in wm_classes(display):
                 print(line)
+            for lib in ggml_cpu_libraries(app.pid):
+                print(f"mapped: {lib}")
             print(next(line for line in log.read_text().splitlines() if "window shown" in line))
         finally:
             app.send_signal(signal.SIGTERM)
