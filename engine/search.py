@@ -4,6 +4,11 @@ What a person types is never FTS5 syntax: each word becomes a quoted phrase
 (so ``AND``, ``"``, ``*``, ``-``, ``:`` and parentheses are just text), the
 words must all occur, and the last one matches as a prefix, for search as you
 type. Thinking is not indexed (see store_schema).
+
+A query with Chinese, Japanese or Korean text goes to a second index
+(``messages_cjk``) in which every CJK character is a token: "中文" is then the
+phrase "中 文", found inside any sentence. Messages reach that index through a
+queue the triggers fill (``cjk_pending``), indexed here before such a query.
 """
 
 from __future__ import annotations
@@ -15,12 +20,26 @@ import sqlite3
 import unicodedata
 from typing import Any, cast
 
+from engine.store_schema import CJK_RANGES
 from engine.types import HIGHLIGHT_END, HIGHLIGHT_START, Role, SearchHit
 
 SNIPPET_TOKENS = 12
 # A ranked search computes bm25 for the newest CANDIDATES matches only: ranking
 # every match of a common word in 500,000 messages takes longer than a keystroke.
 CANDIDATES = 400
+
+
+_CJK = re.compile(f"[{CJK_RANGES}]")
+_CJK_BATCH = 500
+
+
+def has_cjk(text: str) -> bool:
+    return _CJK.search(text) is not None
+
+
+def segment(text: str) -> str:
+    """``text`` with spaces around each CJK character: one token each for unicode61."""
+    return _CJK.sub(r" \g<0> ", text)
 
 
 def fts_query(text: str) -> str | None:
@@ -30,9 +49,41 @@ def fts_query(text: str) -> str | None:
     terms = [t for t in text.split() if any(ch.isalnum() for ch in t)]
     if not terms:
         return None
-    quoted = ['"' + t.replace('"', '""') + '"' for t in terms]
-    quoted[-1] += "*"
+    cjk = has_cjk(text)
+    quoted = ['"' + (segment(t) if cjk else t).replace('"', '""') + '"' for t in terms]
+    if not (cjk and _CJK.search(terms[-1][-1])):  # a CJK character is a whole token
+        quoted[-1] += "*"
     return " ".join(quoted)
+
+
+def index_pending_cjk(db: sqlite3.Connection) -> int:
+    """Bring the CJK index up to date with the messages the triggers queued;
+    returns how many were looked at. Replies still streaming are left out: their
+    next save (and the last one) queues them again."""
+    count = 0
+    while True:
+        ids = [r[0] for r in db.execute("SELECT id FROM cjk_pending LIMIT ?", (_CJK_BATCH,))]
+        if not ids:
+            return count
+        marks = ",".join("?" * len(ids))
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(
+                f"SELECT id, content FROM messages WHERE id IN ({marks}) AND status != 'streaming'",
+                ids,
+            ).fetchall()
+            db.execute(f"DELETE FROM messages_cjk WHERE rowid IN ({marks})", ids)
+            db.executemany(
+                "INSERT INTO messages_cjk (rowid, text) VALUES (?, ?)",
+                [(mid, segment(content)) for mid, content in rows if has_cjk(content)],
+            )
+            db.execute(f"DELETE FROM cjk_pending WHERE id IN ({marks})", ids)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        count += len(ids)
 
 
 def search(
@@ -49,35 +100,49 @@ def search(
     query = fts_query(text)
     if query is None or limit <= 0:
         return []
+    table = "messages_fts"
+    if has_cjk(text):
+        index_pending_cjk(db)
+        table = "messages_cjk"
     if ranked:
-        rows = _ranked(db, query, limit)
+        rows = _ranked(db, table, query, limit)
     else:
         # The FTS table drives the loop, in rowid order (no sort): see bench/RESULTS.md.
         rows = db.execute(
-            """
+            f"""
             SELECT m.id, m.content, m.conversation_id, m.role, m.created_at, c.title, 0.0
-            FROM messages_fts AS f
+            FROM {table} AS f
             JOIN messages AS m ON m.id = f.rowid
             JOIN conversations AS c ON c.id = m.conversation_id
-            WHERE messages_fts MATCH ? AND c.deleted_at IS NULL
+            WHERE {table} MATCH ? AND c.deleted_at IS NULL
             ORDER BY f.rowid DESC LIMIT ?
             """,
             (query, limit),
         ).fetchall()
     # Snippets are cut here, not by FTS5's snippet(): that re-runs the match per
     # row, ~1 ms each for a common word.
-    words = _query_words(text)
+    cjk = table == "messages_cjk"
+    tokens, size = (_CJK_TOKEN, 3 * SNIPPET_TOKENS) if cjk else (_TOKEN, SNIPPET_TOKENS)
+    words = _query_words(text, tokens)
     return [
-        SearchHit(cid, mid, title, snippet(content, words), rank, cast(Role, role), created)
+        SearchHit(
+            cid,
+            mid,
+            title,
+            snippet(content, words, size, tokens=tokens),
+            rank,
+            cast(Role, role),
+            created,
+        )
         for mid, content, cid, role, created, title, rank in rows
     ]
 
 
-def _ranked(db: sqlite3.Connection, query: str, limit: int) -> list[Any]:
+def _ranked(db: sqlite3.Connection, table: str, query: str, limit: int) -> list[Any]:
     ranked = db.execute(
-        """
+        f"""
         SELECT hit.rowid, hit.rank FROM (
-            SELECT rowid, rank FROM messages_fts WHERE messages_fts MATCH ?
+            SELECT rowid, rank FROM {table} WHERE {table} MATCH ?
             ORDER BY rowid DESC LIMIT ?
         ) AS hit
         JOIN messages AS m ON m.id = hit.rowid
@@ -103,6 +168,8 @@ def _ranked(db: sqlite3.Connection, query: str, limit: int) -> list[Any]:
 
 # unicode61's idea of a token: runs of letters and digits (not underscores).
 _TOKEN = re.compile(r"[^\W_]+")
+# The same, but each CJK character a token of its own (as in messages_cjk).
+_CJK_TOKEN = re.compile(f"[{CJK_RANGES}]|(?:(?![{CJK_RANGES}])[^\\W_])+")
 _GAP = re.compile(r"[\W_]")
 
 
@@ -112,23 +179,37 @@ def _fold(word: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-def _query_words(text: str) -> list[tuple[str, bool]]:
+def _query_words(text: str, pattern: re.Pattern[str] = _TOKEN) -> list[tuple[str, bool]]:
     """The folded tokens of a query, each with whether it matches as a prefix."""
-    tokens = [_fold(t) for t in _TOKEN.findall(text)]
+    tokens = [_fold(t) for t in pattern.findall(text)]
     return [(t, i == len(tokens) - 1) for i, t in enumerate(tokens)]
 
 
-def snippet(content: str, words: list[tuple[str, bool]], size: int = SNIPPET_TOKENS) -> str:
-    """About ``size`` tokens of ``content`` around its best match, matches marked."""
+def snippet(
+    content: str,
+    words: list[tuple[str, bool]],
+    size: int = SNIPPET_TOKENS,
+    *,
+    tokens: re.Pattern[str] = _TOKEN,
+) -> str:
+    """About ``size`` tokens of ``content`` around its best match, matches marked.
+    ``tokens``: what a token is (``_CJK_TOKEN`` for a CJK query)."""
     lo, hi = _near_first_match(content, words, size)
-    cut = _cut(content, lo, hi, words, size)
+    cut = _cut(content, lo, hi, words, size, tokens)
     if cut is None:  # the best window ran into the end of the part looked at
-        cut = _cut(content, 0, len(content), words, size)
+        cut = _cut(content, 0, len(content), words, size, tokens)
     return cut or " ".join(content.split())[:80]
 
 
-def _cut(content: str, lo: int, hi: int, words: list[tuple[str, bool]], size: int) -> str | None:
-    tokens = list(_TOKEN.finditer(content, lo, hi))
+def _cut(
+    content: str,
+    lo: int,
+    hi: int,
+    words: list[tuple[str, bool]],
+    size: int,
+    pattern: re.Pattern[str] = _TOKEN,
+) -> str | None:
+    tokens = list(pattern.finditer(content, lo, hi))
     if not tokens:
         return "" if hi == len(content) else None
 
@@ -149,7 +230,7 @@ def _cut(content: str, lo: int, hi: int, words: list[tuple[str, bool]], size: in
             return None
         start = max(0, len(tokens) - size)  # a full window near the end too
     end = min(len(tokens), start + size)
-    before = start > 0 or _TOKEN.search(content, 0, tokens[0].start()) is not None
+    before = start > 0 or pattern.search(content, 0, tokens[0].start()) is not None
     pieces = ["…"] if before else []
     pos = tokens[start].start()
     for i in range(start, end):
@@ -160,7 +241,7 @@ def _cut(content: str, lo: int, hi: int, words: list[tuple[str, bool]], size: in
         else:
             pieces.append(token.group())
         pos = token.end()
-    if end < len(tokens) or _TOKEN.search(content, tokens[-1].end()) is not None:
+    if end < len(tokens) or pattern.search(content, tokens[-1].end()) is not None:
         pieces.append(content[pos : tokens[end].start() if end < len(tokens) else hi].rstrip())
         pieces.append("…")
     else:
@@ -191,7 +272,32 @@ def _hits(
                 return word
         return None
 
-    return {i: w for i, t in enumerate(tokens) if (w := matched(t.group())) is not None}
+    hits = {i: w for i, t in enumerate(tokens) if (w := matched(t.group())) is not None}
+    return _cjk_runs_only(hits, tokens, words) if any(_CJK.match(w) for w, _ in words) else hits
+
+
+def _cjk_runs_only(
+    hits: dict[int, str], tokens: list[re.Match[str]], words: list[tuple[str, bool]]
+) -> dict[int, str]:
+    """Keep a CJK character marked only where it is part of the query's run of
+    characters (中文 marks 中文, not every 文), as the phrase query matched it."""
+    runs: list[list[str]] = []
+    previous_cjk = False
+    for word, _ in words:  # consecutive CJK characters of the query form a run
+        cjk = _CJK.fullmatch(word) is not None
+        if cjk and previous_cjk:
+            runs[-1].append(word)
+        elif cjk:
+            runs.append([word])
+        previous_cjk = cjk
+    kept = {i: w for i, w in hits.items() if not _CJK.fullmatch(w)}
+    folded = [t.group() for t in tokens]
+    for run in runs:
+        n = len(run)
+        for i in range(len(folded) - n + 1):
+            if folded[i : i + n] == run:
+                kept.update((i + k, run[k]) for k in range(n))
+    return kept or hits
 
 
 @functools.lru_cache(maxsize=8)

@@ -135,9 +135,10 @@ class StoreDatabase:
             # rebuild the index from the messages.
             try:
                 db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+                db.execute("INSERT INTO messages_cjk(messages_cjk) VALUES ('integrity-check')")
             except sqlite3.DatabaseError:
                 with self._transaction():
-                    for statement in store_schema.REBUILD_SEARCH:
+                    for statement in (*store_schema.REBUILD_SEARCH, *store_schema.REBUILD_CJK):
                         db.execute(statement)
             marker.unlink(missing_ok=True)
         with self._transaction():
@@ -200,7 +201,7 @@ class StoreDatabase:
     def rebuild_search_index(self) -> None:
         """Rebuild the full-text index from the messages (if search misbehaves)."""
         with self._writing():
-            for statement in store_schema.REBUILD_SEARCH:
+            for statement in (*store_schema.REBUILD_SEARCH, *store_schema.REBUILD_CJK):
                 self._db.execute(statement)
 
     def check_integrity(self, *, quick: bool = True) -> list[str]:
@@ -212,10 +213,11 @@ class StoreDatabase:
         """
         pragma = "quick_check" if quick else "integrity_check"
         problems = [r[0] for r in self._rows(f"PRAGMA {pragma}") if r[0] != "ok"]
-        try:
-            self._db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
-        except sqlite3.DatabaseError as e:
-            problems.append(f"search index: {e}")
+        for index in ("messages_fts", "messages_cjk"):
+            try:
+                self._db.execute(f"INSERT INTO {index}({index}) VALUES ('integrity-check')")
+            except sqlite3.DatabaseError as e:
+                problems.append(f"search index ({index}): {e}")
         return problems
 
     def close(self) -> None:

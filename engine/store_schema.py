@@ -106,7 +106,50 @@ _V2 = (
     *REBUILD_SEARCH,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Chinese, Japanese and Korean: unicode61 makes a whole run of them one token (CJK
+# has no spaces between words), so a word inside a sentence could not be found.
+# Kana, CJK ideographs (with extension A, compatibility, and the supplementary
+# planes), Hangul syllables, halfwidth katakana.
+CJK_RANGES = (
+    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+    "\U00020000-\U0003134f"
+)
+_HAS_CJK = f"GLOB '*[{CJK_RANGES}]*'"  # SQLite compares code points in [ranges]
+
+# Refills the CJK index: every message with CJK text is queued again.
+REBUILD_CJK = (
+    "DELETE FROM messages_cjk",
+    f"INSERT OR IGNORE INTO cjk_pending (id) SELECT id FROM messages WHERE content {_HAS_CJK}",
+)
+
+# v3: a second index for messages with CJK text, where every CJK character is a
+# token of its own (engine.search.segment puts spaces around them), so any run of
+# characters is found as a phrase. Latin search keeps using messages_fts, unchanged.
+# Splitting needs Python, which triggers cannot call without every connection (the
+# sqlite3 shell, a script) registering a function; so the triggers only queue the
+# changed ids, in plain SQL, and engine.search indexes the queue before a CJK query.
+# A history without CJK pays one scan at this migration and nothing after.
+_V3 = (
+    "CREATE TABLE cjk_pending (id INTEGER PRIMARY KEY)",
+    """CREATE VIRTUAL TABLE messages_cjk USING fts5(
+        text, tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+    )""",
+    f"""CREATE TRIGGER messages_cjk_insert AFTER INSERT ON messages
+        WHEN new.content {_HAS_CJK} BEGIN
+        INSERT OR IGNORE INTO cjk_pending (id) VALUES (new.id);
+    END""",
+    f"""CREATE TRIGGER messages_cjk_update AFTER UPDATE OF content, status ON messages
+        WHEN old.content {_HAS_CJK} OR new.content {_HAS_CJK} BEGIN
+        INSERT OR IGNORE INTO cjk_pending (id) VALUES (new.id);
+    END""",
+    f"""CREATE TRIGGER messages_cjk_delete AFTER DELETE ON messages
+        WHEN old.content {_HAS_CJK} BEGIN
+        INSERT OR IGNORE INTO cjk_pending (id) VALUES (old.id);
+    END""",
+    *REBUILD_CJK,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -227,3 +227,73 @@ def test_the_quick_way_to_a_snippet_agrees_with_the_thorough_one(
     assert all(len(marked(t)) > len(marked(q)) for q, t in differ), differ
     accented = "word " * 300 + "the Café is open"
     assert f"{HIGHLIGHT_START}Café{HIGHLIGHT_END}" in snippet(accented, [("cafe", False)])
+
+
+# -- Chinese, Japanese, Korean: no spaces between words --------------------------------
+
+
+def test_cjk_words_are_found_inside_sentences(store: ChatStore) -> None:
+    conv = store.create_conversation()
+    zh = store.add_message(conv.id, "assistant", "我们使用中文进行全文搜索，效果很好。")
+    ja = store.add_message(conv.id, "user", "日本語のテキストを検索できますか")
+    ko = store.add_message(conv.id, "assistant", "한국어 문장에서 검색합니다")
+    mixed = store.add_message(conv.id, "user", "Explain Python 的列表推导式 please")
+    ids = lambda q: [h.message_id for h in store.search(q)]  # noqa: E731
+    assert ids("中文") == [zh.id]
+    assert ids("文进") == [zh.id]  # any run of characters, not only "words"
+    assert ids("中") == [zh.id]  # the first keystroke of search as you type
+    assert ids("中文 效果") == [zh.id]  # every term, anywhere in the message
+    assert ids("中文 日本") == []
+    assert ids("テキスト") == [ja.id]
+    assert ids("검색") == [ko.id]
+    assert ids("python 推导") == [mixed.id]
+    assert ids("推导 pyth") == [mixed.id]  # the last Latin word is still a prefix
+    assert ids("文中") == []  # characters in that order only
+    assert found(store, "中文") == ["我们使用[中][文]进行全文搜索，效果很好。"]
+    assert store.search("中文", ranked=True)[0].message_id == zh.id
+    assert fts_is_sound(store)
+
+
+def test_latin_search_does_not_change_with_cjk_in_the_history(store: ChatStore) -> None:
+    conv = store.create_conversation()
+    store.add_message(conv.id, "user", "Where is the café?")
+    store.add_message(conv.id, "assistant", "The café 咖啡馆 is on the left.")
+    assert found(store, "cafe") == ["The [café] 咖啡馆 is on the left.", "Where is the [café]?"]
+    assert found(store, "咖啡") == ["The café [咖][啡]馆 is on the left."]
+
+
+def test_the_cjk_index_follows_every_change(store: ChatStore) -> None:
+    conv = store.create_conversation()
+    msg = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
+    store.update_message(msg.id, "正在写中文", MessageStatus.STREAMING)
+    assert store.search("中文") == []  # not indexed while it streams (as messages_fts)
+    store.update_message(msg.id, "写好了中文回答", MessageStatus.COMPLETE)
+    assert [h.message_id for h in store.search("中文")] == [msg.id]
+    store.update_message(msg.id, "改成日本語", MessageStatus.COMPLETE)
+    assert store.search("中文") == [] and [h.message_id for h in store.search("日本")] == [msg.id]
+    store.update_message(msg.id, "now plain English", MessageStatus.COMPLETE)
+    assert store.search("日本") == []
+    other = store.add_message(conv.id, "user", "再见中文")
+    store.delete_message(other.id)
+    assert store.search("中文") == []
+    keep = store.add_message(conv.id, "user", "保留中文")
+    store.delete_conversation(conv.id)
+    assert store.search("中文") == []  # deleted chats are not searched
+    store.undo_delete(conv.id)
+    assert [h.message_id for h in store.search("中文")] == [keep.id]
+    assert fts_is_sound(store)
+
+
+def test_cjk_written_by_another_program_is_found(store: ChatStore, tmp_path: Path) -> None:
+    """The triggers are plain SQL: a script or the sqlite3 shell can write messages."""
+    conv = store.create_conversation()
+    with sqlite3.connect(tmp_path / "chats.sqlite3") as db:
+        db.execute(
+            "INSERT INTO messages (conversation_id, role, content, status, created_at)"
+            " VALUES (?, 'user', '别的程序写的中文', 'complete', 0)",
+            (conv.id,),
+        )
+    assert len(store.search("中文")) == 1
+    store.rebuild_search_index()
+    assert len(store.search("中文")) == 1
+    assert fts_is_sound(store)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,53 @@ def test_a_version_whose_parent_has_versions_of_its_own(store: ChatStore) -> Non
     assert shown(store, conv_id) == ["Q1", "A1", "A2b [2/2]"]
     assert [v.id for v in store.variants(a2.id)] == [a2.id, a2b.id]
     assert store.message(a2.id).parent_id == a1.id  # type: ignore[union-attr]
+
+
+# -- schema v2 -> v3 (the CJK search index) ------------------------------------------
+
+# Written by Hearth's v2 store code (git 95f465b; the script is
+# data/make_store_v2.txt): a chat with a thinking reply and a second version,
+# a pinned Chinese chat, a Japanese chat with per-chat settings, a mixed chat
+# whose reply was left STREAMING by a process that died, and a deleted chat.
+V2_FILE = Path(__file__).parent / "data" / "store_v2.sqlite3"
+V2_TIME = 1_700_000_000.0  # the file's clock, so its deleted chat can still be undone
+
+
+def test_a_v2_file_upgrades_to_v3_keeping_everything(tmp_path: Path) -> None:
+    path = tmp_path / "hearth.sqlite3"
+    path.write_bytes(V2_FILE.read_bytes())
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        before = db.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        convs_before = db.execute("SELECT * FROM conversations ORDER BY id").fetchall()
+    with ChatStore(path, clock=lambda: V2_TIME + 3600) as store:
+        assert [(c.id, c.title, c.pinned) for c in store.list_conversations()] == [
+            (2, "中文聊天", True),
+            (4, "Mixed", False),
+            (3, "日本語", False),
+            (1, "Trip to Lyon", False),
+        ]
+        lyon = store.messages(1)
+        assert [m.content for m in lyon] == [
+            "What should I see in Lyon?",
+            "See the Fourvière basilica.",
+        ]
+        assert (lyon[1].variant_index, lyon[1].variant_count) == (1, 2)
+        assert store.variants(lyon[1].id)[0].thinking == "They like walking."
+        assert store.conversation_settings(3) == {"thinking": "off"}
+        assert store.messages(4)[-1].status is MessageStatus.INTERRUPTED
+        assert store.undo_delete(5) is not None
+        # Latin search as before; CJK words found inside sentences, even the reply
+        # the crash cut (indexed by the recovery at open).
+        assert [h.message_id for h in store.search("traboules")] == [2]
+        assert [h.message_id for h in store.search("中文")] == [5, 4]
+        assert [h.message_id for h in store.search("テキスト")] == [7, 6]
+        assert [h.message_id for h in store.search("推导")] == [9, 8]
+        assert [h.message_id for h in store.search("删除")] == [10]
+        assert store.check_integrity(quick=False) == []
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        after = db.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        # Nothing lost: only the dead process' reply changed (streaming -> interrupted).
+        assert [row for row in after if row[0] != 9] == [row for row in before if row[0] != 9]
+        assert len(db.execute("SELECT * FROM conversations").fetchall()) == len(convs_before)
