@@ -108,6 +108,11 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
     from engine.store import ChatStore, ReplyRecorder
 
     assert isinstance(store, ChatStore)
+    if args.model:
+        from engine.library import validate_gguf
+
+        # A bad file gets its sentence here, before anything is saved, never from llama.cpp.
+        validate_gguf(Path(args.model))
     if args.conversation is not None:
         conv = store.conversation(args.conversation)
         if conv is None:
@@ -300,7 +305,6 @@ def _fail(exc: KnownError, code: int = EXIT_FAILED) -> int:
 
 
 def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
-    from engine.errors import KnownError
     from engine.hardware import probe
     from engine.library import installed_models, model_rows
     from engine.models import load_catalog
@@ -331,7 +335,7 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
             "installed": r.installed is not None,
             "path": str(r.installed) if r.installed else None,
             "hf_cache_path": str(r.cached.path) if r.cached else None,
-            "partial_bytes": _partial_bytes(paths.models_dir, r.entry.filename),
+            "partial_bytes": r.partial,
             "downloadable": r.entry.repo is not None,
         }
         for r in rows
@@ -360,11 +364,6 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
         return 0
     _print_models_table(machine, listed, other)
     return 0
-
-
-def _partial_bytes(models_dir: Path, filename: str) -> int:
-    parts = (models_dir / ".downloads").glob(f"{filename}.*.incomplete")
-    return max((p.stat().st_size for p in parts), default=0)
 
 
 def _print_models_table(
@@ -605,7 +604,7 @@ def run_import(args: argparse.Namespace, paths: AppPaths) -> int:
 
 
 def run_rm(args: argparse.Namespace, paths: AppPaths) -> int:
-    from engine.library import delete_model
+    from engine.library import delete_model, partial_download_bytes
     from engine.models import load_catalog
 
     models_dir = paths.models_dir
@@ -617,7 +616,7 @@ def run_rm(args: argparse.Namespace, paths: AppPaths) -> int:
             target = models_dir / args.model
         else:
             target = Path(args.model)
-        partial = _partial_bytes(models_dir, target.name)
+        partial = partial_download_bytes(models_dir, target.name)
         if not target.exists() and not partial:
             print(f"hearth: there is no model {args.model!r} in {models_dir}.", file=sys.stderr)
             return EXIT_FAILED

@@ -65,6 +65,7 @@ __all__ = [
     "import_gguf",
     "installed_models",
     "model_rows",
+    "partial_download_bytes",
     "scan_hf_cache",
     "validate_gguf",
 ]
@@ -717,6 +718,7 @@ class ModelRow:
     fit: QuantFit  # estimate at the options' context, badge, recommended
     installed: Path | None  # verified in the models folder (by its record: not re-hashed)
     cached: CachedFile | None  # not installed, but in the Hugging Face cache: no download
+    partial: int = 0  # bytes of an unfinished download kept for resuming (0: none)
 
     @property
     def entry(self) -> CatalogEntry:
@@ -764,5 +766,17 @@ def model_rows(
         cached = None
         if installed is None and entry.repo is not None and cached_files:
             cached = find_in_hf_cache(entry, cached=cached_files)
-        rows.append(ModelRow(fit=fit, installed=installed, cached=cached))
+        partial = 0 if installed else partial_download_bytes(models_dir, entry.filename)
+        rows.append(ModelRow(fit=fit, installed=installed, cached=cached, partial=partial))
     return rows
+
+
+def partial_download_bytes(models_dir: Path, filename: str) -> int:
+    """Bytes of ``filename``'s unfinished download kept in ``models_dir`` (0: none)."""
+    sizes = []
+    for part in (models_dir / ".downloads").glob(f"{filename}.*.incomplete"):
+        try:
+            sizes.append(part.stat().st_size)
+        except OSError:  # finished or deleted meanwhile
+            continue
+    return max(sizes, default=0)

@@ -479,3 +479,19 @@ def test_a_file_changed_since_verified_is_not_installed(
         f.write(b"X")
     (row,) = model_rows([entry], models, machine(16), hf_cache=False)
     assert row.installed is None
+
+
+def test_rows_show_an_unfinished_download(
+    tmp_path: Path, tiny_entry: tuple[CatalogEntry, bytes]
+) -> None:
+    entry, data = tiny_entry
+    models = tmp_path / "models"
+    assert entry.sha256 is not None
+    part = partial_path(models, entry.filename, entry.sha256)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[:100])
+    (row,) = model_rows([entry], models, machine(16), hf_cache=False)
+    assert (row.installed, row.partial) == (None, 100)
+    delete_model(models / entry.filename, models)  # "delete" also drops what was begun
+    (row,) = model_rows([entry], models, machine(16), hf_cache=False)
+    assert row.partial == 0
