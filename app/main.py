@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from app.paths import resolve_paths
@@ -46,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
         runner = {"models": cli.run_models, "pull": cli.run_pull, "import": cli.run_import,
                   "rm": cli.run_rm}[args.command]  # fmt: skip
-        return runner(args, paths)
+        try:
+            return runner(args, paths)
+        except BrokenPipeError:  # `hearth models | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     from app.gui import run_gui
 
     return run_gui(paths, model_path=args.gui_model or "", theme=args.theme)
