@@ -58,6 +58,8 @@ class HearthApp:
         app = QApplication.instance()
         assert isinstance(app, QApplication), "create the QApplication first"
         self.settings = Settings(paths.config_dir / "settings.json")
+        paths, folder_notice = _models_folder(paths, str(self.settings["storage.models_dir"] or ""))
+        self.paths = paths
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
         self.store, store_notice = open_store(paths.db_path)
         self.window = MainWindow()
@@ -94,7 +96,7 @@ class HearthApp:
         self._previous_excepthook = sys.excepthook
         sys.excepthook = self._on_uncaught
         self.window.about_requested.connect(self.show_about)
-        notices = [n for n in (store_notice, *self.settings.problems) if n]
+        notices = [n for n in (store_notice, folder_notice, *self.settings.problems) if n]
         if notices:
             self.window.show_error(" ".join(notices))
         elif previous_crash:
@@ -151,6 +153,20 @@ class HearthApp:
             "Something went wrong inside Hearth. Your chats are safe. The details are in "
             f"{self.paths.log_dir / 'hearth.log'}."
         )
+
+
+def _models_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
+    """The paths with the models folder the person chose, if it is there (a disk that is
+    not plugged in, say, is not recreated empty); else the default, and a sentence."""
+    if not chosen:
+        return paths, ""
+    folder = Path(chosen).expanduser()
+    if folder.is_dir():
+        return paths.with_models_dir(folder), ""
+    return paths, (
+        f"The models folder {folder} is not available (is its disk connected?). Hearth uses "
+        f"{paths.models_dir} until it is back."
+    )
 
 
 def run_gui(paths: AppPaths, *, model_path: str = "", theme: str | None = None) -> int:

@@ -41,6 +41,7 @@ from engine.memory import (
     estimate_for_options,
     rank_quants,
 )
+from engine.model_folder import FolderMove, MoveCancelled, plan_move
 from engine.models import CatalogEntry, installed_path, load_catalog
 from engine.settings import Settings
 from engine.types import DownloadProgress, DownloadState, EngineOptions, ModelInfo
@@ -150,6 +151,41 @@ class _DownloadJob(QObject):
             self.finished.emit(str(path))
 
 
+class _MoveJob(QObject):
+    """Moving the models folder on its own thread (engine.model_folder)."""
+
+    progress = Signal(object, object)  # done bytes, total bytes (may exceed 2**31)
+    finished = Signal()
+    failed = Signal(str)
+
+    def __init__(self, move: FolderMove) -> None:
+        super().__init__()
+        self.move = move
+        self.cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="move-models", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self.move.run(on_progress=self.progress.emit, cancel=self.cancel)
+        except MoveCancelled:
+            self.failed.emit("The move was cancelled; the models stay in the old folder.")
+        except KnownError as exc:
+            self.failed.emit(exc.message)
+        except Exception:
+            log.exception("moving the models crashed")
+            self.failed.emit(
+                "Moving the models stopped because of an internal error; the details are in "
+                "the log file. Check both folders before moving again."
+            )
+        else:
+            self.finished.emit()
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A choice resolved to a catalog entry and, if installed, its file."""
@@ -189,7 +225,9 @@ class ModelManager(QObject):
         super().__init__()
         self.settings = settings
         self.chat = chat
+        self.paths = paths
         self.models_dir = paths.models_dir
+        self._mover: _MoveJob | None = None
         self.catalog = catalog if catalog is not None else load_catalog()
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self._tokens = tokens
@@ -429,14 +467,20 @@ class ModelManager(QObject):
 
     @Slot()
     def cancel_download(self) -> None:
+        """Cancel the download (or the move of the models folder) in progress."""
         if self._job is not None:
             self._job.cancel()
+        if self._mover is not None:
+            self._mover.cancel.set()
 
     def shutdown(self) -> None:
-        """Stop a download (its part is kept for next time); called on quit."""
+        """Stop a download (its part is kept for next time) or a move; called on quit."""
         if self._job is not None:
             self._job.cancel()
             self._job.join(5.0)
+        if self._mover is not None:
+            self._mover.cancel.set()
+            self._mover.join(60.0)  # moving back what was moved: never leave two halves
 
     def _show_progress(self, fraction: float | None, text: str) -> None:
         self.bar.show_progress(fraction, text)
@@ -599,6 +643,8 @@ class ModelManager(QObject):
         dialog.delete_model_requested.connect(self._on_delete_model)
         dialog.token_set_requested.connect(self._on_token_set)
         dialog.token_clear_requested.connect(self._on_token_clear)
+        dialog.move_models_requested.connect(self.move_models)
+        dialog.set_folders(str(self.paths.data_dir), str(self.models_dir))
         dialog.destroyed.connect(self._on_dialog_gone)
         self._refresh_dialog()
         self._show_token_status()
@@ -728,6 +774,68 @@ class ModelManager(QObject):
         else:
             text = "No token saved. Only gated models need one."
         self.dialog.set_token_status(f"{text} {status.note}".strip())
+
+    # --- the models folder --------------------------------------------------------------------
+    @Slot(str)
+    def move_models(self, folder: str) -> None:
+        """Move every model file to ``folder`` (asks first), then use it."""
+        if self._job is not None or self._mover is not None:
+            self._say("Wait for the download to finish (or cancel it), then move the models.")
+            return
+        try:
+            move = plan_move(self.models_dir, Path(folder))
+        except KnownError as exc:
+            self._say(exc.message)
+            return
+        if not self._ask(
+            "Move the models?",
+            f"Move {len(move.files)} files ({_gb(move.total_bytes)}) from {move.source} to "
+            f"{move.target}? Hearth keeps running; chatting works during the move.",
+            "Move",
+        ):
+            return
+        self._mover = _MoveJob(move)
+        self._mover.progress.connect(self._on_move_progress)
+        self._mover.finished.connect(self._on_moved)
+        self._mover.failed.connect(self._on_move_failed)
+        self._show_progress(0.0, f"Moving the models to {move.target}…")
+
+    @Slot(object, object)
+    def _on_move_progress(self, done: int, total: int) -> None:
+        if self._mover is not None:
+            text = f"Moving the models to {self._mover.move.target}: {_gb(done)} of {_gb(total)}"
+            self._show_progress(done / total if total else 1.0, text)
+
+    @Slot()
+    def _on_moved(self) -> None:
+        mover, self._mover = self._mover, None
+        if mover is None:
+            return
+        mover.join(1.0)
+        old, new = mover.move.source, mover.move.target
+        default = (self.paths.data_dir / "models").resolve()
+        self.settings.set("storage.models_dir", "" if new == default else str(new))
+        self.paths = self.paths.with_models_dir(None if new == default else new)
+        self.models_dir = new
+        # Where the engine installs the starter model from now on (read only on a load).
+        self.chat.engine.worker._models_dir = new
+        path = Path(self.chat.model_path) if self.chat.model_path else None
+        if path is not None and path.resolve().parent == old:
+            self.chat.model_path = str(new / path.name)
+        info = self.chat.model_info
+        if info is not None and Path(info.path).resolve().parent == old:
+            self.chat.model_info = replace(info, path=str(new / Path(info.path).name))
+        log.info("moved the models from %s to %s", old, new)
+        if self.dialog is not None:
+            self.dialog.set_folders(str(self.paths.data_dir), str(new))
+        self._end_download(f"The models are now in {new}.")
+
+    @Slot(str)
+    def _on_move_failed(self, message: str) -> None:
+        mover, self._mover = self._mover, None
+        if mover is not None:
+            mover.join(1.0)
+        self._end_download(message)
 
     # --- talking to the person -------------------------------------------------------------
     def _say(self, text: str) -> None:

@@ -9,7 +9,7 @@ instead: tests and portable installs use that.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import platformdirs
@@ -22,10 +22,15 @@ class AppPaths:
     data_dir: Path
     config_dir: Path
     log_dir: Path
+    models_override: Path | None = None  # Settings → Privacy & storage → Models folder
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.models_override or self.data_dir / "models"
+
+    def with_models_dir(self, folder: str | Path | None) -> AppPaths:
+        """These paths with the models folder the person chose (None: the default)."""
+        return replace(self, models_override=Path(folder).expanduser() if folder else None)
 
     @property
     def db_path(self) -> Path:

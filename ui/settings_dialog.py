@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -47,7 +48,7 @@ PAGES = (
 )
 AUTO_QUANT = "auto"
 # Settings chosen elsewhere (the Model page's list, the first-run offer).
-_NOT_ON_A_PAGE = ("model.family", "model.quant", "model.offer_dismissed")
+_NOT_ON_A_PAGE = ("model.family", "model.quant", "model.offer_dismissed", "storage.models_dir")
 _CHOICE_TEXT = {
     "model": "As the model recommends",
     "on": "On",
@@ -193,6 +194,7 @@ class SettingsDialog(QDialog):
     download_cancel_requested = Signal()
     reload_requested = Signal()
     open_folder_requested = Signal(str)  # "data" or "models"
+    move_models_requested = Signal(str)  # the folder the person picked
     token_set_requested = Signal(str)
     token_clear_requested = Signal()
     delete_all_chats_requested = Signal()
@@ -338,13 +340,28 @@ class SettingsDialog(QDialog):
         box = QWidget()
         layout = QVBoxLayout(box)
         layout.setContentsMargins(0, 8, 0, 0)
-        folders = QHBoxLayout()
-        for which, text in (("data", "Open chats folder"), ("models", "Open models folder")):
-            button = QPushButton(text)
+        folders = QFormLayout()
+        self.folder_labels: dict[str, QLabel] = {}
+        for which, text in (("data", "Chats folder"), ("models", "Models folder")):
+            path = QLabel("")
+            path.setObjectName(f"{which}_folder_path")
+            path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            path.setWordWrap(True)
+            self.folder_labels[which] = path
+            button = QPushButton("Open")
             button.setObjectName(f"open_{which}_folder")
+            button.setAccessibleName(f"Open the {text.lower()}")
             button.clicked.connect(lambda _=False, w=which: self.open_folder_requested.emit(w))
-            folders.addWidget(button)
-        folders.addStretch(1)
+            row = QHBoxLayout()
+            row.addWidget(path, 1)
+            row.addWidget(button)
+            if which == "models":
+                move = QPushButton("Move…")
+                move.setObjectName("move_models_button")
+                move.setAccessibleName("Move the models folder")
+                move.clicked.connect(self._on_move_models)
+                row.addWidget(move)
+            folders.addRow(text, row)
         self.token_status = QLabel("")
         self.token_status.setObjectName("token_status")
         self.token_status.setWordWrap(True)
@@ -492,6 +509,18 @@ class SettingsDialog(QDialog):
         editor = self.editors.get(key)
         if editor is not None:
             editor.set_value(value)
+
+    def set_folders(self, chats: str, models: str) -> None:
+        self.folder_labels["data"].setText(chats)
+        self.folder_labels["models"].setText(models)
+
+    @Slot()
+    def _on_move_models(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Move the models to…", self.folder_labels["models"].text()
+        )
+        if folder:
+            self.move_models_requested.emit(folder)
 
     def set_token_status(self, text: str) -> None:
         self.token_status.setText(text)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
@@ -27,7 +28,7 @@ from engine.models import (
     remember_verified,
     resources_dir,
 )
-from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from tests.hubserver import HubServer
 from ui.settings_dialog import SettingsDialog
 
@@ -282,3 +283,52 @@ def test_a_quantization_that_fails_to_load_falls_back(
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Still there?")
     assert len(hearth.store.messages(conv_id)) == 4
+
+
+def test_move_the_models_folder_then_keep_switching(
+    qtbot: QtBot, launch: Launch, data_dir: Path, catalog: list[CatalogEntry], quants: dict
+) -> None:
+    install(data_dir, quants["Q8_0"])
+    hearth = launch(data_dir, catalog=catalog)
+    old = data_dir / "models"
+    new = data_dir.parent / "bigger-disk" / "models"
+    dialog = open_model_page(qtbot, hearth)
+    assert dialog.folder_labels["models"].text() == str(old)
+    assert dialog.findChild(QPushButton, "move_models_button") is not None
+    seen = answer_next_dialog(qtbot, "Move")
+    # The folder picker is Qt's own dialog; what it returns is this:
+    dialog.move_models_requested.emit(str(new))
+    assert seen and seen[0].startswith("Move ")
+    qtbot.waitUntil(lambda: "now in" in hearth.models.bar.label.text(), timeout=REPLY_TIMEOUT_MS)
+    assert sorted(p.name for p in new.glob("*.gguf")) == sorted(
+        [quants["Q4_1"].name, quants["Q8_0"].name]
+    )
+    assert not list(old.glob("*.gguf"))
+    assert dialog.folder_labels["models"].text() == str(new)
+    # The file in use moved under the engine; switching still works, from the new folder.
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+        choose(qtbot, dialog, "Q8_0")
+    assert done.args == [True]
+    assert Path(hearth.controller.model_info.path).parent == new  # type: ignore[union-attr]
+    dialog.close()
+    hearth.close()
+    # The next start uses the new folder and does not copy the starter model back.
+    again = launch(data_dir, catalog=catalog)
+    assert Path(again.controller.model_info.path).parent == new  # type: ignore[union-attr]
+    assert not list(old.glob("*.gguf"))
+
+
+def test_a_models_folder_that_is_gone_is_said_and_the_default_used(
+    qtbot: QtBot, launch: Launch, data_dir: Path, catalog: list[CatalogEntry]
+) -> None:
+    config = data_dir / "config"
+    config.mkdir(parents=True)
+    gone = data_dir.parent / "unplugged-disk" / "models"
+    (config / "settings.json").write_text(
+        json.dumps({"version": 1, "values": {"storage.models_dir": str(gone)}})
+    )
+    hearth = launch(data_dir, catalog=catalog)
+    assert hearth.controller.model_info is not None  # the starter, from the default folder
+    banner = hearth.window.error_banner.label.text()
+    assert str(gone) in banner and "not available" in banner
+    assert not gone.exists()  # not recreated empty on the wrong disk
