@@ -311,3 +311,19 @@ def test_pull_uses_the_hf_cache_without_connecting(
     assert "using the copy in the Hugging Face cache" in result.stderr
     assert hub.requests == []
     assert (data_dir / "models" / FILE).read_bytes() == payload
+
+
+def test_pull_offline_is_a_sentence_after_retries(
+    data_dir: Path, env: dict[str, str], catalog: Path
+) -> None:
+    with HubServer() as gone:
+        endpoint = gone.endpoint  # nobody listens there once it stops
+    result = hearth(
+        data_dir, "pull", ID, "--catalog", str(catalog), env={**env, "HF_ENDPOINT": endpoint}
+    )  # retries with backoff first (1 + 2 + 4 + 8 s): Download's own policy
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.rstrip().split("\n")[-1] == (
+        "hearth: Hearth could not reach Hugging Face: check your internet connection and try "
+        "again. The part downloaded so far is kept; the download resumes from there."
+    )
+    assert "retrying (attempt 2)" in result.stderr
