@@ -15,9 +15,11 @@ runs on Qt's offscreen platform: the machine has no display.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import shlex
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,7 +29,6 @@ from typing import Any
 import pytest
 
 from app.version import __version__
-from engine.store import ChatStore
 from tests.packaging.conftest import Installed, clean_env, install, packaging_module
 
 pytestmark = pytest.mark.timeout(3600)  # a cold build of the frozen app included
@@ -226,11 +227,11 @@ def test_uninstalling_keeps_chats_and_models_and_a_reinstall_continues_them(
     assert not installed.hearth.exists() and not installed.hearth.is_symlink()
     assert not installed.opt.exists()
     assert not (installed.root / "usr" / "share" / "applications" / "hearth.desktop").exists()
-    store = ChatStore(data / "hearth.sqlite3")
-    try:
-        conversation_ids = [c.id for c in store.list_conversations()]
-    finally:
-        store.close()
+    # Read-only with sqlite3, not ChatStore: the tree's store could migrate the
+    # database to a newer format than the installed app reads.
+    read_only = f"file:{data / 'hearth.sqlite3'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
+        conversation_ids = [row[0] for row in db.execute("SELECT id FROM conversations")]
     assert conversation_ids == [first["conversation_id"]]
     assert (data / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file()
 
