@@ -129,6 +129,8 @@ class StoreDatabase:
             with self._transaction():
                 for statement in store_schema.MIGRATIONS[step]:
                     db.execute(statement)
+                if step in store_schema.AFTER_STEP:
+                    store_schema.AFTER_STEP[step](db)
                 db.execute(f"PRAGMA user_version = {step + 1}")
         if checked:
             # The tables are sound, so the damage was in the search index (or gone):
@@ -138,8 +140,9 @@ class StoreDatabase:
                 db.execute("INSERT INTO messages_cjk(messages_cjk) VALUES ('integrity-check')")
             except sqlite3.DatabaseError:
                 with self._transaction():
-                    for statement in (*store_schema.REBUILD_SEARCH, *store_schema.REBUILD_CJK):
+                    for statement in store_schema.REBUILD_SEARCH:
                         db.execute(statement)
+                    store_schema.rebuild_cjk(db)
             marker.unlink(missing_ok=True)
         with self._transaction():
             db.execute(
@@ -201,8 +204,9 @@ class StoreDatabase:
     def rebuild_search_index(self) -> None:
         """Rebuild the full-text index from the messages (if search misbehaves)."""
         with self._writing():
-            for statement in (*store_schema.REBUILD_SEARCH, *store_schema.REBUILD_CJK):
+            for statement in store_schema.REBUILD_SEARCH:
                 self._db.execute(statement)
+            store_schema.rebuild_cjk(self._db)
 
     def check_integrity(self, *, quick: bool = True) -> list[str]:
         """Problems SQLite finds in the file and the search index; [] if none.
