@@ -26,7 +26,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QPen,
-    QResizeEvent,
+    QShowEvent,
     QTextCursor,
     QTextDocument,
 )
@@ -37,9 +37,6 @@ from ui.markdown import COPY_CODE_SCHEME, BlockSplitter, MarkdownRenderer
 
 REPAINT_INTERVAL_MS = 33
 SHOWN_AT_FIRST = 60  # messages rendered when a chat opens; earlier ones on request
-# Before the window's first frame only the newest messages are rendered, about this
-# much text (more than the tallest window shows); the rest right after that frame.
-FIRST_FRAME_CHARS = 6000
 ACTION_SCHEME = "hearth-action"
 _CACHE_SIZE = 1024
 
@@ -178,11 +175,11 @@ class ChatView(QTextBrowser):
         self._timer = QTimer(self)
         self._timer.setInterval(REPAINT_INTERVAL_MS)
         self._timer.timeout.connect(self._flush)
-        self._rest_from: int | None = None  # messages[shown_from:rest_from] not yet rendered
-        self._pin_bottom = False  # a chat shown before the window: open at its end
-        self._rest_timer = QTimer(self)
-        self._rest_timer.setSingleShot(True)
-        self._rest_timer.timeout.connect(self._render_rest)
+        # At the end of the chat, and staying there while the layout settles (Qt lays a
+        # document out lazily: the range grows after setHtml) until anything scrolls up.
+        self._follow_end = False
+        self.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
+        self.verticalScrollBar().valueChanged.connect(self._on_scrolled)
 
     # --- configuration ----------------------------------------------------------------
     def set_context_start(self, msg_id: int | None) -> None:
@@ -204,64 +201,49 @@ class ChatView(QTextBrowser):
 
     def _rebuild_keeping_scroll(self) -> None:
         bar = self.verticalScrollBar()
-        at_bottom, value = self._at_bottom(), bar.value()
+        at_bottom, value = self._at_bottom() or self._follow_end, bar.value()
         self._rebuild()
         bar.setValue(bar.maximum() if at_bottom else value)
+        self._follow_end = at_bottom
 
     # --- whole conversations ---------------------------------------------------------------
     def show_messages(self, messages: list[StoredMessage], *, keep_scroll: bool = False) -> None:
         """Show a conversation. ``keep_scroll``: the same chat re-shown (after a
         reply was saved): stay where the person was unless they were at the bottom."""
         self._stop_stream()
-        at_bottom, value = self._at_bottom(), self.verticalScrollBar().value()
+        at_bottom = self._at_bottom() or self._follow_end
+        value = self.verticalScrollBar().value()
         if not keep_scroll:
             self._shown_from = max(0, len(messages) - SHOWN_AT_FIRST)
         self._messages = list(messages)
-        if not keep_scroll and not self.window().isVisible():
-            # The window is about to show for the first time (Hearth starting): render
-            # what fills the screen now and the rest after the first frame, so a long
-            # newest chat does not hold the window back (bench/store_scale.py).
-            self._rebuild(first_screen=True)
-            self._pin_bottom = True  # the view gets its size later
-        else:
-            self._pin_bottom = False
-            self._rebuild()
+        self._rebuild()
         if keep_scroll and not at_bottom:
             self.verticalScrollBar().setValue(value)
         else:
             self._scroll_to_bottom()
+            self._follow_end = True
 
     def show_earlier(self) -> None:
         """Render the rest of a long chat (the top of the document grows)."""
-        self._render_rest()
         if self._shown_from:
             self._shown_from = 0
             self._rebuild()
 
     def add_message(self, role: Role, content: str) -> None:
         """Append a finished message that is not (yet) in the store's list."""
-        self._render_rest()
         _insert_blocks(self._end_cursor(), self._header_html(role) + self._body_html(role, content))
         self._scroll_to_bottom()
 
-    def _rebuild(self, *, first_screen: bool = False) -> None:
+    def _rebuild(self) -> None:
         focused = self._focused_link() if self.hasFocus() else None
-        self._rest_timer.stop()
-        self._rest_from = None
-        start, chars = len(self._messages), 0
-        while first_screen and start > self._shown_from and chars < FIRST_FRAME_CHARS:
-            start -= 1
-            chars += len(self._messages[start].content) + 80  # header, actions
-        if first_screen and start > self._shown_from:
-            self._rest_from = start  # rendered after the first frame (paintEvent)
         parts: list[str] = []
-        if self._shown_from and self._rest_from is None:
+        if self._shown_from:
             parts.append(
                 f'<p align="center"><a href="{ACTION_SCHEME}:earlier/0">'
                 f"Show {self._shown_from} earlier messages</a></p>"
             )
         last = self._messages[-1].id if self._messages else None
-        for m in self._messages[self._rest_from or self._shown_from :]:
+        for m in self._messages[self._shown_from :]:
             if m.id == self._context_start and m is not self._messages[0]:
                 parts.append(self._context_divider_html())
             parts.append(self._message_html(m, m.id == last))
@@ -295,7 +277,6 @@ class ChatView(QTextBrowser):
     # --- streaming ----------------------------------------------------------------------
     def begin_reply(self) -> None:
         self._stop_stream()
-        self._render_rest()
         _insert_blocks(self._end_cursor(), self._header_html("assistant"))
         stream = _Stream()
         stream.open_pos = self._end_cursor().position()
@@ -505,7 +486,6 @@ class ChatView(QTextBrowser):
 
     def jump_to(self, msg_id: int, words: list[str]) -> None:
         """Scroll to a message and select the first of ``words`` in it (search hits)."""
-        self._render_rest()
         if self._shown_from and all(m.id != msg_id for m in self._messages[self._shown_from :]):
             self.show_earlier()
         self.scrollToAnchor(f"m{msg_id}")
@@ -604,29 +584,25 @@ class ChatView(QTextBrowser):
             target = next((link for link in links if link[1] > pos), links[-1])
         self._focus_link(links, target, True)
 
-    def is_complete(self) -> bool:
-        """Whether every message meant to be shown is rendered (see FIRST_FRAME_CHARS)."""
-        return self._rest_from is None
-
-    def _render_rest(self) -> None:
-        """Render the messages held back for the first frame (at once if something
-        needs the whole document first)."""
-        if self._rest_from is not None and self._stream is None:
-            self._rebuild_keeping_scroll()
-            if self._pin_bottom:
-                self._scroll_to_bottom()
-        self._pin_bottom = False
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        if self._pin_bottom:
+    def showEvent(self, event: QShowEvent) -> None:
+        # QTextEdit shows its cursor on the first show: the top of the chat.
+        follow = self._follow_end
+        super().showEvent(event)
+        if follow:
             self._scroll_to_bottom()
+            self._follow_end = True
+
+    def _on_range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._follow_end:
+            self.verticalScrollBar().setValue(maximum)
+
+    def _on_scrolled(self, value: int) -> None:
+        if value < self.verticalScrollBar().maximum() - 4:  # up, by the person or the code
+            self._follow_end = False
 
     def paintEvent(self, event: QPaintEvent) -> None:
         """A clear ring around the link in keyboard focus (Qt's own is a faint dotted line)."""
         super().paintEvent(event)
-        if (self._rest_from is not None or self._pin_bottom) and not self._rest_timer.isActive():
-            self._rest_timer.start(0)  # the first frame is painted: now the rest
         focused = self._focused_link() if self.hasFocus() else None
         if focused is None:
             return

@@ -43,7 +43,8 @@ class Palette:
 LIGHT = Palette("#f4f1ec", "#e2dcd2", "#7a7367", "friendly", "#6b645a")
 DARK = Palette("#25272b", "#3a3d43", "#9a9ea6", "github-dark", "#a8acb3")
 
-_TASK = re.compile(r"<li>(<p>)?\[( |x|X)\] ")
+_TASK = re.compile(r"<li>(\n?<p>)?\[( |x|X)\] ")  # tight and loose lists
+_TASK_LIST = re.compile(r"<ul>\n<li>(?=\n?(?:<p>)?[☐☑] )")
 
 
 class MarkdownRenderer:
@@ -69,10 +70,14 @@ class MarkdownRenderer:
 
     def render(self, text: str, register_code: RegisterCode | None = None) -> str:
         env: dict[str, Any] = {"register_code": register_code}
-        out = self._md.render(text, env)
-        return _TASK.sub(
+        out: str = self._md.render(text, env)
+        if "[" not in out:
+            return out
+        out = _TASK.sub(
             lambda m: f"<li>{m.group(1) or ''}{'☐' if m.group(2) == ' ' else '☑'} ", out
         )
+        # A task list shows its boxes, not bullets as well.
+        return _TASK_LIST.sub('<ul style="list-style-type:none">\n<li>', out)
 
     # --- render rules (signature fixed by markdown-it) ---------------------------
     def _render_fence(self, tokens: Sequence[Token], idx: int, _o: Any, env: dict[str, Any]) -> str:
@@ -126,7 +131,8 @@ class MarkdownRenderer:
 
     def _render_quote_open(self, *_args: Any) -> str:
         return (
-            f'<table cellspacing="0" cellpadding="0" style="margin-left:4px"><tr>'
+            f'<table cellspacing="0" cellpadding="0" '
+            f'style="margin-left:4px; margin-top:6px; margin-bottom:6px"><tr>'
             f'<td width="3" style="background-color:{self.palette.code_border}"></td>'
             f'<td style="padding-left:10px; color:{self.palette.quote}">'
         )
