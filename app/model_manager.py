@@ -32,17 +32,30 @@ from engine.errors import KnownError
 from engine.gguf_header import GGUFError, read_gguf_arch
 from engine.hardware import probe
 from engine.hf_token import TokenStore
+from engine.library import (
+    CachedFile,
+    ImportCancelled,
+    InstalledModel,
+    adopt_from_cache,
+    delete_model,
+    find_in_hf_cache,
+    import_gguf,
+    installed_models,
+    model_rows,
+    validate_gguf,
+)
 from engine.memory import (
     FitBadge,
     HardwareInfo,
     ModelArch,
     QuantFit,
+    check_fit,
     choose_context,
     estimate_for_options,
     rank_quants,
 )
-from engine.model_folder import FolderMove, MoveCancelled, plan_move
-from engine.models import CatalogEntry, installed_path, load_catalog
+from engine.model_folder import MoveCancelled, plan_move
+from engine.models import CatalogEntry, load_catalog, verified_record
 from engine.settings import Settings
 from engine.types import DownloadProgress, DownloadState, EngineOptions, ModelInfo
 from ui.model_bar import ModelBar
@@ -60,6 +73,7 @@ ASSUMED_SPEED_TEXT = "50 Mbit/s"
 AUTO_CONTEXT = 16384
 _HW_TTL_S = 5.0
 
+LOCAL_FILES = "files"  # the Model page's "family" of model files the person imported
 _BADGE_TEXT = {FitBadge.FITS: "fits", FitBadge.TIGHT: "tight", FitBadge.TOO_LARGE: "too large"}
 
 
@@ -114,10 +128,18 @@ class _DownloadJob(QObject):
     cancelled = Signal()
 
     def __init__(
-        self, entry: CatalogEntry, models_dir: Path, endpoint: str | None, token: str | None
+        self,
+        entry: CatalogEntry,
+        models_dir: Path,
+        endpoint: str | None,
+        token: str | None,
+        cached: CachedFile | None = None,
     ) -> None:
         super().__init__()
         self.entry = entry
+        self.models_dir = models_dir
+        self.cached = cached  # a copy in the Hugging Face cache: installed from there instead
+        self._cancel = threading.Event()
         self.download = Download(
             entry, models_dir, endpoint=endpoint, token=token, on_progress=self.progress.emit
         )
@@ -127,7 +149,25 @@ class _DownloadJob(QObject):
         self._thread.start()
 
     def cancel(self) -> None:
+        self._cancel.set()
         self.download.cancel()
+
+    def _copy_progress(self, done: int, total: int) -> None:
+        state = DownloadState.DOWNLOADING if done < total else DownloadState.VERIFYING
+        self.progress.emit(
+            DownloadProgress(entry_id=self.entry.id, state=state, done=done, total=total)
+        )
+
+    def _fetch(self) -> Path:
+        if self.cached is not None:
+            return adopt_from_cache(
+                self.entry,
+                self.models_dir,
+                cached=self.cached,
+                cancel=self._cancel,
+                on_progress=self._copy_progress,
+            )
+        return self.download.run()
 
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
@@ -135,8 +175,8 @@ class _DownloadJob(QObject):
 
     def _run(self) -> None:
         try:
-            path = self.download.run()
-        except DownloadCancelled:
+            path = self._fetch()
+        except (DownloadCancelled, ImportCancelled):
             self.cancelled.emit()
         except KnownError as exc:
             log.warning("download of %s failed: %s", self.entry.filename, exc)
@@ -152,17 +192,23 @@ class _DownloadJob(QObject):
 
 
 class _MoveJob(QObject):
-    """Moving the models folder on its own thread (engine.model_folder)."""
+    """Moving or importing model files on a thread of its own: ``work(progress, cancel)``
+    (engine.model_folder, engine.library) with results as queued signals."""
 
     progress = Signal(object, object)  # done bytes, total bytes (may exceed 2**31)
-    finished = Signal()
-    failed = Signal(str)
+    finished = Signal(object)  # what ``work`` returned
+    failed = Signal(str)  # sentence
 
-    def __init__(self, move: FolderMove) -> None:
+    def __init__(
+        self,
+        work: Callable[[Callable[[int, int], None], threading.Event], object],
+        what: str,
+    ) -> None:
         super().__init__()
-        self.move = move
+        self.what = what  # "Moving the models to …", "Importing x.gguf"
         self.cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="move-models", daemon=True)
+        self._work = work
+        self._thread = threading.Thread(target=self._run, name="model-files", daemon=True)
         self._thread.start()
 
     def join(self, timeout: float) -> None:
@@ -171,19 +217,19 @@ class _MoveJob(QObject):
 
     def _run(self) -> None:
         try:
-            self.move.run(on_progress=self.progress.emit, cancel=self.cancel)
-        except MoveCancelled:
-            self.failed.emit("The move was cancelled; the models stay in the old folder.")
+            result = self._work(self.progress.emit, self.cancel)
+        except (MoveCancelled, ImportCancelled):
+            self.failed.emit(f"{self.what} was cancelled; nothing changed.")
         except KnownError as exc:
             self.failed.emit(exc.message)
         except Exception:
-            log.exception("moving the models crashed")
+            log.exception("%s crashed", self.what)
             self.failed.emit(
-                "Moving the models stopped because of an internal error; the details are in "
-                "the log file. Check both folders before moving again."
+                f"{self.what} stopped because of an internal error; the details are in the "
+                "log file. Check the models folder before trying again."
             )
         else:
-            self.finished.emit()
+            self.finished.emit(result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +243,9 @@ class Target:
 
 @dataclass(slots=True)
 class _Switch:
-    entry: CatalogEntry
+    name: str  # "Qwen3.5 9B Q4_K_M", or a file's name
     path: Path
-    family: str
+    family: str  # LOCAL_FILES for a file of the person's own
     choice: str
     previous_path: str  # "" = the starter model
     previous_name: str
@@ -264,7 +310,7 @@ class ModelManager(QObject):
         for entry in self.catalog:
             seen.setdefault(entry.family, entry)
         ordered = sorted(seen.values(), key=lambda e: -e.family_rank)
-        return [(e.family, e.name) for e in ordered]
+        return [(e.family, e.name) for e in ordered] + [(LOCAL_FILES, "Your own model files")]
 
     def entries(self, family: str) -> list[CatalogEntry]:
         return [e for e in self.catalog if e.family == family]
@@ -272,6 +318,13 @@ class ModelManager(QObject):
     def entry_for_path(self, path: str | Path) -> CatalogEntry | None:
         name = Path(path).name
         return next((e for e in self.catalog if e.filename == name), None)
+
+    def installed(self, entry: CatalogEntry) -> Path | None:
+        """The verified file of ``entry`` in the models folder (by its record: never hashes
+        gigabytes on the GUI thread), or None."""
+        target = self.models_dir / entry.filename
+        size = None if entry.size_estimated else entry.size
+        return target if verified_record(target, sha256=entry.sha256, size=size) else None
 
     def hardware(self) -> HardwareInfo:
         now = time.monotonic()
@@ -370,7 +423,7 @@ class ModelManager(QObject):
             row = next((r for r in rows if r.entry.quantization == choice), None)
             if row is None:
                 return Target(None, None)
-        return Target(row.entry, installed_path(row.entry, self.models_dir), row)
+        return Target(row.entry, self.installed(row.entry), row)
 
     def startup_path(self) -> str:
         """The file to load at start ("" = the starter model)."""
@@ -385,14 +438,18 @@ class ModelManager(QObject):
         have = [
             (r, p)
             for r in self.fits(family)
-            if (p := installed_path(r.entry, self.models_dir)) and r.fit.badge != FitBadge.TOO_LARGE
+            if (p := self.installed(r.entry)) and r.fit.badge != FitBadge.TOO_LARGE
         ]
         if have:
             return str(max(have, key=lambda rp: rp[0].entry.quality_rank)[1])
         return ""
 
     def select(self, family: str, choice: str) -> None:
-        """The person picked ``choice`` ("auto" or a quantization) of ``family``."""
+        """The person picked ``choice`` ("auto" or a quantization) of ``family``, or
+        (family LOCAL_FILES) the path of one of their own files."""
+        if family == LOCAL_FILES:
+            self._select_file(Path(choice))
+            return
         target = self.resolve(family, choice)
         if target.entry is None:
             self._say(f"Hearth's catalog has no {choice} file for this model.")
@@ -420,12 +477,42 @@ class ModelManager(QObject):
             "Stop and switch",
         ):
             return
-        self.switch_to(entry, target.path, family, choice)
+        self.switch_to(label(entry), target.path, family, choice)
 
-    def switch_to(self, entry: CatalogEntry, path: Path, family: str, choice: str) -> None:
+    def _select_file(self, path: Path) -> None:
+        loaded = self.chat.model_info
+        if loaded is not None and Path(loaded.path) == path:
+            self._remember(LOCAL_FILES, str(path))
+            return
+        try:
+            validate_gguf(path)  # a bad file gets a sentence and never reaches llama.cpp
+            fit = check_fit(
+                estimate_for_options(read_gguf_arch(path), self.estimate_options()),
+                self.hardware(),
+                reclaimable=self._reclaimable(),
+            )
+        except KnownError as exc:
+            self._say(exc.message)
+            return
+        except (GGUFError, OSError, ValueError, KeyError):
+            fit = None  # parameters Hearth cannot estimate from: load it and see
+        warning = fit.warning if fit is not None and fit.badge is not FitBadge.FITS else None
+        if warning and not self._ask("Load anyway?", warning, "Load anyway"):
+            return
+        busy = self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING)
+        if busy and not self._ask(
+            "Switch the model?",
+            f"A reply is being written. Stop it and switch to {path.name}? "
+            "What was written so far is kept.",
+            "Stop and switch",
+        ):
+            return
+        self.switch_to(path.name, path, LOCAL_FILES, str(path))
+
+    def switch_to(self, name: str, path: Path, family: str, choice: str) -> None:
         info = self.chat.model_info
         self._switch = _Switch(
-            entry=entry,
+            name=name,
             path=path,
             family=family,
             choice=choice,
@@ -433,10 +520,13 @@ class ModelManager(QObject):
             previous_name=info.name + " " + info.quantization if info else "the previous model",
         )
         log.info("switching to %s", path)
-        self._say(f"Loading {label(entry)}… your conversation stays open.")
+        self._say(f"Loading {name}… your conversation stays open.")
         self.chat.reload(self.options_for(path), str(path))
 
     def _remember(self, family: str, choice: str) -> None:
+        if family == LOCAL_FILES:  # a file of the person's own: the catalog choice stays
+            self.settings.set("model.path", choice)
+            return
         for key, value in (("model.family", family), ("model.quant", choice), ("model.path", "")):
             self.settings.set(key, value)
 
@@ -451,8 +541,10 @@ class ModelManager(QObject):
                 f"{label(entry)}."
             )
             return
+        cached = find_in_hf_cache(entry)  # already downloaded by another app: no download
         try:
-            job = _DownloadJob(entry, self.models_dir, self.endpoint, self.tokens.get())
+            token = None if cached else self.tokens.get()
+            job = _DownloadJob(entry, self.models_dir, self.endpoint, token, cached)
         except KnownError as exc:
             self._say(exc.message)
             return
@@ -461,8 +553,12 @@ class ModelManager(QObject):
         job.failed.connect(self._on_download_failed)
         job.cancelled.connect(self._on_download_cancelled)
         self._job, self._job_choice = job, switch_to
-        self._show_progress(None, f"Downloading {label(entry)}: connecting…")
-        log.info("download of %s started", entry.filename)
+        if cached:
+            self._show_progress(None, f"Copying {label(entry)} from your Hugging Face cache…")
+            log.info("installing %s from the Hugging Face cache: %s", entry.filename, cached.path)
+        else:
+            self._show_progress(None, f"Downloading {label(entry)}: connecting…")
+            log.info("download of %s started", entry.filename)
         job.start()
 
     @Slot()
@@ -495,8 +591,15 @@ class ModelManager(QObject):
 
     @Slot(object)
     def _on_download_progress(self, progress: DownloadProgress) -> None:
-        if self._job is not None:
-            self._show_progress(*progress_text(self._job.entry, progress))
+        job = self._job
+        if job is None:
+            return
+        if job.cached is not None and progress.total:
+            done, total = _gb(progress.done), _gb(progress.total)
+            text = f"Copying {label(job.entry)} from your Hugging Face cache: {done} of {total}"
+            self._show_progress(progress.done / progress.total, text)
+            return
+        self._show_progress(*progress_text(job.entry, progress))
 
     @Slot(str)
     def _on_download_finished(self, path: str) -> None:
@@ -526,7 +629,7 @@ class ModelManager(QObject):
         self.bar.hide()
         if self.dialog is not None:
             self.dialog.show_download(None, "")
-        self.switch_to(entry, path, family, choice)
+        self.switch_to(label(entry), path, family, choice)
 
     @Slot(str)
     def _on_download_failed(self, message: str) -> None:
@@ -606,7 +709,7 @@ class ModelManager(QObject):
             self.switch_finished.emit(False)
         else:
             self._remember(switch.family, switch.choice)
-            self._say(f"Now using {label(switch.entry)}. The conversation continues.")
+            self._say(f"Now using {switch.name}. The conversation continues.")
             self.switch_finished.emit(True)
         self._refresh_dialog()
 
@@ -621,7 +724,7 @@ class ModelManager(QObject):
             return
         switch.falling_back = True
         switch.failure = (
-            f"Hearth could not load {label(switch.entry)}: {message} It went back to "
+            f"Hearth could not load {switch.name}: {message} It went back to "
             f"{switch.previous_name}; your conversation is unchanged."
         )
         log.warning("switch to %s failed; going back to %r", switch.path, switch.previous_path)
@@ -644,6 +747,7 @@ class ModelManager(QObject):
         dialog.token_set_requested.connect(self._on_token_set)
         dialog.token_clear_requested.connect(self._on_token_clear)
         dialog.move_models_requested.connect(self.move_models)
+        dialog.import_requested.connect(self.import_file)
         dialog.set_folders(str(self.paths.data_dir), str(self.models_dir))
         dialog.destroyed.connect(self._on_dialog_gone)
         self._refresh_dialog()
@@ -668,27 +772,67 @@ class ModelManager(QObject):
         self.dialog = None
 
     def rows(self, family: str) -> list[QuantRow]:
+        if family == LOCAL_FILES:
+            return self._local_rows()
         loaded = self.chat.model_info
         loaded_name = Path(loaded.path).name if loaded else ""
         downloading = self._job.entry.id if self._job is not None else ""
         out = []
-        for r in self.fits(family):
-            path = installed_path(r.entry, self.models_dir)
-            note = r.entry.quality.note if r.entry.quality else ""
-            if r.fit.warning:
-                note = f"{note}\n{r.fit.warning}".strip()
+        for r in model_rows(
+            self.entries(family),
+            self.models_dir,
+            self.hardware(),
+            self.estimate_options(),
+            reclaimable=self._reclaimable(),
+        ):
+            entry, fit = r.entry, r.fit.fit
+            notes = [entry.quality.note if entry.quality else "", fit.warning or ""]
+            if r.cached is not None:
+                notes.append(f"Already in your Hugging Face cache ({r.cached.path}): no download.")
             out.append(
                 QuantRow(
-                    name=r.entry.quantization,
-                    size_bytes=r.entry.size,
-                    memory_bytes=r.fit.estimate.total,
-                    fit=_BADGE_TEXT[r.fit.badge],
-                    installed=path is not None,
+                    name=entry.quantization,
+                    size_bytes=entry.size,
+                    memory_bytes=r.memory,
+                    fit=_BADGE_TEXT[r.badge],
+                    installed=r.installed is not None,
                     recommended=r.recommended,
+                    note="\n".join(n for n in notes if n),
+                    in_use=entry.filename == loaded_name,
+                    downloading=entry.id == downloading,
+                    size_estimated=entry.size_estimated,
+                    cached=r.cached is not None,
+                    partial=r.partial / entry.size if r.partial and entry.size else 0.0,
+                )
+            )
+        return out
+
+    def _local_rows(self) -> list[QuantRow]:
+        loaded = self.chat.model_info
+        options = self.estimate_options()
+        hw = self.hardware()
+        out = []
+        for m in installed_models(self.models_dir, self.catalog):
+            if m.entry is not None:
+                continue
+            memory, badge, note = 0, "unknown", ""
+            try:
+                est = estimate_for_options(read_gguf_arch(m.path), options)
+                check = check_fit(est, hw, reclaimable=self._reclaimable())
+                memory, badge, note = est.total, _BADGE_TEXT[check.badge], check.warning or ""
+            except (GGUFError, OSError, ValueError, KeyError) as exc:
+                note = f"Hearth cannot read this file's model parameters ({exc})."
+            out.append(
+                QuantRow(
+                    name=str(m.path),
+                    label=f"{m.path.name} ({m.quantization or '?'})",
+                    size_bytes=m.size,
+                    memory_bytes=memory,
+                    fit=badge,
+                    installed=True,
+                    recommended=False,
                     note=note,
-                    in_use=r.entry.filename == loaded_name,
-                    downloading=r.entry.id == downloading,
-                    size_estimated=r.entry.size_estimated,
+                    in_use=loaded is not None and Path(loaded.path) == m.path,
                 )
             )
         return out
@@ -723,29 +867,67 @@ class ModelManager(QObject):
         self._refresh_dialog()
 
     @Slot(str, str)
-    def _on_delete_model(self, family: str, quant: str) -> None:
-        target = self.resolve(family, quant)
-        if target.entry is None or target.path is None:
-            return
+    def _on_delete_model(self, family: str, choice: str) -> None:
+        if family == LOCAL_FILES:
+            path, name, size = Path(choice), Path(choice).name, Path(choice).stat().st_size
+        else:
+            target = self.resolve(family, choice)
+            if target.entry is None or target.path is None:
+                return
+            path, name, size = target.path, label(target.entry), target.entry.size
         info = self.chat.model_info
-        if info is not None and Path(info.path) == target.path:
-            self._say(f"{label(target.entry)} is in use. Switch to another model to delete it.")
+        if info is not None and Path(info.path) == path:
+            self._say(f"{name} is in use. Switch to another model to delete it.")
             return
         if not self._ask(
             "Delete the model file?",
-            f"Delete {label(target.entry)} ({_gb(target.entry.size)}) from "
-            f"{self.models_dir}? You can download it again later.",
+            f"Delete {name} ({_gb(size)}) from {self.models_dir}? "
+            + ("You can download it again later." if family != LOCAL_FILES else ""),
             "Delete",
         ):
             return
         try:
-            target.path.unlink()
-            target.path.with_name(target.path.name + ".sha256").unlink(missing_ok=True)
-        except OSError as exc:
-            self._say(f"Hearth could not delete {target.path}: {exc.strerror or exc}.")
+            delete_model(path, self.models_dir)
+        except KnownError as exc:
+            self._say(exc.message)
             return
-        self._say(f"Deleted {label(target.entry)}.")
+        if str(self.settings["model.path"] or "") == str(path):
+            self.settings.set("model.path", "")
+        log.info("deleted %s", path)
+        self._say(f"Deleted {name}.")
         self._refresh_dialog()
+
+    @Slot(str)
+    def import_file(self, source: str) -> None:
+        """Copy a .gguf of the person's own into the models folder (validated first)."""
+        if self._job is not None or self._mover is not None:
+            self._say("Wait for the download or move in progress to finish, then import.")
+            return
+        src = Path(source)
+        try:
+            validate_gguf(src)  # fast: a bad file is refused before anything is copied
+        except KnownError as exc:
+            self._say(exc.message)
+            return
+        self._mover = _MoveJob(
+            lambda progress, cancel: import_gguf(
+                src, self.models_dir, catalog=self.catalog, on_progress=progress, cancel=cancel
+            ),
+            f"Importing {src.name}",
+        )
+        self._mover.progress.connect(self._on_move_progress)
+        self._mover.finished.connect(self._on_imported)
+        self._mover.failed.connect(self._on_move_failed)
+        self._show_progress(0.0, f"Importing {src.name}…")
+
+    @Slot(object)
+    def _on_imported(self, model: object) -> None:
+        mover, self._mover = self._mover, None
+        if mover is not None:
+            mover.join(1.0)
+        assert isinstance(model, InstalledModel)
+        self._dialog_family = LOCAL_FILES if model.entry is None else model.entry.family
+        self._end_download(f"Imported {model.path.name}. Choose it and press Use to chat with it.")
 
     @Slot(str)
     def _on_token_set(self, token: str) -> None:
@@ -794,7 +976,11 @@ class ModelManager(QObject):
             "Move",
         ):
             return
-        self._mover = _MoveJob(move)
+        self._folder_move = move
+        self._mover = _MoveJob(
+            lambda progress, cancel: move.run(on_progress=progress, cancel=cancel),
+            f"Moving the models to {move.target}",
+        )
         self._mover.progress.connect(self._on_move_progress)
         self._mover.finished.connect(self._on_moved)
         self._mover.failed.connect(self._on_move_failed)
@@ -803,16 +989,16 @@ class ModelManager(QObject):
     @Slot(object, object)
     def _on_move_progress(self, done: int, total: int) -> None:
         if self._mover is not None:
-            text = f"Moving the models to {self._mover.move.target}: {_gb(done)} of {_gb(total)}"
+            text = f"{self._mover.what}: {_gb(done)} of {_gb(total)}"
             self._show_progress(done / total if total else 1.0, text)
 
-    @Slot()
-    def _on_moved(self) -> None:
+    @Slot(object)
+    def _on_moved(self, _result: object) -> None:
         mover, self._mover = self._mover, None
         if mover is None:
             return
         mover.join(1.0)
-        old, new = mover.move.source, mover.move.target
+        old, new = self._folder_move.source, self._folder_move.target
         default = (self.paths.data_dir / "models").resolve()
         self.settings.set("storage.models_dir", "" if new == default else str(new))
         self.paths = self.paths.with_models_dir(None if new == default else new)

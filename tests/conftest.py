@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 
 # Tests never need a screen; Qt renders offscreen. Set before Qt is imported.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tests never read or fill the developer's own Hugging Face cache (Hearth looks there
+# for models it need not download); tests that need one lay it out in tmp.
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="hearth-test-hf-cache-")
 
 
 @pytest.fixture(scope="session")

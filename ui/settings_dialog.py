@@ -73,6 +73,9 @@ class QuantRow:
     in_use: bool = False
     downloading: bool = False
     size_estimated: bool = False  # the catalog's size is an estimate until refreshed
+    cached: bool = False  # in the Hugging Face cache already: no download needed
+    partial: float = 0.0  # share of an unfinished download kept for resuming
+    label: str = ""  # shown instead of ``name`` (a file's name for the person's own files)
 
 
 def _gb(n: int) -> str:
@@ -195,6 +198,7 @@ class SettingsDialog(QDialog):
     reload_requested = Signal()
     open_folder_requested = Signal(str)  # "data" or "models"
     move_models_requested = Signal(str)  # the folder the person picked
+    import_requested = Signal(str)  # a .gguf file the person picked
     token_set_requested = Signal(str)
     token_clear_requested = Signal()
     delete_all_chats_requested = Signal()
@@ -312,7 +316,11 @@ class SettingsDialog(QDialog):
         self.delete_quant.setObjectName("delete_quant_button")
         self.delete_quant.setAccessibleName("Delete the selected model file")
         self.delete_quant.clicked.connect(self._on_delete_clicked)
+        self.import_button = QPushButton("Import a .gguf file…")
+        self.import_button.setObjectName("import_model_button")
+        self.import_button.clicked.connect(self._on_import_clicked)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.import_button)
         buttons.addStretch(1)
         buttons.addWidget(self.delete_quant)
         buttons.addWidget(self.use_quant)
@@ -425,10 +433,15 @@ class SettingsDialog(QDialog):
                 marks.append("downloading")
             elif row.installed:
                 marks.append("installed")
+            elif row.cached:
+                marks.append("in Hugging Face cache")
+            elif row.partial:
+                marks.append(f"paused at {row.partial:.0%}")
             size = ("≈ " if row.size_estimated else "") + _gb(row.size_bytes)
             fit = {"fits": "✓ fits", "tight": "! tight", "too large": "✗ too large"}
+            memory = _gb(row.memory_bytes) if row.memory_bytes else "?"
             item = QTreeWidgetItem(
-                [row.name, size, _gb(row.memory_bytes), fit.get(row.fit, row.fit), ", ".join(marks)]
+                [row.label or row.name, size, memory, fit.get(row.fit, row.fit), ", ".join(marks)]
             )
             item.setData(0, Qt.ItemDataRole.UserRole, row.name)
             for col in range(5):
@@ -436,7 +449,7 @@ class SettingsDialog(QDialog):
             item.setData(
                 0,
                 Qt.ItemDataRole.AccessibleTextRole,
-                f"{row.name}, {size} download, {_gb(row.memory_bytes)} of memory, {row.fit}"
+                f"{row.label or row.name}, {size} download, {memory} of memory, {row.fit}"
                 + (f", {', '.join(marks)}" if marks else ""),
             )
             self.quants.addTopLevelItem(item)
@@ -474,6 +487,14 @@ class SettingsDialog(QDialog):
             "Download and use" if row is not None and not row.installed else "Use this quantization"
         )
         self.delete_quant.setEnabled(row is not None and row.installed and not row.in_use)
+
+    @Slot()
+    def _on_import_clicked(self) -> None:
+        path, _filter = QFileDialog.getOpenFileName(
+            self, "Import a model file", "", "GGUF model files (*.gguf);;All files (*)"
+        )
+        if path:
+            self.import_requested.emit(path)
 
     @Slot()
     def _on_delete_clicked(self) -> None:

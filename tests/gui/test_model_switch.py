@@ -332,3 +332,82 @@ def test_a_models_folder_that_is_gone_is_said_and_the_default_used(
     banner = hearth.window.error_banner.label.text()
     assert str(gone) in banner and "not available" in banner
     assert not gone.exists()  # not recreated empty on the wrong disk
+
+
+def test_a_quantization_in_the_hugging_face_cache_is_used_without_downloading(
+    qtbot: QtBot,
+    launch: Launch,
+    data_dir: Path,
+    catalog: list[CatalogEntry],
+    quants: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.test_library import hf_cache_file
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    name = quants["Q4_0"].name
+    hf_cache_file(cache, REPO, name, quants["Q4_0"].read_bytes(), "c" * 40)
+    # No Hub server at all: a download attempt would fail, so success means the cache.
+    hearth = launch(data_dir, catalog=catalog, hub_endpoint="http://127.0.0.1:9")
+    dialog = open_model_page(qtbot, hearth)
+    assert "in Hugging Face cache" in row_text(dialog, "Q4_0")
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+        choose(qtbot, dialog, "Q4_0")
+    assert done.args == [True]
+    assert hearth.controller.model_info.quantization == "Q4_0"  # type: ignore[union-attr]
+    assert (data_dir / "models" / name).read_bytes() == quants["Q4_0"].read_bytes()
+
+
+def test_import_a_file_of_ones_own_use_it_and_delete_it(
+    qtbot: QtBot,
+    launch: Launch,
+    data_dir: Path,
+    catalog: list[CatalogEntry],
+    quants: dict,
+    tmp_path: Path,
+) -> None:
+    own = tmp_path / "downloads" / "my-finetune.gguf"
+    own.parent.mkdir()
+    own.write_bytes(quants["Q8_0"].read_bytes())
+    junk = tmp_path / "downloads" / "notes.gguf"
+    junk.write_text("not a model at all")
+    hearth = launch(data_dir, catalog=catalog)
+    dialog = open_model_page(qtbot, hearth)
+    assert dialog.import_button.isVisibleTo(dialog)
+    # The file picker is Qt's own dialog; what it returns is this:
+    dialog.import_requested.emit(str(junk))
+    assert "not a GGUF" in dialog.download_label.text() or "not a model" in (
+        dialog.download_label.text()
+    ), dialog.download_label.text()
+    dialog.import_requested.emit(str(own))
+    qtbot.waitUntil(lambda: "Imported" in dialog.download_label.text(), timeout=REPLY_TIMEOUT_MS)
+    copied = data_dir / "models" / own.name
+    assert copied.read_bytes() == own.read_bytes() and own.exists()  # a copy; theirs stays
+    assert dialog.family_combo.currentText() == "Your own model files"
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+        choose(qtbot, dialog, str(copied))
+    assert done.args == [True]
+    assert Path(hearth.controller.model_info.path) == copied  # type: ignore[union-attr]
+    saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
+    assert saved["model.path"] == str(copied)
+    # In use: cannot be deleted. After switching away it can, with a confirmation.
+    assert not dialog.delete_quant.isEnabled()
+    dialog.family_combo.setCurrentIndex(dialog.family_combo.findData(FAMILY))
+    dialog.family_combo.activated.emit(dialog.family_combo.currentIndex())
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS):
+        choose(qtbot, dialog, "Q4_1")
+    dialog.family_combo.setCurrentIndex(dialog.family_combo.findData("files"))
+    dialog.family_combo.activated.emit(dialog.family_combo.currentIndex())
+    choose_row = [
+        dialog.quants.topLevelItem(i)
+        for i in range(dialog.quants.topLevelItemCount())
+        if dialog.quants.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole) == str(copied)  # type: ignore[union-attr]
+    ]
+    dialog.quants.setCurrentItem(choose_row[0])
+    assert dialog.delete_quant.isEnabled()
+    seen = answer_next_dialog(qtbot, "Delete")
+    qtbot.mouseClick(dialog.delete_quant, Qt.MouseButton.LeftButton)
+    assert seen and "my-finetune.gguf" in seen[0]
+    assert not copied.exists() and own.exists()
