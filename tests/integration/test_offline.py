@@ -35,7 +35,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 # The flow the test runs, in order. Each name is a key of STEP_FUNCTIONS.
-OFFLINE_FLOW = ["launch_window", "chat", "open_settings", "cli_chat", "cli_models"]
+OFFLINE_FLOW = [
+    "launch_window",
+    "chat",
+    "open_settings",
+    "switch_model",
+    "chat",
+    "cli_chat",
+    "cli_models",
+]
 REPLY_TIMEOUT_S = 300  # a safety net on a shared 2-core machine, not a speed check
 
 
@@ -147,6 +155,37 @@ def step_open_settings(ctx: Context) -> None:
     dialog.close()
 
 
+def step_switch_model(ctx: Context) -> None:
+    """Import another quantization of the starter model (made here with llama.cpp) from
+    the Model page and switch to it in the middle of the conversation."""
+    import ctypes
+
+    import llama_cpp
+
+    from app.model_manager import LOCAL_FILES
+
+    hearth = ctx.hearth
+    source = Path(hearth.controller.model_info.path)
+    q8 = ctx.data_dir.parent / "starter-q8_0.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    params.allow_requantize = True
+    assert llama_cpp.llama_model_quantize(
+        str(source).encode(), str(q8).encode(), ctypes.byref(params)
+    ) == 0  # fmt: skip
+    hearth.settings_controller.open()  # the Model page lists the catalog (no network)
+    hearth.models.import_file(str(q8))
+    imported = hearth.models.models_dir / q8.name
+    _wait(ctx, lambda: hearth.models._mover is None, REPLY_TIMEOUT_S, "the import")
+    assert imported.exists()
+    switched: list[bool] = []
+    hearth.models.switch_finished.connect(switched.append)
+    hearth.models.select(LOCAL_FILES, str(imported))
+    _wait(ctx, lambda: bool(switched), REPLY_TIMEOUT_S, "the switch")
+    assert switched == [True] and hearth.controller.model_info.quantization == "Q8_0"
+    hearth.settings_controller.dialog.close()
+
+
 def step_cli_chat(ctx: Context) -> None:
     from app.main import main
 
@@ -185,6 +224,7 @@ STEP_FUNCTIONS: dict[str, Callable[[Context], None]] = {
     "launch_window": step_launch_window,
     "chat": step_chat,
     "open_settings": step_open_settings,
+    "switch_model": step_switch_model,
     "cli_chat": step_cli_chat,
     "cli_models": step_cli_models,
     "deliberate_connect": step_deliberate_connect,
