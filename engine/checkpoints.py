@@ -18,9 +18,10 @@ bytes (``EngineOptions.checkpoint_mib``).
 Switching conversations (A, then B, then back to A) replaces the whole context,
 attention cache included, so a recurrent checkpoint of A alone is not enough to
 come back. When the caller names its conversations (``EvaluatedHistory.select``),
-leaving A rolls its state back to A's last turn boundary and keeps a *snapshot*
-of the full sequence state there (attention cache and recurrent state) in the
-same LRU; coming back restores it and reads only A's new tokens.
+leaving A keeps a *snapshot* of its full sequence state (attention cache and, on
+a hybrid model, the recurrent state, rolled back first to A's last turn
+boundary) in the same byte-bounded LRU; coming back restores it and reads only
+A's new tokens. A KV-only model gets the snapshots without the checkpoints.
 """
 
 from __future__ import annotations
@@ -294,6 +295,11 @@ class EvaluatedHistory:
         self.checkpoints: CheckpointStore | None = (
             CheckpointStore(ctx, checkpoint_bytes) if recurrent and checkpoint_bytes > 0 else None
         )
+        # Conversations' snapshots: in the checkpoints' LRU on a hybrid model; a KV
+        # model, which needs no checkpoints, gets a store of the same budget for them.
+        self.snapshots: CheckpointStore | None = self.checkpoints
+        if self.snapshots is None and checkpoint_bytes > 0:  # (an empty store is falsy)
+            self.snapshots = CheckpointStore(ctx, checkpoint_bytes)
         self._abort_cb: Any = None
         self._conversation: object = None  # the caller's name for what is in the context
 
@@ -305,11 +311,11 @@ class EvaluatedHistory:
         Leaving a named conversation keeps a snapshot of it, taken at its newest
         checkpoint (where its next turn will part from what is evaluated now);
         coming back to one restores its snapshot if that shares more with
-        ``prompt`` than what is in the context. Only with checkpoints
-        (hybrid/recurrent models): a KV cache could do the same, at a cost in
-        memory per token this module does not budget for yet.
+        ``prompt`` than what is in the context. A snapshot holds the attention
+        cache of every token it covers: one larger than the checkpoint budget is
+        not kept, and that conversation is read again when it comes back.
         """
-        store = self.checkpoints
+        store = self.snapshots
         previous, self._conversation = self._conversation, name
         if store is None or name == previous:
             return
@@ -336,7 +342,7 @@ class EvaluatedHistory:
 
     def _park(self, store: CheckpointStore, name: object) -> None:
         """Snapshot conversation ``name`` before another one replaces it."""
-        checkpoint = store.best(self.tokens, self.n_past)
+        checkpoint = store.best(self.tokens, self.n_past) if self.recurrent else None
         if checkpoint is not None and checkpoint.n_tokens < self.n_past:
             # Its next turn starts over from its last turn boundary anyway (the
             # template re-renders the last reply): a smaller snapshot, ready to use.

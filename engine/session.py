@@ -444,8 +444,8 @@ class ChatSession:
                 self._active.close()
                 self._active = None
             self._history.set_abort(None)
-            if self.checkpoints is not None:
-                self.checkpoints.clear()
+            if self._history.snapshots is not None:
+                self._history.snapshots.clear()  # the checkpoints too, on a hybrid model
             llm.close()
             self._llm = None
 

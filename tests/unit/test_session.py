@@ -239,6 +239,25 @@ class TestStream:
         assert stats.evaluated_tokens == stats.prompt_tokens - stats.reused_tokens
         assert prompt_evals(smol_session) - before == stats.evaluated_tokens
 
+    def test_a_b_a_reads_only_what_is_new_in_a(self, starter_model_path: Path) -> None:
+        with ChatSession(starter_model_path, EngineOptions(n_ctx=2048)) as s:
+            deltas, first = collect(s.stream(HELLO, GREEDY, cache_key="A"))
+            other = [Message("user", "Write a haiku about the winter mountains.")]
+            _, b = collect(s.stream(other, GREEDY, cache_key="B"))
+            assert b.stats.reused_tokens < first.stats.prompt_tokens  # A's KV was replaced
+            chat = [*HELLO, Message("assistant", "".join(deltas)), Message("user", "And two more?")]
+            before = prompt_evals(s)
+            _, back = collect(s.stream(chat, GREEDY, cache_key="A"))
+            assert back.stats.reused_tokens >= first.stats.prompt_tokens  # A's snapshot
+            assert prompt_evals(s) - before == back.stats.evaluated_tokens
+            snapshots = s._history.snapshots
+            assert snapshots is not None and snapshots.snapshots == 1  # B's, now
+            assert snapshots.bytes_used <= snapshots.budget_bytes
+            # The restored cache is A's own: the same greedy reply as without B.
+            alone, _ = collect(smol_session_reply(starter_model_path, chat))
+            text, _ = collect(s.stream(chat, GREEDY, cache_key="A"))
+            assert "".join(text) == "".join(alone)
+
     def test_prompt_longer_than_context(self, smol_session: ChatSession) -> None:
         huge = [Message("user", "words " * 3000)]
         with pytest.raises(ContextFullError) as info:
@@ -347,3 +366,9 @@ class TestThreads:
 
     def test_default_threads_are_physical_cores(self, smol_session: ChatSession) -> None:
         assert smol_session.info.extra["threads"] == str(physical_cores())
+
+
+def smol_session_reply(path: Path, chat: list[Message]) -> Iterator[Event]:
+    """A greedy reply to ``chat`` from a fresh session (nothing reused)."""
+    with ChatSession(path, EngineOptions(n_ctx=2048)) as s:
+        yield from s.stream(chat, GREEDY)
