@@ -181,7 +181,9 @@ def _fold(word: str) -> str:
 
 def _query_words(text: str, pattern: re.Pattern[str] = _TOKEN) -> list[tuple[str, bool]]:
     """The folded tokens of a query, each with whether it matches as a prefix."""
-    tokens = [_fold(t) for t in pattern.findall(text)]
+    # CJK characters stay as typed: the index does not fold them either (unicode61
+    # removes diacritics from Latin letters only; NFKD would take Hangul apart).
+    tokens = [t if _CJK.fullmatch(t) else _fold(t) for t in pattern.findall(text)]
     return [(t, i == len(tokens) - 1) for i, t in enumerate(tokens)]
 
 
@@ -213,7 +215,8 @@ def _cut(
     if not tokens:
         return "" if hi == len(content) else None
 
-    hits = _hits(content, tokens, words)
+    cjk = pattern is _CJK_TOKEN and any(_CJK.fullmatch(w) for w, _ in words)
+    hits = _cjk_hits(content, tokens, words) if cjk else _hits(content, tokens, words)
     # The window that holds the most different query words, the earliest if tied.
     order, wanted = list(hits), len({w for w, _ in words})
     start, best = 0, 0
@@ -272,32 +275,39 @@ def _hits(
                 return word
         return None
 
-    hits = {i: w for i, t in enumerate(tokens) if (w := matched(t.group())) is not None}
-    return _cjk_runs_only(hits, tokens, words) if any(_CJK.match(w) for w, _ in words) else hits
+    return {i: w for i, t in enumerate(tokens) if (w := matched(t.group())) is not None}
 
 
-def _cjk_runs_only(
-    hits: dict[int, str], tokens: list[re.Match[str]], words: list[tuple[str, bool]]
+def _cjk_hits(
+    content: str, tokens: list[re.Match[str]], words: list[tuple[str, bool]]
 ) -> dict[int, str]:
-    """Keep a CJK character marked only where it is part of the query's run of
-    characters (中文 marks 中文, not every 文), as the phrase query matched it."""
+    """``_hits`` for a CJK query: each run of CJK characters in the query is found
+    as a string (中文 marks 中文, not every 文: the phrase query matched it so);
+    the other words as usual."""
     runs: list[list[str]] = []
-    previous_cjk = False
-    for word, _ in words:  # consecutive CJK characters of the query form a run
+    others: list[tuple[str, bool]] = []
+    previous = False
+    for word, prefix in words:  # consecutive CJK characters of the query form a run
         cjk = _CJK.fullmatch(word) is not None
-        if cjk and previous_cjk:
+        if cjk and previous:
             runs[-1].append(word)
         elif cjk:
             runs.append([word])
-        previous_cjk = cjk
-    kept = {i: w for i, w in hits.items() if not _CJK.fullmatch(w)}
-    folded = [t.group() for t in tokens]
+        else:
+            others.append((word, prefix))
+        previous = cjk
+    index = {t.start(): i for i, t in enumerate(tokens)}
+    lo, hi = tokens[0].start(), tokens[-1].end()
+    hits = _hits(content, tokens, others) if others else {}
     for run in runs:
-        n = len(run)
-        for i in range(len(folded) - n + 1):
-            if folded[i : i + n] == run:
-                kept.update((i + k, run[k]) for k in range(n))
-    return kept or hits
+        text = "".join(run)
+        pos = content.find(text, lo, hi)
+        while pos >= 0:
+            for k, char in enumerate(run):
+                if (i := index.get(pos + k)) is not None:
+                    hits[i] = char
+            pos = content.find(text, pos + len(text), hi)
+    return hits
 
 
 @functools.lru_cache(maxsize=8)
