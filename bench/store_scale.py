@@ -171,6 +171,7 @@ def queries(vocab: list[str]) -> dict[str, str]:
         "typing, 2-letter prefix": vocab[1][:2],
         "typing, 4-letter prefix": vocab[40][:4],
         "three words typed": f"{vocab[50]} {vocab[700]} {vocab[90][:3]}",
+        "CJK (routed to messages_cjk)": "中文",
         "no match": "zzqxwv",
         "FTS syntax as text": f'{vocab[5]} AND "{vocab[6]}" NEAR(x',
     }
