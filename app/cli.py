@@ -102,8 +102,29 @@ def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
         store.close()
 
 
+def with_saved_models_dir(paths: AppPaths) -> AppPaths:
+    """``paths`` with the models folder chosen in the app's Settings, if it is there."""
+    from engine.settings import Settings
+
+    chosen = str(Settings(paths.config_dir / "settings.json")["storage.models_dir"] or "")
+    return paths.with_models_dir(chosen) if chosen and Path(chosen).is_dir() else paths
+
+
+def _chosen_model(paths: AppPaths) -> Path:
+    """The model the person chose in the app (Settings → Model), else the starter model."""
+    from app.model_choice import startup_file
+    from engine.hardware import probe
+    from engine.models import install_starter_model, load_catalog
+    from engine.settings import Settings
+
+    settings = Settings(paths.config_dir / "settings.json")
+    chosen = startup_file(
+        settings, load_catalog(), paths.models_dir, probe(paths.models_dir), EngineOptions()
+    )
+    return Path(chosen) if chosen else install_starter_model(paths.models_dir)
+
+
 def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
-    from engine.models import install_starter_model
     from engine.session import ChatSession
     from engine.store import ChatStore, ReplyRecorder
 
@@ -122,7 +143,7 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         conv = store.create_conversation(title_from(args.prompt))
         if args.system:
             store.add_message(conv.id, "system", args.system)
-    model = Path(args.model) if args.model else install_starter_model(paths.models_dir)
+    model = Path(args.model) if args.model else _chosen_model(paths)
     session = ChatSession(model, EngineOptions())
     stop = threading.Event()
     try:
@@ -170,6 +191,7 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,
+                "model": str(model),
                 "prompt_tokens": stats.prompt_tokens,
                 "completion_tokens": stats.completion_tokens,
                 "thinking_tokens": stats.thinking_tokens,

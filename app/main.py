@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     paths = resolve_paths(args.data_dir)
+    if args.command in ("chat", "models", "pull", "import", "rm"):
+        from app.cli import with_saved_models_dir
+
+        paths = with_saved_models_dir(paths)
     if args.command == "chat":
         from app.cli import run_chat
 

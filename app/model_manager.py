@@ -26,6 +26,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.controller import ChatController
+from app.model_choice import Target, installed, resolve, startup_file
 from app.paths import AppPaths
 from engine.download import Download, DownloadCancelled
 from engine.errors import KnownError
@@ -48,14 +49,12 @@ from engine.memory import (
     FitBadge,
     HardwareInfo,
     ModelArch,
-    QuantFit,
     check_fit,
     choose_context,
     estimate_for_options,
-    rank_quants,
 )
 from engine.model_folder import MoveCancelled, plan_move
-from engine.models import CatalogEntry, load_catalog, verified_record
+from engine.models import CatalogEntry, load_catalog
 from engine.settings import Settings
 from engine.types import DownloadProgress, DownloadState, EngineOptions, ModelInfo
 from ui.model_bar import ModelBar
@@ -232,15 +231,6 @@ class _MoveJob(QObject):
             self.finished.emit(result)
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A choice resolved to a catalog entry and, if installed, its file."""
-
-    entry: CatalogEntry | None
-    path: Path | None
-    fit: QuantFit | None = None
-
-
 @dataclass(slots=True)
 class _Switch:
     name: str  # "Qwen3.5 9B Q4_K_M", or a file's name
@@ -320,11 +310,7 @@ class ModelManager(QObject):
         return next((e for e in self.catalog if e.filename == name), None)
 
     def installed(self, entry: CatalogEntry) -> Path | None:
-        """The verified file of ``entry`` in the models folder (by its record: never hashes
-        gigabytes on the GUI thread), or None."""
-        target = self.models_dir / entry.filename
-        size = None if entry.size_estimated else entry.size
-        return target if verified_record(target, sha256=entry.sha256, size=size) else None
+        return installed(entry, self.models_dir)
 
     def hardware(self) -> HardwareInfo:
         now = time.monotonic()
@@ -359,14 +345,6 @@ class ModelManager(QObject):
         """What unloading the current model gives back (loading another frees it first)."""
         arch = self._loaded_arch()
         return estimate_for_options(arch, self.chat.options).total if arch else 0
-
-    def fits(self, family: str) -> list[QuantFit]:
-        return rank_quants(
-            self.entries(family),
-            self.hardware(),
-            options=self.estimate_options(),
-            reclaimable=self._reclaimable(),
-        )
 
     def options_for(self, path: Path | None) -> EngineOptions:
         """Engine options to load ``path`` with: the settings', and the context that fits."""
@@ -411,38 +389,20 @@ class ModelManager(QObject):
 
     # --- choosing -----------------------------------------------------------------------
     def resolve(self, family: str, choice: str) -> Target:
-        rows = self.fits(family)
-        if not rows:
-            return Target(None, None)
-        if choice == AUTO_QUANT:
-            row = next((r for r in rows if r.recommended), None)
-            if row is None:  # nothing fits comfortably: the smallest one a person should use
-                usable = [r for r in rows if r.entry.recommendable] or rows
-                row = min(usable, key=lambda r: r.fit.estimate.total)
-        else:
-            row = next((r for r in rows if r.entry.quantization == choice), None)
-            if row is None:
-                return Target(None, None)
-        return Target(row.entry, self.installed(row.entry), row)
+        return resolve(
+            self.entries(family),
+            choice,
+            self.models_dir,
+            self.hardware(),
+            self.estimate_options(),
+            reclaimable=self._reclaimable(),
+        )
 
     def startup_path(self) -> str:
         """The file to load at start ("" = the starter model)."""
-        by_hand = str(self.settings["model.path"] or "")
-        if by_hand:
-            return by_hand
-        family, choice = self.current_choice()
-        target = self.resolve(family, choice)
-        if target.path is not None:
-            return str(target.path)
-        # Not downloaded (yet): the best file of the family that is, else the starter.
-        have = [
-            (r, p)
-            for r in self.fits(family)
-            if (p := self.installed(r.entry)) and r.fit.badge != FitBadge.TOO_LARGE
-        ]
-        if have:
-            return str(max(have, key=lambda rp: rp[0].entry.quality_rank)[1])
-        return ""
+        return startup_file(
+            self.settings, self.catalog, self.models_dir, self.hardware(), self.estimate_options()
+        )
 
     def select(self, family: str, choice: str) -> None:
         """The person picked ``choice`` ("auto" or a quantization) of ``family``, or

@@ -159,3 +159,25 @@ def test_kill_9_mid_reply_loses_at_most_about_a_second(data_dir: Path) -> None:
     with sqlite3.connect(data_dir / "hearth.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
+
+
+def test_chat_uses_the_model_and_folder_chosen_in_the_app(data_dir: Path, tmp_path: Path) -> None:
+    """What Settings saved (a moved models folder, a file of one's own) is what
+    `hearth chat` runs."""
+    moved = tmp_path / "other-disk-models"
+    (data_dir / "models").rename(moved)
+    config = data_dir / "config"
+    config.mkdir()
+
+    def chat_with(settings: dict[str, str]) -> str:
+        (config / "settings.json").write_text(json.dumps({"version": 1, "values": settings}))
+        result = hearth("chat", "--json", "--max-tokens", "4", "Hi", data_dir=data_dir)
+        assert result.returncode == 0, result.stderr
+        return str(json.loads(result.stdout.rstrip("\n").split("\n")[-1])["model"])
+
+    starter = moved / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert chat_with({"storage.models_dir": str(moved)}) == str(starter)
+    assert not list((data_dir / "models").glob("*.gguf"))  # not installed again elsewhere
+    own = tmp_path / "mine.gguf"
+    own.write_bytes(starter.read_bytes())
+    assert chat_with({"storage.models_dir": str(moved), "model.path": str(own)}) == str(own)

@@ -1,0 +1,87 @@
+"""Which model file the person's choice means, for the window and the CLI alike.
+
+The choice is saved in settings: a model family and "auto" or a quantization
+(``model.family``, ``model.quant``), or a file of their own (``model.path``).
+"Auto" is the best-quality file of the family that fits this computer; until
+it is downloaded, the best file of the family that is installed and fits is
+used, else the starter model (""). No Qt here: ``hearth chat`` uses it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.memory import FitBadge, HardwareInfo, QuantFit, rank_quants
+from engine.models import CatalogEntry, verified_record
+from engine.settings import Settings
+from engine.types import EngineOptions
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A choice resolved to a catalog entry and, if installed, its file."""
+
+    entry: CatalogEntry | None
+    path: Path | None
+    fit: QuantFit | None = None
+
+
+def installed(entry: CatalogEntry, models_dir: Path) -> Path | None:
+    """The verified file of ``entry`` in ``models_dir``, by its sha256 record (never hashes
+    gigabytes just to list or choose), or None."""
+    target = models_dir / entry.filename
+    size = None if entry.size_estimated else entry.size
+    return target if verified_record(target, sha256=entry.sha256, size=size) else None
+
+
+def resolve(
+    entries: list[CatalogEntry],
+    choice: str,
+    models_dir: Path,
+    hw: HardwareInfo,
+    options: EngineOptions,
+    *,
+    reclaimable: int = 0,
+) -> Target:
+    """``choice`` ("auto" or a quantization) among one family's ``entries``."""
+    rows = rank_quants(entries, hw, options=options, reclaimable=reclaimable)
+    if not rows:
+        return Target(None, None)
+    if choice == AUTO:
+        row = next((r for r in rows if r.recommended), None)
+        if row is None:  # nothing fits comfortably: the smallest one a person should use
+            usable = [r for r in rows if r.entry.recommendable] or rows
+            row = min(usable, key=lambda r: r.fit.estimate.total)
+    else:
+        row = next((r for r in rows if r.entry.quantization == choice), None)
+        if row is None:
+            return Target(None, None)
+    return Target(row.entry, installed(row.entry, models_dir), row)
+
+
+def startup_file(
+    settings: Settings,
+    catalog: list[CatalogEntry],
+    models_dir: Path,
+    hw: HardwareInfo,
+    options: EngineOptions,
+) -> str:
+    """The file to load at start for the saved choice ("" = the starter model)."""
+    by_hand = str(settings["model.path"] or "")
+    if by_hand:
+        return by_hand
+    family = str(settings["model.family"])
+    entries = [e for e in catalog if e.family == family]
+    target = resolve(entries, str(settings["model.quant"] or AUTO), models_dir, hw, options)
+    if target.path is not None:
+        return str(target.path)
+    # Not downloaded (yet): the best file of the family that is and fits, else the starter.
+    have = [
+        (r.entry.quality_rank, p)
+        for r in rank_quants(entries, hw, options=options)
+        if r.fit.badge != FitBadge.TOO_LARGE and (p := installed(r.entry, models_dir))
+    ]
+    return str(max(have)[1]) if have else ""
