@@ -151,12 +151,17 @@ def run_once(
                 if shown and LOADED.search(text):
                     case.ready_ms.append(now_ms)
                     return
+            waiting = "the model" if shown else "its window"
             if proc.poll() is not None:
                 raise SystemExit(
-                    f"{case.name}: Hearth exited ({proc.returncode}) before its window"
+                    f"{case.name}: Hearth exited ({proc.returncode}) before {waiting}\n"
+                    + _log_tail(log, offset)
                 )
             if time.perf_counter() - started > timeout:
-                raise SystemExit(f"{case.name}: no window after {timeout:.0f} s")
+                raise SystemExit(
+                    f"{case.name}: no sign of {waiting} after {timeout:.0f} s\n"
+                    + _log_tail(log, offset)
+                )
             time.sleep(0.005)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -164,6 +169,16 @@ def run_once(
         # The next run takes over the lock a killed Hearth leaves; remove it anyway,
         # so every run measures the same path.
         (case.data_dir / "hearth.lock").unlink(missing_ok=True)
+
+
+def _log_tail(log: Path, offset: int, lines: int = 15) -> str:
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def drop_caches() -> None:
