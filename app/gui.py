@@ -24,9 +24,9 @@ from app.single_instance import AlreadyRunningError, InstanceGuard
 from app.storage import open_store
 from app.version import __version__
 from app.worker import EngineThread
-from engine.errors import StoreError
+from engine.errors import KnownError, StoreError
 from engine.hf_token import TokenStore
-from engine.models import CatalogEntry, resources_dir
+from engine.models import CatalogEntry, load_catalog, resources_dir
 from engine.settings import Settings
 from engine.types import EngineOptions, SamplingParams
 from ui.about import AboutDialog, load_app_icon
@@ -169,7 +169,13 @@ def _models_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
     )
 
 
-def run_gui(paths: AppPaths, *, model_path: str = "", theme: str | None = None) -> int:
+def run_gui(
+    paths: AppPaths,
+    *,
+    model_path: str = "",
+    theme: str | None = None,
+    catalog_path: str | None = None,
+) -> int:
     QApplication.setApplicationName(APP_NAME)
     QApplication.setApplicationDisplayName(APP_NAME)
     QApplication.setApplicationVersion(__version__)
@@ -184,9 +190,14 @@ def run_gui(paths: AppPaths, *, model_path: str = "", theme: str | None = None) 
         QMessageBox.warning(None, APP_NAME, exc.message)
         return 1
     try:
-        hearth = HearthApp(paths, model_path=model_path, theme=theme)
+        catalog = load_catalog(Path(catalog_path)) if catalog_path else None
+        hearth = HearthApp(paths, model_path=model_path, theme=theme, catalog=catalog)
     except StoreError as exc:  # e.g. a newer Hearth's database, or one locked by another
         log.error("cannot open the chat database: %s", exc)
+        QMessageBox.critical(None, "Hearth", exc.message)
+        return 1
+    except KnownError as exc:  # a damaged catalog file given with --catalog
+        log.error("cannot start: %s", exc)
         QMessageBox.critical(None, "Hearth", exc.message)
         return 1
     guard.activation_requested.connect(hearth.raise_window)

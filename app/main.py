@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--theme", choices=("system", "light", "dark"), help="color theme (default: as in Settings)"
     )
+    parser.add_argument(
+        "--catalog",
+        dest="gui_catalog",
+        help="offer the models of this catalog file instead of Hearth's own (a mirror's, "
+        "a refreshed one); downloads go to HF_ENDPOINT if set",
+    )
     sub = parser.add_subparsers(dest="command")
     add_chat_parser(sub)
     add_model_parsers(sub)
@@ -58,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     from app.gui import run_gui
 
-    return run_gui(paths, model_path=args.gui_model or "", theme=args.theme)
+    return run_gui(
+        paths, model_path=args.gui_model or "", theme=args.theme, catalog_path=args.gui_catalog
+    )
 
 
 if __name__ == "__main__":

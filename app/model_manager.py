@@ -77,7 +77,8 @@ _BADGE_TEXT = {FitBadge.FITS: "fits", FitBadge.TIGHT: "tight", FitBadge.TOO_LARG
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB"
+    """Bytes for people: "850 MB", "5.9 GB"."""
+    return f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
 
 
 def _duration(seconds: float) -> str:
@@ -658,6 +659,17 @@ class ModelManager(QObject):
     # --- engine events ---------------------------------------------------------------------
     @Slot(object)
     def _on_model_loaded(self, info: ModelInfo) -> None:
+        entry = self.entry_for_path(info.path)
+        current = self.chat.model_info
+        if (
+            entry is not None
+            and current is not None
+            and current.path == info.path != ""
+            and (current.name != entry.name)
+        ):
+            # GGUF names are build tags ("Smollm2 135M 8k Lc100K Mix1 Ep2"); ours are for people.
+            self.chat.model_info = info = replace(current, name=entry.name)
+            self.chat.window.set_model_info(info)
         switch = self._switch
         if switch is None:
             self._refresh_dialog()

@@ -78,8 +78,9 @@ class QuantRow:
     label: str = ""  # shown instead of ``name`` (a file's name for the person's own files)
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB"
+def _gb(n: float) -> str:
+    """Bytes for people: "850 MB", "5.9 GB"."""
+    return f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
 
 
 class SettingEditor(QWidget):
@@ -419,7 +420,9 @@ class SettingsDialog(QDialog):
         selected = self.quants.currentItem()
         keep = selected.data(0, Qt.ItemDataRole.UserRole) if selected is not None else None
         self.quants.clear()
-        auto = QTreeWidgetItem(["Auto (recommended for this computer)", "", "", "", ""])
+        best = next((r.label or r.name for r in rows if r.recommended), "")
+        auto_text = "Auto (recommended for this computer)" + (f": {best}" if best else "")
+        auto = QTreeWidgetItem([auto_text, "", "", "", ""])
         auto.setData(0, Qt.ItemDataRole.UserRole, AUTO_QUANT)
         auto.setToolTip(0, f"The best {family_name or 'model'} file that fits this computer.")
         self.quants.addTopLevelItem(auto)
