@@ -165,7 +165,7 @@ def test_switch_between_installed_quantizations_keeps_the_conversation(
     assert dialog.family_combo.currentText() == "SmolLM2 135M Instruct"
     assert "in use" in row_text(dialog, "Q4_1")
     assert "installed" in row_text(dialog, "Q8_0")
-    assert "GB" in row_text(dialog, "Q8_0") and "fits" in row_text(dialog, "Q8_0")
+    assert "145 MB | " in row_text(dialog, "Q8_0") and "fits" in row_text(dialog, "Q8_0")
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         choose(qtbot, dialog, "Q8_0")
     assert done.args == [True]
