@@ -9,6 +9,7 @@ import time
 import traceback
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import psutil
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
@@ -25,13 +26,15 @@ from app.storage import open_store
 from app.version import __version__
 from app.worker import EngineThread
 from engine.errors import KnownError, StoreError
-from engine.hf_token import TokenStore
 from engine.models import CatalogEntry, load_catalog, resources_dir
 from engine.settings import Settings
 from engine.types import EngineOptions, SamplingParams
 from ui.about import AboutDialog, load_app_icon
 from ui.main_window import MainWindow
 from ui.theme import apply_theme
+
+if TYPE_CHECKING:
+    from engine.hf_token import TokenStore
 
 log = logging.getLogger(__name__)
 

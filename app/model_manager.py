@@ -22,17 +22,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.controller import ChatController
 from app.model_choice import Target, installed, resolve, startup_file
 from app.paths import AppPaths
-from engine.download import Download, DownloadCancelled
 from engine.errors import KnownError
 from engine.gguf_header import GGUFError, read_gguf_arch
 from engine.hardware import probe
-from engine.hf_token import TokenStore
 from engine.library import (
     CachedFile,
     ImportCancelled,
@@ -60,6 +59,10 @@ from engine.types import DownloadProgress, DownloadState, EngineOptions, ModelIn
 from ui.model_bar import ModelBar
 from ui.settings_dialog import AUTO_QUANT, QuantRow, SettingsDialog
 from ui.state import ResponseState
+
+if TYPE_CHECKING:  # huggingface_hub and keyring load when a download or token needs them,
+    # not on the way to the first window (~0.2 s)
+    from engine.hf_token import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,8 @@ class _DownloadJob(QObject):
         self.models_dir = models_dir
         self.cached = cached  # a copy in the Hugging Face cache: installed from there instead
         self._cancel = threading.Event()
+        from engine.download import Download
+
         self.download = Download(
             entry, models_dir, endpoint=endpoint, token=token, on_progress=self.progress.emit
         )
@@ -174,6 +179,8 @@ class _DownloadJob(QObject):
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        from engine.download import DownloadCancelled
+
         try:
             path = self._fetch()
         except (DownloadCancelled, ImportCancelled):
@@ -292,6 +299,8 @@ class ModelManager(QObject):
     @property
     def tokens(self) -> TokenStore:
         if self._tokens is None:  # the keyring is asked only when a token is needed
+            from engine.hf_token import TokenStore
+
             self._tokens = TokenStore()
         return self._tokens
 
@@ -316,7 +325,9 @@ class ModelManager(QObject):
     def hardware(self) -> HardwareInfo:
         now = time.monotonic()
         if self._hw is None or now - self._hw_at > _HW_TTL_S:
-            self._hw, self._hw_at = probe(self.models_dir), now
+            # The fit does not depend on the GPU question, which would load llama.cpp on
+            # the GUI thread before the window shows (0.2 s).
+            self._hw, self._hw_at = probe(self.models_dir, check_gpu=False), now
         return self._hw
 
     def current_choice(self) -> tuple[str, str]:

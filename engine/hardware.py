@@ -51,8 +51,12 @@ def free_disk(folder: Path) -> int | None:
         return None
 
 
-def probe(models_dir: Path | None = None) -> HardwareInfo:
-    """RAM, cores, free disk on ``models_dir`` and GPU offload support, right now."""
+def probe(models_dir: Path | None = None, *, check_gpu: bool = True) -> HardwareInfo:
+    """RAM, cores, free disk on ``models_dir`` and GPU offload support, right now.
+
+    ``check_gpu=False`` skips the GPU question (it loads llama.cpp, ~0.2 s): for the
+    memory fit, which does not depend on it, on the way to the first window.
+    """
     memory = psutil.virtual_memory()
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
@@ -62,7 +66,7 @@ def probe(models_dir: Path | None = None) -> HardwareInfo:
         physical_cores=int(physical),
         logical_cores=int(logical),
         disk_free=free_disk(models_dir) if models_dir is not None else None,
-        gpu_offload=gpu_offload_supported(),
+        gpu_offload=gpu_offload_supported() if check_gpu else False,
     )
 
 
