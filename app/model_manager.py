@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,20 +27,14 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from app.controller import ChatController
 from app.model_choice import Target, installed, resolve, startup_file
+from app.model_jobs import LOCAL_FILES, DownloadJob, duration, gb, label, progress_text
+from app.model_page import ModelPage
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.gguf_header import GGUFError, read_gguf_arch
 from engine.hardware import probe
 from engine.library import (
-    CachedFile,
-    ImportCancelled,
-    InstalledModel,
-    adopt_from_cache,
-    delete_model,
     find_in_hf_cache,
-    import_gguf,
-    installed_models,
-    model_rows,
     validate_gguf,
 )
 from engine.memory import (
@@ -52,12 +45,11 @@ from engine.memory import (
     choose_context,
     estimate_for_options,
 )
-from engine.model_folder import MoveCancelled, plan_move
 from engine.models import CatalogEntry, load_catalog
 from engine.settings import Settings
-from engine.types import DownloadProgress, DownloadState, EngineOptions, ModelInfo
+from engine.types import DownloadProgress, EngineOptions, ModelInfo
 from ui.model_bar import ModelBar
-from ui.settings_dialog import AUTO_QUANT, QuantRow, SettingsDialog
+from ui.settings_dialog import AUTO_QUANT
 from ui.state import ResponseState
 
 if TYPE_CHECKING:  # huggingface_hub and keyring load when a download or token needs them,
@@ -74,169 +66,6 @@ ASSUMED_SPEED_TEXT = "50 Mbit/s"
 # memory is short; never llama-cpp-python's 512, never a model's full 262k).
 AUTO_CONTEXT = 16384
 _HW_TTL_S = 5.0
-
-LOCAL_FILES = "files"  # the Model page's "family" of model files the person imported
-_BADGE_TEXT = {FitBadge.FITS: "fits", FitBadge.TIGHT: "tight", FitBadge.TOO_LARGE: "too large"}
-
-
-def _gb(n: float) -> str:
-    """Bytes for people: "850 MB", "5.9 GB"."""
-    return f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def label(entry: CatalogEntry) -> str:
-    """How a model file is named to people: 'Qwen3.5 9B Q4_K_M'."""
-    return f"{entry.name} {entry.quantization}"
-
-
-def progress_text(entry: CatalogEntry, p: DownloadProgress) -> tuple[float | None, str]:
-    """(fraction or None, sentence) for one progress report."""
-    name = label(entry)
-    fraction = p.done / p.total if p.total else None
-    if p.state is DownloadState.CONNECTING:
-        return fraction, f"Downloading {name}: connecting…"
-    if p.state is DownloadState.CHECKING:
-        return fraction, f"Downloading {name}: checking the part downloaded earlier…"
-    if p.state is DownloadState.RETRYING:
-        return fraction, f"Downloading {name}: {p.note} Trying again…"
-    if p.state is DownloadState.VERIFYING:
-        return fraction, f"Checking {name} (sha256)…"
-    if p.state is DownloadState.DONE:
-        return 1.0, f"{name} is downloaded and checked."
-    parts = [f"Downloading {name}: {_gb(p.done)}"]
-    if p.total:
-        parts[0] += f" of {_gb(p.total)}"
-    if p.speed > 0:
-        parts.append(f"{p.speed / 1e6:.1f} MB/s")
-    if p.eta_s is not None:
-        parts.append(f"about {_duration(p.eta_s)} left")
-    return fraction, " · ".join(parts)
-
-
-class _DownloadJob(QObject):
-    """One ``engine.download.Download`` on its own thread; results come back as
-    queued signals (this object lives on the GUI thread)."""
-
-    progress = Signal(object)  # DownloadProgress
-    finished = Signal(str)  # installed path
-    failed = Signal(str)  # sentence
-    cancelled = Signal()
-
-    def __init__(
-        self,
-        entry: CatalogEntry,
-        models_dir: Path,
-        endpoint: str | None,
-        token: str | None,
-        cached: CachedFile | None = None,
-    ) -> None:
-        super().__init__()
-        self.entry = entry
-        self.models_dir = models_dir
-        self.cached = cached  # a copy in the Hugging Face cache: installed from there instead
-        self._cancel = threading.Event()
-        from engine.download import Download
-
-        self.download = Download(
-            entry, models_dir, endpoint=endpoint, token=token, on_progress=self.progress.emit
-        )
-        self._thread = threading.Thread(target=self._run, name="download", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        self.download.cancel()
-
-    def _copy_progress(self, done: int, total: int) -> None:
-        state = DownloadState.DOWNLOADING if done < total else DownloadState.VERIFYING
-        self.progress.emit(
-            DownloadProgress(entry_id=self.entry.id, state=state, done=done, total=total)
-        )
-
-    def _fetch(self) -> Path:
-        if self.cached is not None:
-            return adopt_from_cache(
-                self.entry,
-                self.models_dir,
-                cached=self.cached,
-                cancel=self._cancel,
-                on_progress=self._copy_progress,
-            )
-        return self.download.run()
-
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        from engine.download import DownloadCancelled
-
-        try:
-            path = self._fetch()
-        except (DownloadCancelled, ImportCancelled):
-            self.cancelled.emit()
-        except KnownError as exc:
-            log.warning("download of %s failed: %s", self.entry.filename, exc)
-            self.failed.emit(exc.message)
-        except Exception:
-            log.exception("download of %s crashed", self.entry.filename)
-            self.failed.emit(
-                f"The download of {label(self.entry)} stopped because of an internal error. "
-                "What was downloaded is kept; the details are in the log file."
-            )
-        else:
-            self.finished.emit(str(path))
-
-
-class _MoveJob(QObject):
-    """Moving or importing model files on a thread of its own: ``work(progress, cancel)``
-    (engine.model_folder, engine.library) with results as queued signals."""
-
-    progress = Signal(object, object)  # done bytes, total bytes (may exceed 2**31)
-    finished = Signal(object)  # what ``work`` returned
-    failed = Signal(str)  # sentence
-
-    def __init__(
-        self,
-        work: Callable[[Callable[[int, int], None], threading.Event], object],
-        what: str,
-    ) -> None:
-        super().__init__()
-        self.what = what  # "Moving the models to …", "Importing x.gguf"
-        self.cancel = threading.Event()
-        self._work = work
-        self._thread = threading.Thread(target=self._run, name="model-files", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            result = self._work(self.progress.emit, self.cancel)
-        except (MoveCancelled, ImportCancelled):
-            self.failed.emit(f"{self.what} was cancelled; nothing changed.")
-        except KnownError as exc:
-            self.failed.emit(exc.message)
-        except Exception:
-            log.exception("%s crashed", self.what)
-            self.failed.emit(
-                f"{self.what} stopped because of an internal error; the details are in the "
-                "log file. Check the models folder before trying again."
-            )
-        else:
-            self.finished.emit(result)
 
 
 @dataclass(slots=True)
@@ -271,7 +100,6 @@ class ModelManager(QObject):
         self.chat = chat
         self.paths = paths
         self.models_dir = paths.models_dir
-        self._mover: _MoveJob | None = None
         self.catalog = catalog if catalog is not None else load_catalog()
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self._tokens = tokens
@@ -279,12 +107,11 @@ class ModelManager(QObject):
         self._launch_options = launch_options
         self._hw: HardwareInfo | None = None
         self._hw_at = 0.0
-        self._job: _DownloadJob | None = None
+        self._job: DownloadJob | None = None
         self._job_choice: tuple[str, str] | None = None  # (family, choice) to switch to after
         self._ready: tuple[CatalogEntry, Path, str, str] | None = None  # downloaded, waiting
         self._switch: _Switch | None = None
-        self.dialog: SettingsDialog | None = None
-        self._dialog_family = ""
+        self.page = ModelPage(self)
         self.bar = ModelBar()
         chat.window.add_notice_bar(self.bar)
         self.bar.download_clicked.connect(self._on_bar_download)
@@ -397,7 +224,7 @@ class ModelManager(QObject):
         est = estimate_for_options(arch, options)
         shown = min(wanted, arch.n_ctx_train)
         note = f" (this model reads at most {arch.n_ctx_train:,} tokens)" if shown < wanted else ""
-        return f"About {_gb(est.total)} of memory at {shown:,} tokens{note}."
+        return f"About {gb(est.total)} of memory at {shown:,} tokens{note}."
 
     # --- choosing -----------------------------------------------------------------------
     def resolve(self, family: str, choice: str) -> Target:
@@ -430,7 +257,7 @@ class ModelManager(QObject):
         loaded = self.chat.model_info
         if target.path is not None and loaded is not None and Path(loaded.path) == target.path:
             self._remember(family, choice)  # e.g. "Auto" that resolves to the file in use
-            self._refresh_dialog()
+            self.page.refresh()
             return
         warning = (
             fit.fit.warning if fit is not None and fit.fit.badge is not FitBadge.FITS else None
@@ -516,7 +343,7 @@ class ModelManager(QObject):
         cached = find_in_hf_cache(entry)  # already downloaded by another app: no download
         try:
             token = None if cached else self.tokens.get()
-            job = _DownloadJob(entry, self.models_dir, self.endpoint, token, cached)
+            job = DownloadJob(entry, self.models_dir, self.endpoint, token, cached)
         except KnownError as exc:
             self._say(exc.message)
             return
@@ -538,28 +365,25 @@ class ModelManager(QObject):
         """Cancel the download (or the move of the models folder) in progress."""
         if self._job is not None:
             self._job.cancel()
-        if self._mover is not None:
-            self._mover.cancel.set()
+        self.page.cancel()
 
     def shutdown(self) -> None:
         """Stop a download (its part is kept for next time) or a move; called on quit."""
         if self._job is not None:
             self._job.cancel()
             self._job.join(5.0)
-        if self._mover is not None:
-            self._mover.cancel.set()
-            self._mover.join(60.0)  # moving back what was moved: never leave two halves
+        self.page.shutdown()
 
     def _show_progress(self, fraction: float | None, text: str) -> None:
         self.bar.show_progress(fraction, text)
-        if self.dialog is not None:
-            self.dialog.show_download(fraction if fraction is not None else 0.0, text)
+        if self.page.dialog is not None:
+            self.page.dialog.show_download(fraction if fraction is not None else 0.0, text)
 
     def _end_download(self, text: str, *, retry: str = "") -> None:
         self.bar.show_message(text, retry=retry)
-        if self.dialog is not None:
-            self.dialog.show_download(None, text)
-        self._refresh_dialog()
+        if self.page.dialog is not None:
+            self.page.dialog.show_download(None, text)
+        self.page.refresh()
 
     @Slot(object)
     def _on_download_progress(self, progress: DownloadProgress) -> None:
@@ -567,7 +391,7 @@ class ModelManager(QObject):
         if job is None:
             return
         if job.cached is not None and progress.total:
-            done, total = _gb(progress.done), _gb(progress.total)
+            done, total = gb(progress.done), gb(progress.total)
             text = f"Copying {label(job.entry)} from your Hugging Face cache: {done} of {total}"
             self._show_progress(progress.done / progress.total, text)
             return
@@ -599,8 +423,8 @@ class ModelManager(QObject):
         entry, path, family, choice = self._ready
         self._ready = None
         self.bar.hide()
-        if self.dialog is not None:
-            self.dialog.show_download(None, "")
+        if self.page.dialog is not None:
+            self.page.dialog.show_download(None, "")
         self.switch_to(label(entry), path, family, choice)
 
     @Slot(str)
@@ -643,8 +467,8 @@ class ModelManager(QObject):
             return  # already on this family (a smaller quant that fits better, say)
         self._offered = True
         entry = target.entry
-        minutes = _duration(entry.size / ASSUMED_BYTES_PER_S)
-        size = ("about " if entry.size_estimated else "") + _gb(entry.size)
+        minutes = duration(entry.size / ASSUMED_BYTES_PER_S)
+        size = ("about " if entry.size_estimated else "") + gb(entry.size)
         self._retry_entry = entry
         self._offer_choice = (family, choice)
         self.bar.show_offer(
@@ -683,7 +507,7 @@ class ModelManager(QObject):
             self.chat.window.set_model_info(info)
         switch = self._switch
         if switch is None:
-            self._refresh_dialog()
+            self.page.refresh()
             self.offer()
             return
         self._switch = None
@@ -694,7 +518,7 @@ class ModelManager(QObject):
             self._remember(switch.family, switch.choice)
             self._say(f"Now using {switch.name}. The conversation continues.")
             self.switch_finished.emit(True)
-        self._refresh_dialog()
+        self.page.refresh()
 
     @Slot(str)
     def _on_model_load_failed(self, message: str) -> None:
@@ -719,298 +543,11 @@ class ModelManager(QObject):
         if self._ready is not None:
             self._switch_to_ready()
 
-    # --- the Settings window's Model page ------------------------------------------------------
-    def attach(self, dialog: SettingsDialog) -> None:
-        self.dialog = dialog
-        self._dialog_family = self._family_to_show()
-        dialog.quant_selected.connect(self._on_dialog_quant)
-        dialog.family_selected.connect(self._on_dialog_family)
-        dialog.download_cancel_requested.connect(self.cancel_download)
-        dialog.delete_model_requested.connect(self._on_delete_model)
-        dialog.token_set_requested.connect(self._on_token_set)
-        dialog.token_clear_requested.connect(self._on_token_clear)
-        dialog.move_models_requested.connect(self.move_models)
-        dialog.import_requested.connect(self.import_file)
-        dialog.set_folders(str(self.paths.data_dir), str(self.models_dir))
-        dialog.destroyed.connect(self._on_dialog_gone)
-        self._refresh_dialog()
-        self._show_token_status()
-        if self._job is not None:
-            self._show_progress(None, f"Downloading {label(self._job.entry)}…")
-
-    def _family_to_show(self) -> str:
-        """The chosen family if the catalog has it, else the loaded model's, else the first."""
-        families = [f for f, _ in self.families()]
-        chosen = self.current_choice()[0]
-        if chosen in families:
-            return chosen
-        info = self.chat.model_info
-        entry = self.entry_for_path(info.path) if info else None
-        if entry is not None:
-            return entry.family
-        return families[0] if families else ""
-
-    @Slot()
-    def _on_dialog_gone(self) -> None:
-        self.dialog = None
-
-    def rows(self, family: str) -> list[QuantRow]:
-        if family == LOCAL_FILES:
-            return self._local_rows()
-        loaded = self.chat.model_info
-        loaded_name = Path(loaded.path).name if loaded else ""
-        downloading = self._job.entry.id if self._job is not None else ""
-        out = []
-        for r in model_rows(
-            self.entries(family),
-            self.models_dir,
-            self.hardware(),
-            self.estimate_options(),
-            reclaimable=self._reclaimable(),
-        ):
-            entry, fit = r.entry, r.fit.fit
-            notes = [entry.quality.note if entry.quality else "", fit.warning or ""]
-            if r.cached is not None:
-                notes.append(f"Already in your Hugging Face cache ({r.cached.path}): no download.")
-            out.append(
-                QuantRow(
-                    name=entry.quantization,
-                    size_bytes=entry.size,
-                    memory_bytes=r.memory,
-                    fit=_BADGE_TEXT[r.badge],
-                    installed=r.installed is not None,
-                    recommended=r.recommended,
-                    note="\n".join(n for n in notes if n),
-                    in_use=entry.filename == loaded_name,
-                    downloading=entry.id == downloading,
-                    size_estimated=entry.size_estimated,
-                    cached=r.cached is not None,
-                    partial=r.partial / entry.size if r.partial and entry.size else 0.0,
-                )
-            )
-        return out
-
-    def _local_rows(self) -> list[QuantRow]:
-        loaded = self.chat.model_info
-        options = self.estimate_options()
-        hw = self.hardware()
-        out = []
-        for m in installed_models(self.models_dir, self.catalog):
-            if m.entry is not None:
-                continue
-            memory, badge, note = 0, "unknown", ""
-            try:
-                est = estimate_for_options(read_gguf_arch(m.path), options)
-                check = check_fit(est, hw, reclaimable=self._reclaimable())
-                memory, badge, note = est.total, _BADGE_TEXT[check.badge], check.warning or ""
-            except (GGUFError, OSError, ValueError, KeyError) as exc:
-                note = f"Hearth cannot read this file's model parameters ({exc})."
-            out.append(
-                QuantRow(
-                    name=str(m.path),
-                    label=f"{m.path.name} ({m.quantization or '?'})",
-                    size_bytes=m.size,
-                    memory_bytes=memory,
-                    fit=badge,
-                    installed=True,
-                    recommended=False,
-                    note=note,
-                    in_use=loaded is not None and Path(loaded.path) == m.path,
-                )
-            )
-        return out
-
-    def _refresh_dialog(self) -> None:
-        dialog = self.dialog
-        if dialog is None:
-            return
-        family, choice = self.current_choice()
-        shown = self._dialog_family or family
-        info = self.chat.model_info
-        names = dict(self.families())
-        now = f"In use: {info.name} {info.quantization}." if info else "No model is loaded."
-        ctx = self._context_wanted()
-        title = (
-            f"{now} Memory estimates are for {ctx:,} tokens of context on this computer "
-            f"({_gb(self.hardware().total_ram)} of RAM)."
-        )
-        dialog.set_families(self.families(), shown)
-        dialog.set_model(
-            title, self.rows(shown), choice if shown == family else "", names.get(shown, "")
-        )
-        dialog.set_estimate(self.estimate_text)
-
-    @Slot(str, str)
-    def _on_dialog_quant(self, family: str, choice: str) -> None:
-        self.select(family, choice)
-
-    @Slot(str)
-    def _on_dialog_family(self, family: str) -> None:
-        self._dialog_family = family
-        self._refresh_dialog()
-
-    @Slot(str, str)
-    def _on_delete_model(self, family: str, choice: str) -> None:
-        if family == LOCAL_FILES:
-            path, name, size = Path(choice), Path(choice).name, Path(choice).stat().st_size
-        else:
-            target = self.resolve(family, choice)
-            if target.entry is None or target.path is None:
-                return
-            path, name, size = target.path, label(target.entry), target.entry.size
-        info = self.chat.model_info
-        if info is not None and Path(info.path) == path:
-            self._say(f"{name} is in use. Switch to another model to delete it.")
-            return
-        if not self._ask(
-            "Delete the model file?",
-            f"Delete {name} ({_gb(size)}) from {self.models_dir}? "
-            + ("You can download it again later." if family != LOCAL_FILES else ""),
-            "Delete",
-        ):
-            return
-        try:
-            delete_model(path, self.models_dir)
-        except KnownError as exc:
-            self._say(exc.message)
-            return
-        if str(self.settings["model.path"] or "") == str(path):
-            self.settings.set("model.path", "")
-        log.info("deleted %s", path)
-        self._say(f"Deleted {name}.")
-        self._refresh_dialog()
-
-    @Slot(str)
-    def import_file(self, source: str) -> None:
-        """Copy a .gguf of the person's own into the models folder (validated first)."""
-        if self._job is not None or self._mover is not None:
-            self._say("Wait for the download or move in progress to finish, then import.")
-            return
-        src = Path(source)
-        try:
-            validate_gguf(src)  # fast: a bad file is refused before anything is copied
-        except KnownError as exc:
-            self._say(exc.message)
-            return
-        self._mover = _MoveJob(
-            lambda progress, cancel: import_gguf(
-                src, self.models_dir, catalog=self.catalog, on_progress=progress, cancel=cancel
-            ),
-            f"Importing {src.name}",
-        )
-        self._mover.progress.connect(self._on_move_progress)
-        self._mover.finished.connect(self._on_imported)
-        self._mover.failed.connect(self._on_move_failed)
-        self._show_progress(0.0, f"Importing {src.name}…")
-
-    @Slot(object)
-    def _on_imported(self, model: object) -> None:
-        mover, self._mover = self._mover, None
-        if mover is not None:
-            mover.join(1.0)
-        assert isinstance(model, InstalledModel)
-        self._dialog_family = LOCAL_FILES if model.entry is None else model.entry.family
-        self._end_download(f"Imported {model.path.name}. Choose it and press Use to chat with it.")
-
-    @Slot(str)
-    def _on_token_set(self, token: str) -> None:
-        try:
-            self.tokens.set(token)
-        except ValueError as exc:
-            if self.dialog is not None:
-                self.dialog.set_token_status(str(exc))
-            return
-        self._show_token_status()
-
-    @Slot()
-    def _on_token_clear(self) -> None:
-        self.tokens.clear()
-        self._show_token_status()
-
-    def _show_token_status(self) -> None:
-        if self.dialog is None:
-            return
-        status = self.tokens.status()
-        if status.has_token:
-            where = (
-                "in your system's keyring" if status.storage == "keyring" else "until Hearth closes"
-            )
-            text = f"A token is saved {where}."
-        else:
-            text = "No token saved. Only gated models need one."
-        self.dialog.set_token_status(f"{text} {status.note}".strip())
-
-    # --- the models folder --------------------------------------------------------------------
-    @Slot(str)
-    def move_models(self, folder: str) -> None:
-        """Move every model file to ``folder`` (asks first), then use it."""
-        if self._job is not None or self._mover is not None:
-            self._say("Wait for the download to finish (or cancel it), then move the models.")
-            return
-        try:
-            move = plan_move(self.models_dir, Path(folder))
-        except KnownError as exc:
-            self._say(exc.message)
-            return
-        if not self._ask(
-            "Move the models?",
-            f"Move {len(move.files)} files ({_gb(move.total_bytes)}) from {move.source} to "
-            f"{move.target}? Hearth keeps running; chatting works during the move.",
-            "Move",
-        ):
-            return
-        self._folder_move = move
-        self._mover = _MoveJob(
-            lambda progress, cancel: move.run(on_progress=progress, cancel=cancel),
-            f"Moving the models to {move.target}",
-        )
-        self._mover.progress.connect(self._on_move_progress)
-        self._mover.finished.connect(self._on_moved)
-        self._mover.failed.connect(self._on_move_failed)
-        self._show_progress(0.0, f"Moving the models to {move.target}…")
-
-    @Slot(object, object)
-    def _on_move_progress(self, done: int, total: int) -> None:
-        if self._mover is not None:
-            text = f"{self._mover.what}: {_gb(done)} of {_gb(total)}"
-            self._show_progress(done / total if total else 1.0, text)
-
-    @Slot(object)
-    def _on_moved(self, _result: object) -> None:
-        mover, self._mover = self._mover, None
-        if mover is None:
-            return
-        mover.join(1.0)
-        old, new = self._folder_move.source, self._folder_move.target
-        default = (self.paths.data_dir / "models").resolve()
-        self.settings.set("storage.models_dir", "" if new == default else str(new))
-        self.paths = self.paths.with_models_dir(None if new == default else new)
-        self.models_dir = new
-        # Where the engine installs the starter model from now on (read only on a load).
-        self.chat.engine.worker._models_dir = new
-        path = Path(self.chat.model_path) if self.chat.model_path else None
-        if path is not None and path.resolve().parent == old:
-            self.chat.model_path = str(new / path.name)
-        info = self.chat.model_info
-        if info is not None and Path(info.path).resolve().parent == old:
-            self.chat.model_info = replace(info, path=str(new / Path(info.path).name))
-        log.info("moved the models from %s to %s", old, new)
-        if self.dialog is not None:
-            self.dialog.set_folders(str(self.paths.data_dir), str(new))
-        self._end_download(f"The models are now in {new}.")
-
-    @Slot(str)
-    def _on_move_failed(self, message: str) -> None:
-        mover, self._mover = self._mover, None
-        if mover is not None:
-            mover.join(1.0)
-        self._end_download(message)
-
     # --- talking to the person -------------------------------------------------------------
     def _say(self, text: str) -> None:
         self.chat.window.statusBar().showMessage(text, 8000)
-        if self.dialog is not None:
-            self.dialog.download_label.setText(text)
+        if self.page.dialog is not None:
+            self.page.dialog.download_label.setText(text)
 
     def _ask(self, title: str, text: str, action: str) -> bool:
         ask: Callable[[str, str, str, str], bool] = self.chat.window.confirm

@@ -95,7 +95,7 @@ class SettingsController(QObject):
         dialog.set_reload_pending(self._reload_pending)
         self.dialog = dialog
         if self.models is not None:
-            self.models.attach(dialog)
+            self.models.page.attach(dialog)
         dialog.show()
 
     def _gpu_offload(self) -> bool:
