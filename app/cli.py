@@ -130,7 +130,7 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
 
     assert isinstance(store, ChatStore)
     if args.model:
-        from engine.library import validate_gguf
+        from engine.gguf_validate import validate_gguf
 
         # A bad file gets its sentence here, before anything is saved, never from llama.cpp.
         validate_gguf(Path(args.model))
@@ -513,7 +513,8 @@ def _pull_exit_code(exc: KnownError) -> int:
 
 def run_pull(args: argparse.Namespace, paths: AppPaths) -> int:
     from engine.errors import CatalogError
-    from engine.library import adopt_from_cache, find_in_hf_cache
+    from engine.hf_cache import find_in_hf_cache
+    from engine.library import adopt_from_cache
     from engine.models import installed_path, load_catalog
 
     try:

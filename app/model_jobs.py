@@ -16,7 +16,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from engine.errors import KnownError
-from engine.library import CachedFile, ImportCancelled, adopt_from_cache
+from engine.hf_cache import CachedFile
+from engine.library import ImportCancelled, adopt_from_cache
 from engine.memory import FitBadge
 from engine.model_folder import MoveCancelled
 from engine.models import CatalogEntry

@@ -32,11 +32,9 @@ from app.model_page import ModelPage
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.gguf_header import GGUFError, read_gguf_arch
+from engine.gguf_validate import validate_gguf
 from engine.hardware import probe
-from engine.library import (
-    find_in_hf_cache,
-    validate_gguf,
-)
+from engine.hf_cache import find_in_hf_cache
 from engine.memory import (
     FitBadge,
     HardwareInfo,

@@ -18,13 +18,13 @@ from PySide6.QtCore import QObject, Slot
 from app.model_jobs import BADGE_TEXT, LOCAL_FILES, MoveJob, gb, label
 from engine.errors import KnownError
 from engine.gguf_header import GGUFError, read_gguf_arch
+from engine.gguf_validate import validate_gguf
 from engine.library import (
     InstalledModel,
     delete_model,
     import_gguf,
     installed_models,
     model_rows,
-    validate_gguf,
 )
 from engine.memory import check_fit, estimate_for_options
 from engine.model_folder import FolderMove, plan_move

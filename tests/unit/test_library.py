@@ -1,5 +1,6 @@
-"""engine.library on real GGUF files: the starter model, damaged copies of it, GGUFs written
-with the ``gguf`` package, and a Hugging Face cache laid out in tmp (``HF_HUB_CACHE``).
+"""engine.library, engine.gguf_validate and engine.hf_cache on real GGUF files: the starter
+model, damaged copies of it, GGUFs written with the ``gguf`` package, and a Hugging Face
+cache laid out in tmp (``HF_HUB_CACHE``).
 
 Faked, because it cannot be made here: a full disk (``shutil.disk_usage`` and an ENOSPC
 from ``os.fsync``, as in test_models.py) and the machine's RAM (a ``HardwareInfo``).
@@ -23,22 +24,23 @@ import pytest
 
 from engine.download import partial_path
 from engine.errors import KnownError, ModelInstallError
-from engine.library import (
+from engine.gguf_validate import (
     NOT_FOR_CHAT,
     SUPPORTED_ARCHITECTURES,
     DamagedModelFile,
-    ImportCancelled,
     NotAModelFile,
     UnsupportedArchitecture,
     UnsupportedGGUFVersion,
+    validate_gguf,
+)
+from engine.hf_cache import find_in_hf_cache, scan_hf_cache
+from engine.library import (
+    ImportCancelled,
     adopt_from_cache,
     delete_model,
-    find_in_hf_cache,
     import_gguf,
     installed_models,
     model_rows,
-    scan_hf_cache,
-    validate_gguf,
 )
 from engine.memory import GIB, FitBadge, HardwareInfo
 from engine.models import (
@@ -164,7 +166,7 @@ def test_a_small_valid_gguf_written_by_the_gguf_package(tmp_path: Path) -> None:
 def test_the_architecture_list_matches_this_llama_cpp_build() -> None:
     """Every name Hearth accepts is an architecture name compiled into the libllama it runs.
 
-    (The list itself comes from llama.cpp's source: see engine/library.py.)
+    (The list itself comes from llama.cpp's source: see engine/gguf_validate.py.)
     """
     import llama_cpp
 
