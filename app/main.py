@@ -1,5 +1,5 @@
 """Hearth's entry point: ``hearth`` opens the window; ``hearth chat``, ``models``, ``pull``,
-``import`` and ``rm`` are the command line (app/cli.py)."""
+``import`` and ``rm`` are the command line (app/cli.py, app/cli_models.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from app.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.cli import add_chat_parser, add_model_parsers
+    from app.cli import add_chat_parser
+    from app.cli_models import add_model_parsers
 
     parser = argparse.ArgumentParser(
         prog="hearth", description="Private, offline chat with open language models."
@@ -47,16 +48,21 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_chat(args, paths)
     if args.command in ("models", "pull", "import", "rm"):
-        from app import cli
+        from app import cli_models
         from app.logs import setup_logging
 
         # Warnings (huggingface_hub's "trying to resume", retries) go to the log file:
         # the terminal gets the progress bar and one sentence per problem.
         setup_logging(paths.ensure().log_dir)
-        cli.quiet_library_logs()
+        cli_models.quiet_library_logs()
 
-        runner = {"models": cli.run_models, "pull": cli.run_pull, "import": cli.run_import,
-                  "rm": cli.run_rm}[args.command]  # fmt: skip
+        runners = {
+            "models": cli_models.run_models,
+            "pull": cli_models.run_pull,
+            "import": cli_models.run_import,
+            "rm": cli_models.run_rm,
+        }
+        runner = runners[args.command]
         try:
             return runner(args, paths)
         except BrokenPipeError:  # `hearth models | head`: the reader has what it wanted
