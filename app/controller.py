@@ -70,6 +70,8 @@ class ChatController(QObject):
     load_requested = Signal(str, object)  # path ("" = starter model), EngineOptions
     generate_requested = Signal(int, object)  # request id, ReplyRequest
     measure_requested = Signal(int, object)  # conversation id, ReplyRequest (context meter)
+    warm_requested = Signal(object)  # ReplyRequest: read this conversation in ahead
+    warmed = Signal(int, int)  # after warm_current(): tokens reused, tokens read (tests)
     reply_done = Signal()  # the current reply is saved and the window is idle again (tests)
     model_changed = Signal()  # a load finished (loaded or failed), on the GUI thread
 
@@ -100,12 +102,16 @@ class ChatController(QObject):
         self._active: _ActiveReply | None = None
         self._next_request = 0
         self._closed = False
+        self._warming = ""  # the model reading the open conversation ahead, if any
         self._process = psutil.Process()
 
         worker = engine.worker
         self.load_requested.connect(worker.load)
         self.generate_requested.connect(worker.generate)
         self.measure_requested.connect(worker.measure)
+        self.warm_requested.connect(worker.warm)
+        worker.warm_progress.connect(self._on_warm_progress)
+        worker.warm_finished.connect(self._on_warm_finished)
         worker.context_exceeded.connect(self._on_context_exceeded)
         worker.usage_measured.connect(self._on_usage_measured)
         worker.model_loaded.connect(self._on_model_loaded)
@@ -363,6 +369,43 @@ class ChatController(QObject):
         set_start = getattr(self.window.chat_view, "set_context_start", None)
         if set_start is not None:
             set_start(start if isinstance(start, int) else None)
+
+    def warm_current(self, model_name: str) -> None:
+        """Read the open conversation into the model now (after a model switch), with
+        progress in the status bar, so that its next turn only reads the new message.
+        The window stays usable: a message sent meanwhile is answered right after."""
+        conv_id = self.current_id
+        if conv_id is None or self.model_info is None or self._active is not None:
+            return
+        history, _ = self._history(conv_id, self.store.messages(conv_id))
+        if len(history) < 2:
+            return
+        self._warming = model_name
+        self.engine.stop_event.clear()
+        request = ReplyRequest(
+            history, self.params, self.overrides, self._thinking(), conversation_id=conv_id
+        )
+        self.window.statusBar().showMessage(f"{model_name} is reading this conversation…")
+        self.warm_requested.emit(request)
+
+    @Slot(int, int)
+    def _on_warm_progress(self, done: int, total: int) -> None:
+        if self._closed or not self._warming or self._active is not None:
+            return
+        self.window.statusBar().showMessage(
+            f"{self._warming} is reading this conversation: {done * 100 // max(total, 1)}%"
+        )
+
+    @Slot(int, int)
+    def _on_warm_finished(self, reused: int, evaluated: int) -> None:
+        if self._closed:
+            return
+        name, self._warming = self._warming, ""
+        if name and self._active is None and self.window.state == ResponseState.IDLE:
+            self.window.statusBar().showMessage(
+                f"Now using {name}. The conversation continues where it was.", 8000
+            )
+        self.warmed.emit(reused, evaluated)
 
     def _measure_current(self) -> None:
         """Ask the engine how full this chat makes the context window (the meter)."""

@@ -516,6 +516,7 @@ class ModelManager(QObject):
             self._remember(switch.family, switch.choice)
             self._say(f"Now using {switch.name}. The conversation continues.")
             self.switch_finished.emit(True)
+            self.chat.warm_current(switch.name)  # its history, read now with progress
         self.page.refresh()
 
     @Slot(str)

@@ -98,6 +98,8 @@ class EngineWorker(QObject):
     # ContextUsage, how many messages (after the system prompt) would have to go.
     context_exceeded = Signal(int, object, int)
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
+    warm_progress = Signal(int, int)  # tokens read so far, of how many
+    warm_finished = Signal(int, int)  # tokens reused, tokens read (0, 0: nothing to do)
 
     def __init__(self, stop_event: threading.Event, models_dir: Path) -> None:
         super().__init__()
@@ -219,6 +221,37 @@ class EngineWorker(QObject):
             log.info("could not measure the context use: %s", exc)
             return
         self.usage_measured.emit(conversation_id, usage)
+
+    @Slot(object)
+    def warm(self, request: ReplyRequest) -> None:
+        """Read ``request``'s conversation into the model before its next turn."""
+        warm = getattr(self._session, "warm", None)
+        if warm is None:
+            self.warm_finished.emit(0, 0)
+            return
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= STATS_INTERVAL_S / 4 or done >= total:
+                last[0] = now
+                self.warm_progress.emit(done, total)
+
+        try:
+            reused, evaluated = warm(
+                request.conversation,
+                thinking=request.thinking,
+                stop=self._stop,
+                cache_key=request.conversation_id,
+                on_progress=progress,
+            )
+        except KnownError as exc:  # e.g. longer than the context: the next turn says so
+            log.info("did not read the conversation ahead: %s", exc)
+            reused = evaluated = 0
+        except Exception:
+            log.exception("reading the conversation ahead crashed")
+            reused = evaluated = 0
+        self.warm_finished.emit(reused, evaluated)
 
     @staticmethod
     def _params_for(session: object, request: ReplyRequest) -> SamplingParams:

@@ -405,11 +405,13 @@ class EvaluatedHistory:
         stop: threading.Event,
         *,
         checkpoint_at: Sequence[int] = (),
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> bool:
         """Decode ``prompt[start:]`` in chunks of n_batch; False if stopped.
 
         With checkpoints, chunks also end at each position of ``checkpoint_at``
         and the state there is saved (unless a checkpoint of it already exists).
+        ``on_progress(done, total)`` follows each chunk (tokens of ``prompt[start:]``).
         """
         marks = sorted({p for p in checkpoint_at if start <= p < len(prompt)})
         if self.checkpoints is None:
@@ -434,6 +436,8 @@ class EvaluatedHistory:
                 if not self._decode(chunk, i, stop):
                     return False
                 i = end
+                if on_progress is not None:
+                    on_progress(i - start, len(prompt) - start)
         finally:
             self.set_abort(None)
 
@@ -441,6 +445,10 @@ class EvaluatedHistory:
         """Decode tokens the engine inserts into the reply (e.g. ``</think>``)."""
         n = self.n_past
         return self.evaluate([*self.tokens[:n], *new_tokens], n, stop)
+
+    def checkpoint_here(self) -> None:
+        """Save the state at ``n_past`` (a turn boundary the caller knows of)."""
+        self._checkpoint(self.n_past)
 
     def _checkpoint(self, n: int) -> None:
         store = self.checkpoints

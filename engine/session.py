@@ -16,14 +16,14 @@ import logging
 import threading
 import time
 from array import array
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import llama_cpp
 
 from engine.chat_template import PromptBuilder, choose_template
-from engine.checkpoints import EvaluatedHistory, checkpoint_marks
+from engine.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
 from engine.context import ContextUsage, reply_budget
 from engine.detok import Detokenizer, piece_function
 from engine.errors import ContextFullError
@@ -284,6 +284,46 @@ class ChatSession:
             cache_key=cache_key,
         )
         return self._active
+
+    def warm(
+        self,
+        conversation: Sequence[Message],
+        *,
+        thinking: bool | None = None,
+        stop: threading.Event | None = None,
+        cache_key: object = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Read ``conversation`` into the context ahead of its next turn (after a
+        model switch, say), so that turn evaluates only the new message.
+
+        What is read is exactly what the next turn's prompt will start with: the
+        common prefix of the conversation rendered with two different stand-in
+        questions (the template may re-render earlier turns, e.g. drop thinking).
+        A checkpoint is kept at its end on a hybrid model. Returns (reused,
+        evaluated) token counts; stops between batches when ``stop`` is set.
+        ``on_progress(done, total)`` reports the tokens evaluated so far.
+        """
+        prompts = self._prompts
+        variables = prompts.variables(thinking, None)
+        base = list(conversation)
+        if base and base[-1].role == "user":  # unanswered: its next turn replaces it
+            base = base[:-1]
+        one = array("i", prompts.tokens([*base, Message("user", "\x07")], variables))
+        two = array("i", prompts.tokens([*base, Message("user", "\x08")], variables))
+        n = common_prefix(one, two, min(len(one), len(two)))
+        if n < 2 or n >= self._n_ctx:
+            return 0, 0
+        if self._active is not None:  # (one reply at a time, as in stream())
+            self._active.close()
+            self._active = None
+        prefix = one[:n]
+        hist = self._history
+        hist.select(cache_key, prefix)
+        reused = hist.reuse(prefix)
+        if hist.evaluate(prefix, reused, stop or threading.Event(), on_progress=on_progress):
+            hist.checkpoint_here()
+        return reused, max(0, hist.n_past - reused)
 
     def _generate(
         self,

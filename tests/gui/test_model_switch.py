@@ -28,6 +28,7 @@ from engine.models import (
     remember_verified,
     resources_dir,
 )
+from engine.types import ReplyDone
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from tests.hubserver import HubServer
 from ui.settings_dialog import SettingsDialog
@@ -166,16 +167,27 @@ def test_switch_between_installed_quantizations_keeps_the_conversation(
     assert "in use" in row_text(dialog, "Q4_1")
     assert "installed" in row_text(dialog, "Q8_0")
     assert "145 MB | " in row_text(dialog, "Q8_0") and "fits" in row_text(dialog, "Q8_0")
-    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
-        choose(qtbot, dialog, "Q8_0")
-    assert done.args == [True]
+    with qtbot.waitSignal(hearth.controller.warmed, timeout=REPLY_TIMEOUT_MS) as warmed:
+        with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+            choose(qtbot, dialog, "Q8_0")
+        assert done.args == [True]
     info = hearth.controller.model_info
     assert info is not None and info.quantization == "Q8_0"
     assert "in use" in row_text(dialog, "Q8_0")
+    # The new file read the conversation's history right after loading (with progress
+    # in the status bar), so the next message reads only itself.
+    _reused, read = warmed.args
+    assert read > 20
+    assert "conversation continues" in hearth.window.statusBar().currentMessage()
+    finished: list[ReplyDone] = []
+    hearth.engine.worker.reply_finished.connect(lambda _id, done: finished.append(done))
     # The same conversation goes on, with its history, on the new file.
     assert hearth.controller.current_id == conv_id
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What was the word?")
+    stats = finished[-1].stats
+    assert stats is not None
+    assert stats.reused_tokens >= read and stats.evaluated_tokens < read
     messages = hearth.store.messages(conv_id)
     assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[-1].content.strip()

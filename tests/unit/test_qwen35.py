@@ -204,6 +204,34 @@ class TestPrefixReuse:
             previous = prompt
             chat = next_turn(chat, r, turn)
 
+    def test_warm_reads_the_history_so_the_next_turn_reads_only_the_question(
+        self, qwen35_model_path: Path
+    ) -> None:
+        """After a model switch the app reads the open chat in ahead (with progress);
+        its next turn then evaluates only the new question, on the hybrid model too."""
+        with ChatSession(qwen35_model_path, EngineOptions(n_ctx=4096)) as first:
+            r = reply(first, CHAT)
+        chat = next_turn(CHAT, r, 1)
+        history = chat[:-1]  # what is on screen when the new file has loaded
+        with ChatSession(qwen35_model_path, EngineOptions(n_ctx=4096)) as switched:
+            seen: list[tuple[int, int]] = []
+            reused, read = switched.warm(
+                history, cache_key=7, on_progress=lambda d, t: seen.append((d, t))
+            )
+            assert reused == 0 and read > 0
+            assert seen[-1] == (read, read) and all(d <= t for d, t in seen)
+            before = decoded(switched)
+            stats = reply(switched, chat, cache_key=7).done.stats
+            question = len(prompt_tokens(switched, chat)) - prefix(
+                prompt_tokens(switched, chat),
+                prompt_tokens(switched, [*history, Message("user", "?")]),
+            )
+            assert stats.reused_tokens >= read - 1  # the state the warm-up left
+            assert stats.evaluated_tokens <= question + 1
+            # llama.cpp itself decoded no more than the question and the reply.
+            grown = stats.context_tokens - stats.prompt_tokens
+            assert decoded(switched) - before <= stats.evaluated_tokens + grown
+
     def test_without_checkpoints_it_would_reread_everything(self, qwen35_model_path: Path) -> None:
         with ChatSession(qwen35_model_path, EngineOptions(n_ctx=4096, checkpoint_mib=0)) as s:
             assert s.checkpoints is None
