@@ -51,7 +51,10 @@ def engine_options(settings: Settings) -> EngineOptions:
 
 def sampling_overrides(settings: Settings) -> dict[str, float | int]:
     """The sampling fields the person set; the rest come from the model's defaults."""
-    overrides: dict[str, float | int] = {"max_tokens": int(settings["generation.max_tokens"] or 1)}
+    overrides: dict[str, float | int] = {
+        "max_tokens": int(settings["generation.max_tokens"] or 1),
+        "max_thinking_tokens": int(settings["generation.max_thinking_tokens"] or 0),
+    }
     for field in ("temperature", "top_p", "top_k", "min_p", "presence_penalty"):
         value = settings[f"generation.{field}"]
         if value is not None and not isinstance(value, bool | str):

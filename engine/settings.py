@@ -170,6 +170,15 @@ SCHEMA: tuple[Spec, ...] = (
         maximum=131072,
     ),
     _s(
+        "generation.max_thinking_tokens",
+        int,
+        4096,
+        "Longest thinking (tokens)",
+        "Thinking stops here and the model writes its answer; counted apart from the reply.",
+        minimum=0,
+        maximum=131072,
+    ),
+    _s(
         "generation.thinking",
         str,
         "model",

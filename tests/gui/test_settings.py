@@ -129,3 +129,17 @@ def test_delete_all_chats_asks_then_deletes_them_for_good(
     # Gone from the files themselves, not only hidden: nothing to undo, nothing to find.
     for path in data_dir.glob("hearth.sqlite3*"):
         assert b"about the garden" not in path.read_bytes(), path.name
+
+
+def test_thinking_budget_is_a_generation_setting_applied_at_once(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    hearth = launch(data_dir, params=None)  # the model's defaults + what the person sets
+    dialog = open_settings(qtbot, hearth)
+    spin = dialog.findChild(QSpinBox, "setting:generation.max_thinking_tokens")
+    assert spin is not None and spin.value() == 4096
+    spin.setValue(256)
+    spin.editingFinished.emit()
+    assert hearth.controller.overrides["max_thinking_tokens"] == 256
+    saved = json.loads((data_dir / "config" / "settings.json").read_text())
+    assert saved["values"]["generation.max_thinking_tokens"] == 256
