@@ -121,24 +121,22 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
     from engine.store import ChatStore, ReplyRecorder
 
     assert isinstance(store, ChatStore)
-    if args.model:
-        from engine.gguf_validate import validate_gguf
-
-        # A bad file gets its sentence here, before anything is saved, never from llama.cpp.
-        validate_gguf(Path(args.model))
+    conv = None
     if args.conversation is not None:
         conv = store.conversation(args.conversation)
         if conv is None:
             print(f"hearth: there is no conversation {args.conversation}.", file=sys.stderr)
             return 2
-    else:
-        conv = store.create_conversation(title_from(args.prompt))
-        if args.system:
-            store.add_message(conv.id, "system", args.system)
     model = Path(args.model) if args.model else _chosen_model(paths)
+    # Loaded before anything is saved: a bad file (checked by engine.gguf_validate before
+    # llama.cpp sees it) gets its sentence and leaves no empty conversation behind.
     session = ChatSession(model, EngineOptions())
     stop = threading.Event()
     try:
+        if conv is None:
+            conv = store.create_conversation(title_from(args.prompt))
+            if args.system:
+                store.add_message(conv.id, "system", args.system)
         store.add_message(conv.id, "user", args.prompt)
         history = [
             Message(m.role, m.content, thinking=m.thinking)

@@ -1,8 +1,11 @@
 """Loading a GGUF file into llama-cpp-python, and llama.cpp's log.
 
-Everything here turns llama.cpp's ways of failing (a NULL model, a line in its
-log, an exception holding half a model) into a ``ModelLoadError`` with a
-sentence for the person and the technical detail for the log.
+A file is checked by ``engine.gguf_validate`` before llama.cpp sees it, so a
+truncated, non-GGUF or unsupported-architecture file gets the validator's
+sentence (llama.cpp would only say "failed to load model"). Everything here
+turns llama.cpp's remaining ways of failing (a NULL model, a line in its log, an
+exception holding half a model) into a ``ModelLoadError`` with a sentence for
+the person and the technical detail for the log.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, BinaryIO
 import llama_cpp
 
 from engine.errors import ModelLoadError
+from engine.gguf_validate import BadModelFile, GGUFInfo, validate_gguf
 from engine.types import EngineOptions
 
 __all__ = [
@@ -161,28 +165,16 @@ def _scan_context_length(f: BinaryIO) -> int | None:
     return None
 
 
-def check_gguf_file(path: Path) -> None:
-    """Fail early, with a sentence, on a missing file or one that is not GGUF at all."""
-    name = path.name
+def check_gguf_file(path: Path) -> GGUFInfo:
+    """``validate_gguf`` for loading: a bad file's sentence as a ``ModelLoadError``.
+
+    ``load_llama`` calls it before ``Llama(...)``; callers of ``load_llama`` need not.
+    """
     try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError as exc:
-        raise ModelLoadError(
-            f"The model file {name} does not exist. Download it again or pick another model.",
-            detail=str(path),
-        ) from exc
-    except OSError as exc:
-        raise ModelLoadError(
-            f"Hearth cannot read the model file {name}: {exc.strerror or exc}. "
-            "Check the file's permissions or pick another model.",
-            detail=str(path),
-        ) from exc
-    if magic != _GGUF_MAGIC:
-        raise ModelLoadError(
-            f"{name} is not a GGUF model file. Download it again or pick another model.",
-            detail=f"{path}: starts with {magic!r}",
-        )
+        return validate_gguf(path)
+    except BadModelFile as exc:
+        detail = f"{path}: {exc.detail}" if exc.detail else str(path)
+        raise ModelLoadError(exc.message, detail=detail) from exc
 
 
 # -- llama.cpp's compute backends ----------------------------------------------------
@@ -300,9 +292,10 @@ def load_llama(path: Path, options: EngineOptions) -> Any:
     """A ``llama_cpp.Llama`` for ``path`` with every option set, or ``ModelLoadError``."""
     name = path.name
     _problems.clear()
-    load_backends()
+    load_backends()  # first: without a backend no file could load, however good
+    info = check_gguf_file(path)  # never hand llama.cpp a file it would only call "failed"
     try:
-        kwargs = llama_load_kwargs(options, n_ctx_train=gguf_context_length(path))
+        kwargs = llama_load_kwargs(options, n_ctx_train=info.context_length)
         return llama_cpp.Llama(str(path), **kwargs)
     except MemoryError as exc:
         raise ModelLoadError(

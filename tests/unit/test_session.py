@@ -12,6 +12,7 @@ import pytest
 
 from engine import session as session_module
 from engine.errors import ContextFullError, ModelLoadError
+from engine.gguf_validate import DamagedModelFile, validate_gguf
 from engine.llama_load import (
     _cpu_list,
     _performance_cores,
@@ -34,6 +35,10 @@ pytestmark = pytest.mark.model
 
 HELLO = [Message("user", "Name three colors of the rainbow.")]
 GREEDY = SamplingParams(max_tokens=40, temperature=0.0)
+
+
+def _never_called(*args: object, **kwargs: object) -> None:
+    raise AssertionError("llama.cpp was handed a file the validator refuses")
 
 
 def collect(events: Iterator[Event]) -> tuple[list[str], ReplyDone]:
@@ -109,20 +114,43 @@ class TestLoad:
         with pytest.raises(ModelLoadError) as info:
             ChatSession(bogus)
         assert str(info.value) == (
-            "model.gguf is not a GGUF model file. Download it again or pick another model."
+            "model.gguf is not a GGUF model file: Hearth runs .gguf files, such as the ones on "
+            "Hugging Face marked GGUF."
         )
 
-    def test_truncated_file(self, tmp_path: Path, starter_model_path: Path) -> None:
+    def test_truncated_file_gets_the_validators_sentence(
+        self, tmp_path: Path, starter_model_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         cut = tmp_path / "cut.gguf"
         with starter_model_path.open("rb") as f:
             cut.write_bytes(f.read(4 << 20))  # header and metadata intact, tensors cut
+        monkeypatch.setattr(llama_cpp, "Llama", _never_called)
         with pytest.raises(ModelLoadError) as info:
             ChatSession(cut)
-        message = str(info.value)
-        assert message.startswith("cut.gguf could not be loaded")
-        assert message.endswith("Download it again or pick another model.")
-        # llama.cpp's own words reach the log through the detail.
-        assert "not within the file bounds" in info.value.detail
+        # The same sentence the Models page and `hearth import` give for this file.
+        with pytest.raises(DamagedModelFile) as validated:
+            validate_gguf(cut)
+        assert str(info.value) == str(validated.value)
+        assert str(info.value).startswith("cut.gguf is damaged or incomplete")
+        assert "tensors need" in info.value.detail
+
+    @pytest.mark.parametrize(
+        ("arch", "sentence"),
+        [
+            ("bert", "embed.gguf is an embedding model"),
+            ("no-such-arch", "embed.gguf is a model of type 'no-such-arch'"),
+        ],
+    )
+    def test_an_architecture_hearth_cannot_chat_with_never_reaches_llama_cpp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arch: str, sentence: str
+    ) -> None:
+        from tests.unit.test_library import write_gguf
+
+        path = write_gguf(tmp_path / "embed.gguf", arch)
+        monkeypatch.setattr(llama_cpp, "Llama", _never_called)
+        with pytest.raises(ModelLoadError) as info:
+            ChatSession(path)
+        assert str(info.value).startswith(sentence)
 
     @pytest.mark.parametrize(
         ("file_type", "name"),
