@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psutil
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 
+from app.history_actions import HistoryActions
 from app.storage import title_from
 from app.worker import EngineThread, ReplyRequest
 from engine.context import ContextUsage
-from engine.errors import KnownError
 from engine.store import ChatStore, ReplyRecorder
 from engine.types import (
     Conversation,
@@ -134,12 +133,7 @@ class ChatController(QObject):
         window.chat_toolbar.thinking_toggled.connect(self._on_thinking_toggled)
         window.chat_toolbar.system_prompt_requested.connect(self._on_system_prompt_requested)
         window.chat_view.action_requested.connect(self._on_message_action)
-        window.search_requested.connect(self._on_search_requested)
-        window.search_results.hit_activated.connect(self._on_hit_activated)
-        window.pin_requested.connect(self._on_pin_requested)
-        window.undo_delete_requested.connect(self._on_undo_delete)
-        window.export_requested.connect(self._on_export_requested)
-        window.import_requested.connect(self._on_import_requested)
+        self.history = HistoryActions(self)  # search, pin, undo, export, import
         window.composer.edit_last_requested.connect(self._on_edit_last_requested)
         window.composer.edit_cancelled.connect(self._on_edit_cancelled)
 
@@ -259,7 +253,7 @@ class ChatController(QObject):
             recorder = ReplyRecorder.resume(self.store, reply.id)
         else:
             recorder = ReplyRecorder(self.store, reply.id)
-        self._refresh_conversation(conv_id)
+        self.refresh_conversation(conv_id)
         self._next_request += 1
         self._active = _ActiveReply(
             self._next_request,
@@ -356,7 +350,7 @@ class ChatController(QObject):
         if active.question is not None:
             self.store.delete_message(active.question.id)
             text = active.question.content
-        self._refresh_conversation(active.conversation_id)
+        self.refresh_conversation(active.conversation_id)
         if self.current_id == active.conversation_id:
             self._show_current(keep_scroll=True)
         self.window.set_state(ResponseState.IDLE if self.model_info else ResponseState.NO_MODEL)
@@ -428,64 +422,6 @@ class ChatController(QObject):
         self.window.chat_toolbar.set_context(
             usage.prompt_tokens, usage.n_ctx, warn=usage.warn, reserve=usage.reserve
         )
-
-    # --- search, pin, undo, export ------------------------------------------------------
-    @Slot(str)
-    def _on_search_requested(self, query: str) -> None:
-        try:
-            hits = self.store.search(query, limit=50)
-        except KnownError as exc:
-            self.window.show_error(exc.message)
-            return
-        self.window.search_results.show_hits(hits, query)
-
-    @Slot(int, int, list)
-    def _on_hit_activated(self, conv_id: int, msg_id: int, words: list[str]) -> None:
-        self.store.select_variant(msg_id)  # the hit may be in another version of a turn
-        self.current_id = conv_id
-        self._show_current()
-        self.window.chat_view.jump_to(msg_id, words)
-
-    @Slot(int, bool)
-    def _on_pin_requested(self, conv_id: int, pinned: bool) -> None:
-        self.store.set_pinned(conv_id, pinned)
-        self._refresh_conversation(conv_id)
-
-    @Slot(int)
-    def _on_undo_delete(self, conv_id: int) -> None:
-        conv = self.store.undo_delete(conv_id)
-        if conv is not None:
-            self.window.conversations.upsert(conv)
-            self.window.statusBar().showMessage(f"Restored “{conv.title}”.", 4000)
-
-    @Slot(object, str, str)
-    def _on_export_requested(self, conv_id: int | None, fmt: str, path: str) -> None:
-        from engine.export import json_chunks, markdown_chunks, write_export
-
-        ids = None if conv_id is None else [conv_id]
-        chunks = markdown_chunks(self.store, ids) if fmt == "md" else json_chunks(self.store, ids)
-        try:
-            write_export(Path(path), chunks)
-        except KnownError as exc:
-            self.window.show_error(exc.message)
-            return
-        self.window.statusBar().showMessage(f"Exported to {path}.", 5000)
-
-    @Slot(str)
-    def _on_import_requested(self, path: str) -> None:
-        from engine.export import import_json
-
-        try:
-            ids = import_json(self.store, Path(path).read_bytes())
-        except OSError as exc:
-            self.window.show_error(f"Hearth could not read {path} ({exc.strerror}).")
-            return
-        except KnownError as exc:
-            self.window.show_error(exc.message)
-            return
-        for conv_id in ids:
-            self._refresh_conversation(conv_id)
-        self.window.statusBar().showMessage(f"Imported {len(ids)} conversations.", 5000)
 
     # --- message actions (links under each message) -------------------------------------
     @Slot(str, int)
@@ -568,7 +504,7 @@ class ChatController(QObject):
     @Slot(int, str)
     def _on_rename_requested(self, conv_id: int, title: str) -> None:
         self.store.rename_conversation(conv_id, title)
-        self._refresh_conversation(conv_id)
+        self.refresh_conversation(conv_id)
 
     @Slot(int)
     def _on_delete_requested(self, conv_id: int) -> None:
@@ -725,7 +661,7 @@ class ChatController(QObject):
             view.end_reply(status)
             view.show_messages(self.store.messages(active.conversation_id), keep_scroll=True)
             self._measure_current()
-        self._refresh_conversation(active.conversation_id)
+        self.refresh_conversation(active.conversation_id)
         self.window.set_state(ResponseState.IDLE if self.model_info else ResponseState.NO_MODEL)
         self.reply_done.emit()
         return True
@@ -768,7 +704,12 @@ class ChatController(QObject):
         else:
             view.show_messages(messages, keep_scroll=keep_scroll)
 
-    def _refresh_conversation(self, conv_id: int) -> None:
+    def open_conversation(self, conv_id: int) -> None:
+        """Show ``conv_id`` (e.g. a search hit's chat) as the current conversation."""
+        self.current_id = conv_id
+        self._show_current()
+
+    def refresh_conversation(self, conv_id: int) -> None:
         conv = self.store.conversation(conv_id)
         if conv is not None:
             self.window.conversations.upsert(conv)
