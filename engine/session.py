@@ -28,7 +28,6 @@ from engine.context import ContextUsage, reply_budget
 from engine.detok import Detokenizer, piece_function
 from engine.errors import ContextFullError
 from engine.llama_load import (
-    check_gguf_file,
     install_log_bridge,
     load_llama,
     quantization_name,
@@ -71,8 +70,7 @@ class ChatSession:
 
     def __init__(self, model_path: str | Path, options: EngineOptions = _DEFAULT_OPTIONS) -> None:
         path = Path(model_path)
-        check_gguf_file(path)
-        install_log_bridge()
+        install_log_bridge()  # (load_llama checks the file before llama.cpp sees it)
         self._options = options
         self._llm: Any = load_llama(path, options)
         self._active: Generator[Event, None, None] | None = None
