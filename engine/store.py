@@ -182,6 +182,21 @@ class ChatStore(MessageStore):
 
     # -- search, import, upkeep ----------------------------------------------------
 
+    def index_pending(self, limit: int = 500) -> int:
+        """Bring up to ``limit`` of the messages queued for the CJK search index into
+        it, newest first, 500 at most per transaction (~50 µs a message of 300
+        characters); returns how many are still queued (``limit=0``: only count).
+
+        Search is complete without it (a CJK query reads what is still queued);
+        this keeps such queries fast after a migration or an import queued many.
+        """
+        try:
+            return _search.index_pending_cjk(self._db, max(limit, 0))
+        except sqlite3.ProgrammingError:
+            raise
+        except sqlite3.DatabaseError as e:
+            raise self._failure("update the search index of", e) from e
+
     def search(self, query: str, limit: int = 50, *, ranked: bool = False) -> list[SearchHit]:
         """Messages (answer text, not thinking) of live conversations matching every
         word of ``query``, the last word as a prefix; newest first, or by bm25 if
