@@ -15,6 +15,7 @@ import psutil
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
+from app.background import IdleIndexer
 from app.controller import ChatController
 from app.gc_guard import GuiThreadGc
 from app.logs import disable_crash_dump, enable_crash_dump, setup_logging
@@ -65,7 +66,9 @@ class HearthApp:
         self.paths = paths
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
         self.store, store_notice = open_store(paths.db_path)
+        self.indexer = IdleIndexer(self.store)  # CJK search index, in idle time
         self.window = MainWindow()
+        self.window.close_requested.connect(self.indexer.stop)  # first: that closes the store
         self.window.chat_view.set_dark(dark)
         self.engine = EngineThread(paths.models_dir)
         self.controller = ChatController(
@@ -111,6 +114,7 @@ class HearthApp:
     def start(self) -> None:
         self.controller.start()
         self.window.show()
+        self.indexer.start()
         self._first_frame = _FirstFrameLogger(self.window)
 
     def raise_window(self) -> None:
@@ -139,6 +143,7 @@ class HearthApp:
         dialog.open()
 
     def close(self) -> None:
+        self.indexer.stop()  # before the controller closes the store
         self.models.shutdown()
         self.controller.shutdown()
         self._gc.stop()
