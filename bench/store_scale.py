@@ -304,6 +304,136 @@ def store_section(large: Path, empty: Path, vocab: list[str], runs: int) -> None
             print(f"check_integrity(quick={quick}): {t:.0f} ms")
 
 
+CJK_CHARS = [chr(0x4E00 + i) for i in range(3000)]  # Zipf over these, like the words
+
+
+def cjk_texts(rng: random.Random, count: int, length: int = 300) -> list[str]:
+    cum: list[float] = []
+    total = 0.0
+    for rank in range(len(CJK_CHARS)):
+        total += 1.0 / (rank + 1)
+        cum.append(total)
+    out = []
+    for _ in range(count):
+        picked = rng.choices(CJK_CHARS, cum_weights=cum, k=length)
+        out.append("".join(c + ("，" if i % 17 == 16 else "") for i, c in enumerate(picked)))
+    return out
+
+
+def cjk_history(path: Path, n_msg: int) -> None:
+    """A store whose ``n_msg`` CJK messages are all queued for the CJK index (as
+    the v2 -> v3 migration or an import leaves them); the oldest holds 最古老的词."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ChatStore(path).close()
+    pool = cjk_texts(random.Random(2), 4000)
+    rng = random.Random(3)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, 0, 0)",
+        [(c, f"chat {c}") for c in range(1, 201)],
+    )
+    db.executemany(
+        "INSERT INTO messages (conversation_id, role, content, status, created_at)"
+        " VALUES (?, 'user', ?, 'complete', ?)",
+        [
+            (1 + i % 200, "最古老的词。" + pool[0] if i == 0 else rng.choice(pool), float(i))
+            for i in range(n_msg)
+        ],
+    )
+    db.execute("COMMIT")
+    db.close()
+
+
+CJK_QUERIES = {
+    "common run, found": "一丁",
+    "one character": "丁",
+    "rare, only the oldest": "最古老",
+    "another run": "丂丁",
+    "Latin + CJK, no match": "zzq 丁",
+}
+
+
+def cjk_section(root: Path, n_msg: int) -> None:
+    """The CJK backlog: search while it is queued, one inline drain (what the first
+    CJK search cost before), and IdleIndexer draining it in a real event loop."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.background import IdleIndexer
+    from engine import search as engine_search
+
+    path = root / "cjk" / "hearth.sqlite3"
+    cjk_history(path, n_msg)
+    print(f"\nCJK backlog: {n_msg} messages of ~300 CJK characters, all queued")
+    with ChatStore(path) as store:
+        engine_search.INLINE_INDEX = 0  # the queue is read, never indexed, by these
+        for name, q in CJK_QUERIES.items():
+            walls = [timed(lambda q=q: store.search(q), "cjk") for _ in range(5)]  # type: ignore[misc]
+            hits = len(store.search(q))
+            print(f"  search while all are queued, {name!r} ({q}): {hits} hits, "
+                  f"p50 {statistics.median(walls):.0f} ms, max {max(walls):.0f} ms")  # fmt: skip
+        engine_search.INLINE_INDEX = 200
+        c0, t0 = time.thread_time(), time.perf_counter()
+        assert store.index_pending(n_msg) == 0
+        print(f"  one inline drain (the first CJK search before): "
+              f"{time.perf_counter() - t0:.2f} s wall, {time.thread_time() - c0:.2f} s CPU, "
+              f"{(time.thread_time() - c0) / n_msg * 1e6:.0f} µs/message")  # fmt: skip
+    cjk_history(path, n_msg)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    store = ChatStore(path)
+    slices: list[float] = []
+    gaps: list[float] = []
+    whole = store.index_pending
+
+    def timed_slice(limit: int = 500) -> int:
+        t = time.perf_counter()
+        left = whole(limit)
+        slices.append((time.perf_counter() - t) * 1000.0)
+        return left
+
+    store.index_pending = timed_slice  # type: ignore[method-assign]
+    indexer = IdleIndexer(store)
+    # The event loop's lag: a 1 ms timer, as typing or a paint would wait.
+    probe, clock = QTimer(), QElapsedTimer()
+    probe.setInterval(1)
+    last = [0]
+
+    def on_probe() -> None:
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    probe.timeout.connect(on_probe)
+    done = [0.0]
+
+    def on_sliced(left: int) -> None:
+        if left == 0:
+            done[0] = time.perf_counter()
+            app.quit()
+
+    indexer.sliced.connect(on_sliced)
+    clock.start()
+    probe.start()
+    t0 = time.perf_counter()
+    indexer.start(0)
+    app.exec()
+    probe.stop()
+    indexer.stop()
+    store.close()
+    slices.sort()
+    gaps.sort()
+    print(f"  IdleIndexer drain: {done[0] - t0:.2f} s wall, {len(slices)} slices; slice "
+          f"p50 {slices[len(slices) // 2]:.1f} ms, p99 {slices[int(len(slices) * 0.99)]:.1f} "
+          f"ms, max {slices[-1]:.1f} ms")  # fmt: skip
+    p50, p99 = gaps[len(gaps) // 2], gaps[int(len(gaps) * 0.99)]
+    print(f"  event-loop lag meanwhile (1 ms timer, gap between firings): p50 {p50} ms, "
+          f"p99 {p99} ms, max {gaps[-1]} ms")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "hearth-scale")
@@ -314,8 +444,13 @@ def main() -> int:
     parser.add_argument("--window", action="store_true", help="also time the real window")
     parser.add_argument("--window-runs", type=int, default=7)
     parser.add_argument("--window-only", action="store_true", help="skip the store timings")
+    parser.add_argument("--cjk", type=int, default=0, metavar="N",
+                        help="only the CJK backlog: N queued CJK messages")  # fmt: skip
     args = parser.parse_args()
 
+    if args.cjk:
+        cjk_section(args.db, args.cjk)
+        return 0
     large_dir, empty_dir = args.db / "large", args.db / "empty"
     large, empty = large_dir / "hearth.sqlite3", empty_dir / "hearth.sqlite3"
     facts_file = args.db / "facts.json"
