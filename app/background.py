@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
@@ -33,9 +34,18 @@ class IdleIndexer(QObject):
     START_DELAY_MS = 500  # after the window's first frames, the list and the chat
     MAX_BATCH = 500  # one transaction of index_pending
 
-    def __init__(self, store: ChatStore, parent: QObject | None = None) -> None:
+    BUSY_MS = 250  # while a reply streams, look again this often
+
+    def __init__(
+        self,
+        store: ChatStore,
+        parent: QObject | None = None,
+        *,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
         super().__init__(parent)
         self._store = store
+        self._busy = busy  # e.g. a reply is streaming: its smoothness comes first
         self._batch = 8  # messages per slice; adapts after the first
         self.pending = -1  # still queued after the last slice (-1: not looked yet)
         self._timer = QTimer(self)
@@ -55,6 +65,9 @@ class IdleIndexer(QObject):
 
     @Slot()
     def _on_timeout(self) -> None:
+        if self._busy():
+            self._timer.start(self.BUSY_MS)
+            return
         batch, before = self._batch, self.pending
         started = time.perf_counter()
         try:

@@ -32,6 +32,7 @@ from engine.settings import Settings
 from engine.types import EngineOptions, SamplingParams
 from ui.about import AboutDialog, load_app_icon
 from ui.main_window import MainWindow
+from ui.state import ResponseState
 from ui.theme import apply_theme
 
 if TYPE_CHECKING:
@@ -66,7 +67,10 @@ class HearthApp:
         self.paths = paths
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
         self.store, store_notice = open_store(paths.db_path)
-        self.indexer = IdleIndexer(self.store)  # CJK search index, in idle time
+        self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
+            self.store,
+            busy=lambda: self.window.state in (ResponseState.GENERATING, ResponseState.STOPPING),
+        )
         self.window = MainWindow()
         self.window.close_requested.connect(self.indexer.stop)  # first: that closes the store
         self.window.chat_view.set_dark(dark)

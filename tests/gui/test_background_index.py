@@ -61,3 +61,27 @@ def test_the_backlog_is_indexed_while_idle_and_search_finds_the_oldest(
     assert first is not None and first.title == "最早的对话"
     assert [m.id for m in hearth.store.messages(first.id)] == [oldest]
     assert hearth.indexer.active  # looks again later for what edits and imports queue
+
+
+def test_no_indexing_while_a_reply_streams(qtbot: QtBot, data_dir: Path) -> None:
+    """While the window is busy with a reply (here: while ``busy`` says so) the indexer
+    only looks, a few times a second; it goes on when the reply is done."""
+    from app.background import IdleIndexer
+
+    queued_history(data_dir)
+    streaming = [True]
+    looks: list[int] = []
+
+    def busy() -> bool:
+        looks.append(1)
+        return streaming[0]
+
+    with ChatStore(resolve_paths(data_dir).db_path) as store:
+        indexer = IdleIndexer(store, busy=busy)
+        indexer.BUSY_MS = 10
+        indexer.start(0)
+        qtbot.waitUntil(lambda: len(looks) >= 5, timeout=10_000)
+        assert store.index_pending(0) == BACKLOG  # nothing indexed while busy
+        streaming[0] = False
+        qtbot.waitUntil(lambda: indexer.pending == 0, timeout=120_000)
+        indexer.stop()
