@@ -185,6 +185,7 @@ def test_switch_between_installed_quantizations_keeps_the_conversation(
     assert hearth.controller.current_id == conv_id
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What was the word?")
+    qtbot.waitUntil(lambda: bool(finished), timeout=REPLY_TIMEOUT_MS)  # (queued, like reply_done)
     stats = finished[-1].stats
     assert stats is not None
     assert stats.reused_tokens >= read and stats.evaluated_tokens < read
