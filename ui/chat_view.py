@@ -257,7 +257,7 @@ class ChatView(QTextBrowser):
         key = (msg, expanded, is_last, self._assistant_name)
         cached = self._html_cache.get(key)
         if cached is None:
-            parts = [f'<a name="m{msg.id}"></a>' + self._header_html(msg.role)]
+            parts = [self._header_html(msg.role, anchor=f"m{msg.id}")]
             if thinking:
                 parts.append(self._thinking_html(msg.id, thinking, thinking_ms, expanded))
             parts.append(self._body_html(msg.role, msg.content))
@@ -383,7 +383,10 @@ class ChatView(QTextBrowser):
         self._stream = None
 
     # --- pieces of HTML -----------------------------------------------------------------------
-    def _header_html(self, role: str) -> str:
+    def _header_html(self, role: str, *, anchor: str = "") -> str:
+        """The name above a message. ``anchor`` names it for ``jump_to``: inside the
+        paragraph, because Qt drops an empty ``<a name>`` between blocks (all but
+        the document's first), and a search hit then landed on the wrong message."""
         accent = self.palette().color(QPalette.ColorRole.Highlight).name()
         name = {"user": "You", "assistant": self._assistant_name, "system": "System"}.get(
             role, role
@@ -391,8 +394,9 @@ class ChatView(QTextBrowser):
         color = (
             accent if role == "assistant" else self.palette().color(QPalette.ColorRole.Text).name()
         )
+        name_html = f'<a name="{anchor}"></a>' if anchor else ""
         return (
-            f'<p style="margin-top:14px; margin-bottom:2px">'
+            f'<p style="margin-top:14px; margin-bottom:2px">{name_html}'
             f'<b style="color:{color}">{html.escape(name)}</b></p>'
         )
 
@@ -485,30 +489,39 @@ class ChatView(QTextBrowser):
             QDesktopServices.openUrl(url)
 
     def jump_to(self, msg_id: int, words: list[str]) -> None:
-        """Scroll to a message and select the first of ``words`` in it (search hits)."""
+        """Scroll to a message and select the first of ``words`` in it (search hits):
+        only in that message, never in the one before or after it."""
         if self._shown_from and all(m.id != msg_id for m in self._messages[self._shown_from :]):
             self.show_earlier()
         self.scrollToAnchor(f"m{msg_id}")
-        start = self._anchor_position(msg_id)
-        for word in words:
-            found = self.document().find(word, start)
-            if not found.isNull():
-                self.setTextCursor(found)  # the selection is the highlight
-                self.ensureCursorVisible()
-                return
+        span = self._message_span(msg_id)
+        if span is None:
+            return
+        start, end = span
+        doc = self.document()
+        hits = [doc.find(word, start) for word in words if word]
+        hits = [h for h in hits if not h.isNull() and h.selectionEnd() <= end]
+        if hits:
+            self.setTextCursor(min(hits, key=lambda h: h.selectionStart()))  # the highlight
+            self.ensureCursorVisible()
 
-    def _anchor_position(self, msg_id: int) -> int:
+    def _message_span(self, msg_id: int) -> tuple[int, int] | None:
+        """Where message ``msg_id`` starts and ends in the document (None: not shown)."""
+        starts: dict[str, int] = {}
         block = self.document().begin()
-        name = f"m{msg_id}"
         while block.isValid():
             it = block.begin()
             while not it.atEnd():
                 fragment = it.fragment()
-                if name in fragment.charFormat().anchorNames():
-                    return fragment.position()
+                for name in fragment.charFormat().anchorNames():
+                    starts.setdefault(name, fragment.position())
                 it += 1
             block = block.next()
-        return 0
+        start = starts.get(f"m{msg_id}")
+        if start is None:
+            return None
+        later = [pos for name, pos in starts.items() if name.startswith("m") and pos > start]
+        return start, min(later, default=self.document().characterCount())
 
     def _toggle_thinking(self, msg_id: int) -> None:
         self._expanded_thinking ^= {msg_id}

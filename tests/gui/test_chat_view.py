@@ -271,3 +271,47 @@ def test_a_chat_opened_before_the_window_shows_opens_at_its_end(qtbot: QtBot) ->
     bar.setValue(0)  # the person scrolls up: re-renders keep them there
     v.set_assistant_name("A third model")
     assert bar.value() == 0
+
+
+ROMAN_CHAT = [
+    message(1, "user", "Tell me about the Roman empire and a capital."),
+    message(2, "assistant", "The capital of France is Paris."),
+    message(3, "user", "And the capital of Germany?"),
+    message(4, "assistant", "The capital of Germany is Berlin.\n\n" + "Filler line.\n\n" * 30),
+    message(5, "user", "Show me code."),
+    message(6, "assistant", "Here it is:\n\n```python\nroman_numerals = {'I': 1}\n```\n"),
+    message(7, "user", "Thanks."),
+]
+
+
+@pytest.mark.parametrize(
+    ("msg_id", "word", "block_text"),
+    [
+        (4, "capital", "The capital of Germany is Berlin."),
+        (2, "capital", "The capital of France is Paris."),
+        (3, "capital", "And the capital of Germany?"),
+        (6, "Roman", "roman_numerals = {'I': 1}"),  # inside a code block
+        (1, "Roman", "Tell me about the Roman empire and a capital."),
+    ],
+)
+def test_a_search_hit_selects_the_word_in_its_own_message(
+    qtbot: QtBot, view: ChatView, msg_id: int, word: str, block_text: str
+) -> None:
+    """Reviewer: a hit in a reply selected the word in the question above it, and a
+    match in a code block was never highlighted."""
+    view.show_messages(ROMAN_CHAT)
+    view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
+    view.jump_to(msg_id, [word])
+    cursor = view.textCursor()
+    assert cursor.selectedText().lower() == word.lower()
+    assert cursor.block().text() == block_text
+    rect = view.cursorRect(cursor)
+    assert view.viewport().rect().contains(rect.center())  # scrolled to it
+
+
+def test_a_hit_whose_word_is_not_in_the_shown_text_still_selects_nothing_elsewhere(
+    view: ChatView,
+) -> None:
+    view.show_messages(ROMAN_CHAT)
+    view.jump_to(7, ["capital"])  # "capital" is only in earlier messages
+    assert not view.textCursor().hasSelection()
