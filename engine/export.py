@@ -15,9 +15,13 @@ written, so export -> import -> export gives the same bytes; only
 ``exported_at`` differs (pass the same value to compare). Conversations are
 written oldest first; import adds them as new conversations, keeping their
 times, titles, pins and settings. A reply exported while it streamed is
-imported as interrupted.
+imported as interrupted. A setting that names a message (``context_from``, the
+first message the model still reads after "Drop the oldest turns") holds that
+message's key in the file and its new id after import; one that names no
+message of its conversation is left out rather than kept pointing elsewhere.
 
-Markdown has the shown version of each turn only, and no thinking unless asked.
+Markdown has the shown version of each turn only, and no thinking unless asked;
+a note marks where the model stopped reading.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast, get_args
@@ -46,6 +50,11 @@ _STATUS_NOTES = {
     MessageStatus.INTERRUPTED: "interrupted",
     MessageStatus.STREAMING: "still being written",
 }
+# Per-chat settings whose value is a message's database id (app/controller.py
+# CONTEXT_FROM): written as the message's key, read back as its new id.
+CONTEXT_FROM = "context_from"
+MESSAGE_ID_SETTINGS = (CONTEXT_FROM,)
+_CONTEXT_START_NOTE = "*(The model no longer reads the messages above.)*"
 
 
 class ChatImportError(KnownError):
@@ -62,6 +71,22 @@ def _conversation_ids(store: ChatStore, conv_ids: Sequence[int] | None) -> list[
     return sorted(c.id for c in store.list_conversations())
 
 
+def _renumbered(settings: Mapping[str, object], numbers: Mapping[int, int]) -> dict[str, Any]:
+    """``settings`` with each message-valued one renumbered by ``numbers`` (old ->
+    new), or left out if it names a message ``numbers`` does not know."""
+    out: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name not in MESSAGE_ID_SETTINGS:
+            out[name] = value
+        elif (number := _message_number(value)) is not None and number in numbers:
+            out[name] = numbers[number]
+    return out
+
+
+def _message_number(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
     messages = store.all_messages(conv.id)
     keys = {m.id: n for n, m in enumerate(messages, start=1)}
@@ -71,7 +96,7 @@ def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
         "pinned": conv.pinned,
         "created_at": conv.created_at,
         "updated_at": conv.updated_at,
-        "settings": store.conversation_settings(conv.id),
+        "settings": _renumbered(store.conversation_settings(conv.id), keys),
         "messages": [
             {
                 "key": keys[m.id],
@@ -143,7 +168,11 @@ def markdown_chunks(
             continue
         when = datetime.fromtimestamp(conv.created_at).strftime("%Y-%m-%d %H:%M")
         parts = [f"# {conv.title}", f"*{when}*"]
-        parts += [_message_markdown(m, include_thinking) for m in store.messages(conv_id)]
+        start = _message_number(store.conversation_settings(conv_id).get(CONTEXT_FROM))
+        for n, m in enumerate(store.messages(conv_id)):
+            if n and m.id == start:  # as the chat view's divider: not above the first
+                parts.append(_CONTEXT_START_NOTE)
+            parts.append(_message_markdown(m, include_thinking))
         yield ("" if first else "\n---\n\n") + "\n\n".join(parts) + "\n"
         first = False
 
@@ -242,7 +271,10 @@ def _parse_conversation(raw: object, n: int) -> ImportItem:
 
 
 def parse_json(text: str | bytes) -> list[ImportItem]:
-    """Check a JSON export and turn it into what ``ChatStore.import_conversations`` takes."""
+    """Check a JSON export and turn it into what ``ChatStore.import_conversations`` takes.
+
+    Like each message's ``id`` and ``parent_id``, a setting that names a message
+    holds its key; ``import_json`` turns it into the new id (the store does not)."""
     try:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
@@ -264,5 +296,25 @@ def parse_json(text: str | bytes) -> list[ImportItem]:
 
 
 def import_json(store: ChatStore, text: str | bytes) -> list[int]:
-    """Add the export's conversations to the store, all or none; their new ids."""
-    return store.import_conversations(parse_json(text))
+    """Add the export's conversations to the store, all or none; their new ids.
+
+    Settings that name a message are stored without it first, then with the
+    message's new id: should that second write fail, the copy's model reads the
+    whole chat again, which is never a message of another chat."""
+    items = parse_json(text)
+    keyed = [{k: s[k] for k in MESSAGE_ID_SETTINGS if k in s} for _, _, s in items]
+    plain = [
+        (conv, messages, {k: v for k, v in s.items() if k not in MESSAGE_ID_SETTINGS})
+        for conv, messages, s in items
+    ]
+    new_ids = store.import_conversations(plain)
+    for conv_id, (_, messages, settings), refs in zip(new_ids, plain, keyed, strict=True):
+        if not refs:
+            continue
+        # The store inserts an item's messages in order, so ids ascend with them.
+        stored = store.all_messages(conv_id)
+        numbers = {m.id: s.id for m, s in zip(messages, stored, strict=True)}
+        renumbered = _renumbered(refs, numbers)
+        if renumbered:
+            store.set_conversation_settings(conv_id, {**settings, **renumbered})
+    return new_ids

@@ -107,6 +107,52 @@ def test_json_round_trip_is_byte_identical(store: ChatStore, other: ChatStore) -
     assert [h.conversation_id for h in other.search("quenelles")] == [new_ids[1] + 1, new_ids[0]]
 
 
+def dropped(store: ChatStore, title: str = "Long chat") -> tuple[int, int]:
+    """A chat after "Drop the oldest turns": the model reads from its third message."""
+    conv = store.create_conversation(title)
+    store.add_message(conv.id, "user", "Old question")
+    store.add_message(conv.id, "assistant", "Old answer")
+    start = store.add_message(conv.id, "user", "Newer question")
+    store.add_message(conv.id, "assistant", "Newer answer")
+    store.set_conversation_settings(conv.id, {"context_from": start.id, "enable_thinking": False})
+    return conv.id, start.id
+
+
+def test_the_context_start_survives_a_round_trip(store: ChatStore, other: ChatStore) -> None:
+    trip, _auto = fill(store)
+    _long_chat, start = dropped(store)
+    other.create_conversation("already here")  # the copy's ids differ from the original's
+    other.add_message(other.list_conversations()[0].id, "user", "Padding")
+    first = export_json(store, exported_at=WHEN)
+    doc = json.loads(first)
+    assert doc["conversations"][2]["settings"] == {"context_from": 3, "enable_thinking": False}
+
+    new_ids = import_json(other, first)
+    assert export_json(other, new_ids, exported_at=WHEN) == first
+    copy_start = other.conversation_settings(new_ids[2])["context_from"]
+    assert copy_start != start
+    assert [m.id for m in other.messages(new_ids[2])].index(copy_start) == 2
+    copied = other.message(copy_start)
+    assert copied is not None and copied.content == "Newer question"
+    assert other.conversation_settings(new_ids[0]) == store.conversation_settings(trip)
+
+
+def test_a_context_start_that_names_no_message_of_the_chat_is_left_out(
+    store: ChatStore, other: ChatStore
+) -> None:
+    long_chat, _start = dropped(store)
+    _elsewhere, start_elsewhere = dropped(store, "Another")
+    store.set_conversation_settings(long_chat, {"context_from": start_elsewhere, "x": 1})
+    doc = json.loads(export_json(store, exported_at=WHEN))
+    assert doc["conversations"][0]["settings"] == {"x": 1}  # not another chat's message
+
+    for stale in (99, 0, True, "3", None):
+        doc["conversations"][1]["settings"] = {"context_from": stale, "y": 2}
+        one = {**doc, "conversations": doc["conversations"][1:]}
+        (new_id,) = import_json(other, json.dumps(one))
+        assert other.conversation_settings(new_id) == {"y": 2}, stale
+
+
 def test_export_one_chat_and_an_empty_store(store: ChatStore, other: ChatStore) -> None:
     _trip, auto = fill(store)
     one = json.loads(export_json(store, [auto], exported_at=WHEN))
@@ -137,6 +183,19 @@ def test_markdown_has_the_shown_answers_and_thinking_only_if_asked(store: ChatSt
     every = export_markdown(store)
     assert every.count("\n---\n") == 1 and "*(interrupted)*" in every
     assert "deleted" not in every
+    assert "no longer reads" not in every
+
+
+def test_markdown_marks_where_the_model_stopped_reading(store: ChatStore) -> None:
+    long_chat, _start = dropped(store)
+    text = export_markdown(store, [long_chat])
+    assert (
+        "Old answer\n\n*(The model no longer reads the messages above.)*\n\n"
+        "### You\n\nNewer question" in text
+    )
+    first = store.messages(long_chat)[0].id
+    store.set_conversation_settings(long_chat, {"context_from": first})
+    assert "no longer reads" not in export_markdown(store, [long_chat])  # it reads them all
 
 
 def test_write_export_is_atomic(store: ChatStore, tmp_path: Path) -> None:
