@@ -106,7 +106,11 @@ class HearthApp:
         self._previous_excepthook = sys.excepthook
         sys.excepthook = self._on_uncaught
         self.window.about_requested.connect(self.show_about)
-        notices = [n for n in (store_notice, folder_notice, *self.settings.problems) if n]
+        notices = [
+            n
+            for n in (store_notice, folder_notice, self.models.notice, *self.settings.problems)
+            if n
+        ]
         if notices:
             self.window.show_error(" ".join(notices))
         elif previous_crash:

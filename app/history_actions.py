@@ -87,4 +87,6 @@ class HistoryActions(QObject):
             return
         for conv_id in ids:
             self.chat.refresh_conversation(conv_id)
-        self.chat.window.statusBar().showMessage(f"Imported {len(ids)} conversations.", 5000)
+        n = len(ids)
+        text = f"Imported {n} conversation{'' if n == 1 else 's'}."
+        self.chat.window.statusBar().showMessage(text, 5000)

@@ -68,9 +68,12 @@ def startup_file(
     models_dir: Path,
     hw: HardwareInfo,
     options: EngineOptions,
+    *,
+    own_file: bool = True,
 ) -> str:
-    """The file to load at start for the saved choice ("" = the starter model)."""
-    by_hand = str(settings["model.path"] or "")
+    """The file to load at start for the saved choice ("" = the starter model).
+    ``own_file=False``: leave out a file of the person's own (it is gone, say)."""
+    by_hand = str(settings["model.path"] or "") if own_file else ""
     if by_hand:
         return by_hand
     family = str(settings["model.family"])

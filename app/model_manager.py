@@ -119,6 +119,9 @@ class ModelManager(QObject):
         chat.engine.worker.model_load_failed.connect(self._on_model_load_failed)
         chat.reply_done.connect(self._on_reply_done)
         self._offered = False
+        self.notice = ""  # a sentence about the start's model choice, for the window
+        self._fallen_back = False  # the start's model failed and the starter was loaded
+        self._fallback_note = ""
 
     # --- what is in the catalog -------------------------------------------------------
     @property
@@ -236,9 +239,21 @@ class ModelManager(QObject):
         )
 
     def startup_path(self) -> str:
-        """The file to load at start ("" = the starter model)."""
+        """The file to load at start ("" = the starter model). A file of the person's
+        own that is gone is said (``notice``) and the catalog's choice used instead."""
+        own = str(self.settings["model.path"] or "")
+        if own and not Path(own).is_file():
+            self.notice = (
+                f"The model file {own} is not there any more (moved, deleted, or on a disk "
+                "that is not connected). Hearth uses the model chosen in Settings → Model."
+            )
         return startup_file(
-            self.settings, self.catalog, self.models_dir, self.hardware(), self.estimate_options()
+            self.settings,
+            self.catalog,
+            self.models_dir,
+            self.hardware(),
+            self.estimate_options(),
+            own_file=not self.notice,
         )
 
     def select(self, family: str, choice: str) -> None:
@@ -492,6 +507,9 @@ class ModelManager(QObject):
     # --- engine events ---------------------------------------------------------------------
     @Slot(object)
     def _on_model_loaded(self, info: ModelInfo) -> None:
+        note, self._fallback_note = self._fallback_note, ""
+        if note:
+            self.chat.window.show_error(note)
         entry = self.entry_for_path(info.path)
         current = self.chat.model_info
         if (
@@ -523,6 +541,15 @@ class ModelManager(QObject):
     def _on_model_load_failed(self, message: str) -> None:
         switch = self._switch
         if switch is None:
+            failed = self.chat.model_path
+            if failed and not self._fallen_back:  # a chosen file that will not load: the
+                self._fallen_back = True  # starter model, so the person can still chat
+                log.warning("%s failed to load; loading the starter model instead", failed)
+                self._fallback_note = (
+                    f"{message} Hearth loaded the starter model instead; choose another "
+                    "model in Settings → Model."
+                )
+                self.chat.reload(self.options_for(None), "")
             return
         if switch.falling_back:  # even the previous one failed: the controller has said so
             self._switch = None

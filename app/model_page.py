@@ -126,6 +126,7 @@ class ModelPage(QObject):
                     downloading=entry.id == downloading,
                     size_estimated=entry.size_estimated,
                     cached=r.cached is not None,
+                    removable=entry.source.get("package") is None,  # not the starter model
                     partial=r.partial / entry.size if r.partial and entry.size else 0.0,
                 )
             )
@@ -171,6 +172,8 @@ class ModelPage(QObject):
         names = dict(self.m.families())
         now = f"In use: {info.name} {info.quantization}." if info else "No model is loaded."
         ctx = self.m._context_wanted()
+        limits = [e.arch.n_ctx_train for e in self.m.entries(shown) if e.arch is not None]
+        ctx = min([ctx, *limits])  # a model that reads less is estimated at what it reads
         title = (
             f"{now} Memory estimates are for {ctx:,} tokens of context on this computer "
             f"({gb(self.m.hardware().total_ram)} of RAM)."
@@ -296,7 +299,7 @@ class ModelPage(QObject):
             return
         if not self.m._ask(
             "Move the models?",
-            f"Move {len(move.files)} files ({gb(move.total_bytes)}) from {move.source} to "
+            f"Move {_models_text(move)} ({gb(move.total_bytes)}) from {move.source} to "
             f"{move.target}? Hearth keeps running; chatting works during the move.",
             "Move",
         ):
@@ -348,3 +351,13 @@ class ModelPage(QObject):
         if mover is not None:
             mover.join(1.0)
         self.m._end_download(message)
+
+
+def _models_text(move: FolderMove) -> str:
+    """ "2 models", "1 model and 1 unfinished download" (records beside them not counted)."""
+    models = sum(1 for f in move.files if f.suffix == ".gguf" and len(f.parts) == 1)
+    parts = sum(1 for f in move.files if f.parts[0] == ".downloads" and f.suffix == ".incomplete")
+    text = f"{models} model{'' if models == 1 else 's'}"
+    if parts:
+        text += f" and {parts} unfinished download{'' if parts == 1 else 's'}"
+    return text

@@ -196,7 +196,8 @@ class SettingsController(QObject):
             return
         log.info("deleted all %d conversations", count)
         self.chat.refresh_conversations()
-        window.statusBar().showMessage(f"Deleted {count} conversations.", 8000)
+        text = f"Deleted {count} conversation{'' if count == 1 else 's'}."
+        window.statusBar().showMessage(text, 8000)
 
     @Slot(str)
     def _on_open_folder(self, which: str) -> None:

@@ -187,7 +187,9 @@ class MainWindow(QMainWindow):
         self.status_memory.setObjectName("status_memory")
         self.status_memory.setAccessibleName("Memory in use")
         bar = self.statusBar()
-        bar.addWidget(self.status_model)
+        # All permanent (right side): the left is for passing messages ("Deleted …",
+        # "Now using …"), which would otherwise be drawn over a normal widget.
+        bar.addPermanentWidget(self.status_model)
         bar.addPermanentWidget(self.status_speed)
         bar.addPermanentWidget(self.status_memory)
 

@@ -48,7 +48,14 @@ PAGES = (
 )
 AUTO_QUANT = "auto"
 # Settings chosen elsewhere (the Model page's list, the first-run offer).
-_NOT_ON_A_PAGE = ("model.family", "model.quant", "model.offer_dismissed", "storage.models_dir")
+# (model.path: chosen from the Model page's "Your own model files", never typed in)
+_NOT_ON_A_PAGE = (
+    "model.family",
+    "model.quant",
+    "model.offer_dismissed",
+    "model.path",
+    "storage.models_dir",
+)
 _CHOICE_TEXT = {
     "model": "As the model recommends",
     "on": "On",
@@ -76,6 +83,7 @@ class QuantRow:
     cached: bool = False  # in the Hugging Face cache already: no download needed
     partial: float = 0.0  # share of an unfinished download kept for resuming
     label: str = ""  # shown instead of ``name`` (a file's name for the person's own files)
+    removable: bool = True  # False: Hearth needs it (the starter model)
 
 
 def _gb(n: float) -> str:
@@ -484,12 +492,23 @@ class SettingsDialog(QDialog):
     def _update_quant_buttons(self, *_args: object) -> None:
         item = self.quants.currentItem()
         name = item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
-        row = getattr(self, "_rows", {}).get(name)
+        rows: dict[str, QuantRow] = getattr(self, "_rows", {})
+        if name == AUTO_QUANT:  # Auto means its pick: is that one downloaded?
+            pick = next((r for r in rows.values() if r.recommended), None)
+            self.use_quant.setEnabled(True)
+            self.use_quant.setText(
+                "Download and use" if pick is not None and not pick.installed else "Use Auto"
+            )
+            self.delete_quant.setEnabled(False)
+            return
+        row = rows.get(str(name))
         self.use_quant.setEnabled(item is not None)
         self.use_quant.setText(
             "Download and use" if row is not None and not row.installed else "Use this quantization"
         )
-        self.delete_quant.setEnabled(row is not None and row.installed and not row.in_use)
+        self.delete_quant.setEnabled(
+            row is not None and row.installed and not row.in_use and row.removable
+        )
 
     @Slot()
     def _on_import_clicked(self) -> None:

@@ -179,20 +179,40 @@ def test_composer_shift_enter_is_a_newline(qtbot: QtBot, launch: Launch, data_di
     assert hearth.store.list_conversations() == []
 
 
-def test_a_model_that_will_not_load_gives_a_sentence(
+def test_a_model_that_will_not_load_gives_a_sentence_and_the_starter_model(
     qtbot: QtBot, launch: Launch, data_dir: Path
 ) -> None:
     broken = data_dir / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 64)
     hearth = launch(data_dir, model_path=str(broken))
     window = hearth.window
-    assert window.state == ResponseState.NO_MODEL
+    # Hearth falls back to the starter model so the person can go on chatting...
+    assert window.state == ResponseState.IDLE
+    assert hearth.controller.model_info is not None
+    assert hearth.controller.model_info.quantization == "Q4_1"
+    # ...and says what happened, in a sentence.
     assert window.error_banner.isVisible()
     message = window.error_banner.label.text()
-    assert "broken.gguf" in message and "conversations are safe" in message
+    assert "broken.gguf" in message and "starter model instead" in message
     assert "Traceback" not in message
-    qtbot.keyClicks(window.composer, "hello?")
-    assert not window.send_button.isEnabled()
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "hello?")
+
+
+def test_a_chosen_model_file_that_is_gone_is_said_at_start(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    import json
+
+    gone = data_dir / "elsewhere" / "mine.gguf"
+    (data_dir / "config").mkdir(parents=True)
+    (data_dir / "config" / "settings.json").write_text(
+        json.dumps({"version": 1, "values": {"model.path": str(gone)}})
+    )
+    hearth = launch(data_dir)
+    assert hearth.window.state == ResponseState.IDLE  # on the starter model
+    message = hearth.window.error_banner.label.text()
+    assert str(gone) in message and "not there any more" in message
 
 
 def test_a_prompt_longer_than_the_context_is_explained(
