@@ -112,7 +112,10 @@ class MarkdownRenderer:
             f'margin-top:6px; margin-bottom:6px;">'
             f'<tr><td style="color:{p.muted}; font-size:small">{label}</td>'
             f'<td align="right" style="font-size:small">{copy}</td></tr>'
-            f'<tr><td colspan="2"><pre style="font-family:monospace; margin:0">{body}</pre>'
+            # pre-wrap: a long line wraps on screen (the text keeps it whole) instead
+            # of widening the table and making the whole chat scroll sideways.
+            f'<tr><td colspan="2"><pre style="font-family:monospace; margin:0; '
+            f'white-space:pre-wrap">{body}</pre>'
             f"</td></tr></table>\n"
         )
 

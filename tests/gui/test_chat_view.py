@@ -315,3 +315,25 @@ def test_a_hit_whose_word_is_not_in_the_shown_text_still_selects_nothing_elsewhe
     view.show_messages(ROMAN_CHAT)
     view.jump_to(7, ["capital"])  # "capital" is only in earlier messages
     assert not view.textCursor().hasSelection()
+
+
+LONG_LINE = "values = [" + ", ".join(str(i) for i in range(200)) + "]"
+LONG_CODE = f"Code:\n\n```python\n{LONG_LINE}\ntoken = '{'a' * 400}'\n```\n"
+
+
+def test_a_long_code_line_wraps_and_the_view_never_scrolls_sideways(
+    qtbot: QtBot, view: ChatView
+) -> None:
+    """Reviewer: one long line in a code block made the whole chat scroll sideways."""
+    QGuiApplication.clipboard().clear()
+    view.show_messages([message(2, "assistant", LONG_CODE)])
+    assert view.horizontalScrollBar().maximum() == 0
+    assert view.document().size().width() <= view.viewport().width()
+    assert LONG_LINE in view.plain_text()  # wrapped on screen, not in the text
+    click_text(qtbot, view, "Copy")  # the code block's button comes first
+    assert QGuiApplication.clipboard().text() == f"{LONG_LINE}\ntoken = '{'a' * 400}'\n"
+    # While it streams (the fence still open) it wraps as well.
+    view.begin_reply()
+    view.append_reply(LONG_CODE[: LONG_CODE.rindex("```")])
+    qtbot.waitUntil(lambda: LONG_LINE in view.plain_text().rpartition("Code:")[2])
+    assert view.horizontalScrollBar().maximum() == 0
