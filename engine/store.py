@@ -159,6 +159,10 @@ class ChatStore(MessageStore):
         with self._writing():
             cur = self._db.execute("DELETE FROM conversations")
         try:
+            # The search indexes keep a deleted message's words until their segments
+            # merge; merge them now, so that not even single words stay on disk.
+            for index in ("messages_fts", "messages_cjk"):
+                self._db.execute(f"INSERT INTO {index}({index}) VALUES ('optimize')")
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the old pages leave the disk
         except sqlite3.DatabaseError as e:

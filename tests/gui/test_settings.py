@@ -108,7 +108,7 @@ def test_delete_all_chats_asks_then_deletes_them_for_good(
 ) -> None:
     hearth = launch(data_dir)
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
-        send(qtbot, hearth, "A secret about the garden")
+        send(qtbot, hearth, "A secret about the xylophonist's garden")
     hearth.store.create_conversation("Another chat")
     hearth.controller.refresh_conversations()
     assert hearth.window.conversations.rowCount() == 2
@@ -126,9 +126,10 @@ def test_delete_all_chats_asks_then_deletes_them_for_good(
     assert hearth.store.list_conversations() == []
     assert hearth.window.conversations.rowCount() == 0
     assert hearth.store.search("garden") == []
-    # Gone from the files themselves, not only hidden: nothing to undo, nothing to find.
+    # Gone from the files themselves, not only hidden: nothing to undo, nothing to find,
+    # not even one word in the search index.
     for path in data_dir.glob("hearth.sqlite3*"):
-        assert b"about the garden" not in path.read_bytes(), path.name
+        assert b"xylophonist" not in path.read_bytes().lower(), path.name
 
 
 def test_thinking_budget_is_a_generation_setting_applied_at_once(
