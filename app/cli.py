@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -22,6 +24,7 @@ from engine.types import (
     Message,
     MessageStatus,
     ReplyDone,
+    SamplingParams,
     TextDelta,
     ThinkingDelta,
 )
@@ -47,20 +50,77 @@ def peak_rss_bytes() -> int:
         return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
 
 
+def _number(
+    kind: type[int] | type[float], low: float, high: float | None = None, *, above: bool = False
+) -> Callable[[str], int | float]:
+    """An argparse ``type=`` for a number in a range: one outside it is refused with
+    one sentence (exit 2) before anything is loaded or saved. ``above``: greater
+    than ``low``, not equal to it."""
+    noun = "whole number" if kind is int else "number"
+    if above:
+        span = f"greater than {low:g}"
+    elif high is None:
+        span = f"at least {low:g}"
+    else:
+        span = f"from {low:g} to {high:g}"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (
+            math.isfinite(value)
+            and (value > low if above else value >= low)
+            and (high is None or value <= high)
+        ):
+            raise argparse.ArgumentTypeError(f"must be a {noun} {span}, not {text!r}.")
+        return value
+
+    return parse
+
+
+def _prompt(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the message is empty; write something to send.")
+    return text
+
+
 def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from engine.settings import SPECS
+
+    def bounded(key: str, kind: type[int] | type[float], low: float) -> Callable[[str], object]:
+        # The hard floor is SamplingParams' check (engine/types.py); the ceiling is the
+        # Settings window's (engine/settings.py), so the CLI takes what the window does.
+        return _number(kind, low, SPECS[key].maximum)
+
     chat = sub.add_parser("chat", help="send one message and stream the reply to stdout")
-    chat.add_argument("prompt", help="the message to send")
+    chat.add_argument("prompt", type=_prompt, help="the message to send")
     chat.add_argument("--model", help="a GGUF file (default: the starter model)")
-    chat.add_argument("--max-tokens", type=int, default=1024, help="longest answer in tokens")
     chat.add_argument(
-        "--max-thinking-tokens", type=int, help="longest thinking, then the model must answer"
+        "--max-tokens",
+        type=bounded("generation.max_tokens", int, 1),
+        default=1024,
+        help="longest answer in tokens",
+    )
+    chat.add_argument(
+        "--max-thinking-tokens",
+        type=bounded("generation.max_thinking_tokens", int, 0),
+        help="longest thinking, then the model must answer",
     )
     chat.add_argument("--conversation", type=int, help="continue this conversation id")
     chat.add_argument("--system", help="a system prompt for a new conversation")
-    chat.add_argument("--temperature", type=float, help="0 = always the likeliest token")
+    chat.add_argument(
+        "--temperature",
+        type=bounded("generation.temperature", float, 0),
+        help="0 = always the likeliest token",
+    )
     chat.add_argument("--seed", type=int, help="sampling seed, for repeatable replies")
     chat.add_argument(
-        "--repeat-penalty", type=float, help="1 = off (default: the model's recommended value)"
+        "--repeat-penalty",
+        # llama.cpp divides by it: 0 would make every repeated token infinitely likely.
+        type=_number(float, 0, above=True),
+        help="1 = off (default: the model's recommended value)",
     )
     chat.add_argument("--json", action="store_true", help="end with one JSON line of stats")
     think = chat.add_mutually_exclusive_group()
@@ -121,6 +181,9 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
     from engine.store import ChatStore, ReplyRecorder
 
     assert isinstance(store, ChatStore)
+    if not args.prompt.strip():  # the parser refuses it too; nothing is saved either way
+        print("hearth: the message is empty; write something to send.", file=sys.stderr)
+        return 2
     conv = None
     if args.conversation is not None:
         conv = store.conversation(args.conversation)
@@ -133,6 +196,13 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
     session = ChatSession(model, EngineOptions())
     stop = threading.Event()
     try:
+        # Checked before anything is saved, too: a value SamplingParams refuses
+        # leaves no conversation with an empty reply behind.
+        try:
+            params = _sampling(args, session.default_sampling(args.thinking))
+        except ValueError as exc:
+            print(f"hearth: {exc}.", file=sys.stderr)
+            return 2
         if conv is None:
             conv = store.create_conversation(title_from(args.prompt))
             if args.system:
@@ -146,15 +216,6 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         reply = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
         recorder = ReplyRecorder(store, reply.id)
         stats: GenerationStats | None = None
-        params = replace(
-            session.default_sampling(args.thinking), max_tokens=args.max_tokens, seed=args.seed
-        )
-        if args.temperature is not None:
-            params = replace(params, temperature=args.temperature)
-        if args.repeat_penalty is not None:
-            params = replace(params, repeat_penalty=args.repeat_penalty)
-        if args.max_thinking_tokens is not None:
-            params = replace(params, max_thinking_tokens=args.max_thinking_tokens)
         try:
             thinking_out = _ThinkingOutput(sys.stderr)
             for event in session.stream(history, params, stop=stop, thinking=args.thinking):
@@ -194,6 +255,18 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         return 0
     finally:
         session.close()
+
+
+def _sampling(args: argparse.Namespace, defaults: SamplingParams) -> SamplingParams:
+    """The model's recommended sampling with what the command line set; ValueError
+    (from SamplingParams' own checks) for a value out of range."""
+    chosen = {"max_tokens": args.max_tokens, "seed": args.seed}
+    for name in ("temperature", "repeat_penalty", "max_thinking_tokens"):
+        if getattr(args, name) is not None:
+            chosen[name] = getattr(args, name)
+    if chosen.get("repeat_penalty", 1.0) <= 0:  # SamplingParams does not check this one
+        raise ValueError("repeat_penalty must be greater than 0")
+    return replace(defaults, **chosen)
 
 
 class _ThinkingOutput:

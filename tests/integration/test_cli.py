@@ -181,3 +181,57 @@ def test_chat_uses_the_model_and_folder_chosen_in_the_app(data_dir: Path, tmp_pa
     own = tmp_path / "mine.gguf"
     own.write_bytes(starter.read_bytes())
     assert chat_with({"storage.models_dir": str(moved), "model.path": str(own)}) == str(own)
+
+
+def _conversation_titles(data_dir: Path) -> list[str]:
+    store = ChatStore(data_dir / "hearth.sqlite3")
+    try:
+        return [c.title for c in store.list_conversations()]
+    finally:
+        store.close()
+
+
+def test_chat_refuses_bad_numbers_and_an_empty_message_and_saves_nothing(
+    data_dir: Path,
+) -> None:
+    store = ChatStore(data_dir / "hearth.sqlite3")
+    store.create_conversation("already here")
+    store.close()
+    number, whole = "must be a number", "must be a whole number"
+    refused = [
+        ("--temperature", "-1", f"{number} from 0 to 2, not '-1'."),
+        ("--temperature", "nan", f"{number} from 0 to 2, not 'nan'."),
+        ("--max-tokens", "0", f"{whole} from 1 to 131072, not '0'."),
+        ("--max-tokens", "-5", f"{whole} from 1 to 131072, not '-5'."),
+        ("--max-tokens", "2.5", f"{whole} from 1 to 131072, not '2.5'."),
+        ("--max-thinking-tokens", "-1", f"{whole} from 0 to 131072, not '-1'."),
+        ("--repeat-penalty", "0", f"{number} greater than 0, not '0'."),
+        ("--repeat-penalty", "-1.1", f"{number} greater than 0, not '-1.1'."),
+    ]
+    for flag, value, sentence in refused:
+        result = hearth("chat", flag, value, "Hi", data_dir=data_dir)
+        assert result.returncode == 2, (flag, value, result.stderr)
+        assert f"error: argument {flag}: {sentence}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    for empty in ("", "  \n"):
+        result = hearth("chat", empty, data_dir=data_dir)
+        assert result.returncode == 2, result.stderr
+        assert "argument prompt: the message is empty; write something to send." in result.stderr
+    assert _conversation_titles(data_dir) == ["already here"]
+
+
+def test_chat_checks_the_sampling_values_before_saving_anything(data_dir: Path) -> None:
+    """Values that reach the chat itself (not through the parser) are checked
+    before the conversation is created, not after it has an empty reply."""
+    from app.cli import run_chat, with_saved_models_dir
+    from app.main import build_parser
+    from app.paths import resolve_paths
+
+    paths = with_saved_models_dir(resolve_paths(str(data_dir)))
+    bad = [("max_tokens", 0), ("temperature", -1.0), ("max_thinking_tokens", -1)]
+    bad += [("repeat_penalty", 0.0), ("prompt", " ")]
+    for name, value in bad:
+        args = build_parser().parse_args(["chat", "Hi"])
+        setattr(args, name, value)
+        assert run_chat(args, paths) == 2, name
+    assert _conversation_titles(data_dir) == []
