@@ -39,7 +39,7 @@ Resumable: after Ctrl+C, a dropped connection or a crash, the same command conti
 where it stopped. The file counts as installed only once its sha256 matches. A copy
 already in the Hugging Face cache (HF_HUB_CACHE) is used instead of downloading.
 The server is HF_ENDPOINT (default https://huggingface.co); the token is the one
-saved in Settings (kept in the system keyring).
+saved in Settings (kept in the system keyring), else the HF_TOKEN environment variable.
 
 exit codes: 0 installed, {EXIT_FAILED} failed, {EXIT_USAGE} no such model,
 {EXIT_ACCESS} access refused (401/403: add your token), {EXIT_NOT_FOUND} not found (404),
@@ -343,13 +343,14 @@ def run_pull(args: argparse.Namespace, paths: AppPaths) -> int:
 
 def _download(entry: CatalogEntry, models_dir: Path) -> int:
     from engine.download import Download, DownloadCancelled
-    from engine.hf_token import TokenStore
+    from engine.hf_token import ENV_VAR, TokenStore
 
+    environment_token = os.environ.get(ENV_VAR, "").strip() or None
     try:
-        token = TokenStore().get()
+        token = TokenStore().get()  # the saved one, else HF_TOKEN's
     except Exception as exc:  # a keyring that misbehaves must not stop a public download
         print(f"hearth: could not read the saved token ({type(exc).__name__}).", file=sys.stderr)
-        token = None
+        token = environment_token
     download = Download(
         entry,
         models_dir,
@@ -398,8 +399,25 @@ def _download(entry: CatalogEntry, models_dir: Path) -> int:
         )
         return EXIT_INTERRUPTED
     if isinstance(result, KnownError):
-        return _fail(result, _pull_exit_code(result))
+        code = _pull_exit_code(result)
+        if code == EXIT_ACCESS:
+            from_environment = token is not None and token == environment_token
+            return _fail(_with_token_hint(result, entry.id, token, from_environment), code)
+        return _fail(result, code)
     raise result
+
+
+def _with_token_hint(
+    exc: KnownError, model_id: str, token: str | None, from_environment: bool
+) -> KnownError:
+    """``exc`` with what to do about the token on the command line (never the token)."""
+    if token is None:
+        hint = f"On the command line, set HF_TOKEN instead: HF_TOKEN=hf_… hearth pull {model_id}"
+    elif from_environment:
+        hint = "The token came from HF_TOKEN: check that it is right and has access"
+    else:
+        hint = "The token saved in Settings was used (HF_TOKEN is read only when none is saved)"
+    return KnownError(f"{exc.message} {hint}.", detail=exc.detail)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

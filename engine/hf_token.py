@@ -7,6 +7,11 @@ to its ``fail`` or ``null`` backend) or the keyring refuses (locked, D-Bus
 gone), the token is kept in this process's memory for this run only, and
 ``status().note`` says so in a sentence for the Settings page.
 
+When no token is saved, ``get()`` returns the one in the ``HF_TOKEN``
+environment variable (huggingface_hub's convention), so a machine without a
+keyring can still fetch a gated model: ``HF_TOKEN=hf_… hearth pull ID``. That
+token is only read, never saved anywhere, and ``status()`` says where it comes from.
+
 The token is passed explicitly to downloads (``engine.download.Download``),
 never through huggingface_hub's own token file, and no method here logs it.
 """
@@ -14,7 +19,9 @@ never through huggingface_hub's own token file, and no method here logs it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "Hearth"
 USERNAME = "huggingface-token"
+ENV_VAR = "HF_TOKEN"
 
 
 class TokenStorage(StrEnum):
@@ -39,10 +47,11 @@ class TokenStorage(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TokenStatus:
-    has_token: bool
+    has_token: bool  # a token is saved here (keyring or memory); HF_TOKEN does not count
     storage: TokenStorage
     backend: str  # the keyring backend's name, for the Settings page and bug reports
-    note: str = ""  # a sentence when the token cannot be kept across runs
+    note: str = ""  # sentences: the token cannot be kept across runs; HF_TOKEN is used
+    from_environment: bool = False  # none saved: get() gives HF_TOKEN's
 
 
 def _usable(backend: KeyringBackend) -> bool:
@@ -56,8 +65,11 @@ def _usable(backend: KeyringBackend) -> bool:
 class TokenStore:
     """Get, set and clear the token. Thread-safe; cheap to create."""
 
-    def __init__(self, backend: KeyringBackend | None = None) -> None:
+    def __init__(
+        self, backend: KeyringBackend | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> None:
         self._backend = backend if backend is not None else keyring.get_keyring()
+        self._environ = os.environ if environ is None else environ  # read at each get()
         self._memory: str | None = None
         self._failed = "" if _usable(self._backend) else self._no_keyring()
         self._lock = threading.Lock()
@@ -86,7 +98,10 @@ class TokenStore:
         return TokenStorage.MEMORY if self._failed else TokenStorage.KEYRING
 
     def get(self) -> str | None:
-        """The token, or None."""
+        """The saved token, else HF_TOKEN's, else None."""
+        return self._saved() or self._from_environment()
+
+    def _saved(self) -> str | None:
         with self._lock:
             if self._failed:
                 return self._memory
@@ -95,6 +110,9 @@ class TokenStore:
             except KeyringError as exc:
                 self._failed = self._keyring_failed(exc)
                 return self._memory
+
+    def _from_environment(self) -> str | None:
+        return self._environ.get(ENV_VAR, "").strip() or None
 
     def set(self, token: str) -> TokenStatus:
         """Keep ``token`` (surrounding whitespace removed). ValueError if it cannot be a token."""
@@ -111,7 +129,8 @@ class TokenStore:
         return self.status()
 
     def clear(self) -> None:
-        """Forget the token, in the keyring and in memory."""
+        """Forget the saved token, in the keyring and in memory (HF_TOKEN, the
+        environment's, is still read)."""
         with self._lock:
             self._memory = None
             if self._failed:
@@ -124,7 +143,18 @@ class TokenStore:
                 self._failed = self._keyring_failed(exc)
 
     def status(self) -> TokenStatus:
-        has = self.get() is not None
+        has = self._saved() is not None
+        from_environment = not has and self._from_environment() is not None
+        notes = [self._failed]
+        if from_environment:
+            notes.append(
+                f"Hearth uses the Hugging Face token in the {ENV_VAR} environment variable "
+                "while none is saved here."
+            )
         return TokenStatus(
-            has_token=has, storage=self.storage, backend=self._backend_name(), note=self._failed
+            has_token=has,
+            storage=self.storage,
+            backend=self._backend_name(),
+            note=" ".join(n for n in notes if n),
+            from_environment=from_environment,
         )

@@ -46,7 +46,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     cache = tmp_path / "hf-cache"
     cache.mkdir()
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "HF_TOKEN"},  # set by the tests that want it
         "HF_HUB_CACHE": str(cache),  # an empty cache: never the person's own
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
         "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -287,6 +287,37 @@ def test_pull_refusals_are_exit_codes_and_sentences(
     assert result.returncode == exit_code, result.stderr
     last = result.stderr.rstrip().split("\n")[-1]
     assert last.startswith(sentence) and "Traceback" not in result.stderr
+
+
+def test_pull_a_gated_model_with_hf_token(
+    data_dir: Path, env: dict[str, str], hub: HubServer, catalog: Path, payload: bytes
+) -> None:
+    """No keyring (the null backend): HF_TOKEN is how a gated model is fetched, and
+    what to set is said when it is missing or wrong. The token is never printed."""
+    token = "hf_GatedTokenNotReal0123456789"
+    hub.gate(REPO, token)
+    pull = ("pull", ID, "--catalog", str(catalog))
+
+    missing = hearth(data_dir, *pull, env=pull_env(env, hub))
+    assert missing.returncode == 3, missing.stderr
+    assert missing.stderr.rstrip().split("\n")[-1] == (
+        f"hearth: {REPO} is gated on Hugging Face: accept its terms on huggingface.co, then add "
+        "your Hugging Face token in Settings. On the command line, set HF_TOKEN instead: "
+        f"HF_TOKEN=hf_… hearth pull {ID}."
+    )
+    wrong = hearth(data_dir, *pull, env={**pull_env(env, hub), "HF_TOKEN": "hf_WrongNotReal"})
+    assert wrong.returncode == 3, wrong.stderr
+    assert wrong.stderr.rstrip().endswith(
+        "The token came from HF_TOKEN: check that it is right and has access."
+    )
+    assert "hf_WrongNotReal" not in wrong.stderr + wrong.stdout
+
+    right = hearth(data_dir, *pull, env={**pull_env(env, hub), "HF_TOKEN": token})
+    assert right.returncode == 0, right.stderr
+    assert (data_dir / "models" / FILE).read_bytes() == payload
+    assert token not in right.stderr + right.stdout
+    log = "".join(p.read_text() for p in data_dir.rglob("*.log*") if p.is_file())
+    assert token not in log
 
 
 def test_pull_an_unknown_model(data_dir: Path, env: dict[str, str]) -> None:

@@ -113,6 +113,46 @@ def test_a_keyring_that_refuses_falls_back_to_memory_and_logs_no_token(
     assert TOKEN not in repr(store)
 
 
+@pytest.mark.parametrize(
+    "backend", [MemoryKeyring(), keyring.backends.fail.Keyring(), keyring.backends.null.Keyring()]
+)
+def test_without_a_saved_token_hf_token_is_used_and_never_saved(
+    backend: KeyringBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = {"HF_TOKEN": f" {TOKEN}\n"}
+    with caplog.at_level(logging.DEBUG):
+        store = TokenStore(backend, environ=environ)
+        assert store.get() == TOKEN
+        status = store.status()
+        assert status.from_environment and not status.has_token  # nothing is saved
+        assert status.note.endswith(
+            "Hearth uses the Hugging Face token in the HF_TOKEN environment variable while "
+            "none is saved here."
+        )
+        assert TokenStore(backend, environ={}).get() is None  # read, never kept
+        assert getattr(backend, "items", {}) == {}
+
+        saved = "hf_SavedTokenNotReal"
+        status = store.set(saved)  # a saved token comes first
+        assert store.get() == saved and status.has_token and not status.from_environment
+        assert "HF_TOKEN" not in status.note
+        store.clear()  # forgets the saved one; the environment's is still read
+        assert store.get() == TOKEN and environ == {"HF_TOKEN": f" {TOKEN}\n"}
+        environ["HF_TOKEN"] = "  "
+        assert store.get() is None and not store.status().from_environment
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+    assert TOKEN not in repr(store)
+
+
+def test_hf_token_is_read_from_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert TokenStore(MemoryKeyring()).get() == TOKEN
+    monkeypatch.delenv("HF_TOKEN")
+    assert TokenStore(MemoryKeyring()).get() is None
+
+
 def _secret_service_tools() -> tuple[str, str]:
     session, daemon = shutil.which("dbus-run-session"), shutil.which("gnome-keyring-daemon")
     if session is None or daemon is None:
