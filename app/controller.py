@@ -442,13 +442,15 @@ class ChatController(QObject):
             if msg.role == "assistant" and msg.status in _CONTINUABLE:
                 self._start_reply(msg, kind="continue")
         elif action == "edit":
-            self.edit_message(msg)
+            self.edit_message(msg)  # the composer, with the text
+            return
         elif action == "delete":
-            if self.window.confirm(
+            if not self.window.confirm(
                 "Delete message", "Delete this message?", "It is removed from this computer."
             ):
-                self.store.delete_message(msg.id)
-                self._show_current()
+                return  # cancelled: the focus stays on the link
+            self.store.delete_message(msg.id)
+            self._show_current()
         elif action in ("prev", "next"):
             versions = self.store.variants(msg.id)
             index = next(i for i, v in enumerate(versions) if v.id == msg.id)
@@ -456,6 +458,11 @@ class ChatController(QObject):
             if 0 <= index < len(versions):
                 self.store.select_variant(versions[index].id)
                 self._show_current(keep_scroll=True)
+        else:
+            return
+        # The link used is gone or moved (a new reply, a deleted message, another
+        # version): the person goes on in the message box, not on a neighbouring link.
+        self.window.composer.setFocus()
 
     def edit_message(self, msg: StoredMessage) -> None:
         """Put a question back in the composer; sending it makes a new version."""

@@ -216,7 +216,7 @@ class ChatView(QTextBrowser):
         if not keep_scroll:
             self._shown_from = max(0, len(messages) - SHOWN_AT_FIRST)
         self._messages = list(messages)
-        self._rebuild()
+        self._rebuild(nearest=False)
         if keep_scroll and not at_bottom:
             self.verticalScrollBar().setValue(value)
         else:
@@ -234,7 +234,12 @@ class ChatView(QTextBrowser):
         _insert_blocks(self._end_cursor(), self._header_html(role) + self._body_html(role, content))
         self._scroll_to_bottom()
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, *, nearest: bool = True) -> None:
+        """Render the shown messages again. A link in keyboard focus keeps it: the
+        same link, or with ``nearest`` (a fold, "show earlier", a theme change) the
+        nearest like it. A new set of messages (``show_messages``) keeps only the
+        very same link: after a message action the controller decides where the
+        focus goes, and a neighbouring Delete is never where a person expects it."""
         focused = self._focused_link() if self.hasFocus() else None
         parts: list[str] = []
         if self._shown_from:
@@ -249,7 +254,7 @@ class ChatView(QTextBrowser):
             parts.append(self._message_html(m, m.id == last))
         self.setHtml("".join(parts))
         if focused is not None:
-            self._refocus(*focused)
+            self._refocus(*focused, nearest=nearest)
 
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
@@ -581,16 +586,17 @@ class ChatView(QTextBrowser):
         href = probe.charFormat().anchorHref()
         return (cursor.selectionStart(), href) if href else None
 
-    def _refocus(self, pos: int, href: str) -> None:
-        """After a rebuild: the same link again, else the same action nearest to
-        where it was (a message's next version), else the next link."""
+    def _refocus(self, pos: int, href: str, *, nearest: bool = True) -> None:
+        """After a rebuild: the same link again, else (``nearest``) the same action
+        nearest to where it was, else the next link."""
         links = _links(self.document())
         if not links:
             return
         action = href.rpartition("/")[0]
-        same = [link for link in links if link[2] == href] or [
-            link for link in links if action and link[2].rpartition("/")[0] == action
-        ]
+        same = [link for link in links if link[2] == href]
+        if not same and not nearest:
+            return
+        same = same or [link for link in links if action and link[2].rpartition("/")[0] == action]
         if same:
             target = min(same, key=lambda link: abs(link[0] - pos))
         else:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
 from engine.types import MessageStatus, SamplingParams
-from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, click_text, send
+from tests.gui.conftest import REPLY_TIMEOUT_MS, TEST_PARAMS, Launch, click_text, send
 from tests.gui.test_main_window import _answer_next_dialog
 
 
@@ -244,3 +245,69 @@ def test_thinking_has_its_own_budget_and_a_reply_stopped_in_it_continues(
     assert grown.thinking.startswith("Light from the sun")
     assert len(grown.thinking) > len("Light from the sun")
     assert grown.content and grown.status in (MessageStatus.LENGTH, MessageStatus.COMPLETE)
+
+
+def _shift_tab_to(qtbot: QtBot, hearth: HearthApp, href_start: str) -> None:
+    """From the message box, Shift+Tab back into the chat until ``href_start`` has focus."""
+    view = hearth.window.chat_view
+    hearth.window.composer.setFocus()
+    qtbot.waitUntil(hearth.window.composer.hasFocus)
+    for _ in range(30):
+        widget = QApplication.focusWidget()
+        assert widget is not None
+        qtbot.keyClick(widget, Qt.Key.Key_Tab, Qt.KeyboardModifier.ShiftModifier)
+        link = view._focused_link() if view.hasFocus() else None
+        if link and link[1].startswith(href_start):
+            return
+    pytest.fail(f"Shift+Tab never reached {href_start}")
+
+
+def _focus_is_in_the_message_box(hearth: HearthApp) -> bool:
+    view = hearth.window.chat_view
+    return hearth.window.composer.hasFocus() and view._focused_link() is None
+
+
+def test_after_each_message_action_the_focus_is_in_the_message_box(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    """Reviewer: after Regenerate the focus sat on the question's Delete link, so
+    Enter opened the delete dialog."""
+    hearth = launch(data_dir, params=replace(TEST_PARAMS, max_tokens=4))  # cut: Continue
+    reply_to(qtbot, hearth, "Name a fruit.")
+    conv_id = hearth.controller.current_id
+    assert conv_id is not None
+    controller, composer = hearth.controller, hearth.window.composer
+
+    for action in ("regenerate/", "continue/"):
+        _shift_tab_to(qtbot, hearth, f"hearth-action:{action}")
+        with qtbot.waitSignal(controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+            qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+            assert _focus_is_in_the_message_box(hearth), action  # while it streams
+        assert _focus_is_in_the_message_box(hearth), action  # and after
+
+    _shift_tab_to(qtbot, hearth, "hearth-action:prev/")  # the first version again
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    assert hearth.store.messages(conv_id)[-1].variant_index == 0
+    assert _focus_is_in_the_message_box(hearth)
+
+    reply = hearth.store.messages(conv_id)[-1]
+    _shift_tab_to(qtbot, hearth, f"hearth-action:delete/{reply.id}")
+    _answer_next_dialog(qtbot, "Cancel")
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: QApplication.activeModalWidget() is None)
+    hearth.window.activateWindow()  # the offscreen platform does not do it itself
+    view = hearth.window.chat_view
+    qtbot.waitUntil(view.hasFocus)  # cancelled: back on the link
+    assert hearth.store.message(reply.id) is not None
+    link = view._focused_link()
+    assert link is not None and link[1] == f"hearth-action:delete/{reply.id}"
+    _answer_next_dialog(qtbot, "Delete")
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: hearth.store.message(reply.id) is None)
+    qtbot.waitUntil(lambda: QApplication.activeModalWidget() is None)
+    hearth.window.activateWindow()
+    qtbot.waitUntil(lambda: _focus_is_in_the_message_box(hearth))
+
+    _shift_tab_to(qtbot, hearth, "hearth-action:edit/")
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    assert _focus_is_in_the_message_box(hearth) and composer.text() == "Name a fruit."
