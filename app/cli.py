@@ -159,7 +159,10 @@ def with_saved_models_dir(paths: AppPaths) -> AppPaths:
     from engine.settings import Settings
 
     chosen = str(Settings(paths.config_dir / "settings.json")["storage.models_dir"] or "")
-    return paths.with_models_dir(chosen) if chosen and Path(chosen).is_dir() else paths
+    if chosen and Path(chosen).is_dir():
+        paths = paths.with_models_dir(chosen)
+    chats = str(Settings(paths.config_dir / "settings.json")["storage.chats_dir"] or "")
+    return paths.with_chats_dir(chats) if chats and Path(chats).is_dir() else paths
 
 
 def _chosen_model(paths: AppPaths) -> Path:

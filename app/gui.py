@@ -64,6 +64,7 @@ class HearthApp:
         assert isinstance(app, QApplication), "create the QApplication first"
         self.settings = Settings(paths.config_dir / "settings.json")
         paths, folder_notice = _models_folder(paths, str(self.settings["storage.models_dir"] or ""))
+        paths, chats_notice = _chats_folder(paths, str(self.settings["storage.chats_dir"] or ""))
         self.paths = paths
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
         self.store, store_notice = open_store(paths.db_path)
@@ -106,11 +107,14 @@ class HearthApp:
         self._previous_excepthook = sys.excepthook
         sys.excepthook = self._on_uncaught
         self.window.about_requested.connect(self.show_about)
-        notices = [
-            n
-            for n in (store_notice, folder_notice, self.models.notice, *self.settings.problems)
-            if n
-        ]
+        found = (
+            store_notice,
+            chats_notice,
+            folder_notice,
+            self.models.notice,
+            *self.settings.problems,
+        )
+        notices = [n for n in found if n]
         if notices:
             self.window.show_error(" ".join(notices))
         elif previous_crash:
@@ -135,7 +139,7 @@ class HearthApp:
 
     def show_about(self) -> None:
         folders = [
-            ("Chats", self.paths.data_dir),
+            ("Chats", self.store.path.parent),
             ("Models", self.paths.models_dir),
             ("Settings", self.paths.config_dir),
             ("Logs and crash reports", self.paths.log_dir),
@@ -169,6 +173,21 @@ class HearthApp:
             "Something went wrong inside Hearth. Your chats are safe. The details are in "
             f"{self.paths.log_dir / 'hearth.log'}."
         )
+
+
+def _chats_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
+    """The paths with the chats folder the person chose, if it is there; else the default
+    and a sentence (the chats there are untouched and used again once it is back)."""
+    if not chosen:
+        return paths, ""
+    folder = Path(chosen).expanduser()
+    if folder.is_dir():
+        return paths.with_chats_dir(folder), ""
+    return paths, (
+        f"Your chats folder {folder} is not available (is its disk connected?). Hearth opened "
+        f"the chats in {paths.chats_dir} meanwhile; the chats in {folder} are untouched and "
+        "open again once it is back."
+    )
 
 
 def _models_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:

@@ -72,7 +72,7 @@ class ModelPage(QObject):
         dialog.token_clear_requested.connect(self._on_token_clear)
         dialog.move_models_requested.connect(self.move_models)
         dialog.import_requested.connect(self.import_file)
-        dialog.set_folders(str(self.m.paths.data_dir), str(self.m.models_dir))
+        dialog.set_folders(str(self.m.paths.chats_dir), str(self.m.models_dir))
         dialog.destroyed.connect(self._on_dialog_gone)
         self.refresh()
         self._show_token_status()
@@ -342,7 +342,7 @@ class ModelPage(QObject):
             self.m.chat.model_info = replace(info, path=str(new / Path(info.path).name))
         log.info("moved the models from %s to %s", old, new)
         if self.dialog is not None:
-            self.dialog.set_folders(str(self.m.paths.data_dir), str(new))
+            self.dialog.set_folders(str(self.m.paths.chats_dir), str(new))
         self.m._end_download(f"The models are now in {new}.")
 
     @Slot(str)

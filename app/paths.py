@@ -23,18 +23,27 @@ class AppPaths:
     config_dir: Path
     log_dir: Path
     models_override: Path | None = None  # Settings → Privacy & storage → Models folder
+    chats_override: Path | None = None  # Settings → Privacy & storage → Chats folder
 
     @property
     def models_dir(self) -> Path:
         return self.models_override or self.data_dir / "models"
+
+    def with_chats_dir(self, folder: str | Path | None) -> AppPaths:
+        """These paths with the chats folder the person chose (None: the default)."""
+        return replace(self, chats_override=Path(folder).expanduser() if folder else None)
 
     def with_models_dir(self, folder: str | Path | None) -> AppPaths:
         """These paths with the models folder the person chose (None: the default)."""
         return replace(self, models_override=Path(folder).expanduser() if folder else None)
 
     @property
+    def chats_dir(self) -> Path:
+        return self.chats_override or self.data_dir
+
+    @property
     def db_path(self) -> Path:
-        return self.data_dir / "hearth.sqlite3"
+        return self.chats_dir / "hearth.sqlite3"
 
     @property
     def crash_file(self) -> Path:

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -95,6 +95,7 @@ class SettingsController(QObject):
         dialog.open_folder_requested.connect(self._on_open_folder)
         dialog.finished.connect(self._on_dialog_finished)
         dialog.delete_all_chats_requested.connect(self._on_delete_all_chats)
+        dialog.move_chats_requested.connect(self._on_move_chats)
         dialog.set_reload_pending(self._reload_pending)
         self.dialog = dialog
         if self.models is not None:
@@ -200,6 +201,44 @@ class SettingsController(QObject):
         window.statusBar().showMessage(text, 8000)
 
     @Slot(str)
+    def _on_move_chats(self, folder: str) -> None:
+        """Move the chat history to ``folder`` (asks first), and go on using it there."""
+        window, store = self.chat.window, self.chat.store
+        if window.state in (ResponseState.GENERATING, ResponseState.STOPPING):
+            window.show_error("A reply is being written. Stop it first, then move the chats.")
+            return
+        old = store.path
+        target = Path(folder).expanduser().absolute()
+        if target.resolve() == old.parent.resolve():
+            window.statusBar().showMessage("Your chats are already in that folder.", 5000)
+            return
+        size = sum(p.stat().st_size for p in old.parent.glob(old.name + "*") if p.is_file())
+        if not window.confirm(
+            "Move your chats?",
+            f"Move your chat history ({size / 1e6:.0f} MB) from {old.parent} to {target}?",
+            "Hearth copies it, checks the copy, and only then deletes the old file.",
+            "Move",
+        ):
+            return
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            store.move_to(target / old.name)
+        except KnownError as exc:
+            window.show_error(exc.message)
+            return
+        finally:
+            QApplication.restoreOverrideCursor()
+        default = target.resolve() == self.paths.data_dir.resolve()
+        self.settings.set("storage.chats_dir", "" if default else str(target))
+        self.paths = self.paths.with_chats_dir(None if default else target)
+        if self.models is not None:
+            self.models.paths = self.models.paths.with_chats_dir(None if default else target)
+        if self.dialog is not None:
+            self.dialog.set_folders(str(target), str(self.paths.models_dir))
+        log.info("moved the chats from %s to %s", old.parent, target)
+        window.statusBar().showMessage(f"Your chats are now in {target}.", 8000)
+
+    @Slot(str)
     def _on_open_folder(self, which: str) -> None:
-        folder: Path = self.paths.data_dir if which == "data" else self.paths.models_dir
+        folder: Path = self.chat.store.path.parent if which == "data" else self.paths.models_dir
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))

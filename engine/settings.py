@@ -247,6 +247,13 @@ SCHEMA: tuple[Spec, ...] = (
     ),
     # Privacy & storage
     _s(
+        "storage.chats_dir",
+        str,
+        "",
+        "Chats folder",
+        "Where the chat history is kept. Empty: Hearth's data folder.",
+    ),
+    _s(
         "storage.models_dir",
         str,
         "",

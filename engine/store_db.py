@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +30,8 @@ SCHEMA_VERSION = store_schema.SCHEMA_VERSION
 DELETED_KEEP_S = 7 * 24 * 3600.0
 
 _has_fts5 = functools.cache(store_schema.has_fts5)
+
+_log = logging.getLogger(__name__)
 
 
 class StoreCorruptError(StoreError):
@@ -51,6 +55,7 @@ class StoreDatabase:
     ) -> None:
         self._path = path
         self._clock = clock
+        self._keep_deleted_s = keep_deleted_s
         if not _has_fts5():
             store_schema.require_fts5()  # raises, with the SQLite version in the sentence
         try:
@@ -71,6 +76,54 @@ class StoreDatabase:
         except BaseException:
             self._db.close()
             raise
+
+    def move_to(self, target: Path) -> None:
+        """Move the database to ``target`` and go on using it there.
+
+        A consistent copy is made with SQLite's online backup (the write-ahead log
+        included), checked (``integrity_check``, the same number of conversations),
+        and renamed into place; only then does this store switch to it and delete
+        the old file. On any failure the old file is untouched and still in use.
+        Blocks for the copy: a few MB take milliseconds, 1 GB a few seconds.
+        """
+        target = target.expanduser().absolute()
+        if target.exists():
+            raise StoreError(f"{target} already exists: choose a folder without Hearth chats.")
+        part = target.with_name(target.name + ".moving")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part.unlink(missing_ok=True)
+            copy = sqlite3.connect(part)
+            try:
+                self._db.backup(copy, pages=1024)
+                check = copy.execute("PRAGMA integrity_check").fetchone()[0]
+                counted = copy.execute("SELECT count(*) FROM conversations").fetchone()[0]
+            finally:
+                copy.close()
+            here = self._db.execute("SELECT count(*) FROM conversations").fetchone()[0]
+            if check != "ok" or counted != here:
+                raise StoreError(
+                    f"The copy of your chats in {target.parent} did not check out ({check}); "
+                    "nothing was moved.",
+                    detail=f"{counted} of {here} conversations",
+                )
+            os.replace(part, target)
+        except (OSError, sqlite3.Error) as e:
+            part.unlink(missing_ok=True)
+            raise self._failure("copy", e) from e
+        except StoreError:
+            part.unlink(missing_ok=True)
+            raise
+        old = self._path
+        self._db.close()
+        self._path = target
+        self._db = sqlite3.connect(target, isolation_level=None)
+        self._open(self._keep_deleted_s)
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                Path(f"{old}{suffix}").unlink(missing_ok=True)
+            except OSError as e:  # the copy is in use; the old one is only left behind
+                _log.warning("could not delete %s%s: %s", old, suffix, e)
 
     def _unreadable(self, e: sqlite3.DatabaseError) -> StoreCorruptError:
         return StoreCorruptError(

@@ -55,6 +55,7 @@ _NOT_ON_A_PAGE = (
     "model.offer_dismissed",
     "model.path",
     "storage.models_dir",
+    "storage.chats_dir",
 )
 _CHOICE_TEXT = {
     "model": "As the model recommends",
@@ -207,6 +208,7 @@ class SettingsDialog(QDialog):
     reload_requested = Signal()
     open_folder_requested = Signal(str)  # "data" or "models"
     move_models_requested = Signal(str)  # the folder the person picked
+    move_chats_requested = Signal(str)  # the folder the person picked
     import_requested = Signal(str)  # a .gguf file the person picked
     token_set_requested = Signal(str)
     token_clear_requested = Signal()
@@ -372,12 +374,11 @@ class SettingsDialog(QDialog):
             row = QHBoxLayout()
             row.addWidget(path, 1)
             row.addWidget(button)
-            if which == "models":
-                move = QPushButton("Move…")
-                move.setObjectName("move_models_button")
-                move.setAccessibleName("Move the models folder")
-                move.clicked.connect(self._on_move_models)
-                row.addWidget(move)
+            move = QPushButton("Move…")
+            move.setObjectName(f"move_{'models' if which == 'models' else 'chats'}_button")
+            move.setAccessibleName(f"Move the {text.lower()}")
+            move.clicked.connect(lambda _=False, w=which: self._on_move(w))
+            row.addWidget(move)
             folders.addRow(text, row)
         self.token_status = QLabel("")
         self.token_status.setObjectName("token_status")
@@ -557,13 +558,14 @@ class SettingsDialog(QDialog):
         self.folder_labels["data"].setText(chats)
         self.folder_labels["models"].setText(models)
 
-    @Slot()
-    def _on_move_models(self) -> None:
+    def _on_move(self, which: str) -> None:
+        what = "models" if which == "models" else "chats"
         folder = QFileDialog.getExistingDirectory(
-            self, "Move the models to…", self.folder_labels["models"].text()
+            self, f"Move the {what} to…", self.folder_labels[which].text()
         )
         if folder:
-            self.move_models_requested.emit(folder)
+            signal = self.move_models_requested if which == "models" else self.move_chats_requested
+            signal.emit(folder)
 
     def set_token_status(self, text: str) -> None:
         self.token_status.setText(text)

@@ -144,3 +144,48 @@ def test_thinking_budget_is_a_generation_setting_applied_at_once(
     assert hearth.controller.overrides["max_thinking_tokens"] == 256
     saved = json.loads((data_dir / "config" / "settings.json").read_text())
     assert saved["values"]["generation.max_thinking_tokens"] == 256
+
+
+def test_move_the_chats_folder_and_keep_chatting(
+    qtbot: QtBot, launch: Launch, data_dir: Path, tmp_path: Path
+) -> None:
+    hearth = launch(data_dir)
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Remember the word lighthouse.")
+    conv_id = hearth.controller.current_id
+    dialog = open_settings(qtbot, hearth)
+    assert dialog.folder_labels["data"].text() == str(data_dir)
+    assert dialog.findChild(QPushButton, "move_chats_button") is not None
+    new = tmp_path / "synced" / "chats"
+    seen = answer_next_dialog(qtbot, "Move")
+    dialog.move_chats_requested.emit(str(new))  # what Qt's folder picker returns
+    assert seen and seen[0].startswith("Move your chat history")
+    assert (new / "hearth.sqlite3").exists()
+    assert not (data_dir / "hearth.sqlite3").exists()  # moved, not copied
+    assert dialog.folder_labels["data"].text() == str(new)
+    # The same conversation goes on, saved in the new place.
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "What was the word?")
+    assert len(hearth.store.messages(conv_id)) == 4  # type: ignore[arg-type]
+    dialog.close()
+    hearth.close()
+    again = launch(data_dir)
+    assert again.store.path == new / "hearth.sqlite3"
+    assert len(again.store.messages(conv_id)) == 4  # type: ignore[arg-type]
+    assert not (data_dir / "hearth.sqlite3").exists()  # no empty history made at the old place
+
+
+def test_moving_the_chats_onto_existing_chats_is_refused(
+    qtbot: QtBot, launch: Launch, data_dir: Path, tmp_path: Path
+) -> None:
+    hearth = launch(data_dir)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "hearth.sqlite3").write_bytes(b"someone else's chats")
+    dialog = open_settings(qtbot, hearth)
+    answer_next_dialog(qtbot, "Move")
+    dialog.move_chats_requested.emit(str(taken))
+    assert "already exists" in hearth.window.error_banner.label.text()
+    assert (taken / "hearth.sqlite3").read_bytes() == b"someone else's chats"
+    assert hearth.store.path == data_dir / "hearth.sqlite3"
+    assert (data_dir / "hearth.sqlite3").exists()
