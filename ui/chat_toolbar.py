@@ -46,6 +46,9 @@ class ChatToolbar(QWidget):
         self.meter.setMaximum(1)
         self.meter.setValue(0)
         self.meter.setFormat("Context")
+        # Centred in every style: the warning color is a style sheet (ui/theme.py), and
+        # a style-sheet progress bar draws its text where alignment() says (top left).
+        self.meter.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.title, 1)
         layout.addWidget(self.thinking)
         layout.addWidget(self.system)
@@ -67,18 +70,25 @@ class ChatToolbar(QWidget):
         self, used: int, total: int, *, warn: bool | None = None, reserve: int = 0
     ) -> None:
         """Show ``used`` of ``total`` tokens. It warns from 80 %, or when ``warn``
-        says so (the next reply's ``reserve`` no longer fits)."""
+        says so (the next reply's ``reserve`` no longer fits). Past 100 % the bar
+        stays full and the text says "Context full (165%)"."""
         total = max(total, 1)
         used = max(0, used)
         self.meter.setMaximum(total)
-        self.meter.setValue(min(used, total))
+        self.meter.setValue(min(used, total))  # a full bar at most; the text says how far over
         share = used / total
-        warn = share >= WARN_AT if warn is None else warn
-        self.meter.setFormat(f"Context {share:.0%}")
+        full = used >= total
+        warn = (share >= WARN_AT if warn is None else warn) or full
+        self.meter.setFormat(f"Context full ({share:.0%})" if full else f"Context {share:.0%}")
         tip = f"{used:,} of {total:,} tokens of the model's context window are in use."
         if reserve:
             tip += f"\nThe next reply may need up to {reserve:,} more."
-        if warn:
+        if full:
+            tip += (
+                "\nThe conversation no longer fits: before the next reply Hearth will ask "
+                "whether the model may stop reading its oldest messages, or start a new chat."
+            )
+        elif warn:
             tip += (
                 "\nThe conversation will soon no longer fit: Hearth will ask before "
                 "the model stops reading its oldest messages."

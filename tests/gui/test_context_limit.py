@@ -65,7 +65,7 @@ def test_asks_then_drops_the_oldest_turns_keeping_them_in_the_chat(
     conv_id = long_chat(hearth, 12)  # about 750 tokens: already over the window
     # Over the limit (say, after the context size was lowered): shown, no crash.
     qtbot.waitUntil(lambda: meter_value(hearth) == 512, timeout=REPLY_TIMEOUT_MS)
-    assert hearth.window.chat_toolbar.meter.format().endswith("%")
+    assert hearth.window.chat_toolbar.meter.text().startswith("Context full (1")  # 142%
     before = [m.id for m in hearth.store.messages(conv_id)]
 
     seen = _answer_next_dialog(qtbot, "Drop the oldest turns (the system prompt stays)")
@@ -120,3 +120,25 @@ def test_cancel_puts_the_question_back_and_new_chat_moves_it(
     assert [m.id for m in hearth.store.messages(conv_id)] == before
     question, answer = hearth.store.messages(new_id)
     assert question.content == "Is it still there?" and answer.status != MessageStatus.STREAMING
+
+
+def test_meter_past_the_window_stays_full_and_says_so_in_the_middle(qtbot: QtBot) -> None:
+    """Reviewer: "Context 165%", its label drawn top left (the warning style sheet)."""
+    from ui.chat_toolbar import ChatToolbar
+
+    bar = ChatToolbar()
+    qtbot.addWidget(bar)
+    bar.show()
+    meter = bar.meter
+    bar.set_context(1650, 1000)
+    assert meter.maximum() == 1000 and meter.value() == 1000  # capped
+    assert meter.text() == "Context full (165%)"  # the real share
+    assert meter.property("warn") is True
+    assert meter.alignment() & Qt.AlignmentFlag.AlignHCenter
+    assert meter.alignment() & Qt.AlignmentFlag.AlignVCenter
+    assert "1,650 of 1,000 tokens" in meter.toolTip() and "no longer fits" in meter.toolTip()
+    bar.set_context(1000, 1000, warn=False)  # exactly full is full whatever was measured
+    assert meter.text() == "Context full (100%)" and meter.property("warn") is True
+    bar.set_context(500, 1000)
+    assert meter.text() == "Context 50%" and meter.property("warn") is False
+    assert "no longer fits" not in meter.toolTip()
