@@ -220,7 +220,8 @@ class ModelManager(QObject):
         arch = self._loaded_arch()
         if arch is None:
             return "Load a model to see its memory estimate."
-        wanted = n_ctx or AUTO_CONTEXT
+        info = self.chat.model_info
+        wanted = n_ctx or (info.n_ctx if info is not None else AUTO_CONTEXT)
         options = self.estimate_options(wanted)
         est = estimate_for_options(arch, options)
         shown = min(wanted, arch.n_ctx_train)

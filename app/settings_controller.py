@@ -20,7 +20,7 @@ from app.model_manager import ModelManager
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.settings import SPECS, Settings, Value
-from engine.types import EngineOptions
+from engine.types import EngineOptions, SamplingParams
 from ui.settings_dialog import SettingsDialog
 from ui.state import ResponseState
 from ui.theme import apply_theme
@@ -97,10 +97,27 @@ class SettingsController(QObject):
         dialog.delete_all_chats_requested.connect(self._on_delete_all_chats)
         dialog.move_chats_requested.connect(self._on_move_chats)
         dialog.set_reload_pending(self._reload_pending)
+        dialog.set_auto_values(self._auto_values())
         self.dialog = dialog
         if self.models is not None:
             self.models.page.attach(dialog)
         dialog.show()
+
+    def _auto_values(self) -> dict[str, Value]:
+        """What the "Automatic" and "Model default" fields come to with the model loaded."""
+        info = self.chat.model_info
+        if info is None:
+            return {}
+        values: dict[str, Value] = {"performance.n_ctx": info.n_ctx}
+        threads = info.extra.get("threads", "")
+        if threads.isdigit():
+            values["performance.threads"] = int(threads)
+        entry = self.models.entry_for_path(info.path) if self.models is not None else None
+        preset = entry.sampling_for(thinking=info.thinking_default) if entry else None
+        defaults = preset.apply(SamplingParams()) if preset else SamplingParams()
+        for field in ("temperature", "top_p", "top_k", "min_p", "presence_penalty"):
+            values[f"generation.{field}"] = getattr(defaults, field)
+        return values
 
     def _gpu_offload(self) -> bool:
         try:

@@ -108,6 +108,7 @@ class SettingEditor(QWidget):
         self.widget.setToolTip(spec.description)
         layout.addWidget(self.widget, 1)
         self.auto: QCheckBox | None = None
+        self.auto_value: Value = None  # what "Automatic" comes to (the dialog is told)
         if spec.optional:
             auto_text = "Model default" if spec.page == "generation" else "Automatic"
             self.auto = QCheckBox(auto_text)
@@ -158,6 +159,8 @@ class SettingEditor(QWidget):
             blockers.append(self.auto.blockSignals(True))
             self.auto.setChecked(value is None)
             w.setEnabled(value is not None)
+        if value is None:  # "Automatic": show what Hearth decided, greyed out
+            value = self.auto_value
         if value is not None:
             if isinstance(w, QCheckBox):
                 w.setChecked(bool(value))
@@ -196,6 +199,8 @@ class SettingEditor(QWidget):
     @Slot(bool)
     def _on_auto_toggled(self, on: bool) -> None:
         self.widget.setEnabled(not on)
+        if on and self.auto_value is not None:
+            self.set_value(None)
         self.edited.emit(self.spec.key, None if on else self.current())
 
 
@@ -553,6 +558,15 @@ class SettingsDialog(QDialog):
         editor = self.editors.get(key)
         if editor is not None:
             editor.set_value(value)
+
+    def set_auto_values(self, values: dict[str, Value]) -> None:
+        """What "Automatic" / "Model default" comes to now, shown in the greyed-out fields."""
+        for key, value in values.items():
+            editor = self.editors.get(key)
+            if editor is not None:
+                editor.auto_value = value
+                if editor.current() is None:
+                    editor.set_value(None)
 
     def set_folders(self, chats: str, models: str) -> None:
         self.folder_labels["data"].setText(chats)

@@ -189,3 +189,18 @@ def test_moving_the_chats_onto_existing_chats_is_refused(
     assert (taken / "hearth.sqlite3").read_bytes() == b"someone else's chats"
     assert hearth.store.path == data_dir / "hearth.sqlite3"
     assert (data_dir / "hearth.sqlite3").exists()
+
+
+def test_automatic_fields_show_what_hearth_chose(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    """A greyed-out "Automatic" field shows the value in effect, not a placeholder."""
+    hearth = launch(data_dir)  # the tests load with a 2,048-token context
+    dialog = open_settings(qtbot, hearth)
+    n_ctx = dialog.findChild(QSpinBox, "setting:performance.n_ctx")
+    assert n_ctx is not None and not n_ctx.isEnabled()
+    assert n_ctx.value() == 2048
+    assert "2,048 tokens" in dialog.memory_estimate.text()
+    temperature = dialog.editors["generation.temperature"]
+    assert temperature.current() is None  # still "Model default"...
+    assert temperature.widget.value() == 0.3  # ...which is the starter's recommended 0.3
