@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -178,30 +179,42 @@ class HearthApp:
 def _chats_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
     """The paths with the chats folder the person chose, if it is there; else the default
     and a sentence (the chats there are untouched and used again once it is back)."""
-    if not chosen:
-        return paths, ""
-    folder = Path(chosen).expanduser()
-    if folder.is_dir():
-        return paths.with_chats_dir(folder), ""
-    return paths, (
-        f"Your chats folder {folder} is not available (is its disk connected?). Hearth opened "
-        f"the chats in {paths.chats_dir} meanwhile; the chats in {folder} are untouched and "
-        "open again once it is back."
+    return _chosen_folder(
+        paths,
+        chosen,
+        paths.with_chats_dir,
+        lambda folder: (
+            f"Your chats folder {folder} is not available (is its disk "
+            f"connected?). Hearth opened the chats in {paths.chats_dir} meanwhile; the chats in "
+            f"{folder} are untouched and open again once it is back."
+        ),
     )
 
 
 def _models_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
     """The paths with the models folder the person chose, if it is there (a disk that is
     not plugged in, say, is not recreated empty); else the default, and a sentence."""
+    return _chosen_folder(
+        paths,
+        chosen,
+        paths.with_models_dir,
+        lambda folder: (
+            f"The models folder {folder} is not available (is its disk "
+            f"connected?). Hearth uses {paths.models_dir} until it is back."
+        ),
+    )
+
+
+def _chosen_folder(
+    paths: AppPaths,
+    chosen: str,
+    use: Callable[[Path], AppPaths],
+    missing: Callable[[Path], str],
+) -> tuple[AppPaths, str]:
     if not chosen:
         return paths, ""
     folder = Path(chosen).expanduser()
-    if folder.is_dir():
-        return paths.with_models_dir(folder), ""
-    return paths, (
-        f"The models folder {folder} is not available (is its disk connected?). Hearth uses "
-        f"{paths.models_dir} until it is back."
-    )
+    return (use(folder), "") if folder.is_dir() else (paths, missing(folder))
 
 
 def run_gui(

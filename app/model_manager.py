@@ -282,13 +282,7 @@ class ModelManager(QObject):
         if target.path is None:
             self.start_download(entry, switch_to=(family, choice))
             return
-        busy = self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING)
-        if busy and not self._ask(
-            "Switch the model?",
-            f"A reply is being written. Stop it and switch to {label(entry)}? "
-            "What was written so far is kept.",
-            "Stop and switch",
-        ):
+        if not self._may_stop_reply_for(label(entry)):
             return
         self.switch_to(label(entry), target.path, family, choice)
 
@@ -312,15 +306,19 @@ class ModelManager(QObject):
         warning = fit.warning if fit is not None and fit.badge is not FitBadge.FITS else None
         if warning and not self._ask("Load anyway?", warning, "Load anyway"):
             return
-        busy = self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING)
-        if busy and not self._ask(
-            "Switch the model?",
-            f"A reply is being written. Stop it and switch to {path.name}? "
-            "What was written so far is kept.",
-            "Stop and switch",
-        ):
+        if not self._may_stop_reply_for(path.name):
             return
         self.switch_to(path.name, path, LOCAL_FILES, str(path))
+
+    def _may_stop_reply_for(self, name: str) -> bool:
+        """No reply streams, or the person agreed to stop it to switch to ``name``."""
+        busy = self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING)
+        return not busy or self._ask(
+            "Switch the model?",
+            f"A reply is being written. Stop it and switch to {name}? "
+            "What was written so far is kept.",
+            "Stop and switch",
+        )
 
     def switch_to(self, name: str, path: Path, family: str, choice: str) -> None:
         info = self.chat.model_info

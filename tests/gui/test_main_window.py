@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from engine.store import ChatStore
 from engine.types import MessageStatus, SamplingParams
-from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from ui.state import ResponseState
 
 
@@ -122,26 +121,6 @@ def test_conversations_survive_a_restart(qtbot: QtBot, launch: Launch, data_dir:
     assert "First conversation" in again.window.chat_view.plain_text()
 
 
-def _answer_next_dialog(qtbot: QtBot, button_text: str) -> list[str]:
-    """Press ``button_text`` in the next modal dialog, as a person would."""
-    seen: list[str] = []
-
-    def press() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, press)
-            return
-        seen.append(box.text())
-        for button in box.buttons():
-            if button.text().replace("&", "") == button_text:
-                qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
-                return
-        raise AssertionError(f"no {button_text!r} button in {box.text()!r}")
-
-    QTimer.singleShot(0, press)
-    return seen
-
-
 def test_rename_and_delete_with_confirmation(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
     window = hearth.window
@@ -155,12 +134,12 @@ def test_rename_and_delete_with_confirmation(qtbot: QtBot, launch: Launch, data_
 
     # Delete asks first; Cancel keeps the conversation.
     window.conversation_list.setCurrentIndex(index)
-    seen = _answer_next_dialog(qtbot, "Cancel")
+    seen = answer_next_dialog(qtbot, "Cancel")
     qtbot.keyClick(window.conversation_list, Qt.Key.Key_Delete)
     assert seen == ["Delete “Weekend”?"]
     assert model.rowCount() == 1 and len(hearth.store.list_conversations()) == 1
 
-    seen = _answer_next_dialog(qtbot, "Delete")
+    seen = answer_next_dialog(qtbot, "Delete")
     qtbot.keyClick(window.conversation_list, Qt.Key.Key_Delete)
     assert seen == ["Delete “Weekend”?"]
     assert model.rowCount() == 0
