@@ -105,10 +105,11 @@ class SettingsController(QObject):
 
     def _auto_values(self) -> dict[str, Value]:
         """What the "Automatic" and "Model default" fields come to with the model loaded."""
+        values: dict[str, Value] = {"appearance.font_size": QApplication.font().pointSize()}
         info = self.chat.model_info
         if info is None:
-            return {}
-        values: dict[str, Value] = {"performance.n_ctx": info.n_ctx}
+            return values
+        values["performance.n_ctx"] = info.n_ctx
         threads = info.extra.get("threads", "")
         if threads.isdigit():
             values["performance.threads"] = int(threads)

@@ -272,11 +272,12 @@ SCHEMA: tuple[Spec, ...] = (
     _s(
         "appearance.font_size",
         int,
-        0,
+        None,
         "Font size",
-        "Text size in points for the conversation (0 = the system's).",
-        minimum=0,
+        "Text size in points for the conversation. Automatic: the system's.",
+        minimum=6,
         maximum=32,
+        optional=True,
     ),
 )
 
