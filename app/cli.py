@@ -33,7 +33,7 @@ _STATUS = {
     FinishReason.STOP: MessageStatus.COMPLETE,
     FinishReason.LENGTH: MessageStatus.LENGTH,
     FinishReason.CANCELLED: MessageStatus.STOPPED,
-    FinishReason.CONTEXT: MessageStatus.LENGTH,
+    FinishReason.CONTEXT: MessageStatus.CONTEXT,
 }
 
 

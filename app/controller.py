@@ -47,7 +47,7 @@ _STATUS_FOR_REASON = {
     FinishReason.STOP: MessageStatus.COMPLETE,
     FinishReason.LENGTH: MessageStatus.LENGTH,
     FinishReason.CANCELLED: MessageStatus.STOPPED,
-    FinishReason.CONTEXT: MessageStatus.LENGTH,
+    FinishReason.CONTEXT: MessageStatus.CONTEXT,
 }
 
 
@@ -730,7 +730,14 @@ class ChatController(QObject):
             set_start(None)
 
 
-_CONTINUABLE = (MessageStatus.LENGTH, MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
+# A reply cut by the full context window too: the worker then asks the context
+# question (drop the oldest turns / new chat / cancel) before it writes on.
+_CONTINUABLE = (
+    MessageStatus.LENGTH,
+    MessageStatus.CONTEXT,
+    MessageStatus.STOPPED,
+    MessageStatus.INTERRUPTED,
+)
 
 
 def _index_of(messages: list[StoredMessage], msg_id: object) -> int:

@@ -46,6 +46,7 @@ _ROLE_NAMES = {"system": "System", "user": "You", "assistant": "Assistant"}
 _STATUS_NOTES = {
     MessageStatus.STOPPED: "stopped",
     MessageStatus.LENGTH: "cut off at the reply length limit",
+    MessageStatus.CONTEXT: "cut off: the conversation filled the model's context window",
     MessageStatus.FAILED: "failed",
     MessageStatus.INTERRUPTED: "interrupted",
     MessageStatus.STREAMING: "still being written",

@@ -174,6 +174,7 @@ class MessageStatus(StrEnum):
     STREAMING = "streaming"  # being written right now
     STOPPED = "stopped"  # the person pressed Stop
     LENGTH = "length"  # cut off by the reply length limit
+    CONTEXT = "context"  # cut off: the conversation filled the model's context window
     FAILED = "failed"  # generation failed; the partial text is kept
     INTERRUPTED = "interrupted"  # the app ended while the reply streamed
 

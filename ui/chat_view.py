@@ -40,11 +40,17 @@ SHOWN_AT_FIRST = 60  # messages rendered when a chat opens; earlier ones on requ
 ACTION_SCHEME = "hearth-action"
 _CACHE_SIZE = 1024
 
-_CONTINUABLE = (MessageStatus.LENGTH, MessageStatus.STOPPED, MessageStatus.INTERRUPTED)
+_CONTINUABLE = (
+    MessageStatus.LENGTH,
+    MessageStatus.CONTEXT,
+    MessageStatus.STOPPED,
+    MessageStatus.INTERRUPTED,
+)
 
 _STATUS_NOTES = {
     MessageStatus.STOPPED: "Stopped.",
     MessageStatus.LENGTH: "Cut off at the reply length limit.",
+    MessageStatus.CONTEXT: "Cut off: the conversation filled the model's context window.",
     MessageStatus.FAILED: "This reply failed part-way; the text above is what was written.",
     MessageStatus.INTERRUPTED: "Hearth closed while this reply was being written.",
 }
@@ -447,7 +453,12 @@ class ChatView(QTextBrowser):
             links.append(link("edit", "Edit", "Change this message and get a new reply"))
         elif msg.role == "assistant":
             links.append(link("regenerate", "Regenerate", "Write this reply again"))
-            if is_last and msg.status in _CONTINUABLE:
+            if is_last and msg.status is MessageStatus.CONTEXT:
+                # No room to write on: Continue asks which older messages the model
+                # may stop reading, or to start a new chat (ui/context_dialog.py).
+                tip = "Continue this reply: Hearth first asks how to make room for it"
+                links.append(link("continue", "Continue…", tip))
+            elif is_last and msg.status in _CONTINUABLE:
                 links.append(link("continue", "Continue", "Continue this reply"))
         links.append(link("delete", "Delete", "Delete this message"))
         if msg.variant_count > 1:

@@ -14,8 +14,14 @@ from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
 from engine.types import MessageStatus, SamplingParams
-from tests.gui.conftest import REPLY_TIMEOUT_MS, TEST_PARAMS, Launch, click_text, send
-from tests.gui.test_main_window import _answer_next_dialog
+from tests.gui.conftest import (
+    REPLY_TIMEOUT_MS,
+    TEST_PARAMS,
+    Launch,
+    answer_next_dialog,
+    click_text,
+    send,
+)
 
 
 def reply_to(qtbot: QtBot, hearth: HearthApp, text: str) -> None:
@@ -97,10 +103,10 @@ def test_delete_a_message_after_confirming(qtbot: QtBot, launch: Launch, data_di
     conv_id = hearth.controller.current_id
     assert conv_id is not None
     view = hearth.window.chat_view
-    seen = _answer_next_dialog(qtbot, "Cancel")
+    seen = answer_next_dialog(qtbot, "Cancel")
     click_text(qtbot, view, "Delete")  # the first Delete: under the question
     assert seen == ["Delete this message?"] and len(hearth.store.messages(conv_id)) == 2
-    seen = _answer_next_dialog(qtbot, "Delete")
+    seen = answer_next_dialog(qtbot, "Delete")
     click_text(qtbot, view, "Delete")
     assert [m.role for m in hearth.store.messages(conv_id)] == ["assistant"]
 
@@ -145,7 +151,7 @@ def test_pin_undo_delete_and_copy_last_reply(qtbot: QtBot, launch: Launch, data_
     assert QGuiApplication.clipboard().text() == last.content
 
     hearth.window.conversation_list.setCurrentIndex(model.index(0))
-    _answer_next_dialog(qtbot, "Delete")
+    answer_next_dialog(qtbot, "Delete")
     qtbot.keyClick(hearth.window.conversation_list, Qt.Key.Key_Delete)
     assert model.rowCount() == 1
     undo = hearth.window._undo_button
@@ -292,7 +298,7 @@ def test_after_each_message_action_the_focus_is_in_the_message_box(
 
     reply = hearth.store.messages(conv_id)[-1]
     _shift_tab_to(qtbot, hearth, f"hearth-action:delete/{reply.id}")
-    _answer_next_dialog(qtbot, "Cancel")
+    answer_next_dialog(qtbot, "Cancel")
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: QApplication.activeModalWidget() is None)
     hearth.window.activateWindow()  # the offscreen platform does not do it itself
@@ -301,7 +307,7 @@ def test_after_each_message_action_the_focus_is_in_the_message_box(
     assert hearth.store.message(reply.id) is not None
     link = view._focused_link()
     assert link is not None and link[1] == f"hearth-action:delete/{reply.id}"
-    _answer_next_dialog(qtbot, "Delete")
+    answer_next_dialog(qtbot, "Delete")
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: hearth.store.message(reply.id) is None)
     qtbot.waitUntil(lambda: QApplication.activeModalWidget() is None)

@@ -337,3 +337,19 @@ def test_a_long_code_line_wraps_and_the_view_never_scrolls_sideways(
     view.append_reply(LONG_CODE[: LONG_CODE.rindex("```")])
     qtbot.waitUntil(lambda: LONG_LINE in view.plain_text().rpartition("Code:")[2])
     assert view.horizontalScrollBar().maximum() == 0
+
+
+def test_a_reply_cut_by_the_full_context_says_so(qtbot: QtBot, view: ChatView) -> None:
+    """Reviewer: it said "Cut off at the reply length limit." (stored as LENGTH)."""
+    from dataclasses import replace
+
+    cut = replace(message(2, "assistant", "Once upon a time"), status=MessageStatus.CONTEXT)
+    view.show_messages([message(1, "user", "A story?"), cut])
+    text = view.plain_text()
+    assert "Cut off: the conversation filled the model's context window." in text
+    assert "reply length limit" not in text
+    assert "Continue…" in text  # which first asks how to make room
+    view.begin_reply()  # the same note right after it streamed
+    view.append_reply("Once upon a time")
+    view.end_reply(MessageStatus.CONTEXT)
+    assert view.plain_text().count("filled the model's context window") == 2

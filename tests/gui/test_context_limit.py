@@ -10,9 +10,8 @@ from pytestqt.qtbot import QtBot
 
 from app.controller import CONTEXT_FROM
 from app.gui import HearthApp
-from engine.types import EngineOptions, MessageStatus
-from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
-from tests.gui.test_main_window import _answer_next_dialog
+from engine.types import EngineOptions, MessageStatus, SamplingParams
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, click_text, send
 
 SMALL = EngineOptions(n_ctx=512)  # the smallest window Hearth allows, filled quickly
 DIVIDER = "The model no longer sees the messages above."
@@ -68,7 +67,7 @@ def test_asks_then_drops_the_oldest_turns_keeping_them_in_the_chat(
     assert hearth.window.chat_toolbar.meter.text().startswith("Context full (1")  # 142%
     before = [m.id for m in hearth.store.messages(conv_id)]
 
-    seen = _answer_next_dialog(qtbot, "Drop the oldest turns (the system prompt stays)")
+    seen = answer_next_dialog(qtbot, "Drop the oldest turns (the system prompt stays)")
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What happened next?")
     assert seen == ["This conversation no longer leaves the model room for a reply."]
@@ -102,14 +101,14 @@ def test_cancel_puts_the_question_back_and_new_chat_moves_it(
     before = [m.id for m in hearth.store.messages(conv_id)]
     composer = hearth.window.composer
 
-    seen = _answer_next_dialog(qtbot, "Cancel")
+    seen = answer_next_dialog(qtbot, "Cancel")
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Is it still there?")
     assert seen and [m.id for m in hearth.store.messages(conv_id)] == before
     assert composer.text() == "Is it still there?"
     assert CONTEXT_FROM not in hearth.store.conversation_settings(conv_id)
 
-    _answer_next_dialog(qtbot, "Start a new chat")
+    answer_next_dialog(qtbot, "Start a new chat")
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         qtbot.keyClick(composer, Qt.Key.Key_Return)  # the same question, sent again
     # The question and its reply went to a new chat; the long one is unchanged.
@@ -142,3 +141,28 @@ def test_meter_past_the_window_stays_full_and_says_so_in_the_middle(qtbot: QtBot
     bar.set_context(500, 1000)
     assert meter.text() == "Context 50%" and meter.property("warn") is False
     assert "no longer fits" not in meter.toolTip()
+
+
+def test_a_reply_that_fills_the_window_says_so_and_continue_asks_first(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    """Stored as CONTEXT, not LENGTH: its note names the context window, and Continue
+    (no room left to write on) asks the context question before anything else."""
+    hearth = launch(data_dir, options=SMALL, params=SamplingParams(max_tokens=2000, temperature=0))
+    conv_id = long_chat(hearth, 4)  # about 250 tokens: room for a reply, not for a long one
+    view = hearth.window.chat_view
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Write a very long story about a lighthouse keeper.")
+    cut = hearth.store.messages(conv_id)[-1]
+    assert cut.status == MessageStatus.CONTEXT and cut.content
+    text = view.plain_text()
+    assert "Cut off: the conversation filled the model's context window." in text
+    assert "reply length limit" not in text
+
+    seen = answer_next_dialog(qtbot, "Cancel")
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        click_text(qtbot, view, "Continue…")
+    assert seen == ["This conversation no longer leaves the model room for a reply."]
+    kept = hearth.store.message(cut.id)
+    assert kept is not None and (kept.status, kept.content) == (cut.status, cut.content)
+    assert "filled the model's context window" in view.plain_text()

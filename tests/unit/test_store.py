@@ -493,3 +493,35 @@ def test_continue_a_cut_off_reply(store: ChatStore) -> None:
     )
     with pytest.raises(KeyError):
         ReplyRecorder.resume(store, 9999)
+
+
+def test_a_reply_cut_by_the_full_context_is_kept_as_such(db_path: Path) -> None:
+    """CONTEXT ("the conversation filled the context window") is its own status, not
+    LENGTH: stored, searchable, continued, exported with its note and imported back."""
+    from engine.export import export_json, export_markdown, import_json
+
+    store = ChatStore(db_path)
+    conv = store.create_conversation("Lighthouse")
+    store.add_message(conv.id, "user", "Tell a long story")
+    reply = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
+    rec = ReplyRecorder(store, reply.id, clock=FakeClock())
+    rec.append("The keeper climbed the stairs")
+    rec.finish(MessageStatus.CONTEXT)
+    store.close()
+
+    store = ChatStore(db_path)  # as stored on disk
+    assert store.message(reply.id).status is MessageStatus.CONTEXT  # type: ignore[union-attr]
+    assert [h.message_id for h in store.search("keeper")] == [reply.id]
+    markdown = export_markdown(store)
+    assert "*(cut off: the conversation filled the model's context window)*" in markdown
+    assert "reply length limit" not in markdown
+    (copy_id,) = import_json(store, export_json(store, [conv.id]))
+    assert [m.status for m in store.messages(copy_id)] == [
+        MessageStatus.COMPLETE,
+        MessageStatus.CONTEXT,
+    ]
+    more = ReplyRecorder.resume(store, reply.id, clock=FakeClock())  # Continue
+    more.append(" to the lamp.")
+    more.finish(MessageStatus.COMPLETE)
+    assert store.message(reply.id).content == "The keeper climbed the stairs to the lamp."  # type: ignore[union-attr]
+    store.close()
