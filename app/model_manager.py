@@ -446,7 +446,8 @@ class ModelManager(QObject):
         if job is not None:
             job.join(1.0)
         self.download_ended.emit("failed")
-        self._end_download(message, retry="Try again")
+        name = f"{label(job.entry)}: " if job is not None else ""
+        self._end_download(f"{name}{message}", retry="Try again")
         self._retry_entry = job.entry if job else None
 
     @Slot()

@@ -176,7 +176,7 @@ class ModelPage(QObject):
         ctx = min([ctx, *limits])  # a model that reads less is estimated at what it reads
         title = (
             f"{now} Memory estimates are for {ctx:,} tokens of context on this computer "
-            f"({gb(self.m.hardware().total_ram)} of RAM)."
+            f"({self.m.hardware().total_ram / 2**30:.1f} GiB of memory)."
         )
         dialog.set_families(self.m.families(), shown)
         dialog.set_model(

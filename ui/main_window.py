@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         more.addAction("Import chats from JSON…", self._ask_import)
         more.addSeparator()
         more.addAction("About Hearth", self.about_requested.emit)
+        self._more_menu = more  # ("Quit Hearth" joins it below, with its shortcut)
         self.more_button.setMenu(more)
         top = QHBoxLayout()
         top.addWidget(self.new_chat_button, 1)
@@ -212,6 +213,9 @@ class MainWindow(QMainWindow):
             "About Hearth", QKeySequence.StandardKey.HelpContents, self.about_requested.emit
         )
         self._add_action("Stop", QKeySequence(Qt.Key.Key_Escape), self._on_escape)
+        self._more_menu.addAction(
+            self._add_action("Quit Hearth", QKeySequence("Ctrl+Q"), self.close)
+        )
         self._add_action(
             "Rename chat", QKeySequence(Qt.Key.Key_F2), self.conversation_list.rename_current
         )
@@ -223,12 +227,13 @@ class MainWindow(QMainWindow):
 
     def _add_action(
         self, text: str, shortcut: QKeySequence | QKeySequence.StandardKey, slot: object
-    ) -> None:
+    ) -> QAction:
         action = QAction(text, self)
         action.setShortcut(shortcut)
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         action.triggered.connect(slot)
         self.addAction(action)
+        return action
 
     # --- state ------------------------------------------------------------------
     @property

@@ -232,3 +232,14 @@ def test_key_widgets_have_names_for_tests_and_screen_readers(
         widget = window.findChild(QWidget, name)
         assert widget is not None, name
         assert widget.accessibleName() == accessible
+
+
+def test_ctrl_q_quits_and_keeps_the_chat(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
+    hearth = launch(data_dir)
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Keep this")
+    qtbot.keyClick(hearth.window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert not hearth.window.isVisible()
+    assert hearth.controller._closed  # the reply saved, the model freed, the database closed
+    again = launch(data_dir)
+    assert [c.title for c in again.store.list_conversations()] == ["Keep this"]
