@@ -62,6 +62,7 @@ class _ActiveReply:
     history: list[Message] = field(default_factory=list)  # what the model is sent
     history_ids: list[int | None] = field(default_factory=list)  # their ids (None: not stored)
     previous_status: MessageStatus = MessageStatus.STOPPED  # of a continued reply
+    usage: ContextUsage | None = None  # the context used by its prompt (from the engine)
 
 
 class ChatController(QObject):
@@ -118,6 +119,8 @@ class ChatController(QObject):
         worker.delta_ready.connect(self._on_delta_ready)
         worker.thinking_ready.connect(self._on_thinking_ready)
         worker.speed_measured.connect(self._on_speed_measured)
+        worker.tokens_streamed.connect(self._on_tokens_streamed)
+        worker.prompt_measured.connect(self._on_prompt_measured)
         worker.reply_finished.connect(self._on_reply_finished)
         worker.reply_failed.connect(self._on_reply_failed)
 
@@ -414,6 +417,25 @@ class ChatController(QObject):
             return
         request = ReplyRequest(history, self.params, self.overrides, self._thinking())
         self.measure_requested.emit(conv_id, request)
+
+    @Slot(int, object)
+    def _on_prompt_measured(self, request_id: int, usage: ContextUsage) -> None:
+        active = self._active
+        if active is not None and active.request_id == request_id:
+            active.usage = usage  # the meter's base while this reply streams
+
+    @Slot(int, int)
+    def _on_tokens_streamed(self, request_id: int, tokens: int) -> None:
+        """The meter grows with the reply being written."""
+        active = self._active
+        if active is None or active.request_id != request_id or active.usage is None:
+            return
+        if self._closed or active.conversation_id != self.current_id:
+            return
+        usage = active.usage
+        self.window.chat_toolbar.set_context(
+            usage.prompt_tokens + tokens, usage.n_ctx, reserve=max(0, usage.reserve - tokens)
+        )
 
     @Slot(int, object)
     def _on_usage_measured(self, conv_id: int, usage: ContextUsage) -> None:

@@ -74,6 +74,7 @@ class _DeltaBatch:
             self.last_emit = now
         if now - self.last_stats >= STATS_INTERVAL_S:
             self.worker.speed_measured.emit(self.request_id, self.pieces / (now - self.started))
+            self.worker.tokens_streamed.emit(self.request_id, self.pieces)
             self.last_stats = now
 
     def flush(self) -> None:
@@ -92,6 +93,8 @@ class EngineWorker(QObject):
     delta_ready = Signal(int, str)  # request id, text
     thinking_ready = Signal(int, str)  # request id, thinking text
     speed_measured = Signal(int, float)  # request id, tokens/s so far
+    tokens_streamed = Signal(int, int)  # request id, tokens of the reply so far (once a second)
+    prompt_measured = Signal(int, object)  # request id, ContextUsage of its prompt
     reply_finished = Signal(int, object)  # request id, ReplyDone
     reply_failed = Signal(int, str)  # request id, sentence
     # The reply was not started: the conversation leaves it no room. Request id,
@@ -103,6 +106,7 @@ class EngineWorker(QObject):
 
     def __init__(self, stop_event: threading.Event, models_dir: Path) -> None:
         super().__init__()
+        self._usage: ContextUsage | None = None  # the last reply's prompt, for the meter
         self._stop = stop_event
         self._models_dir = models_dir
         self._session: object | None = None  # engine.session.ChatSession, imported lazily
@@ -161,6 +165,8 @@ class EngineWorker(QObject):
             if dropped:
                 self.context_exceeded.emit(request_id, dropped[0], dropped[1])
                 return
+            if self._usage is not None:  # the meter grows from this as the reply streams
+                self.prompt_measured.emit(request_id, self._usage)
             for event in session.stream(request.conversation, params, **kwargs):  # type: ignore[attr-defined]
                 if isinstance(event, TextDelta):
                     batch.add(event.text, thinking=False)
@@ -182,13 +188,13 @@ class EngineWorker(QObject):
                 "kept; the details are in the log file.",
             )
 
-    @staticmethod
     def _must_drop(
-        session: object, request: ReplyRequest, params: SamplingParams
+        self, session: object, request: ReplyRequest, params: SamplingParams
     ) -> tuple[ContextUsage, int] | None:
         """(usage, messages to drop) when the conversation leaves the reply no room
         and dropping its oldest turns would; None to go ahead (if even the last
         turn alone is too long, the session says so in a sentence)."""
+        self._usage = None
         usage_of = getattr(session, "context_usage", None)
         if usage_of is None:
             return None
@@ -198,7 +204,7 @@ class EngineWorker(QObject):
                 messages, params, thinking=request.thinking, continue_reply=request.continue_reply
             )
 
-        now = usage(request.conversation)
+        now = self._usage = usage(request.conversation)
         if now.has_room:
             return None
         try:

@@ -12,6 +12,7 @@ from app.controller import CONTEXT_FROM
 from app.gui import HearthApp
 from engine.types import EngineOptions, MessageStatus, SamplingParams
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, click_text, send
+from ui.state import ResponseState
 
 SMALL = EngineOptions(n_ctx=512)  # the smallest window Hearth allows, filled quickly
 DIVIDER = "The model no longer sees the messages above."
@@ -166,3 +167,20 @@ def test_a_reply_that_fills_the_window_says_so_and_continue_asks_first(
     kept = hearth.store.message(cut.id)
     assert kept is not None and (kept.status, kept.content) == (cut.status, cut.content)
     assert "filled the model's context window" in view.plain_text()
+
+
+def test_meter_grows_while_a_reply_streams(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
+    """Once a second the meter adds the tokens written so far to the prompt's."""
+    long_reply = SamplingParams(max_tokens=1000, temperature=0.0, seed=1, repeat_penalty=1.3)
+    hearth = launch(data_dir, params=long_reply)
+    window = hearth.window
+    during: list[int] = []
+    window.chat_toolbar.meter.valueChanged.connect(
+        lambda v: during.append(v) if window.state == ResponseState.GENERATING else None
+    )
+    send(qtbot, hearth, "Write a very long story about a lighthouse keeper and the sea.")
+    # Two updates while it writes: the prompt's share, then the prompt and the reply so far.
+    qtbot.waitUntil(lambda: len(during) >= 2, timeout=REPLY_TIMEOUT_MS)
+    assert during[-1] > during[0]
+    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
