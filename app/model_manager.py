@@ -35,6 +35,7 @@ from engine.gguf_header import GGUFError, read_gguf_arch
 from engine.gguf_validate import validate_gguf
 from engine.hardware import probe
 from engine.hf_cache import find_in_hf_cache
+from engine.library import partial_download_bytes
 from engine.memory import (
     FitBadge,
     HardwareInfo,
@@ -122,6 +123,9 @@ class ModelManager(QObject):
         self.notice = ""  # a sentence about the start's model choice, for the window
         self._fallen_back = False  # the start's model failed and the starter was loaded
         self._fallback_note = ""
+        # What "Download" / "Resume" / "Try again" in the strip fetches, and what it then
+        # switches to (None: just download).
+        self._retry: tuple[CatalogEntry, tuple[str, str] | None] | None = None
 
     # --- what is in the catalog -------------------------------------------------------
     @property
@@ -441,28 +445,30 @@ class ModelManager(QObject):
 
     @Slot(str)
     def _on_download_failed(self, message: str) -> None:
-        job = self._job
-        self._job = self._job_choice = None
-        if job is not None:
-            job.join(1.0)
+        job = self._end_job()
         self.download_ended.emit("failed")
         name = f"{label(job.entry)}: " if job is not None else ""
         self._end_download(f"{name}{message}", retry="Try again")
-        self._retry_entry = job.entry if job else None
 
     @Slot()
     def _on_download_cancelled(self) -> None:
-        job = self._job
+        job = self._end_job()
+        self.download_ended.emit("cancelled")
+        kept = partial_download_bytes(self.models_dir, job.entry.filename) if job else 0
+        self._end_download(
+            f"Download paused ({gb(kept)} kept). Choose Resume (or the quantization again) to "
+            "carry on from there.",
+            retry="Resume",
+        )
+
+    def _end_job(self) -> DownloadJob | None:
+        """The job that ended; its entry and choice are kept for "Resume" / "Try again"."""
+        job, choice = self._job, self._job_choice
         self._job = self._job_choice = None
         if job is not None:
             job.join(1.0)
-            self._retry_entry = job.entry
-        self.download_ended.emit("cancelled")
-        self._end_download(
-            "Download paused. What was downloaded is kept; choose Resume (or the "
-            "quantization again) to carry on.",
-            retry="Resume",
-        )
+            self._retry = (job.entry, choice)
+        return job
 
     # --- the first-run offer -------------------------------------------------------------
     def offer(self) -> None:
@@ -482,20 +488,20 @@ class ModelManager(QObject):
         entry = target.entry
         minutes = duration(entry.size / ASSUMED_BYTES_PER_S)
         size = ("about " if entry.size_estimated else "") + gb(entry.size)
-        self._retry_entry = entry
-        self._offer_choice = (family, choice)
+        self._retry = (entry, (family, choice))
+        kept = partial_download_bytes(self.models_dir, entry.filename)
+        resumed = f" ({gb(kept)} of it is already here)" if kept else ""
         self.bar.show_offer(
-            f"This computer can run {label(entry)} well: a download of {size}, about {minutes} "
-            f"on a {ASSUMED_SPEED_TEXT} connection. You can keep chatting with the starter "
-            "model while it downloads."
+            f"This computer can run {label(entry)} well: a download of {size}{resumed}, about "
+            f"{minutes} on a {ASSUMED_SPEED_TEXT} connection. You can keep chatting with the "
+            "starter model while it downloads."
         )
 
     @Slot()
     def _on_bar_download(self) -> None:
-        entry = getattr(self, "_retry_entry", None)
-        if entry is None:
+        if self._retry is None:
             return
-        choice = getattr(self, "_offer_choice", None) or (entry.family, entry.quantization)
+        entry, choice = self._retry
         self.start_download(entry, switch_to=choice)
 
     @Slot()
@@ -529,9 +535,11 @@ class ModelManager(QObject):
         self._switch = None
         if switch.falling_back:
             self.chat.window.show_error(switch.failure)
+            self._say(switch.failure)  # the Settings window may be in front
             self.switch_finished.emit(False)
         else:
             self._remember(switch.family, switch.choice)
+            self.chat.window.clear_error()  # e.g. an earlier switch that went back
             self._say(f"Now using {switch.name}. The conversation continues.")
             self.switch_finished.emit(True)
             self.chat.warm_current(switch.name)  # its history, read now with progress

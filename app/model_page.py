@@ -180,7 +180,11 @@ class ModelPage(QObject):
         )
         dialog.set_families(self.m.families(), shown)
         dialog.set_model(
-            title, self.rows(shown), choice if shown == family else "", names.get(shown, "")
+            title,
+            self.rows(shown),
+            choice if shown == family else "",
+            names.get(shown, ""),
+            with_auto=shown != LOCAL_FILES,  # "Auto" picks among a catalog family only
         )
         dialog.set_estimate(self.m.estimate_text)
 
@@ -340,6 +344,9 @@ class ModelPage(QObject):
         info = self.m.chat.model_info
         if info is not None and Path(info.path).resolve().parent == old:
             self.m.chat.model_info = replace(info, path=str(new / Path(info.path).name))
+        own = Path(str(self.m.settings["model.path"] or ""))
+        if own.name and own.resolve().parent == old:  # a file of one's own moved with them
+            self.m.settings.set("model.path", str(new / own.name))
         log.info("moved the models from %s to %s", old, new)
         if self.dialog is not None:
             self.dialog.set_folders(str(self.m.paths.chats_dir), str(new))

@@ -233,7 +233,7 @@ class SettingsController(QObject):
         size = sum(p.stat().st_size for p in old.parent.glob(old.name + "*") if p.is_file())
         if not window.confirm(
             "Move your chats?",
-            f"Move your chat history ({size / 1e6:.0f} MB) from {old.parent} to {target}?",
+            f"Move your chat history ({_size(size)}) from {old.parent} to {target}?",
             "Hearth copies it, checks the copy, and only then deletes the old file.",
             "Move",
         ):
@@ -260,3 +260,9 @@ class SettingsController(QObject):
     def _on_open_folder(self, which: str) -> None:
         folder: Path = self.chat.store.path.parent if which == "data" else self.paths.models_dir
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+
+def _size(n: int) -> str:
+    return (
+        f"{n / 1e3:.0f} kB" if n < 1e6 else f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
+    )

@@ -112,6 +112,7 @@ class SettingEditor(QWidget):
         if spec.optional:
             auto_text = "Model default" if spec.page == "generation" else "Automatic"
             self.auto = QCheckBox(auto_text)
+            self.auto.setAccessibleName(f"{spec.label}: {auto_text.lower()}")
             self.auto.setObjectName(f"setting-auto:{spec.key}")
             self.auto.toggled.connect(self._on_auto_toggled)
             layout.addWidget(self.auto)
@@ -146,6 +147,7 @@ class SettingEditor(QWidget):
             text = QPlainTextEdit()
             text.setPlaceholderText("For example: You are a concise assistant.")
             text.setFixedHeight(90)
+            text.setTabChangesFocus(True)  # Tab leaves the field (a prompt needs no tabs)
             text.textChanged.connect(lambda: self._emit(text.toPlainText()))
             return text
         line = QLineEdit()
@@ -262,6 +264,11 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(body, 1)
         layout.addLayout(bottom)
+        # Enter belongs to the focused control (Enter on a quantization uses it), never
+        # to whichever button a dialog would make its default.
+        for button in self.findChildren(QPushButton):
+            button.setAutoDefault(False)
+            button.setDefault(False)
 
     # --- pages ------------------------------------------------------------------------
     def _build_page(self, page_id: str, values: dict[str, Value], gpu: bool) -> QWidget:
@@ -425,7 +432,13 @@ class SettingsDialog(QDialog):
         combo.blockSignals(blocked)
 
     def set_model(
-        self, title: str, rows: list[QuantRow], current: str, family_name: str = ""
+        self,
+        title: str,
+        rows: list[QuantRow],
+        current: str,
+        family_name: str = "",
+        *,
+        with_auto: bool = True,
     ) -> None:
         """The quantizations of the family shown; ``current`` is the one chosen ("" if
         the family shown is not the chosen one)."""
@@ -439,7 +452,8 @@ class SettingsDialog(QDialog):
         auto = QTreeWidgetItem([auto_text, "", "", "", ""])
         auto.setData(0, Qt.ItemDataRole.UserRole, AUTO_QUANT)
         auto.setToolTip(0, f"The best {family_name or 'model'} file that fits this computer.")
-        self.quants.addTopLevelItem(auto)
+        if with_auto:
+            self.quants.addTopLevelItem(auto)
         for row in rows:
             marks = []
             if row.in_use:

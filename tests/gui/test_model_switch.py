@@ -13,6 +13,7 @@ import ctypes
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,11 @@ def row_text(dialog: SettingsDialog, quant: str) -> str:
         if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == quant:
             return " | ".join(item.text(c) for c in range(5))
     raise AssertionError(quant)
+
+
+def row_text_all(dialog: SettingsDialog) -> str:
+    items = [dialog.quants.topLevelItem(i) for i in range(dialog.quants.topLevelItemCount())]
+    return "\n".join(item.text(0) for item in items if item is not None)
 
 
 def start_chat(qtbot: QtBot, hearth: HearthApp) -> int:
@@ -399,6 +405,7 @@ def test_import_a_file_of_ones_own_use_it_and_delete_it(
     copied = data_dir / "models" / own.name
     assert copied.read_bytes() == own.read_bytes() and own.exists()  # a copy; theirs stays
     assert dialog.family_combo.currentText() == "Your own model files"
+    assert "Auto" not in row_text_all(dialog)  # "Auto" picks within a catalog family only
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         choose(qtbot, dialog, str(copied))
     assert done.args == [True]
@@ -424,3 +431,55 @@ def test_import_a_file_of_ones_own_use_it_and_delete_it(
     qtbot.mouseClick(dialog.delete_quant, Qt.MouseButton.LeftButton)
     assert seen and "my-finetune.gguf" in seen[0]
     assert not copied.exists() and own.exists()
+
+
+def test_try_again_after_a_damaged_download_keeps_the_chosen_quantization(
+    qtbot: QtBot,
+    launch: Launch,
+    data_dir: Path,
+    catalog: list[CatalogEntry],
+    hub: HubServer,
+    quants: dict,
+) -> None:
+    # A family of its own (the starter's is another), chosen with "Auto", not installed:
+    # the first-run offer proposes Auto's pick.
+    catalog = [
+        replace(e, family="smollm2-more", name="SmolLM2 (more)") if e.quantization != "Q4_1" else e
+        for e in catalog
+    ]
+    (data_dir / "config").mkdir(parents=True)
+    (data_dir / "config" / "settings.json").write_text(
+        json.dumps({"version": 1, "values": {"model.family": "smollm2-more"}})
+    )
+    hearth = launch(data_dir, catalog=catalog, hub_endpoint=hub.endpoint)
+    bar = hearth.models.bar
+    assert "Q8_0" in bar.label.text()  # the first-run offer: Auto's pick (not installed)
+    dialog = open_model_page(qtbot, hearth)
+    hub.flip_byte(1000)  # the first download arrives damaged
+    with qtbot.waitSignal(hearth.models.download_ended, timeout=REPLY_TIMEOUT_MS) as ended:
+        choose(qtbot, dialog, "Q4_0")
+    assert ended.args == ["failed"]
+    assert "damaged" in bar.label.text() and "Q4_0" in bar.label.text()
+    assert bar.download_button.text() == "Try again"
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+        qtbot.mouseClick(bar.download_button, Qt.MouseButton.LeftButton)
+    assert done.args == [True]
+    saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
+    assert (saved["model.family"], saved["model.quant"]) == ("smollm2-more", "Q4_0")
+
+
+def test_enter_on_a_quantization_uses_it(
+    qtbot: QtBot, launch: Launch, data_dir: Path, catalog: list[CatalogEntry], quants: dict
+) -> None:
+    install(data_dir, quants["Q8_0"])
+    hearth = launch(data_dir, catalog=catalog)
+    dialog = open_model_page(qtbot, hearth)
+    for i in range(dialog.quants.topLevelItemCount()):
+        item = dialog.quants.topLevelItem(i)
+        if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == "Q8_0":
+            dialog.quants.setCurrentItem(item)
+    dialog.quants.setFocus()
+    with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
+        qtbot.keyClick(dialog.quants, Qt.Key.Key_Return)
+    assert done.args == [True]
+    assert hearth.controller.model_info.quantization == "Q8_0"  # type: ignore[union-attr]

@@ -204,3 +204,14 @@ def test_automatic_fields_show_what_hearth_chose(
     temperature = dialog.editors["generation.temperature"]
     assert temperature.current() is None  # still "Model default"...
     assert temperature.widget.value() == 0.3  # ...which is the starter's recommended 0.3
+
+
+def test_tab_leaves_the_system_prompt_field(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
+    hearth = launch(data_dir)
+    dialog = open_settings(qtbot, hearth)
+    dialog.pages.setCurrentRow(1)  # Generation
+    prompt = dialog.editors["generation.system_prompt"].widget
+    prompt.setFocus()
+    qtbot.keyClick(prompt, Qt.Key.Key_Tab)
+    assert not prompt.hasFocus()
+    assert hearth.settings["generation.system_prompt"] == ""  # no tab typed into it
