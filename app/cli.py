@@ -96,7 +96,9 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     chat = sub.add_parser("chat", help="send one message and stream the reply to stdout")
     chat.add_argument("prompt", type=_prompt, help="the message to send")
-    chat.add_argument("--model", help="a GGUF file (default: the starter model)")
+    chat.add_argument(
+        "--model", help="a GGUF file (default: the model chosen in Settings, else the starter)"
+    )
     chat.add_argument(
         "--max-tokens",
         type=bounded("generation.max_tokens", int, 1),
