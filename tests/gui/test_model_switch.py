@@ -126,15 +126,19 @@ def open_model_page(qtbot: QtBot, hearth: HearthApp) -> SettingsDialog:
     return dialog
 
 
-def choose(qtbot: QtBot, dialog: SettingsDialog, quant: str) -> None:
-    """Select ``quant`` in the list and press the button under it."""
+def select(dialog: SettingsDialog, quant: str) -> None:
+    """Select ``quant`` (a quantization, or a file's path) in the list."""
     for i in range(dialog.quants.topLevelItemCount()):
         item = dialog.quants.topLevelItem(i)
         if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == quant:
             dialog.quants.setCurrentItem(item)
-            break
-    else:
-        raise AssertionError(f"{quant} is not in the list")
+            return
+    raise AssertionError(f"{quant} is not in the list")
+
+
+def choose(qtbot: QtBot, dialog: SettingsDialog, quant: str) -> None:
+    """Select ``quant`` in the list and press the button under it."""
+    select(dialog, quant)
     qtbot.mouseClick(dialog.use_quant, Qt.MouseButton.LeftButton)
 
 
@@ -420,12 +424,7 @@ def test_import_a_file_of_ones_own_use_it_and_delete_it(
         choose(qtbot, dialog, "Q4_1")
     dialog.family_combo.setCurrentIndex(dialog.family_combo.findData("files"))
     dialog.family_combo.activated.emit(dialog.family_combo.currentIndex())
-    choose_row = [
-        dialog.quants.topLevelItem(i)
-        for i in range(dialog.quants.topLevelItemCount())
-        if dialog.quants.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole) == str(copied)  # type: ignore[union-attr]
-    ]
-    dialog.quants.setCurrentItem(choose_row[0])
+    select(dialog, str(copied))
     assert dialog.delete_quant.isEnabled()
     seen = answer_next_dialog(qtbot, "Delete")
     qtbot.mouseClick(dialog.delete_quant, Qt.MouseButton.LeftButton)
@@ -474,10 +473,7 @@ def test_enter_on_a_quantization_uses_it(
     install(data_dir, quants["Q8_0"])
     hearth = launch(data_dir, catalog=catalog)
     dialog = open_model_page(qtbot, hearth)
-    for i in range(dialog.quants.topLevelItemCount()):
-        item = dialog.quants.topLevelItem(i)
-        if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == "Q8_0":
-            dialog.quants.setCurrentItem(item)
+    select(dialog, "Q8_0")
     dialog.quants.setFocus()
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         qtbot.keyClick(dialog.quants, Qt.Key.Key_Return)
