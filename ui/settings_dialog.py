@@ -232,7 +232,7 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("settings_dialog")
         self.setWindowTitle("Settings")
-        self.resize(760, 560)
+        self.resize(860, 600)
         self._estimate = estimate
         self.editors: dict[str, SettingEditor] = {}
         self.pages = QListWidget()
@@ -448,10 +448,12 @@ class SettingsDialog(QDialog):
         keep = selected.data(0, Qt.ItemDataRole.UserRole) if selected is not None else None
         self.quants.clear()
         best = next((r.label or r.name for r in rows if r.recommended), "")
-        auto_text = "Auto (recommended for this computer)" + (f": {best}" if best else "")
+        auto_text = "Auto" + (f": {best}" if best else "")  # (the tooltip says what Auto is)
         auto = QTreeWidgetItem([auto_text, "", "", "", ""])
         auto.setData(0, Qt.ItemDataRole.UserRole, AUTO_QUANT)
-        auto.setToolTip(0, f"The best {family_name or 'model'} file that fits this computer.")
+        auto.setToolTip(
+            0, f"Recommended for this computer: the best {family_name or 'model'} file that fits."
+        )
         if with_auto:
             self.quants.addTopLevelItem(auto)
         for row in rows:
