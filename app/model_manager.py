@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,7 +97,6 @@ class ModelManager(QObject):
         self.settings = settings
         self.chat = chat
         self.paths = paths
-        self.models_dir = paths.models_dir
         self.catalog = catalog if catalog is not None else load_catalog()
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self._tokens = tokens
@@ -135,6 +133,10 @@ class ModelManager(QObject):
 
             self._tokens = TokenStore()
         return self._tokens
+
+    @property
+    def models_dir(self) -> Path:
+        return self.paths.models_dir
 
     def families(self) -> list[tuple[str, str]]:
         """(family id, name), biggest model first."""
@@ -584,5 +586,4 @@ class ModelManager(QObject):
             self.page.dialog.download_label.setText(text)
 
     def _ask(self, title: str, text: str, action: str) -> bool:
-        ask: Callable[[str, str, str, str], bool] = self.chat.window.confirm
-        return ask(title, text, "", action)
+        return self.chat.window.confirm(title, text, "", action)

@@ -335,9 +335,7 @@ class ModelPage(QObject):
         default = (self.m.paths.data_dir / "models").resolve()
         self.m.settings.set("storage.models_dir", "" if new == default else str(new))
         self.m.paths = self.m.paths.with_models_dir(None if new == default else new)
-        self.m.models_dir = new
-        # Where the engine installs the starter model from now on (read only on a load).
-        self.m.chat.engine.worker._models_dir = new
+        self.m.chat.engine.worker.set_models_dir(new)
         path = Path(self.m.chat.model_path) if self.m.chat.model_path else None
         if path is not None and path.resolve().parent == old:
             self.m.chat.model_path = str(new / path.name)

@@ -143,6 +143,11 @@ class EngineWorker(QObject):
         log.info("loaded %s (%s, %s)", info.name, info.architecture, info.quantization)
         self.model_loaded.emit(info)
 
+    def set_models_dir(self, folder: Path) -> None:
+        """Where the starter model is installed from now on (the folder was moved).
+        Read only when a load starts, on this thread; a Path is replaced atomically."""
+        self._models_dir = folder
+
     @Slot(int, object)
     def generate(self, request_id: int, request: ReplyRequest) -> None:
         session = self._session

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,9 @@ from engine.library import model_rows
 from engine.memory import GIB, HardwareInfo
 from engine.models import load_catalog, resources_dir
 from tests.hubserver import HubServer
+from tests.integration.conftest import CHUNK, FILE, REPO, SIZE
 
-REPO = "unsloth/Qwen3.5-9B-GGUF"
 ID = "qwen3.5-9b-q4_k_m"
-FILE = "Qwen3.5-9B-Q4_K_M.gguf"
-SIZE = 6 * 1024 * 1024 + 12345
-CHUNK = 1 << 20
 STARTER = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HEARTH = Path(sys.executable).parent / "hearth"
 
@@ -157,18 +153,6 @@ def test_importing_a_bad_file_is_one_sentence(
 
 
 # -- hearth pull -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def payload() -> bytes:
-    return os.urandom(SIZE)
-
-
-@pytest.fixture
-def hub(payload: bytes) -> Iterator[HubServer]:
-    with HubServer() as server:
-        server.add_file(REPO, FILE, payload)
-        yield server
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import sys
 import textwrap
 import time
 from collections import namedtuple
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,25 +27,10 @@ from engine.errors import DownloadError, KnownError
 from engine.models import CatalogEntry, catalog_entry, installed_path, sha256_file
 from engine.types import DownloadProgress, DownloadState
 from tests.hubserver import HubServer
+from tests.integration.conftest import CHUNK, FILE, REPO, SIZE
 
-REPO = "unsloth/Qwen3.5-9B-GGUF"
-FILE = "Qwen3.5-9B-Q4_K_M.gguf"
-SIZE = 6 * 1024 * 1024 + 12345  # not a multiple of the 1 MiB read size
-CHUNK = 1 << 20
 FAST = RetryPolicy(attempts=3, first_delay_s=0.01)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def payload() -> bytes:
-    return os.urandom(SIZE)
-
-
-@pytest.fixture
-def hub(payload: bytes) -> Iterator[HubServer]:
-    with HubServer() as server:
-        server.add_file(REPO, FILE, payload)
-        yield server
 
 
 @pytest.fixture

@@ -162,7 +162,7 @@ def step_switch_model(ctx: Context) -> None:
 
     import llama_cpp
 
-    from app.model_manager import LOCAL_FILES
+    from app.model_jobs import LOCAL_FILES
 
     hearth = ctx.hearth
     source = Path(hearth.controller.model_info.path)

@@ -1,0 +1,28 @@
+"""What the download tests share: one model file, served the way the Hub serves it by
+a Hub-protocol server on 127.0.0.1 (the real Hub cannot be reached here)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.hubserver import HubServer
+
+REPO = "unsloth/Qwen3.5-9B-GGUF"
+FILE = "Qwen3.5-9B-Q4_K_M.gguf"
+SIZE = 6 * 1024 * 1024 + 12345  # not a multiple of the 1 MiB read size
+CHUNK = 1 << 20  # engine.download reads (and so resumes) in whole MiB
+
+
+@pytest.fixture(scope="module")
+def payload() -> bytes:
+    return os.urandom(SIZE)
+
+
+@pytest.fixture
+def hub(payload: bytes) -> Iterator[HubServer]:
+    with HubServer() as server:
+        server.add_file(REPO, FILE, payload)
+        yield server
