@@ -196,7 +196,7 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
             print(f"hearth: there is no conversation {args.conversation}.", file=sys.stderr)
             return 2
     model = Path(args.model) if args.model else _chosen_model(paths)
-    # Loaded before anything is saved: a bad file (checked by engine.gguf_validate before
+    # Loaded before anything is saved: a bad file (checked by engine.gguf.validate before
     # llama.cpp sees it) gets its sentence and leaves no empty conversation behind.
     session = ChatSession(model, EngineOptions())
     stop = threading.Event()

@@ -30,15 +30,15 @@ from app.model_jobs import LOCAL_FILES, DownloadJob, duration, gb, label, progre
 from app.model_page import ModelPage
 from app.paths import AppPaths
 from engine.errors import KnownError
-from engine.gguf_header import GGUFError, read_gguf_arch
-from engine.gguf_validate import validate_gguf
+from engine.gguf.arch import ModelArch
+from engine.gguf.header import GGUFError, read_gguf_arch
+from engine.gguf.validate import validate_gguf
 from engine.hardware import probe
 from engine.hf_cache import find_in_hf_cache
 from engine.library import partial_download_bytes
 from engine.memory import (
     FitBadge,
     HardwareInfo,
-    ModelArch,
     check_fit,
     choose_context,
     estimate_for_options,

@@ -17,8 +17,8 @@ from PySide6.QtCore import QObject, Slot
 
 from app.model_jobs import BADGE_TEXT, LOCAL_FILES, MoveJob, gb, label
 from engine.errors import KnownError
-from engine.gguf_header import GGUFError, read_gguf_arch
-from engine.gguf_validate import validate_gguf
+from engine.gguf.header import GGUFError, read_gguf_arch
+from engine.gguf.validate import validate_gguf
 from engine.library import (
     InstalledModel,
     delete_model,

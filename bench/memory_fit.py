@@ -187,7 +187,7 @@ def grid(quick: bool) -> list[tuple[int, bool, str, bool]]:
 
 def table(*, quick: bool, dump: Path | None, replay: Path | None) -> None:
     """Measure (or replay saved measurements) and print the estimate-vs-measured table."""
-    from engine.gguf_header import read_gguf_arch
+    from engine.gguf.header import read_gguf_arch
     from engine.memory import estimate_memory
 
     paths = model_paths()

@@ -34,7 +34,7 @@ from huggingface_hub.errors import HfHubHTTPError
 # Documented as public, but not re-exported in a way mypy sees.
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
-from engine.gguf_header import GGUFError, arch_from_header, read_gguf_header
+from engine.gguf.header import GGUFError, arch_from_header, read_gguf_header
 from engine.models import resources_dir
 
 log = logging.getLogger("catalog_refresh")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from engine.gguf_header import read_gguf_arch
+from engine.gguf.header import read_gguf_arch
 from engine.memory import FitCheck, HardwareInfo, check_fit, estimate_for_options
 from engine.types import EngineOptions
 

@@ -8,7 +8,7 @@ are ``engine.download``). The GUI's Models page and ``hearth models`` /
   shows it (estimate, badge, recommended, installed, found in the HF cache),
   fast enough to call on every refresh: nothing is hashed;
 - ``installed_models`` / ``import_gguf`` / ``delete_model``: the library
-  (a file is checked by ``engine.gguf_validate`` before it is copied);
+  (a file is checked by ``engine.gguf.validate`` before it is copied);
 - ``adopt_from_cache``: a GGUF another tool already downloaded into the
   standard Hugging Face cache (found by ``engine.hf_cache``) is used instead of
   downloading it again (hard-linked when possible, always re-verified).
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelInstallError
-from engine.gguf_validate import BadModelFile, GGUFInfo, validate_gguf
+from engine.gguf.validate import BadModelFile, GGUFInfo, validate_gguf
 from engine.hf_cache import CachedFile, find_in_hf_cache, scan_hf_cache
 from engine.memory import FitBadge, HardwareInfo, QuantFit, rank_quants
 from engine.models import (

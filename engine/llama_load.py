@@ -1,6 +1,6 @@
 """Loading a GGUF file into llama-cpp-python, and llama.cpp's log.
 
-A file is checked by ``engine.gguf_validate`` before llama.cpp sees it, so a
+A file is checked by ``engine.gguf.validate`` before llama.cpp sees it, so a
 truncated, non-GGUF or unsupported-architecture file gets the validator's
 sentence (llama.cpp would only say "failed to load model"). Everything here
 turns llama.cpp's remaining ways of failing (a NULL model, a line in its log, an
@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import llama_cpp
 
 from engine.errors import ModelLoadError
-from engine.gguf_validate import BadModelFile, GGUFInfo, validate_gguf
+from engine.gguf.validate import BadModelFile, GGUFInfo, validate_gguf
 from engine.types import EngineOptions
 
 __all__ = [

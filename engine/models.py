@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import CatalogError, ModelInstallError
-from engine.memory import ModelArch
+from engine.gguf.arch import ModelArch
 from engine.types import SamplingParams
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""engine.library, engine.gguf_validate and engine.hf_cache on real GGUF files: the starter
+"""engine.library, engine.gguf.validate and engine.hf_cache on real GGUF files: the starter
 model, damaged copies of it, GGUFs written with the ``gguf`` package, and a Hugging Face
 cache laid out in tmp (``HF_HUB_CACHE``).
 
@@ -24,7 +24,7 @@ import pytest
 
 from engine.download import partial_path
 from engine.errors import KnownError, ModelInstallError
-from engine.gguf_validate import (
+from engine.gguf.validate import (
     NOT_FOR_CHAT,
     SUPPORTED_ARCHITECTURES,
     DamagedModelFile,
@@ -166,7 +166,7 @@ def test_a_small_valid_gguf_written_by_the_gguf_package(tmp_path: Path) -> None:
 def test_the_architecture_list_matches_this_llama_cpp_build() -> None:
     """Every name Hearth accepts is an architecture name compiled into the libllama it runs.
 
-    (The list itself comes from llama.cpp's source: see engine/gguf_validate.py.)
+    (The list itself comes from llama.cpp's source: see engine/gguf/validate.py.)
     """
     import llama_cpp
 

@@ -19,7 +19,7 @@ import gguf
 import numpy as np
 import pytest
 
-from engine.gguf_header import GGUFError, read_gguf_arch, read_gguf_header
+from engine.gguf.header import GGUFError, read_gguf_arch, read_gguf_header
 from engine.memory import (
     GIB,
     MIN_CONTEXT,

@@ -12,7 +12,7 @@ import pytest
 
 from engine import session as session_module
 from engine.errors import ContextFullError, ModelLoadError
-from engine.gguf_validate import DamagedModelFile, validate_gguf
+from engine.gguf.validate import DamagedModelFile, validate_gguf
 from engine.llama_load import (
     _cpu_list,
     _performance_cores,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.memory import ModelArch
+from engine.gguf.arch import ModelArch
 
 __all__ = ["GGUFError", "GGUFHeader", "arch_from_header", "read_gguf_arch", "read_gguf_header"]
 
@@ -112,7 +112,7 @@ class GGUFHeader:
         return sum(self._bytes(t) for t in self._loaded(skip_layers_from))
 
 
-class _Cursor:
+class Cursor:
     def __init__(self, buf: mmap.mmap) -> None:
         self.buf = buf
         self.pos = 0
@@ -154,7 +154,7 @@ class _Cursor:
         raise GGUFError(f"unknown metadata value type {kind}")
 
 
-def _read(cur: _Cursor) -> GGUFHeader:
+def read_header(cur: Cursor) -> GGUFHeader:
     if bytes(cur.buf[:4]) != _MAGIC:
         raise GGUFError("not a GGUF file (wrong magic bytes)")
     cur.pos = 4
@@ -202,7 +202,7 @@ def read_gguf_header(path: Path) -> GGUFHeader:
         except ValueError as exc:  # an empty file cannot be mapped
             raise GGUFError("the file is empty") from exc
         with buf:
-            return _read(_Cursor(buf))
+            return read_header(Cursor(buf))
 
 
 # -- the estimator's view ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelInstallError
-from engine.gguf_header import GGUFError, GGUFHeader, _Cursor, _read
+from engine.gguf.header import Cursor, GGUFError, GGUFHeader, read_header
 
 __all__ = [
     "NOT_FOR_CHAT",
@@ -125,7 +125,7 @@ def _quantization(file_type: object) -> str:
 def _data_needed(header: GGUFHeader, header_end: int, raw: mmap.mmap) -> int:
     """Bytes the file must have for every tensor's data (llama.cpp refuses a shorter file).
 
-    ``engine.gguf_header`` keeps no tensor offsets, so they are read here from the
+    ``engine.gguf.header`` keeps no tensor offsets, so they are read here from the
     tensor-info records, which end at ``header_end``: name, n_dims, dims, type, offset.
     """
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -191,8 +191,8 @@ def validate_gguf(path: Path) -> GGUFInfo:
     )
     try:
         with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            cursor = _Cursor(buf)
-            header = _read(cursor)
+            cursor = Cursor(buf)
+            header = read_header(cursor)
             needed = _data_needed(header, cursor.pos, buf)
     except (GGUFError, struct.error, UnicodeError, ValueError) as exc:
         raise DamagedModelFile(damaged, detail=str(exc)) from exc

@@ -1,0 +1,1 @@
+"""Reading GGUF files: headers, validation, architecture (a leaf: no llama.cpp, no catalog)."""
