@@ -182,7 +182,7 @@ def _chosen_model(paths: AppPaths) -> Path:
 
 
 def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
-    from engine.session import ChatSession
+    from engine.inference.session import ChatSession
     from engine.store import ChatStore, ReplyRecorder
 
     assert isinstance(store, ChatStore)

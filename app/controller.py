@@ -18,7 +18,7 @@ from PySide6.QtGui import QGuiApplication
 from app.history_actions import HistoryActions
 from app.storage import title_from
 from app.worker import EngineThread, ReplyRequest
-from engine.context import ContextUsage
+from engine.inference.context import ContextUsage
 from engine.store import ChatStore, ReplyRecorder
 from engine.types import (
     Conversation,

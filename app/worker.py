@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
-from engine.context import ContextUsage, drop_oldest_turns
+from engine.inference.context import ContextUsage, drop_oldest_turns
 from engine.errors import ContextFullError, KnownError
 from engine.types import (
     EngineOptions,
@@ -109,7 +109,7 @@ class EngineWorker(QObject):
         self._usage: ContextUsage | None = None  # the last reply's prompt, for the meter
         self._stop = stop_event
         self._models_dir = models_dir
-        self._session: object | None = None  # engine.session.ChatSession, imported lazily
+        self._session: object | None = None  # engine.inference.session.ChatSession, imported lazily
         self._supports_thinking_kw = False
 
     @Slot(str, object)
@@ -119,7 +119,7 @@ class EngineWorker(QObject):
         self._close_session()
         try:
             from engine.models import catalog_entry_for, install_starter_model
-            from engine.session import ChatSession
+            from engine.inference.session import ChatSession
 
             model_path = Path(path) if path else install_starter_model(self._models_dir)
             session = ChatSession(model_path, options)

@@ -9,7 +9,7 @@ so drift in machine load hits both sides alike. Prints medians and hearth/bare.
         [--overhead] [--thinking-split]
 
 ``--thinking-split`` also times what splitting a reply into thinking and answer
-(engine.thinking) adds per token, on the model's own tokens and pieces.
+(engine.inference.thinking) adds per token, on the model's own tokens and pieces.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp
 
-from engine.detok import Detokenizer
-from engine.llama_load import llama_load_kwargs, physical_cores
-from engine.session import ChatSession
-from engine.thinking import ThinkingSplitter
+from engine.inference.detok import Detokenizer
+from engine.inference.loader import llama_load_kwargs, physical_cores
+from engine.inference.session import ChatSession
+from engine.inference.thinking import ThinkingSplitter
 from engine.types import EngineOptions, Message, ReplyDone, SamplingParams, TextDelta, ThinkingDelta
 
 PROMPT = (

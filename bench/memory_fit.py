@@ -69,7 +69,7 @@ def measure(model: Path, n_ctx: int, *, flash_attn: bool, kv: str, mmap: bool) -
     import llama_cpp
     import numpy as np
 
-    from engine.llama_load import install_log_bridge, llama_load_kwargs
+    from engine.inference.loader import install_log_bridge, llama_load_kwargs
     from engine.types import EngineOptions
 
     buffers: dict[str, float] = {}

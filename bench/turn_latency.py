@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp
 
-from engine.session import ChatSession
+from engine.inference.session import ChatSession
 from engine.types import (
     EngineOptions,
     GenerationStats,

@@ -16,7 +16,7 @@ touches* for one chat of ``n_ctx`` tokens, filled to the end:
   mask; activations that grow with ubatch, feed-forward and embedding width;
   the output row of logits;
 - checkpoints: hybrid models keep copies of their recurrent state at turn
-  boundaries (engine.checkpoints), bounded by ``EngineOptions.checkpoint_mib``;
+  boundaries (engine.inference.checkpoints), bounded by ``EngineOptions.checkpoint_mib``;
 - overhead: the tokenizer's tables (they grow with vocabulary and BPE merges),
   the graph scheduler's tables (they grow with the graph's node budget, which
   llama.cpp sets 10x higher for delta-net hybrids) and the runtime's fixed cost.

@@ -4,7 +4,7 @@
 sentence for a file that is not GGUF, a GGUF version llama.cpp does not read, a
 damaged or truncated file, or an architecture this llama.cpp build cannot run (or
 cannot chat with), so such a file never reaches llama.cpp's loader (which would only
-say "failed to load model"). ``engine.llama_load`` calls it before every load; the
+say "failed to load model"). ``engine.inference.loader`` calls it before every load; the
 model manager and ``hearth import`` call it before copying anything.
 """
 

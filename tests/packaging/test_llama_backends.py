@@ -1,4 +1,4 @@
-"""engine.llama_load.load_backends: registering llama.cpp's backends before the first load.
+"""engine.inference.loader.load_backends: registering llama.cpp's backends before the first load.
 
 The shipped llama.cpp (GGML_BACKEND_DL, packaging/llama-build.md) registers no
 backend until asked; the dev venv's has the CPU backend linked in. These tests
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import llama_load
+from engine.inference import loader as llama_load
 from engine.errors import KnownError, ModelLoadError
-from engine.llama_load import _GgmlRegistry, backend_folders, load_backends, load_llama
+from engine.inference.loader import _GgmlRegistry, backend_folders, load_backends, load_llama
 from engine.types import EngineOptions
 
 
@@ -66,7 +66,7 @@ def test_dev_build_has_its_backend_linked_in_and_is_left_alone(
     spy = SpyRegistry()
     before = spy.count()
     assert before >= 1, "the dev venv's llama.cpp is expected to have the CPU backend linked in"
-    with caplog.at_level(logging.INFO, logger="engine.llama_load"):
+    with caplog.at_level(logging.INFO, logger="engine.inference.loader"):
         assert load_backends(spy) == before
     assert spy.loaded_from == []  # not even an attempt: nothing to load, nothing to break
     assert spy.count() == before
@@ -88,7 +88,7 @@ def test_a_dl_build_loads_from_the_first_folder_that_has_backends(
     assert frozen.name == "lib" and frozen.parent.name == "llama_cpp"
     assert pip_installed.name == "bin"
     fake = FakeRegistry(backends_in=frozen)
-    with caplog.at_level(logging.INFO, logger="engine.llama_load"):
+    with caplog.at_level(logging.INFO, logger="engine.inference.loader"):
         assert load_backends(fake) == 1
     assert fake.loaded_from == [frozen]  # found there: the pip folder is not tried
     assert "llama.cpp backends (loaded): CPU" in caplog.text

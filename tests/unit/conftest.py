@@ -18,7 +18,7 @@ from engine.types import EngineOptions
 if TYPE_CHECKING:
     # Imported inside the fixtures: the store and GUI unit tests in this folder
     # must not need llama.cpp built to be collected.
-    from engine.session import ChatSession
+    from engine.inference.session import ChatSession
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -69,7 +69,7 @@ def qwen35_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def qwen35_session(qwen35_model_path: Path) -> Iterator[ChatSession]:
     """The qwen35 fixture loaded once, for tests that do not care about its history."""
-    from engine.session import ChatSession
+    from engine.inference.session import ChatSession
 
     session = ChatSession(qwen35_model_path, EngineOptions(n_ctx=4096))
     yield session
@@ -79,7 +79,7 @@ def qwen35_session(qwen35_model_path: Path) -> Iterator[ChatSession]:
 @pytest.fixture(scope="session")
 def smol_session(starter_model_path: Path) -> Iterator[ChatSession]:
     """One loaded SmolLM2 shared by the tests: loading per test would dominate the run."""
-    from engine.session import ChatSession
+    from engine.inference.session import ChatSession
 
     session = ChatSession(starter_model_path, EngineOptions(n_ctx=2048))
     yield session
@@ -88,7 +88,7 @@ def smol_session(starter_model_path: Path) -> Iterator[ChatSession]:
 
 @pytest.fixture(scope="session")
 def gemma_session(gemma_model_path: Path) -> Iterator[ChatSession]:
-    from engine.session import ChatSession
+    from engine.inference.session import ChatSession
 
     session = ChatSession(gemma_model_path, EngineOptions(n_ctx=2048))
     yield session

@@ -8,7 +8,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from engine.chat_template import (
+from engine.inference.chat_template import (
     ChatTemplate,
     PromptBuilder,
     choose_template,
@@ -16,7 +16,7 @@ from engine.chat_template import (
     render_conversation,
 )
 from engine.errors import GenerationError
-from engine.session import ChatSession
+from engine.inference.session import ChatSession
 from engine.types import Message
 
 CHAT = [

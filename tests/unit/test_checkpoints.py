@@ -1,4 +1,4 @@
-"""Recurrent-state checkpoints and the token-prefix bookkeeping (engine.checkpoints)."""
+"""Recurrent-state checkpoints and the token-prefix bookkeeping (engine.inference.checkpoints)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from engine.checkpoints import CheckpointStore, common_prefix
-from engine.session import ChatSession
+from engine.inference.checkpoints import CheckpointStore, common_prefix
+from engine.inference.session import ChatSession
 from engine.types import EngineOptions
 
 

@@ -1,4 +1,4 @@
-"""The context meter's numbers and dropping the oldest turns (engine.context)."""
+"""The context meter's numbers and dropping the oldest turns (engine.inference.context)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from engine.context import ContextUsage, drop_oldest_turns, reply_budget
+from engine.inference.context import ContextUsage, drop_oldest_turns, reply_budget
 from engine.errors import ContextFullError
-from engine.session import ChatSession
+from engine.inference.session import ChatSession
 from engine.types import Message, SamplingParams
 
 SYSTEM = Message("system", "You are terse.")

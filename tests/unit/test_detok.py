@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.detok import Detokenizer, piece_function
-from engine.session import ChatSession
+from engine.inference.detok import Detokenizer, piece_function
+from engine.inference.session import ChatSession
 
 MULTIBYTE = "Grüße, 日本語 and 🙂🎉"
 

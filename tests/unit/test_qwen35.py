@@ -21,9 +21,9 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from engine.checkpoints import common_prefix
-from engine.llama_load import gguf_context_length
-from engine.session import ChatSession
+from engine.inference.checkpoints import common_prefix
+from engine.inference.loader import gguf_context_length
+from engine.inference.session import ChatSession
 from engine.types import (
     EngineOptions,
     Event,

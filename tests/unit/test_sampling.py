@@ -1,4 +1,4 @@
-"""Per-model sampling defaults (engine.sampling), on real models where a model matters."""
+"""Per-model sampling defaults (engine.inference.sampling), on real models where a model matters."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.sampling import QWEN35_INSTRUCT, QWEN35_THINKING, default_sampling
-from engine.session import ChatSession
+from engine.inference.sampling import QWEN35_INSTRUCT, QWEN35_THINKING, default_sampling
+from engine.inference.session import ChatSession
 from engine.types import EngineOptions, Message, SamplingParams, TextDelta
 from tests.fixtures.qwen35 import build_qwen35_gguf
 

@@ -10,17 +10,17 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from engine import session as session_module
+from engine.inference import session as session_module
 from engine.errors import ContextFullError, ModelLoadError
 from engine.gguf.validate import DamagedModelFile, validate_gguf
-from engine.llama_load import (
+from engine.inference.loader import (
     _cpu_list,
     _performance_cores,
     gguf_context_length,
     physical_cores,
     quantization_name,
 )
-from engine.session import ChatSession
+from engine.inference.session import ChatSession
 from engine.types import (
     EngineOptions,
     Event,

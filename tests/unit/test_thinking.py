@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 
-from engine.chat_template import ChatTemplate, choose_template, render
-from engine.detok import Detokenizer
-from engine.session import ChatSession
-from engine.thinking import ThinkingSplitter, prompt_opens_thinking, thinking_support
+from engine.inference.chat_template import ChatTemplate, choose_template, render
+from engine.inference.detok import Detokenizer
+from engine.inference.session import ChatSession
+from engine.inference.thinking import ThinkingSplitter, prompt_opens_thinking, thinking_support
 from engine.types import Message
 from tests.fixtures.qwen35 import TEMPLATE_PATH
 

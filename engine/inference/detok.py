@@ -34,7 +34,7 @@ def piece_function(
     32-byte buffer, NUL padding included, and allocates a new buffer per call.
     ``special=False`` renders control tokens (``<|im_end|>``) as nothing.
     """
-    import llama_cpp  # imported here so engine.detok stays importable without it
+    import llama_cpp  # imported here so engine.inference.detok stays importable without it
 
     to_piece = llama_cpp.llama_token_to_piece
     size = max(1, buffer_size)

@@ -2,7 +2,7 @@
 
 It renders the conversation with the model's chat template (``enable_thinking``
 always passed explicitly), reuses the already-evaluated prefix of the context
-(``engine.checkpoints``: KV truncation, or recurrent-state checkpoints for hybrid
+(``engine.inference.checkpoints``: KV truncation, or recurrent-state checkpoints for hybrid
 models such as Qwen3.5), and runs a lean token loop that does per token only
 what ``Llama.generate`` does (sample, one-token decode) plus an O(1) incremental
 detokenize and, while the model thinks, the thinking/answer split. It is not
@@ -22,18 +22,18 @@ from typing import Any, cast
 
 import llama_cpp
 
-from engine.chat_template import PromptBuilder, choose_template
-from engine.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
-from engine.context import ContextUsage, reply_budget
-from engine.detok import Detokenizer, piece_function
+from engine.inference.chat_template import PromptBuilder, choose_template
+from engine.inference.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
+from engine.inference.context import ContextUsage, reply_budget
+from engine.inference.detok import Detokenizer, piece_function
 from engine.errors import ContextFullError
-from engine.llama_load import (
+from engine.inference.loader import (
     install_log_bridge,
     load_llama,
     quantization_name,
 )
-from engine.sampling import default_sampling, make_sampler
-from engine.thinking import (
+from engine.inference.sampling import default_sampling, make_sampler
+from engine.inference.thinking import (
     THINK_CLOSE,
     THINK_OPEN,
     ThinkingSplitter,
@@ -181,7 +181,7 @@ class ChatSession:
 
     def default_sampling(self, thinking: bool | None = None) -> SamplingParams:
         """This model's sampling defaults for a chat with thinking on or off
-        (``None``: the model's default); see ``engine.sampling``."""
+        (``None``: the model's default); see ``engine.inference.sampling``."""
         from engine.models import catalog_entry_for
 
         entry = catalog_entry_for(self._path)

@@ -39,7 +39,7 @@ from typing import Any
 import llama_cpp
 
 from engine.errors import GenerationError
-from engine.llama_load import log_state, recent_problems
+from engine.inference.loader import log_state, recent_problems
 from engine.types import Message
 
 __all__ = [

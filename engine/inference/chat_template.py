@@ -24,7 +24,7 @@ import jinja2.ext
 import jinja2.sandbox
 
 from engine.errors import GenerationError
-from engine.thinking import THINK_OPEN, prompt_opens_thinking, thinking_support
+from engine.inference.thinking import THINK_OPEN, prompt_opens_thinking, thinking_support
 from engine.types import Message
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Everything that touches llama.cpp: one model, one context, on one thread."""
