@@ -9,7 +9,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from engine.errors import StoreError
-from engine.store import ChatStore
+from engine.history.store import ChatStore
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class IdleIndexer(QObject):
     each other with 0-ms timers (queued input and paints go first) until the queue
     is empty; then a look every ``POLL_MS`` (a few µs) picks up what later edits
     or imports queue. A CJK search never waits for this: it reads what is still
-    queued (engine.search).
+    queued (engine.history.search).
     """
 
     sliced = Signal(int)  # after each slice that indexed: how many are still queued

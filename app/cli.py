@@ -15,19 +15,11 @@ from pathlib import Path
 from typing import TextIO
 
 from app.paths import AppPaths
-from app.storage import open_store, title_from
+from engine.history.opening import open_store
+from engine.history.turns import title_from
 from engine.errors import KnownError
-from engine.types import (
-    EngineOptions,
-    FinishReason,
-    GenerationStats,
-    Message,
-    MessageStatus,
-    ReplyDone,
-    SamplingParams,
-    TextDelta,
-    ThinkingDelta,
-)
+from engine.types import EngineOptions, FinishReason, GenerationStats, Message, ReplyDone, SamplingParams, TextDelta, ThinkingDelta
+from engine.history.types import MessageStatus
 
 _STATUS = {
     FinishReason.STOP: MessageStatus.COMPLETE,
@@ -183,7 +175,8 @@ def _chosen_model(paths: AppPaths) -> Path:
 
 def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
     from engine.inference.session import ChatSession
-    from engine.store import ChatStore, ReplyRecorder
+    from engine.history.recorder import ReplyRecorder
+    from engine.history.store import ChatStore
 
     assert isinstance(store, ChatStore)
     if not args.prompt.strip():  # the parser refuses it too; nothing is saved either way

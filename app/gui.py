@@ -24,7 +24,7 @@ from app.model_manager import ModelManager
 from app.paths import APP_NAME, AppPaths
 from app.settings_controller import SettingsController, engine_options
 from app.single_instance import AlreadyRunningError, InstanceGuard
-from app.storage import open_store
+from engine.history.opening import open_store
 from app.version import __version__
 from app.worker import EngineThread
 from engine.errors import KnownError, StoreError

@@ -58,7 +58,7 @@ class HistoryActions(QObject):
 
     @Slot(object, str, str)
     def _on_export_requested(self, conv_id: int | None, fmt: str, path: str) -> None:
-        from engine.export import json_chunks, markdown_chunks, write_export
+        from engine.history.export import json_chunks, markdown_chunks, write_export
 
         ids = None if conv_id is None else [conv_id]
         chunks = (
@@ -75,7 +75,7 @@ class HistoryActions(QObject):
 
     @Slot(str)
     def _on_import_requested(self, path: str) -> None:
-        from engine.export import import_json
+        from engine.history.export import import_json
 
         try:
             ids = import_json(self.chat.store, Path(path).read_bytes())

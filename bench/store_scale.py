@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.store import ChatStore  # noqa: E402
+from engine.history.store import ChatStore  # noqa: E402
 
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"] + ["qu", "sh", "th", "ch"]
 LONG_CHAT_MESSAGES = 500
@@ -210,7 +210,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 from app.gui import HearthApp
 from app.paths import resolve_paths
-from engine.store import ChatStore
+from engine.history.store import ChatStore
 page = int(os.environ.get("HEARTH_BENCH_PAGE", "0"))
 if page:  # what a window that loads the list page by page would pay at start
     whole = ChatStore.list_conversations
@@ -364,7 +364,7 @@ def cjk_section(root: Path, n_msg: int) -> None:
     from PySide6.QtWidgets import QApplication
 
     from app.background import IdleIndexer
-    from engine import search as engine_search
+    from engine.history import search as engine_search
 
     path = root / "cjk" / "hearth.sqlite3"
     cjk_history(path, n_msg)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PySide6.QtCore import QElapsedTimer, QTimer
 from PySide6.QtWidgets import QApplication
 
-from engine.types import MessageStatus
+from engine.history.types import MessageStatus
 from ui.chat_view import ChatView
 from ui.markdown import MarkdownRenderer
 

@@ -13,7 +13,7 @@ import time
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QLabel, QLineEdit, QListWidget, QListWidgetItem, QWidget
 
-from engine.types import SearchHit
+from engine.history.types import SearchHit
 
 DEBOUNCE_MS = 150
 

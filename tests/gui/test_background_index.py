@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.paths import resolve_paths
-from engine.store import ChatStore
+from engine.history.store import ChatStore
 from tests.gui.conftest import Launch
 
 BACKLOG = 3_000

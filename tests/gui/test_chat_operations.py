@@ -13,7 +13,8 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
-from engine.types import MessageStatus, SamplingParams
+from engine.types import SamplingParams
+from engine.history.types import MessageStatus
 from tests.gui.conftest import (
     REPLY_TIMEOUT_MS,
     TEST_PARAMS,

@@ -9,7 +9,7 @@ from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QTextDocument
 from pytestqt.qtbot import QtBot
 
-from engine.types import MessageStatus, StoredMessage
+from engine.history.types import MessageStatus, StoredMessage
 from tests.gui.conftest import click_text
 from ui import chat_view as chat_view_module
 from ui.chat_view import ChatView

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
-from engine.types import Conversation
+from engine.history.types import Conversation
 from ui.conversation_list import ID_ROLE, ConversationList, ConversationListModel
 
 

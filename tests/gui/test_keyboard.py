@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import QApplication, QLineEdit, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
-from engine.types import MessageStatus, StoredMessage
+from engine.history.types import MessageStatus, StoredMessage
 from ui.chat_view import SHOWN_AT_FIRST, ChatView
 from ui.main_window import MainWindow
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from app.version import __version__
-from engine.store import ChatStore
-from engine.types import MessageStatus
+from engine.history.store import ChatStore
+from engine.history.types import MessageStatus
 
 
 def hearth(*args: str, data_dir: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:

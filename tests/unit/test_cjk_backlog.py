@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import engine.search
-from engine.search import INLINE_INDEX, segment
-from engine.store import ChatStore, MessageStatus
+import engine.history.search
+from engine.history.search import INLINE_INDEX, segment
+from engine.history.store import ChatStore, MessageStatus
 
 BACKLOG = 3_000
 OLDEST = "最古老的独特词语"
@@ -92,7 +92,7 @@ def test_search_is_complete_while_the_backlog_drains_in_slices(
 ) -> None:
     backlog, indexed = stores
     # Searches index nothing themselves here: the slices below do it all.
-    monkeypatch.setattr(engine.search, "INLINE_INDEX", 0)
+    monkeypatch.setattr(engine.history.search, "INLINE_INDEX", 0)
     asked = queries(indexed)
     expected = {q: ids(indexed, q) for q in asked}
     assert any(len(v) == 50 for v in expected.values())  # a full page: newest 50

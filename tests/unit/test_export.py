@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.errors import KnownError
-from engine.export import (
+from engine.history.export import (
     FORMAT,
     VERSION,
     ChatImportError,
@@ -23,7 +23,7 @@ from engine.export import (
     parse_json,
     write_export,
 )
-from engine.store import ChatStore, MessageStatus
+from engine.history.store import ChatStore, MessageStatus
 
 WHEN = 1_750_000_000.0
 Doc = dict[str, Any]

@@ -453,7 +453,7 @@ class TestCli:
     def test_think_goes_to_stderr_and_the_store(
         self, qwen35_model_path: Path, tmp_path: Path
     ) -> None:
-        from engine.store import ChatStore
+        from engine.history.store import ChatStore
 
         done = self.chat(qwen35_model_path, tmp_path, "--think", "--max-thinking-tokens", "5")
         assert done.returncode == 0, done.stderr

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import store_schema
+from engine.history import schema as store_schema
 from engine.errors import StoreError
-from engine.search import fts_query, snippet
-from engine.store import ChatStore, MessageStatus
-from engine.types import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
+from engine.history.search import fts_query, snippet
+from engine.history.store import ChatStore, MessageStatus
+from engine.history.types import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
 
 
 @pytest.fixture
@@ -202,7 +202,7 @@ def test_the_quick_way_to_a_snippet_agrees_with_the_thorough_one(
 ) -> None:
     import random
 
-    from engine import search
+    from engine.history import search
 
     rng = random.Random(7)
     vocab = ["tea", "teapot", "green", "Tea,", "(steep)", "cup", "x_y", "water", "boil"] * 3

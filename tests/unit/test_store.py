@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import KnownError, StoreError
-from engine.store import (
+from engine.history.store import (
     DELETED_KEEP_S,
     SCHEMA_VERSION,
     ChatStore,
@@ -363,7 +363,7 @@ def test_recorder_survives_a_deleted_conversation(store: ChatStore) -> None:
 
 # -- schema v1 -> v2 -------------------------------------------------------------------
 
-# Written by Hearth's v1 store code (engine/store.py at git 44080db), not by this
+# Written by Hearth's v1 store code (engine/history/store.py at git 44080db), not by this
 # one: conversations 1, 3, 4 (2 was deleted), a system prompt, a stopped reply,
 # a reply left STREAMING by a process that died, and non-ASCII text.
 V1_FILE = Path(__file__).parent / "data" / "store_v1.sqlite3"
@@ -498,7 +498,7 @@ def test_continue_a_cut_off_reply(store: ChatStore) -> None:
 def test_a_reply_cut_by_the_full_context_is_kept_as_such(db_path: Path) -> None:
     """CONTEXT ("the conversation filled the context window") is its own status, not
     LENGTH: stored, searchable, continued, exported with its note and imported back."""
-    from engine.export import export_json, export_markdown, import_json
+    from engine.history.export import export_json, export_markdown, import_json
 
     store = ChatStore(db_path)
     conv = store.create_conversation("Lighthouse")

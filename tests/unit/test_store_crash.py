@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from app.storage import open_store
+from engine.history.opening import open_store
 from engine.errors import StoreError
-from engine.store import ChatStore, MessageStatus, StoreCorruptError, damage_marker
+from engine.history.store import ChatStore, MessageStatus, StoreCorruptError, damage_marker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,8 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from engine.store import ChatStore, MessageStatus, ReplyRecorder
+    from engine.history.recorder import ReplyRecorder
+    from engine.history.store import ChatStore, MessageStatus
 
     store = ChatStore(Path(sys.argv[1]))
     conv = store.create_conversation("crash")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import ChatStore, MessageStatus, StoredMessage
+from engine.history.store import ChatStore, MessageStatus, StoredMessage
 
 
 @pytest.fixture

@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from engine.errors import KnownError
-from engine.store import ChatStore
-from engine.store_messages import ImportItem
-from engine.types import Conversation, MessageStatus, Role, StoredMessage
+from engine.history.store import ChatStore
+from engine.history.messages import ImportItem
+from engine.types import Role
+from engine.history.types import Conversation, MessageStatus, StoredMessage
 
 FORMAT = "hearth-chats"
 VERSION = 1

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
-from engine import store_schema
+from engine.history import schema as store_schema
 from engine.errors import StoreError
 
 SCHEMA_VERSION = store_schema.SCHEMA_VERSION

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.types import MessageStatus
+from engine.history.types import MessageStatus
 
 if TYPE_CHECKING:
-    from engine.store import ChatStore
+    from engine.history.messages import MessageStore
 
 
 class _Text:
@@ -47,7 +47,7 @@ class ReplyRecorder:
 
     def __init__(
         self,
-        store: ChatStore,
+        store: MessageStore,
         message_id: int,
         *,
         interval: float = 1.0,
@@ -68,7 +68,7 @@ class ReplyRecorder:
         self._finished = False
 
     @classmethod
-    def resume(cls, store: ChatStore, message_id: int, **kwargs: Any) -> ReplyRecorder:
+    def resume(cls, store: MessageStore, message_id: int, **kwargs: Any) -> ReplyRecorder:
         """Continue a saved reply (one that was cut off): new text is appended to it.
 
         Marks the message STREAMING again. Raises ``KeyError`` if it does not exist.

@@ -14,11 +14,10 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any, cast
 
-from engine import search as _search
-from engine.recorder import ReplyRecorder
-from engine.store_db import DELETED_KEEP_S, SCHEMA_VERSION, StoreCorruptError, damage_marker
-from engine.store_messages import DEFAULT_TITLE, MessageStore
-from engine.types import Conversation, MessageStatus, SearchHit, StoredMessage
+from engine.history import search as _search
+from engine.history.db import DELETED_KEEP_S, SCHEMA_VERSION, StoreCorruptError, damage_marker
+from engine.history.messages import DEFAULT_TITLE, MessageStore
+from engine.history.types import Conversation, MessageStatus, SearchHit, StoredMessage
 
 __all__ = [
     "DEFAULT_TITLE",
@@ -27,7 +26,6 @@ __all__ = [
     "ChatStore",
     "Conversation",
     "MessageStatus",
-    "ReplyRecorder",
     "SearchHit",
     "StoreCorruptError",
     "StoredMessage",

@@ -125,7 +125,7 @@ _CJK = re.compile(f"[{CJK_RANGES}]")
 
 
 def queue_cjk(db: sqlite3.Connection) -> int:
-    """Queue every message with CJK text for the CJK index (engine.search indexes
+    """Queue every message with CJK text for the CJK index (engine.history.search indexes
     the queue); returns how many. In Python, not ``GLOB``: SQLite's ``[ranges]``
     test on every character of 500,000 messages took 15 s of CPU, this 0.8 s
     (most rows are ASCII, which ``str.isascii`` tells at C speed)."""
@@ -139,11 +139,11 @@ def queue_cjk(db: sqlite3.Connection) -> int:
 
 
 # v3: a second index for messages with CJK text, where every CJK character is a
-# token of its own (engine.search.segment puts spaces around them), so any run of
+# token of its own (engine.history.search.segment puts spaces around them), so any run of
 # characters is found as a phrase. Latin search keeps using messages_fts, unchanged.
 # Splitting needs Python, which triggers cannot call without every connection (the
 # sqlite3 shell, a script) registering a function; so the triggers only queue the
-# changed ids, in plain SQL, and engine.search indexes the queue before a CJK query.
+# changed ids, in plain SQL, and engine.history.search indexes the queue before a CJK query.
 # A history without CJK pays one scan at this migration and nothing after.
 _V3 = (
     "CREATE TABLE cjk_pending (id INTEGER PRIMARY KEY)",

@@ -11,9 +11,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import cast, get_args
 
-from engine.store_db import StoreDatabase
-from engine.store_tree import Row, activate, active_path, children_of, subtree
-from engine.types import Conversation, MessageStatus, Role, StoredMessage
+from engine.history.db import StoreDatabase
+from engine.history.tree import Row, activate, active_path, children_of, subtree
+from engine.types import Role
+from engine.history.types import Conversation, MessageStatus, StoredMessage
 
 DEFAULT_TITLE = "New chat"
 _ROLES: frozenset[str] = frozenset(get_args(Role))

@@ -1,4 +1,4 @@
-"""Opening the chat database, shared by the window and the CLI (no Qt here)."""
+"""Opening the chat database, shared by the window and the CLI: a damaged file is moved aside."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import time
 from pathlib import Path
 
 from engine.errors import StoreError
-from engine.store import ChatStore, StoreCorruptError, damage_marker
+from engine.history.store import ChatStore, StoreCorruptError, damage_marker
 
 log = logging.getLogger(__name__)
-
-TITLE_CHARS = 48
 
 
 def _aside_name(db_path: Path) -> Path:
@@ -55,12 +53,3 @@ def open_store(db_path: Path) -> tuple[ChatStore, str | None]:
             "if you want to try to recover the old chats."
         )
         return ChatStore(db_path), notice
-
-
-def title_from(text: str) -> str:
-    """A chat title from the first message: its first words, cut at a word."""
-    line = " ".join(text.split())
-    if len(line) <= TITLE_CHARS:
-        return line or "New chat"
-    cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] or line[:TITLE_CHARS]
-    return cut + "…"

@@ -23,8 +23,9 @@ import sqlite3
 import unicodedata
 from typing import Any, cast
 
-from engine.store_schema import CJK_RANGES
-from engine.types import HIGHLIGHT_END, HIGHLIGHT_START, Role, SearchHit
+from engine.history.schema import CJK_RANGES
+from engine.types import Role
+from engine.history.types import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
 
 SNIPPET_TOKENS = 12
 # A ranked search computes bm25 for the newest CANDIDATES matches only: ranking
