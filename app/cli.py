@@ -161,9 +161,9 @@ def with_saved_models_dir(paths: AppPaths) -> AppPaths:
 
 def _chosen_model(paths: AppPaths) -> Path:
     """The model the person chose in the app (Settings → Model), else the starter model."""
-    from app.model_choice import startup_file
-    from engine.hardware import probe
-    from engine.models import install_starter_model, load_catalog
+    from engine.models.choice import startup_file
+    from engine.models.hardware import probe
+    from engine.models.catalog import install_starter_model, load_catalog
     from engine.settings import Settings
 
     settings = Settings(paths.config_dir / "settings.json")

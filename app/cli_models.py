@@ -1,5 +1,5 @@
 """The model manager on the command line: ``hearth models``, ``pull``, ``import`` and
-``rm`` (engine.library, engine.download), with the same folders as the window.
+``rm`` (engine.models.library, engine.models.download), with the same folders as the window.
 
 ``hearth pull``'s exit codes are here, one per thing a script may want to act on.
 """
@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, TextIO, cast
 
 from app.paths import AppPaths
 from engine.errors import KnownError
-from engine.types import DownloadProgress, DownloadState, EngineOptions
+from engine.types import EngineOptions
+from engine.models.types import DownloadProgress, DownloadState
 
 if TYPE_CHECKING:
-    from engine.models import CatalogEntry
+    from engine.models.catalog import CatalogEntry
 
 # `hearth pull`'s exit codes, one per thing a script may want to act on.
 EXIT_FAILED = 1  # anything else, with its sentence
@@ -121,9 +122,9 @@ def _fail(exc: KnownError, code: int = EXIT_FAILED) -> int:
 
 
 def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
-    from engine.hardware import probe
-    from engine.library import installed_models, model_rows
-    from engine.models import load_catalog
+    from engine.models.hardware import probe
+    from engine.models.library import installed_models, model_rows
+    from engine.models.catalog import load_catalog
 
     try:
         catalog = load_catalog(args.catalog)
@@ -287,7 +288,7 @@ def _clock(seconds: float) -> str:
 
 
 def _pull_exit_code(exc: KnownError) -> int:
-    from engine.download_errors import (
+    from engine.models.download_errors import (
         AccessDeniedError,
         ChecksumMismatchError,
         DiskFullError,
@@ -307,9 +308,9 @@ def _pull_exit_code(exc: KnownError) -> int:
 
 def run_pull(args: argparse.Namespace, paths: AppPaths) -> int:
     from engine.errors import CatalogError
-    from engine.hf_cache import find_in_hf_cache
-    from engine.library import adopt_from_cache
-    from engine.models import installed_path, load_catalog
+    from engine.models.hf_cache import find_in_hf_cache
+    from engine.models.library import adopt_from_cache
+    from engine.models.catalog import installed_path, load_catalog
 
     try:
         catalog = load_catalog(args.catalog)
@@ -342,8 +343,8 @@ def run_pull(args: argparse.Namespace, paths: AppPaths) -> int:
 
 
 def _download(entry: CatalogEntry, models_dir: Path) -> int:
-    from engine.download import Download, DownloadCancelled
-    from engine.hf_token import ENV_VAR, TokenStore
+    from engine.models.download import Download, DownloadCancelled
+    from engine.models.hf_token import ENV_VAR, TokenStore
 
     environment_token = os.environ.get(ENV_VAR, "").strip() or None
     try:
@@ -425,8 +426,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def run_import(args: argparse.Namespace, paths: AppPaths) -> int:
-    from engine.library import import_gguf
-    from engine.models import load_catalog
+    from engine.models.library import import_gguf
+    from engine.models.catalog import load_catalog
 
     try:
         model = import_gguf(args.path, paths.ensure().models_dir, catalog=load_catalog())
@@ -439,8 +440,8 @@ def run_import(args: argparse.Namespace, paths: AppPaths) -> int:
 
 
 def run_rm(args: argparse.Namespace, paths: AppPaths) -> int:
-    from engine.library import delete_model, partial_download_bytes
-    from engine.models import load_catalog
+    from engine.models.library import delete_model, partial_download_bytes
+    from engine.models.catalog import load_catalog
 
     models_dir = paths.models_dir
     try:

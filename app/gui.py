@@ -28,7 +28,7 @@ from engine.history.opening import open_store
 from app.version import __version__
 from app.worker import EngineThread
 from engine.errors import KnownError, StoreError
-from engine.models import CatalogEntry, load_catalog, resources_dir
+from engine.models.catalog import CatalogEntry, load_catalog, resources_dir
 from engine.settings import Settings
 from engine.types import EngineOptions, SamplingParams
 from ui.about import AboutDialog, load_app_icon
@@ -37,7 +37,7 @@ from ui.state import ResponseState
 from ui.theme import apply_theme
 
 if TYPE_CHECKING:
-    from engine.hf_token import TokenStore
+    from engine.models.hf_token import TokenStore
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Each job is a QObject living on the GUI thread whose work runs on a Python
 thread; results come back as queued signals. The engine does the work
-(engine.download, engine.library, engine.model_folder); this module only
+(engine.models.download, engine.models.library, engine.models.folder); this module only
 carries it off the GUI thread and puts it in sentences.
 """
 
@@ -16,12 +16,12 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from engine.errors import KnownError
-from engine.hf_cache import CachedFile
-from engine.library import ImportCancelled, adopt_from_cache
-from engine.memory import FitBadge
-from engine.model_folder import MoveCancelled
-from engine.models import CatalogEntry
-from engine.types import DownloadProgress, DownloadState
+from engine.models.hf_cache import CachedFile
+from engine.models.library import ImportCancelled, adopt_from_cache
+from engine.models.memory import FitBadge
+from engine.models.folder import MoveCancelled
+from engine.models.catalog import CatalogEntry
+from engine.models.types import DownloadProgress, DownloadState
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def progress_text(entry: CatalogEntry, p: DownloadProgress) -> tuple[float | Non
 
 
 class DownloadJob(QObject):
-    """One ``engine.download.Download`` on its own thread; results come back as
+    """One ``engine.models.download.Download`` on its own thread; results come back as
     queued signals (this object lives on the GUI thread)."""
 
     progress = Signal(object)  # DownloadProgress
@@ -93,7 +93,7 @@ class DownloadJob(QObject):
         self.models_dir = models_dir
         self.cached = cached  # a copy in the Hugging Face cache: installed from there instead
         self._cancel = threading.Event()
-        from engine.download import Download
+        from engine.models.download import Download
 
         self.download = Download(
             entry, models_dir, endpoint=endpoint, token=token, on_progress=self.progress.emit
@@ -129,7 +129,7 @@ class DownloadJob(QObject):
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        from engine.download import DownloadCancelled
+        from engine.models.download import DownloadCancelled
 
         try:
             path = self._fetch()
@@ -150,7 +150,7 @@ class DownloadJob(QObject):
 
 class MoveJob(QObject):
     """Moving or importing model files on a thread of its own: ``work(progress, cancel)``
-    (engine.model_folder, engine.library) with results as queued signals."""
+    (engine.models.folder, engine.models.library) with results as queued signals."""
 
     progress = Signal(object, object)  # done bytes, total bytes (may exceed 2**31)
     finished = Signal(object)  # what ``work`` returned

@@ -1,7 +1,7 @@
 """Which model Hearth runs; the Model page; downloads; switching quantizations.
 
-GUI thread. The engine decides what fits (``engine.memory``), where a file is
-(``engine.models``) and how it is fetched (``engine.download``); this module
+GUI thread. The engine decides what fits (``engine.models.memory``), where a file is
+(``engine.models.catalog``) and how it is fetched (``engine.models.download``); this module
 turns the person's choice ("Auto", or a quantization of a family) into a file,
 downloads it first when needed (on a download thread, progress throttled by
 the engine), and reloads the engine on it. The open conversation simply
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.controller import ChatController
-from app.model_choice import Target, installed, resolve, startup_file
+from engine.models.choice import Target, installed, resolve, startup_file
 from app.model_jobs import LOCAL_FILES, DownloadJob, duration, gb, label, progress_text
 from app.model_page import ModelPage
 from app.paths import AppPaths
@@ -33,26 +33,27 @@ from engine.errors import KnownError
 from engine.gguf.arch import ModelArch
 from engine.gguf.header import GGUFError, read_gguf_arch
 from engine.gguf.validate import validate_gguf
-from engine.hardware import probe
-from engine.hf_cache import find_in_hf_cache
-from engine.library import partial_download_bytes
-from engine.memory import (
+from engine.models.hardware import probe
+from engine.models.hf_cache import find_in_hf_cache
+from engine.models.library import partial_download_bytes
+from engine.models.memory import (
     FitBadge,
     HardwareInfo,
     check_fit,
     choose_context,
     estimate_for_options,
 )
-from engine.models import CatalogEntry, load_catalog
+from engine.models.catalog import CatalogEntry, load_catalog
 from engine.settings import Settings
-from engine.types import DownloadProgress, EngineOptions, ModelInfo
+from engine.types import EngineOptions, ModelInfo
+from engine.models.types import DownloadProgress
 from ui.model_bar import ModelBar
 from ui.settings_dialog import AUTO_QUANT
 from ui.state import ResponseState
 
 if TYPE_CHECKING:  # huggingface_hub and keyring load when a download or token needs them,
     # not on the way to the first window (~0.2 s)
-    from engine.hf_token import TokenStore
+    from engine.models.hf_token import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class ModelManager(QObject):
     @property
     def tokens(self) -> TokenStore:
         if self._tokens is None:  # the keyring is asked only when a token is needed
-            from engine.hf_token import TokenStore
+            from engine.models.hf_token import TokenStore
 
             self._tokens = TokenStore()
         return self._tokens

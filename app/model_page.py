@@ -19,15 +19,15 @@ from app.model_jobs import BADGE_TEXT, LOCAL_FILES, MoveJob, gb, label
 from engine.errors import KnownError
 from engine.gguf.header import GGUFError, read_gguf_arch
 from engine.gguf.validate import validate_gguf
-from engine.library import (
+from engine.models.library import (
     InstalledModel,
     delete_model,
     import_gguf,
     installed_models,
     model_rows,
 )
-from engine.memory import check_fit, estimate_for_options
-from engine.model_folder import FolderMove, plan_move
+from engine.models.memory import check_fit, estimate_for_options
+from engine.models.folder import FolderMove, plan_move
 from ui.settings_dialog import QuantRow, SettingsDialog
 
 if TYPE_CHECKING:

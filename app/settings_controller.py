@@ -122,7 +122,7 @@ class SettingsController(QObject):
 
     def _gpu_offload(self) -> bool:
         try:
-            from engine.hardware import gpu_offload_supported
+            from engine.models.hardware import gpu_offload_supported
 
             return bool(gpu_offload_supported())
         except ImportError:  # the hardware probe lands with the model manager

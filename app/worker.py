@@ -118,7 +118,7 @@ class EngineWorker(QObject):
         self.model_loading.emit(path)
         self._close_session()
         try:
-            from engine.models import catalog_entry_for, install_starter_model
+            from engine.models.catalog import catalog_entry_for, install_starter_model
             from engine.inference.session import ChatSession
 
             model_path = Path(path) if path else install_starter_model(self._models_dir)

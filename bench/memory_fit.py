@@ -6,7 +6,7 @@ fills the context window to within a few tokens of ``n_ctx`` in full
 ``n_batch`` chunks (the worst case a long chat reaches: attention scores grow
 with the tokens already in the cache) and reports the peak resident memory the
 kernel saw (``VmHWM``, reset just before the load). The model's share is peak minus the baseline;
-that is what ``engine.memory.estimate_memory`` predicts.
+that is what ``engine.models.memory.estimate_memory`` predicts.
 
     .venv/bin/python bench/memory_fit.py --json raw.json   # measure; the table for RESULTS.md
     .venv/bin/python bench/memory_fit.py --replay raw.json # re-estimate saved measurements
@@ -188,7 +188,7 @@ def grid(quick: bool) -> list[tuple[int, bool, str, bool]]:
 def table(*, quick: bool, dump: Path | None, replay: Path | None) -> None:
     """Measure (or replay saved measurements) and print the estimate-vs-measured table."""
     from engine.gguf.header import read_gguf_arch
-    from engine.memory import estimate_memory
+    from engine.models.memory import estimate_memory
 
     paths = model_paths()
     if replay is not None:

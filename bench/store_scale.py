@@ -478,7 +478,7 @@ def main() -> int:
     if args.window:
         models = args.db / "models"
         if not models.exists():
-            from engine.models import install_starter_model
+            from engine.models.catalog import install_starter_model
 
             install_starter_model(models)
         for d in (large_dir, empty_dir):

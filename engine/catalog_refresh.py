@@ -35,7 +35,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
 from engine.gguf.header import GGUFError, arch_from_header, read_gguf_header
-from engine.models import resources_dir
+from engine.models.catalog import resources_dir
 
 log = logging.getLogger("catalog_refresh")
 

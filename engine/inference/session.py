@@ -182,7 +182,7 @@ class ChatSession:
     def default_sampling(self, thinking: bool | None = None) -> SamplingParams:
         """This model's sampling defaults for a chat with thinking on or off
         (``None``: the model's default); see ``engine.inference.sampling``."""
-        from engine.models import catalog_entry_for
+        from engine.models.catalog import catalog_entry_for
 
         entry = catalog_entry_for(self._path)
         catalog = cast("Mapping[str, float] | None", getattr(entry, "sampling", None))

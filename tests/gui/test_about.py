@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
 
 from app.version import __version__
-from engine.models import resources_dir
+from engine.models.catalog import resources_dir
 from tests.gui.conftest import Launch
 from ui.about import COMPONENTS, THIRD_PARTY, AboutDialog, load_app_icon
 

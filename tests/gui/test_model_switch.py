@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QPushButton
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
-from engine.models import (
+from engine.models.catalog import (
     CatalogEntry,
     install_starter_model,
     load_catalog,

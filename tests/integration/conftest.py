@@ -13,7 +13,7 @@ from tests.hubserver import HubServer
 REPO = "unsloth/Qwen3.5-9B-GGUF"
 FILE = "Qwen3.5-9B-Q4_K_M.gguf"
 SIZE = 6 * 1024 * 1024 + 12345  # not a multiple of the 1 MiB read size
-CHUNK = 1 << 20  # engine.download reads (and so resumes) in whole MiB
+CHUNK = 1 << 20  # engine.models.download reads (and so resumes) in whole MiB
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from engine.library import model_rows
-from engine.memory import GIB, HardwareInfo
-from engine.models import load_catalog, resources_dir
+from engine.models.library import model_rows
+from engine.models.memory import GIB, HardwareInfo
+from engine.models.catalog import load_catalog, resources_dir
 from tests.hubserver import HubServer
 from tests.integration.conftest import CHUNK, FILE, REPO, SIZE
 
@@ -74,7 +74,7 @@ def test_models_recommends_for_the_computer_it_is_told_about(
     listed = models_json(data_dir, "--assume-ram", f"{gib}GB", env=env)
     assert listed["machine"]["assumed"] and listed["machine"]["total_ram"] == gib * GIB
     (pick,) = [m for m in listed["models"] if m["recommended"]]
-    # The same answer engine.library gives the Models page for that machine.
+    # The same answer engine.models.library gives the Models page for that machine.
     hw = HardwareInfo(
         total_ram=gib * GIB, available_ram=gib * GIB, physical_cores=1, logical_cores=1,
         disk_free=None, gpu_offload=False,

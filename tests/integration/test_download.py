@@ -22,10 +22,10 @@ from pathlib import Path
 import filelock
 import pytest
 
-from engine.download import Download, DownloadCancelled, RetryPolicy, partial_path
+from engine.models.download import Download, DownloadCancelled, RetryPolicy, partial_path
 from engine.errors import DownloadError, KnownError
-from engine.models import CatalogEntry, catalog_entry, installed_path, sha256_file
-from engine.types import DownloadProgress, DownloadState
+from engine.models.catalog import CatalogEntry, catalog_entry, installed_path, sha256_file
+from engine.models.types import DownloadProgress, DownloadState
 from tests.hubserver import HubServer
 from tests.integration.conftest import CHUNK, FILE, REPO, SIZE
 
@@ -140,8 +140,8 @@ def test_resumes_after_the_process_is_killed(
         sys.path.insert(0, {str(ROOT)!r})
         from dataclasses import replace
         from pathlib import Path
-        from engine.download import Download
-        from engine.models import catalog_entry
+        from engine.models.download import Download
+        from engine.models.catalog import catalog_entry
         entry = replace(catalog_entry("qwen3.5-9b-q4_k_m"), size={SIZE},
                         sha256={entry.sha256!r}, size_estimated=False)
         Download(entry, Path({str(tmp_path)!r}), endpoint={hub.endpoint!r}).run()
@@ -327,7 +327,7 @@ def test_catalog_refresh_pins_sizes_hashes_revisions_and_architecture(
     import numpy as np
 
     from engine.catalog_refresh import main as refresh
-    from engine.models import load_catalog, resources_dir
+    from engine.models.catalog import load_catalog, resources_dir
 
     header = tmp_path / "q8.gguf"
     writer = gguf.GGUFWriter(str(header), "qwen35")

@@ -12,7 +12,7 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 from PySide6.QtGui import QImage, QImageReader
 from pytestqt.qtbot import QtBot
 
-from engine.models import resources_dir
+from engine.models.catalog import resources_dir
 
 ICONS = resources_dir() / "icons"
 

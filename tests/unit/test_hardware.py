@@ -1,4 +1,4 @@
-"""The hardware probe (engine.hardware), checked against what the OS reports directly."""
+"""The hardware probe (engine.models.hardware), checked against what the OS reports directly."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import llama_cpp
 
-from engine.hardware import fit_for_file, free_disk, gpu_offload_supported, probe
-from engine.memory import GIB, FitBadge, HardwareInfo
+from engine.models.hardware import fit_for_file, free_disk, gpu_offload_supported, probe
+from engine.models.memory import GIB, FitBadge, HardwareInfo
 from engine.types import EngineOptions
 
 

@@ -1,4 +1,4 @@
-"""The Hugging Face token in the OS keyring (engine.hf_token).
+"""The Hugging Face token in the OS keyring (engine.models.hf_token).
 
 Backends used, by test:
 - a real Secret Service (gnome-keyring-daemon in its own D-Bus session, the
@@ -26,7 +26,7 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.errors import KeyringLocked, PasswordDeleteError
 
-from engine.hf_token import SERVICE, USERNAME, TokenStorage, TokenStore
+from engine.models.hf_token import SERVICE, USERNAME, TokenStorage, TokenStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_TestTokenNotReal0123456789abcdef"
@@ -173,7 +173,7 @@ def test_a_real_secret_service_keeps_the_token_across_runs_and_in_no_file(
         f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from engine.hf_token import TokenStore
+        from engine.models.hf_token import TokenStore
         store = TokenStore()
         action = sys.argv[1]
         if action == "set":

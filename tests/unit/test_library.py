@@ -1,4 +1,4 @@
-"""engine.library, engine.gguf.validate and engine.hf_cache on real GGUF files: the starter
+"""engine.models.library, engine.gguf.validate and engine.models.hf_cache on real GGUF files: the starter
 model, damaged copies of it, GGUFs written with the ``gguf`` package, and a Hugging Face
 cache laid out in tmp (``HF_HUB_CACHE``).
 
@@ -22,7 +22,7 @@ import gguf
 import numpy as np
 import pytest
 
-from engine.download import partial_path
+from engine.models.download import partial_path
 from engine.errors import KnownError, ModelInstallError
 from engine.gguf.validate import (
     NOT_FOR_CHAT,
@@ -33,8 +33,8 @@ from engine.gguf.validate import (
     UnsupportedGGUFVersion,
     validate_gguf,
 )
-from engine.hf_cache import find_in_hf_cache, scan_hf_cache
-from engine.library import (
+from engine.models.hf_cache import find_in_hf_cache, scan_hf_cache
+from engine.models.library import (
     ImportCancelled,
     adopt_from_cache,
     delete_model,
@@ -42,8 +42,8 @@ from engine.library import (
     installed_models,
     model_rows,
 )
-from engine.memory import GIB, FitBadge, HardwareInfo
-from engine.models import (
+from engine.models.memory import GIB, FitBadge, HardwareInfo
+from engine.models.catalog import (
     CatalogEntry,
     catalog_entry,
     installed_path,

@@ -1,4 +1,4 @@
-"""The memory estimator, the GGUF header reader and the fit badges (engine.memory).
+"""The memory estimator, the GGUF header reader and the fit badges (engine.models.memory).
 
 The estimate is checked against real loads: SmolLM2 and Gemma 3 in a separate
 process each, their context filled, peak resident memory read from the kernel
@@ -20,19 +20,9 @@ import numpy as np
 import pytest
 
 from engine.gguf.header import GGUFError, read_gguf_arch, read_gguf_header
-from engine.memory import (
-    GIB,
-    MIN_CONTEXT,
-    FitBadge,
-    HardwareInfo,
-    check_fit,
-    choose_context,
-    estimate_for_options,
-    estimate_memory,
-    memory_budget,
-    rank_quants,
-)
-from engine.models import catalog_entry, load_catalog
+from engine.models.memory import GIB, MIN_CONTEXT, FitBadge, HardwareInfo, check_fit, choose_context, estimate_for_options, estimate_memory, memory_budget
+from engine.models.ranking import rank_quants
+from engine.models.catalog import catalog_entry, load_catalog
 from engine.types import EngineOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,7 +230,7 @@ def test_estimates_match_measured_peak_memory_within_10_percent(
 
 
 def test_this_machine_is_recommended_the_best_quant_that_fits() -> None:
-    from engine.hardware import probe
+    from engine.models.hardware import probe
 
     hw = probe()
     rows = rank_quants(load_catalog(), hw)

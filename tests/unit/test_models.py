@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import engine.models as models
+import engine.models.catalog as models
 from engine.errors import CatalogError, KnownError, ModelInstallError
 from engine.gguf.header import read_gguf_arch
-from engine.models import (
+from engine.models.catalog import (
     CatalogEntry,
     SamplingPreset,
     catalog_entry,
@@ -292,6 +292,6 @@ def test_the_model_manager_types_are_safe_for_the_ui_to_import() -> None:
 
     graph = grimp.build_graph("engine", include_external_packages=True)
     forbidden = {"llama_cpp", "huggingface_hub", "sqlite3", "keyring", "PySide6"}
-    for module in ("engine.models", "engine.memory", "engine.types", "engine.gguf.header"):
+    for module in ("engine.models.catalog", "engine.models.memory", "engine.types", "engine.gguf.header"):
         reached = {m.split(".")[0] for m in graph.find_upstream_modules(module)}
         assert not reached & forbidden, (module, reached & forbidden)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.memory import FitBadge, HardwareInfo, QuantFit, rank_quants
-from engine.models import CatalogEntry, verified_record
+from engine.models.memory import FitBadge, HardwareInfo
+from engine.models.ranking import QuantFit, rank_quants
+from engine.models.catalog import CatalogEntry, verified_record
 from engine.settings import Settings
 from engine.types import EngineOptions
 

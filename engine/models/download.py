@@ -15,7 +15,7 @@ from, or a restart. Hearth keeps its own partial file instead:
 hash so a re-uploaded file never resumes onto old bytes. The hash is computed
 while writing (after re-reading the kept part on resume); the file is moved to
 ``<models>/<file>`` only once it matches, with a ``.sha256`` record next to it
-(``engine.models.remember_verified``).
+(``engine.models.catalog.remember_verified``).
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from huggingface_hub.file_download import http_get
 # Documented as public, but not re-exported in a way mypy sees.
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
-from engine.download_errors import ChecksumMismatchError, Transient, disk_full, explain
+from engine.models.download_errors import ChecksumMismatchError, Transient, disk_full, explain
 from engine.errors import DownloadError
-from engine.models import CatalogEntry, installed_path, remember_verified
-from engine.types import DownloadProgress, DownloadState
+from engine.models.catalog import CatalogEntry, installed_path, remember_verified
+from engine.models.types import DownloadProgress, DownloadState
 
 if TYPE_CHECKING:
     from hashlib import _Hash

@@ -1,7 +1,7 @@
 """The models on this computer: list, import, delete, and install from the Hugging Face cache.
 
 Everything here is local: no function opens a network connection (downloads
-are ``engine.download``). The GUI's Models page and ``hearth models`` /
+are ``engine.models.download``). The GUI's Models page and ``hearth models`` /
 ``hearth import`` / ``hearth rm`` / ``hearth pull`` share these functions:
 
 - ``model_rows(catalog, models_dir, hw)``: the catalog as the Models page
@@ -10,7 +10,7 @@ are ``engine.download``). The GUI's Models page and ``hearth models`` /
 - ``installed_models`` / ``import_gguf`` / ``delete_model``: the library
   (a file is checked by ``engine.gguf.validate`` before it is copied);
 - ``adopt_from_cache``: a GGUF another tool already downloaded into the
-  standard Hugging Face cache (found by ``engine.hf_cache``) is used instead of
+  standard Hugging Face cache (found by ``engine.models.hf_cache``) is used instead of
   downloading it again (hard-linked when possible, always re-verified).
 """
 
@@ -29,9 +29,10 @@ from pathlib import Path
 
 from engine.errors import ModelInstallError
 from engine.gguf.validate import BadModelFile, GGUFInfo, validate_gguf
-from engine.hf_cache import CachedFile, find_in_hf_cache, scan_hf_cache
-from engine.memory import FitBadge, HardwareInfo, QuantFit, rank_quants
-from engine.models import (
+from engine.models.hf_cache import CachedFile, find_in_hf_cache, scan_hf_cache
+from engine.models.memory import FitBadge, HardwareInfo
+from engine.models.ranking import QuantFit, rank_quants
+from engine.models.catalog import (
     CatalogEntry,
     find_starter_source,
     remember_verified,
@@ -55,7 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-_DISK_MARGIN = 64 << 20  # as engine.download: leave the system a little room
+_DISK_MARGIN = 64 << 20  # as engine.models.download: leave the system a little room
 
 
 # -- the library ---------------------------------------------------------------------------
@@ -302,7 +303,7 @@ def delete_model(path: Path, models_dir: Path) -> None:
         )
     doomed = [path, sidecar_path(path)]
     doomed += (models_dir / ".downloads").glob(f"{path.name}.*.incomplete*")
-    doomed += models_dir.glob(f"{path.name}.part-*")  # engine.models' unfinished copies
+    doomed += models_dir.glob(f"{path.name}.part-*")  # engine.models.catalog' unfinished copies
     doomed += models_dir.glob(f".{path.name}.*.tmp")  # import_gguf's unfinished copies
     for item in doomed:
         try:

@@ -1,4 +1,4 @@
-"""What went wrong with a download, as a sentence for the person (engine.download).
+"""What went wrong with a download, as a sentence for the person (engine.models.download).
 
 ``explain`` maps huggingface_hub's and the OS's exceptions to a
 ``DownloadError``, or to ``Transient`` wrapping one when trying again may help

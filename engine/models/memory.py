@@ -39,13 +39,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
 from engine.gguf.arch import ModelArch
 from engine.types import EngineOptions
-
-if TYPE_CHECKING:
-    from engine.models import CatalogEntry
 
 __all__ = [
     "DEFAULT_CONTEXT",
@@ -53,13 +48,11 @@ __all__ = [
     "FitCheck",
     "HardwareInfo",
     "MemoryEstimate",
-    "QuantFit",
     "check_fit",
     "choose_context",
     "estimate_for_options",
     "estimate_memory",
     "memory_budget",
-    "rank_quants",
 ]
 
 GIB = 1 << 30
@@ -107,7 +100,7 @@ class MemoryEstimate:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HardwareInfo:
-    """The machine, as ``engine.hardware.probe()`` found it (bytes)."""
+    """The machine, as ``engine.models.hardware.probe()`` found it (bytes)."""
 
     total_ram: int
     available_ram: int
@@ -131,15 +124,6 @@ class FitCheck:
     estimate: MemoryEstimate
     # A sentence for the person when the badge is not FITS ("Load anyway" shows it).
     warning: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QuantFit:
-    """One catalog row as the Models page shows it."""
-
-    entry: CatalogEntry
-    fit: FitCheck
-    recommended: bool = False
 
 
 def _pad(n: int, to: int = 256) -> int:
@@ -284,32 +268,3 @@ def choose_context(
         # Step down through powers of two (and the ceiling itself first).
         n_ctx = max(floor, 1 << (math.ceil(math.log2(n_ctx)) - 1))
     return floor
-
-
-def rank_quants(
-    entries: Sequence[CatalogEntry],
-    hw: HardwareInfo,
-    *,
-    options: EngineOptions | None = None,
-    reclaimable: int = 0,
-) -> list[QuantFit]:
-    """Every entry with an estimate and badge; the best-quality one that fits is recommended.
-
-    Estimates use ``options`` (default ``EngineOptions()``: its context, KV
-    type, flash attention, checkpoint budget). Entries without architecture
-    parameters are left out (nothing to estimate). Quality is the catalog's
-    (family rank, quant rank): a bigger model first, then a better quant.
-    Entries marked not recommendable (BF16, 2-bit) are never recommended.
-    """
-    options = options or EngineOptions()
-    rows: list[QuantFit] = []
-    for entry in entries:
-        if entry.arch is None:
-            continue
-        est = estimate_for_options(entry.arch, options)
-        rows.append(QuantFit(entry=entry, fit=check_fit(est, hw, reclaimable=reclaimable)))
-    fitting = [r for r in rows if r.fit.badge is FitBadge.FITS and r.entry.recommendable]
-    if fitting:
-        best = max(fitting, key=lambda r: (r.entry.quality_rank, r.entry.size))
-        rows = [QuantFit(entry=r.entry, fit=r.fit, recommended=r is best) for r in rows]
-    return rows

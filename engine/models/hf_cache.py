@@ -3,7 +3,7 @@
 Read-only and local (no hashing, no network): ``scan_hf_cache`` lists the cached
 .gguf files, ``find_in_hf_cache`` matches a catalog entry to one by content.
 Installing such a copy (hard-linked when possible, always re-verified) is
-``engine.library.adopt_from_cache``, next to the copying and hashing it shares
+``engine.models.library.adopt_from_cache``, next to the copying and hashing it shares
 with ``import_gguf``.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.models import CatalogEntry
+from engine.models.catalog import CatalogEntry
 
 __all__ = ["CachedFile", "find_in_hf_cache", "hf_cache_dir", "scan_hf_cache"]
 

@@ -12,7 +12,7 @@ environment variable (huggingface_hub's convention), so a machine without a
 keyring can still fetch a gated model: ``HF_TOKEN=hf_… hearth pull ID``. That
 token is only read, never saved anywhere, and ``status()`` says where it comes from.
 
-The token is passed explicitly to downloads (``engine.download.Download``),
+The token is passed explicitly to downloads (``engine.models.download.Download``),
 never through huggingface_hub's own token file, and no method here logs it.
 """
 

@@ -1,7 +1,7 @@
 """What this machine offers a model: memory, cores, disk, GPU offload.
 
 ``probe()`` is cheap (a few system calls) and safe to call from any thread.
-The result type, ``HardwareInfo``, lives in ``engine.memory`` so that code
+The result type, ``HardwareInfo``, lives in ``engine.models.memory`` so that code
 which only shows or compares figures need not import llama.cpp.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 
 from engine.gguf.header import read_gguf_arch
-from engine.memory import FitCheck, HardwareInfo, check_fit, estimate_for_options
+from engine.models.memory import FitCheck, HardwareInfo, check_fit, estimate_for_options
 from engine.types import EngineOptions
 
 __all__ = ["HardwareInfo", "fit_for_file", "free_disk", "gpu_offload_supported", "probe"]
