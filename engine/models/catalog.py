@@ -2,7 +2,7 @@
 
 ``resources/catalog.json`` (documented in resources/CATALOG.md) lists the
 models Hearth offers: per file its repo, pinned revision, size and sha256 (or
-null with ``verified: false`` until ``python -m engine.catalog_refresh`` fills
+null with ``verified: false`` until ``python -m maint.catalog_refresh`` fills
 them in), per family the architecture parameters ``engine.models.memory`` estimates
 from and the sampler settings the model's makers publish.
 

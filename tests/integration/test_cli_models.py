@@ -158,7 +158,7 @@ def test_importing_a_bad_file_is_one_sentence(
 @pytest.fixture
 def catalog(tmp_path: Path, payload: bytes) -> Path:
     """Hearth's catalog with the Q4_K_M entry pinned to the served file, as
-    ``engine.catalog_refresh`` would leave it."""
+    ``maint.catalog_refresh`` would leave it."""
     raw = json.loads((resources_dir() / "catalog.json").read_text())
     (entry,) = [m for m in raw["models"] if m["id"] == ID]
     entry.update(

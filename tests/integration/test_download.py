@@ -322,11 +322,11 @@ def test_progress_reports_speed_and_eta_and_is_throttled(
 def test_catalog_refresh_pins_sizes_hashes_revisions_and_architecture(
     tmp_path: Path, hub: HubServer, payload: bytes
 ) -> None:
-    """engine.catalog_refresh against the loopback Hub, then a download with what it wrote."""
+    """maint.catalog_refresh against the loopback Hub, then a download with what it wrote."""
     import gguf
     import numpy as np
 
-    from engine.catalog_refresh import main as refresh
+    from maint.catalog_refresh import main as refresh
     from engine.models.catalog import load_catalog, resources_dir
 
     header = tmp_path / "q8.gguf"

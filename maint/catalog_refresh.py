@@ -1,8 +1,8 @@
 """Maintainer script: refresh resources/catalog.json from the Hugging Face Hub.
 
-    python -m engine.catalog_refresh                 # pin main's commit, fill sizes and hashes
-    python -m engine.catalog_refresh --arch          # ...and architecture from the GGUF headers
-    python -m engine.catalog_refresh --dry-run --endpoint http://127.0.0.1:8080
+    python -m maint.catalog_refresh                 # pin main's commit, fill sizes and hashes
+    python -m maint.catalog_refresh --arch          # ...and architecture from the GGUF headers
+    python -m maint.catalog_refresh --dry-run --endpoint http://127.0.0.1:8080
 
 For each repo in the catalog it resolves the revision (the pinned one, or
 ``main`` with ``--update-revisions``/when none is pinned) to a commit with
