@@ -150,7 +150,7 @@ def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
 
 def with_saved_models_dir(paths: AppPaths) -> AppPaths:
     """``paths`` with the models folder chosen in the app's Settings, if it is there."""
-    from engine.settings import Settings
+    from engine.settings import Settings, model_choice
 
     chosen = str(Settings(paths.config_dir / "settings.json")["storage.models_dir"] or "")
     if chosen and Path(chosen).is_dir():
@@ -164,11 +164,11 @@ def _chosen_model(paths: AppPaths) -> Path:
     from engine.models.choice import startup_file
     from engine.models.hardware import probe
     from engine.models.catalog import install_starter_model, load_catalog
-    from engine.settings import Settings
+    from engine.settings import Settings, model_choice
 
     settings = Settings(paths.config_dir / "settings.json")
     chosen = startup_file(
-        settings, load_catalog(), paths.models_dir, probe(paths.models_dir), EngineOptions()
+        model_choice(settings), load_catalog(), paths.models_dir, probe(paths.models_dir), EngineOptions()
     )
     return Path(chosen) if chosen else install_starter_model(paths.models_dir)
 

@@ -18,7 +18,7 @@ from PySide6.QtGui import QGuiApplication
 from app.history_actions import HistoryActions
 from engine.history.turns import title_from
 from app.worker import EngineThread, ReplyRequest
-from engine.inference.context import ContextUsage
+from engine.types import ContextUsage
 from engine.history.recorder import ReplyRecorder
 from engine.history.store import ChatStore
 from engine.types import EngineOptions, FinishReason, Message, ModelInfo, ReplyDone, SamplingParams

@@ -44,7 +44,7 @@ from engine.models.memory import (
     estimate_for_options,
 )
 from engine.models.catalog import CatalogEntry, load_catalog
-from engine.settings import Settings
+from engine.settings import Settings, model_choice
 from engine.types import EngineOptions, ModelInfo
 from engine.models.types import DownloadProgress
 from ui.model_bar import ModelBar
@@ -256,7 +256,7 @@ class ModelManager(QObject):
                 "that is not connected). Hearth uses the model chosen in Settings → Model."
             )
         return startup_file(
-            self.settings,
+            model_choice(self.settings),
             self.catalog,
             self.models_dir,
             self.hardware(),

@@ -19,7 +19,8 @@ from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
-from engine.inference.context import ContextUsage, drop_oldest_turns
+from engine.inference.context import drop_oldest_turns
+from engine.types import ContextUsage
 from engine.errors import ContextFullError, KnownError
 from engine.types import (
     EngineOptions,
@@ -122,7 +123,9 @@ class EngineWorker(QObject):
             from engine.inference.session import ChatSession
 
             model_path = Path(path) if path else install_starter_model(self._models_dir)
-            session = ChatSession(model_path, options)
+            entry = catalog_entry_for(model_path)
+            presets = entry.sampling_presets() if entry is not None else None
+            session = ChatSession(model_path, options, sampling_presets=presets)
         except KnownError as exc:
             log.warning("model load failed: %s", exc, exc_info=True)
             self.model_load_failed.emit(exc.message)
@@ -137,7 +140,6 @@ class EngineWorker(QObject):
         self._session = session
         self._supports_thinking_kw = "thinking" in inspect.signature(session.stream).parameters
         info: ModelInfo = session.info
-        entry = catalog_entry_for(model_path)
         if entry is not None:  # GGUF names are often build tags; the catalog's is for people
             info = replace(info, name=entry.name)
         log.info("loaded %s (%s, %s)", info.name, info.architecture, info.quantization)

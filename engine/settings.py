@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.models.choice import AUTO, ModelChoice
+
 SETTINGS_VERSION = 1
 Value = str | int | float | bool | None
 
@@ -374,3 +376,12 @@ class Settings:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.backup = self.path.with_name(f"{self.path.name}.bad-{stamp}")
         self.path.replace(self.backup)
+
+
+def model_choice(settings: Settings) -> ModelChoice:
+    """The model the person chose in Settings → Model."""
+    return ModelChoice(
+        family=str(settings["model.family"]),
+        quant=str(settings["model.quant"] or AUTO),
+        path=str(settings["model.path"] or ""),
+    )

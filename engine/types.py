@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -11,14 +13,40 @@ KvCacheType = Literal["f16", "q8_0"]
 
 
 @dataclass(frozen=True, slots=True)
+class TextPart:
+    """Text in a message."""
+
+    text: str
+
+
+# What a message's content is made of. Images, document excerpts, tool calls and
+# tool results join this union as the backends learn to read them.
+Part = TextPart
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Message:
-    """One turn of a conversation as the model sees it."""
+    """One message of a conversation as the model reads it: a role and its parts.
+
+    ``Message("user", "Hi")`` is a one-part text message; ``content`` is the text
+    of all its text parts. ``thinking`` is an assistant message's thinking, kept
+    apart; the template gets it as ``reasoning_content`` and decides what of it
+    the prompt keeps.
+    """
 
     role: Role
-    content: str
-    # An assistant turn's thinking, stored apart. Passed to the template as
-    # ``reasoning_content``; the template decides what of it the prompt keeps.
-    thinking: str = ""
+    parts: tuple[Part, ...]
+    thinking: str
+
+    def __init__(self, role: Role, content: str | Sequence[Part], thinking: str = "") -> None:
+        parts = (TextPart(content),) if isinstance(content, str) else tuple(content)
+        object.__setattr__(self, "role", role)
+        object.__setattr__(self, "parts", parts)
+        object.__setattr__(self, "thinking", thinking)
+
+    @property
+    def content(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +125,25 @@ class SamplingParams:
             raise ValueError("min_p must be in [0, 1]")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Turn:
+    """One reply's input, for any backend: the messages it reads and how to answer.
+
+    Built from the chat store by ``engine.history.turns`` (the same for the window
+    and the CLI). ``sampling`` set: exactly these; otherwise the backend's defaults
+    for the model with ``overrides`` (what the person set) on top.
+    """
+
+    messages: tuple[Message, ...]
+    thinking: bool | None = None  # None: the model's default
+    sampling: SamplingParams | None = None
+    overrides: Mapping[str, float | int] = field(default_factory=lambda: MappingProxyType({}))
+    # The last message is a cut-off reply: carry on writing it.
+    continue_reply: bool = False
+    # Names the conversation, so that switching chats and back keeps its evaluated state.
+    cache_key: int | None = None
+
+
 class FinishReason(StrEnum):
     """Why a reply ended.
 
@@ -144,6 +191,16 @@ class ThinkingDelta:
 
 
 Event = TextDelta | ThinkingDelta | ReplyDone
+
+
+# From this fraction on, a meter should warn that the next turns may not fit.
+WARN_FRACTION = 0.8
+# A reply is reserved its whole budget, but at most this share of the window: a
+# thinking budget can be most of a window, and replies rarely use all of theirs.
+RESERVE_FRACTION = 0.25
+
+
+@dataclass(frozen=True, slots=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

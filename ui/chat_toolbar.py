@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
 
-from engine.inference.context import WARN_FRACTION
+from engine.types import WARN_FRACTION
 
 WARN_AT = WARN_FRACTION  # the meter turns to a warning from here
 

@@ -1,8 +1,179 @@
-"""The turn model: what the model reads of a chat, the same for the window and the CLI."""
+"""The turn model: what the model reads of a chat, the same for the window and the CLI.
+
+A chat's own settings (``ChatSettings``: its system prompt, its thinking switch,
+the first message the model still reads) are stored with the conversation.
+``prompt_of`` turns a stretch of the chat's active path into the messages the
+model reads; ``thinking_for`` decides the thinking switch; ``status_for`` names
+how a stored reply ended. Both front ends call these and nothing else, so a
+chat started in the window and continued with ``hearth chat --conversation``
+reads the same prompt.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from engine.history.types import MessageStatus, StoredMessage
+from engine.types import FinishReason, Message, ModelInfo
+
+if TYPE_CHECKING:
+    from engine.history.store import ChatStore
+
+__all__ = [
+    "CONTINUABLE",
+    "TITLE_CHARS",
+    "ChatSettings",
+    "PromptMessages",
+    "ThinkingMode",
+    "chat_settings",
+    "prompt_of",
+    "save_chat_settings",
+    "status_for",
+    "thinking_for",
+    "title_from",
+]
+
 TITLE_CHARS = 48
+
+
+class ThinkingMode(StrEnum):
+    """Whether new chats think: as the model's makers default it, always, never.
+
+    # NOTE: stored on disk (settings.json, ``generation.thinking``); keep values stable.
+    """
+
+    MODEL = "model"
+    ON = "on"
+    OFF = "off"
+
+
+# NOTE: stored on disk (conversations.settings, JSON); keep the keys stable.
+_SYSTEM_PROMPT = "system_prompt"
+_THINKING = "thinking"
+CONTEXT_FROM = "context_from"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSettings:
+    """One chat's own settings, stored with it as JSON.
+
+    ``system_prompt``: None when the chat has none of its own. ``thinking``: None
+    follows the app's thinking mode. ``context_from``: the id of the first
+    message the model still reads (the person chose to drop the turns before it;
+    they stay in the store, shown and searchable). Keys this version does not
+    know (from a newer Hearth) are kept in ``other`` and written back unchanged.
+    """
+
+    system_prompt: str | None = None
+    thinking: bool | None = None
+    context_from: int | None = None
+    other: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ChatSettings:
+        prompt = raw.get(_SYSTEM_PROMPT)
+        thinking = raw.get(_THINKING)
+        start = raw.get(CONTEXT_FROM)
+        known = (_SYSTEM_PROMPT, _THINKING, CONTEXT_FROM)
+        return cls(
+            system_prompt=prompt if isinstance(prompt, str) else None,
+            thinking=thinking if isinstance(thinking, bool) else None,
+            context_from=start if isinstance(start, int) and not isinstance(start, bool) else None,
+            other=MappingProxyType({k: v for k, v in raw.items() if k not in known}),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.other)
+        if self.system_prompt is not None:
+            out[_SYSTEM_PROMPT] = self.system_prompt
+        if self.thinking is not None:
+            out[_THINKING] = self.thinking
+        if self.context_from is not None:
+            out[CONTEXT_FROM] = self.context_from
+        return out
+
+    def with_(self, **changes: Any) -> ChatSettings:
+        return replace(self, **changes)
+
+
+def chat_settings(store: ChatStore, conv_id: int) -> ChatSettings:
+    return ChatSettings.from_json(store.conversation_settings(conv_id))
+
+
+def save_chat_settings(store: ChatStore, conv_id: int, settings: ChatSettings) -> None:
+    store.set_conversation_settings(conv_id, settings.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class PromptMessages:
+    """What the model reads of a stretch of a chat, and the stored id of each message
+    (None for the system prompt, which is a setting, not a message)."""
+
+    messages: tuple[Message, ...]
+    ids: tuple[int | None, ...]
+
+
+def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> PromptMessages:
+    """The messages the model reads of ``messages`` (a stretch of a chat's active path
+    from its start): the chat's system prompt, then every message from the first one
+    it still reads that has something to read (an empty reply is left out; an empty
+    question is not)."""
+    start = next((i for i, m in enumerate(messages) if m.id == settings.context_from), 0)
+    out: list[Message] = []
+    ids: list[int | None] = []
+    for m in messages[start:]:
+        if m.content or m.role == "user":
+            out.append(Message(m.role, m.content, m.thinking))
+            ids.append(m.id)
+    prompt = (settings.system_prompt or "").strip()
+    if prompt and not (out and out[0].role == "system"):
+        out.insert(0, Message("system", prompt))
+        ids.insert(0, None)
+    return PromptMessages(tuple(out), tuple(ids))
+
+
+def thinking_for(settings: ChatSettings, mode: ThinkingMode, model: ModelInfo | None) -> bool | None:
+    """The thinking switch for a chat's next reply: the chat's own choice, else the
+    app's mode, else what the model's makers default it to (None: the model has no
+    switch, so nothing is asked of its template)."""
+    if settings.thinking is not None:
+        return settings.thinking
+    if mode is ThinkingMode.ON:
+        return True
+    if mode is ThinkingMode.OFF:
+        return False
+    if model is not None and model.supports_thinking:
+        return model.thinking_default
+    return None
+
+
+_STATUS_FOR_REASON = {
+    FinishReason.STOP: MessageStatus.COMPLETE,
+    FinishReason.LENGTH: MessageStatus.LENGTH,
+    FinishReason.CANCELLED: MessageStatus.STOPPED,
+    FinishReason.CONTEXT: MessageStatus.CONTEXT,
+}
+
+
+def status_for(reason: FinishReason) -> MessageStatus:
+    """How a reply that ended for ``reason`` is stored."""
+    return _STATUS_FOR_REASON[reason]
+
+
+# Replies that can be continued: cut at the length limit, by a full context window
+# (the context question comes first), by Stop, or by the app ending.
+CONTINUABLE = frozenset(
+    {
+        MessageStatus.LENGTH,
+        MessageStatus.CONTEXT,
+        MessageStatus.STOPPED,
+        MessageStatus.INTERRUPTED,
+    }
+)
 
 
 def title_from(text: str) -> str:

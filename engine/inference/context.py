@@ -10,21 +10,12 @@ the other choice, and the UI's to offer.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from engine.errors import ContextFullError
-from engine.types import Message, SamplingParams
+from engine.types import ContextUsage, Message, SamplingParams
 
-__all__ = ["RESERVE_FRACTION", "WARN_FRACTION", "ContextUsage", "drop_oldest_turns", "reply_budget"]
+__all__ = ["drop_oldest_turns", "reply_budget"]
 
-# From this fraction on, a meter should warn that the next turns may not fit.
-WARN_FRACTION = 0.8
-# A reply is reserved its whole budget, but at most this share of the window: a
-# thinking budget can be most of a window, and replies rarely use all of theirs.
-RESERVE_FRACTION = 0.25
-
-
-@dataclass(frozen=True, slots=True)
 class ContextUsage:
     """The prompt's tokens plus the reply's budget against the window (n_ctx)."""
 

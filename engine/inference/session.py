@@ -24,7 +24,8 @@ import llama_cpp
 
 from engine.inference.chat_template import PromptBuilder, choose_template
 from engine.inference.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
-from engine.inference.context import ContextUsage, reply_budget
+from engine.inference.context import reply_budget
+from engine.types import ContextUsage
 from engine.inference.detok import Detokenizer, piece_function
 from engine.errors import ContextFullError
 from engine.inference.loader import (
@@ -68,10 +69,20 @@ _THINK_BUDGET_CLOSE = f"\n{THINK_CLOSE}\n\n"
 class ChatSession:
     """A loaded model and its context window, ready to stream replies."""
 
-    def __init__(self, model_path: str | Path, options: EngineOptions = _DEFAULT_OPTIONS) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        options: EngineOptions = _DEFAULT_OPTIONS,
+        *,
+        sampling_presets: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
+        """``sampling_presets``: the sampler settings the model's makers publish (the
+        catalog has them) by mode, "thinking" and "non_thinking" or "default"; they
+        win over what the file's metadata and architecture suggest."""
         path = Path(model_path)
         install_log_bridge()  # (load_llama checks the file before llama.cpp sees it)
         self._options = options
+        self._sampling_presets = dict(sampling_presets or {})
         self._llm: Any = load_llama(path, options)
         self._active: Generator[Event, None, None] | None = None
         try:
@@ -182,16 +193,15 @@ class ChatSession:
     def default_sampling(self, thinking: bool | None = None) -> SamplingParams:
         """This model's sampling defaults for a chat with thinking on or off
         (``None``: the model's default); see ``engine.inference.sampling``."""
-        from engine.models.catalog import catalog_entry_for
-
-        entry = catalog_entry_for(self._path)
-        catalog = cast("Mapping[str, float] | None", getattr(entry, "sampling", None))
+        on = self._thinking_on(thinking)
+        presets = self._sampling_presets
+        preset = presets.get("thinking" if on else "non_thinking") or presets.get("default")
         return default_sampling(
             architecture=self.info.architecture,
             metadata=self._metadata,
             n_params=self._n_params,
-            thinking=self._thinking_on(thinking),
-            catalog=catalog,
+            thinking=on,
+            catalog=preset,
         )
 
     def context_usage(

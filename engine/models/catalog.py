@@ -100,6 +100,13 @@ class CatalogEntry:
     def quality_rank(self) -> tuple[int, int]:
         return (self.family_rank, self.quality.rank if self.quality else 0)
 
+    def sampling_presets(self) -> dict[str, dict[str, float]]:
+        """The presets by mode as plain numbers, for a backend to apply (ChatSession)."""
+        return {
+            mode: {k: float(getattr(p, k)) for k in _SAMPLING_FIELDS if getattr(p, k) is not None}
+            for mode, p in self.sampling.items()
+        }
+
     def sampling_for(self, *, thinking: bool) -> SamplingPreset | None:
         """The preset for a reply with or without thinking, or None if the catalog has none."""
         mode = "thinking" if thinking else "non_thinking"

@@ -15,10 +15,19 @@ from pathlib import Path
 from engine.models.memory import FitBadge, HardwareInfo
 from engine.models.ranking import QuantFit, rank_quants
 from engine.models.catalog import CatalogEntry, verified_record
-from engine.settings import Settings
 from engine.types import EngineOptions
 
 AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelChoice:
+    """What the person chose (Settings → Model): a family and "auto" or a
+    quantization, or a file of their own (``path``, which wins when set)."""
+
+    family: str
+    quant: str = AUTO
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +73,7 @@ def resolve(
 
 
 def startup_file(
-    settings: Settings,
+    choice: ModelChoice,
     catalog: list[CatalogEntry],
     models_dir: Path,
     hw: HardwareInfo,
@@ -74,12 +83,11 @@ def startup_file(
 ) -> str:
     """The file to load at start for the saved choice ("" = the starter model).
     ``own_file=False``: leave out a file of the person's own (it is gone, say)."""
-    by_hand = str(settings["model.path"] or "") if own_file else ""
+    by_hand = choice.path if own_file else ""
     if by_hand:
         return by_hand
-    family = str(settings["model.family"])
-    entries = [e for e in catalog if e.family == family]
-    target = resolve(entries, str(settings["model.quant"] or AUTO), models_dir, hw, options)
+    entries = [e for e in catalog if e.family == choice.family]
+    target = resolve(entries, choice.quant or AUTO, models_dir, hw, options)
     if target.path is not None:
         return str(target.path)
     # Not downloaded (yet): the best file of the family that is and fits, else the starter.
