@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.controller import ChatController
-from engine.models.choice import Target, installed, resolve, startup_file
+from engine.models.choice import Target, arch_of, installed, load_options, resolve, startup_file
 from app.model_jobs import LOCAL_FILES, DownloadJob, duration, gb, label, progress_text
 from app.model_page import ModelPage
 from app.paths import AppPaths
@@ -37,6 +37,7 @@ from engine.models.hardware import probe
 from engine.models.hf_cache import find_in_hf_cache
 from engine.models.library import partial_download_bytes
 from engine.models.memory import (
+    AUTO_CONTEXT,
     FitBadge,
     HardwareInfo,
     check_fit,
@@ -44,7 +45,7 @@ from engine.models.memory import (
     estimate_for_options,
 )
 from engine.models.catalog import CatalogEntry, load_catalog
-from engine.settings import Settings, model_choice
+from engine.settings import Settings, engine_options, model_choice
 from engine.types import EngineOptions, ModelInfo
 from engine.models.types import DownloadProgress
 from ui.model_bar import ModelBar
@@ -63,7 +64,6 @@ ASSUMED_BYTES_PER_S = 50e6 / 8
 ASSUMED_SPEED_TEXT = "50 Mbit/s"
 # The context Hearth aims for when the person leaves it on "Automatic" (less if
 # memory is short; never llama-cpp-python's 512, never a model's full 262k).
-AUTO_CONTEXT = 16384
 _HW_TTL_S = 5.0
 
 
@@ -195,32 +195,17 @@ class ModelManager(QObject):
 
     def options_for(self, path: Path | None) -> EngineOptions:
         """Engine options to load ``path`` with: the settings', and the context that fits."""
-        from app.settings_controller import engine_options
-
         options = engine_options(self.settings)
-        if isinstance(self.settings["performance.n_ctx"], int):
-            return options
-        if self._launch_options is not None:
+        automatic = not isinstance(self.settings["performance.n_ctx"], int)
+        if automatic and self._launch_options is not None:
             return replace(options, n_ctx=self._launch_options.n_ctx)
-        arch: ModelArch | None = None
-        if path is None:
-            arch = self.catalog[0].arch if self.catalog else None  # the starter model
-        else:
-            entry = self.entry_for_path(path)
-            try:
-                arch = entry.arch if entry and entry.arch else read_gguf_arch(path)
-            except (GGUFError, OSError):
-                arch = None
-        if arch is None:
-            return options
-        n_ctx = choose_context(
-            arch,
-            self.hardware(),
-            wanted=AUTO_CONTEXT,
-            options=options,
+        return load_options(
+            options,
+            automatic_context=automatic,
+            arch=arch_of(path, self.catalog),
+            hw=self.hardware(),
             reclaimable=self._reclaimable(),
         )
-        return replace(options, n_ctx=n_ctx)
 
     def estimate_text(self, n_ctx: int | None) -> str:
         """For the Performance page: the loaded model's memory at ``n_ctx``."""

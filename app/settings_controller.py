@@ -19,48 +19,13 @@ from app.controller import ChatController
 from app.model_manager import ModelManager
 from app.paths import AppPaths
 from engine.errors import KnownError
-from engine.settings import SPECS, Settings, Value
+from engine.settings import SPECS, Settings, Value, engine_options, sampling_overrides
 from engine.types import EngineOptions, SamplingParams
 from ui.settings_dialog import SettingsDialog
 from ui.state import ResponseState
 from ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
-
-DEFAULT_N_CTX = 8192
-
-
-def engine_options(settings: Settings) -> EngineOptions:
-    """EngineOptions from the saved settings (None = Hearth decides)."""
-    n_ctx = settings["performance.n_ctx"]
-    threads = settings["performance.threads"]
-    kv: Literal["f16", "q8_0"] = (
-        "q8_0" if settings["performance.kv_cache_type"] == "q8_0" else "f16"
-    )
-    flash = bool(settings["performance.flash_attention"])
-    return EngineOptions(
-        n_ctx=int(n_ctx) if isinstance(n_ctx, int) else DEFAULT_N_CTX,
-        n_threads=int(threads) if isinstance(threads, int) else None,
-        n_gpu_layers=int(settings["performance.gpu_layers"] or 0),
-        use_mmap=bool(settings["performance.use_mmap"]),
-        # A quantized V cache needs flash attention: turn it on rather than fail to load.
-        flash_attn=flash or kv != "f16",
-        kv_cache_type=kv,
-    )
-
-
-def sampling_overrides(settings: Settings) -> dict[str, float | int]:
-    """The sampling fields the person set; the rest come from the model's defaults."""
-    overrides: dict[str, float | int] = {
-        "max_tokens": int(settings["generation.max_tokens"] or 1),
-        "max_thinking_tokens": int(settings["generation.max_thinking_tokens"] or 0),
-    }
-    for field in ("temperature", "top_p", "top_k", "min_p", "presence_penalty"):
-        value = settings[f"generation.{field}"]
-        if value is not None and not isinstance(value, bool | str):
-            overrides[field] = value
-    return overrides
-
 
 class SettingsController(QObject):
     def __init__(

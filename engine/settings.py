@@ -21,9 +21,11 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from engine.models.choice import AUTO, ModelChoice
+from engine.models.memory import AUTO_CONTEXT
+from engine.types import EngineOptions
 
 SETTINGS_VERSION = 1
 Value = str | int | float | bool | None
@@ -385,3 +387,36 @@ def model_choice(settings: Settings) -> ModelChoice:
         quant=str(settings["model.quant"] or AUTO),
         path=str(settings["model.path"] or ""),
     )
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    """EngineOptions from the saved settings (None = Hearth decides)."""
+    n_ctx = settings["performance.n_ctx"]
+    threads = settings["performance.threads"]
+    kv: Literal["f16", "q8_0"] = (
+        "q8_0" if settings["performance.kv_cache_type"] == "q8_0" else "f16"
+    )
+    flash = bool(settings["performance.flash_attention"])
+    return EngineOptions(
+        # Automatic: what Hearth wants; engine.models.choice.load_options fits it to the machine.
+        n_ctx=int(n_ctx) if isinstance(n_ctx, int) else AUTO_CONTEXT,
+        n_threads=int(threads) if isinstance(threads, int) else None,
+        n_gpu_layers=int(settings["performance.gpu_layers"] or 0),
+        use_mmap=bool(settings["performance.use_mmap"]),
+        # A quantized V cache needs flash attention: turn it on rather than fail to load.
+        flash_attn=flash or kv != "f16",
+        kv_cache_type=kv,
+    )
+
+
+def sampling_overrides(settings: Settings) -> dict[str, float | int]:
+    """The sampling fields the person set; the rest come from the model's defaults."""
+    overrides: dict[str, float | int] = {
+        "max_tokens": int(settings["generation.max_tokens"] or 1),
+        "max_thinking_tokens": int(settings["generation.max_thinking_tokens"] or 0),
+    }
+    for field in ("temperature", "top_p", "top_k", "min_p", "presence_penalty"):
+        value = settings[f"generation.{field}"]
+        if value is not None and not isinstance(value, bool | str):
+            overrides[field] = value
+    return overrides

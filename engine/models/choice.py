@@ -9,10 +9,13 @@ used, else the starter model (""). No Qt here: ``hearth chat`` uses it too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.models.memory import FitBadge, HardwareInfo
+from engine.gguf.arch import ModelArch
+from engine.gguf.header import GGUFError, read_gguf_arch
+from engine.models.memory import AUTO_CONTEXT, FitBadge, HardwareInfo, choose_context
 from engine.models.ranking import QuantFit, rank_quants
 from engine.models.catalog import CatalogEntry, verified_record
 from engine.types import EngineOptions
@@ -97,3 +100,36 @@ def startup_file(
         if r.fit.badge != FitBadge.TOO_LARGE and (p := installed(r.entry, models_dir))
     ]
     return str(max(have)[1]) if have else ""
+
+
+def arch_of(path: Path | None, catalog: Sequence[CatalogEntry]) -> ModelArch | None:
+    """A model file's shape: the catalog's (matched by file name), else its GGUF
+    header's; ``None`` is the starter model (the catalog's first entry)."""
+    if path is None:
+        return catalog[0].arch if catalog else None
+    entry = next((e for e in catalog if e.filename == path.name), None)
+    if entry is not None and entry.arch is not None:
+        return entry.arch
+    try:
+        return read_gguf_arch(path)
+    except (GGUFError, OSError):
+        return None
+
+
+def load_options(
+    options: EngineOptions,
+    *,
+    automatic_context: bool,
+    arch: ModelArch | None,
+    hw: HardwareInfo,
+    reclaimable: int = 0,
+) -> EngineOptions:
+    """The options to load a model with: the person's, and where the context is
+    "Automatic", ``AUTO_CONTEXT`` or less where memory is short (the same for the
+    window and ``hearth chat``)."""
+    if not automatic_context or arch is None:
+        return options
+    n_ctx = choose_context(
+        arch, hw, wanted=AUTO_CONTEXT, options=options, reclaimable=reclaimable
+    )
+    return replace(options, n_ctx=n_ctx)

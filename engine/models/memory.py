@@ -43,6 +43,7 @@ from engine.gguf.arch import ModelArch
 from engine.types import EngineOptions
 
 __all__ = [
+    "AUTO_CONTEXT",
     "DEFAULT_CONTEXT",
     "FitBadge",
     "FitCheck",
@@ -58,6 +59,9 @@ __all__ = [
 GIB = 1 << 30
 MIB = 1 << 20
 DEFAULT_CONTEXT = 8192  # EngineOptions().n_ctx: what a model loads with unless told otherwise
+# "Automatic" context, in the window and the CLI alike: what Hearth wants, less where
+# memory is short (engine.models.choice.load_options).
+AUTO_CONTEXT = 16384
 MIN_CONTEXT = 2048  # below this a chat with a system prompt and a few turns does not fit
 KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 # Measured: llama_vocab's tables per token and per BPE merge (vocab_only loads); then,
