@@ -31,7 +31,7 @@ from engine.types import (
     ThinkingDelta,
     Turn,
 )
-from tests.fakes import ScriptedBackend, failing_opener, scripted_opener
+from tests.fakes import Piece, ScriptedBackend, failing_opener, scripted_opener
 
 WAIT_MS = 5000
 HELLO = Turn(messages=(Message("user", "Say hello."),), cache_key=1)
@@ -198,12 +198,12 @@ class TestGenerate:
     def test_thinking_comes_apart_from_the_answer(
         self, qtbot: QtBot, start: Callable[..., tuple[EngineThread, Driver]]
     ) -> None:
-        reply = [ThinkingDelta("They want "), ThinkingDelta("a greeting."), "Hello!"]
+        reply: list[Piece] = [ThinkingDelta("They want "), ThinkingDelta("a greeting."), "Hi!"]
         engine, driver = start(scripted_opener(ScriptedBackend([reply])))
         driver.generate.emit(1, HELLO, engine.cancel_event())
         reply_done(qtbot, driver, 1)
         assert driver.text(1, "thinking_ready") == "They want a greeting."
-        assert driver.text(1) == "Hello!"
+        assert driver.text(1) == "Hi!"
 
     def test_the_models_sampling_with_the_persons_overrides(
         self, qtbot: QtBot, start: Callable[..., tuple[EngineThread, Driver]]
