@@ -15,9 +15,9 @@ from pathlib import Path
 
 from engine.gguf.arch import ModelArch
 from engine.gguf.header import GGUFError, read_gguf_arch
+from engine.models.catalog import CatalogEntry, verified_record
 from engine.models.memory import AUTO_CONTEXT, FitBadge, HardwareInfo, choose_context
 from engine.models.ranking import QuantFit, rank_quants
-from engine.models.catalog import CatalogEntry, verified_record
 from engine.types import EngineOptions
 
 AUTO = "auto"

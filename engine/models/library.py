@@ -419,6 +419,7 @@ def model_rows(
     *,
     reclaimable: int = 0,
     hf_cache: bool = True,
+    cached_files: Sequence[CachedFile] | None = None,
 ) -> list[ModelRow]:
     """The catalog's rows for ``hw``, in catalog order: fit, installed path, HF-cache copy.
 
@@ -426,9 +427,11 @@ def model_rows(
     its sha256 record; the HF cache is scanned once). ``reclaimable``: memory
     that loading any of these frees first (the model loaded now). Entries the
     catalog has no architecture for are left out (nothing to estimate).
+    ``cached_files``: a scan made before (``scan_hf_cache``), used instead of scanning.
     """
     fits = rank_quants(catalog, hw, options=options, reclaimable=reclaimable)
-    cached_files = scan_hf_cache() if hf_cache else []
+    if cached_files is None:
+        cached_files = scan_hf_cache() if hf_cache else []
     rows = []
     for fit in fits:
         entry = fit.entry

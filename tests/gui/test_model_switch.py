@@ -375,7 +375,8 @@ def test_a_quantization_in_the_hugging_face_cache_is_used_without_downloading(
     # No Hub server at all: a download attempt would fail, so success means the cache.
     hearth = launch(data_dir, catalog=catalog, hub_endpoint="http://127.0.0.1:9")
     dialog = open_model_page(qtbot, hearth)
-    assert "in Hugging Face cache" in row_text(dialog, "Q4_0")
+    # The cache is scanned off the GUI thread when the window opens; the row follows.
+    qtbot.waitUntil(lambda: "in Hugging Face cache" in row_text(dialog, "Q4_0"))
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         choose(qtbot, dialog, "Q4_0")
     assert done.args == [True]

@@ -174,9 +174,9 @@ def step_switch_model(ctx: Context) -> None:
         str(source).encode(), str(q8).encode(), ctypes.byref(params)
     ) == 0  # fmt: skip
     hearth.settings_controller.open()  # the Model page lists the catalog (no network)
-    hearth.models.page.import_file(str(q8))
+    hearth.models.files.import_file(str(q8))
     imported = hearth.models.models_dir / q8.name
-    _wait(ctx, lambda: not hearth.models.page.busy, REPLY_TIMEOUT_S, "the import")
+    _wait(ctx, lambda: not hearth.models.busy, REPLY_TIMEOUT_S, "the import")
     assert imported.exists()
     switched: list[bool] = []
     hearth.models.switch_finished.connect(switched.append)
