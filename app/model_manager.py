@@ -1,17 +1,12 @@
-"""Which model Hearth runs: the person's choice, downloads, switching, the model files.
+"""Which model Hearth runs: the person's choice, downloads, switching.
 
-GUI thread. The engine decides what fits and where a file is (``engine.models.service``),
-and how it is fetched (``engine.models.download``); this module turns the person's choice
-("Auto", or a quantization of a family, or a file of their own) into a file, downloads
-it first when needed, and reloads the engine on it. The open conversation simply
-continues on the new file. If the new file fails to load, Hearth goes back to the one it
-had, with a sentence. Importing, deleting and moving model files are here too, one job at
-a time with a download, so that nothing moves under a download or a load.
-
-A switch never interrupts a reply by surprise: choosing a quantization while a reply
-streams asks first; a download that finishes during a reply waits for the reply to end.
-
-Everything the Model page shows comes from this object's public methods and signals.
+GUI thread. The engine decides what fits and where a file is (``engine.models.service``)
+and how it is fetched (``engine.models.download``); this module turns the person's
+choice ("Auto", a quantization of a family, a file of their own) into a file, downloads
+it first when needed, and reloads the engine on it; the open conversation continues on
+the new file, or on the one it had (with a sentence) if the new one fails to load. A
+switch never interrupts a reply by surprise. The person's files are ``self.files``
+(app.model_files); the Model page uses only the public methods and signals here.
 """
 
 from __future__ import annotations
@@ -35,9 +30,7 @@ from engine.gguf.validate import validate_gguf
 from engine.models.catalog import CatalogEntry, load_catalog
 from engine.models.choice import AUTO, Target
 from engine.models.hf_cache import CachedFile
-from engine.models.library import (
-    partial_download_bytes,
-)
+from engine.models.library import partial_download_bytes
 from engine.models.memory import AUTO_CONTEXT, FitBadge
 from engine.models.service import ModelService, label
 from engine.models.types import DownloadOutcome, DownloadProgress

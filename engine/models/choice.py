@@ -129,7 +129,5 @@ def load_options(
     window and ``hearth chat``)."""
     if not automatic_context or arch is None:
         return options
-    n_ctx = choose_context(
-        arch, hw, wanted=AUTO_CONTEXT, options=options, reclaimable=reclaimable
-    )
+    n_ctx = choose_context(arch, hw, wanted=AUTO_CONTEXT, options=options, reclaimable=reclaimable)
     return replace(options, n_ctx=n_ctx)
