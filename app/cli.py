@@ -15,11 +15,20 @@ from pathlib import Path
 from typing import TextIO
 
 from app.paths import AppPaths
+from engine.errors import KnownError
 from engine.history.opening import open_store
 from engine.history.turns import title_from
-from engine.errors import KnownError
-from engine.types import EngineOptions, FinishReason, GenerationStats, Message, ReplyDone, SamplingParams, TextDelta, ThinkingDelta
 from engine.history.types import MessageStatus
+from engine.types import (
+    EngineOptions,
+    FinishReason,
+    GenerationStats,
+    Message,
+    ReplyDone,
+    SamplingParams,
+    TextDelta,
+    ThinkingDelta,
+)
 
 _STATUS = {
     FinishReason.STOP: MessageStatus.COMPLETE,
@@ -150,7 +159,7 @@ def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
 
 def with_saved_models_dir(paths: AppPaths) -> AppPaths:
     """``paths`` with the models folder chosen in the app's Settings, if it is there."""
-    from engine.settings import Settings, model_choice
+    from engine.settings import Settings
 
     chosen = str(Settings(paths.config_dir / "settings.json")["storage.models_dir"] or "")
     if chosen and Path(chosen).is_dir():
@@ -161,22 +170,26 @@ def with_saved_models_dir(paths: AppPaths) -> AppPaths:
 
 def _chosen_model(paths: AppPaths) -> Path:
     """The model the person chose in the app (Settings → Model), else the starter model."""
+    from engine.models.catalog import install_starter_model, load_catalog
     from engine.models.choice import startup_file
     from engine.models.hardware import probe
-    from engine.models.catalog import install_starter_model, load_catalog
     from engine.settings import Settings, model_choice
 
     settings = Settings(paths.config_dir / "settings.json")
     chosen = startup_file(
-        model_choice(settings), load_catalog(), paths.models_dir, probe(paths.models_dir), EngineOptions()
+        model_choice(settings),
+        load_catalog(),
+        paths.models_dir,
+        probe(paths.models_dir),
+        EngineOptions(),
     )
     return Path(chosen) if chosen else install_starter_model(paths.models_dir)
 
 
 def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
-    from engine.inference.session import ChatSession
     from engine.history.recorder import ReplyRecorder
     from engine.history.store import ChatStore
+    from engine.inference.session import ChatSession
 
     assert isinstance(store, ChatStore)
     if not args.prompt.strip():  # the parser refuses it too; nothing is saved either way

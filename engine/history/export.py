@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from engine.errors import KnownError
-from engine.history.store import ChatStore
 from engine.history.messages import ImportItem
-from engine.types import Role
+from engine.history.store import ChatStore
 from engine.history.types import Conversation, MessageStatus, StoredMessage
+from engine.types import Role
 
 FORMAT = "hearth-chats"
 VERSION = 1

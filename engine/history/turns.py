@@ -136,7 +136,9 @@ def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> Prom
     return PromptMessages(tuple(out), tuple(ids))
 
 
-def thinking_for(settings: ChatSettings, mode: ThinkingMode, model: ModelInfo | None) -> bool | None:
+def thinking_for(
+    settings: ChatSettings, mode: ThinkingMode, model: ModelInfo | None
+) -> bool | None:
     """The thinking switch for a chat's next reply: the chat's own choice, else the
     app's mode, else what the model's makers default it to (None: the model has no
     switch, so nothing is asked of its template)."""
