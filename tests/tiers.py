@@ -20,8 +20,8 @@ Markers (declared in pyproject.toml):
   run): all its tests need llama.cpp, so they are in the model tier anyway;
 - a test that imports it (directly or through Hearth's code, even code that catches the
   ImportError) fails and says where, because it belongs in the model tier.
-Child processes a test starts are not watched (tests/test_tiers.py shows the guard works).
-So a green ``--fast`` run proves that llama.cpp was never loaded.
+So a green ``--fast`` run proves that llama.cpp was never loaded in the test process
+(tests/test_tiers.py shows the guard at work); child processes a test starts are not watched.
 
 The full tier (``bash packaging/bootstrap.sh test``, what .ci/run runs) selects nothing:
 it runs every test, these markers only label them.
