@@ -16,8 +16,8 @@ from engine.history.store import (
     ChatStore,
     Conversation,
     MessageStatus,
-    ReplyRecorder,
 )
+from engine.history.recorder import ReplyRecorder
 
 
 class FakeClock:
