@@ -126,9 +126,9 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=bounded("generation.max_tokens", int, 1),
         metavar="N",
         help="the longest reply in tokens, thinking included: a model that thinks gets up "
-        "to half of N to think (or --max-thinking-tokens, if less) and the rest to answer "
-        "(default: the longest reply and longest thinking set in Settings, counted apart, "
-        "as in the window)",
+        "to half of N to think (up to --max-thinking-tokens instead, if given, leaving at "
+        "least one token) and the rest to answer (default: the longest reply and longest "
+        "thinking set in Settings, counted apart, as in the window)",
     )
     chat.add_argument(
         "--max-thinking-tokens",
@@ -136,7 +136,7 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="the longest thinking, then the model must answer (within --max-tokens)",
     )
-    chat.add_argument("--conversation", type=int, help="continue this conversation id")
+    chat.add_argument("--conversation", type=int, metavar="ID", help="continue this conversation")
     chat.add_argument(
         "--system",
         help="this chat's system prompt (a new chat's default is the one in Settings; "
