@@ -16,11 +16,11 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from engine.errors import KnownError
+from engine.models.catalog import CatalogEntry
+from engine.models.folder import MoveCancelled
 from engine.models.hf_cache import CachedFile
 from engine.models.library import ImportCancelled, adopt_from_cache
 from engine.models.memory import FitBadge
-from engine.models.folder import MoveCancelled
-from engine.models.catalog import CatalogEntry
 from engine.models.types import DownloadProgress, DownloadState
 
 log = logging.getLogger(__name__)

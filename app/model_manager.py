@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.controller import ChatController
-from engine.models.choice import Target, arch_of, installed, load_options, resolve, startup_file
 from app.model_jobs import LOCAL_FILES, DownloadJob, duration, gb, label, progress_text
 from app.model_page import ModelPage
 from app.paths import AppPaths
@@ -33,6 +32,8 @@ from engine.errors import KnownError
 from engine.gguf.arch import ModelArch
 from engine.gguf.header import GGUFError, read_gguf_arch
 from engine.gguf.validate import validate_gguf
+from engine.models.catalog import CatalogEntry, load_catalog
+from engine.models.choice import Target, arch_of, installed, load_options, resolve, startup_file
 from engine.models.hardware import probe
 from engine.models.hf_cache import find_in_hf_cache
 from engine.models.library import partial_download_bytes
@@ -41,13 +42,11 @@ from engine.models.memory import (
     FitBadge,
     HardwareInfo,
     check_fit,
-    choose_context,
     estimate_for_options,
 )
-from engine.models.catalog import CatalogEntry, load_catalog
+from engine.models.types import DownloadProgress
 from engine.settings import Settings, engine_options, model_choice
 from engine.types import EngineOptions, ModelInfo
-from engine.models.types import DownloadProgress
 from ui.model_bar import ModelBar
 from ui.settings_dialog import AUTO_QUANT
 from ui.state import ResponseState

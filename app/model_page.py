@@ -19,6 +19,7 @@ from app.model_jobs import BADGE_TEXT, LOCAL_FILES, MoveJob, gb, label
 from engine.errors import KnownError
 from engine.gguf.header import GGUFError, read_gguf_arch
 from engine.gguf.validate import validate_gguf
+from engine.models.folder import FolderMove, plan_move
 from engine.models.library import (
     InstalledModel,
     delete_model,
@@ -27,7 +28,6 @@ from engine.models.library import (
     model_rows,
 )
 from engine.models.memory import check_fit, estimate_for_options
-from engine.models.folder import FolderMove, plan_move
 from ui.settings_dialog import QuantRow, SettingsDialog
 
 if TYPE_CHECKING:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
 
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFont
@@ -20,12 +19,13 @@ from app.model_manager import ModelManager
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.settings import SPECS, Settings, Value, engine_options, sampling_overrides
-from engine.types import EngineOptions, SamplingParams
+from engine.types import SamplingParams
 from ui.settings_dialog import SettingsDialog
 from ui.state import ResponseState
 from ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
+
 
 class SettingsController(QObject):
     def __init__(

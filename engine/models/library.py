@@ -29,9 +29,6 @@ from pathlib import Path
 
 from engine.errors import ModelInstallError
 from engine.gguf.validate import BadModelFile, GGUFInfo, validate_gguf
-from engine.models.hf_cache import CachedFile, find_in_hf_cache, scan_hf_cache
-from engine.models.memory import FitBadge, HardwareInfo
-from engine.models.ranking import QuantFit, rank_quants
 from engine.models.catalog import (
     CatalogEntry,
     find_starter_source,
@@ -39,6 +36,9 @@ from engine.models.catalog import (
     sidecar_path,
     verified_record,
 )
+from engine.models.hf_cache import CachedFile, find_in_hf_cache, scan_hf_cache
+from engine.models.memory import FitBadge, HardwareInfo
+from engine.models.ranking import QuantFit, rank_quants
 from engine.types import EngineOptions
 
 __all__ = [

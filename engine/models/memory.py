@@ -36,9 +36,9 @@ without loading the model) or, before a download, from the catalog.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+
 from engine.gguf.arch import ModelArch
 from engine.types import EngineOptions
 

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from engine.inference.context import drop_oldest_turns, reply_budget
-from engine.types import ContextUsage
 from engine.errors import ContextFullError
+from engine.inference.context import drop_oldest_turns, reply_budget
 from engine.inference.session import ChatSession
-from engine.types import Message, SamplingParams
+from engine.types import ContextUsage, Message, SamplingParams
 
 SYSTEM = Message("system", "You are terse.")
 
