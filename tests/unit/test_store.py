@@ -18,7 +18,6 @@ from engine.history.store import (
     Conversation,
     MessageStatus,
 )
-from engine.history.recorder import ReplyRecorder
 
 
 class FakeClock:
