@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from app.paths import AppPaths, saved_folders
+from app.folders_at_start import chosen_folders
+from app.paths import AppPaths
 from engine.settings import Settings, Storage
 from ui.settings_dialog import Folder
 
@@ -33,12 +34,10 @@ class Folders(QObject):
     @classmethod
     def from_settings(
         cls, paths: AppPaths, settings: Settings, parent: QObject | None = None
-    ) -> tuple[Folders, list[str]]:
+    ) -> tuple[Folders, tuple[str, ...]]:
         """The folders the settings name, where they are there, and sentences about
         those that are not (the defaults are used meanwhile)."""
-        chosen, notices = saved_folders(
-            paths, settings[Storage.MODELS_DIR], settings[Storage.CHATS_DIR]
-        )
+        chosen, notices = chosen_folders(paths, settings)
         return cls(chosen, settings, parent), notices
 
     @property

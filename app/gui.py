@@ -26,12 +26,12 @@ from app.model_page import ModelPage
 from app.paths import APP_NAME, AppPaths
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
-from engine.history.opening import open_store
 from app.version import __version__
 from app.worker import EngineThread
 from engine.errors import KnownError, StoreError
+from engine.history.opening import open_store
 from engine.models.catalog import CatalogEntry, load_catalog, resources_dir
-from engine.settings import engine_options, Settings
+from engine.settings import Settings, engine_options
 from engine.types import EngineOptions, SamplingParams
 from ui.about import AboutDialog, load_app_icon
 from ui.main_window import MainWindow

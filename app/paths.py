@@ -65,32 +65,3 @@ def resolve_paths(data_dir: str | Path | None = None) -> AppPaths:
         config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
         log_dir=Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)),
     )
-
-
-def saved_folders(paths: AppPaths, models: str, chats: str) -> tuple[AppPaths, list[str]]:
-    """``paths`` with the models and chats folders the person chose (the settings'
-    ``storage.models_dir`` / ``storage.chats_dir``), each where it is there; a folder
-    that is not (a disk not plugged in) is not recreated empty: the default is used
-    meanwhile, with a sentence. For the window and the command line alike."""
-    notices: list[str] = []
-    default = paths
-    if models:
-        folder = Path(models).expanduser()
-        if folder.is_dir():
-            paths = paths.with_models_dir(folder)
-        else:
-            notices.append(
-                f"The models folder {folder} is not available (is its disk connected?). "
-                f"Hearth uses {default.models_dir} until it is back."
-            )
-    if chats:
-        folder = Path(chats).expanduser()
-        if folder.is_dir():
-            paths = paths.with_chats_dir(folder)
-        else:
-            notices.append(
-                f"Your chats folder {folder} is not available (is its disk connected?). "
-                f"Hearth opened the chats in {default.chats_dir} meanwhile; the chats in "
-                f"{folder} are untouched and open again once it is back."
-            )
-    return paths, notices

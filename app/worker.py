@@ -19,10 +19,10 @@ from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
-from engine.inference.context import drop_oldest_turns
-from engine.types import ContextUsage
 from engine.errors import ContextFullError, KnownError
+from engine.inference.context import drop_oldest_turns
 from engine.types import (
+    ContextUsage,
     EngineOptions,
     Message,
     ModelInfo,
@@ -119,8 +119,8 @@ class EngineWorker(QObject):
         self.model_loading.emit(path)
         self._close_session()
         try:
-            from engine.models.catalog import catalog_entry_for, install_starter_model
             from engine.inference.session import ChatSession
+            from engine.models.catalog import catalog_entry_for, install_starter_model
 
             model_path = Path(path) if path else install_starter_model(self._models_dir)
             entry = catalog_entry_for(model_path)

@@ -12,50 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from engine.errors import ContextFullError
-from engine.types import ContextUsage, Message, SamplingParams
+from engine.types import Message, SamplingParams
 
 __all__ = ["drop_oldest_turns", "reply_budget"]
-
-class ContextUsage:
-    """The prompt's tokens plus the reply's budget against the window (n_ctx)."""
-
-    prompt_tokens: int
-    reply_budget: int  # answer + thinking budget: what the next reply may use at most
-    n_ctx: int
-
-    @property
-    def needed(self) -> int:
-        return self.prompt_tokens + self.reply_budget
-
-    @property
-    def fraction(self) -> float:
-        """Of the window the prompt uses now (0..1, more when it does not fit)."""
-        return self.prompt_tokens / self.n_ctx if self.n_ctx else 1.0
-
-    @property
-    def fits(self) -> bool:
-        """True when the prompt and a full-length reply both fit."""
-        return self.needed <= self.n_ctx
-
-    @property
-    def prompt_fits(self) -> bool:
-        """True when the prompt fits with room for at least one reply token."""
-        return self.prompt_tokens < self.n_ctx
-
-    @property
-    def reserve(self) -> int:
-        """The room the next reply is given: its budget, at most a quarter of the window."""
-        return min(self.reply_budget, int(self.n_ctx * RESERVE_FRACTION))
-
-    @property
-    def has_room(self) -> bool:
-        """True when the prompt leaves the next reply its reserve. When it does not,
-        the person chooses: drop the oldest turns or start a new chat."""
-        return self.prompt_tokens + self.reserve <= self.n_ctx
-
-    @property
-    def warn(self) -> bool:
-        return not self.has_room or self.fraction >= WARN_FRACTION
 
 
 def reply_budget(params: SamplingParams, *, thinking: bool, close_tokens: int = 0) -> int:

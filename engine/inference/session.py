@@ -22,12 +22,11 @@ from typing import Any, cast
 
 import llama_cpp
 
+from engine.errors import ContextFullError
 from engine.inference.chat_template import PromptBuilder, choose_template
 from engine.inference.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
 from engine.inference.context import reply_budget
-from engine.types import ContextUsage
 from engine.inference.detok import Detokenizer, piece_function
-from engine.errors import ContextFullError
 from engine.inference.loader import (
     install_log_bridge,
     load_llama,
@@ -41,6 +40,7 @@ from engine.inference.thinking import (
     prompt_opens_thinking,
 )
 from engine.types import (
+    ContextUsage,
     EngineOptions,
     Event,
     FinishReason,

@@ -10,9 +10,9 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from engine.inference import session as session_module
 from engine.errors import ContextFullError, ModelLoadError
 from engine.gguf.validate import DamagedModelFile, validate_gguf
+from engine.inference import session as session_module
 from engine.inference.loader import (
     _cpu_list,
     _performance_cores,
