@@ -515,7 +515,7 @@ def test_after_a_models_move_every_reader_of_the_folder_sees_the_new_one(
 
     # Settings → Privacy & storage → Open (models folder) opens the new folder.
     opened = _OpenedUrls()
-    QDesktopServices.setUrlHandler("file", opened, b"open")
+    QDesktopServices.setUrlHandler("file", opened, "open")  # type: ignore[arg-type]  # (stub: bytes)
     try:
         button = dialog.findChild(QPushButton, "open_models_folder")
         assert button is not None
