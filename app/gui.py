@@ -18,9 +18,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.background import IdleIndexer
 from app.controller import ChatController
+from app.folders import Folders
 from app.gc_guard import GuiThreadGc
 from app.logs import disable_crash_dump, enable_crash_dump, setup_logging
-from app.folders import Folders
 from app.model_manager import ModelManager
 from app.model_page import ModelPage
 from app.paths import APP_NAME, AppPaths
@@ -103,7 +103,10 @@ class HearthApp:
             path = self.controller.model_path
             self.controller.options = self.models.options_for(Path(path) if path else None)
         self.settings_controller = SettingsController(
-            self.settings, self.controller, self.folders, self.models,
+            self.settings,
+            self.controller,
+            self.folders,
+            self.models,
             ModelPage(self.models, self.folders),
         )
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt

@@ -24,10 +24,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
-from engine.history.turns import ThinkingMode
 from engine.models.choice import AUTO, ModelChoice
 from engine.models.memory import AUTO_CONTEXT
-from engine.types import EngineOptions, KvCacheType
+from engine.types import EngineOptions, KvCacheType, ThinkingMode
 
 SETTINGS_VERSION = 1
 Value = str | int | float | bool | None

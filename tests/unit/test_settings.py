@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.history.turns import ThinkingMode
 from engine.settings import SCHEMA, SPECS, Appearance, Generation, Performance, Settings, Theme
+from engine.types import ThinkingMode
 
 
 def test_every_option_is_declared_with_a_valid_default_and_description() -> None:
