@@ -16,13 +16,20 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 
 from app.history_actions import HistoryActions
-from engine.history.turns import title_from
 from app.worker import EngineThread, ReplyRequest
-from engine.types import ContextUsage
 from engine.history.recorder import ReplyRecorder
 from engine.history.store import ChatStore
-from engine.types import EngineOptions, FinishReason, Message, ModelInfo, ReplyDone, SamplingParams
+from engine.history.turns import title_from
 from engine.history.types import Conversation, MessageStatus, StoredMessage
+from engine.types import (
+    ContextUsage,
+    EngineOptions,
+    FinishReason,
+    Message,
+    ModelInfo,
+    ReplyDone,
+    SamplingParams,
+)
 from ui.context_dialog import ContextChoice, ask_context_choice
 from ui.main_window import MainWindow
 from ui.state import ResponseState

@@ -32,8 +32,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from engine.types import Role
 from engine.history.types import MessageStatus, StoredMessage
+from engine.types import Role
 from ui.markdown import COPY_CODE_SCHEME, BlockSplitter, MarkdownRenderer
 
 REPAINT_INTERVAL_MS = 33
