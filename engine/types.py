@@ -144,6 +144,26 @@ class Turn:
     cache_key: int | None = None
 
 
+class ThinkingMode(StrEnum):
+    """Whether new chats think: as the model's makers default it, always, never.
+
+    # NOTE: stored on disk (settings.json, ``generation.thinking``); keep values stable.
+    """
+
+    MODEL = "model"
+    ON = "on"
+    OFF = "off"
+
+    @classmethod
+    def of(cls, value: object) -> ThinkingMode:
+        """The mode a settings value names; an unknown one (a newer Hearth's, a
+        hand-edited file) is the model's default."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.MODEL
+
+
 class FinishReason(StrEnum):
     """Why a reply ended.
 

@@ -239,6 +239,7 @@ def test_estimates_match_measured_peak_memory_within_10_percent(
 # -- fitting --------------------------------------------------------------------------
 
 
+@pytest.mark.model  # probe() asks this llama.cpp build whether it can offload to a GPU
 def test_this_machine_is_recommended_the_best_quant_that_fits() -> None:
     from engine.models.hardware import probe
 
