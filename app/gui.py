@@ -18,9 +18,11 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.background import IdleIndexer
 from app.controller import ChatController
+from app.folders import Folders
 from app.gc_guard import GuiThreadGc
 from app.logs import disable_crash_dump, enable_crash_dump, setup_logging
 from app.model_manager import ModelManager
+from app.model_page import ModelPage
 from app.paths import APP_NAME, AppPaths
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
@@ -67,6 +69,7 @@ class HearthApp:
         paths, folder_notice = _models_folder(paths, str(self.settings["storage.models_dir"] or ""))
         paths, chats_notice = _chats_folder(paths, str(self.settings["storage.chats_dir"] or ""))
         self.paths = paths
+        self.folders = Folders(paths, self.settings)  # read for the folders from here on
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
         self.store, store_notice = open_store(paths.db_path)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
@@ -86,7 +89,7 @@ class HearthApp:
         )
         self.models = ModelManager(
             self.settings,
-            paths,
+            self.folders,
             self.controller,
             catalog=catalog,
             endpoint=hub_endpoint,
@@ -100,7 +103,11 @@ class HearthApp:
             path = self.controller.model_path
             self.controller.options = self.models.options_for(Path(path) if path else None)
         self.settings_controller = SettingsController(
-            self.settings, self.controller, paths, self.models
+            self.settings,
+            self.controller,
+            self.folders,
+            self.models,
+            ModelPage(self.models, self.folders),
         )
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:
@@ -140,8 +147,8 @@ class HearthApp:
 
     def show_about(self) -> None:
         folders = [
-            ("Chats", self.store.path.parent),
-            ("Models", self.paths.models_dir),
+            ("Chats", self.folders.chats_dir),
+            ("Models", self.folders.models_dir),
             ("Settings", self.paths.config_dir),
             ("Logs and crash reports", self.paths.log_dir),
         ]

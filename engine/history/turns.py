@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import FinishReason, Message, ModelInfo
+from engine.types import FinishReason, Message, ModelInfo, ThinkingMode
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
@@ -41,26 +40,6 @@ __all__ = [
 ]
 
 TITLE_CHARS = 48
-
-
-class ThinkingMode(StrEnum):
-    """Whether new chats think: as the model's makers default it, always, never.
-
-    # NOTE: stored on disk (settings.json, ``generation.thinking``); keep values stable.
-    """
-
-    MODEL = "model"
-    ON = "on"
-    OFF = "off"
-
-    @classmethod
-    def of(cls, value: object) -> ThinkingMode:
-        """The mode a settings value names; an unknown one (a newer Hearth's, a
-        hand-edited file) is the model's default."""
-        try:
-            return cls(str(value))
-        except ValueError:
-            return cls.MODEL
 
 
 # NOTE: stored on disk (conversations.settings, JSON); keep the keys stable.

@@ -63,5 +63,6 @@ def sampling_for(backend: ChatBackend, turn: Turn) -> SamplingParams:
     the person's overrides on top."""
     if turn.sampling is not None:
         return turn.sampling
+    # Field names checked at run time (replace raises TypeError on an unknown one).
     overrides: dict[str, Any] = dict(turn.overrides)
     return replace(backend.default_sampling(turn.thinking), **overrides)

@@ -162,9 +162,9 @@ def step_switch_model(ctx: Context) -> None:
         str(source).encode(), str(q8).encode(), ctypes.byref(params)
     ) == 0  # fmt: skip
     hearth.settings_controller.open()  # the Model page lists the catalog (no network)
-    hearth.models.page.import_file(str(q8))
+    hearth.models.files.import_file(str(q8))
     imported = hearth.models.models_dir / q8.name
-    wait_until(lambda: not hearth.models.page.busy, timeout_s=MODEL_STEP_S, what="the import")
+    wait_until(lambda: not hearth.models.busy, timeout_s=MODEL_STEP_S, what="the import")
     assert imported.exists()
     switched: list[bool] = []
     hearth.models.switch_finished.connect(switched.append)

@@ -249,8 +249,8 @@ def test_import_with_no_free_space_says_so(
     with pytest.raises(ModelInstallError) as info:
         import_gguf(starter_model_path, models)
     assert str(info.value) == (
-        f"Not enough free disk space to copy {STARTER} into the models folder: it needs 0.1 GB "
-        f"and 0.0 GB is free in {models}. Free some space or choose another models folder in "
+        f"Not enough free disk space to copy {STARTER} into the models folder: it needs 98 MB "
+        f"and 1 MB is free in {models}. Free some space or choose another models folder in "
         "Settings."
     )
     assert listing(models) == []
