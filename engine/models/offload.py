@@ -57,7 +57,7 @@ from engine.models.memory import (
     check_fit,
     estimate_memory,
 )
-from engine.units import format_bytes
+from engine.units import format_bytes as _gb
 
 __all__ = [
     "Backend",
@@ -460,7 +460,7 @@ def _plan(
         total = lay.host.total + lay.device.total
         where = "memory" if device.unified or k == 0 else "RAM"
         sentence = (
-            f"Too large for this computer: it needs about {format_bytes(total)} even with "
+            f"Too large for this computer: it needs about {_gb(total)} even with "
             f"{n_ctx:,} tokens of context, more than its {where} can hold. "
             "Pick a smaller quantization."
         )
@@ -468,42 +468,42 @@ def _plan(
         badge = OffloadBadge.CPU
         if device.has_gpu:
             sentence = (
-                f"Runs on the CPU: {gpu_name} has {format_bytes(device.free_memory)} free, too little "
-                f"for one layer and the {format_bytes(lay.host.compute)} of work space {n_ctx:,} tokens "
-                f"of context need. {format_bytes(lay.host.total)} of RAM."
+                f"Runs on the CPU: {gpu_name} has {_gb(device.free_memory)} free, too little "
+                f"for one layer and the {_gb(lay.host.compute)} of work space {n_ctx:,} tokens "
+                f"of context need. {_gb(lay.host.total)} of RAM."
             )
         else:
             sentence = (
                 f"Runs on the CPU (no GPU this build of llama.cpp can use): "
-                f"{format_bytes(lay.host.total)} of RAM."
+                f"{_gb(lay.host.total)} of RAM."
             )
     elif device.unified:
         badge = OffloadBadge.GPU if k == total_layers else OffloadBadge.GPU_RAM
-        both = format_bytes(lay.device.total + lay.host.total)
+        both = _gb(lay.device.total + lay.host.total)
         if k == total_layers:
             sentence = f"All {total_layers} layers on {gpu_name}'s GPU: {both} of its memory."
         else:
             sentence = (
                 f"{k} of {total_layers} layers on {gpu_name}'s GPU, the rest on its CPU "
-                f"(the GPU may use {format_bytes(device.total_memory)}): {both} of memory in all."
+                f"(the GPU may use {_gb(device.total_memory)}): {both} of memory in all."
             )
     elif k == total_layers and lay.kv_on_gpu:
         badge = OffloadBadge.GPU
         sentence = (
-            f"All {total_layers} layers on {gpu_name} ({format_bytes(lay.device.total)}); "
-            f"{format_bytes(lay.host.total)} of RAM."
+            f"All {total_layers} layers on {gpu_name} ({_gb(lay.device.total)}); "
+            f"{_gb(lay.host.total)} of RAM."
         )
     elif k == total_layers:
         badge = OffloadBadge.GPU_RAM
         sentence = (
-            f"All {total_layers} layers on {gpu_name} ({format_bytes(lay.device.total)}), their "
-            f"KV cache in RAM ({format_bytes(lay.host.total)} in all): a little slower than a full fit."
+            f"All {total_layers} layers on {gpu_name} ({_gb(lay.device.total)}), their "
+            f"KV cache in RAM ({_gb(lay.host.total)} in all): a little slower than a full fit."
         )
     else:
         badge = OffloadBadge.GPU_RAM
         sentence = (
-            f"{k} of {total_layers} layers on {gpu_name} ({format_bytes(lay.device.total)}), "
-            f"the rest in RAM ({format_bytes(lay.host.total)}): slower than a model that fits the GPU."
+            f"{k} of {total_layers} layers on {gpu_name} ({_gb(lay.device.total)}), "
+            f"the rest in RAM ({_gb(lay.host.total)}): slower than a model that fits the GPU."
         )
     if n_ctx < wanted and badge is not OffloadBadge.TOO_LARGE:
         sentence += f" Context cut to {n_ctx:,} tokens to fit the memory."
