@@ -35,7 +35,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -96,118 +95,76 @@ _EXTENDED_FIELDS = (
 # -- one streamed exchange ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    """The server answered with an error status."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class _End:
-    """The stream ended: with ``[DONE]`` (done=True) or by the server closing it."""
-
-    def __init__(self, *, done: bool) -> None:
-        self.done = done
-
-
-_Item = dict[str, Any] | _Failed | _End | KnownError | httpx2.TransportError
-
-
 class _Exchange:
-    """One ``POST /chat/completions``, read on a thread of its own into a queue of
-    parsed chunks, so that the reading side can give up at once (``abort``)."""
+    """One ``POST /chat/completions``: sent, and its headers awaited, on a thread of its
+    own, so that Stop never waits for a slow server to start answering; the body is
+    then read by the caller itself (no hand-over between threads per token), while a
+    watcher shuts the socket once ``stop`` is set, which wakes a read blocked on a
+    silent server and tells the server to stop generating."""
 
-    def __init__(
-        self, client: httpx2.Client, url: str, headers: dict[str, str], body: dict[str, Any],
-        where: str,
-    ) -> None:  # fmt: skip
-        self.items: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._aborted = threading.Event()
-        self._socket: socket.socket | None = None
+    def __init__(self, client: httpx2.Client, request: httpx2.Request, stop: threading.Event):
+        self._stop = stop
+        self._result: queue.SimpleQueue[httpx2.Response | Exception] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._where = where
-        self._thread = threading.Thread(
-            target=self._read, args=(client, url, headers, body), name="remote-reply", daemon=True
-        )
-        self._thread.start()
+        self._abandoned = False
+        self._finished = False
+        self._response: httpx2.Response | None = None
+        threading.Thread(
+            target=self._send, args=(client, request), name="remote-request", daemon=True
+        ).start()
 
-    def _read(
-        self, client: httpx2.Client, url: str, headers: dict[str, str], body: dict[str, Any]
-    ) -> None:
-        put = self.items.put
+    def _send(self, client: httpx2.Client, request: httpx2.Request) -> None:
         try:
-            with client.stream("POST", url, json=body, headers=headers) as response:
-                self._keep_socket(response)
-                if response.status_code >= 400:
-                    put(_Failed(response.status_code, response.headers, capped_body(response)))
-                    return
-                for event in sse_events(response.iter_bytes()):
-                    if self._aborted.is_set():
-                        return
-                    if event.data == "[DONE]":
-                        put(_End(done=True))
-                        return
-                    try:
-                        chunk = json.loads(event.data)
-                    except ValueError:
-                        put(malformed(self._where, f"not JSON: {event.data[:80]!r}"))
-                        return
-                    if not isinstance(chunk, dict):
-                        put(malformed(self._where, f"not a chunk: {event.data[:80]!r}"))
-                        return
-                    if event.event == "error" and "error" not in chunk:
-                        chunk = {"error": chunk}
-                    put(chunk)
-            put(_End(done=False))
-        except (SseTooLong, UnicodeDecodeError) as exc:
-            put(malformed(self._where, str(exc)))
-        except httpx2.TransportError as exc:
-            if not self._aborted.is_set():
-                put(exc)
-        except Exception as exc:  # a bug here must still end the reply, with its traceback
-            if not self._aborted.is_set():
-                put(GenerationError(
-                    "The reply stopped because of an internal error. What was written so far "
-                    "is kept; send again to retry. The details are in the log file.",
-                    detail=repr(exc),
-                ))  # fmt: skip
-
-    def _keep_socket(self, response: httpx2.Response) -> None:
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
+            response = client.send(request, stream=True)
+        except Exception as exc:  # handed to the caller, who raises it
+            self._result.put(exc)
+            return
         with self._lock:
-            self._socket = sock if isinstance(sock, socket.socket) else None
-            aborted = self._aborted.is_set()
-        if aborted:
-            self._shut()
+            abandoned = self._abandoned
+            if not abandoned:
+                self._result.put(response)
+        if abandoned:  # Stop came first: nobody reads it
+            response.close()
 
-    def next(self, stop: threading.Event) -> _Item | None:
-        """The next item; None once ``stop`` is set."""
+    def response(self) -> httpx2.Response | None:
+        """The response once its headers are in; None once ``stop`` is set (the request
+        is then dropped). Raises the HTTP client's error if it could not be sent."""
         while True:
-            if stop.is_set():
+            if self._stop.is_set():
+                self.close()
                 return None
             try:
-                return self.items.get(timeout=_STOP_POLL_S)
+                item = self._result.get(timeout=_STOP_POLL_S)
             except queue.Empty:
                 continue
+            if isinstance(item, Exception):
+                raise item
+            self._response = item
+            stream = item.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                threading.Thread(
+                    target=self._watch, args=(sock,), name="remote-stop", daemon=True
+                ).start()
+            return item
 
-    def abort(self) -> None:
-        """Stop reading and drop the connection: the server sees it closed and stops."""
-        with self._lock:
-            if self._aborted.is_set():
+    def _watch(self, sock: socket.socket) -> None:
+        while not self._stop.wait(_STOP_POLL_S):
+            if self._finished:
                 return
-            self._aborted.set()
-        self._shut()
-
-    def _shut(self) -> None:
         with self._lock:
-            sock = self._socket
-        if sock is not None:
-            # shutdown, not close: it wakes the reader blocked in recv() on this socket.
+            if self._finished:
+                return
+            # shutdown, not close: it wakes the caller blocked in recv() on this socket.
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self._lock:
+            self._finished = True
+            self._abandoned = True
+        if self._response is not None:
+            self._response.close()
 
 
 # -- the backend -------------------------------------------------------------------------------
@@ -378,74 +335,106 @@ class RemoteBackend:
             body["add_generation_prompt"] = False
         return body
 
-    def _open(self, turn: Turn, params: SamplingParams) -> _Exchange:
-        return _Exchange(
-            self._client,
+    def _request(self, turn: Turn, params: SamplingParams) -> httpx2.Request:
+        return self._client.build_request(
+            "POST",
             f"{self._base}/chat/completions",
-            request_headers(self._api_key, stream=True),
-            self._body(turn, params),
-            self._where,
+            json=self._body(turn, params),
+            headers=request_headers(self._api_key, stream=True),
         )
 
-    def _refuses_extensions(self, failed: _Failed) -> bool:
-        if failed.status not in (400, 422) or not self._extended:
+    def _refuses_extensions(self, status: int, body: bytes) -> bool:
+        if status not in (400, 422) or not self._extended:
             return False
-        text = server_message(failed.body)
+        text = server_message(body)
         return any(f in text for f in _EXTENDED_FIELDS)
+
+    def _transport_error(self, exc: httpx2.TransportError, *, started: bool) -> KnownError:
+        timeouts = self._timeouts
+        return transport_error(
+            exc,
+            where=self._where,
+            connect_s=timeouts.connect_s,
+            read_s=timeouts.read_s,
+            started=started,
+        )
 
     # -- the reply -----------------------------------------------------------------------
 
     def _stream(self, turn: Turn, params: SamplingParams, stop: threading.Event) -> Iterator[Event]:
         started = time.perf_counter()
-        exchange = self._open(turn, params)
         reply = _Reply(turn, params, where=self._where)
+        while True:
+            exchange = _Exchange(self._client, self._request(turn, params), stop)
+            try:
+                response = exchange.response()
+            except httpx2.TransportError as exc:
+                raise self._transport_error(exc, started=False) from exc
+            if response is None:
+                yield reply.done(FinishReason.CANCELLED, started, self._estimate_prompt(turn))
+                return
+            if response.status_code < 400:
+                break
+            try:
+                status, body = response.status_code, capped_body(response)
+            except httpx2.TransportError as exc:
+                raise self._transport_error(exc, started=False) from exc
+            finally:
+                exchange.close()
+            if not self._refuses_extensions(status, body):
+                raise status_error(
+                    status, response.headers, body, where=self._where, model=self._model
+                )
+            self._extended = False  # a strict server: OpenAI's fields only, and ask again
         try:
-            while True:
-                item = exchange.next(stop)
-                if item is None:
-                    yield reply.done(FinishReason.CANCELLED, started, self._estimate_prompt(turn))
-                    return
-                if isinstance(item, _Failed):
-                    if not reply.started and self._refuses_extensions(item):
-                        self._extended = False  # a strict server: OpenAI's fields only
-                        exchange = self._open(turn, params)
-                        continue
-                    raise status_error(
-                        item.status, item.headers, item.body, where=self._where, model=self._model
-                    )
-                if isinstance(item, _End):
-                    if not (item.done or reply.finish is not None):
-                        raise broke_off(self._where, detail="the stream ended without [DONE]")
-                    break
-                if isinstance(item, KnownError):
-                    raise item
-                if isinstance(item, httpx2.TransportError):
-                    raise transport_error(
-                        item,
-                        where=self._where,
-                        connect_s=self._timeouts.connect_s,
-                        read_s=self._timeouts.read_s,
-                        started=reply.started,
-                    ) from item
-                yield from reply.read(item, started)
-                if reply.over_budget:
-                    yield reply.done(FinishReason.LENGTH, started, self._estimate_prompt(turn))
-                    return
+            yield from self._read(response, reply, stop)
+        except httpx2.TransportError as exc:
+            if not stop.is_set():
+                raise self._transport_error(exc, started=reply.started) from exc
+        except (SseTooLong, UnicodeDecodeError) as exc:
+            raise malformed(self._where, str(exc)) from exc
+        finally:
+            exchange.close()
+        prompt = self._estimate_prompt(turn)
+        if stop.is_set():
+            yield reply.done(FinishReason.CANCELLED, started, prompt)
+        elif reply.over_budget:
+            yield reply.done(FinishReason.LENGTH, started, prompt)
+        else:
             yield from reply.flush()
-            done = reply.done(
-                reply.finish or FinishReason.STOP, started, self._estimate_prompt(turn)
-            )
             if reply.usage_prompt:
                 self._chars_per_token = max(1.0, self._chars(turn) / reply.usage_prompt)
-            yield done
-        finally:
-            exchange.abort()
+            yield reply.done(reply.finish or FinishReason.STOP, started, prompt)
+
+    def _read(
+        self, response: httpx2.Response, reply: _Reply, stop: threading.Event
+    ) -> Iterator[Event]:
+        """The events of the reply's body, until ``[DONE]``, Stop or the budget."""
+        for event in sse_events(response.iter_bytes()):
+            if stop.is_set():
+                return
+            if event.data == "[DONE]":
+                return
+            try:
+                chunk = json.loads(event.data)
+            except ValueError:
+                raise malformed(self._where, f"not JSON: {event.data[:80]!r}") from None
+            if not isinstance(chunk, dict):
+                raise malformed(self._where, f"not a chunk: {event.data[:80]!r}")
+            if event.event == "error" and "error" not in chunk:
+                chunk = {"error": chunk}
+            yield from reply.read(chunk)
+            if reply.over_budget:
+                return
+        if not stop.is_set() and reply.finish is None:
+            raise broke_off(self._where, detail="the stream ended without [DONE]")
 
 
 class _Reply:
     """What one reply has streamed so far: thinking and answer split, budget counted."""
 
     def __init__(self, turn: Turn, params: SamplingParams, *, where: str) -> None:
+        self._started = time.perf_counter()
         self._where = where
         self._params = params
         self._resumed = turn.continue_reply
@@ -479,7 +468,8 @@ class _Reply:
             or self._chars > self._max_chars
         )
 
-    def read(self, chunk: dict[str, Any], started: float) -> Iterator[Event]:
+    def read(self, chunk: dict[str, Any]) -> Iterator[Event]:
+        started = self._started
         if "error" in chunk and not chunk.get("choices"):
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else error

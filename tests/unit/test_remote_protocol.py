@@ -337,6 +337,21 @@ def test_stop_while_the_server_is_silent() -> None:
     assert done(events).reason is FinishReason.CANCELLED
 
 
+def test_stop_while_the_server_stalls_mid_reply() -> None:
+    # The read is blocked on a silent socket (for up to read_s = 10 minutes): Stop wakes it.
+    stop = threading.Event()
+    events: list[Event] = []
+    body = sse(chunk({"content": "Slow"}))
+    with ScriptedServer([Exchange(body=body, stall=True)]) as server:
+        backend = RemoteBackend(server.base_url, "m", timeouts=Timeouts(read_s=600))
+        for event in backend.stream(TURN, PARAMS, stop=stop):
+            events.append(event)
+            stop.set()
+        backend.close()
+    assert text(events) == "Slow"
+    assert done(events).reason is FinishReason.CANCELLED
+
+
 def test_plain_http_to_a_closed_port_and_tls_to_a_plain_server() -> None:
     with ScriptedServer() as server:
         port = server.port
