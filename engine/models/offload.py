@@ -57,6 +57,7 @@ from engine.models.memory import (
     check_fit,
     estimate_memory,
 )
+from engine.types import DeviceProbe
 from engine.units import format_bytes as _gb
 
 __all__ = [
@@ -87,6 +88,16 @@ class Backend(StrEnum):
     METAL = "metal"
     VULKAN = "vulkan"
     ROCM = "rocm"
+    OTHER = "other"  # SYCL, MUSA, CANN...: planned the same way
+
+    @classmethod
+    def of(cls, registry: str) -> Backend:
+        """The backend a ggml registry name means ("CUDA", "Metal", "ROCm", ...)."""
+        name = registry.lower()
+        known = {"cuda": cls.CUDA, "metal": cls.METAL, "mtl": cls.METAL, "vulkan": cls.VULKAN}
+        if name in ("rocm", "hip"):
+            return cls.ROCM
+        return known.get(name, cls.OTHER)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +119,21 @@ class DeviceInfo:
     @classmethod
     def cpu_only(cls, ram: HardwareInfo) -> DeviceInfo:
         return cls(backend=Backend.NONE, ram=ram)
+
+    @classmethod
+    def from_probe(cls, probe: DeviceProbe | None, ram: HardwareInfo) -> DeviceInfo:
+        """What engine.inference.devices found (None: not asked yet: the CPU)."""
+        gpu = probe.gpu if probe is not None else None
+        if gpu is None:
+            return cls.cpu_only(ram)
+        return cls(
+            backend=Backend.of(gpu.backend),
+            ram=ram,
+            name=gpu.description or gpu.name,
+            total_memory=gpu.total_memory,
+            free_memory=gpu.free_memory,
+            unified=gpu.integrated,
+        )
 
 
 class OffloadBadge(StrEnum):
