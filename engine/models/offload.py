@@ -61,6 +61,7 @@ from engine.types import DeviceProbe
 from engine.units import format_bytes as _gb
 
 __all__ = [
+    "ASSUMED_GPU_BANDWIDTH",
     "Backend",
     "DeviceInfo",
     "KvPlace",
@@ -76,6 +77,9 @@ __all__ = [
     "weight_split_from_header",
 ]
 
+# Bytes/s assumed for a discrete GPU's memory until one is measured: entry laptop GPUs
+# read 112-192 GB/s (Arc A370M, RTX 3050/4050 Laptop), everything above them more.
+ASSUMED_GPU_BANDWIDTH = 150e9
 # qwen3next/qwen35: the query projection also yields the output gate (twice as wide).
 _GATED_Q = {"qwen3next", "qwen35", "qwen35moe"}
 
@@ -133,6 +137,9 @@ class DeviceInfo:
             total_memory=gpu.total_memory,
             free_memory=gpu.free_memory,
             unified=gpu.integrated,
+            # ggml does not say how fast a device's memory is: an integrated GPU reads the
+            # RAM (0: as fast as the RAM); a discrete one gets a low figure for its kind.
+            bandwidth=0.0 if gpu.integrated else ASSUMED_GPU_BANDWIDTH,
         )
 
 
