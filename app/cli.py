@@ -291,9 +291,15 @@ def _add_remote_options(chat: argparse.ArgumentParser) -> None:
 
 def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
     if getattr(args, "endpoint", None) is not None:  # a model on a server
-        from app.cli_remote import remote_chat
+        from app.cli_remote import ChatParts, remote_chat
 
-        return remote_chat(args, paths, store)
+        parts = ChatParts(
+            settings=_saved_settings(paths.config_dir),
+            chat_settings=_chat_settings,
+            sampling=_sampling,
+            thinking_output=_ThinkingOutput,
+        )
+        return remote_chat(args, paths, store, parts)
     from engine.history.recorder import ReplyRecorder
     from engine.inference.thinking import prompt_opens_thinking
 

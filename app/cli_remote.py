@@ -16,12 +16,12 @@ import argparse
 import json
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from app.paths import AppPaths
-from engine.endpoints.keys import KeyStore, check_key
-from engine.endpoints.store import Endpoint, EndpointStore, check_name
 from engine.errors import KnownError
 from engine.history.turns import (
     ThinkingMode,
@@ -36,9 +36,36 @@ from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta, T
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
+    from engine.history.turns import ChatSettings
     from engine.inference.remote import RemoteBackend
+    from engine.settings import Settings
+    from engine.types import SamplingParams
 
-__all__ = ["add_endpoint_options", "add_endpoints_parser", "remote_chat", "run_endpoints"]
+__all__ = [
+    "ChatParts",
+    "add_endpoint_options",
+    "add_endpoints_parser",
+    "remote_chat",
+    "run_endpoints",
+]
+
+
+class _Output(Protocol):
+    def write(self, text: str) -> None: ...
+    def end(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChatParts:
+    """What a remote chat shares with app/cli.py's local one, handed in by it (this
+    module does not import app/cli.py, which imports it): the saved settings, a
+    chat's own settings, the sampling with the command line's choices on top, and
+    the thinking's output on stderr."""
+
+    settings: Settings
+    chat_settings: Callable[[argparse.Namespace, ChatStore, int | None, Settings], ChatSettings]
+    sampling: Callable[..., SamplingParams]  # (args, defaults, settings, *, thinks)
+    thinking_output: Callable[[TextIO], _Output]
 
 
 def connections_file(paths: AppPaths) -> Path:
@@ -64,6 +91,8 @@ def add_endpoint_options(chat: argparse.ArgumentParser) -> None:
 
 
 def _read_key(path: str) -> str:
+    from engine.endpoints.keys import check_key
+
     try:
         text = sys.stdin.readline() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -78,6 +107,8 @@ def _read_key(path: str) -> str:
 
 def _resolve(args: argparse.Namespace, paths: AppPaths) -> tuple[str, str | None, str | None]:
     """(base URL, model or None, API key or None) for ``--endpoint``/``--model``."""
+    from engine.endpoints.keys import KeyStore
+    from engine.endpoints.store import EndpointStore
     from engine.inference.endpoint import normalize_base_url
 
     target: str = args.endpoint.strip()
@@ -106,9 +137,10 @@ def _connect(args: argparse.Namespace, paths: AppPaths) -> RemoteBackend:
     return RemoteBackend.connect(base, model, api_key=key)
 
 
-def remote_chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
+def remote_chat(
+    args: argparse.Namespace, paths: AppPaths, store: ChatStore, parts: ChatParts
+) -> int:
     """``hearth chat --endpoint``: as app/cli.py's local chat, through a server."""
-    from app.cli import _chat_settings, _sampling, _saved_settings, _ThinkingOutput
     from engine.history.recorder import ReplyRecorder
 
     for flag, given in (
@@ -129,7 +161,7 @@ def remote_chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> 
         if conv is None:
             print(f"hearth: there is no conversation {args.conversation}.", file=sys.stderr)
             return 2
-    settings = _saved_settings(paths.config_dir)
+    settings = parts.settings
     try:
         backend = _connect(args, paths)  # before anything is saved: a refusal leaves no chat
     except ValueError as exc:
@@ -138,12 +170,12 @@ def remote_chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> 
     stop = threading.Event()
     try:
         info = backend.info
-        own = _chat_settings(args, store, conv.id if conv else None, settings)
+        own = parts.chat_settings(args, store, conv.id if conv else None, settings)
         thinking = args.thinking
         if thinking is None:
             thinking = thinking_for(own, ThinkingMode.of(settings["generation.thinking"]), info)
         try:
-            params = _sampling(
+            params = parts.sampling(
                 args, backend.default_sampling(thinking), settings, thinks=bool(thinking)
             )
         except ValueError as exc:
@@ -163,7 +195,7 @@ def remote_chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> 
         recorder = ReplyRecorder(store, reply.id)
         stats: GenerationStats | None = None
         try:
-            thinking_out = _ThinkingOutput(sys.stderr)
+            thinking_out = parts.thinking_output(sys.stderr)
             turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
             for event in backend.stream(turn, params, stop=stop):
                 if isinstance(event, ThinkingDelta):
@@ -237,6 +269,8 @@ def add_endpoints_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def run_endpoints(args: argparse.Namespace, paths: AppPaths) -> int:
+    from engine.endpoints.keys import KeyStore
+    from engine.endpoints.store import Endpoint, EndpointStore, check_name
     from engine.inference.endpoint import check_connection, normalize_base_url, plain_http_warning
 
     store = EndpointStore(connections_file(paths))
