@@ -265,10 +265,13 @@ class LoopbackGuard:
             if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
                 self.seen.append(f"{event} {address!r}")
                 raise ConnectionRefusedError(f"loopback guard: refused {address!r}")
-        elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
-            if not _loopback(args[0]):
-                self.seen.append(f"{event} {args[0]!r}")
-                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        elif event in (
+            "socket.getaddrinfo",
+            "socket.gethostbyname",
+            "socket.gethostbyname_ex",
+        ) and not _loopback(args[0]):
+            self.seen.append(f"{event} {args[0]!r}")
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[LoopbackGuard]:
