@@ -1,6 +1,8 @@
 """The command line: ``hearth chat`` streams one reply to stdout, saved like any
-conversation, with the same folders and model as the window. The model commands
-(``hearth models``/``pull``/``import``/``rm``) are app/cli_models.py."""
+conversation, with the same folders, model, engine options and turn model as the
+window (``engine.history.turns``: the chat's system prompt setting, its dropped
+turns, the thinking switch). The model commands (``hearth models``/``pull``/
+``import``/``rm``) are app/cli_models.py."""
 
 from __future__ import annotations
 
@@ -11,22 +13,43 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
-from engine.history.opening import open_store
-from engine.history.turns import title_from
 from engine.errors import KnownError
-from engine.types import EngineOptions, FinishReason, GenerationStats, Message, ReplyDone, SamplingParams, TextDelta, ThinkingDelta
+from engine.history.opening import open_store
+from engine.history.turns import (
+    ChatSettings,
+    PromptMessages,
+    ThinkingMode,
+    chat_settings,
+    prompt_before,
+    prompt_of,
+    save_chat_settings,
+    status_for,
+    thinking_for,
+    title_from,
+)
 from engine.history.types import MessageStatus
+from engine.types import (
+    EngineOptions,
+    GenerationStats,
+    Message,
+    ModelInfo,
+    ReplyDone,
+    SamplingParams,
+    TextDelta,
+    ThinkingDelta,
+)
 
-_STATUS = {
-    FinishReason.STOP: MessageStatus.COMPLETE,
-    FinishReason.LENGTH: MessageStatus.LENGTH,
-    FinishReason.CANCELLED: MessageStatus.STOPPED,
-    FinishReason.CONTEXT: MessageStatus.CONTEXT,
-}
+if TYPE_CHECKING:
+    from engine.history.store import ChatStore
+    from engine.inference.session import ChatSession
+    from engine.models.catalog import CatalogEntry
+    from engine.settings import Settings
 
 
 def peak_rss_bytes() -> int:
@@ -86,7 +109,14 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         # Settings window's (engine/settings.py), so the CLI takes what the window does.
         return _number(kind, low, SPECS[key].maximum)
 
-    chat = sub.add_parser("chat", help="send one message and stream the reply to stdout")
+    chat = sub.add_parser(
+        "chat",
+        help="send one message and stream the reply to stdout",
+        description="Send one message and stream the reply to stdout (the model's thinking "
+        "goes to stderr). The chat is saved like one made in the window, and reads the "
+        "same: the model, folders, engine options, sampling and thinking mode saved in "
+        "Settings, the chat's own system prompt, and not the turns dropped from it.",
+    )
     chat.add_argument("prompt", type=_prompt, help="the message to send")
     chat.add_argument(
         "--model", help="a GGUF file (default: the model chosen in Settings, else the starter)"
@@ -94,20 +124,28 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     chat.add_argument(
         "--max-tokens",
         type=bounded("generation.max_tokens", int, 1),
-        default=1024,
-        help="longest answer in tokens",
+        metavar="N",
+        help="the longest reply in tokens, thinking included: a model that thinks gets up "
+        "to half of N to think (up to --max-thinking-tokens instead, if given, leaving at "
+        "least one token) and the rest to answer (default: the longest reply and longest "
+        "thinking set in Settings, counted apart, as in the window)",
     )
     chat.add_argument(
         "--max-thinking-tokens",
         type=bounded("generation.max_thinking_tokens", int, 0),
-        help="longest thinking, then the model must answer",
+        metavar="N",
+        help="the longest thinking, then the model must answer (within --max-tokens)",
     )
-    chat.add_argument("--conversation", type=int, help="continue this conversation id")
-    chat.add_argument("--system", help="a system prompt for a new conversation")
+    chat.add_argument("--conversation", type=int, metavar="ID", help="continue this conversation")
+    chat.add_argument(
+        "--system",
+        help="this chat's system prompt (a new chat's default is the one in Settings; "
+        "with --conversation it replaces that chat's, as in the window; '' for none)",
+    )
     chat.add_argument(
         "--temperature",
         type=bounded("generation.temperature", float, 0),
-        help="0 = always the likeliest token",
+        help="0 = always the likeliest token (default: as in Settings, else the model's)",
     )
     chat.add_argument("--seed", type=int, help="sampling seed, for repeatable replies")
     chat.add_argument(
@@ -116,17 +154,42 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_number(float, 0, above=True),
         help="1 = off (default: the model's recommended value)",
     )
+    chat.add_argument(
+        "--context",
+        type=bounded("performance.n_ctx", int, 512),
+        metavar="N",
+        help="context length in tokens (default: as in Settings; Automatic: 16,384 or "
+        "what memory allows)",
+    )
+    chat.add_argument(
+        "--threads",
+        type=bounded("performance.threads", int, 1),
+        metavar="N",
+        help="CPU threads (default: as in Settings, else the physical cores)",
+    )
     chat.add_argument("--json", action="store_true", help="end with one JSON line of stats")
+    chat.add_argument(
+        "--show-prompt",
+        action="store_true",
+        help="print the prompt the model would read (its chat template applied) and exit "
+        "without answering or saving anything",
+    )
     think = chat.add_mutually_exclusive_group()
     think.add_argument(
         "--think",
+        "--thinking",
         dest="thinking",
         action="store_true",
         default=None,
-        help="let a reasoning model think first (its thinking goes to stderr)",
+        help="let a reasoning model think first (its thinking goes to stderr; default: the "
+        "chat's switch, else the thinking mode in Settings)",
     )
     think.add_argument(
-        "--no-think", dest="thinking", action="store_false", help="answer without thinking"
+        "--no-think",
+        "--no-thinking",
+        dest="thinking",
+        action="store_false",
+        help="answer without thinking",
     )
 
 
@@ -148,37 +211,76 @@ def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
         store.close()
 
 
+@cache
+def _saved_settings(config_dir: Path) -> Settings:
+    """The settings the window saved, read once per run (nothing here writes them)."""
+    from engine.settings import Settings
+
+    return Settings(config_dir / "settings.json")
+
+
 def with_saved_models_dir(paths: AppPaths) -> AppPaths:
-    """``paths`` with the models folder chosen in the app's Settings, if it is there."""
-    from engine.settings import Settings, model_choice
+    """``paths`` with the models and chats folders chosen in the app's Settings where
+    they are there; a sentence on stderr for each one that is not (as the window
+    says it), and the default folder meanwhile."""
+    paths, notices = chosen_folders(paths, _saved_settings(paths.config_dir))
+    for notice in notices:
+        print(f"hearth: {notice}", file=sys.stderr)
+    return paths
 
-    chosen = str(Settings(paths.config_dir / "settings.json")["storage.models_dir"] or "")
-    if chosen and Path(chosen).is_dir():
-        paths = paths.with_models_dir(chosen)
-    chats = str(Settings(paths.config_dir / "settings.json")["storage.chats_dir"] or "")
-    return paths.with_chats_dir(chats) if chats and Path(chats).is_dir() else paths
 
-
-def _chosen_model(paths: AppPaths) -> Path:
+def _chosen_model(paths: AppPaths, catalog: list[CatalogEntry], options: EngineOptions) -> Path:
     """The model the person chose in the app (Settings → Model), else the starter model."""
+    from engine.models.catalog import install_starter_model
     from engine.models.choice import startup_file
     from engine.models.hardware import probe
-    from engine.models.catalog import install_starter_model, load_catalog
-    from engine.settings import Settings, model_choice
+    from engine.settings import model_choice
 
-    settings = Settings(paths.config_dir / "settings.json")
-    chosen = startup_file(
-        model_choice(settings), load_catalog(), paths.models_dir, probe(paths.models_dir), EngineOptions()
-    )
+    settings = _saved_settings(paths.config_dir)
+    hw = probe(paths.models_dir, check_gpu=False)
+    chosen = startup_file(model_choice(settings), catalog, paths.models_dir, hw, options)
     return Path(chosen) if chosen else install_starter_model(paths.models_dir)
 
 
-def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
-    from engine.inference.session import ChatSession
-    from engine.history.recorder import ReplyRecorder
-    from engine.history.store import ChatStore
+def _engine_options(args: argparse.Namespace, settings: Settings) -> tuple[EngineOptions, bool]:
+    """The Settings' engine options with ``--context``/``--threads`` on top, and whether
+    the context is "Automatic" (to be fitted to the model and memory)."""
+    from engine.settings import engine_options
 
-    assert isinstance(store, ChatStore)
+    options = engine_options(settings)
+    automatic = not isinstance(settings["performance.n_ctx"], int)
+    if args.context is not None:
+        options, automatic = replace(options, n_ctx=args.context), False
+    if args.threads is not None:
+        options = replace(options, n_threads=args.threads)
+    return options, automatic
+
+
+def _load(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> ChatSession:
+    """The model loaded as the window loads it: the same file, options and presets."""
+    from engine.inference.session import ChatSession
+    from engine.models.catalog import catalog_entry_for, load_catalog
+    from engine.models.choice import arch_of, load_options
+    from engine.models.hardware import probe
+
+    catalog = load_catalog()
+    options, automatic = _engine_options(args, settings)
+    model = Path(args.model) if args.model else _chosen_model(paths, catalog, options)
+    options = load_options(
+        options,
+        automatic_context=automatic,
+        arch=arch_of(model, catalog),
+        hw=probe(paths.models_dir, check_gpu=False),
+    )
+    entry = catalog_entry_for(model)
+    presets = entry.sampling_presets() if entry is not None else None
+    return ChatSession(model, options, sampling_presets=presets)
+
+
+def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
+    from engine.history.recorder import ReplyRecorder
+    from engine.inference.thinking import prompt_opens_thinking
+
     if not args.prompt.strip():  # the parser refuses it too; nothing is saved either way
         print("hearth: the message is empty; write something to send.", file=sys.stderr)
         return 2
@@ -188,35 +290,49 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         if conv is None:
             print(f"hearth: there is no conversation {args.conversation}.", file=sys.stderr)
             return 2
-    model = Path(args.model) if args.model else _chosen_model(paths)
+    settings = _saved_settings(paths.config_dir)
     # Loaded before anything is saved: a bad file (checked by engine.gguf.validate before
     # llama.cpp sees it) gets its sentence and leaves no empty conversation behind.
-    session = ChatSession(model, EngineOptions())
+    session = _load(args, paths, settings)
     stop = threading.Event()
     try:
+        own = _chat_settings(args, store, conv.id if conv else None, settings)
+        thinking = args.thinking
+        if thinking is None:
+            mode = ThinkingMode.of(settings["generation.thinking"])
+            thinking = thinking_for(own, mode, session.info)
+        # What the model will read: the same turn model as the window's, with the
+        # new question after the chat so far.
+        so_far = prompt_of(store.messages(conv.id), own) if conv else prompt_of([], own)
+        expected = PromptMessages(
+            (*so_far.messages, Message("user", args.prompt)), (*so_far.ids, None)
+        )
+        rendered = session.render_prompt(expected.messages, thinking=thinking)
+        thinks = prompt_opens_thinking(rendered) or _thinking_on(session.info, thinking)
         # Checked before anything is saved, too: a value SamplingParams refuses
         # leaves no conversation with an empty reply behind.
         try:
-            params = _sampling(args, session.default_sampling(args.thinking))
+            params = _sampling(args, session.default_sampling(thinking), settings, thinks=thinks)
         except ValueError as exc:
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
+        if args.show_prompt:
+            sys.stdout.write(rendered)
+            sys.stdout.flush()
+            return 0
         if conv is None:
-            conv = store.create_conversation(title_from(args.prompt))
-            if args.system:
-                store.add_message(conv.id, "system", args.system)
+            conv = store.create_conversation(title_from(args.prompt), title_is_auto=True)
+            save_chat_settings(store, conv.id, own)
+        elif args.system is not None:
+            save_chat_settings(store, conv.id, own)
         store.add_message(conv.id, "user", args.prompt)
-        history = [
-            Message(m.role, m.content, thinking=m.thinking)
-            for m in store.messages(conv.id)
-            if m.content
-        ]
         reply = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
+        prompt = prompt_before(store, conv.id, reply.id)  # as the window reads it
         recorder = ReplyRecorder(store, reply.id)
         stats: GenerationStats | None = None
         try:
             thinking_out = _ThinkingOutput(sys.stderr)
-            for event in session.stream(history, params, stop=stop, thinking=args.thinking):
+            for event in session.stream(prompt.messages, params, stop=stop, thinking=thinking):
                 if isinstance(event, ThinkingDelta):
                     thinking_out.write(event.text)
                     recorder.append_thinking(event.text)
@@ -227,7 +343,7 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
                     recorder.append(event.text)
                 elif isinstance(event, ReplyDone):
                     thinking_out.end()
-                    recorder.finish(_STATUS[event.reason])
+                    recorder.finish(status_for(event.reason))
                     stats = event.stats
         except KeyboardInterrupt:
             recorder.finish(MessageStatus.STOPPED)
@@ -240,7 +356,8 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,
-                "model": str(model),
+                "model": session.info.path,
+                "n_ctx": session.info.n_ctx,
                 "prompt_tokens": stats.prompt_tokens,
                 "completion_tokens": stats.completion_tokens,
                 "thinking_tokens": stats.thinking_tokens,
@@ -255,16 +372,65 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: object) -> int:
         session.close()
 
 
-def _sampling(args: argparse.Namespace, defaults: SamplingParams) -> SamplingParams:
-    """The model's recommended sampling with what the command line set; ValueError
-    (from SamplingParams' own checks) for a value out of range."""
-    chosen = {"max_tokens": args.max_tokens, "seed": args.seed}
-    for name in ("temperature", "repeat_penalty", "max_thinking_tokens"):
+def _chat_settings(
+    args: argparse.Namespace, store: ChatStore, conv_id: int | None, settings: Settings
+) -> ChatSettings:
+    """The chat's own settings: a new chat starts, as in the window, with the system
+    prompt set in Settings (or ``--system``); ``--system`` replaces an existing chat's."""
+    if conv_id is None:
+        default = settings["generation.system_prompt"] if args.system is None else args.system
+        return ChatSettings(system_prompt=str(default or "").strip() or None)
+    own = chat_settings(store, conv_id)
+    return own if args.system is None else own.with_(system_prompt=args.system.strip())
+
+
+def _thinking_on(info: ModelInfo, thinking: bool | None) -> bool:
+    """Whether the model is asked to think (None: as its makers default it)."""
+    return info.supports_thinking and (info.thinking_default if thinking is None else thinking)
+
+
+def _sampling(
+    args: argparse.Namespace, defaults: SamplingParams, settings: Settings, *, thinks: bool
+) -> SamplingParams:
+    """The model's recommended sampling, with what Settings and then the command line
+    set; ValueError (from SamplingParams' own checks) for a value out of range."""
+    from engine.settings import sampling_overrides
+
+    overrides: dict[str, Any] = dict(sampling_overrides(settings))
+    base = replace(defaults, **overrides)
+    chosen: dict[str, Any] = {}
+    for name in ("temperature", "repeat_penalty", "seed"):
         if getattr(args, name) is not None:
             chosen[name] = getattr(args, name)
     if chosen.get("repeat_penalty", 1.0) <= 0:  # SamplingParams does not check this one
         raise ValueError("repeat_penalty must be greater than 0")
-    return replace(defaults, **chosen)
+    answer, thought = reply_budgets(args.max_tokens, args.max_thinking_tokens, base, thinks=thinks)
+    return replace(base, max_tokens=answer, max_thinking_tokens=thought, **chosen)
+
+
+def reply_budgets(
+    total: int | None, thinking: int | None, base: SamplingParams, *, thinks: bool
+) -> tuple[int, int]:
+    """(answer, thinking) token budgets for one reply.
+
+    ``total`` (``--max-tokens``) bounds the whole reply, which is what the person
+    waits for: a reply that thinks gets ``thinking`` (``--max-thinking-tokens``, else
+    the Settings' budget) but at most half of ``total`` (at most all but one token
+    when ``thinking`` was given), and its answer what is left. The engine counts the
+    two apart (``SamplingParams``), so the split is made here, before the reply.
+    ``total`` None: the two budgets of ``base``, counted apart, as in the window.
+    """
+    if thinking is not None and thinking < 0:  # (the parser refuses it too)
+        raise ValueError("max_thinking_tokens cannot be negative")
+    if total is None:
+        return base.max_tokens, base.max_thinking_tokens if thinking is None else thinking
+    if not thinks:
+        return total, 0
+    if thinking is None:
+        thought = min(base.max_thinking_tokens, total // 2)
+    else:
+        thought = min(thinking, max(total - 1, 0))
+    return total - thought, thought
 
 
 class _ThinkingOutput:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, TextIO, cast
 
 from app.paths import AppPaths
 from engine.errors import KnownError
-from engine.types import EngineOptions
 from engine.models.types import DownloadProgress, DownloadState
+from engine.types import EngineOptions
 
 if TYPE_CHECKING:
     from engine.models.catalog import CatalogEntry
@@ -122,9 +122,9 @@ def _fail(exc: KnownError, code: int = EXIT_FAILED) -> int:
 
 
 def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
+    from engine.models.catalog import load_catalog
     from engine.models.hardware import probe
     from engine.models.library import installed_models, model_rows
-    from engine.models.catalog import load_catalog
 
     try:
         catalog = load_catalog(args.catalog)
@@ -308,9 +308,9 @@ def _pull_exit_code(exc: KnownError) -> int:
 
 def run_pull(args: argparse.Namespace, paths: AppPaths) -> int:
     from engine.errors import CatalogError
+    from engine.models.catalog import installed_path, load_catalog
     from engine.models.hf_cache import find_in_hf_cache
     from engine.models.library import adopt_from_cache
-    from engine.models.catalog import installed_path, load_catalog
 
     try:
         catalog = load_catalog(args.catalog)
@@ -426,8 +426,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def run_import(args: argparse.Namespace, paths: AppPaths) -> int:
-    from engine.models.library import import_gguf
     from engine.models.catalog import load_catalog
+    from engine.models.library import import_gguf
 
     try:
         model = import_gguf(args.path, paths.ensure().models_dir, catalog=load_catalog())
@@ -440,8 +440,8 @@ def run_import(args: argparse.Namespace, paths: AppPaths) -> int:
 
 
 def run_rm(args: argparse.Namespace, paths: AppPaths) -> int:
-    from engine.models.library import delete_model, partial_download_bytes
     from engine.models.catalog import load_catalog
+    from engine.models.library import delete_model, partial_download_bytes
 
     models_dir = paths.models_dir
     try:

@@ -125,6 +125,7 @@ class EngineClient(QObject):
         """The file the next ``load()`` without a path loads ("" = the starter model)."""
         self._path = path
 
+    @Slot(object)
     def relocate(self, models_dir: Path) -> None:
         """The models folder moved (its files with it): the loaded file's path, the
         starter's folder and the model info follow, without a reload."""

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -24,9 +23,11 @@ from app.chat.history_actions import HistoryActions
 from app.chat.port import ChatPort
 from app.chat.replies import ReplyController
 from app.engine_client import EngineClient
+from app.folders import Folders
 from app.gc_guard import GuiThreadGc
 from app.logs import disable_crash_dump, enable_crash_dump, setup_logging
 from app.model_manager import ModelManager
+from app.model_page import ModelPage
 from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
 from app.settings_controller import SettingsController
@@ -105,9 +106,9 @@ class HearthApp:
         app = QApplication.instance()
         assert isinstance(app, QApplication), "create the QApplication first"
         self.settings = Settings(paths.config_dir / "settings.json")
-        paths, folder_notice = _models_folder(paths, str(self.settings["storage.models_dir"] or ""))
-        paths, chats_notice = _chats_folder(paths, str(self.settings["storage.chats_dir"] or ""))
-        self.paths = paths
+        # The one owner of the folders: everyone reads them there, nobody copies them.
+        self.folders, folder_notices = Folders.from_settings(paths, self.settings)
+        paths = self.paths = self.folders.paths
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
         self._store, store_notice = open_store(paths.db_path)
         store = self.store
@@ -116,11 +117,12 @@ class HearthApp:
         self.window.close_requested.connect(self.shutdown)
         self.notifier = Notifier(self.window)
         self._engine = EngineClient(
-            paths.models_dir,
+            self.folders.models_dir,
             options=options or engine_options(self.settings),
             open_backend=open_backend,
         )
         engine = self.engine
+        self.folders.models_dir_changed.connect(engine.relocate)
         self.conversations = ConversationController(self.window, store, engine, self.notifier)
         self.context = ContextController(
             self.window, store, engine, self.conversations, self.notifier
@@ -149,7 +151,7 @@ class HearthApp:
         )
         self.models = ModelManager(
             self.settings,
-            paths,
+            self.folders,
             self.controller,
             catalog=catalog,
             endpoint=hub_endpoint,
@@ -163,7 +165,11 @@ class HearthApp:
             path = engine.model_path
             engine.set_options(self.models.options_for(Path(path) if path else None))
         self.settings_controller = SettingsController(
-            self.settings, self.controller, paths, self.models
+            self.settings,
+            self.controller,
+            self.folders,
+            self.models,
+            ModelPage(self.models, self.folders),
         )
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:
@@ -172,8 +178,7 @@ class HearthApp:
         self.window.about_requested.connect(self.show_about)
         found = (
             store_notice,
-            chats_notice,
-            folder_notice,
+            *folder_notices,
             self.models.notice,
             *self.settings.problems,
         )
@@ -215,8 +220,8 @@ class HearthApp:
 
     def show_about(self) -> None:
         folders = [
-            ("Chats", self.store.path.parent),
-            ("Models", self.engine.models_dir),
+            ("Chats", self.folders.chats_dir),
+            ("Models", self.folders.models_dir),
             ("Settings", self.paths.config_dir),
             ("Logs and crash reports", self.paths.log_dir),
         ]
@@ -283,47 +288,6 @@ class HearthApp:
             "Something went wrong inside Hearth. Your chats are safe. The details are in "
             f"{self.paths.log_dir / 'hearth.log'}."
         )
-
-
-def _chats_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
-    """The paths with the chats folder the person chose, if it is there; else the default
-    and a sentence (the chats there are untouched and used again once it is back)."""
-    return _chosen_folder(
-        paths,
-        chosen,
-        paths.with_chats_dir,
-        lambda folder: (
-            f"Your chats folder {folder} is not available (is its disk "
-            f"connected?). Hearth opened the chats in {paths.chats_dir} meanwhile; the chats in "
-            f"{folder} are untouched and open again once it is back."
-        ),
-    )
-
-
-def _models_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
-    """The paths with the models folder the person chose, if it is there (a disk that is
-    not plugged in, say, is not recreated empty); else the default, and a sentence."""
-    return _chosen_folder(
-        paths,
-        chosen,
-        paths.with_models_dir,
-        lambda folder: (
-            f"The models folder {folder} is not available (is its disk "
-            f"connected?). Hearth uses {paths.models_dir} until it is back."
-        ),
-    )
-
-
-def _chosen_folder(
-    paths: AppPaths,
-    chosen: str,
-    use: Callable[[Path], AppPaths],
-    missing: Callable[[Path], str],
-) -> tuple[AppPaths, str]:
-    if not chosen:
-        return paths, ""
-    folder = Path(chosen).expanduser()
-    return (use(folder), "") if folder.is_dir() else (paths, missing(folder))
 
 
 def run_gui(

@@ -1,9 +1,11 @@
-"""Model downloads, moves and imports on threads of their own, and how they are worded.
+"""A model download on a thread of its own, and how downloads are worded.
 
-Each job is a QObject living on the GUI thread whose work runs on a Python
-thread; results come back as queued signals. The engine does the work
-(engine.models.download, engine.models.library, engine.models.folder); this module only
-carries it off the GUI thread and puts it in sentences.
+The job is a QObject living on the GUI thread whose work runs on a Python thread;
+results come back as queued signals. The engine does the work (engine.models.download,
+engine.models.library); this module only carries it off the GUI thread, with what
+may be slow before it (asking the keyring for a token, scanning the Hugging Face
+cache), and puts it in sentences. Imports and folder moves run through
+``app.background.run_in_background``.
 """
 
 from __future__ import annotations
@@ -12,39 +14,27 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
+from app.background import Throttle
 from engine.errors import KnownError
-from engine.models.hf_cache import CachedFile
+from engine.models.catalog import CatalogEntry
+from engine.models.hf_cache import CachedFile, find_in_hf_cache
 from engine.models.library import ImportCancelled, adopt_from_cache
 from engine.models.memory import FitBadge
-from engine.models.folder import MoveCancelled
-from engine.models.catalog import CatalogEntry
+from engine.models.service import label
 from engine.models.types import DownloadProgress, DownloadState
+from engine.units import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from engine.models.download import Download
 
 log = logging.getLogger(__name__)
 
 LOCAL_FILES = "files"  # the Model page's "family" of model files the person imported
 BADGE_TEXT = {FitBadge.FITS: "fits", FitBadge.TIGHT: "tight", FitBadge.TOO_LARGE: "too large"}
-
-
-def gb(n: float) -> str:
-    """Bytes for people: "850 MB", "5.9 GB"."""
-    return f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def label(entry: CatalogEntry) -> str:
-    """How a model file is named to people: 'Qwen3.5 9B Q4_K_M'."""
-    return f"{entry.name} {entry.quantization}"
 
 
 def progress_text(entry: CatalogEntry, p: DownloadProgress) -> tuple[float | None, str]:
@@ -61,20 +51,23 @@ def progress_text(entry: CatalogEntry, p: DownloadProgress) -> tuple[float | Non
         return fraction, f"Checking {name} (sha256)…"
     if p.state is DownloadState.DONE:
         return 1.0, f"{name} is downloaded and checked."
-    parts = [f"Downloading {name}: {gb(p.done)}"]
+    parts = [f"Downloading {name}: {format_bytes(p.done)}"]
     if p.total:
-        parts[0] += f" of {gb(p.total)}"
+        parts[0] += f" of {format_bytes(p.total)}"
     if p.speed > 0:
         parts.append(f"{p.speed / 1e6:.1f} MB/s")
     if p.eta_s is not None:
-        parts.append(f"about {duration(p.eta_s)} left")
+        parts.append(f"about {format_duration(p.eta_s)} left")
     return fraction, " · ".join(parts)
 
 
 class DownloadJob(QObject):
-    """One ``engine.models.download.Download`` on its own thread; results come back as
-    queued signals (this object lives on the GUI thread)."""
+    """One catalog file fetched on its own thread: from the Hugging Face cache when a copy
+    is there, else downloaded (with the token ``token()`` gives, asked on that thread:
+    the keyring may take seconds). Results come back as queued signals; this object
+    lives on the GUI thread. Connect, then ``start()``."""
 
+    source_found = Signal(object)  # CachedFile (copied from there) or None (downloaded)
     progress = Signal(object)  # DownloadProgress
     finished = Signal(str)  # installed path
     failed = Signal(str)  # sentence
@@ -85,19 +78,19 @@ class DownloadJob(QObject):
         entry: CatalogEntry,
         models_dir: Path,
         endpoint: str | None,
-        token: str | None,
-        cached: CachedFile | None = None,
+        token: Callable[[], str | None],
+        *,
+        hf_cache: bool = True,
     ) -> None:
         super().__init__()
         self.entry = entry
         self.models_dir = models_dir
-        self.cached = cached  # a copy in the Hugging Face cache: installed from there instead
+        self.cached: CachedFile | None = None  # set on the job's thread before source_found
+        self._endpoint = endpoint
+        self._token = token
+        self._hf_cache = hf_cache
         self._cancel = threading.Event()
-        from engine.models.download import Download
-
-        self.download = Download(
-            entry, models_dir, endpoint=endpoint, token=token, on_progress=self.progress.emit
-        )
+        self._download: Download | None = None
         self._thread = threading.Thread(target=self._run, name="download", daemon=True)
 
     def start(self) -> None:
@@ -105,7 +98,13 @@ class DownloadJob(QObject):
 
     def cancel(self) -> None:
         self._cancel.set()
-        self.download.cancel()
+        download = self._download  # None until the job's thread made it: it looks again
+        if download is not None:
+            download.cancel()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _copy_progress(self, done: int, total: int) -> None:
         state = DownloadState.DOWNLOADING if done < total else DownloadState.VERIFYING
@@ -114,19 +113,30 @@ class DownloadJob(QObject):
         )
 
     def _fetch(self) -> Path:
+        from engine.models.download import Download
+
+        # Already downloaded by another app: copied (and checked), no download.
+        self.cached = find_in_hf_cache(self.entry) if self._hf_cache else None
+        self.source_found.emit(self.cached)
         if self.cached is not None:
             return adopt_from_cache(
                 self.entry,
                 self.models_dir,
                 cached=self.cached,
                 cancel=self._cancel,
-                on_progress=self._copy_progress,
+                on_progress=Throttle(self._copy_progress),  # (a report every MiB)
             )
-        return self.download.run()
-
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        download = Download(
+            self.entry,
+            self.models_dir,
+            endpoint=self._endpoint,
+            token=self._token(),
+            on_progress=self.progress.emit,
+        )
+        self._download = download
+        if self._cancel.is_set():  # cancelled while the download was being made
+            download.cancel()
+        return download.run()
 
     def _run(self) -> None:
         from engine.models.download import DownloadCancelled
@@ -146,44 +156,3 @@ class DownloadJob(QObject):
             )
         else:
             self.finished.emit(str(path))
-
-
-class MoveJob(QObject):
-    """Moving or importing model files on a thread of its own: ``work(progress, cancel)``
-    (engine.models.folder, engine.models.library) with results as queued signals."""
-
-    progress = Signal(object, object)  # done bytes, total bytes (may exceed 2**31)
-    finished = Signal(object)  # what ``work`` returned
-    failed = Signal(str)  # sentence
-
-    def __init__(
-        self,
-        work: Callable[[Callable[[int, int], None], threading.Event], object],
-        what: str,
-    ) -> None:
-        super().__init__()
-        self.what = what  # "Moving the models to …", "Importing x.gguf"
-        self.cancel = threading.Event()
-        self._work = work
-        self._thread = threading.Thread(target=self._run, name="model-files", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            result = self._work(self.progress.emit, self.cancel)
-        except (MoveCancelled, ImportCancelled):
-            self.failed.emit(f"{self.what} was cancelled; nothing changed.")
-        except KnownError as exc:
-            self.failed.emit(exc.message)
-        except Exception:
-            log.exception("%s crashed", self.what)
-            self.failed.emit(
-                f"{self.what} stopped because of an internal error; the details are in the "
-                "log file. Check the models folder before trying again."
-            )
-        else:
-            self.finished.emit(result)

@@ -9,39 +9,53 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
 
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.controller import ChatController
+from app.folders import Folder, Folders
 from app.model_manager import ModelManager
-from app.paths import AppPaths
+from app.model_page import ModelPage
 from engine.errors import KnownError
-from engine.settings import SPECS, Settings, Value, engine_options, sampling_overrides
-from engine.types import EngineOptions, SamplingParams
+from engine.settings import (
+    SAMPLING,
+    SPECS,
+    Appearance,
+    Generation,
+    Performance,
+    Settings,
+    Value,
+    sampling_overrides,
+)
+from engine.types import SamplingParams
+from engine.units import format_bytes
 from ui.settings_dialog import SettingsDialog
 from ui.state import ResponseState
 from ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
 
+
 class SettingsController(QObject):
     def __init__(
         self,
         settings: Settings,
         chat: ChatController,
-        paths: AppPaths,
-        models: ModelManager | None = None,
+        folders: Folders,
+        models: ModelManager,
+        page: ModelPage,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.chat = chat
-        self.paths = paths
+        self.folders = folders
         self.models = models
+        self.page = page
         self.dialog: SettingsDialog | None = None
         self._reload_pending = False
+        # (until the controller's "Settings are coming" stub is gone)
         chat.window.settings_requested.disconnect(chat._on_settings_requested)
         chat.window.settings_requested.connect(self.open)
 
@@ -64,25 +78,24 @@ class SettingsController(QObject):
         dialog.set_reload_pending(self._reload_pending)
         dialog.set_auto_values(self._auto_values())
         self.dialog = dialog
-        if self.models is not None:
-            self.models.page.attach(dialog)
+        self.page.attach(dialog)
         dialog.show()
 
     def _auto_values(self) -> dict[str, Value]:
         """What the "Automatic" and "Model default" fields come to with the model loaded."""
-        values: dict[str, Value] = {"appearance.font_size": QApplication.font().pointSize()}
+        values: dict[str, Value] = {Appearance.FONT_SIZE.key: QApplication.font().pointSize()}
         info = self.chat.model_info
         if info is None:
             return values
-        values["performance.n_ctx"] = info.n_ctx
+        values[Performance.N_CTX.key] = info.n_ctx
         threads = info.extra.get("threads", "")
         if threads.isdigit():
-            values["performance.threads"] = int(threads)
-        entry = self.models.entry_for_path(info.path) if self.models is not None else None
+            values[Performance.THREADS.key] = int(threads)
+        entry = self.models.service.entry_for_path(info.path)
         preset = entry.sampling_for(thinking=info.thinking_default) if entry else None
         defaults = preset.apply(SamplingParams()) if preset else SamplingParams()
-        for field in ("temperature", "top_p", "top_k", "min_p", "presence_penalty"):
-            values[f"generation.{field}"] = getattr(defaults, field)
+        for field, spec in SAMPLING:
+            values[spec.key] = getattr(defaults, field)
         return values
 
     def _gpu_offload(self) -> bool:
@@ -121,22 +134,22 @@ class SettingsController(QObject):
     def apply_live(self, key: str) -> None:
         """Apply one option that needs no reload."""
         window = self.chat.window
-        if key == "appearance.theme":
+        if key == Appearance.THEME.key:
             app = QApplication.instance()
             assert isinstance(app, QApplication)
-            window.chat_view.set_dark(apply_theme(app, str(self.settings[key])))
-        elif key == "appearance.font_size":
-            size = int(self.settings[key] or 0)
+            window.chat_view.set_dark(apply_theme(app, self.settings[Appearance.THEME]))
+        elif key == Appearance.FONT_SIZE.key:
+            size = self.settings[Appearance.FONT_SIZE]
             font = QFont(QApplication.font())
             if size:
                 font.setPointSize(size)
             window.chat_view.setFont(font)
             window.chat_view.document().setDefaultFont(font)
-        elif key.startswith("generation."):
+        elif SPECS[key].page == "generation":
             self.chat.set_generation_settings(
                 sampling_overrides(self.settings),
-                str(self.settings["generation.system_prompt"] or ""),
-                str(self.settings["generation.thinking"]),
+                self.settings[Generation.SYSTEM_PROMPT],
+                self.settings[Generation.THINKING],
             )
 
     @Slot()
@@ -153,12 +166,7 @@ class SettingsController(QObject):
         if self.dialog is not None:
             self.dialog.set_reload_pending(False)
         path = self.chat.model_path
-        options = (
-            self.models.options_for(Path(path) if path else None)
-            if self.models is not None
-            else engine_options(self.settings)
-        )
-        self.chat.reload(options)
+        self.chat.reload(self.models.options_for(Path(path) if path else None))
 
     @Slot()
     def _on_delete_all_chats(self) -> None:
@@ -198,11 +206,13 @@ class SettingsController(QObject):
         size = sum(p.stat().st_size for p in old.parent.glob(old.name + "*") if p.is_file())
         if not window.confirm(
             "Move your chats?",
-            f"Move your chat history ({_size(size)}) from {old.parent} to {target}?",
+            f"Move your chat history ({format_bytes(size)}) from {old.parent} to {target}?",
             "Hearth copies it, checks the copy, and only then deletes the old file.",
             "Move",
         ):
             return
+        # On this thread: the store's connection is this thread's. (A copy from a connection
+        # of its own, then the switch here, would take it off; that is the store's to offer.)
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             store.move_to(target / old.name)
@@ -211,23 +221,11 @@ class SettingsController(QObject):
             return
         finally:
             QApplication.restoreOverrideCursor()
-        default = target.resolve() == self.paths.data_dir.resolve()
-        self.settings.set("storage.chats_dir", "" if default else str(target))
-        self.paths = self.paths.with_chats_dir(None if default else target)
-        if self.models is not None:
-            self.models.paths = self.models.paths.with_chats_dir(None if default else target)
-        if self.dialog is not None:
-            self.dialog.set_folders(str(target), str(self.paths.models_dir))
         log.info("moved the chats from %s to %s", old.parent, target)
+        self.folders.set_chats_dir(target)  # saved; the Settings window follows
         window.statusBar().showMessage(f"Your chats are now in {target}.", 8000)
 
     @Slot(str)
     def _on_open_folder(self, which: str) -> None:
-        folder: Path = self.chat.store.path.parent if which == "data" else self.paths.models_dir
+        folder = self.folders.folder(Folder(which))
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
-
-
-def _size(n: int) -> str:
-    return (
-        f"{n / 1e3:.0f} kB" if n < 1e6 else f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
-    )

@@ -1,36 +1,44 @@
-"""The engine thread: one long-lived QThread that owns the single ChatSession.
+"""The engine thread: one long-lived QThread that owns the single chat backend.
 
-Requests arrive as queued signals (``load_requested``, ``generate_requested``)
-and results leave as events. Stop is a ``threading.Event`` set directly from
-the GUI thread, because while a reply streams this thread is busy and would
-only see a queued "stop" signal after the reply had finished.
+Requests arrive as queued slots (``load``, ``generate``, ``measure``, ``warm``)
+and results leave as signals that carry the request's id. Each request comes
+with its own cancel ``threading.Event``, created on the GUI side: it is set
+directly from the GUI thread, because while a reply streams this thread is busy
+and would only see a queued "stop" after the reply had finished. Stop sets only
+the event of the request it names; this thread never clears one.
+
+The worker knows backends only as ``ChatBackend`` (engine.inference.backend);
+``open_local`` is the default way to get one, and tests pass their own.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
-from engine.inference.context import drop_oldest_turns
-from engine.types import ContextUsage
 from engine.errors import ContextFullError, KnownError
+from engine.inference.backend import ChatBackend, sampling_for
+from engine.inference.context import drop_oldest_turns
 from engine.types import (
     EngineOptions,
     Message,
-    ModelInfo,
     ReplyDone,
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    Turn,
 )
+
+__all__ = ["EngineThread", "EngineWorker", "LoadRequest", "OpenBackend", "open_local"]
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +47,76 @@ DELTA_INTERVAL_S = 1 / 60
 STATS_INTERVAL_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class ReplyRequest:
-    """What one reply needs. ``params`` set: use exactly these (tests, CLI);
-    otherwise the model's defaults with ``overrides`` applied."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadRequest:
+    """Which model to load, and how."""
 
-    conversation: list[Message]
-    params: SamplingParams | None = None
-    overrides: dict[str, float | int] = field(default_factory=dict)
-    thinking: bool | None = None
-    # Names the conversation, so that switching chats and back keeps its state.
-    conversation_id: int | None = None
-    # The last message is a cut-off reply: carry on writing it.
-    continue_reply: bool = False
+    path: str  # "" = the starter model (installed into models_dir first)
+    options: EngineOptions
+    # The models folder as it is when the request is made (it can be moved).
+    models_dir: Path
+
+
+OpenBackend = Callable[[LoadRequest], ChatBackend]
+
+
+def open_local(request: LoadRequest) -> ChatBackend:
+    """The model file of ``request`` in llama.cpp, with what the catalog knows of
+    it (its name for people and its makers' sampling presets). Installs the
+    starter model first when ``request.path`` is empty. ``KnownError`` with a
+    sentence when it cannot be loaded."""
+    # Imported here: llama.cpp loads only when a model does, not with the window.
+    from engine.inference.local import LocalBackend
+    from engine.models.catalog import catalog_entry_for, install_starter_model
+
+    path = Path(request.path) if request.path else install_starter_model(request.models_dir)
+    entry = catalog_entry_for(path)
+    if entry is None:
+        return LocalBackend(path, request.options)
+    # GGUF names are often build tags; the catalog's is for people.
+    return LocalBackend(
+        path, request.options, name=entry.name, sampling_presets=entry.sampling_presets()
+    )
+
+
+class _Cancels:
+    """The cancel events of requests handed out and not yet finished, so that
+    ``EngineThread.cancel_all`` and ``close`` reach a request still queued behind
+    another. Shared by the GUI thread and the engine thread, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Weak: an event whose request never reached the worker is not kept.
+        self._live: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+        self._closed = False
+
+    def new(self) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            if self._closed:
+                event.set()
+            self._live.add(event)
+        return event
+
+    @contextmanager
+    def running(self, event: threading.Event) -> Iterator[None]:
+        """While the worker runs the request of ``event`` (which may have been
+        made elsewhere: it is then tracked from now on)."""
+        with self._lock:
+            if self._closed:
+                event.set()
+            self._live.add(event)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._live.discard(event)
+
+    def cancel_all(self, *, closing: bool = False) -> None:
+        with self._lock:
+            self._closed = self._closed or closing
+            for event in self._live:
+                event.set()
 
 
 class _DeltaBatch:
@@ -64,7 +129,10 @@ class _DeltaBatch:
         self.text: list[str] = []
         self.thinking: list[str] = []
         self.pieces = 0
-        self.started = self.last_emit = self.last_stats = time.monotonic()
+        self.started = self.last_stats = time.monotonic()
+        # The first piece goes out at once: a slow model's first token is not held
+        # back until its second.
+        self.last_emit = float("-inf")
 
     def add(self, text: str, *, thinking: bool) -> None:
         (self.thinking if thinking else self.text).append(text)
@@ -88,8 +156,10 @@ class _DeltaBatch:
 
 
 class EngineWorker(QObject):
+    """Lives on the engine thread; owns the backend from load to shutdown."""
+
     model_loading = Signal(str)  # path
-    model_loaded = Signal(object)  # ModelInfo
+    model_loaded = Signal(object)  # ModelInfo (catalog name already applied)
     model_load_failed = Signal(str)  # sentence
     delta_ready = Signal(int, str)  # request id, text
     thinking_ready = Signal(int, str)  # request id, thinking text
@@ -102,30 +172,23 @@ class EngineWorker(QObject):
     # ContextUsage, how many messages (after the system prompt) would have to go.
     context_exceeded = Signal(int, object, int)
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
-    warm_progress = Signal(int, int)  # tokens read so far, of how many
-    warm_finished = Signal(int, int)  # tokens reused, tokens read (0, 0: nothing to do)
+    warm_progress = Signal(int, int, int)  # request id, tokens read so far, of how many
+    warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read (0, 0: none)
 
-    def __init__(self, stop_event: threading.Event, models_dir: Path) -> None:
+    def __init__(self, open_backend: OpenBackend = open_local) -> None:
         super().__init__()
-        self._usage: ContextUsage | None = None  # the last reply's prompt, for the meter
-        self._stop = stop_event
-        self._models_dir = models_dir
-        self._session: object | None = None  # engine.inference.session.ChatSession, imported lazily
-        self._supports_thinking_kw = False
+        self._open = open_backend
+        self._backend: ChatBackend | None = None
+        # Thread-safe; EngineThread cancels through it from the GUI thread.
+        self.cancels = _Cancels()
 
-    @Slot(str, object)
-    def load(self, path: str, options: EngineOptions) -> None:
-        """Load ``path``; an empty path means "the starter model" (installing it first)."""
-        self.model_loading.emit(path)
-        self._close_session()
+    @Slot(object)
+    def load(self, request: LoadRequest) -> None:
+        """Load ``request``'s model in place of the one loaded now."""
+        self.model_loading.emit(request.path)
+        self._close_backend()
         try:
-            from engine.models.catalog import catalog_entry_for, install_starter_model
-            from engine.inference.session import ChatSession
-
-            model_path = Path(path) if path else install_starter_model(self._models_dir)
-            entry = catalog_entry_for(model_path)
-            presets = entry.sampling_presets() if entry is not None else None
-            session = ChatSession(model_path, options, sampling_presets=presets)
+            backend = self._open(request)
         except KnownError as exc:
             log.warning("model load failed: %s", exc, exc_info=True)
             self.model_load_failed.emit(exc.message)
@@ -133,55 +196,44 @@ class EngineWorker(QObject):
         except Exception:
             log.exception("model load crashed")
             self.model_load_failed.emit(
-                "Hearth could not load the model because of an internal error. "
-                "The details are in the log file."
+                "Hearth could not load the model because of an internal error. Try loading "
+                "it again or choose another model; the details are in the log file."
             )
             return
-        self._session = session
-        self._supports_thinking_kw = "thinking" in inspect.signature(session.stream).parameters
-        info: ModelInfo = session.info
-        if entry is not None:  # GGUF names are often build tags; the catalog's is for people
-            info = replace(info, name=entry.name)
+        self._backend = backend
+        info = backend.info
         log.info("loaded %s (%s, %s)", info.name, info.architecture, info.quantization)
         self.model_loaded.emit(info)
 
-    def set_models_dir(self, folder: Path) -> None:
-        """Where the starter model is installed from now on (the folder was moved).
-        Read only when a load starts, on this thread; a Path is replaced atomically."""
-        self._models_dir = folder
-
-    @Slot(int, object)
-    def generate(self, request_id: int, request: ReplyRequest) -> None:
-        session = self._session
-        if session is None:
+    @Slot(int, object, object)
+    def generate(self, request_id: int, turn: Turn, cancel: threading.Event) -> None:
+        """Stream the reply to ``turn`` until it ends or ``cancel`` is set."""
+        backend = self._backend
+        if backend is None:
             self.reply_failed.emit(
                 request_id, "No model is loaded yet. Wait for it to load, then send again."
             )
             return
         batch = _DeltaBatch(self, request_id)
         try:
-            params = request.params or self._params_for(session, request)
-            kwargs: dict[str, object] = {"stop": self._stop}
-            if request.thinking is not None and self._supports_thinking_kw:
-                kwargs["thinking"] = request.thinking
-            if request.conversation_id is not None:
-                kwargs["cache_key"] = request.conversation_id
-            if request.continue_reply:
-                kwargs["continue_reply"] = True
-            dropped = self._must_drop(session, request, params)
-            if dropped:
-                self.context_exceeded.emit(request_id, dropped[0], dropped[1])
-                return
-            if self._usage is not None:  # the meter grows from this as the reply streams
-                self.prompt_measured.emit(request_id, self._usage)
-            for event in session.stream(request.conversation, params, **kwargs):  # type: ignore[attr-defined]
-                if isinstance(event, TextDelta):
-                    batch.add(event.text, thinking=False)
-                elif isinstance(event, ThinkingDelta):
-                    batch.add(event.text, thinking=True)
-                elif isinstance(event, ReplyDone):
-                    batch.flush()
-                    self.reply_finished.emit(request_id, event)
+            with self.cancels.running(cancel):
+                params = sampling_for(backend, turn)
+                usage = backend.context_usage(turn, params)
+                if not usage.has_room:
+                    dropped = _messages_to_drop(backend, turn, params)
+                    if dropped:
+                        self.context_exceeded.emit(request_id, usage, dropped)
+                        return
+                # The meter grows from this as the reply streams.
+                self.prompt_measured.emit(request_id, usage)
+                for event in backend.stream(turn, params, stop=cancel):
+                    if isinstance(event, TextDelta):
+                        batch.add(event.text, thinking=False)
+                    elif isinstance(event, ThinkingDelta):
+                        batch.add(event.text, thinking=True)
+                    elif isinstance(event, ReplyDone):
+                        batch.flush()
+                        self.reply_finished.emit(request_id, event)
         except KnownError as exc:
             log.warning("generation failed: %s", exc, exc_info=True)
             batch.flush()
@@ -192,96 +244,72 @@ class EngineWorker(QObject):
             self.reply_failed.emit(
                 request_id,
                 "The reply stopped because of an internal error. What was written so far is "
-                "kept; the details are in the log file.",
+                "kept; send again to retry. The details are in the log file.",
             )
-
-    def _must_drop(
-        self, session: object, request: ReplyRequest, params: SamplingParams
-    ) -> tuple[ContextUsage, int] | None:
-        """(usage, messages to drop) when the conversation leaves the reply no room
-        and dropping its oldest turns would; None to go ahead (if even the last
-        turn alone is too long, the session says so in a sentence)."""
-        self._usage = None
-        usage_of = getattr(session, "context_usage", None)
-        if usage_of is None:
-            return None
-
-        def usage(messages: list[Message]) -> ContextUsage:
-            return usage_of(  # type: ignore[no-any-return]
-                messages, params, thinking=request.thinking, continue_reply=request.continue_reply
-            )
-
-        now = self._usage = usage(request.conversation)
-        if now.has_room:
-            return None
-        try:
-            _, dropped = drop_oldest_turns(request.conversation, lambda m: usage(list(m)).has_room)
-        except ContextFullError:
-            return None
-        return (now, len(dropped)) if dropped else None
 
     @Slot(int, object)
-    def measure(self, conversation_id: int, request: ReplyRequest) -> None:
-        """How full ``request``'s conversation makes the context window (for the meter)."""
-        session = self._session
-        usage_of = getattr(session, "context_usage", None)
-        if usage_of is None:
+    def measure(self, conversation_id: int, turn: Turn) -> None:
+        """How full ``turn`` makes the context window (for the meter)."""
+        backend = self._backend
+        if backend is None:
             return
         try:
-            params = request.params or self._params_for(session, request)
-            usage = usage_of(request.conversation, params, thinking=request.thinking)
+            usage = backend.context_usage(turn, sampling_for(backend, turn))
         except KnownError as exc:  # e.g. the template rejects it: the meter stays as it was
             log.info("could not measure the context use: %s", exc)
             return
         self.usage_measured.emit(conversation_id, usage)
 
-    @Slot(object)
-    def warm(self, request: ReplyRequest) -> None:
-        """Read ``request``'s conversation into the model before its next turn."""
-        warm = getattr(self._session, "warm", None)
-        if warm is None:
-            self.warm_finished.emit(0, 0)
+    @Slot(int, object, object)
+    def warm(self, request_id: int, turn: Turn, cancel: threading.Event) -> None:
+        """Read ``turn``'s conversation into the model before its next reply."""
+        backend = self._backend
+        reused = evaluated = 0
+        if backend is None:
+            self.warm_finished.emit(request_id, reused, evaluated)
             return
-        last = [0.0]
+        last = 0.0
 
         def progress(done: int, total: int) -> None:
+            nonlocal last
             now = time.monotonic()
-            if now - last[0] >= STATS_INTERVAL_S / 4 or done >= total:
-                last[0] = now
-                self.warm_progress.emit(done, total)
+            if now - last >= STATS_INTERVAL_S / 4 or done >= total:
+                last = now
+                self.warm_progress.emit(request_id, done, total)
 
         try:
-            reused, evaluated = warm(
-                request.conversation,
-                thinking=request.thinking,
-                stop=self._stop,
-                cache_key=request.conversation_id,
-                on_progress=progress,
-            )
+            with self.cancels.running(cancel):
+                reused, evaluated = backend.warm(turn, stop=cancel, on_progress=progress)
         except KnownError as exc:  # e.g. longer than the context: the next turn says so
             log.info("did not read the conversation ahead: %s", exc)
-            reused = evaluated = 0
         except Exception:
             log.exception("reading the conversation ahead crashed")
-            reused = evaluated = 0
-        self.warm_finished.emit(reused, evaluated)
-
-    @staticmethod
-    def _params_for(session: object, request: ReplyRequest) -> SamplingParams:
-        """The model's recommended sampling, with what the person set on top."""
-        defaults = getattr(session, "default_sampling", None)
-        # None = the model's default for thinking; the preset must match the template.
-        base = defaults(request.thinking) if callable(defaults) else SamplingParams()
-        return replace(base, **request.overrides)
+        self.warm_finished.emit(request_id, reused, evaluated)
 
     @Slot()
     def shutdown(self) -> None:
-        self._close_session()
+        self._close_backend()
 
-    def _close_session(self) -> None:
-        if self._session is not None:
-            self._session.close()  # type: ignore[attr-defined]
-            self._session = None
+    def _close_backend(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+def _messages_to_drop(backend: ChatBackend, turn: Turn, params: SamplingParams) -> int:
+    """How many of ``turn``'s oldest messages must go to leave its reply room;
+    0 when even its last message alone is too long (the reply then fails with
+    the backend's sentence for that)."""
+
+    def has_room(messages: Sequence[Message]) -> bool:
+        shorter = replace(turn, messages=tuple(messages))
+        return backend.context_usage(shorter, params).has_room
+
+    try:
+        _, dropped = drop_oldest_turns(turn.messages, has_room)
+    except ContextFullError:
+        return 0
+    return len(dropped)
 
 
 class EngineThread:
@@ -289,20 +317,31 @@ class EngineThread:
 
     live: ClassVar[weakref.WeakSet[EngineThread]] = weakref.WeakSet()  # tests check for leaks
 
-    def __init__(self, models_dir: Path) -> None:
-        self.stop_event = threading.Event()
+    def __init__(self, open_backend: OpenBackend = open_local) -> None:
         self.thread = QThread()
         self.thread.setObjectName("engine")
-        self.worker = EngineWorker(self.stop_event, models_dir)
+        self.worker = EngineWorker(open_backend)
+        self._cancels = self.worker.cancels  # read here, before the worker changes thread
         self.worker.moveToThread(self.thread)
         self.thread.start()
         EngineThread.live.add(self)
 
+    def cancel_event(self) -> threading.Event:
+        """A new request's cancel event: set it to stop that request alone.
+        ``cancel_all`` and ``close`` set it too until the request has finished."""
+        return self._cancels.new()
+
+    def cancel_all(self) -> None:
+        """Cancel every request handed out and not finished (the running one too)."""
+        self._cancels.cancel_all()
+
     def close(self) -> None:
+        """Cancel whatever runs or waits, free the model, stop the thread."""
         if not self.thread.isRunning():
             return
-        self.stop_event.set()
-        # Runs on the engine thread after any reply in progress has stopped.
+        self._cancels.cancel_all(closing=True)
+        # Runs on the engine thread after the requests queued before it, each of
+        # which now ends at once (its event is set).
         QMetaObject.invokeMethod(
             self.worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection
         )

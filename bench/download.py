@@ -1,4 +1,4 @@
-"""Download throughput: Hearth's ``engine.models.download.Download`` vs a plain HTTP GET, on loopback.
+"""Download throughput: Hearth's ``engine.models.download.Download`` vs a plain HTTP GET.
 
 The same file (random bytes, ``--size-mb``) is served by tests/hubserver.py (the Hub
 protocol: HEAD with size and sha256, a redirect to a second "CDN" port, Range) running in
@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.models.download import Download  # noqa: E402
 from engine.models.catalog import catalog_entry  # noqa: E402
+from engine.models.download import Download  # noqa: E402
 
 HUB_REPO = "unsloth/Qwen3.5-9B-GGUF"
 FILE = "Qwen3.5-9B-Q4_K_M.gguf"

@@ -1,4 +1,7 @@
-"""Decode throughput: Hearth's ChatSession against a bare ``Llama.generate`` loop.
+"""Decode throughput: Hearth's engine boundary against a bare ``Llama.generate`` loop.
+
+Hearth's side is what the app runs: ``LocalBackend.stream`` on a ``Turn`` (the
+``ChatBackend`` the engine thread uses), events and all.
 
 Both load the same file with the same llama.cpp arguments (``llama_load_kwargs``),
 get the same prompt tokens and greedy sampling, so they produce the same tokens;
@@ -22,6 +25,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,9 +35,18 @@ import llama_cpp
 
 from engine.inference.detok import Detokenizer
 from engine.inference.loader import llama_load_kwargs, physical_cores
+from engine.inference.local import LocalBackend
 from engine.inference.session import ChatSession
 from engine.inference.thinking import ThinkingSplitter
-from engine.types import EngineOptions, Message, ReplyDone, SamplingParams, TextDelta, ThinkingDelta
+from engine.types import (
+    EngineOptions,
+    Message,
+    ReplyDone,
+    SamplingParams,
+    TextDelta,
+    ThinkingDelta,
+    Turn,
+)
 
 PROMPT = (
     "Write a long, detailed story about a lighthouse keeper who finds a map in a bottle. "
@@ -41,11 +54,14 @@ PROMPT = (
 )
 
 
-def run_hearth(session: ChatSession, max_tokens: int) -> tuple[float, int]:
+# Thinking off: both loops must produce the same tokens from the same prompt.
+TURN = Turn(messages=(Message("user", PROMPT),), thinking=False)
+
+
+def run_hearth(backend: LocalBackend, max_tokens: int) -> tuple[float, int]:
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0)
     done = None
-    # Thinking off: both loops must produce the same tokens from the same prompt.
-    for event in session.stream([Message("user", PROMPT)], params, thinking=False):
+    for event in backend.stream(TURN, params, stop=threading.Event()):
         if isinstance(event, ReplyDone):
             done = event
     assert done is not None
@@ -71,12 +87,12 @@ def run_bare(llm: llama_cpp.Llama, tokens: list[int], max_tokens: int) -> tuple[
 
 
 def python_overhead_us(
-    session: ChatSession, bare: llama_cpp.Llama, tokens: list[int], n: int
+    backend: LocalBackend, bare: llama_cpp.Llama, tokens: list[int], n: int
 ) -> tuple[float, float]:
     """Per-token cost of everything but ``llama_decode`` (sampling, detokenizing,
     the Python loop), for both loops: decode is swapped for a no-op, so sampling
     reruns on the last real logits. Leaves both contexts stale: run it last."""
-    run_hearth(session, 1)  # real logits for the prompt's last token, not EOG
+    run_hearth(backend, 1)  # real logits for the prompt's last token, not EOG
     run_bare(bare, tokens, 1)
     real = llama_cpp.llama_decode
     fake = lambda ctx, batch: 0  # noqa: E731
@@ -84,7 +100,7 @@ def python_overhead_us(
     # calls it through the llama_cpp.llama_cpp module.
     llama_cpp.llama_decode = llama_cpp.llama_cpp.llama_decode = fake
     try:
-        h, nh = run_hearth(session, n)
+        h, nh = run_hearth(backend, n)
         b, nb = run_bare(bare, tokens, n)
     finally:
         llama_cpp.llama_decode = llama_cpp.llama_cpp.llama_decode = real
@@ -160,18 +176,17 @@ def main() -> int:
 
     threads = args.threads or physical_cores()
     options = EngineOptions(n_ctx=2048, n_threads=threads)
-    session = ChatSession(args.model, options)
+    backend = LocalBackend(args.model, options)
+    session = backend.session
     bare = llama_cpp.Llama(str(args.model), **llama_load_kwargs(options))
-    prompt_tokens = session.tokenize(
-        session.render_prompt([Message("user", PROMPT)], thinking=False)
-    )
+    prompt_tokens = session.tokenize(session.render_prompt(TURN.messages, thinking=False))
 
     print(f"model    {session.info.name} ({session.info.quantization}), {args.model.name}")
     print(f"machine  {platform.machine()}, {physical_cores()} physical cores, threads={threads}")
     print(f"prompt   {len(prompt_tokens)} tokens, greedy, up to {args.tokens} new tokens")
 
     # Warm-up: page in the weights and let the CPU clocks settle for both.
-    run_hearth(session, args.tokens)
+    run_hearth(backend, args.tokens)
     run_bare(bare, prompt_tokens, args.tokens)
 
     hearth: list[float] = []
@@ -179,11 +194,11 @@ def main() -> int:
     counts: set[tuple[int, int]] = set()
     for k in range(args.runs):
         if k % 2 == 0:
-            h, nh = run_hearth(session, args.tokens)
+            h, nh = run_hearth(backend, args.tokens)
             b, nb = run_bare(bare, prompt_tokens, args.tokens)
         else:
             b, nb = run_bare(bare, prompt_tokens, args.tokens)
-            h, nh = run_hearth(session, args.tokens)
+            h, nh = run_hearth(backend, args.tokens)
         hearth.append(h)
         base.append(b)
         counts.add((nh, nb))
@@ -206,10 +221,10 @@ def main() -> int:
             f"= {(split_us - base_us) / per_token_us * 100:.3f} % of a {per_token_us:.0f} us token"
         )
     if args.overhead:
-        h_us, b_us = python_overhead_us(session, bare, prompt_tokens, 1500)
+        h_us, b_us = python_overhead_us(backend, bare, prompt_tokens, 1500)
         print(f"outside llama_decode, per token: hearth {h_us:.1f} us   bare {b_us:.1f} us")
 
-    session.close()
+    backend.close()
     bare.close()
     return 0
 

@@ -47,8 +47,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.models.catalog import install_starter_model  # noqa: E402
 from engine.history.store import ChatStore  # noqa: E402
+from engine.models.catalog import install_starter_model  # noqa: E402
 
 SHOWN = re.compile(r"window shown (\d+) ms after the process started")
 LOADED = re.compile(r"app\.worker \[[^\]]*\] loaded ")

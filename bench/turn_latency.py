@@ -6,8 +6,9 @@ length and a greedy reply of ``--reply-tokens``; TTFT is recorded at turns 1, 5,
 "A→B→A": a turn of another chat (B), then turn 21 of the first (A). With
 prefix reuse (KV truncation, or recurrent-state checkpoints on hybrid models)
 turn 20 should cost about what turn 1 does; without it, it costs the whole chat.
-The chats are named (``cache_key``) as the app names them, so a hybrid model
-keeps A's state while B runs.
+The chats are named (the turn's ``cache_key``) as the app names them, so a hybrid
+model keeps A's state while B runs. Replies go through ``LocalBackend``, the
+``ChatBackend`` the app's engine thread uses.
 Each run uses a fresh session (so turn 1 really is cold); the baseline run loads
 the model with checkpoints off and clears the context before every turn, i.e.
 re-reads everything. Prints medians over ``--runs`` and the ratios.
@@ -23,6 +24,7 @@ import logging
 import statistics
 import sys
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llama_cpp
 
-from engine.inference.session import ChatSession
+from engine.inference.local import LocalBackend
 from engine.types import (
     EngineOptions,
     GenerationStats,
@@ -39,6 +41,7 @@ from engine.types import (
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    Turn,
 )
 
 MARKS = (1, 5, 10, 20)
@@ -51,12 +54,13 @@ def user_message(turn: int) -> str:
 
 
 def one_reply(
-    session: ChatSession, chat: list[Message], params: SamplingParams, key: object = None
+    backend: LocalBackend, chat: list[Message], params: SamplingParams, key: int | None = None
 ) -> tuple[Message, GenerationStats]:
     thinking: list[str] = []
     answer: list[str] = []
     stats = None
-    for event in session.stream(chat, params, cache_key=key):
+    turn = Turn(messages=tuple(chat), sampling=params, cache_key=key)
+    for event in backend.stream(turn, params, stop=threading.Event()):
         if isinstance(event, ThinkingDelta):
             thinking.append(event.text)
         elif isinstance(event, TextDelta):
@@ -73,10 +77,12 @@ def run_conversation(
     """TTFT stats per marked turn and for regenerate; ``reread`` clears the context
     before every turn (the no-reuse baseline)."""
     out: dict[str, GenerationStats] = {}
-    with ChatSession(model, options) as session:
+    backend = LocalBackend(model, options)
+    session = backend.session
+    try:
         # Warm-up: llama.cpp allocates its graphs on the first decodes; turn 1 should
         # measure reading the prompt, not that.
-        one_reply(session, [Message("user", "Hi")], replace(params, max_tokens=2))
+        one_reply(backend, [Message("user", "Hi")], replace(params, max_tokens=2))
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(session._ctx), True)
         session._history.n_past = 0
         if session.checkpoints is not None:
@@ -86,29 +92,31 @@ def run_conversation(
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(session._ctx), True)
             session._history.n_past = 0
 
-        a_key, b_key = (None, None) if reread else ("A", "B")
+        a_key, b_key = (None, None) if reread else (1, 2)
         chat = [Message("system", "You are a storyteller. " + FILLER)]
         for turn in range(1, turns + 1):
             chat.append(Message("user", user_message(turn)))
             if reread:
                 clear()
-            reply, stats = one_reply(session, chat, params, a_key)
+            reply, stats = one_reply(backend, chat, params, a_key)
             if turn in MARKS or turn == turns:
                 out[f"turn {turn}"] = stats
             if turn == turns:
                 if reread:
                     clear()
-                out["regenerate"] = one_reply(session, chat, params, a_key)[1]
+                out["regenerate"] = one_reply(backend, chat, params, a_key)[1]
             chat.append(reply)
         # Another chat, then back: turn 21 of A.
         other = [chat[0], Message("user", user_message(99))]
         if reread:
             clear()
-        one_reply(session, other, params, b_key)
+        one_reply(backend, other, params, b_key)
         chat.append(Message("user", user_message(turns + 1)))
         if reread:
             clear()
-        out["A→B→A"] = one_reply(session, chat, params, a_key)[1]
+        out["A→B→A"] = one_reply(backend, chat, params, a_key)[1]
+    finally:
+        backend.close()
     return out
 
 
@@ -135,8 +143,9 @@ def main() -> int:
     params = SamplingParams(
         max_tokens=args.reply_tokens, max_thinking_tokens=args.thinking_tokens, temperature=0.0
     )
-    with ChatSession(model, options) as probe:
-        info = probe.info
+    probe = LocalBackend(model, options)
+    info = probe.info
+    probe.close()
     print(f"model    {info.name} ({info.architecture}, {info.quantization}), {model.name}")
     print(f"memory   {info.extra['memory']}, thinking default {info.thinking_default}")
     print(
@@ -162,22 +171,21 @@ def main() -> int:
     head = f"{'prompt':>7} {'reused':>7} {'evaluated':>9} {'TTFT ms':>9} {'re-read ms':>11}"
     print(f"\n{'':12} {head}")
     first = med([s.ttft_s for s in reuse["turn 1"]])
-    for key in reuse:
-        stats = reuse[key]
-        ttft = med([s.ttft_s for s in stats])
+    for key, runs in reuse.items():
+        ttft = med([s.ttft_s for s in runs])
         full = med([s.ttft_s for s in baseline[key]])
         print(
-            f"{key:12} {stats[0].prompt_tokens:7d} {stats[0].reused_tokens:7d} "
-            f"{stats[0].evaluated_tokens:9d} {ttft * 1e3:9.1f} {full * 1e3:11.1f}"
+            f"{key:12} {runs[0].prompt_tokens:7d} {runs[0].reused_tokens:7d} "
+            f"{runs[0].evaluated_tokens:9d} {ttft * 1e3:9.1f} {full * 1e3:11.1f}"
         )
     last = med([s.ttft_s for s in reuse[f"turn {args.turns}"]])
     regen = med([s.ttft_s for s in reuse["regenerate"]])
     back = med([s.ttft_s for s in reuse["A→B→A"]])
-    reread = med([s.ttft_s for s in baseline[f"turn {args.turns}"]])
+    everything = med([s.ttft_s for s in baseline[f"turn {args.turns}"]])
     print(f"\nturn {args.turns} / turn 1 TTFT   {last / first:.2f}  (goal <= 1.3)")
     print(f"regenerate / turn 1 TTFT {regen / first:.2f}")
     print(f"A→B→A / turn 1 TTFT      {back / first:.2f}")
-    print(f"re-read turn {args.turns} / turn 1 {reread / first:.2f}  (what reuse saves)")
+    print(f"re-read turn {args.turns} / turn 1 {everything / first:.2f}  (what reuse saves)")
     return 0
 
 

@@ -20,27 +20,46 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Generic, TypeVar, cast, overload
 
 from engine.models.choice import AUTO, ModelChoice
 from engine.models.memory import AUTO_CONTEXT
-from engine.types import EngineOptions
+from engine.types import EngineOptions, KvCacheType, ThinkingMode
 
 SETTINGS_VERSION = 1
 Value = str | int | float | bool | None
+T = TypeVar("T")
+
+
+class Theme(StrEnum):
+    """# NOTE: stored on disk (settings.json, ``appearance.theme``); keep values stable."""
+
+    SYSTEM = "system"
+    LIGHT = "light"
+    DARK = "dark"
+
+
+class KvCache(StrEnum):
+    """# NOTE: stored on disk (settings.json, ``performance.kv_cache_type``)."""
+
+    F16 = "f16"
+    Q8_0 = "q8_0"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Spec:
+class Spec(Generic[T]):
+    """One option, declared once. Typed: ``settings[Performance.N_CTX]`` is ``int | None``
+    and ``settings.set(Performance.N_CTX, "x")`` is a mypy error (and a ValueError)."""
+
     key: str
-    kind: type  # str, int, float or bool
-    default: Value
+    kind: type  # str, int, float, bool, or a StrEnum (its values are the choices)
+    default: T
     label: str
     description: str
     minimum: float | None = None
     maximum: float | None = None
-    choices: tuple[str, ...] = ()
     optional: bool = False  # None allowed: "automatic" / "model default"
     reload: bool = False  # takes effect after the model is reloaded
 
@@ -48,8 +67,19 @@ class Spec:
     def page(self) -> str:
         return self.key.split(".", 1)[0]
 
-    def check(self, value: object) -> Value:
-        """``value`` if it is valid for this option, else raise ValueError."""
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The values a choice option takes (its StrEnum's), else ()."""
+        if issubclass(self.kind, StrEnum):
+            return tuple(member.value for member in self.kind)
+        return ()
+
+    def check(self, value: object) -> T:
+        """``value`` if it is valid for this option (a choice as its enum), else raise
+        ValueError."""
+        return cast(T, self._check(value))
+
+    def _check(self, value: object) -> Value:
         if value is None:
             if self.optional:
                 return None
@@ -71,50 +101,57 @@ class Spec:
             return number
         if not isinstance(value, str):
             raise ValueError("must be text")
-        if self.choices and value not in self.choices:
-            raise ValueError(f"must be one of {', '.join(self.choices)}")
+        if issubclass(self.kind, StrEnum):
+            if value not in self.choices:
+                raise ValueError(f"must be one of {', '.join(self.choices)}")
+            return self.kind(value)
         return value
 
 
-def _s(key: str, kind: type, default: Value, label: str, description: str, **kw: Any) -> Spec:
+def _s(key: str, kind: type, default: T, label: str, description: str, **kw: Any) -> Spec[T]:
     return Spec(key=key, kind=kind, default=default, label=label, description=description, **kw)
 
 
-SCHEMA: tuple[Spec, ...] = (
-    # Model
-    _s("model.family", str, "qwen3.5-9b", "Model", "The model family to chat with.", reload=True),
-    _s(
+class Model:
+    """Settings → Model (chosen from the page's list and the first-run offer)."""
+
+    FAMILY: Final[Spec[str]] = _s(
+        "model.family", str, "qwen3.5-9b", "Model", "The model family to chat with.", reload=True
+    )
+    QUANT: Final[Spec[str]] = _s(
         "model.quant",
         str,
-        "auto",
+        AUTO,
         "Quantization",
         "Which file of the family; 'auto' picks the best one that fits this computer.",
         reload=True,
-    ),
-    _s(
+    )
+    OFFER_DISMISSED: Final[Spec[str]] = _s(
         "model.offer_dismissed",
         str,
         "",
         "Download offer dismissed",
         "The model family whose first-run download offer the person closed with 'Not now'.",
-    ),
-    _s(
+    )
+    PATH: Final[Spec[str]] = _s(
         "model.path",
         str,
         "",
         "Model file",
         "A GGUF file chosen by hand; empty means the catalog's choice (or the starter model).",
         reload=True,
-    ),
-    # Generation
-    _s(
+    )
+
+
+class Generation:
+    SYSTEM_PROMPT: Final[Spec[str]] = _s(
         "generation.system_prompt",
         str,
         "",
         "System prompt",
         "Instructions given to the model at the start of every new chat.",
-    ),
-    _s(
+    )
+    TEMPERATURE: Final[Spec[float | None]] = _s(
         "generation.temperature",
         float,
         None,
@@ -123,8 +160,8 @@ SCHEMA: tuple[Spec, ...] = (
         minimum=0.0,
         maximum=2.0,
         optional=True,
-    ),
-    _s(
+    )
+    TOP_P: Final[Spec[float | None]] = _s(
         "generation.top_p",
         float,
         None,
@@ -133,8 +170,8 @@ SCHEMA: tuple[Spec, ...] = (
         minimum=0.05,
         maximum=1.0,
         optional=True,
-    ),
-    _s(
+    )
+    TOP_K: Final[Spec[int | None]] = _s(
         "generation.top_k",
         int,
         None,
@@ -143,8 +180,8 @@ SCHEMA: tuple[Spec, ...] = (
         minimum=0,
         maximum=500,
         optional=True,
-    ),
-    _s(
+    )
+    MIN_P: Final[Spec[float | None]] = _s(
         "generation.min_p",
         float,
         None,
@@ -153,8 +190,8 @@ SCHEMA: tuple[Spec, ...] = (
         minimum=0.0,
         maximum=1.0,
         optional=True,
-    ),
-    _s(
+    )
+    PRESENCE_PENALTY: Final[Spec[float | None]] = _s(
         "generation.presence_penalty",
         float,
         None,
@@ -163,8 +200,8 @@ SCHEMA: tuple[Spec, ...] = (
         minimum=0.0,
         maximum=2.0,
         optional=True,
-    ),
-    _s(
+    )
+    MAX_TOKENS: Final[Spec[int]] = _s(
         "generation.max_tokens",
         int,
         4096,
@@ -172,8 +209,8 @@ SCHEMA: tuple[Spec, ...] = (
         "A reply stops here; you can ask it to continue.",
         minimum=16,
         maximum=131072,
-    ),
-    _s(
+    )
+    MAX_THINKING_TOKENS: Final[Spec[int]] = _s(
         "generation.max_thinking_tokens",
         int,
         4096,
@@ -181,17 +218,18 @@ SCHEMA: tuple[Spec, ...] = (
         "Thinking stops here and the model writes its answer; counted apart from the reply.",
         minimum=0,
         maximum=131072,
-    ),
-    _s(
+    )
+    THINKING: Final[Spec[ThinkingMode]] = _s(
         "generation.thinking",
-        str,
-        "model",
+        ThinkingMode,
+        ThinkingMode.MODEL,
         "Thinking",
         "Whether models that can think before answering do so in new chats.",
-        choices=("model", "on", "off"),
-    ),
-    # Performance
-    _s(
+    )
+
+
+class Performance:
+    N_CTX: Final[Spec[int | None]] = _s(
         "performance.n_ctx",
         int,
         None,
@@ -201,8 +239,8 @@ SCHEMA: tuple[Spec, ...] = (
         maximum=262144,
         optional=True,
         reload=True,
-    ),
-    _s(
+    )
+    THREADS: Final[Spec[int | None]] = _s(
         "performance.threads",
         int,
         None,
@@ -212,8 +250,8 @@ SCHEMA: tuple[Spec, ...] = (
         maximum=256,
         optional=True,
         reload=True,
-    ),
-    _s(
+    )
+    GPU_LAYERS: Final[Spec[int]] = _s(
         "performance.gpu_layers",
         int,
         0,
@@ -222,25 +260,24 @@ SCHEMA: tuple[Spec, ...] = (
         minimum=-1,
         maximum=1000,
         reload=True,
-    ),
-    _s(
+    )
+    KV_CACHE_TYPE: Final[Spec[KvCache]] = _s(
         "performance.kv_cache_type",
-        str,
-        "f16",
+        KvCache,
+        KvCache.F16,
         "KV cache type",
         "q8_0 halves the cache's memory; it needs flash attention.",
-        choices=("f16", "q8_0"),
         reload=True,
-    ),
-    _s(
+    )
+    FLASH_ATTENTION: Final[Spec[bool]] = _s(
         "performance.flash_attention",
         bool,
         False,
         "Flash attention",
         "Faster attention and less memory on supported hardware.",
         reload=True,
-    ),
-    _s(
+    )
+    USE_MMAP: Final[Spec[bool]] = _s(
         "performance.use_mmap",
         bool,
         False,
@@ -248,32 +285,33 @@ SCHEMA: tuple[Spec, ...] = (
         "Off: the weights are read into memory once (on CPU this uses less memory, as "
         "llama.cpp repacks them anyway).",
         reload=True,
-    ),
-    # Privacy & storage
-    _s(
+    )
+
+
+class Storage:
+    """Privacy & storage. The folders are read through app.folders.Folders, their owner."""
+
+    CHATS_DIR: Final[Spec[str]] = _s(
         "storage.chats_dir",
         str,
         "",
         "Chats folder",
         "Where the chat history is kept. Empty: Hearth's data folder.",
-    ),
-    _s(
+    )
+    MODELS_DIR: Final[Spec[str]] = _s(
         "storage.models_dir",
         str,
         "",
         "Models folder",
         "Where downloaded models are kept. Empty: inside Hearth's data folder.",
-    ),
-    # Appearance
-    _s(
-        "appearance.theme",
-        str,
-        "system",
-        "Theme",
-        "Light, dark, or follow the system.",
-        choices=("system", "light", "dark"),
-    ),
-    _s(
+    )
+
+
+class Appearance:
+    THEME: Final[Spec[Theme]] = _s(
+        "appearance.theme", Theme, Theme.SYSTEM, "Theme", "Light, dark, or follow the system."
+    )
+    FONT_SIZE: Final[Spec[int | None]] = _s(
         "appearance.font_size",
         int,
         None,
@@ -282,14 +320,26 @@ SCHEMA: tuple[Spec, ...] = (
         minimum=6,
         maximum=32,
         optional=True,
-    ),
-)
+    )
 
-SPECS: dict[str, Spec] = {spec.key: spec for spec in SCHEMA}
+
+def _declared(*pages: type) -> tuple[Spec[Any], ...]:
+    """The options of ``pages``, in the order they are declared (the order pages show)."""
+    return tuple(v for page in pages for v in vars(page).values() if isinstance(v, Spec))
+
+
+SCHEMA: tuple[Spec[Any], ...] = _declared(Model, Generation, Performance, Storage, Appearance)
+SPECS: dict[str, Spec[Any]] = {spec.key: spec for spec in SCHEMA}
 
 
 class Settings:
-    """The current values, loaded from and saved to one JSON file."""
+    """The current values, loaded from and saved to one JSON file.
+
+    Read and write through the declared options: ``settings[Performance.N_CTX]`` is an
+    ``int | None`` and mypy checks both the option and the value given to ``set``. A key
+    as text (``settings["performance.n_ctx"]``) is for code that walks the schema, like
+    the Settings window's generic editors; its value is the untyped ``Value``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -298,22 +348,27 @@ class Settings:
         self.backup: Path | None = None
         self._load()
 
-    def __getitem__(self, key: str) -> Value:
-        return self._values[key]
-
-    def get(self, key: str) -> Value:
-        return self._values[key]
+    @overload
+    def __getitem__(self, key: Spec[T]) -> T: ...
+    @overload
+    def __getitem__(self, key: str) -> Value: ...
+    def __getitem__(self, key: Spec[Any] | str) -> Any:
+        return self._values[key if isinstance(key, str) else key.key]
 
     def items(self) -> Iterator[tuple[str, Value]]:
         yield from self._values.items()
 
-    def set(self, key: str, value: Value) -> bool:
+    @overload
+    def set(self, key: Spec[T], value: T) -> bool: ...
+    @overload
+    def set(self, key: str, value: Value) -> bool: ...
+    def set(self, key: Spec[Any] | str, value: Any) -> bool:
         """Set and save one value; returns whether it changed. Raises ValueError."""
-        spec = SPECS[key]
-        value = spec.check(value)
-        if self._values[key] == value:
+        spec = SPECS[key] if isinstance(key, str) else key
+        checked: Value = spec.check(value)
+        if self._values[spec.key] == checked:
             return False
-        self._values[key] = value
+        self._values[spec.key] = checked
         self.save()
         return True
 
@@ -383,40 +438,46 @@ class Settings:
 def model_choice(settings: Settings) -> ModelChoice:
     """The model the person chose in Settings → Model."""
     return ModelChoice(
-        family=str(settings["model.family"]),
-        quant=str(settings["model.quant"] or AUTO),
-        path=str(settings["model.path"] or ""),
+        family=settings[Model.FAMILY],
+        quant=settings[Model.QUANT] or AUTO,
+        path=settings[Model.PATH],
     )
 
 
 def engine_options(settings: Settings) -> EngineOptions:
     """EngineOptions from the saved settings (None = Hearth decides)."""
-    n_ctx = settings["performance.n_ctx"]
-    threads = settings["performance.threads"]
-    kv: Literal["f16", "q8_0"] = (
-        "q8_0" if settings["performance.kv_cache_type"] == "q8_0" else "f16"
-    )
-    flash = bool(settings["performance.flash_attention"])
+    n_ctx = settings[Performance.N_CTX]
+    kv: KvCacheType = "q8_0" if settings[Performance.KV_CACHE_TYPE] is KvCache.Q8_0 else "f16"
     return EngineOptions(
         # Automatic: what Hearth wants; engine.models.choice.load_options fits it to the machine.
-        n_ctx=int(n_ctx) if isinstance(n_ctx, int) else AUTO_CONTEXT,
-        n_threads=int(threads) if isinstance(threads, int) else None,
-        n_gpu_layers=int(settings["performance.gpu_layers"] or 0),
-        use_mmap=bool(settings["performance.use_mmap"]),
+        n_ctx=n_ctx if n_ctx is not None else AUTO_CONTEXT,
+        n_threads=settings[Performance.THREADS],
+        n_gpu_layers=settings[Performance.GPU_LAYERS],
+        use_mmap=settings[Performance.USE_MMAP],
         # A quantized V cache needs flash attention: turn it on rather than fail to load.
-        flash_attn=flash or kv != "f16",
+        flash_attn=settings[Performance.FLASH_ATTENTION] or kv != "f16",
         kv_cache_type=kv,
     )
+
+
+# The sampling fields a person may set; unset ones come from the model's defaults.
+SAMPLING: tuple[tuple[str, Spec[float | None] | Spec[int | None]], ...] = (
+    ("temperature", Generation.TEMPERATURE),
+    ("top_p", Generation.TOP_P),
+    ("top_k", Generation.TOP_K),
+    ("min_p", Generation.MIN_P),
+    ("presence_penalty", Generation.PRESENCE_PENALTY),
+)
 
 
 def sampling_overrides(settings: Settings) -> dict[str, float | int]:
     """The sampling fields the person set; the rest come from the model's defaults."""
     overrides: dict[str, float | int] = {
-        "max_tokens": int(settings["generation.max_tokens"] or 1),
-        "max_thinking_tokens": int(settings["generation.max_thinking_tokens"] or 0),
+        "max_tokens": settings[Generation.MAX_TOKENS],
+        "max_thinking_tokens": settings[Generation.MAX_THINKING_TOKENS],
     }
-    for field in ("temperature", "top_p", "top_k", "min_p", "presence_penalty"):
-        value = settings[f"generation.{field}"]
-        if value is not None and not isinstance(value, bool | str):
+    for field, spec in SAMPLING:
+        value = settings[spec]
+        if value is not None:
             overrides[field] = value
     return overrides

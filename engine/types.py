@@ -143,6 +143,32 @@ class Turn:
     # Names the conversation, so that switching chats and back keeps its evaluated state.
     cache_key: int | None = None
 
+    def __post_init__(self) -> None:
+        # A turn crosses to the engine thread: nothing the sender still holds (a
+        # list, a dict) may change under it there.
+        object.__setattr__(self, "messages", tuple(self.messages))
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+
+
+class ThinkingMode(StrEnum):
+    """Whether new chats think: as the model's makers default it, always, never.
+
+    # NOTE: stored on disk (settings.json, ``generation.thinking``); keep values stable.
+    """
+
+    MODEL = "model"
+    ON = "on"
+    OFF = "off"
+
+    @classmethod
+    def of(cls, value: object) -> ThinkingMode:
+        """The mode a settings value names; an unknown one (a newer Hearth's, a
+        hand-edited file) is the model's default."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.MODEL
+
 
 class FinishReason(StrEnum):
     """Why a reply ended.
@@ -258,4 +284,8 @@ class ModelInfo:
     template_source: str  # "gguf" or "fallback:<name>"
     supports_thinking: bool = False  # the template has an enable_thinking switch
     thinking_default: bool = False  # what the model's makers default it to
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        # Sent across threads (model_loaded): read-only, whoever built it.
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))

@@ -2,7 +2,10 @@
 # Set up Hearth from a source checkout, then launch it or test it.
 #
 #   bash packaging/bootstrap.sh run  [hearth args]   set up and open Hearth
-#   bash packaging/bootstrap.sh test [pytest args]   set up and run every check
+#   bash packaging/bootstrap.sh test [pytest args]   set up and run every check (CI)
+#   bash packaging/bootstrap.sh test --fast [args]   the everyday tier: contracts, cycles,
+#                                                    ruff, and the tests that need no
+#                                                    llama.cpp (under a minute; no mypy)
 #
 # Needs only Python >= 3.11 (with venv) and a C/C++ compiler: llama.cpp is
 # compiled once by pip (about 10 minutes on 2 cores) and cached afterwards.
@@ -113,7 +116,10 @@ fi
 
 export QT_QPA_PLATFORM=offscreen
 cd "$here"
+fast=0
+for arg in "$@"; do [ "$arg" = --fast ] && fast=1; done  # pytest takes --fast too (tests/tiers.py)
 say "import contracts"; "$venv/bin/lint-imports" --no-cache
+say "import cycles"; "$vpy" -m maint.check_cycles
 say "ruff"; "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check .
-say "mypy"; "$venv/bin/mypy" engine app ui
+if [ "$fast" = 0 ]; then say "mypy"; "$venv/bin/mypy" engine app ui; fi
 say "pytest"; exec "$vpy" -m pytest "$@"

@@ -1,4 +1,5 @@
-"""Fixtures every test folder shares: the real starter model, installed once."""
+"""Fixtures every test folder shares (the real starter model, installed once) and the
+test tiers (tests/tiers.py: markers applied automatically, ``--fast``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.tiers import (  # noqa: F401  (pytest finds hooks by name in this module)
+    pytest_addoption,
+    pytest_configure,
+    pytest_ignore_collect,
+    pytest_itemcollected,
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+)
 
 # Tests never need a screen; Qt renders offscreen. Set before Qt is imported.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -9,24 +9,23 @@ callable, never computed here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -37,7 +36,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.settings import SCHEMA, Spec, Value
+from engine.models.choice import AUTO
+from engine.settings import SCHEMA, Value
+from engine.units import format_bytes
+from ui.settings_editors import SettingEditor
 
 PAGES = (
     ("model", "Model"),
@@ -46,7 +48,15 @@ PAGES = (
     ("storage", "Privacy & storage"),
     ("appearance", "Appearance"),
 )
-AUTO_QUANT = "auto"
+
+
+class Folder(StrEnum):
+    """A folder the person can open or move from the Privacy & storage page."""
+
+    CHATS = "chats"
+    MODELS = "models"
+
+
 # Settings chosen elsewhere (the Model page's list, the first-run offer).
 # (model.path: chosen from the Model page's "Your own model files", never typed in)
 _NOT_ON_A_PAGE = (
@@ -57,14 +67,6 @@ _NOT_ON_A_PAGE = (
     "storage.models_dir",
     "storage.chats_dir",
 )
-_CHOICE_TEXT = {
-    "model": "As the model recommends",
-    "on": "On",
-    "off": "Off",
-    "system": "Follow the system",
-    "light": "Light",
-    "dark": "Dark",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,125 +89,6 @@ class QuantRow:
     removable: bool = True  # False: Hearth needs it (the starter model)
 
 
-def _gb(n: float) -> str:
-    """Bytes for people: "850 MB", "5.9 GB"."""
-    return f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
-
-
-class SettingEditor(QWidget):
-    """One option's editor; ``None`` (automatic) is an 'Automatic' checkbox."""
-
-    edited = Signal(str, object)
-
-    def __init__(self, spec: Spec, value: Value, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.spec = spec
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.widget = self._make_editor()
-        self.widget.setObjectName(f"setting:{spec.key}")
-        self.widget.setAccessibleName(spec.label)
-        self.widget.setToolTip(spec.description)
-        layout.addWidget(self.widget, 1)
-        self.auto: QCheckBox | None = None
-        self.auto_value: Value = None  # what "Automatic" comes to (the dialog is told)
-        if spec.optional:
-            auto_text = "Model default" if spec.page == "generation" else "Automatic"
-            self.auto = QCheckBox(auto_text)
-            self.auto.setAccessibleName(f"{spec.label}: {auto_text.lower()}")
-            self.auto.setObjectName(f"setting-auto:{spec.key}")
-            self.auto.toggled.connect(self._on_auto_toggled)
-            layout.addWidget(self.auto)
-        self.set_value(value)
-
-    def _make_editor(self) -> QWidget:
-        spec = self.spec
-        if spec.kind is bool:
-            box = QCheckBox()
-            box.toggled.connect(lambda on: self._emit(bool(on)))
-            return box
-        if spec.choices:
-            combo = QComboBox()
-            for choice in spec.choices:
-                combo.addItem(_CHOICE_TEXT.get(choice, choice), choice)
-            combo.currentIndexChanged.connect(lambda _i: self._emit(combo.currentData()))
-            return combo
-        if spec.kind is int:
-            spin = QSpinBox()
-            spin.setRange(int(spec.minimum or 0), int(spec.maximum or 1_000_000))
-            spin.setSingleStep(512 if spec.key == "performance.n_ctx" else 1)
-            spin.editingFinished.connect(lambda: self._emit(spin.value()))
-            return spin
-        if spec.kind is float:
-            dspin = QDoubleSpinBox()
-            dspin.setRange(spec.minimum or 0.0, spec.maximum or 1e9)
-            dspin.setDecimals(2)
-            dspin.setSingleStep(0.05)
-            dspin.editingFinished.connect(lambda: self._emit(dspin.value()))
-            return dspin
-        if spec.key == "generation.system_prompt":
-            text = QPlainTextEdit()
-            text.setPlaceholderText("For example: You are a concise assistant.")
-            text.setFixedHeight(90)
-            text.setTabChangesFocus(True)  # Tab leaves the field (a prompt needs no tabs)
-            text.textChanged.connect(lambda: self._emit(text.toPlainText()))
-            return text
-        line = QLineEdit()
-        line.editingFinished.connect(lambda: self._emit(line.text()))
-        return line
-
-    def set_value(self, value: Value) -> None:
-        w = self.widget
-        blockers = [w.blockSignals(True)]
-        if self.auto is not None:
-            blockers.append(self.auto.blockSignals(True))
-            self.auto.setChecked(value is None)
-            w.setEnabled(value is not None)
-        if value is None:  # "Automatic": show what Hearth decided, greyed out
-            value = self.auto_value
-        if value is not None:
-            if isinstance(w, QCheckBox):
-                w.setChecked(bool(value))
-            elif isinstance(w, QComboBox):
-                w.setCurrentIndex(max(0, w.findData(value)))
-            elif isinstance(w, QSpinBox):
-                w.setValue(int(value))
-            elif isinstance(w, QDoubleSpinBox):
-                w.setValue(float(value))
-            elif isinstance(w, QPlainTextEdit):
-                w.setPlainText(str(value))
-            elif isinstance(w, QLineEdit):
-                w.setText(str(value))
-        w.blockSignals(blockers[0])
-        if self.auto is not None:
-            self.auto.blockSignals(blockers[1])
-
-    def current(self) -> Value:
-        if self.auto is not None and self.auto.isChecked():
-            return None
-        w = self.widget
-        if isinstance(w, QCheckBox):
-            return w.isChecked()
-        if isinstance(w, QComboBox):
-            return str(w.currentData())
-        if isinstance(w, QSpinBox | QDoubleSpinBox):
-            return w.value()
-        if isinstance(w, QPlainTextEdit):
-            return w.toPlainText()
-        assert isinstance(w, QLineEdit)
-        return w.text()
-
-    def _emit(self, value: Value) -> None:
-        self.edited.emit(self.spec.key, value)
-
-    @Slot(bool)
-    def _on_auto_toggled(self, on: bool) -> None:
-        self.widget.setEnabled(not on)
-        if on and self.auto_value is not None:
-            self.set_value(None)
-        self.edited.emit(self.spec.key, None if on else self.current())
-
-
 class SettingsDialog(QDialog):
     setting_changed = Signal(str, object)
     quant_selected = Signal(str, str)  # family id, quantization name or "auto"
@@ -213,7 +96,7 @@ class SettingsDialog(QDialog):
     delete_model_requested = Signal(str, str)  # family id, quantization name
     download_cancel_requested = Signal()
     reload_requested = Signal()
-    open_folder_requested = Signal(str)  # "data" or "models"
+    open_folder_requested = Signal(str)  # Folder
     move_models_requested = Signal(str)  # the folder the person picked
     move_chats_requested = Signal(str)  # the folder the person picked
     import_requested = Signal(str)  # a .gguf file the person picked
@@ -372,8 +255,8 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(box)
         layout.setContentsMargins(0, 8, 0, 0)
         folders = QFormLayout()
-        self.folder_labels: dict[str, QLabel] = {}
-        for which, text in (("data", "Chats folder"), ("models", "Models folder")):
+        self.folder_labels: dict[Folder, QLabel] = {}
+        for which, text in ((Folder.CHATS, "Chats folder"), (Folder.MODELS, "Models folder")):
             path = QLabel("")
             path.setObjectName(f"{which}_folder_path")
             path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -387,7 +270,7 @@ class SettingsDialog(QDialog):
             row.addWidget(path, 1)
             row.addWidget(button)
             move = QPushButton("Move…")
-            move.setObjectName(f"move_{'models' if which == 'models' else 'chats'}_button")
+            move.setObjectName(f"move_{which}_button")
             move.setAccessibleName(f"Move the {text.lower()}")
             move.clicked.connect(lambda _=False, w=which: self._on_move(w))
             row.addWidget(move)
@@ -450,7 +333,7 @@ class SettingsDialog(QDialog):
         best = next((r.label or r.name for r in rows if r.recommended), "")
         auto_text = "Auto" + (f": {best}" if best else "")  # (the tooltip says what Auto is)
         auto = QTreeWidgetItem([auto_text, "", "", "", ""])
-        auto.setData(0, Qt.ItemDataRole.UserRole, AUTO_QUANT)
+        auto.setData(0, Qt.ItemDataRole.UserRole, AUTO)
         auto.setToolTip(
             0, f"Recommended for this computer: the best {family_name or 'model'} file that fits."
         )
@@ -470,9 +353,9 @@ class SettingsDialog(QDialog):
                 marks.append("in Hugging Face cache")
             elif row.partial:
                 marks.append(f"paused at {row.partial:.0%}")
-            size = ("≈ " if row.size_estimated else "") + _gb(row.size_bytes)
+            size = ("≈ " if row.size_estimated else "") + format_bytes(row.size_bytes)
             fit = {"fits": "✓ fits", "tight": "! tight", "too large": "✗ too large"}
-            memory = _gb(row.memory_bytes) if row.memory_bytes else "?"
+            memory = format_bytes(row.memory_bytes) if row.memory_bytes else "?"
             item = QTreeWidgetItem(
                 [row.label or row.name, size, memory, fit.get(row.fit, row.fit), ", ".join(marks)]
             )
@@ -515,7 +398,7 @@ class SettingsDialog(QDialog):
         item = self.quants.currentItem()
         name = item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
         rows: dict[str, QuantRow] = getattr(self, "_rows", {})
-        if name == AUTO_QUANT:  # Auto means its pick: is that one downloaded?
+        if name == AUTO:  # Auto means its pick: is that one downloaded?
             pick = next((r for r in rows.values() if r.recommended), None)
             self.use_quant.setEnabled(True)
             self.use_quant.setText(
@@ -584,18 +467,17 @@ class SettingsDialog(QDialog):
                 if editor.current() is None:
                     editor.set_value(None)
 
-    def set_folders(self, chats: str, models: str) -> None:
-        self.folder_labels["data"].setText(chats)
-        self.folder_labels["models"].setText(models)
+    def set_folders(self, folders: Mapping[Folder, Path]) -> None:
+        for which, folder in folders.items():
+            self.folder_labels[which].setText(str(folder))
 
-    def _on_move(self, which: str) -> None:
-        what = "models" if which == "models" else "chats"
+    def _on_move(self, which: Folder) -> None:
         folder = QFileDialog.getExistingDirectory(
-            self, f"Move the {what} to…", self.folder_labels[which].text()
+            self, f"Move the {which.value} to…", self.folder_labels[which].text()
         )
         if folder:
-            signal = self.move_models_requested if which == "models" else self.move_chats_requested
-            signal.emit(folder)
+            models = which is Folder.MODELS
+            (self.move_models_requested if models else self.move_chats_requested).emit(folder)
 
     def set_token_status(self, text: str) -> None:
         self.token_status.setText(text)

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
-from engine.history import schema as store_schema
 from engine.errors import StoreError
+from engine.history import schema as store_schema
 
 SCHEMA_VERSION = store_schema.SCHEMA_VERSION
 # A deleted conversation can be brought back (undo_delete) until it is purged,

@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from engine.errors import KnownError
-from engine.history.store import ChatStore
 from engine.history.messages import ImportItem
-from engine.types import Role
+from engine.history.store import ChatStore
+from engine.history.turns import CONTEXT_FROM
 from engine.history.types import Conversation, MessageStatus, StoredMessage
+from engine.types import Role
 
 FORMAT = "hearth-chats"
 VERSION = 1
@@ -52,9 +53,8 @@ _STATUS_NOTES = {
     MessageStatus.INTERRUPTED: "interrupted",
     MessageStatus.STREAMING: "still being written",
 }
-# Per-chat settings whose value is a message's database id (app/controller.py
+# Per-chat settings whose value is a message's database id (engine.history.turns
 # CONTEXT_FROM): written as the message's key, read back as its new id.
-CONTEXT_FROM = "context_from"
 MESSAGE_ID_SETTINGS = (CONTEXT_FROM,)
 _CONTEXT_START_NOTE = "*(The model no longer reads the messages above.)*"
 

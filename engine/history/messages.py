@@ -13,8 +13,8 @@ from typing import cast, get_args
 
 from engine.history.db import StoreDatabase
 from engine.history.tree import Row, activate, active_path, children_of, subtree
-from engine.types import Role
 from engine.history.types import Conversation, MessageStatus, StoredMessage
+from engine.types import Role
 
 DEFAULT_TITLE = "New chat"
 _ROLES: frozenset[str] = frozenset(get_args(Role))

@@ -24,8 +24,8 @@ import unicodedata
 from typing import Any, cast
 
 from engine.history.schema import CJK_RANGES
-from engine.types import Role
 from engine.history.types import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
+from engine.types import Role
 
 SNIPPET_TOKENS = 12
 # A ranked search computes bm25 for the newest CANDIDATES matches only: ranking

@@ -1,10 +1,10 @@
 """The chat store: conversations and their messages in one SQLite file.
 
-``ChatStore`` is built in layers: ``store_db`` (the file, migrations,
-transactions, errors), ``store_messages`` (the message tree: versions,
+``ChatStore`` is built in layers: ``db`` (the file, migrations,
+transactions, errors), ``messages`` (the message tree: versions,
 edits, the active path), and here conversations and search.
-A reply is saved while it streams by ``ReplyRecorder``, so a crash loses at
-most about a second of it.
+A reply is saved while it streams by ``recorder.ReplyRecorder``, so a crash
+loses at most about a second of it.
 """
 
 from __future__ import annotations

@@ -13,23 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from engine.history.types import CONTINUABLE, MessageStatus, StoredMessage
-from engine.types import FinishReason, Message, ModelInfo
+from engine.types import FinishReason, Message, ModelInfo, ThinkingMode
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
 
 __all__ = [
+    "CONTEXT_FROM",
     "CONTINUABLE",
     "TITLE_CHARS",
     "ChatSettings",
     "PromptMessages",
     "ThinkingMode",
     "chat_settings",
+    "context_from_after",
+    "prompt_before",
     "prompt_of",
     "save_chat_settings",
     "status_for",
@@ -38,17 +40,6 @@ __all__ = [
 ]
 
 TITLE_CHARS = 48
-
-
-class ThinkingMode(StrEnum):
-    """Whether new chats think: as the model's makers default it, always, never.
-
-    # NOTE: stored on disk (settings.json, ``generation.thinking``); keep values stable.
-    """
-
-    MODEL = "model"
-    ON = "on"
-    OFF = "off"
 
 
 # NOTE: stored on disk (conversations.settings, JSON); keep the keys stable.
@@ -116,27 +107,64 @@ class PromptMessages:
     messages: tuple[Message, ...]
     ids: tuple[int | None, ...]
 
+    @property
+    def n_system(self) -> int:
+        """How many system messages lead: they are kept when older turns are dropped."""
+        return next(
+            (i for i, m in enumerate(self.messages) if m.role != "system"), len(self.messages)
+        )
+
 
 def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> PromptMessages:
     """The messages the model reads of ``messages`` (a stretch of a chat's active path
     from its start): the chat's system prompt, then every message from the first one
-    it still reads that has something to read (an empty reply is left out; an empty
-    question is not)."""
+    it still reads (``context_from``) that has something to read (an empty reply is
+    left out; an empty question is not).
+
+    A chat made by an older ``hearth chat`` stored its system prompt as a leading
+    ``system`` message: that message is read as the system prompt (also when older
+    turns are dropped) unless the chat has a system prompt setting of its own,
+    which takes its place ("" for none).
+    """
+    lead = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+    stored_system = [] if settings.system_prompt is not None else list(messages[:lead])
     start = next((i for i, m in enumerate(messages) if m.id == settings.context_from), 0)
     out: list[Message] = []
     ids: list[int | None] = []
-    for m in messages[start:]:
+    for m in [*stored_system, *messages[max(start, lead) :]]:
         if m.content or m.role == "user":
             out.append(Message(m.role, m.content, m.thinking))
             ids.append(m.id)
     prompt = (settings.system_prompt or "").strip()
-    if prompt and not (out and out[0].role == "system"):
+    if prompt:
         out.insert(0, Message("system", prompt))
         ids.insert(0, None)
     return PromptMessages(tuple(out), tuple(ids))
 
 
-def thinking_for(settings: ChatSettings, mode: ThinkingMode, model: ModelInfo | None) -> bool | None:
+def prompt_before(store: ChatStore, conv_id: int, reply_id: int | None = None) -> PromptMessages:
+    """What the model reads to write reply ``reply_id`` (a message on the chat's active
+    path): ``prompt_of`` everything before it, with the chat's settings. None: the
+    whole active path (to measure it, say)."""
+    messages = store.messages(conv_id)
+    if reply_id is not None:
+        messages = messages[: next(i for i, m in enumerate(messages) if m.id == reply_id)]
+    return prompt_of(messages, chat_settings(store, conv_id))
+
+
+def context_from_after(prompt: PromptMessages, dropped: int) -> int:
+    """The ``context_from`` that leaves out the ``dropped`` oldest messages of ``prompt``
+    after its leading system messages (the person chose to drop the oldest turns):
+    the id of the first message the model still reads."""
+    first = prompt.ids[prompt.n_system + dropped]
+    if first is None:  # only the system prompt has no id, and it leads
+        raise ValueError("the first message kept is not a stored message")
+    return first
+
+
+def thinking_for(
+    settings: ChatSettings, mode: ThinkingMode, model: ModelInfo | None
+) -> bool | None:
     """The thinking switch for a chat's next reply: the chat's own choice, else the
     app's mode, else what the model's makers default it to (None: the model has no
     switch, so nothing is asked of its template)."""

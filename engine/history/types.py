@@ -1,4 +1,4 @@
-"""The chat history's data: conversations, stored messages, search hits (the UI may import these)."""
+"""The chat history's data: conversations, stored messages, search hits (the UI reads them)."""
 
 from __future__ import annotations
 

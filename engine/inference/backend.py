@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.types import ContextUsage, Event, ModelInfo, SamplingParams, Turn
 
@@ -36,7 +36,9 @@ class ChatBackend(Protocol):
         """How much of the context window ``turn``'s prompt plus its reply budget needs."""
         ...
 
-    def stream(self, turn: Turn, params: SamplingParams, *, stop: threading.Event) -> Iterator[Event]:
+    def stream(
+        self, turn: Turn, params: SamplingParams, *, stop: threading.Event
+    ) -> Iterator[Event]:
         """The reply to ``turn``. Checks the prompt first (raising ``KnownError``s with
         a sentence), then yields events; ends early, with ``CANCELLED``, once ``stop`` is set."""
         ...
@@ -61,4 +63,6 @@ def sampling_for(backend: ChatBackend, turn: Turn) -> SamplingParams:
     the person's overrides on top."""
     if turn.sampling is not None:
         return turn.sampling
-    return replace(backend.default_sampling(turn.thinking), **turn.overrides)
+    # Field names checked at run time (replace raises TypeError on an unknown one).
+    overrides: dict[str, Any] = dict(turn.overrides)
+    return replace(backend.default_sampling(turn.thinking), **overrides)

@@ -34,6 +34,7 @@ __all__ = [
     "choose_template",
     "render",
     "render_conversation",
+    "template_message",
 ]
 
 # Gemma's official format: no system role, so the system text is folded into the
@@ -144,6 +145,22 @@ def choose_template(
     return ChatTemplate(f"fallback:{name}", _FALLBACKS[name])
 
 
+def template_message(message: Message) -> dict[str, str]:
+    """One message as a chat template reads it: the one place where a message's
+    parts become template content.
+
+    Text parts are joined into ``content``. Parts a text-only template cannot
+    show (images, documents) are to be turned into what the model reads here too:
+    a placeholder the vision projector fills, or a document's text.
+    """
+    out = {"role": message.role, "content": message.content}
+    if message.role == "assistant" and message.thinking:
+        # The name Hugging Face templates read; each template decides what of
+        # it to keep (Qwen3.5 drops it for turns before the last question).
+        out["reasoning_content"] = message.thinking
+    return out
+
+
 def render(
     template: ChatTemplate,
     conversation: Sequence[Message],
@@ -155,14 +172,7 @@ def render(
 ) -> str:
     """Render ``conversation`` with ``template``; ``extra`` reaches the template as
     variables (e.g. ``enable_thinking``) but cannot override the standard ones."""
-    messages: list[dict[str, str]] = []
-    for m in conversation:
-        message = {"role": m.role, "content": m.content}
-        if m.role == "assistant" and m.thinking:
-            # The name Hugging Face templates read; each template decides what of
-            # it to keep (Qwen3.5 drops it for turns before the last question).
-            message["reasoning_content"] = m.thinking
-        messages.append(message)
+    messages = [template_message(m) for m in conversation]
     variables: dict[str, object] = dict(extra or {})
     variables.update(
         messages=messages,

@@ -265,7 +265,7 @@ def load_backends(registry: Any = None) -> int:
                 detail="no ggml backend registered after loading from "
                 + ", ".join(str(f) for f in backend_folders())
                 + "; llama.cpp said: "
-                + " | ".join(_problems),
+                + " | ".join(recent_problems()),
             )
         how = "linked in" if linked_in else "loaded"
         _log.info(
@@ -291,7 +291,7 @@ def _cpu_variant_note() -> str:
 def load_llama(path: Path, options: EngineOptions) -> Any:
     """A ``llama_cpp.Llama`` for ``path`` with every option set, or ``ModelLoadError``."""
     name = path.name
-    _problems.clear()
+    log_state.problems.clear()
     load_backends()  # first: without a backend no file could load, however good
     info = check_gguf_file(path)  # never hand llama.cpp a file it would only call "failed"
     try:
@@ -308,7 +308,7 @@ def load_llama(path: Path, options: EngineOptions) -> Any:
         # would stay in memory for as long as the error is kept around.
         _log.warning("loading %s failed", path, exc_info=exc)
         traceback.clear_frames(exc.__traceback__)
-        problems = list(_problems)
+        problems = recent_problems()
         detail = f"{path}: {exc}; llama.cpp said: " + " | ".join(problems)
         if "llama_context" in str(exc):
             raise ModelLoadError(
@@ -354,12 +354,17 @@ _llama_logger = logging.getLogger("engine.llama_cpp")
 _GGML_DEBUG, _GGML_INFO, _GGML_WARN, _GGML_ERROR, _GGML_CONT = 1, 2, 3, 4, 5
 # llama.cpp's INFO is a hundred lines per load: debug material for Hearth's log.
 _LEVELS = {_GGML_INFO: logging.DEBUG, _GGML_WARN: logging.WARNING, _GGML_ERROR: logging.ERROR}
-_problems: deque[str] = deque(maxlen=16)
 
 
-class _LogState:
-    last_level = _GGML_INFO
-    aborting = False  # a Stop is aborting llama_decode: its "failed" messages are expected
+class _LogState(threading.local):
+    """What the bridge remembers, per thread: llama.cpp logs on the thread that
+    calls it (a load, a decode, and the abort callback's graph run on the caller),
+    so two sessions on two threads do not see each other's problems or Stop."""
+
+    def __init__(self) -> None:
+        self.last_level = _GGML_INFO
+        self.aborting = False  # a Stop is aborting llama_decode: its "failed" messages are expected
+        self.problems: deque[str] = deque(maxlen=16)
 
 
 log_state = _LogState()
@@ -380,12 +385,13 @@ def _on_llama_log(level: int, text: bytes | None, _data: Any) -> None:
         _llama_logger.debug("%s (Stop)", message)
         return
     if level >= _GGML_WARN:
-        _problems.append(message)
+        log_state.problems.append(message)
     _llama_logger.log(_LEVELS[level], "%s", message)
 
 
 def install_log_bridge() -> None:
-    """Route llama.cpp's log into Python logging (once per process)."""
+    """Route llama.cpp's log into Python logging (once per process: llama.cpp has
+    one log callback for all its models; what it remembers is per thread)."""
     global _log_callback
     if _log_callback is None:
         # Kept in a global: llama.cpp holds only the C pointer.
@@ -394,5 +400,5 @@ def install_log_bridge() -> None:
 
 
 def recent_problems() -> list[str]:
-    """llama.cpp's latest warnings and errors, newest last."""
-    return list(_problems)
+    """llama.cpp's latest warnings and errors on this thread, newest last."""
+    return list(log_state.problems)

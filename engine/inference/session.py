@@ -17,17 +17,17 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import llama_cpp
 
+from engine.errors import ContextFullError
 from engine.inference.chat_template import PromptBuilder, choose_template
 from engine.inference.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
 from engine.inference.context import reply_budget
-from engine.types import ContextUsage
 from engine.inference.detok import Detokenizer, piece_function
-from engine.errors import ContextFullError
 from engine.inference.loader import (
     install_log_bridge,
     load_llama,
@@ -41,6 +41,7 @@ from engine.inference.thinking import (
     prompt_opens_thinking,
 )
 from engine.types import (
+    ContextUsage,
     EngineOptions,
     Event,
     FinishReason,
@@ -66,6 +67,17 @@ _DEFAULT_OPTIONS = EngineOptions()
 _THINK_BUDGET_CLOSE = f"\n{THINK_CLOSE}\n\n"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Prompt:
+    """One turn's prompt, as ``stream`` and ``context_usage`` need it."""
+
+    tokens: list[int]
+    in_thinking: bool  # the prompt ends inside an open thinking block
+    resumed: bool  # it continues a cut-off reply that already has text
+    before: tuple[Message, ...]  # the messages the checkpoint marks are about
+    variables: Mapping[str, object]  # the template's variables (enable_thinking)
+
+
 class ChatSession:
     """A loaded model and its context window, ready to stream replies."""
 
@@ -85,6 +97,7 @@ class ChatSession:
         self._sampling_presets = dict(sampling_presets or {})
         self._llm: Any = load_llama(path, options)
         self._active: Generator[Event, None, None] | None = None
+        self._prepared: tuple[tuple[object, ...], _Prompt] | None = None
         try:
             self._setup(path)
         except BaseException:
@@ -214,15 +227,38 @@ class ChatSession:
     ) -> ContextUsage:
         """How much of the context window the prompt plus the reply budget needs
         (``continue_reply``: the prompt that continues the last, partial reply)."""
-        if continue_reply:
-            variables = self._prompts.variables(thinking)
-            text, in_thinking = self._prompts.render_continuation(conversation, variables)
-        else:
-            text = self.render_prompt(conversation, thinking=thinking)
-            in_thinking = prompt_opens_thinking(text)
-        thinks = in_thinking or (self.info.supports_thinking and self._thinking_on(thinking))
+        prompt = self._prepare(conversation, thinking, continue_reply)
+        thinks = prompt.in_thinking or (self.info.supports_thinking and self._thinking_on(thinking))
         budget = reply_budget(params, thinking=thinks, close_tokens=len(self._think_budget_close))
-        return ContextUsage(len(self.tokenize(text)), budget, self._n_ctx)
+        return ContextUsage(len(prompt.tokens), budget, self._n_ctx)
+
+    def _prepare(
+        self, conversation: Sequence[Message], thinking: bool | None, continue_reply: bool
+    ) -> _Prompt:
+        """The prompt of this turn, rendered and tokenized once: the context check
+        and the reply that follows it (the worker's order) share it."""
+        key = (tuple(conversation), thinking, continue_reply)
+        if self._prepared is not None and self._prepared[0] == key:
+            return self._prepared[1]
+        prompts = self._prompts
+        variables = prompts.variables(thinking)
+        resumed = False
+        if continue_reply and conversation and conversation[-1].role == "assistant":
+            text, in_thinking = prompts.render_continuation(conversation, variables)
+            resumed = bool(conversation[-1].content or conversation[-1].thinking.strip())
+            conversation = conversation[:-1]  # what the checkpoint marks are about
+        else:
+            text = prompts.render(conversation, variables)
+            in_thinking = prompt_opens_thinking(text)
+        prompt = _Prompt(
+            tokens=self.tokenize(text),
+            in_thinking=in_thinking,
+            resumed=resumed,
+            before=tuple(conversation),
+            variables=variables,
+        )
+        self._prepared = (key, prompt)
+        return prompt
 
     # -- generation ----------------------------------------------------------
 
@@ -233,7 +269,6 @@ class ChatSession:
         *,
         stop: threading.Event | None = None,
         thinking: bool | None = None,
-        template_kwargs: Mapping[str, object] | None = None,
         continue_reply: bool = False,
         cache_key: object = None,
     ) -> Iterator[Event]:
@@ -250,17 +285,8 @@ class ChatSession:
         ``ThinkingDelta``/``TextDelta`` events followed by exactly one ``ReplyDone``.
         """
         t_start = time.perf_counter()
-        prompts = self._prompts
-        variables = prompts.variables(thinking, template_kwargs)
-        resumed = in_thinking = False
-        if continue_reply and conversation and conversation[-1].role == "assistant":
-            text, in_thinking = prompts.render_continuation(conversation, variables)
-            resumed = bool(conversation[-1].content or conversation[-1].thinking.strip())
-            conversation = conversation[:-1]  # what the checkpoint marks are about
-        else:
-            text = prompts.render(conversation, variables)
-            in_thinking = prompt_opens_thinking(text)
-        tokens = self.tokenize(text)
+        prompt = self._prepare(conversation, thinking, continue_reply)
+        tokens = prompt.tokens
         if len(tokens) >= self._n_ctx:
             raise ContextFullError(
                 f"This conversation is longer than the model's context window "
@@ -270,16 +296,17 @@ class ChatSession:
             )
         marks: list[int] = []
         if self.checkpoints is not None:  # where later prompts will part from this one
-            marks = checkpoint_marks(conversation, tokens, lambda c: prompts.tokens(c, variables))
+            prompts, variables = self._prompts, prompt.variables
+            marks = checkpoint_marks(prompt.before, tokens, lambda c: prompts.tokens(c, variables))
         if self._active is not None:
             # One reply at a time: a reply abandoned half-way must not wake up
             # later and decode into a context that has moved on.
             self._active.close()
         split = ThinkingSplitter(
-            start_in_thinking=in_thinking,
+            start_in_thinking=prompt.in_thinking,
             open_id=self._think_open,
             close_id=self._think_close,
-            resumed=resumed,
+            resumed=prompt.resumed,
         )
         self._active = self._generate(
             tokens,
@@ -288,7 +315,7 @@ class ChatSession:
             t_start,
             marks,
             split,
-            resumed=resumed,
+            resumed=prompt.resumed,
             cache_key=cache_key,
         )
         return self._active
@@ -496,6 +523,7 @@ class ChatSession:
                 self._history.snapshots.clear()  # the checkpoints too, on a hybrid model
             llm.close()
             self._llm = None
+            self._prepared = None
 
     def __enter__(self) -> ChatSession:
         return self

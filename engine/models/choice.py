@@ -15,9 +15,9 @@ from pathlib import Path
 
 from engine.gguf.arch import ModelArch
 from engine.gguf.header import GGUFError, read_gguf_arch
+from engine.models.catalog import CatalogEntry, verified_record
 from engine.models.memory import AUTO_CONTEXT, FitBadge, HardwareInfo, choose_context
 from engine.models.ranking import QuantFit, rank_quants
-from engine.models.catalog import CatalogEntry, verified_record
 from engine.types import EngineOptions
 
 AUTO = "auto"
@@ -129,7 +129,5 @@ def load_options(
     window and ``hearth chat``)."""
     if not automatic_context or arch is None:
         return options
-    n_ctx = choose_context(
-        arch, hw, wanted=AUTO_CONTEXT, options=options, reclaimable=reclaimable
-    )
+    n_ctx = choose_context(arch, hw, wanted=AUTO_CONTEXT, options=options, reclaimable=reclaimable)
     return replace(options, n_ctx=n_ctx)

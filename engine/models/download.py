@@ -41,9 +41,9 @@ from huggingface_hub.file_download import http_get
 # Documented as public, but not re-exported in a way mypy sees.
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
-from engine.models.download_errors import ChecksumMismatchError, Transient, disk_full, explain
 from engine.errors import DownloadError
 from engine.models.catalog import CatalogEntry, installed_path, remember_verified
+from engine.models.download_errors import ChecksumMismatchError, Transient, disk_full, explain
 from engine.models.types import DownloadProgress, DownloadState
 
 if TYPE_CHECKING:

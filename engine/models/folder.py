@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelInstallError
+from engine.units import format_bytes
 
 __all__ = ["FolderMove", "MoveCancelled", "plan_move"]
 
@@ -159,7 +160,7 @@ def plan_move(source: Path, target: Path) -> FolderMove:
         raise ModelInstallError(f"Hearth cannot use {target}: {exc.strerror or exc}.") from exc
     if not same and free < total:
         raise ModelInstallError(
-            f"{target} has {free / 1e9:.1f} GB free; the models need {total / 1e9:.1f} GB. "
+            f"{target} has {format_bytes(free)} free; the models need {format_bytes(total)}. "
             "Choose a folder on a disk with more space."
         )
     return FolderMove(source=source, target=target, files=tuple(files), total_bytes=total)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from engine.gguf.arch import ModelArch
 from engine.gguf.header import read_gguf_arch
 from engine.models.memory import FitCheck, HardwareInfo, check_fit, estimate_for_options
 from engine.types import EngineOptions
@@ -71,14 +72,20 @@ def probe(models_dir: Path | None = None, *, check_gpu: bool = True) -> Hardware
 
 
 def fit_for_file(
-    path: Path, options: EngineOptions, *, hw: HardwareInfo | None = None, reclaimable: int = 0
+    path: Path,
+    options: EngineOptions,
+    *,
+    hw: HardwareInfo | None = None,
+    reclaimable: int = 0,
+    arch: ModelArch | None = None,
 ) -> FitCheck:
     """Whether loading the GGUF at ``path`` with ``options`` fits this machine now.
 
-    For the "Load anyway" question before a load: ``warning`` is the sentence to
-    show when the badge is not FITS. ``reclaimable`` is what unloading the
-    current model frees. Reads the header only; raises GGUFError or OSError for
-    a file that is not a readable GGUF.
+    For the "Load anyway" question before a load and the fit badge of a file of
+    one's own: ``warning`` is the sentence to show when the badge is not FITS.
+    ``reclaimable`` is what unloading the current model frees. Reads the header
+    only, and not even that when ``arch`` (the file's header, read before) is
+    given; raises GGUFError or OSError for a file that is not a readable GGUF.
     """
-    estimate = estimate_for_options(read_gguf_arch(path), options)
+    estimate = estimate_for_options(arch or read_gguf_arch(path), options)
     return check_fit(estimate, hw or probe(), reclaimable=reclaimable)

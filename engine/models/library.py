@@ -29,9 +29,6 @@ from pathlib import Path
 
 from engine.errors import ModelInstallError
 from engine.gguf.validate import BadModelFile, GGUFInfo, validate_gguf
-from engine.models.hf_cache import CachedFile, find_in_hf_cache, scan_hf_cache
-from engine.models.memory import FitBadge, HardwareInfo
-from engine.models.ranking import QuantFit, rank_quants
 from engine.models.catalog import (
     CatalogEntry,
     find_starter_source,
@@ -39,7 +36,11 @@ from engine.models.catalog import (
     sidecar_path,
     verified_record,
 )
+from engine.models.hf_cache import CachedFile, find_in_hf_cache, scan_hf_cache
+from engine.models.memory import FitBadge, HardwareInfo
+from engine.models.ranking import QuantFit, rank_quants
 from engine.types import EngineOptions
+from engine.units import format_bytes
 
 __all__ = [
     "ImportCancelled",
@@ -182,7 +183,7 @@ def _no_space(name: str, models_dir: Path, need: int) -> ModelInstallError:
     free = shutil.disk_usage(models_dir).free if models_dir.exists() else 0
     return ModelInstallError(
         f"Not enough free disk space to copy {name} into the models folder: it needs "
-        f"{need / 1e9:.1f} GB and {free / 1e9:.1f} GB is free in {models_dir}. Free some "
+        f"{format_bytes(need)} and {format_bytes(free)} is free in {models_dir}. Free some "
         "space or choose another models folder in Settings.",
         detail=f"need {need}, free {free}",
     )
@@ -418,6 +419,7 @@ def model_rows(
     *,
     reclaimable: int = 0,
     hf_cache: bool = True,
+    cached_files: Sequence[CachedFile] | None = None,
 ) -> list[ModelRow]:
     """The catalog's rows for ``hw``, in catalog order: fit, installed path, HF-cache copy.
 
@@ -425,9 +427,11 @@ def model_rows(
     its sha256 record; the HF cache is scanned once). ``reclaimable``: memory
     that loading any of these frees first (the model loaded now). Entries the
     catalog has no architecture for are left out (nothing to estimate).
+    ``cached_files``: a scan made before (``scan_hf_cache``), used instead of scanning.
     """
     fits = rank_quants(catalog, hw, options=options, reclaimable=reclaimable)
-    cached_files = scan_hf_cache() if hf_cache else []
+    if cached_files is None:
+        cached_files = scan_hf_cache() if hf_cache else []
     rows = []
     for fit in fits:
         entry = fit.entry

@@ -36,11 +36,12 @@ without loading the model) or, before a download, from the catalog.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+
 from engine.gguf.arch import ModelArch
 from engine.types import EngineOptions
+from engine.units import format_bytes
 
 __all__ = [
     "AUTO_CONTEXT",
@@ -211,10 +212,6 @@ def memory_budget(hw: HardwareInfo) -> int:
     return hw.total_ram - max(_RESERVE_MIN, int(hw.total_ram * _RESERVE_FRACTION))
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB"
-
-
 def check_fit(estimate: MemoryEstimate, hw: HardwareInfo, *, reclaimable: int = 0) -> FitCheck:
     """The badge for ``estimate`` on ``hw``.
 
@@ -231,16 +228,17 @@ def check_fit(estimate: MemoryEstimate, hw: HardwareInfo, *, reclaimable: int = 
             badge=FitBadge.TIGHT,
             estimate=estimate,
             warning=(
-                f"This model needs about {_gb(need)} of memory and {_gb(free_now)} is free "
-                "right now: close other programs first, or it may make your computer slow."
+                f"This model needs about {format_bytes(need)} of memory and "
+                f"{format_bytes(free_now)} is free right now: close other programs first, or "
+                "it may make your computer slow."
             ),
         )
     return FitCheck(
         badge=FitBadge.TOO_LARGE,
         estimate=estimate,
         warning=(
-            f"This model needs about {_gb(need)} of memory; this computer has "
-            f"{_gb(hw.total_ram)} in all. It will probably fail to load or be very slow: "
+            f"This model needs about {format_bytes(need)} of memory; this computer has "
+            f"{format_bytes(hw.total_ram)} in all. It will probably fail to load or be very slow: "
             "pick a smaller quantization or a shorter context."
         ),
     )

@@ -29,3 +29,11 @@ class DownloadProgress:
     eta_s: float | None = None
     attempt: int = 1
     note: str = ""  # why it is retrying, in a sentence
+
+
+class DownloadOutcome(StrEnum):
+    """How a download ended (a signal's payload; not stored)."""
+
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"

@@ -13,8 +13,8 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
-from engine.types import SamplingParams
 from engine.history.types import MessageStatus
+from engine.types import SamplingParams
 from tests.gui.conftest import (
     REPLY_TIMEOUT_MS,
     TEST_PARAMS,

@@ -10,8 +10,8 @@ from pytestqt.qtbot import QtBot
 
 from app.controller import CONTEXT_FROM
 from app.gui import HearthApp
-from engine.types import EngineOptions, SamplingParams
 from engine.history.types import MessageStatus
+from engine.types import EngineOptions, SamplingParams
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, click_text, send
 from ui.state import ResponseState
 

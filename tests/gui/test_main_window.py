@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from engine.history.store import ChatStore
-from engine.types import SamplingParams
 from engine.history.types import MessageStatus
+from engine.types import SamplingParams
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from ui.state import ResponseState
 

@@ -17,10 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtCore import QObject, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QApplication, QPushButton
 from pytestqt.qtbot import QtBot
 
+from app.folders import Folder
 from app.gui import HearthApp
 from engine.models.catalog import (
     CatalogEntry,
@@ -32,6 +34,7 @@ from engine.models.catalog import (
 from engine.types import ReplyDone
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from tests.hubserver import HubServer
+from ui.about import AboutDialog
 from ui.settings_dialog import SettingsDialog
 
 REPO = "test/SmolLM2-135M-Instruct-GGUF"
@@ -375,7 +378,8 @@ def test_a_quantization_in_the_hugging_face_cache_is_used_without_downloading(
     # No Hub server at all: a download attempt would fail, so success means the cache.
     hearth = launch(data_dir, catalog=catalog, hub_endpoint="http://127.0.0.1:9")
     dialog = open_model_page(qtbot, hearth)
-    assert "in Hugging Face cache" in row_text(dialog, "Q4_0")
+    # The cache is scanned off the GUI thread when the window opens; the row follows.
+    qtbot.waitUntil(lambda: "in Hugging Face cache" in row_text(dialog, "Q4_0"))
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         choose(qtbot, dialog, "Q4_0")
     assert done.args == [True]
@@ -479,3 +483,58 @@ def test_enter_on_a_quantization_uses_it(
         qtbot.keyClick(dialog.quants, Qt.Key.Key_Return)
     assert done.args == [True]
     assert hearth.controller.model_info.quantization == "Q8_0"  # type: ignore[union-attr]
+
+
+class _OpenedUrls(QObject):
+    """Receives what Hearth asks the desktop to open (Qt's own hook for file: URLs), so
+    the test sees which folder "Open" opens without a file manager."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[QUrl] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url)
+
+
+def test_after_a_models_move_every_reader_of_the_folder_sees_the_new_one(
+    qtbot: QtBot, launch: Launch, data_dir: Path, catalog: list[CatalogEntry], tmp_path: Path
+) -> None:
+    hearth = launch(data_dir, catalog=catalog)
+    new = tmp_path / "bigger-disk" / "models"
+    dialog = open_model_page(qtbot, hearth)
+    answer_next_dialog(qtbot, "Move")
+    dialog.move_models_requested.emit(str(new))
+    # The copy is over before the GUI thread hears anything of it (R2): still heard.
+    hearth.models.files.join()
+    qtbot.waitUntil(lambda: not hearth.models.busy, timeout=REPLY_TIMEOUT_MS)
+    assert "now in" in hearth.models.bar.label.text()
+    assert hearth.folders.models_dir == new
+    assert dialog.folder_labels[Folder.MODELS].text() == str(new)
+
+    # Settings → Privacy & storage → Open (models folder) opens the new folder.
+    opened = _OpenedUrls()
+    QDesktopServices.setUrlHandler("file", opened, "open")  # type: ignore[arg-type]  # (stub: bytes)
+    try:
+        button = dialog.findChild(QPushButton, "open_models_folder")
+        assert button is not None
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+    assert opened.urls == [QUrl.fromLocalFile(str(new))]
+
+    # About lists it.
+    hearth.show_about()
+    about = next(w for w in QApplication.topLevelWidgets() if isinstance(w, AboutDialog))
+    assert new.as_uri() in about.folder_labels["Models"].text()
+    about.close()
+
+    # A later move of the chats shows (and keeps) the moved models folder.
+    chats = tmp_path / "synced" / "chats"
+    answer_next_dialog(qtbot, "Move")
+    dialog.move_chats_requested.emit(str(chats))
+    assert dialog.folder_labels[Folder.CHATS].text() == str(chats)
+    assert dialog.folder_labels[Folder.MODELS].text() == str(new)
+    saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
+    assert (saved["storage.models_dir"], saved["storage.chats_dir"]) == (str(new), str(chats))

@@ -10,6 +10,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QComboBox, QPushButton, QSpinBox
 from pytestqt.qtbot import QtBot
 
+from app.folders import Folder
 from app.gui import HearthApp
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from ui.settings_dialog import SettingsDialog
@@ -154,7 +155,7 @@ def test_move_the_chats_folder_and_keep_chatting(
         send(qtbot, hearth, "Remember the word lighthouse.")
     conv_id = hearth.controller.current_id
     dialog = open_settings(qtbot, hearth)
-    assert dialog.folder_labels["data"].text() == str(data_dir)
+    assert dialog.folder_labels[Folder.CHATS].text() == str(data_dir)
     assert dialog.findChild(QPushButton, "move_chats_button") is not None
     new = tmp_path / "synced" / "chats"
     seen = answer_next_dialog(qtbot, "Move")
@@ -162,7 +163,7 @@ def test_move_the_chats_folder_and_keep_chatting(
     assert seen and seen[0].startswith("Move your chat history")
     assert (new / "hearth.sqlite3").exists()
     assert not (data_dir / "hearth.sqlite3").exists()  # moved, not copied
-    assert dialog.folder_labels["data"].text() == str(new)
+    assert dialog.folder_labels[Folder.CHATS].text() == str(new)
     # The same conversation goes on, saved in the new place.
     with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What was the word?")

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from engine.models.catalog import load_catalog, resources_dir
 from engine.models.library import model_rows
 from engine.models.memory import GIB, HardwareInfo
-from engine.models.catalog import load_catalog, resources_dir
 from tests.hubserver import HubServer
 from tests.integration.conftest import CHUNK, FILE, REPO, SIZE
 

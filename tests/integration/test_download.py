@@ -22,9 +22,9 @@ from pathlib import Path
 import filelock
 import pytest
 
-from engine.models.download import Download, DownloadCancelled, RetryPolicy, partial_path
 from engine.errors import DownloadError, KnownError
 from engine.models.catalog import CatalogEntry, catalog_entry, installed_path, sha256_file
+from engine.models.download import Download, DownloadCancelled, RetryPolicy, partial_path
 from engine.models.types import DownloadProgress, DownloadState
 from tests.hubserver import HubServer
 from tests.integration.conftest import CHUNK, FILE, REPO, SIZE
@@ -326,8 +326,8 @@ def test_catalog_refresh_pins_sizes_hashes_revisions_and_architecture(
     import gguf
     import numpy as np
 
-    from maint.catalog_refresh import main as refresh
     from engine.models.catalog import load_catalog, resources_dir
+    from maint.catalog_refresh import main as refresh
 
     header = tmp_path / "q8.gguf"
     writer = gguf.GGUFWriter(str(header), "qwen35")

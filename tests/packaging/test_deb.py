@@ -21,8 +21,6 @@ import shlex
 import signal
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import pytest
 
 from app.version import __version__
 from tests.packaging.conftest import Installed, clean_env, install, packaging_module
+from tests.waiting import MODEL_STEP_S, exited, wait_until
 
 pytestmark = pytest.mark.timeout(3600)  # a cold build of the frozen app included
 
@@ -50,20 +49,6 @@ def expected_version(installed: Installed) -> str:
 def user_dirs(home: Path) -> tuple[Path, Path]:
     """(data folder, log file) where platformdirs puts them on Linux."""
     return home / ".local" / "share" / "Hearth", home / ".local" / "state" / "Hearth" / "log"
-
-
-def wait_for(
-    what: str, check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float
-) -> None:
-    """Poll ``check`` until it holds; fail at once if ``proc`` died, or after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"Hearth exited ({proc.returncode}) before {what}:\n{out}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def read_log(log_dir: Path) -> str:
@@ -184,12 +169,17 @@ def test_menu_entry_opens_the_window_loads_the_model_and_a_second_launch_raises_
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        wait_for("the window", lambda: "window shown" in read_log(log_dir), first, 120)
-        wait_for(
-            "the starter model",
+        wait_until(
+            lambda: "window shown" in read_log(log_dir),
+            timeout_s=MODEL_STEP_S,
+            what="the installed Hearth's window",
+            fail_if=exited(first),
+        )
+        wait_until(
             lambda: f"loaded {STARTER_NAME}" in read_log(log_dir),
-            first,
-            300,
+            timeout_s=MODEL_STEP_S,
+            what="the installed Hearth loading the starter model",
+            fail_if=exited(first),
         )
         # The running app uses the package's own llama.cpp: the CPU library ggml
         # chose (a per-CPU variant in the release package) is mapped from /opt/hearth.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.inference import loader as llama_load
 from engine.errors import KnownError, ModelLoadError
+from engine.inference import loader as llama_load
 from engine.inference.loader import _GgmlRegistry, backend_folders, load_backends, load_llama
 from engine.types import EngineOptions
 

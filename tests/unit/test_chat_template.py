@@ -8,6 +8,7 @@ from pathlib import Path
 import gguf
 import pytest
 
+from engine.errors import GenerationError
 from engine.inference.chat_template import (
     ChatTemplate,
     PromptBuilder,
@@ -15,7 +16,6 @@ from engine.inference.chat_template import (
     render,
     render_conversation,
 )
-from engine.errors import GenerationError
 from engine.inference.session import ChatSession
 from engine.types import Message
 

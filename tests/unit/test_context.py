@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pytest
 
-from engine.inference.context import drop_oldest_turns, reply_budget
-from engine.types import ContextUsage
 from engine.errors import ContextFullError
-from engine.inference.session import ChatSession
-from engine.types import Message, SamplingParams
+from engine.inference.context import drop_oldest_turns, reply_budget
+from engine.types import ContextUsage, Message, SamplingParams
+
+if TYPE_CHECKING:
+    # Annotations only: importing the session loads llama.cpp, and this module's
+    # pure-Python tests belong to the fast tier (tests/tiers.py).
+    from engine.inference.session import ChatSession
 
 SYSTEM = Message("system", "You are terse.")
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from engine.inference.detok import Detokenizer, piece_function
-from engine.inference.session import ChatSession
+
+if TYPE_CHECKING:
+    # Annotations only: importing the session loads llama.cpp, and this module's
+    # pure-Python tests belong to the fast tier (tests/tiers.py).
+    from engine.inference.session import ChatSession
 
 MULTIBYTE = "Grüße, 日本語 and 🙂🎉"
 

@@ -1,5 +1,5 @@
-"""engine.models.library, engine.gguf.validate and engine.models.hf_cache on real GGUF files: the starter
-model, damaged copies of it, GGUFs written with the ``gguf`` package, and a Hugging Face
+"""engine.models.library, engine.gguf.validate and engine.models.hf_cache on real GGUF files:
+the starter model, damaged copies of it, GGUFs written with the ``gguf`` package, and a Hugging Face
 cache laid out in tmp (``HF_HUB_CACHE``).
 
 Faked, because it cannot be made here: a full disk (``shutil.disk_usage`` and an ENOSPC
@@ -22,7 +22,6 @@ import gguf
 import numpy as np
 import pytest
 
-from engine.models.download import partial_path
 from engine.errors import KnownError, ModelInstallError
 from engine.gguf.validate import (
     NOT_FOR_CHAT,
@@ -33,6 +32,15 @@ from engine.gguf.validate import (
     UnsupportedGGUFVersion,
     validate_gguf,
 )
+from engine.models.catalog import (
+    CatalogEntry,
+    catalog_entry,
+    installed_path,
+    load_catalog,
+    remember_verified,
+    sha256_file,
+)
+from engine.models.download import partial_path
 from engine.models.hf_cache import find_in_hf_cache, scan_hf_cache
 from engine.models.library import (
     ImportCancelled,
@@ -43,14 +51,6 @@ from engine.models.library import (
     model_rows,
 )
 from engine.models.memory import GIB, FitBadge, HardwareInfo
-from engine.models.catalog import (
-    CatalogEntry,
-    catalog_entry,
-    installed_path,
-    load_catalog,
-    remember_verified,
-    sha256_file,
-)
 
 STARTER = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -249,8 +249,8 @@ def test_import_with_no_free_space_says_so(
     with pytest.raises(ModelInstallError) as info:
         import_gguf(starter_model_path, models)
     assert str(info.value) == (
-        f"Not enough free disk space to copy {STARTER} into the models folder: it needs 0.1 GB "
-        f"and 0.0 GB is free in {models}. Free some space or choose another models folder in "
+        f"Not enough free disk space to copy {STARTER} into the models folder: it needs 98 MB "
+        f"and 1 MB is free in {models}. Free some space or choose another models folder in "
         "Settings."
     )
     assert listing(models) == []

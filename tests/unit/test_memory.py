@@ -20,9 +20,19 @@ import numpy as np
 import pytest
 
 from engine.gguf.header import GGUFError, read_gguf_arch, read_gguf_header
-from engine.models.memory import GIB, MIN_CONTEXT, FitBadge, HardwareInfo, check_fit, choose_context, estimate_for_options, estimate_memory, memory_budget
-from engine.models.ranking import rank_quants
 from engine.models.catalog import catalog_entry, load_catalog
+from engine.models.memory import (
+    GIB,
+    MIN_CONTEXT,
+    FitBadge,
+    HardwareInfo,
+    check_fit,
+    choose_context,
+    estimate_for_options,
+    estimate_memory,
+    memory_budget,
+)
+from engine.models.ranking import rank_quants
 from engine.types import EngineOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,6 +239,7 @@ def test_estimates_match_measured_peak_memory_within_10_percent(
 # -- fitting --------------------------------------------------------------------------
 
 
+@pytest.mark.model  # probe() asks this llama.cpp build whether it can offload to a GPU
 def test_this_machine_is_recommended_the_best_quant_that_fits() -> None:
     from engine.models.hardware import probe
 

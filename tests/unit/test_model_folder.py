@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ModelInstallError
-from engine.models.folder import MoveCancelled, plan_move
 from engine.models.catalog import remember_verified, sha256_file, verified_record
+from engine.models.folder import MoveCancelled, plan_move
 
 
 def _fill(models: Path) -> dict[str, bytes]:

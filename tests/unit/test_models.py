@@ -292,6 +292,11 @@ def test_the_model_manager_types_are_safe_for_the_ui_to_import() -> None:
 
     graph = grimp.build_graph("engine", include_external_packages=True)
     forbidden = {"llama_cpp", "huggingface_hub", "sqlite3", "keyring", "PySide6"}
-    for module in ("engine.models.catalog", "engine.models.memory", "engine.types", "engine.gguf.header"):
+    for module in (
+        "engine.models.catalog",
+        "engine.models.memory",
+        "engine.types",
+        "engine.gguf.header",
+    ):
         reached = {m.split(".")[0] for m in graph.find_upstream_modules(module)}
         assert not reached & forbidden, (module, reached & forbidden)

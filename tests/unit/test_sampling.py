@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from app.worker import LoadRequest, open_local
 from engine.inference.sampling import QWEN35_INSTRUCT, QWEN35_THINKING, default_sampling
 from engine.inference.session import ChatSession
+from engine.models import catalog
+from engine.models.catalog import SamplingPreset
 from engine.types import EngineOptions, Message, SamplingParams, TextDelta
 from tests.fixtures.qwen35 import build_qwen35_gguf
 
@@ -54,6 +57,47 @@ class TestModels:
         params = smol_session.default_sampling()
         assert (params.temperature, params.repeat_penalty) == (0.3, 1.1)
         assert params == smol_session.default_sampling(True)  # it cannot think
+
+    def test_open_local_gives_the_starter_its_catalog_name_and_preset(self, data_dir: Path) -> None:
+        # The path the window takes on first launch: "" installs the starter model.
+        request = LoadRequest(
+            path="", options=EngineOptions(n_ctx=512), models_dir=data_dir / "models"
+        )
+        entry = catalog.starter_entry()
+        preset = entry.sampling_for(thinking=False)
+        assert preset == SamplingPreset(temperature=0.3, top_p=0.9, repeat_penalty=1.1)
+        backend = open_local(request)
+        try:
+            assert backend.info.name == entry.name == "SmolLM2 135M Instruct"
+            params = backend.default_sampling(None)
+            assert (params.temperature, params.top_p, params.repeat_penalty) == (0.3, 0.9, 1.1)
+        finally:
+            backend.close()
+
+    def test_open_local_applies_whatever_preset_the_catalog_has(
+        self, starter_model_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The starter's preset happens to equal Hearth's small-model default, so a
+        catalog whose preset differs shows that it is the catalog's that applies
+        (until the presets were handed to the session, they were silently lost)."""
+        real = catalog.load_catalog
+
+        def edited(path: Path | None = None) -> list[catalog.CatalogEntry]:
+            starter, *rest = real(path)
+            model_card = {"default": SamplingPreset(temperature=0.2, top_k=7, min_p=0.1)}
+            return [replace(starter, sampling=model_card), *rest]
+
+        monkeypatch.setattr(catalog, "load_catalog", edited)
+        request = LoadRequest(
+            path=str(starter_model_path), options=EngineOptions(n_ctx=512), models_dir=Path()
+        )
+        backend = open_local(request)
+        try:
+            params = backend.default_sampling(None)
+            assert (params.temperature, params.top_k, params.min_p) == (0.2, 7, 0.1)
+            assert params.repeat_penalty == 1.1  # the small-model default, not named there
+        finally:
+            backend.close()
 
     def test_starter_defaults_do_not_loop(self, smol_session: ChatSession) -> None:
         """At 0.7 without a repeat penalty SmolLM2 repeats one line forever."""

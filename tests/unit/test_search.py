@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.history import schema as store_schema
 from engine.errors import StoreError
+from engine.history import schema as store_schema
 from engine.history.search import fts_query, snippet
 from engine.history.store import ChatStore, MessageStatus
 from engine.history.types import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import llama_cpp
 import pytest
 
-from engine.inference import session as session_module
 from engine.errors import ContextFullError, ModelLoadError
 from engine.gguf.validate import DamagedModelFile, validate_gguf
+from engine.inference import session as session_module
 from engine.inference.loader import (
     _cpu_list,
     _performance_cores,
     gguf_context_length,
     physical_cores,
     quantization_name,
+    recent_problems,
 )
+from engine.inference.local import LocalBackend
 from engine.inference.session import ChatSession
 from engine.types import (
     EngineOptions,
@@ -29,6 +33,7 @@ from engine.types import (
     ReplyDone,
     SamplingParams,
     TextDelta,
+    Turn,
 )
 
 pytestmark = pytest.mark.model
@@ -201,21 +206,27 @@ class TestStream:
         assert done.stats.completion_tokens == 3
 
     def test_stop_after_first_delta_cancels_and_keeps_text(self, smol_session: ChatSession) -> None:
+        greedy = SamplingParams(max_tokens=200, temperature=0.0)
+        # How many tokens the first piece of text takes (a token can hold back
+        # text, e.g. a leading space): the greedy reply cut at 1, 2, 3 tokens.
+        upto = next(
+            n
+            for n in (1, 2, 3)
+            if collect(smol_session.stream(HELLO, replace(greedy, max_tokens=n)))[0]
+        )
         stop = threading.Event()
-        events = smol_session.stream(HELLO, SamplingParams(max_tokens=200), stop=stop)
+        events = smol_session.stream(HELLO, greedy, stop=stop)
         first = next(events)
         assert isinstance(first, TextDelta) and first.text
         stop.set()
-        t_stop = time.perf_counter()
-        rest = list(events)
-        stopped_in = time.perf_counter() - t_stop
-        *deltas, done = rest
+        *deltas, done = list(events)
         assert isinstance(done, ReplyDone)
         assert done.reason is FinishReason.CANCELLED
         assert all(isinstance(d, TextDelta) for d in deltas)
         assert len(deltas) <= 1  # at most a held-back character, flushed
-        assert done.stats.completion_tokens <= 2
-        assert stopped_in < 0.2  # the contract: Stop ends the reply within 200 ms
+        # Not one token is generated after Stop (how long that takes is measured
+        # in bench/, not asserted here).
+        assert done.stats.completion_tokens == upto
 
     def test_stop_before_start_evaluates_nothing(self, smol_session: ChatSession) -> None:
         stop = threading.Event()
@@ -226,13 +237,24 @@ class TestStream:
         assert done.stats.completion_tokens == 0
 
     def test_stop_inside_a_prompt_batch_aborts_llama_decode(
-        self, smol_session: ChatSession, reference_reply: str
+        self, smol_session: ChatSession, reference_reply: str, caplog: pytest.LogCaptureFixture
     ) -> None:
         long_chat = [Message("user", "Tell me about boats. " * 60)]  # ~360 tokens, one batch
         stop = CountdownEvent(checks=50)  # 1 check before the batch, then llama.cpp's
-        deltas, done = collect(smol_session.stream(long_chat, GREEDY, stop=stop))
+        problems = recent_problems()
+        # On a thread of its own, as in the app (the log bridge's state is per thread).
+        with caplog.at_level(logging.DEBUG, logger="engine.llama_cpp"), ThreadPoolExecutor(1) as ex:
+            deltas, done = ex.submit(
+                lambda: collect(smol_session.stream(long_chat, GREEDY, stop=stop))
+            ).result()
         assert (deltas, done.reason) == ([], FinishReason.CANCELLED)
         assert stop.remaining <= 0  # the abort callback was consulted mid-decode
+        # llama.cpp reports the aborted decode as a failure; the bridge knows it was
+        # that thread's Stop, so the log says so and keeps it out of the errors.
+        bridged = [r for r in caplog.records if r.name == "engine.llama_cpp"]
+        assert any(r.getMessage().endswith("(Stop)") for r in bridged)
+        assert not [r for r in bridged if r.levelno >= logging.WARNING]
+        assert recent_problems() == problems
         # The session is still consistent: the next reply reuses only what
         # llama.cpp really kept, and comes out as usual.
         assert reply_text(smol_session) == reference_reply
@@ -400,3 +422,59 @@ def smol_session_reply(path: Path, chat: list[Message]) -> Iterator[Event]:
     """A greedy reply to ``chat`` from a fresh session (nothing reused)."""
     with ChatSession(path, EngineOptions(n_ctx=2048)) as s:
         yield from s.stream(chat, GREEDY)
+
+
+@pytest.fixture(scope="module")
+def backend(starter_model_path: Path) -> Iterator[LocalBackend]:
+    backend = LocalBackend(starter_model_path, EngineOptions(n_ctx=2048), name="The starter model")
+    yield backend
+    backend.close()
+
+
+class TestLocalBackend:
+    """The ChatBackend over a ChatSession: a Turn in, the same reply out."""
+
+    def test_a_turn_gets_the_sessions_reply(
+        self, backend: LocalBackend, reference_reply: str
+    ) -> None:
+        turn = Turn(messages=tuple(HELLO), sampling=GREEDY, cache_key=1)
+        deltas, done = collect(backend.stream(turn, GREEDY, stop=threading.Event()))
+        assert "".join(deltas) == reference_reply
+        assert done.reason in (FinishReason.STOP, FinishReason.LENGTH)
+        assert backend.info.name == "The starter model"  # the name it was opened with
+        assert backend.info.architecture == "llama"
+
+    def test_the_context_check_and_the_reply_render_the_prompt_once(
+        self, backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        renders: list[int] = []
+        prompts = backend.session._prompts
+        render = prompts.render
+
+        def counting(conversation: Sequence[Message], variables: Mapping[str, object]) -> str:
+            renders.append(len(conversation))
+            return render(conversation, variables)
+
+        monkeypatch.setattr(prompts, "render", counting)
+        turn = Turn(messages=(Message("user", "What is a lighthouse?"),), cache_key=2)
+        usage = backend.context_usage(turn, GREEDY)
+        _, done = collect(backend.stream(turn, GREEDY, stop=threading.Event()))
+        assert renders == [1]
+        assert usage.prompt_tokens == done.stats.prompt_tokens
+        assert usage.reply_budget == GREEDY.max_tokens  # SmolLM2 cannot think
+        # Another turn is rendered anew.
+        backend.context_usage(replace(turn, messages=(*turn.messages, *HELLO)), GREEDY)
+        assert renders == [1, 2]
+
+    def test_warm_reads_ahead_what_the_next_turn_reuses(self, backend: LocalBackend) -> None:
+        chat = (
+            Message("user", "Name a bird."),
+            Message("assistant", "A robin."),
+            Message("user", "And a fish?"),
+        )
+        turn = Turn(messages=chat, cache_key=3)
+        reused, read = backend.warm(turn, stop=threading.Event())
+        assert read > 0
+        _, done = collect(backend.stream(turn, GREEDY, stop=threading.Event()))
+        assert done.stats.reused_tokens == reused + read
+        assert done.stats.evaluated_tokens == done.stats.prompt_tokens - (reused + read)

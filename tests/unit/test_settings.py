@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import SCHEMA, SPECS, Settings
+from engine.settings import SCHEMA, SPECS, Appearance, Generation, Performance, Settings, Theme
+from engine.types import ThinkingMode
 
 
 def test_every_option_is_declared_with_a_valid_default_and_description() -> None:
@@ -84,3 +85,47 @@ def test_hand_edited_bad_values_reset_only_those_keys(tmp_path: Path) -> None:
     assert settings.backup is not None
     assert json.loads(settings.backup.read_text()) == original  # the original, untouched
     assert json.loads(path.read_text())["values"]["performance.n_ctx"] is None  # cleaned file
+
+
+def test_typed_options_read_and_write_their_own_type(tmp_path: Path) -> None:
+    settings = Settings(tmp_path / "settings.json")
+    n_ctx: int | None = settings[Performance.N_CTX]  # mypy knows the type of each option
+    assert n_ctx is None
+    assert settings[Generation.THINKING] is ThinkingMode.MODEL
+    assert settings.set(Generation.THINKING, ThinkingMode.OFF)
+    assert settings.set(Appearance.THEME, Theme.DARK)
+    again = Settings(tmp_path / "settings.json")  # saved as the enums' values, read as enums
+    assert again[Generation.THINKING] is ThinkingMode.OFF and again[Appearance.THEME] is Theme.DARK
+    saved = json.loads((tmp_path / "settings.json").read_text())["values"]
+    assert saved["generation.thinking"] == "off"
+    with pytest.raises(ValueError, match="must be a number"):
+        settings.set(Performance.N_CTX, "4096")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one of model, on, off"):
+        settings.set(Generation.THINKING, "sometimes")  # type: ignore[arg-type]
+    assert settings[Performance.N_CTX] is None
+
+
+def test_the_thinking_choices_are_the_turn_models_modes() -> None:
+    assert Generation.THINKING.choices == tuple(mode.value for mode in ThinkingMode)
+
+
+def test_mypy_catches_a_wrong_option_or_value(tmp_path: Path) -> None:
+    """What the typed options are for: a typo in an option, or a value of the wrong type,
+    fails the type check instead of failing at run time."""
+    from mypy import api
+
+    snippet = tmp_path / "wrong_settings.py"
+    snippet.write_text(
+        "from engine.settings import Performance, Settings\n"
+        "def f(settings: Settings) -> str:\n"
+        "    settings.set(Performance.N_CTX, 'large')\n"
+        "    settings[Performance.N_CTXX]\n"
+        "    return settings[Performance.N_CTX]\n",
+        encoding="utf-8",
+    )
+    out, _err, status = api.run([str(snippet), "--no-error-summary", "--hide-error-context"])
+    assert status == 1
+    lines = out.splitlines()
+    assert any(":3:" in line and "set" in line for line in lines), out  # value of the wrong type
+    assert any(":4:" in line and "N_CTXX" in line for line in lines), out  # no such option
+    assert any(":5:" in line and "int | None" in line for line in lines), out  # read as its type

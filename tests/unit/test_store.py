@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from engine.errors import KnownError, StoreError
+from engine.history.recorder import ReplyRecorder
 from engine.history.store import (
     DELETED_KEEP_S,
     SCHEMA_VERSION,
     ChatStore,
     Conversation,
     MessageStatus,
-    ReplyRecorder,
 )
 
 

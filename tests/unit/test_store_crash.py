@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.history.opening import open_store
 from engine.errors import StoreError
+from engine.history.opening import open_store
 from engine.history.store import ChatStore, MessageStatus, StoreCorruptError, damage_marker
 
 REPO = Path(__file__).resolve().parents[2]

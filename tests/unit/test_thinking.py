@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import pytest
 
 from engine.inference.chat_template import ChatTemplate, choose_template, render
 from engine.inference.detok import Detokenizer
-from engine.inference.session import ChatSession
 from engine.inference.thinking import ThinkingSplitter, prompt_opens_thinking, thinking_support
 from engine.types import Message
 from tests.fixtures.qwen35 import TEMPLATE_PATH
+
+if TYPE_CHECKING:
+    # Annotations only: importing the session loads llama.cpp, and this module's
+    # pure-Python tests belong to the fast tier (tests/tiers.py).
+    from engine.inference.session import ChatSession
 
 REPLY = "Let me see: 2 + 2 = 4, I think.\n</think>\n\nIt is 4."
 THOUGHT, ANSWER = "Let me see: 2 + 2 = 4, I think.", "It is 4."
