@@ -43,11 +43,12 @@ from engine.types import (
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    Turn,
 )
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
-    from engine.inference.session import ChatSession
+    from engine.inference.local import LocalBackend
     from engine.models.catalog import CatalogEntry
     from engine.settings import Settings
 
@@ -256,10 +257,11 @@ def _engine_options(args: argparse.Namespace, settings: Settings) -> tuple[Engin
     return options, automatic
 
 
-def _load(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> ChatSession:
+def _load(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> LocalBackend:
     """The model loaded as the window loads it: the same file, options and presets."""
-    from engine.inference.session import ChatSession
-    from engine.models.catalog import catalog_entry_for, load_catalog
+    from app.backends import LoadRequest, open_local
+    from engine.inference.local import LocalBackend
+    from engine.models.catalog import load_catalog
     from engine.models.choice import arch_of, load_options
     from engine.models.hardware import probe
 
@@ -272,9 +274,9 @@ def _load(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> Chat
         arch=arch_of(model, catalog),
         hw=probe(paths.models_dir, check_gpu=False),
     )
-    entry = catalog_entry_for(model)
-    presets = entry.sampling_presets() if entry is not None else None
-    return ChatSession(model, options, sampling_presets=presets)
+    backend = open_local(LoadRequest(path=str(model), options=options, models_dir=paths.models_dir))
+    assert isinstance(backend, LocalBackend)  # --show-prompt renders with its template
+    return backend
 
 
 def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
@@ -293,26 +295,26 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
     settings = _saved_settings(paths.config_dir)
     # Loaded before anything is saved: a bad file (checked by engine.gguf.validate before
     # llama.cpp sees it) gets its sentence and leaves no empty conversation behind.
-    session = _load(args, paths, settings)
+    backend = _load(args, paths, settings)
     stop = threading.Event()
     try:
         own = _chat_settings(args, store, conv.id if conv else None, settings)
         thinking = args.thinking
         if thinking is None:
             mode = ThinkingMode.of(settings["generation.thinking"])
-            thinking = thinking_for(own, mode, session.info)
+            thinking = thinking_for(own, mode, backend.info)
         # What the model will read: the same turn model as the window's, with the
         # new question after the chat so far.
         so_far = prompt_of(store.messages(conv.id), own) if conv else prompt_of([], own)
         expected = PromptMessages(
             (*so_far.messages, Message("user", args.prompt)), (*so_far.ids, None)
         )
-        rendered = session.render_prompt(expected.messages, thinking=thinking)
-        thinks = prompt_opens_thinking(rendered) or _thinking_on(session.info, thinking)
+        rendered = backend.session.render_prompt(expected.messages, thinking=thinking)
+        thinks = prompt_opens_thinking(rendered) or _thinking_on(backend.info, thinking)
         # Checked before anything is saved, too: a value SamplingParams refuses
         # leaves no conversation with an empty reply behind.
         try:
-            params = _sampling(args, session.default_sampling(thinking), settings, thinks=thinks)
+            params = _sampling(args, backend.default_sampling(thinking), settings, thinks=thinks)
         except ValueError as exc:
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
@@ -332,7 +334,8 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         stats: GenerationStats | None = None
         try:
             thinking_out = _ThinkingOutput(sys.stderr)
-            for event in session.stream(prompt.messages, params, stop=stop, thinking=thinking):
+            turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
+            for event in backend.stream(turn, params, stop=stop):
                 if isinstance(event, ThinkingDelta):
                     thinking_out.write(event.text)
                     recorder.append_thinking(event.text)
@@ -356,8 +359,8 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,
-                "model": session.info.path,
-                "n_ctx": session.info.n_ctx,
+                "model": backend.info.path,
+                "n_ctx": backend.info.n_ctx,
                 "prompt_tokens": stats.prompt_tokens,
                 "completion_tokens": stats.completion_tokens,
                 "thinking_tokens": stats.thinking_tokens,
@@ -369,7 +372,7 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         sys.stdout.flush()
         return 0
     finally:
-        session.close()
+        backend.close()
 
 
 def _chat_settings(

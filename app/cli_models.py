@@ -122,7 +122,7 @@ def _fail(exc: KnownError, code: int = EXIT_FAILED) -> int:
 
 
 def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
-    from engine.models.catalog import load_catalog
+    from engine.models.catalog import load_catalog, verified_revision
     from engine.models.hardware import probe
     from engine.models.library import installed_models, model_rows
 
@@ -151,6 +151,8 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
             "recommended": r.recommended,
             "installed": r.installed is not None,
             "path": str(r.installed) if r.installed else None,
+            # The repository commit the file was verified against when downloaded.
+            "revision": verified_revision(r.installed) if r.installed else None,
             "hf_cache_path": str(r.cached.path) if r.cached else None,
             "partial_bytes": r.partial,
             "downloadable": r.entry.repo is not None,

@@ -17,19 +17,18 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
+from app.backends import LoadRequest, OpenBackend, open_local
 from engine.errors import ContextFullError, KnownError
 from engine.inference.backend import ChatBackend, sampling_for
 from engine.inference.context import drop_oldest_turns
 from engine.types import (
-    EngineOptions,
     Message,
     ReplyDone,
     SamplingParams,
@@ -45,38 +44,6 @@ log = logging.getLogger(__name__)
 # Deltas cross threads at most this often (the view repaints on its own timer).
 DELTA_INTERVAL_S = 1 / 60
 STATS_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoadRequest:
-    """Which model to load, and how."""
-
-    path: str  # "" = the starter model (installed into models_dir first)
-    options: EngineOptions
-    # The models folder as it is when the request is made (it can be moved).
-    models_dir: Path
-
-
-OpenBackend = Callable[[LoadRequest], ChatBackend]
-
-
-def open_local(request: LoadRequest) -> ChatBackend:
-    """The model file of ``request`` in llama.cpp, with what the catalog knows of
-    it (its name for people and its makers' sampling presets). Installs the
-    starter model first when ``request.path`` is empty. ``KnownError`` with a
-    sentence when it cannot be loaded."""
-    # Imported here: llama.cpp loads only when a model does, not with the window.
-    from engine.inference.local import LocalBackend
-    from engine.models.catalog import catalog_entry_for, install_starter_model
-
-    path = Path(request.path) if request.path else install_starter_model(request.models_dir)
-    entry = catalog_entry_for(path)
-    if entry is None:
-        return LocalBackend(path, request.options)
-    # GGUF names are often build tags; the catalog's is for people.
-    return LocalBackend(
-        path, request.options, name=entry.name, sampling_presets=entry.sampling_presets()
-    )
 
 
 class _Cancels:

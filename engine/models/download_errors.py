@@ -31,9 +31,11 @@ __all__ = [
     "DiskFullError",
     "NotOnHubError",
     "OfflineError",
+    "TamperedFileError",
     "Transient",
     "disk_full",
     "explain",
+    "not_on_hub",
 ]
 
 
@@ -59,6 +61,11 @@ class ChecksumMismatchError(DownloadError):
     """The file arrived, but its sha256 is not the one expected; it was deleted."""
 
 
+class TamperedFileError(ChecksumMismatchError):
+    """The server offered a file other than the one the repository records at the revision
+    (its own headers say so): refused before downloading, nothing installed."""
+
+
 class Transient(Exception):
     def __init__(self, error: DownloadError) -> None:
         super().__init__(error.message)
@@ -73,12 +80,16 @@ def disk_full(filename: str, models_dir: Path, need: int, free: int) -> Download
     )
 
 
-def _gone(name: str, exc: BaseException) -> DownloadError:
+def not_on_hub(name: str, detail: str) -> DownloadError:
     return NotOnHubError(
         f"{name} is no longer on Hugging Face where Hearth's catalog says (404). "
         "Update Hearth or pick another model.",
-        detail=str(exc),
+        detail=detail,
     )
+
+
+def _gone(name: str, exc: BaseException) -> DownloadError:
+    return not_on_hub(name, str(exc))
 
 
 def explain(

@@ -192,7 +192,9 @@ def test_pull_survives_a_dropped_connection(
     starts = [r.range_start for r in hub.gets(FILE)]
     assert starts[0] is None and starts[-1] is not None and starts[-1] >= 2 * CHUNK
     listed = models_json(data_dir, "--catalog", str(catalog), env=env)
-    assert next(m for m in listed["models"] if m["id"] == ID)["installed"]
+    row = next(m for m in listed["models"] if m["id"] == ID)
+    assert row["installed"]
+    assert row["revision"] == hub.commit(REPO)  # the commit its bytes were checked against
 
     again = hearth(data_dir, "pull", ID, "--catalog", str(catalog), env=pull_env(env, hub))
     assert again.returncode == 0 and "already installed" in again.stderr

@@ -3,6 +3,7 @@
 The real Hugging Face Hub cannot be reached here; everything else is real:
 huggingface_hub's HTTP client, sockets, files, sha256, a killed process.
 Only a full disk is faked (``shutil.disk_usage``), since one cannot be made here.
+A mirror that lies (altered bytes, altered metadata) is the loopback server told to lie.
 """
 
 from __future__ import annotations
@@ -23,8 +24,18 @@ import filelock
 import pytest
 
 from engine.errors import DownloadError, KnownError
-from engine.models.catalog import CatalogEntry, catalog_entry, installed_path, sha256_file
+from engine.models.catalog import (
+    CatalogEntry,
+    catalog_entry,
+    installed_path,
+    remember_verified,
+    sha256_file,
+    sidecar_path,
+    verified_record,
+    verified_revision,
+)
 from engine.models.download import Download, DownloadCancelled, RetryPolicy, partial_path
+from engine.models.download_errors import ChecksumMismatchError, TamperedFileError
 from engine.models.types import DownloadProgress, DownloadState
 from tests.hubserver import HubServer
 from tests.integration.conftest import CHUNK, FILE, REPO, SIZE
@@ -60,7 +71,11 @@ def test_downloads_verifies_and_installs(
     tmp_path: Path, hub: HubServer, entry: CatalogEntry, payload: bytes
 ) -> None:
     reports: list[DownloadProgress] = []
-    path = run(entry, tmp_path, hub, on_progress=reports.append, progress_interval_s=0)
+    download = Download(
+        entry, tmp_path, endpoint=hub.endpoint, on_progress=reports.append,
+        progress_interval_s=0, retry=FAST,
+    )  # fmt: skip
+    path = download.run()
     assert path == tmp_path / FILE
     assert path.read_bytes() == payload
     assert installed_path(entry, tmp_path) == path
@@ -72,8 +87,20 @@ def test_downloads_verifies_and_installs(
     done = [r.done for r in reports if r.state is DownloadState.DOWNLOADING]
     assert done == sorted(done) and done[-1] == SIZE
     assert all(r.total == SIZE for r in reports[1:])
-    # The token-less GET went to the "CDN" the Hub redirected to, not to the Hub.
-    assert [r.server for r in hub.requests] == ["hub", "cdn"]
+    # The metadata HEAD names the commit; the repository's record of the file at that commit
+    # (the API) says what the bytes must hash to; the token-less GET went to the "CDN" the
+    # Hub redirected to, not to the Hub.
+    commit = hub.commit(REPO)
+    assert [(r.server, r.method, r.path.split("?")[0]) for r in hub.requests] == [
+        ("hub", "HEAD", f"/{REPO}/resolve/main/{FILE}"),
+        ("hub", "POST", f"/api/models/{REPO}/paths-info/{commit}"),
+        ("cdn", "GET", f"/{REPO}/{entry.sha256}"),
+    ]
+    # The record pins the commit the file was verified at.
+    assert download.revision == commit
+    assert verified_revision(path) == commit
+    record = json.loads(sidecar_path(path).read_text())
+    assert (record["sha256"], record["revision"]) == (entry.sha256, commit)
 
 
 def test_an_installed_file_is_not_fetched_again(
@@ -126,6 +153,7 @@ def test_cancel_keeps_the_part_and_a_restart_resumes_it(
     assert path.read_bytes() == payload
     assert file_gets(hub)[-1] == kept
     assert not part.exists()
+    assert verified_revision(path) == hub.commit(REPO)
 
 
 def test_resumes_after_the_process_is_killed(
@@ -366,3 +394,160 @@ def test_catalog_refresh_pins_sizes_hashes_revisions_and_architecture(
     path = run(q4, tmp_path / "models", hub)  # the pinned commit and hash are what is fetched
     assert path.read_bytes() == payload
     assert hub.gets(FILE) and any(f"/resolve/{commit}/" in r.path for r in hub.requests)
+
+
+# -- the repository's word, not the response's -------------------------------------------------
+
+
+def altered(payload: bytes) -> bytes:
+    """The file with a stretch in the middle replaced: same name, same length, other bytes."""
+    middle = len(payload) // 2
+    return (
+        payload[:middle]
+        + bytes(b ^ 0x5A for b in payload[middle : middle + 4096])
+        + (payload[middle + 4096 :])
+    )
+
+
+def assert_nothing_installed(folder: Path, entry: CatalogEntry) -> None:
+    """No model file, no verified record, no part left: the folder holds at most the empty
+    downloads folder."""
+    assert not (folder / FILE).exists()
+    assert not sidecar_path(folder / FILE).exists()
+    assert installed_path(entry, folder) is None
+    leftovers = sorted(p.relative_to(folder) for p in folder.rglob("*")) if folder.exists() else []
+    assert leftovers in ([], [Path(".downloads")]), leftovers
+
+
+# What a person is told to do when a server other than huggingface.co lies.
+MIRROR_ADVICE = (
+    "The server may be altering files: download from huggingface.co instead (remove the "
+    "HF_ENDPOINT setting) and try again."
+)
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["catalog-pin", "no-catalog-hash"])
+def test_a_mirror_serving_altered_bytes_under_matching_headers_is_refused(
+    tmp_path: Path, hub: HubServer, entry: CatalogEntry, payload: bytes, pinned: bool
+) -> None:
+    """The response is consistent with itself (its ETag and size are those of the altered
+    bytes); only the repository's record of the file at the commit shows it is not the file."""
+    if not pinned:  # the response's ETag alone used to be trusted here
+        entry = replace(entry, sha256=None, size=5_870_000_000, size_estimated=True)
+    hub.tamper(REPO, FILE, altered(payload))
+    models = tmp_path / "models"
+    with pytest.raises(TamperedFileError) as info:
+        run(entry, models, hub)
+    host = hub.endpoint.removeprefix("http://")
+    assert str(info.value) == (
+        f"{host} offered a {FILE} that is not the file {REPO} records at revision "
+        f"{hub.commit(REPO)[:12]} (its checksum differs), so Hearth refused it and nothing was "
+        f"installed. {MIRROR_ADVICE}"
+    )
+    assert isinstance(info.value, ChecksumMismatchError)  # `hearth pull` exits "damaged"
+    assert file_gets(hub) == []  # refused before a byte of it was fetched
+    assert_nothing_installed(models, entry)
+
+    hub.tamper(REPO, FILE, altered(payload)[:-1000])  # other bytes, other length: the same
+    with pytest.raises(TamperedFileError):
+        run(entry, models, hub)
+    assert_nothing_installed(models, entry)
+
+    hub.tamper(REPO, FILE, None)  # the mirror serves the real file again
+    assert run(entry, models, hub).read_bytes() == payload
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["catalog-pin", "no-catalog-hash"])
+def test_altered_bytes_under_the_real_files_headers_are_deleted(
+    tmp_path: Path, hub: HubServer, entry: CatalogEntry, payload: bytes, pinned: bool
+) -> None:
+    """A mirror that copies the real file's headers but sends other bytes: downloaded,
+    checked against the repository's sha256, deleted."""
+    if not pinned:
+        entry = replace(entry, sha256=None, size=5_870_000_000, size_estimated=True)
+    hub.tamper(REPO, FILE, altered(payload), headers=False)
+    with pytest.raises(ChecksumMismatchError) as info:
+        run(entry, tmp_path, hub)
+    assert str(info.value) == (
+        f"{FILE} arrived damaged (its checksum does not match) and was deleted. Download it again."
+    )
+    assert file_gets(hub) == [None]  # fetched once, whole
+    assert_nothing_installed(tmp_path, entry)
+
+
+@pytest.mark.parametrize("revision_pinned", [True, False], ids=["at-commit", "at-main"])
+def test_metadata_that_disagrees_with_the_catalog_pin_is_refused(
+    tmp_path: Path, hub: HubServer, entry: CatalogEntry, payload: bytes, revision_pinned: bool
+) -> None:
+    """The server's API records another sha256 than the catalog for the file (the bytes and
+    the response's headers are the real file's): the catalog's pin wins, nothing is fetched."""
+    if revision_pinned:
+        entry = replace(entry, revision=hub.commit(REPO))
+    hub.misreport(REPO, FILE, "e" * 64)
+    with pytest.raises(DownloadError) as info:
+        run(entry, tmp_path, hub)
+    host = hub.endpoint.removeprefix("http://")
+    if revision_pinned:  # a commit cannot change: the server is not telling the truth
+        assert str(info.value) == (
+            f"{host} records {FILE} at the revision Hearth's catalog pins with another "
+            "checksum than the catalog, so it was not downloaded and nothing was installed. "
+            f"{MIRROR_ADVICE} If that does not help, update Hearth."
+        )
+    else:
+        assert str(info.value) == (
+            f"{FILE} on Hugging Face is not the file Hearth's catalog lists (it was replaced "
+            "upstream). Update Hearth to get the new catalog."
+        )
+    assert file_gets(hub) == []
+    assert_nothing_installed(tmp_path, entry)
+
+
+def test_without_a_catalog_hash_metadata_and_response_must_agree(
+    tmp_path: Path, hub: HubServer, entry: CatalogEntry
+) -> None:
+    """No pin: the API's record and the response's headers disagree, so neither is trusted."""
+    unrefreshed = replace(entry, sha256=None, size=5_870_000_000, size_estimated=True)
+    hub.misreport(REPO, FILE, "e" * 64)
+    with pytest.raises(TamperedFileError, match="that is not the file"):
+        run(unrefreshed, tmp_path, hub)
+    assert file_gets(hub) == []
+    assert_nothing_installed(tmp_path, unrefreshed)
+
+
+def test_without_x_repo_commit_the_api_names_the_commit(
+    tmp_path: Path, hub: HubServer, entry: CatalogEntry, payload: bytes
+) -> None:
+    hub.commit_header = False  # some mirrors leave it out
+    path = run(entry, tmp_path, hub)
+    assert path.read_bytes() == payload
+    commit = hub.commit(REPO)
+    assert verified_revision(path) == commit
+    api = [(r.method, r.path.split("?")[0]) for r in hub.requests if "/api/" in r.path]
+    assert api == [
+        ("GET", f"/api/models/{REPO}/revision/main"),
+        ("POST", f"/api/models/{REPO}/paths-info/{commit}"),
+    ]
+
+
+def test_a_record_from_before_revisions_still_counts_and_a_rehash_keeps_the_revision(
+    tmp_path: Path, hub: HubServer, entry: CatalogEntry
+) -> None:
+    assert entry.sha256 is not None
+    path = run(entry, tmp_path, hub)
+    commit = hub.commit(REPO)
+    # A record as Hearth wrote it before it pinned revisions: still a verified install.
+    st = path.stat()
+    sidecar_path(path).write_text(
+        json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": entry.sha256})
+    )
+    assert installed_path(entry, tmp_path) == path
+    assert verified_revision(path) is None
+    hub.requests.clear()
+    assert run(entry, tmp_path, hub) == path and hub.requests == []  # not fetched again
+    # Re-recorded without a revision (a re-hash after a touch): the same bytes keep theirs.
+    remember_verified(path, entry.sha256, revision=commit)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert verified_record(path, sha256=entry.sha256) is None  # changed since: not trusted
+    assert verified_revision(path) is None
+    assert installed_path(entry, tmp_path) == path  # re-hashed, re-recorded
+    assert verified_revision(path) == commit
