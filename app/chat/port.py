@@ -127,6 +127,10 @@ class ChatPort(QObject):
     def current_id(self) -> int | None:
         return self._conversations.current_id
 
+    @property
+    def overrides(self) -> Mapping[str, float | int]:
+        return self._conversations.defaults.overrides
+
     def refresh_conversations(self) -> None:
         self._conversations.refresh_conversations()
 

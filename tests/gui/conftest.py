@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from app.gui import HearthApp
 from app.paths import resolve_paths
 from app.worker import EngineThread
-from engine.settings import SPECS, Settings
+from engine.settings import SPECS, Settings, Value
 from engine.types import EngineOptions
 from tests.fakes.scripted import ScriptedBackend, scripted_opener
 from ui.chat_view import ChatView
@@ -49,7 +49,8 @@ def launch(qtbot: QtBot) -> Iterator[Launch]:
 
     ``backend``: run the window on this ``ScriptedBackend`` instead of llama.cpp.
     Without one the real starter model answers, with replies of at most
-    ``TEST_MAX_TOKENS`` unless the test set ``generation.max_tokens`` itself.
+    ``TEST_MAX_TOKENS`` unless ``sampling`` (Settings → Generation values, e.g.
+    ``{"generation.temperature": 0.0}``) or the test's settings file says otherwise.
     """
     started: list[HearthApp] = []
 
@@ -58,6 +59,7 @@ def launch(qtbot: QtBot) -> Iterator[Launch]:
         *,
         wait_ready: bool = True,
         backend: ScriptedBackend | None = None,
+        sampling: Mapping[str, Value] | None = None,
         **kwargs: object,
     ) -> HearthApp:
         kwargs.setdefault("options", TEST_OPTIONS)
@@ -65,9 +67,11 @@ def launch(qtbot: QtBot) -> Iterator[Launch]:
         if backend is not None:
             kwargs.setdefault("open_backend", scripted_opener(backend))
         else:
+            # Sampling as a person sets it (Settings → Generation): the real path.
             settings = Settings(paths.ensure().config_dir / "settings.json")
             if settings["generation.max_tokens"] == SPECS["generation.max_tokens"].default:
                 settings.set("generation.max_tokens", TEST_MAX_TOKENS)
+            settings.update(dict(sampling or {}))
         hearth = HearthApp(paths, **kwargs)  # type: ignore[arg-type]
         started.append(hearth)
         qtbot.addWidget(hearth.window)

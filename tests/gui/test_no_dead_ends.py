@@ -46,13 +46,13 @@ def _save_every_piece(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _disk_full(store: ChatStore) -> None:
     # The store's own connection (the pragma is per connection): no page may be added.
-    db = store._db  # noqa: SLF001
+    db = store._db
     pages = db.execute("PRAGMA page_count").fetchone()[0]
     db.execute(f"PRAGMA max_page_count = {pages}")
 
 
 def _disk_freed(store: ChatStore) -> None:
-    store._db.execute("PRAGMA max_page_count = 1073741823")  # noqa: SLF001
+    store._db.execute("PRAGMA max_page_count = 1073741823")
 
 
 @pytest.fixture
@@ -70,6 +70,11 @@ def other_program() -> Iterator[list[sqlite3.Connection]]:
 def data_dir_fast(tmp_path: Path) -> Path:
     """A data folder with no model in it: the scripted backend needs none."""
     return tmp_path / "hearth-data"
+
+
+def _status(store: ChatStore, msg_id: int) -> MessageStatus | None:
+    msg = store.message(msg_id)
+    return msg.status if msg is not None else None
 
 
 def _errors(hearth: HearthApp) -> list[str]:
@@ -117,7 +122,7 @@ def test_disk_full_mid_reply_keeps_the_text_and_saves_it_once_there_is_room(
     assert store.message(reply_id).status is MessageStatus.STREAMING  # not saved yet
 
     _disk_freed(store)
-    qtbot.waitUntil(lambda: store.message(reply_id).status is MessageStatus.COMPLETE, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: _status(store, reply_id) is MessageStatus.COMPLETE, timeout=WAIT_MS)
     saved = store.message(reply_id)
     assert saved.content == "".join(REPLY)  # everything, in the first save that worked
     assert "Saving works again: every reply is saved." in hearth.notifier.texts(NoticeKind.INFO)
@@ -138,7 +143,7 @@ def test_disk_full_at_send_leaves_the_message_in_the_composer(
 
     (said,) = _errors(hearth)
     assert said.startswith("The disk is full:")
-    assert said.endswith("Your message is still in the box below: send it again once that is fixed.")
+    assert said.endswith(replies_module.UNSENT_NOTE)
     assert window.error_banner.label.text() == said
     assert window.composer.text() == typed  # never lost
     _usable(qtbot, hearth)
@@ -164,7 +169,7 @@ def test_locked_database_at_send_and_mid_reply(
     hearth = launch(data_dir_fast, backend=backend)
     window, store = hearth.window, hearth.store
     # Wait for the lock a tenth of a second, not the five the app waits (the test's time).
-    store._db.execute("PRAGMA busy_timeout = 100")  # noqa: SLF001
+    store._db.execute("PRAGMA busy_timeout = 100")
     locker = sqlite3.connect(store.path, isolation_level=None)
     other_program.append(locker)
 
@@ -195,7 +200,7 @@ def test_locked_database_at_send_and_mid_reply(
     assert "The end." in window.chat_view.plain_text()
 
     locker.execute("ROLLBACK")
-    qtbot.waitUntil(lambda: store.message(reply_id).status is MessageStatus.COMPLETE, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: _status(store, reply_id) is MessageStatus.COMPLETE, timeout=WAIT_MS)
     assert store.message(reply_id).content == "".join(REPLY)
 
 
