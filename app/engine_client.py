@@ -73,8 +73,9 @@ class EngineClient(QObject):
         self._generate_requested.connect(worker.generate)
         self._measure_requested.connect(worker.measure)
         self._warm_requested.connect(worker.warm)
-        # Bookkeeping first (slots), then the event goes on to everyone else.
-        worker.model_loading.connect(self._on_model_loading)
+        # Bookkeeping first (slots), then the event goes on to everyone else. (The
+        # worker's own model_loading is not needed: load() says so at once, so the
+        # window never shows a state between "failed" and "loading the next one".)
         worker.model_loaded.connect(self._on_model_loaded)
         worker.model_load_failed.connect(self._on_model_load_failed)
         worker.reply_finished.connect(self._on_reply_finished)
@@ -164,6 +165,7 @@ class EngineClient(QObject):
         self._loading = True
         request = LoadRequest(path=self._path, options=self._options, models_dir=self._models_dir)
         self._load_requested.emit(request)
+        self.model_loading.emit(self._path)
 
     def generate(self, turn: Turn) -> int:
         """Ask for a reply to ``turn``; its events carry the returned request id."""
@@ -214,10 +216,6 @@ class EngineClient(QObject):
         self._cancels.pop(request_id, None)
 
     # --- events from the worker ---
-    @Slot(str)
-    def _on_model_loading(self, path: str) -> None:
-        self.model_loading.emit(path)
-
     @Slot(object)
     def _on_model_loaded(self, info: ModelInfo) -> None:
         if self._closed:
