@@ -32,10 +32,10 @@ from engine.history.recorder import ReplyRecorder
 from engine.history.store import ChatStore
 from engine.history.turns import CONTINUABLE, PromptMessages, status_for
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import FinishReason, Message, ModelInfo, ReplyDone, Turn
-from ui.message_html import MessageAction
+from engine.types import ContextUsage, FinishReason, Message, ModelInfo, ReplyDone, Turn
 from ui.context_dialog import ContextChoice
 from ui.main_window import MainWindow
+from ui.message_html import MessageAction
 from ui.state import ResponseState
 
 log = logging.getLogger(__name__)
@@ -369,13 +369,13 @@ class ReplyController(QObject):
 
     # --- the context window was full ---
     @Slot(int, object, int)
-    def _on_context_exceeded(self, request_id: int, usage: object, dropped: int) -> None:
+    def _on_context_exceeded(self, request_id: int, usage: ContextUsage, dropped: int) -> None:
         """The reply was not started: the chat leaves it no room. Ask, then act."""
         active = self._active
         if active is None or active.request_id != request_id:
             return
         self.context.ask_room(
-            usage,  # type: ignore[arg-type]
+            usage,
             dropped,
             lambda choice: self._on_room_chosen(active, dropped, choice),
         )

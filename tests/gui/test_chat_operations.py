@@ -13,8 +13,8 @@ from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
 from engine.history.turns import chat_settings
-from engine.types import FinishReason, GenerationStats, ReplyDone
 from engine.history.types import MessageStatus
+from engine.types import FinishReason, GenerationStats, ReplyDone
 from tests.fakes.scripted import ScriptedBackend
 from tests.gui.conftest import (
     REPLY_TIMEOUT_MS,
@@ -23,7 +23,6 @@ from tests.gui.conftest import (
     click_text,
     send,
 )
-
 
 _NO_STATS = GenerationStats(
     prompt_tokens=0, completion_tokens=0, ttft_s=0.0, tokens_per_s=0.0, elapsed_s=0.0

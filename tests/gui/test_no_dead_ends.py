@@ -10,6 +10,7 @@ runs on a ``ScriptedBackend`` (tests/fakes), held at its gate to act mid-reply.
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,11 +232,11 @@ def test_a_failed_start_leaves_no_engine_thread(
 
     monkeypatch.setattr("app.gui.ModelManager", damaged)
     before = {t for t in EngineThread.live if t.thread.isRunning()}
-    hook = __import__("sys").excepthook
+    hook = sys.excepthook
     with pytest.raises(CatalogError):
         HearthApp(resolve_paths(data_dir_fast), open_backend=lambda _r: ScriptedBackend())
     assert {t for t in EngineThread.live if t.thread.isRunning()} == before
-    assert __import__("sys").excepthook is hook
+    assert sys.excepthook is hook
     ChatStore(data_dir_fast / "hearth.sqlite3").close()  # the store was closed: it opens
 
 
