@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from app.gui import HearthApp
 from app.paths import resolve_paths
 from app.worker import EngineThread
-from engine.settings import SPECS, Settings, Value
+from engine.settings import SPECS, Value
 from engine.types import EngineOptions
 from tests.fakes.scripted import ScriptedBackend, scripted_opener
 from ui.chat_view import ChatView
@@ -63,17 +63,25 @@ def launch(qtbot: QtBot) -> Iterator[Launch]:
         **kwargs: object,
     ) -> HearthApp:
         kwargs.setdefault("options", TEST_OPTIONS)
+        # The old exact-sampling seam is gone: every launch now samples as the app does
+        # (the model's defaults with the Settings on top); None asked for just that.
+        if kwargs.pop("params", None) is not None:
+            raise TypeError("params= is gone: use sampling={...} (Settings values)")
         paths = resolve_paths(data_dir)
         if backend is not None:
             kwargs.setdefault("open_backend", scripted_opener(backend))
-        else:
-            # Sampling as a person sets it (Settings → Generation): the real path.
-            settings = Settings(paths.ensure().config_dir / "settings.json")
-            if settings["generation.max_tokens"] == SPECS["generation.max_tokens"].default:
-                settings.set("generation.max_tokens", TEST_MAX_TOKENS)
-            settings.update(dict(sampling or {}))
         hearth = HearthApp(paths, **kwargs)  # type: ignore[arg-type]
         started.append(hearth)
+        if backend is None:
+            # Sampling as a person sets it (Settings → Generation): the real path. Set
+            # once the app has read its settings file, so the test's file is read as is.
+            wanted: dict[str, Value] = {}
+            if hearth.settings["generation.max_tokens"] == SPECS["generation.max_tokens"].default:
+                wanted["generation.max_tokens"] = TEST_MAX_TOKENS
+            wanted.update(sampling or {})
+            if wanted:
+                hearth.settings.update(wanted)
+                hearth.settings_controller.apply_live("generation.max_tokens")
         qtbot.addWidget(hearth.window)
         hearth.start()
         if wait_ready:
