@@ -1,4 +1,5 @@
-"""Starting the window: QApplication, theme, store, engine thread, controller."""
+"""Starting the window: QApplication, theme, store, engine thread, the chat controllers,
+wired together in one place (``HearthApp``) and shut down in one ordered ``shutdown()``."""
 
 from __future__ import annotations
 
@@ -7,35 +8,40 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import psutil
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.background import IdleIndexer
-from app.controller import ChatController
+from app.chat.context import ContextController
+from app.chat.conversations import ConversationController
+from app.chat.history_actions import HistoryActions
+from app.chat.port import ChatPort
+from app.chat.replies import ReplyController
+from app.engine_client import EngineClient
 from app.folders import Folders
 from app.gc_guard import GuiThreadGc
 from app.logs import disable_crash_dump, enable_crash_dump, setup_logging
 from app.model_manager import ModelManager
 from app.model_page import ModelPage
+from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
 from app.version import __version__
-from app.worker import EngineThread
+from app.worker import OpenBackend
 from engine.errors import KnownError, StoreError
 from engine.history.opening import open_store
+from engine.history.store import ChatStore
 from engine.models.catalog import CatalogEntry, load_catalog, resources_dir
 from engine.settings import Settings, engine_options
-from engine.types import EngineOptions, SamplingParams
+from engine.types import EngineOptions
 from ui.about import AboutDialog, load_app_icon
 from ui.main_window import MainWindow
-from ui.state import ResponseState
 from ui.theme import apply_theme
 
 if TYPE_CHECKING:
@@ -43,9 +49,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MEMORY_INTERVAL_MS = 1000  # the status bar's memory figure
+
 
 class HearthApp:
-    """Everything one window needs, built in order and torn down in reverse."""
+    """Everything one window needs, built and wired here (and only here), torn down
+    in one ordered ``shutdown()``.
+
+    ``open_backend`` replaces the local llama.cpp backend (tests run the real
+    window on a scripted one). ``options`` fixes the engine options instead of
+    the Settings' (tests).
+    """
 
     def __init__(
         self,
@@ -54,38 +68,86 @@ class HearthApp:
         model_path: str = "",
         theme: str | None = None,
         options: EngineOptions | None = None,
-        params: SamplingParams | None = None,
         catalog: list[CatalogEntry] | None = None,
         hub_endpoint: str | None = None,
         tokens: TokenStore | None = None,
+        open_backend: OpenBackend | None = None,
     ) -> None:
+        self._closed = False
+        self._store: ChatStore | None = None
+        self._engine: EngineClient | None = None
+        self._gc: GuiThreadGc | None = None
+        self._previous_excepthook = sys.excepthook
         self.paths = paths.ensure()
+        try:
+            self._build(
+                paths, model_path, theme, options, catalog, hub_endpoint, tokens, open_backend
+            )
+        except BaseException:
+            # R6: nothing half-built may outlive a failed start (an engine thread
+            # left running makes Qt abort at exit).
+            self._release()
+            raise
+
+    def _build(
+        self,
+        paths: AppPaths,
+        model_path: str,
+        theme: str | None,
+        options: EngineOptions | None,
+        catalog: list[CatalogEntry] | None,
+        hub_endpoint: str | None,
+        tokens: TokenStore | None,
+        open_backend: OpenBackend | None,
+    ) -> None:
         self._gc = GuiThreadGc()
         setup_logging(paths.log_dir)
         previous_crash = enable_crash_dump(paths.crash_file)
         app = QApplication.instance()
         assert isinstance(app, QApplication), "create the QApplication first"
         self.settings = Settings(paths.config_dir / "settings.json")
-        paths, folder_notice = _models_folder(paths, str(self.settings["storage.models_dir"] or ""))
-        paths, chats_notice = _chats_folder(paths, str(self.settings["storage.chats_dir"] or ""))
-        self.paths = paths
-        self.folders = Folders(paths, self.settings)  # read for the folders from here on
+        # The one owner of the folders: everyone reads them there, nobody copies them.
+        self.folders, folder_notices = Folders.from_settings(paths, self.settings)
+        paths = self.paths = self.folders.paths
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
-        self.store, store_notice = open_store(paths.db_path)
-        self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
-            self.store,
-            busy=lambda: self.window.state in (ResponseState.GENERATING, ResponseState.STOPPING),
-        )
+        self._store, store_notice = open_store(paths.db_path)
+        store = self.store
         self.window = MainWindow()
-        self.window.close_requested.connect(self.indexer.stop)  # first: that closes the store
         self.window.chat_view.set_dark(dark)
-        self.engine = EngineThread(paths.models_dir)
-        self.controller = ChatController(
-            self.window,
-            self.store,
-            self.engine,
+        self.window.close_requested.connect(self.shutdown)
+        self.notifier = Notifier(self.window)
+        self._engine = EngineClient(
+            self.folders.models_dir,
             options=options or engine_options(self.settings),
-            params=params,
+            open_backend=open_backend,
+        )
+        engine = self.engine
+        self.folders.models_dir_changed.connect(engine.relocate)
+        self.conversations = ConversationController(self.window, store, engine, self.notifier)
+        self.context = ContextController(
+            self.window, store, engine, self.conversations, self.notifier
+        )
+        self.replies = ReplyController(
+            self.window, store, engine, self.conversations, self.context, self.notifier
+        )
+        self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
+        self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
+            store, busy=lambda: self.replies.busy
+        )
+        self._memory_timer = QTimer()
+        self._memory_timer.setInterval(MEMORY_INTERVAL_MS)
+        self._memory_timer.timeout.connect(self._on_memory_tick)
+        self._process = psutil.Process()
+        # The models and settings code reach the chat side through this port (last
+        # connected to the engine's model_changed: it hears it after the controllers).
+        self.controller = ChatPort(
+            self.window,
+            store,
+            engine,
+            self.conversations,
+            self.replies,
+            self.context,
+            self.notifier,
         )
         self.models = ModelManager(
             self.settings,
@@ -98,10 +160,10 @@ class HearthApp:
         )
         # The file to load: the one asked for, else the chosen quantization if it is
         # downloaded, else the starter model ("").
-        self.controller.model_path = model_path or self.models.startup_path()
+        engine.set_path(model_path or self.models.startup_path())
         if options is None:
-            path = self.controller.model_path
-            self.controller.options = self.models.options_for(Path(path) if path else None)
+            path = engine.model_path
+            engine.set_options(self.models.options_for(Path(path) if path else None))
         self.settings_controller = SettingsController(
             self.settings,
             self.controller,
@@ -112,27 +174,38 @@ class HearthApp:
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
-        self._previous_excepthook = sys.excepthook
         sys.excepthook = self._on_uncaught
         self.window.about_requested.connect(self.show_about)
         found = (
             store_notice,
-            chats_notice,
-            folder_notice,
+            *folder_notices,
             self.models.notice,
             *self.settings.problems,
         )
         notices = [n for n in found if n]
         if notices:
-            self.window.show_error(" ".join(notices))
+            self.notifier.error(" ".join(notices))
         elif previous_crash:
-            self.window.show_error(
+            self.notifier.error(
                 "Hearth closed unexpectedly last time. Your chats were kept; a crash report "
                 f"was saved to {paths.crash_file.with_suffix('.previous.txt')}."
             )
 
+    @property
+    def store(self) -> ChatStore:
+        assert self._store is not None
+        return self._store
+
+    @property
+    def engine(self) -> EngineClient:
+        assert self._engine is not None
+        return self._engine
+
     def start(self) -> None:
-        self.controller.start()
+        self.conversations.refresh_conversations()
+        self._on_memory_tick()
+        self._memory_timer.start()
+        self.engine.load()
         self.window.show()
         self.indexer.start()
         self._first_frame = _FirstFrameLogger(self.window)
@@ -162,13 +235,47 @@ class HearthApp:
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
 
+    @Slot()
+    def shutdown(self) -> None:
+        """Close everything, in order: the window leaves the screen; file jobs stop;
+        the indexer stops; the engine stops (waiting for a load in progress) and the
+        reply it was writing is saved; the database closes. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.window.hide()  # never a frozen window on screen while the engine lets go
+        self._memory_timer.stop()
+        self.context.close_question()
+        self.models.shutdown()  # downloads, moves
+        self.indexer.stop()
+        self.engine.close()
+        self.replies.shutdown()
+        self.conversations.close()
+        self.store.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        self.indexer.stop()  # before the controller closes the store
-        self.models.shutdown()
-        self.controller.shutdown()
-        self._gc.stop()
+        """Shut down (if the window did not already) and hand back what the process
+        borrowed (the excepthook, the crash dump)."""
+        self.shutdown()
+        self._release()
+
+    def _release(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        if self._store is not None:
+            self._store.close()
+        if self._gc is not None:
+            self._gc.stop()
         sys.excepthook = self._previous_excepthook
         disable_crash_dump(self.paths.crash_file)
+
+    @Slot()
+    def _on_memory_tick(self) -> None:
+        self.window.set_memory(self._process.memory_info().rss)
 
     def _on_uncaught(
         self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None
@@ -177,51 +284,10 @@ class HearthApp:
         log.error("uncaught exception:\n%s", "".join(traceback.format_exception(kind, exc, tb)))
         # Chain on (stderr by default; pytest-qt's capture in tests, so bugs fail tests).
         self._previous_excepthook(kind, exc, tb)
-        self.window.show_error(
+        self.notifier.error(
             "Something went wrong inside Hearth. Your chats are safe. The details are in "
             f"{self.paths.log_dir / 'hearth.log'}."
         )
-
-
-def _chats_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
-    """The paths with the chats folder the person chose, if it is there; else the default
-    and a sentence (the chats there are untouched and used again once it is back)."""
-    return _chosen_folder(
-        paths,
-        chosen,
-        paths.with_chats_dir,
-        lambda folder: (
-            f"Your chats folder {folder} is not available (is its disk "
-            f"connected?). Hearth opened the chats in {paths.chats_dir} meanwhile; the chats in "
-            f"{folder} are untouched and open again once it is back."
-        ),
-    )
-
-
-def _models_folder(paths: AppPaths, chosen: str) -> tuple[AppPaths, str]:
-    """The paths with the models folder the person chose, if it is there (a disk that is
-    not plugged in, say, is not recreated empty); else the default, and a sentence."""
-    return _chosen_folder(
-        paths,
-        chosen,
-        paths.with_models_dir,
-        lambda folder: (
-            f"The models folder {folder} is not available (is its disk "
-            f"connected?). Hearth uses {paths.models_dir} until it is back."
-        ),
-    )
-
-
-def _chosen_folder(
-    paths: AppPaths,
-    chosen: str,
-    use: Callable[[Path], AppPaths],
-    missing: Callable[[Path], str],
-) -> tuple[AppPaths, str]:
-    if not chosen:
-        return paths, ""
-    folder = Path(chosen).expanduser()
-    return (use(folder), "") if folder.is_dir() else (paths, missing(folder))
 
 
 def run_gui(

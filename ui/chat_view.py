@@ -28,132 +28,36 @@ from PySide6.QtGui import (
     QPen,
     QShowEvent,
     QTextCursor,
-    QTextDocument,
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.history.types import MessageStatus, StoredMessage
 from engine.types import Role
-from ui.markdown import COPY_CODE_SCHEME, BlockSplitter, MarkdownRenderer
+from ui.chat_document import (
+    StreamState,
+    insert_blocks,
+    links_in,
+    plain_html,
+    remove_to_end,
+)
+from ui.markdown import COPY_CODE_SCHEME, MarkdownRenderer
+from ui.message_html import (
+    ACTION_SCHEME,
+    STATUS_NOTES,
+    MessageAction,
+    actions_html,
+    context_divider_html,
+    note_html,
+    thinking_html,
+)
 
 REPAINT_INTERVAL_MS = 33
 SHOWN_AT_FIRST = 60  # messages rendered when a chat opens; earlier ones on request
-ACTION_SCHEME = "hearth-action"
 _CACHE_SIZE = 1024
-
-_CONTINUABLE = (
-    MessageStatus.LENGTH,
-    MessageStatus.CONTEXT,
-    MessageStatus.STOPPED,
-    MessageStatus.INTERRUPTED,
-)
-
-_STATUS_NOTES = {
-    MessageStatus.STOPPED: "Stopped.",
-    MessageStatus.LENGTH: "Cut off at the reply length limit.",
-    MessageStatus.CONTEXT: "Cut off: the conversation filled the model's context window.",
-    MessageStatus.FAILED: "This reply failed part-way; the text above is what was written.",
-    MessageStatus.INTERRUPTED: "Hearth closed while this reply was being written.",
-}
-
-
-def _plain_html(text: str) -> str:
-    return "<p>" + html.escape(text).replace("\n", "<br>") + "</p>"
-
-
-_SENTINEL = "<p>x</p>"  # one throw-away block, see _insert_blocks
-
-
-def _insert_blocks(cursor: QTextCursor, html_text: str) -> None:
-    """Append HTML at the end of the document as blocks of their own, laid out
-    exactly as ``setHtml`` of the whole text would lay them out.
-
-    ``QTextCursor.insertHtml`` merges the fragment's first block into the block
-    at the cursor and keeps *that* block's format (its margins), so a streamed
-    paragraph would take the margins of the header or table before it: uneven
-    gaps that jumped when the finished reply was re-rendered. So a sentinel
-    paragraph goes first and takes the merge; every real block then arrives
-    with its own format, and the sentinel is removed. The cursor ends at the end.
-    """
-    html_text = html_text.strip()  # a trailing newline would become a trailing space
-    if not html_text:
-        return
-    doc = cursor.document()
-    cursor.movePosition(QTextCursor.MoveOperation.End)
-    if doc.characterCount() <= 1:  # an empty document: its one block takes the format
-        cursor.insertHtml(html_text)
-        return
-    sentinel = QTextCursor(doc)
-    if cursor.block().length() > 1:  # a block with text: the sentinel gets a block of its own
-        cursor.insertBlock()
-        start = cursor.position()
-        cursor.insertHtml(_SENTINEL + html_text)
-        sentinel.setPosition(start - 1)  # its separator too, so the block before is untouched
-        sentinel.setPosition(start + 1, QTextCursor.MoveMode.KeepAnchor)
-        sentinel.removeSelectedText()
-    else:  # an empty block (the one after a table) stays empty, with its own format
-        start = cursor.position()
-        kept = (cursor.blockFormat(), cursor.blockCharFormat())
-        cursor.insertHtml(_SENTINEL + html_text)  # an empty block takes the sentinel's format
-        sentinel.setPosition(start)
-        sentinel.setPosition(start + 1, QTextCursor.MoveMode.KeepAnchor)
-        sentinel.removeSelectedText()
-        sentinel.setBlockFormat(kept[0])
-        sentinel.setBlockCharFormat(kept[1])
-    cursor.movePosition(QTextCursor.MoveOperation.End)
-
-
-def _remove_to_end(cursor: QTextCursor) -> None:
-    """Remove from the cursor to the end of the document. The block at the cursor
-    keeps its format: removing a range makes it take the format of the range's
-    last block (a paragraph's margins on the empty block after a table)."""
-    kept = (cursor.blockFormat(), cursor.blockCharFormat())
-    cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-    cursor.removeSelectedText()
-    cursor.setBlockFormat(kept[0])
-    cursor.setBlockCharFormat(kept[1])
-
-
-def _links(doc: QTextDocument) -> list[tuple[int, int, str]]:
-    """Every link in the document: (start, end, href), in document order."""
-    found: list[tuple[int, int, str]] = []
-    block = doc.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fragment = it.fragment()
-            fmt = fragment.charFormat()
-            if fmt.isAnchor() and fmt.anchorHref():
-                start, end, href = (
-                    fragment.position(),
-                    fragment.position() + fragment.length(),
-                    fmt.anchorHref(),
-                )
-                if found and found[-1][2] == href and found[-1][1] == start:
-                    start = found.pop()[0]  # one link in several formats
-                found.append((start, end, href))
-            it += 1
-        block = block.next()
-    return found
-
-
-class _Stream:
-    """The state of the reply being streamed."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.thinking = ""
-        self.splitter = BlockSplitter()
-        self.rendered_closed = 0  # text[:rendered_closed] is committed to the document
-        self.open_pos = 0  # document position where the open tail begins
-        self.think_pos: int | None = None  # where the streaming thinking region begins
-        self.think_started = 0.0
-        self.pending: list[str] = []
-        self.pending_thinking: list[str] = []
 
 
 class ChatView(QTextBrowser):
-    action_requested = Signal(str, int)  # action name, message id
+    action_requested = Signal(object, int)  # MessageAction, message id
     earlier_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None, *, dark: bool = False) -> None:
@@ -178,7 +82,7 @@ class ChatView(QTextBrowser):
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
         self._context_start: int | None = None  # the first message the model still reads
-        self._stream: _Stream | None = None
+        self._stream: StreamState | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(REPAINT_INTERVAL_MS)
         self._timer.timeout.connect(self._flush)
@@ -238,7 +142,7 @@ class ChatView(QTextBrowser):
 
     def add_message(self, role: Role, content: str) -> None:
         """Append a finished message that is not (yet) in the store's list."""
-        _insert_blocks(self._end_cursor(), self._header_html(role) + self._body_html(role, content))
+        insert_blocks(self._end_cursor(), self._header_html(role) + self._body_html(role, content))
         self._scroll_to_bottom()
 
     def _rebuild(self, *, nearest: bool = True) -> None:
@@ -257,7 +161,7 @@ class ChatView(QTextBrowser):
         last = self._messages[-1].id if self._messages else None
         for m in self._messages[self._shown_from :]:
             if m.id == self._context_start and m is not self._messages[0]:
-                parts.append(self._context_divider_html())
+                parts.append(context_divider_html(self._muted))
             parts.append(self._message_html(m, m.id == last))
         self.setHtml("".join(parts))
         if focused is not None:
@@ -271,13 +175,13 @@ class ChatView(QTextBrowser):
         if cached is None:
             parts = [self._header_html(msg.role, anchor=f"m{msg.id}")]
             if thinking:
-                parts.append(self._thinking_html(msg.id, thinking, thinking_ms, expanded))
+                parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
             parts.append(self._body_html(msg.role, msg.content))
-            note = _STATUS_NOTES.get(msg.status)
+            note = STATUS_NOTES.get(msg.status)
             if note:
-                parts.append(self._note_html(note))
+                parts.append(note_html(self._muted, note))
             if msg.content or msg.role == "assistant":
-                parts.append(self._actions_html(msg, is_last))
+                parts.append(actions_html(self._muted, msg, is_last))
             cached = "".join(parts)
             self._html_cache[key] = cached
             if len(self._html_cache) > _CACHE_SIZE:
@@ -289,8 +193,8 @@ class ChatView(QTextBrowser):
     # --- streaming ----------------------------------------------------------------------
     def begin_reply(self) -> None:
         self._stop_stream()
-        _insert_blocks(self._end_cursor(), self._header_html("assistant"))
-        stream = _Stream()
+        insert_blocks(self._end_cursor(), self._header_html("assistant"))
+        stream = StreamState()
         stream.open_pos = self._end_cursor().position()
         self._stream = stream
         self._timer.start()
@@ -310,10 +214,10 @@ class ChatView(QTextBrowser):
             return
         self._flush(final=True)
         self._stop_stream()
-        note = _STATUS_NOTES.get(status)
+        note = STATUS_NOTES.get(status)
         if note:
             at_bottom = self._at_bottom()
-            _insert_blocks(self._end_cursor(), self._note_html(note))
+            insert_blocks(self._end_cursor(), note_html(self._muted, note))
             if at_bottom:
                 self._scroll_to_bottom()
 
@@ -338,13 +242,13 @@ class ChatView(QTextBrowser):
         if at_bottom:
             self._scroll_to_bottom()
 
-    def _append_thinking_text(self, stream: _Stream, text: str) -> None:
+    def _append_thinking_text(self, stream: StreamState, text: str) -> None:
         cursor = self._end_cursor()
         if stream.think_pos is None:
             stream.think_pos = cursor.position()
             stream.think_started = time.monotonic()
             muted = self._renderer.palette.muted
-            _insert_blocks(cursor, f'<p style="color:{muted}"><i>Thinking…</i></p>')
+            insert_blocks(cursor, f'<p style="color:{muted}"><i>Thinking…</i></p>')
             cursor.insertBlock()
         fmt = cursor.charFormat()
         fmt.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
@@ -352,29 +256,29 @@ class ChatView(QTextBrowser):
         cursor.insertText(text, fmt)
         stream.thinking += text
 
-    def _fold_thinking(self, stream: _Stream) -> None:
+    def _fold_thinking(self, stream: StreamState) -> None:
         """The answer started: replace the streamed thinking with a folded line."""
         assert stream.think_pos is not None
         thinking_s = time.monotonic() - stream.think_started
         cursor = QTextCursor(self.document())
         cursor.setPosition(stream.think_pos)
-        _remove_to_end(cursor)
+        remove_to_end(cursor)
         seconds = f" for {thinking_s:.0f} s" if thinking_s >= 1 else ""
-        _insert_blocks(
+        insert_blocks(
             cursor, f'<p style="color:{self._renderer.palette.muted}"><i>Thought{seconds}</i></p>'
         )
         stream.think_pos = None
         stream.open_pos = cursor.position()
 
-    def _render_stream_text(self, stream: _Stream, final: bool) -> None:
+    def _render_stream_text(self, stream: StreamState, final: bool) -> None:
         text = stream.text
         closed = len(text) if final else stream.splitter.feed(text)
         cursor = QTextCursor(self.document())
         cursor.setPosition(stream.open_pos)
-        _remove_to_end(cursor)
+        remove_to_end(cursor)
         if closed > stream.rendered_closed:
             chunk = text[stream.rendered_closed : closed]
-            _insert_blocks(cursor, self._renderer.render(chunk, self._register_code))
+            insert_blocks(cursor, self._renderer.render(chunk, self._register_code))
             stream.rendered_closed = closed
             stream.open_pos = cursor.position()
         tail = text[closed:]
@@ -386,9 +290,9 @@ class ChatView(QTextBrowser):
                 lang = header.strip().lstrip("`~").strip().split(" ")[0]
                 pre = self._renderer.render(text[closed:fence]) if fence > closed else ""
                 block = self._renderer.code_block_html(code, lang, None, closed=False)
-                _insert_blocks(cursor, pre + block)
+                insert_blocks(cursor, pre + block)
             else:
-                _insert_blocks(cursor, self._renderer.render(tail))
+                insert_blocks(cursor, self._renderer.render(tail))
 
     def _stop_stream(self) -> None:
         self._timer.stop()
@@ -412,66 +316,14 @@ class ChatView(QTextBrowser):
             f'<b style="color:{color}">{html.escape(name)}</b></p>'
         )
 
+    @property
+    def _muted(self) -> str:
+        return self._renderer.palette.muted
+
     def _body_html(self, role: str, content: str) -> str:
         if role == "assistant":
             return self._renderer.render(content, self._register_code)
-        return _plain_html(content)  # what the person typed is shown as typed
-
-    def _thinking_html(self, msg_id: int, thinking: str, thinking_ms: int, expanded: bool) -> str:
-        muted = self._renderer.palette.muted
-        seconds = f" for {thinking_ms / 1000:.0f} s" if thinking_ms >= 1000 else ""
-        arrow = "▾" if expanded else "▸"
-        link = (
-            f'<p style="color:{muted}"><a href="{ACTION_SCHEME}:toggle-thinking/{msg_id}" '
-            f'style="color:{muted}; text-decoration:none">{arrow} Thought{seconds}</a></p>'
-        )
-        if not expanded:
-            return link
-        body = html.escape(thinking).replace("\n", "<br>")
-        return link + f'<p style="color:{muted}; margin-left:12px"><i>{body}</i></p>'
-
-    def _context_divider_html(self) -> str:
-        muted = self._renderer.palette.muted
-        return (
-            f'<hr><p align="center" style="color:{muted}; font-size:small">'
-            "<i>The model no longer sees the messages above.</i></p>"
-        )
-
-    def _note_html(self, note: str) -> str:
-        return f'<p style="color:{self._renderer.palette.muted}"><i>{html.escape(note)}</i></p>'
-
-    def _actions_html(self, msg: StoredMessage, is_last: bool) -> str:
-        """Copy · Edit/Regenerate · Continue · Delete · ‹ 2/3 › under a message."""
-
-        def link(action: str, text: str, tip: str) -> str:
-            return (
-                f'<a href="{ACTION_SCHEME}:{action}/{msg.id}" title="{tip}" '
-                f'style="text-decoration:none">{text}</a>'
-            )
-
-        links = [link("copy", "Copy", "Copy this message")]
-        if msg.role == "user":
-            links.append(link("edit", "Edit", "Change this message and get a new reply"))
-        elif msg.role == "assistant":
-            links.append(link("regenerate", "Regenerate", "Write this reply again"))
-            if is_last and msg.status is MessageStatus.CONTEXT:
-                # No room to write on: Continue asks which older messages the model
-                # may stop reading, or to start a new chat (ui/context_dialog.py).
-                tip = "Continue this reply: Hearth first asks how to make room for it"
-                links.append(link("continue", "Continue…", tip))
-            elif is_last and msg.status in _CONTINUABLE:
-                links.append(link("continue", "Continue", "Continue this reply"))
-        links.append(link("delete", "Delete", "Delete this message"))
-        if msg.variant_count > 1:
-            prev = link("prev", "‹", "Previous version") if msg.variant_index > 0 else "‹"
-            nxt = (
-                link("next", "›", "Next version")
-                if msg.variant_index < msg.variant_count - 1
-                else "›"
-            )
-            links.append(f"{prev} {msg.variant_index + 1}/{msg.variant_count} {nxt}")
-        muted = self._renderer.palette.muted
-        return f'<p style="font-size:small; color:{muted}">{" · ".join(links)}</p>'
+        return plain_html(content)  # what the person typed is shown as typed
 
     def _register_code(self, code: str) -> int:
         # Stable ids: cached message HTML keeps the ids it was rendered with.
@@ -490,13 +342,17 @@ class ChatView(QTextBrowser):
                 QGuiApplication.clipboard().setText(code)
             return
         if scheme == ACTION_SCHEME:
-            action, _, ident = url.path().partition("/")
-            if action == "earlier":
+            name, _, ident = url.path().partition("/")
+            try:
+                action = MessageAction(name)
+            except ValueError:  # not a link this view made
+                return
+            if action is MessageAction.EARLIER:
                 self.show_earlier()
                 self.earlier_requested.emit()
-            elif action == "toggle-thinking":
+            elif action is MessageAction.TOGGLE_THINKING:
                 self._toggle_thinking(int(ident))
-            elif action == "copy":
+            elif action is MessageAction.COPY:
                 msg = next((m for m in self._messages if m.id == int(ident)), None)
                 if msg is not None:
                     QGuiApplication.clipboard().setText(msg.content)
@@ -555,7 +411,7 @@ class ChatView(QTextBrowser):
         if reason not in (Qt.FocusReason.TabFocusReason, Qt.FocusReason.BacktabFocusReason):
             return
         forward = reason == Qt.FocusReason.TabFocusReason
-        links = _links(self.document())
+        links = links_in(self.document())
         if not links:
             return
         # By block geometry, which lays the document out as far as needed (a hit
@@ -601,7 +457,7 @@ class ChatView(QTextBrowser):
     def _refocus(self, pos: int, href: str, *, nearest: bool = True) -> None:
         """After a rebuild: the same link again, else (``nearest``) the same action
         nearest to where it was, else the next link."""
-        links = _links(self.document())
+        links = links_in(self.document())
         if not links:
             return
         action = href.rpartition("/")[0]

@@ -3,10 +3,15 @@
 Nothing is dropped before the person chooses: the model can stop seeing the
 oldest turns (they stay in the chat, marked, and in search and exports), the
 conversation can go on in a new chat, or nothing happens at all.
+
+The box is opened with ``open()`` (window-modal, no nested event loop): engine
+events keep arriving while it is up, and the answer comes back through a
+callback that must check whether it still applies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 
 from PySide6.QtWidgets import QMessageBox, QWidget
@@ -21,11 +26,17 @@ class ContextChoice(Enum):
     CANCEL = "cancel"
 
 
-def ask_context_choice(
-    parent: QWidget | None, *, used: int, n_ctx: int, dropped: int
-) -> ContextChoice:
+def open_context_question(
+    parent: QWidget | None,
+    *,
+    used: int,
+    n_ctx: int,
+    dropped: int,
+    on_choice: Callable[[ContextChoice], None],
+) -> QMessageBox:
     """Ask what to do about a conversation of ``used`` tokens that leaves the next
-    reply no room in ``n_ctx``; ``dropped``: messages the model would stop seeing."""
+    reply no room in ``n_ctx``; ``dropped``: messages the model would stop seeing.
+    ``on_choice`` gets the answer once the box closes (Cancel if it is closed)."""
     box = QMessageBox(parent)
     box.setObjectName("context_full")
     box.setIcon(QMessageBox.Icon.Question)
@@ -44,11 +55,17 @@ def ask_context_choice(
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(drop)
     box.setEscapeButton(QMessageBox.StandardButton.Cancel)
-    box.exec()
-    clicked = box.clickedButton()
-    box.deleteLater()
-    if clicked is drop:
-        return ContextChoice.DROP
-    if clicked is new_chat:
-        return ContextChoice.NEW_CHAT
-    return ContextChoice.CANCEL
+
+    def finished(_result: int) -> None:
+        clicked = box.clickedButton()
+        box.deleteLater()
+        if clicked is drop:
+            on_choice(ContextChoice.DROP)
+        elif clicked is new_chat:
+            on_choice(ContextChoice.NEW_CHAT)
+        else:
+            on_choice(ContextChoice.CANCEL)
+
+    box.finished.connect(finished)
+    box.open()
+    return box

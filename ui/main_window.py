@@ -1,8 +1,9 @@
 """Hearth's main window: conversations on the left, the chat on the right.
 
 It only renders and asks: every action leaves as a ``*_requested`` signal and
-the controller (app.controller) answers by calling the ``show_*``/``set_*``
-methods.
+the controllers (app.chat) answer by calling the ``show_*``/``set_*`` methods.
+The ``ResponseState`` it shows belongs to app.chat.replies; ``state`` is what
+it last rendered.
 """
 
 from __future__ import annotations
@@ -282,6 +283,12 @@ class MainWindow(QMainWindow):
         """Put a strip (e.g. the model download bar) above the error banner."""
         self._chat_layout.insertWidget(self._chat_layout.indexOf(self.error_banner), bar)
 
+    def show_status(self, text: str, timeout_ms: int) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
+
+    def clear_status(self) -> None:
+        self.statusBar().clearMessage()
+
     def show_error(self, text: str) -> None:
         self.error_banner.show_text(text)
 
@@ -296,11 +303,6 @@ class MainWindow(QMainWindow):
     ) -> None:
         self.conversations.set_conversations(rows, more)
         self.conversation_list.select_conversation(current)
-
-    def take_composer_text(self) -> str:
-        text = self.composer.text()
-        self.composer.clear()
-        return text
 
     # --- slots ------------------------------------------------------------------------
     @Slot()
@@ -426,5 +428,8 @@ class MainWindow(QMainWindow):
             self.delete_requested.emit(conv_id)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        # Off the screen first: shutting down waits for the engine (a model load
+        # cannot be interrupted), and a frozen window must never be what is seen.
+        self.hide()
         self.close_requested.emit()
         super().closeEvent(event)

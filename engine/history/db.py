@@ -11,6 +11,7 @@ enforces this with ``ProgrammingError``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -32,6 +33,14 @@ DELETED_KEEP_S = 7 * 24 * 3600.0
 _has_fts5 = functools.cache(store_schema.has_fts5)
 
 _log = logging.getLogger(__name__)
+
+
+class StoreFullError(StoreError):
+    """The disk (or the database's size limit) is full: nothing is wrong with the file."""
+
+
+class StoreLockedError(StoreError):
+    """Another connection holds the database's write lock longer than the busy timeout."""
 
 
 class StoreCorruptError(StoreError):
@@ -211,6 +220,20 @@ class StoreDatabase:
             return StoreCorruptError(
                 f"The chat history at {self._path} is damaged ({e}). Quit and restart "
                 "Hearth: it will set the damaged file aside, keep it, and start a new one.",
+                detail=repr(e),
+            )
+        primary = code & 0xFF if code is not None else None
+        if primary == sqlite3.SQLITE_FULL or getattr(e, "errno", None) == errno.ENOSPC:
+            return StoreFullError(
+                f"The disk is full: Hearth could not {verb} the chat history at "
+                f"{self._path}. Free some space on that disk.",
+                detail=repr(e),
+            )
+        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return StoreLockedError(
+                "The chat history is locked by another program: Hearth could not "
+                f"{verb} {self._path}. Close the other program (or the other Hearth) "
+                "that uses it.",
                 detail=repr(e),
             )
         return StoreError(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from engine.history.types import MessageStatus, StoredMessage
+from engine.history.types import CONTINUABLE, MessageStatus, StoredMessage
 from engine.types import FinishReason, Message, ModelInfo, ThinkingMode
 
 if TYPE_CHECKING:
@@ -190,18 +190,6 @@ _STATUS_FOR_REASON = {
 def status_for(reason: FinishReason) -> MessageStatus:
     """How a reply that ended for ``reason`` is stored."""
     return _STATUS_FOR_REASON[reason]
-
-
-# Replies that can be continued: cut at the length limit, by a full context window
-# (the context question comes first), by Stop, or by the app ending.
-CONTINUABLE = frozenset(
-    {
-        MessageStatus.LENGTH,
-        MessageStatus.CONTEXT,
-        MessageStatus.STOPPED,
-        MessageStatus.INTERRUPTED,
-    }
-)
 
 
 def title_from(text: str) -> str:

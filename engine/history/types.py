@@ -23,6 +23,18 @@ class MessageStatus(StrEnum):
     INTERRUPTED = "interrupted"  # the app ended while the reply streamed
 
 
+# Replies that can be continued: cut at the length limit, by a full context window
+# (the context question comes first), by Stop, or by the app ending.
+CONTINUABLE = frozenset(
+    {
+        MessageStatus.LENGTH,
+        MessageStatus.CONTEXT,
+        MessageStatus.STOPPED,
+        MessageStatus.INTERRUPTED,
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     id: int

@@ -1,27 +1,33 @@
-"""The real main window, real engine thread, real SQLite, real starter model."""
+"""The real main window, real engine thread, real SQLite; the real starter model, or a
+``ScriptedBackend`` (tests/fakes) where what is tested is Hearth around the model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtGui import QTextCursor
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
 from app.paths import resolve_paths
 from app.worker import EngineThread
-from engine.types import EngineOptions, SamplingParams
+from engine.settings import SPECS, Value
+from engine.types import EngineOptions
+from tests.fakes.scripted import ScriptedBackend, scripted_opener
 from ui.chat_view import ChatView
 from ui.state import ResponseState
 
 Launch = Callable[..., HearthApp]
 
-# Short replies keep the suite fast; the stop test asks for a long one.
-TEST_PARAMS = SamplingParams(max_tokens=48, temperature=0.7, seed=1)
+# Short replies keep the suite fast (set as a person would, in Settings: the real
+# sampling path, the model's defaults with this on top); the stop test asks for more.
+TEST_MAX_TOKENS = 48
 TEST_OPTIONS = EngineOptions(n_ctx=2048)
+# How long a dialog presser looks for its box before it fails its test.
+DIALOG_DEADLINE_MS = 30_000
 # A safety net for "the reply arrives", not a speed check (bench/ measures speed):
 # on a 2-core machine shared with other work a short reply can take a minute.
 REPLY_TIMEOUT_MS = 300_000
@@ -39,20 +45,48 @@ def _no_leaked_engine_threads() -> Iterator[None]:
 
 @pytest.fixture
 def launch(qtbot: QtBot) -> Iterator[Launch]:
-    """Start Hearth on a data folder and wait until its model is loaded (or failed)."""
+    """Start Hearth on a data folder and wait until its model is loaded (or failed).
+
+    ``backend``: run the window on this ``ScriptedBackend`` instead of llama.cpp.
+    Without one the real starter model answers, with replies of at most
+    ``TEST_MAX_TOKENS`` unless ``sampling`` (Settings → Generation values, e.g.
+    ``{"generation.temperature": 0.0}``) or the test's settings file says otherwise.
+    """
     started: list[HearthApp] = []
 
-    def _launch(data_dir: Path, *, wait_ready: bool = True, **kwargs: object) -> HearthApp:
+    def _launch(
+        data_dir: Path,
+        *,
+        wait_ready: bool = True,
+        backend: ScriptedBackend | None = None,
+        sampling: Mapping[str, Value] | None = None,
+        **kwargs: object,
+    ) -> HearthApp:
         kwargs.setdefault("options", TEST_OPTIONS)
-        kwargs.setdefault("params", TEST_PARAMS)
-        hearth = HearthApp(resolve_paths(data_dir), **kwargs)  # type: ignore[arg-type]
+        # The old exact-sampling seam is gone: every launch now samples as the app does
+        # (the model's defaults with the Settings on top); None asked for just that.
+        if kwargs.pop("params", None) is not None:
+            raise TypeError("params= is gone: use sampling={...} (Settings values)")
+        paths = resolve_paths(data_dir)
+        if backend is not None:
+            kwargs.setdefault("open_backend", scripted_opener(backend))
+        hearth = HearthApp(paths, **kwargs)  # type: ignore[arg-type]
         started.append(hearth)
+        if backend is None:
+            # Sampling as a person sets it (Settings → Generation): the real path. Set
+            # once the app has read its settings file, so the test's file is read as is.
+            wanted: dict[str, Value] = {}
+            if hearth.settings["generation.max_tokens"] == SPECS["generation.max_tokens"].default:
+                wanted["generation.max_tokens"] = TEST_MAX_TOKENS
+            wanted.update(sampling or {})
+            if wanted:
+                hearth.settings.update(wanted)
+                hearth.settings_controller.apply_live("generation.max_tokens")
         qtbot.addWidget(hearth.window)
         hearth.start()
         if wait_ready:
             qtbot.waitUntil(
-                lambda: hearth.window.state not in (ResponseState.LOADING,),
-                timeout=REPLY_TIMEOUT_MS,
+                lambda: hearth.replies.state != ResponseState.LOADING, timeout=REPLY_TIMEOUT_MS
             )
         return hearth
 
@@ -83,19 +117,41 @@ def click_text(qtbot: QtBot, view: ChatView, needle: str) -> None:
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=point)
 
 
-def answer_next_dialog(qtbot: QtBot, button_text: str) -> list[str]:
+_pressers: list[QTimer] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_dialog_presser_outlives_its_test() -> Iterator[None]:
+    """A presser whose box never came must not press a button in the next test's."""
+    yield
+    while _pressers:
+        _pressers.pop().stop()
+
+
+def answer_next_dialog(
+    qtbot: QtBot, button_text: str, *, deadline_ms: int = DIALOG_DEADLINE_MS
+) -> list[str]:
     """Press ``button_text`` in the next message box, as a person would; returns the
-    texts of the boxes answered (filled in once it has been answered)."""
-    from PySide6.QtCore import QTimer
+    texts of the boxes answered (filled in once it has been answered). Fails the
+    test if no box comes within ``deadline_ms``; stops at the test's end."""
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     seen: list[str] = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.setProperty("left", deadline_ms // 20)
+    _pressers.append(timer)
 
     def press() -> None:
         box = QApplication.activeModalWidget()
         if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, press)
+            left = int(timer.property("left")) - 1
+            timer.setProperty("left", left)
+            if left <= 0:
+                timer.stop()
+                raise AssertionError(f"no dialog with a {button_text!r} button came")
             return
+        timer.stop()
         seen.append(box.text())
         for button in box.buttons():
             if button.text().replace("&", "") == button_text:
@@ -103,5 +159,6 @@ def answer_next_dialog(qtbot: QtBot, button_text: str) -> list[str]:
                 return
         raise AssertionError(f"no {button_text!r} button in {box.text()!r}")
 
-    QTimer.singleShot(0, press)
+    timer.timeout.connect(press)
+    timer.start()
     return seen

@@ -57,7 +57,7 @@ def test_the_backlog_is_indexed_while_idle_and_search_finds_the_oldest(
     item = window.search_results.item(0)
     assert "最早的对话" in item.data(Qt.ItemDataRole.AccessibleTextRole)
     window.search_results.itemClicked.emit(item)
-    first = hearth.store.conversation(hearth.controller.current_id or -1)
+    first = hearth.store.conversation(hearth.conversations.current_id or -1)
     assert first is not None and first.title == "最早的对话"
     assert [m.id for m in hearth.store.messages(first.id)] == [oldest]
     assert hearth.indexer.active  # looks again later for what edits and imports queue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,31 +12,36 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
+from engine.history.turns import chat_settings
 from engine.history.types import MessageStatus
-from engine.types import SamplingParams
+from engine.types import FinishReason, GenerationStats, ReplyDone
+from tests.fakes.scripted import ScriptedBackend
 from tests.gui.conftest import (
     REPLY_TIMEOUT_MS,
-    TEST_PARAMS,
     Launch,
     answer_next_dialog,
     click_text,
     send,
 )
 
+_NO_STATS = GenerationStats(
+    prompt_tokens=0, completion_tokens=0, ttft_s=0.0, tokens_per_s=0.0, elapsed_s=0.0
+)
+
 
 def reply_to(qtbot: QtBot, hearth: HearthApp, text: str) -> None:
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, text)
 
 
 def test_regenerate_keeps_every_version(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
     reply_to(qtbot, hearth, "Name a fruit.")
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
     first = hearth.store.messages(conv_id)[-1]
     view = hearth.window.chat_view
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         click_text(qtbot, view, "Regenerate")
     second = hearth.store.messages(conv_id)[-1]
     assert second.id != first.id and (second.variant_index, second.variant_count) == (1, 2)
@@ -51,21 +55,22 @@ def test_regenerate_keeps_every_version(qtbot: QtBot, launch: Launch, data_dir: 
 def test_stop_then_continue_grows_the_same_reply(
     qtbot: QtBot, launch: Launch, data_dir: Path
 ) -> None:
-    params = SamplingParams(max_tokens=2000, temperature=0.0)
-    hearth = launch(data_dir, params=params)
+    long = {"generation.max_tokens": 2000, "generation.temperature": 0.0}
+    hearth = launch(data_dir, sampling=long)
     window, view = hearth.window, hearth.window.chat_view
     send(qtbot, hearth, "Write a very long story about a lighthouse keeper.")
     qtbot.waitUntil(lambda: view.streamed_text_length() >= 40, timeout=REPLY_TIMEOUT_MS)
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
     question, cut = hearth.store.messages(conv_id)
     assert cut.status == MessageStatus.STOPPED and cut.content
     assert "Continue" in view.plain_text()
 
-    hearth.controller.params = replace(params, max_tokens=12)  # a short continuation
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    hearth.settings.set("generation.max_tokens", 16)  # a short continuation, set as in
+    hearth.settings_controller.apply_live("generation.max_tokens")  # Settings → Generation
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         click_text(qtbot, view, "Continue")
     messages = hearth.store.messages(conv_id)
     assert [m.id for m in messages] == [question.id, cut.id]  # still one reply
@@ -81,7 +86,7 @@ def test_up_edits_the_last_question_as_a_new_version(
 ) -> None:
     hearth = launch(data_dir)
     reply_to(qtbot, hearth, "What is two plus two?")
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
     composer = hearth.window.composer
     composer.setFocus()
@@ -101,7 +106,7 @@ def test_up_edits_the_last_question_as_a_new_version(
 def test_delete_a_message_after_confirming(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
     reply_to(qtbot, hearth, "Hello")
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
     view = hearth.window.chat_view
     seen = answer_next_dialog(qtbot, "Cancel")
@@ -118,7 +123,7 @@ def test_search_finds_and_opens_the_message(qtbot: QtBot, launch: Launch, data_d
     for title, text in [("Birds", "The albatross glides for hours."), ("Fish", "Salmon swim")]:
         conv = store.create_conversation(title)
         store.add_message(conv.id, "user", text)
-    hearth.controller.refresh_conversations()  # re-list, as a restart would
+    hearth.conversations.refresh_conversations()  # re-list, as a restart would
     window = hearth.window
     qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
     assert window.search_box.hasFocus()
@@ -126,7 +131,7 @@ def test_search_finds_and_opens_the_message(qtbot: QtBot, launch: Launch, data_d
     qtbot.waitUntil(lambda: window.search_results.isVisible(), timeout=5_000)
     qtbot.waitUntil(lambda: window.search_results.count() == 1, timeout=5_000)
     window.search_results.itemClicked.emit(window.search_results.item(0))
-    assert hearth.controller.current_id == store.list_conversations()[1].id  # "Birds"
+    assert hearth.conversations.current_id == store.list_conversations()[1].id  # "Birds"
     assert window.chat_view.textCursor().selectedText() == "albatross"
     qtbot.keyClick(window.search_box, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: window.conversation_list.isVisible(), timeout=5_000)
@@ -148,7 +153,7 @@ def test_pin_undo_delete_and_copy_last_reply(qtbot: QtBot, launch: Launch, data_
         Qt.Key.Key_C,
         Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
     )
-    last = hearth.store.messages(hearth.controller.current_id or -1)[-1]
+    last = hearth.store.messages(hearth.conversations.current_id or -1)[-1]
     assert QGuiApplication.clipboard().text() == last.content
 
     hearth.window.conversation_list.setCurrentIndex(model.index(0))
@@ -170,7 +175,7 @@ def test_export_then_import_round_trip(
     exported = tmp_path / "chats.json"
     hearth.window.export_requested.emit(None, "json", str(exported))
     markdown = tmp_path / "chats.md"
-    hearth.window.export_requested.emit(hearth.controller.current_id, "md", str(markdown))
+    hearth.window.export_requested.emit(hearth.conversations.current_id, "md", str(markdown))
     assert "Keep this safe" in markdown.read_text()
     data = json.loads(exported.read_text())
     assert len(data["conversations"]) == 1
@@ -184,31 +189,31 @@ def test_export_then_import_round_trip(
 
 
 def test_per_chat_system_prompt_and_thinking_switch_are_kept_with_the_chat(
-    qtbot: QtBot, launch: Launch, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    qtbot: QtBot, launch: Launch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hearth = launch(data_dir)
+    backend = ScriptedBackend(["Arr, hello."], supports_thinking=True)
+    hearth = launch(tmp_path / "hearth-data", backend=backend)
     window = hearth.window
     # A person types a system prompt into the dialog (the dialog itself is Qt's).
     monkeypatch.setattr(window, "ask_system_prompt", lambda current: "Answer like a pirate.")
     qtbot.mouseClick(window.chat_toolbar.system, Qt.MouseButton.LeftButton)
-    requests: list[object] = []
-    hearth.controller.generate_requested.connect(lambda _rid, req: requests.append(req))
     reply_to(qtbot, hearth, "Hello")
-    (request,) = requests
-    assert [(m.role, m.content) for m in request.conversation] == [  # type: ignore[attr-defined]
+    (turn,) = backend.turns  # what the model read
+    assert [(m.role, m.content) for m in turn.messages] == [
         ("system", "Answer like a pirate."),
         ("user", "Hello"),
     ]
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
-    assert hearth.store.conversation_settings(conv_id)["system_prompt"] == "Answer like a pirate."
-    assert hearth.controller.chat_system_prompt() == "Answer like a pirate."
-    window.chat_toolbar.thinking.setChecked(True)  # the switch (shown for thinking models)
-    assert hearth.store.conversation_settings(conv_id)["thinking"] is True
+    assert chat_settings(hearth.store, conv_id).system_prompt == "Answer like a pirate."
+    assert hearth.conversations.system_prompt() == "Answer like a pirate."
+    assert window.chat_toolbar.thinking.isVisible()  # the model has a switch
+    window.chat_toolbar.thinking.setChecked(True)
+    assert chat_settings(hearth.store, conv_id).thinking is True
     # Another chat has its own settings.
     qtbot.mouseClick(window.new_chat_button, Qt.MouseButton.LeftButton)
-    assert hearth.controller.chat_system_prompt() == ""
-    assert hearth.controller._thinking() is not True
+    assert hearth.conversations.system_prompt() == ""
+    assert hearth.conversations.thinking() is not True
 
 
 @pytest.fixture(scope="module")
@@ -222,13 +227,17 @@ def qwen35_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_thinking_has_its_own_budget_and_a_reply_stopped_in_it_continues(
     qtbot: QtBot, launch: Launch, data_dir: Path, qwen35_path: Path
 ) -> None:
-    params = SamplingParams(max_tokens=8, max_thinking_tokens=6, temperature=0.0)
-    hearth = launch(data_dir, model_path=str(qwen35_path), params=params)
-    assert hearth.controller.model_info is not None
-    assert hearth.controller.model_info.supports_thinking
+    budgets = {
+        "generation.max_tokens": 16,  # the least Settings allows
+        "generation.max_thinking_tokens": 6,
+        "generation.temperature": 0.0,
+    }
+    hearth = launch(data_dir, model_path=str(qwen35_path), sampling=budgets)
+    assert hearth.engine.model_info is not None
+    assert hearth.engine.model_info.supports_thinking
     # Thinking that runs out of its budget is closed; the answer still gets its own.
     reply_to(qtbot, hearth, "Why is the sky blue?")
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
     answered = hearth.store.messages(conv_id)[-1]
     assert answered.thinking and answered.content
@@ -242,10 +251,10 @@ def test_thinking_has_its_own_budget_and_a_reply_stopped_in_it_continues(
     cut = store.add_message(
         conv.id, "assistant", "", MessageStatus.STOPPED, thinking="Light from the sun"
     )
-    hearth.controller.refresh_conversations()
-    assert hearth.controller.current_id == conv.id
+    hearth.conversations.refresh_conversations()
+    assert hearth.conversations.current_id == conv.id
     view = hearth.window.chat_view
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         click_text(qtbot, view, "Continue")
     _question, grown = store.messages(conv.id)
     assert grown.id == cut.id and grown.variant_count == 1
@@ -279,15 +288,18 @@ def test_after_each_message_action_the_focus_is_in_the_message_box(
 ) -> None:
     """Reviewer: after Regenerate the focus sat on the question's Delete link, so
     Enter opened the delete dialog."""
-    hearth = launch(data_dir, params=replace(TEST_PARAMS, max_tokens=4))  # cut: Continue
+    # Each reply is cut at its length limit, so Continue is offered under it.
+    cut = ReplyDone(FinishReason.LENGTH, _NO_STATS)
+    backend = ScriptedBackend([["A banana", cut], ["An apple", cut], [" and a pear", cut]])
+    hearth = launch(data_dir, backend=backend)
     reply_to(qtbot, hearth, "Name a fruit.")
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
-    controller, composer = hearth.controller, hearth.window.composer
+    replies, composer = hearth.replies, hearth.window.composer
 
     for action in ("regenerate/", "continue/"):
         _shift_tab_to(qtbot, hearth, f"hearth-action:{action}")
-        with qtbot.waitSignal(controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+        with qtbot.waitSignal(replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
             qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
             assert _focus_is_in_the_message_box(hearth), action  # while it streams
         assert _focus_is_in_the_message_box(hearth), action  # and after

@@ -8,10 +8,10 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.controller import CONTEXT_FROM
 from app.gui import HearthApp
+from engine.history.turns import chat_settings
 from engine.history.types import MessageStatus
-from engine.types import EngineOptions, SamplingParams
+from engine.types import EngineOptions
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, click_text, send
 from ui.state import ResponseState
 
@@ -27,8 +27,8 @@ def long_chat(hearth: HearthApp, turns: int) -> int:
     for n in range(turns):
         store.add_message(conv.id, "user", f"Question {n}: " + LONG * 2)
         store.add_message(conv.id, "assistant", f"Answer {n}: the island is still there.")
-    hearth.controller.refresh_conversations()  # opens the newest: this one
-    assert hearth.controller.current_id == conv.id
+    hearth.conversations.refresh_conversations()  # opens the newest: this one
+    assert hearth.conversations.current_id == conv.id
     return conv.id
 
 
@@ -41,10 +41,13 @@ def test_meter_after_a_reply_and_when_a_chat_is_opened(
 ) -> None:
     hearth = launch(data_dir, options=SMALL)
     meter = hearth.window.chat_toolbar.meter
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    # The chat measured once its reply is saved (while it streamed, the meter showed
+    # the prompt plus the tokens so far: a different number on a slow machine).
+    done = [hearth.replies.reply_ended, hearth.engine.usage_measured]
+    with qtbot.waitSignals(done, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Hello there")
-    qtbot.waitUntil(lambda: meter_value(hearth) > 0, timeout=REPLY_TIMEOUT_MS)
     first = meter_value(hearth)
+    assert first > 0
     assert meter.maximum() == 512 and meter.property("warn") is False
     assert meter.format() == f"Context {first / 512:.0%}"
 
@@ -70,7 +73,7 @@ def test_asks_then_drops_the_oldest_turns_keeping_them_in_the_chat(
     before = [m.id for m in hearth.store.messages(conv_id)]
 
     seen = answer_next_dialog(qtbot, "Drop the oldest turns (the system prompt stays)")
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What happened next?")
     assert seen == ["This conversation no longer leaves the model room for a reply."]
     messages = hearth.store.messages(conv_id)
@@ -78,7 +81,7 @@ def test_asks_then_drops_the_oldest_turns_keeping_them_in_the_chat(
     assert [m.id for m in messages[:-2]] == before
     assert messages[-2].content == "What happened next?"
     assert messages[-1].status in (MessageStatus.COMPLETE, MessageStatus.LENGTH)
-    first_read = hearth.store.conversation_settings(conv_id)[CONTEXT_FROM]
+    first_read = chat_settings(hearth.store, conv_id).context_from
     assert first_read in before[2:] and hearth.store.message(first_read).role == "user"
     text = hearth.window.chat_view.plain_text()
     assert DIVIDER in text
@@ -88,7 +91,7 @@ def test_asks_then_drops_the_oldest_turns_keeping_them_in_the_chat(
     hearth.close()
 
     again = launch(data_dir, options=SMALL)  # a restart keeps the choice
-    assert again.controller.current_id == conv_id
+    assert again.conversations.current_id == conv_id
     assert DIVIDER in again.window.chat_view.plain_text()
     qtbot.waitUntil(lambda: 0 < meter_value(again) < 512, timeout=REPLY_TIMEOUT_MS)
     # Search still finds a message the model no longer reads.
@@ -104,19 +107,19 @@ def test_cancel_puts_the_question_back_and_new_chat_moves_it(
     composer = hearth.window.composer
 
     seen = answer_next_dialog(qtbot, "Cancel")
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Is it still there?")
     assert seen and [m.id for m in hearth.store.messages(conv_id)] == before
     assert composer.text() == "Is it still there?"
-    assert CONTEXT_FROM not in hearth.store.conversation_settings(conv_id)
+    assert chat_settings(hearth.store, conv_id).context_from is None
 
     answer_next_dialog(qtbot, "Start a new chat")
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         qtbot.keyClick(composer, Qt.Key.Key_Return)  # the same question, sent again
     # The question and its reply went to a new chat; the long one is unchanged.
-    # (reply_done fired for the abandoned request; wait for the new chat's reply.)
-    qtbot.waitUntil(lambda: hearth.controller._active is None, timeout=REPLY_TIMEOUT_MS)
-    new_id = hearth.controller.current_id
+    # (reply_ended came for the abandoned request; the new chat's reply follows.)
+    qtbot.waitUntil(lambda: hearth.replies.state == ResponseState.IDLE, timeout=REPLY_TIMEOUT_MS)
+    new_id = hearth.conversations.current_id
     assert new_id is not None and new_id != conv_id
     assert [m.id for m in hearth.store.messages(conv_id)] == before
     question, answer = hearth.store.messages(new_id)
@@ -150,10 +153,11 @@ def test_a_reply_that_fills_the_window_says_so_and_continue_asks_first(
 ) -> None:
     """Stored as CONTEXT, not LENGTH: its note names the context window, and Continue
     (no room left to write on) asks the context question before anything else."""
-    hearth = launch(data_dir, options=SMALL, params=SamplingParams(max_tokens=2000, temperature=0))
+    long = {"generation.max_tokens": 2000, "generation.temperature": 0.0}
+    hearth = launch(data_dir, options=SMALL, sampling=long)
     conv_id = long_chat(hearth, 4)  # about 250 tokens: room for a reply, not for a long one
     view = hearth.window.chat_view
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Write a very long story about a lighthouse keeper.")
     cut = hearth.store.messages(conv_id)[-1]
     assert cut.status == MessageStatus.CONTEXT and cut.content
@@ -162,7 +166,7 @@ def test_a_reply_that_fills_the_window_says_so_and_continue_asks_first(
     assert "reply length limit" not in text
 
     seen = answer_next_dialog(qtbot, "Cancel")
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         click_text(qtbot, view, "Continue…")
     assert seen == ["This conversation no longer leaves the model room for a reply."]
     kept = hearth.store.message(cut.id)
@@ -172,8 +176,8 @@ def test_a_reply_that_fills_the_window_says_so_and_continue_asks_first(
 
 def test_meter_grows_while_a_reply_streams(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     """Once a second the meter adds the tokens written so far to the prompt's."""
-    long_reply = SamplingParams(max_tokens=1000, temperature=0.0, seed=1, repeat_penalty=1.3)
-    hearth = launch(data_dir, params=long_reply)
+    long_reply = {"generation.max_tokens": 1000, "generation.temperature": 0.0}
+    hearth = launch(data_dir, sampling=long_reply)
     window = hearth.window
     during: list[int] = []
     window.chat_toolbar.meter.valueChanged.connect(
@@ -183,5 +187,5 @@ def test_meter_grows_while_a_reply_streams(qtbot: QtBot, launch: Launch, data_di
     # Two updates while it writes: the prompt's share, then the prompt and the reply so far.
     qtbot.waitUntil(lambda: len(during) >= 2, timeout=REPLY_TIMEOUT_MS)
     assert during[-1] > during[0]
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         qtbot.keyClick(window, Qt.Key.Key_Escape)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -10,7 +9,7 @@ from pytestqt.qtbot import QtBot
 
 from engine.history.store import ChatStore
 from engine.history.types import MessageStatus
-from engine.types import SamplingParams
+from engine.types import FinishReason, ReplyDone
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from ui.state import ResponseState
 
@@ -36,9 +35,9 @@ def test_first_launch_installs_starter_model_and_chats(
     assert "Q4_1" in window.status_model.text()
 
     deltas: list[str] = []
-    hearth.engine.worker.delta_ready.connect(lambda _rid, text: deltas.append(text))
+    hearth.engine.delta_ready.connect(lambda _rid, text: deltas.append(text))
     assert not window.send_button.isEnabled()  # nothing typed yet
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Hello! What is the capital of France?")
         assert window.state == ResponseState.GENERATING
         assert window.send_button.text() == "Stop"
@@ -66,26 +65,29 @@ def test_first_launch_installs_starter_model_and_chats(
         store.close()
 
 
-def test_stop_mid_reply_is_quick_and_keeps_the_partial_text(
+def test_stop_mid_reply_ends_it_and_keeps_the_partial_text(
     qtbot: QtBot, launch: Launch, data_dir: Path
 ) -> None:
-    hearth = launch(data_dir, params=SamplingParams(max_tokens=2000, temperature=1.0, seed=3))
+    # The real sampling path: the model's defaults with what Settings set on top.
+    hearth = launch(data_dir, sampling={"generation.max_tokens": 2000})
     window = hearth.window
     pieces: list[str] = []
-    hearth.engine.worker.delta_ready.connect(lambda _rid, text: pieces.append(text))
+    ends: list[ReplyDone] = []
+    hearth.engine.delta_ready.connect(lambda _rid, text: pieces.append(text))
+    hearth.engine.reply_finished.connect(lambda _rid, done: ends.append(done))
     send(qtbot, hearth, "Write a very long story about a lighthouse keeper.")
     qtbot.waitUntil(lambda: len(pieces) >= 5, timeout=REPLY_TIMEOUT_MS)
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=5_000):
-        clicked = time.monotonic()
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
         assert window.state == ResponseState.STOPPING
-    stopped_after = time.monotonic() - clicked
-    # The contract: Stop ends the reply within 200 ms.
-    assert stopped_after < 0.2, f"stop took {stopped_after * 1000:.0f} ms"
-    assert window.state == ResponseState.IDLE
+    # Stopped by the person, long before its 2,000 tokens (bench/ measures how fast).
+    (done,) = ends
+    assert done.reason is FinishReason.CANCELLED
+    assert done.stats.completion_tokens < 2000
+    assert window.state == ResponseState.IDLE and window.send_button.text() == "Send"
     assert "Stopped." in window.chat_view.plain_text()
 
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
     hearth.close()
     store = _stored(data_dir)
@@ -100,13 +102,13 @@ def test_stop_mid_reply_is_quick_and_keeps_the_partial_text(
 def test_conversations_survive_a_restart(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
     window = hearth.window
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "First conversation")
     qtbot.mouseClick(window.new_chat_button, Qt.MouseButton.LeftButton)
     assert window.chat_view.plain_text() == ""
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Second conversation")
-    second_reply = hearth.store.messages(hearth.controller.current_id or -1)[-1].content
+    second_reply = hearth.store.messages(hearth.conversations.current_id or -1)[-1].content
     hearth.close()
     window.close()
 
@@ -125,7 +127,7 @@ def test_conversations_survive_a_restart(qtbot: QtBot, launch: Launch, data_dir:
 def test_rename_and_delete_with_confirmation(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
     window = hearth.window
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Plans for the weekend")
     model = window.conversations
     index = model.index(0)
@@ -168,14 +170,14 @@ def test_a_model_that_will_not_load_gives_a_sentence_and_the_starter_model(
     window = hearth.window
     # Hearth falls back to the starter model so the person can go on chatting...
     assert window.state == ResponseState.IDLE
-    assert hearth.controller.model_info is not None
-    assert hearth.controller.model_info.quantization == "Q4_1"
+    assert hearth.engine.model_info is not None
+    assert hearth.engine.model_info.quantization == "Q4_1"
     # ...and says what happened, in a sentence.
     assert window.error_banner.isVisible()
     message = window.error_banner.label.text()
     assert "broken.gguf" in message and "starter model instead" in message
     assert "Traceback" not in message
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "hello?")
 
 
@@ -202,14 +204,14 @@ def test_a_prompt_longer_than_the_context_is_explained(
 
     hearth = launch(data_dir, options=EngineOptions(n_ctx=256, n_batch=256, n_ubatch=256))
     window = hearth.window
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         hearth.window.composer.setPlainText("word " * 600)
         qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
     assert window.error_banner.isVisible()
     assert "context" in window.error_banner.label.text()
     assert window.state == ResponseState.IDLE  # the app keeps running
     # The person's message is kept even though no reply came.
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
     assert hearth.store.messages(conv_id)[0].content.startswith("word word")
 
@@ -237,10 +239,10 @@ def test_key_widgets_have_names_for_tests_and_screen_readers(
 
 def test_ctrl_q_quits_and_keeps_the_chat(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Keep this")
     qtbot.keyClick(hearth.window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     assert not hearth.window.isVisible()
-    assert hearth.controller._closed  # the reply saved, the model freed, the database closed
+    assert hearth.closed  # the reply saved, the model freed, the database closed
     again = launch(data_dir)
     assert [c.title for c in again.store.list_conversations()] == ["Keep this"]
