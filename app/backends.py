@@ -1,16 +1,34 @@
 """Opening a chat backend for a model file: the window's engine thread and
-``hearth chat`` open models the same way (no Qt here)."""
+``hearth chat`` open models the same way (no Qt here).
+
+Where the layers go is decided here, on the thread that loads, right before the
+load: "GPU layers: Automatic" (``EngineOptions.n_gpu_layers`` None) becomes what
+fits the GPU llama.cpp finds now (``engine.models.choice.plan_load``), with the
+context the front end already fitted to the RAM. A load that runs out of device
+memory anyway (other programs, driver overhead) is tried again with fewer layers
+(``retry_ladder``), then on the CPU, and the model says so (``extra["device_note"]``).
+A CPU-only build loads exactly as before: nothing is planned and nothing retried.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from engine.errors import ModelLoadError
 from engine.inference.backend import ChatBackend
-from engine.types import EngineOptions
+from engine.types import DeviceProbe, EngineOptions
+
+if TYPE_CHECKING:
+    from engine.gguf.arch import ModelArch
+    from engine.inference.local import LocalBackend
 
 __all__ = ["LoadRequest", "OpenBackend", "open_local"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,22 +42,117 @@ class LoadRequest:
 
 
 OpenBackend = Callable[[LoadRequest], ChatBackend]
+# Loads one file with one set of options (the real one: LocalBackend).
+Load = Callable[..., "LocalBackend"]
 
 
-def open_local(request: LoadRequest) -> ChatBackend:
-    """The model file of ``request`` in llama.cpp, with what the catalog knows of
-    it (its name for people and its makers' sampling presets). Installs the
-    starter model first when ``request.path`` is empty. ``KnownError`` with a
-    sentence when it cannot be loaded."""
+def open_local(
+    request: LoadRequest,
+    *,
+    probe: Callable[[], DeviceProbe] | None = None,
+    load: Load | None = None,
+) -> ChatBackend:
+    """The model file of ``request`` in llama.cpp, on the GPU where one fits, with
+    what the catalog knows of it (its name for people and its makers' sampling
+    presets). Installs the starter model first when ``request.path`` is empty.
+    ``KnownError`` with a sentence when it cannot be loaded.
+
+    ``probe`` and ``load`` are for tests (a recorded GPU); by default
+    ``engine.inference.devices.probe_devices`` and ``LocalBackend``.
+    """
     # Imported here: llama.cpp loads only when a model does, not with the window.
+    from engine.inference.devices import probe_devices
     from engine.inference.local import LocalBackend
     from engine.models.catalog import catalog_entry_for, install_starter_model
 
     path = Path(request.path) if request.path else install_starter_model(request.models_dir)
     entry = catalog_entry_for(path)
-    if entry is None:
-        return LocalBackend(path, request.options)
-    # GGUF names are often build tags; the catalog's is for people.
-    return LocalBackend(
-        path, request.options, name=entry.name, sampling_presets=entry.sampling_presets()
+    options, note, device_name = request.options, "", ""
+    arch = _arch(path, entry.arch if entry is not None else None)
+    if options.n_gpu_layers != 0:
+        options, note, device_name = _plan(options, arch, (probe or probe_devices)())
+    kwargs: dict[str, object] = {}
+    if entry is not None:  # GGUF names are often build tags; the catalog's is for people.
+        kwargs = {"name": entry.name, "sampling_presets": entry.sampling_presets()}
+    total = arch.n_layer + 1 if arch is not None else 0
+    return _load_stepping_down(
+        load or LocalBackend, path, options, kwargs, note, total=total, device_name=device_name
     )
+
+
+def _arch(path: Path, known: ModelArch | None) -> ModelArch | None:
+    if known is not None:
+        return known
+    from engine.gguf.header import GGUFError, read_gguf_arch
+
+    try:
+        return read_gguf_arch(path)
+    except (GGUFError, OSError, ValueError, KeyError):
+        return None  # the load says what is wrong with the file
+
+
+def _plan(
+    options: EngineOptions, arch: ModelArch | None, probe: DeviceProbe
+) -> tuple[EngineOptions, str, str]:
+    """The options with their layers planned for ``probe``'s GPU; a sentence; its name."""
+    from engine.models.choice import plan_load
+    from engine.models.hardware import probe as probe_ram
+    from engine.models.offload import DeviceInfo
+
+    # The model loaded before is closed already (the engine thread closes it first),
+    # so the free RAM and device memory are what this load can have.
+    device = DeviceInfo.from_probe(probe, probe_ram(check_gpu=False))
+    planned = plan_load(options, arch=arch, device=device, can_offload=probe.can_offload)
+    if planned.plan is not None:
+        log.info("offload plan: %s", planned.plan.sentence)
+    note = planned.note
+    if probe.note and options.n_gpu_layers != 0 and not device.has_gpu:
+        note = f"{note} {probe.note}".strip() if note else probe.note
+    return planned.options, note, device.name
+
+
+def _load_stepping_down(
+    load: Load,
+    path: Path,
+    options: EngineOptions,
+    kwargs: Mapping[str, object],
+    note: str,
+    *,
+    total: int,
+    device_name: str,
+) -> ChatBackend:
+    """``load`` with ``options``; where the GPU runs out of memory, with fewer layers
+    (``retry_ladder``), then the CPU."""
+    from engine.models.offload import fallback_sentence, is_out_of_device_memory, retry_ladder
+
+    asked = options.n_gpu_layers or 0
+    try:
+        return load(path, options, extra=_extra(note), **kwargs)
+    except ModelLoadError as exc:
+        if asked == 0 or not is_out_of_device_memory(f"{exc.message} {exc.detail}"):
+            raise
+        log.warning("the GPU ran out of memory with n_gpu_layers=%d: %s", asked, exc.detail)
+        failed = exc
+    total = total or (asked if asked > 0 else 0)
+    shown = total if asked < 0 else asked
+    for layers in retry_ladder(asked, total) if total else (0,):
+        sentence = fallback_sentence(
+            asked=shown, loaded=layers, total_layers=total or shown, device_name=device_name
+        )
+        try:
+            return load(
+                path,
+                replace(options, n_gpu_layers=layers),
+                extra=_extra(f"{note} {sentence}".strip()),
+                **kwargs,
+            )
+        except ModelLoadError as exc:
+            if layers == 0 or not is_out_of_device_memory(f"{exc.message} {exc.detail}"):
+                raise
+            log.warning("the GPU ran out of memory with n_gpu_layers=%d too", layers)
+            failed = exc
+    raise failed  # (only without a ladder to step down; kept for the type checker)
+
+
+def _extra(note: str) -> dict[str, str]:
+    return {"device_note": note} if note else {}

@@ -120,8 +120,11 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     chat.add_argument("prompt", type=_prompt, help="the message to send")
     chat.add_argument(
-        "--model", help="a GGUF file (default: the model chosen in Settings, else the starter)"
+        "--model",
+        help="a GGUF file (default: the model chosen in Settings, else the starter); with "
+        "--endpoint, the server's model",
     )
+    _add_remote_options(chat)
     chat.add_argument(
         "--max-tokens",
         type=bounded("generation.max_tokens", int, 1),
@@ -279,7 +282,24 @@ def _load(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> Loca
     return backend
 
 
+def _add_remote_options(chat: argparse.ArgumentParser) -> None:
+    """``--endpoint`` and ``--api-key-file``: the chat goes to a server (app/cli_remote.py)."""
+    from app.cli_remote import add_endpoint_options
+
+    add_endpoint_options(chat)
+
+
 def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
+    if getattr(args, "endpoint", None) is not None:  # a model on a server
+        from app.cli_remote import ChatParts, remote_chat
+
+        parts = ChatParts(
+            settings=_saved_settings(paths.config_dir),
+            chat_settings=_chat_settings,
+            sampling=_sampling,
+            thinking_output=_ThinkingOutput,
+        )
+        return remote_chat(args, paths, store, parts)
     from engine.history.recorder import ReplyRecorder
     from engine.inference.thinking import prompt_opens_thinking
 

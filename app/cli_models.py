@@ -80,6 +80,11 @@ def add_model_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     models.add_argument(
         "--context", type=int, help="context length the estimates are for (default: 8192)"
     )
+    models.add_argument(
+        "--measure-again",
+        action="store_true",
+        help="measure this computer's memory speed again (it is measured once and kept)",
+    )
 
     pull = sub.add_parser(
         "pull",
@@ -125,6 +130,7 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
     from engine.models.catalog import load_catalog, verified_revision
     from engine.models.hardware import probe
     from engine.models.library import installed_models, model_rows
+    from engine.models.service import ModelService
 
     try:
         catalog = load_catalog(args.catalog)
@@ -132,9 +138,24 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
         return _fail(exc)
     options = EngineOptions() if args.context is None else EngineOptions(n_ctx=args.context)
     hw = probe(paths.models_dir)
+    service = ModelService(catalog, paths.models_dir)
     if args.assume_ram is not None:
+        # Another computer: its RAM as told, and neither a GPU nor a speed known for it.
         hw = replace(hw, total_ram=args.assume_ram, available_ram=args.assume_ram)
-    rows = model_rows(catalog, paths.models_dir, hw, options)
+    else:
+        from engine.inference.devices import probe_devices
+
+        service.measure_machine(paths.data_dir, probe_devices, remeasure=args.measure_again)
+    device = service.device() if args.assume_ram is None else None
+    bandwidth = service.bandwidth if args.assume_ram is None else None
+    rows = model_rows(
+        catalog,
+        paths.models_dir,
+        hw,
+        options,
+        device=device,
+        ram_bandwidth=bandwidth.bytes_per_s if bandwidth is not None else None,
+    )
     others = [m for m in installed_models(paths.models_dir, catalog) if m.entry is None]
     listed = [
         {
@@ -148,7 +169,15 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
             "context": r.fit.fit.estimate.n_ctx,
             "badge": r.badge.value,
             "warning": r.fit.fit.warning,
+            # With a GPU: where the layers go (None without one).
+            "gpu_memory": r.gpu_memory,
+            "ram_memory": r.ram_memory,
+            "gpu_layers": r.fit.plan.gpu_layers if r.fit.plan else None,
+            "offload_badge": r.fit.plan.badge.value if r.fit.plan else None,
+            # Estimated decode speed (None: not measured, as with --assume-ram).
+            "tokens_per_s": r.tokens_per_s,
             "recommended": r.recommended,
+            "reason": r.fit.reason or None,
             "installed": r.installed is not None,
             "path": str(r.installed) if r.installed else None,
             # The repository commit the file was verified against when downloaded.
@@ -174,7 +203,17 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
         "available_ram": hw.available_ram,
         "assumed": args.assume_ram is not None,
         "physical_cores": hw.physical_cores,
-        "gpu_offload": hw.gpu_offload,
+        "gpu_offload": service.devices.can_offload if service.devices else hw.gpu_offload,
+        "gpu": {
+            "name": device.name,
+            "backend": device.backend.value,
+            "total_memory": device.total_memory,
+            "free_memory": device.free_memory,
+            "unified": device.unified,
+        }
+        if device is not None
+        else None,
+        "ram_bandwidth": bandwidth.bytes_per_s if bandwidth is not None else None,
         "disk_free": hw.disk_free,
         "models_dir": str(paths.models_dir),
     }
@@ -198,7 +237,8 @@ def _print_models_table(
         print(f"This computer: {total / gib:.1f} GiB of memory, {free / gib:.1f} GiB free.")
     context = cast(int, listed[0]["context"]) if listed else EngineOptions().n_ctx
     print(f"Memory is estimated for a context of up to {context:,} tokens. * = recommended.\n")
-    rows = [("", "ID", "SIZE", "MEMORY", "FIT", "STATE")]
+    gpu = any(m["gpu_memory"] is not None for m in listed)
+    rows = [("", "ID", "SIZE", "GPU + RAM" if gpu else "MEMORY", "FIT", "SPEED", "STATE")]
     for m in listed:
         state = "installed" if m["installed"] else ""
         if not state and m["hf_cache_path"]:
@@ -210,21 +250,38 @@ def _print_models_table(
                 "*" if m["recommended"] else "",
                 str(m["id"]),
                 ("~" if m["size_estimated"] else "") + _gb(cast(int, m["size"])),
-                _gb(cast(int, m["memory"])),
-                str(m["badge"]).replace("_", " "),
+                _memory(m),
+                str(m["offload_badge"] or m["badge"]).replace("_", " "),
+                _speed(m["tokens_per_s"]),
                 state,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.rjust(w) if i in (2, 3) else c.ljust(w) for i, (c, w) in
                         enumerate(zip(r, widths, strict=True))).rstrip())  # fmt: skip
+    reason = next((m["reason"] for m in listed if m["recommended"] and m["reason"]), None)
+    if reason:
+        print(f"\n* {reason}")
     if other:
         print(f"\nOther models in {machine['models_dir']}:")
         for o in other:
             mark = "" if o["verified"] else "  (not checked)"
             print(f"  {Path(str(o['path'])).name}  {o['quantization']}  "
                   f"{_gb(cast(int, o['size']))}{mark}")  # fmt: skip
+
+
+def _speed(tokens_per_s: object) -> str:
+    """As the Model page and the reason round it (engine.models.speed)."""
+    if not isinstance(tokens_per_s, float):
+        return ""
+    return f"{tokens_per_s:.0f} tok/s" if tokens_per_s >= 2 else f"{tokens_per_s:.1f} tok/s"
+
+
+def _memory(m: Mapping[str, object]) -> str:
+    if m["gpu_memory"] is None:
+        return _gb(cast(int, m["memory"]))
+    return f"{_gb(cast(int, m['gpu_memory']))} + {_gb(cast(int, m['ram_memory']))}"
 
 
 class _ProgressBar:

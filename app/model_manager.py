@@ -91,6 +91,7 @@ class ModelManager(QObject):
         self.service = ModelService(
             catalog if catalog is not None else load_catalog(), lambda: folders.models_dir
         )
+        self.service.load_machine(folders.paths.data_dir)  # a GPU and RAM speed found before
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self._tokens = tokens
         self._tokens_lock = threading.Lock()
@@ -271,14 +272,8 @@ class ModelManager(QObject):
 
     def switch_to(self, name: str, path: Path, family: str, choice: str) -> None:
         info = self.loaded
-        self._switch = _Switch(
-            name=name,
-            path=path,
-            family=family,
-            choice=choice,
-            previous_path=self.chat.model_path,
-            previous_name=info.name + " " + info.quantization if info else "the previous model",
-        )
+        previous = info.name + " " + info.quantization if info else "the previous model"
+        self._switch = _Switch(name, path, family, choice, self.chat.model_path, previous)
         log.info("switching to %s", path)
         self.say(f"Loading {name}… your conversation stays open.")
         self.chat.reload(self.options_for(path), str(path))
@@ -501,8 +496,10 @@ class ModelManager(QObject):
 
     def _on_loaded(self, info: ModelInfo) -> None:
         note, self._fallback_note = self._fallback_note, ""
-        if note:
-            self.chat.window.show_error(note)
+        # Where the GPU asked for could not be used (fewer layers, the CPU): said once.
+        device_note = info.extra.get("device_note", "")
+        if note or device_note:
+            self.chat.window.show_error(f"{note} {device_note}".strip())
         switch, self._switch = self._switch, None
         if switch is None:
             self.changed.emit()
@@ -514,8 +511,9 @@ class ModelManager(QObject):
             self.switch_finished.emit(False)
         else:
             self._remember(switch.family, switch.choice)
-            self.chat.window.clear_error()  # e.g. an earlier switch that went back
-            self.say(f"Now using {switch.name}. The conversation continues.")
+            if not device_note:
+                self.chat.window.clear_error()  # e.g. an earlier switch that went back
+            self.say(f"Now using {switch.name}. The conversation continues. {device_note}".strip())
             self.switch_finished.emit(True)
             self.chat.warm_current(switch.name)  # its history, read now with progress
         self.changed.emit()

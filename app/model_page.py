@@ -24,7 +24,9 @@ from app.model_jobs import BADGE_TEXT, LOCAL_FILES
 from app.model_manager import ModelManager
 from engine.gguf.header import GGUFError
 from engine.models.hf_cache import CachedFile
-from engine.models.library import InstalledModel
+from engine.models.library import InstalledModel, ModelRow
+from engine.models.speed import TYPICAL_CONTEXT
+from engine.units import format_bytes
 from ui.settings_dialog import QuantRow, SettingsDialog
 
 if TYPE_CHECKING:  # keyring loads when the token is first needed, not at start
@@ -45,6 +47,7 @@ class ModelPage(QObject):
         self.folders = folders
         self.dialog: SettingsDialog | None = None
         self._family = ""  # the family whose quantizations are shown
+        self._measuring = False  # the GPU question and the memory speed, in the background
         manager.said.connect(self._on_said)
         manager.progressed.connect(self._on_progressed)
         manager.progress_ended.connect(self._on_progress_ended)
@@ -65,6 +68,7 @@ class ModelPage(QObject):
         dialog.import_requested.connect(m.files.import_file)
         dialog.token_set_requested.connect(self._on_token_set)
         dialog.token_clear_requested.connect(self._on_token_clear)
+        dialog.measure_requested.connect(lambda: self.measure(remeasure=True))
         dialog.destroyed.connect(self._on_dialog_gone)
         self._on_folder_changed()
         self.refresh()
@@ -80,6 +84,9 @@ class ModelPage(QObject):
             lambda message: log.info("the Hugging Face cache was not scanned: %s", message),
             what="Looking in the Hugging Face cache",
         )
+        service = m.service
+        if service.devices is None or service.bandwidth is None:
+            self.measure()  # once per machine: later windows read what was kept
 
     def _family_to_show(self) -> str:
         """The chosen family if the catalog has it, else the loaded model's, else the first."""
@@ -107,16 +114,21 @@ class ModelPage(QObject):
         downloading = m.downloading.id if m.downloading is not None else ""
         out = []
         for r in m.service.rows(family, m.estimate_options(), reclaimable=m.reclaimable()):
-            entry, fit = r.entry, r.fit.fit
+            entry, fit, plan = r.entry, r.fit.fit, r.fit.plan
             notes = [entry.quality.note if entry.quality else "", fit.warning or ""]
+            if plan is not None:  # with a GPU its plan says where the layers go instead
+                notes[1] = plan.sentence
             if r.cached is not None:
                 notes.append(f"Already in your Hugging Face cache ({r.cached.path}): no download.")
             out.append(
                 QuantRow(
                     name=entry.quantization,
                     size_bytes=entry.size,
-                    memory_bytes=r.memory,
-                    fit=BADGE_TEXT[r.badge],
+                    memory_bytes=r.ram_memory,
+                    gpu_bytes=r.gpu_memory,
+                    tokens_per_s=r.tokens_per_s,
+                    reason=r.fit.reason,
+                    fit=_fit_text(r),
                     installed=r.installed is not None,
                     recommended=r.recommended,
                     note="\n".join(n for n in notes if n),
@@ -183,6 +195,52 @@ class ModelPage(QObject):
             with_auto=shown != LOCAL_FILES,  # "Auto" picks among a catalog family only
         )
         dialog.set_estimate(m.estimate_text)
+        dialog.set_speed_note(self._speed_note(), measuring=self._measuring)
+
+    # --- this machine's GPU and memory speed ------------------------------------------------
+    def _speed_note(self) -> str:
+        service = self.manager.service
+        if self._measuring:
+            return "Measuring this computer's memory speed for the speed estimates…"
+        bandwidth, devices = service.bandwidth, service.devices
+        if bandwidth is None or devices is None:
+            return "Speeds appear once this computer's memory speed is measured."
+        gpu = service.device()
+        where = (
+            f"; {gpu.name} has {format_bytes(gpu.free_memory)} free"
+            if gpu is not None
+            else "; no GPU this build of llama.cpp can use"
+        )
+        return (
+            f"Speeds are estimates for a {TYPICAL_CONTEXT:,}-token chat, from this "
+            f"computer's memory speed ({bandwidth.bytes_per_s / 1e9:.0f} GB/s, measured "
+            f"{bandwidth.measured_at[:10]}){where}."
+        )
+
+    def measure(self, *, remeasure: bool = False) -> None:
+        """Ask llama.cpp for the GPU and measure the memory's speed (cached: once, unless
+        ``remeasure``), in the background; the list fills in with speeds when done."""
+        if self._measuring:
+            return
+        service, folder = self.manager.service, self.folders.paths.data_dir
+        self._measuring = True
+        if self.dialog is not None:
+            self.dialog.set_speed_note(self._speed_note(), measuring=True)
+
+        def work(_report: Report, _cancel: threading.Event) -> None:
+            from engine.inference.devices import probe_devices
+
+            service.measure_machine(folder, probe_devices, remeasure=remeasure)
+
+        def done(_result: object = None) -> None:
+            self._measuring = False
+            self.refresh()
+
+        def failed(message: str) -> None:
+            log.warning("measuring this computer failed: %s", message)
+            done()
+
+        run_in_background(work, done, failed, what="Measuring this computer's memory speed")
 
     @Slot(str)
     def _on_family_selected(self, family: str) -> None:
@@ -254,6 +312,14 @@ class ModelPage(QObject):
         else:
             text = "No token saved. Only gated models need one."
         self.dialog.set_token_status(f"{text} {status.note}".strip())
+
+
+def _fit_text(row: ModelRow) -> str:
+    """The badge: with a GPU, where it runs ("fits on the GPU", "GPU + RAM", ...)."""
+    plan = row.fit.plan
+    if plan is None:
+        return BADGE_TEXT[row.badge]
+    return "tight" if plan.tight else plan.badge.label
 
 
 def _set_token(tokens: TokenStore, token: str) -> TokenStatus | str:

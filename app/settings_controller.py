@@ -91,6 +91,9 @@ class SettingsController(QObject):
         threads = info.extra.get("threads", "")
         if threads.isdigit():
             values[Performance.THREADS.key] = int(threads)
+        layers = info.extra.get("gpu_layers", "")
+        if layers.isdigit():  # what "Automatic" put on the GPU for this model
+            values[Performance.GPU_LAYERS.key] = int(layers)
         entry = self.models.service.entry_for_path(info.path)
         preset = entry.sampling_for(thinking=info.thinking_default) if entry else None
         defaults = preset.apply(SamplingParams()) if preset else SamplingParams()
@@ -99,12 +102,13 @@ class SettingsController(QObject):
         return values
 
     def _gpu_offload(self) -> bool:
-        try:
-            from engine.models.hardware import gpu_offload_supported
+        """Whether this llama.cpp can use a GPU here (the GPU layers control is shown)."""
+        devices = self.models.service.devices
+        if devices is None:  # llama.cpp is loaded by now (the engine thread), so this is quick
+            from engine.inference.devices import probe_devices
 
-            return bool(gpu_offload_supported())
-        except ImportError:  # the hardware probe lands with the model manager
-            return False
+            devices = probe_devices()
+        return devices.can_offload
 
     @Slot(int)
     def _on_dialog_finished(self, _result: int) -> None:

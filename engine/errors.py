@@ -46,3 +46,13 @@ class ModelInstallError(KnownError):
 
 class DownloadError(KnownError):
     """A model download failed (no network, refused, not found, disk full, damaged in transit)."""
+
+
+class EndpointError(KnownError):
+    """A remote OpenAI-compatible server could not be reached, or refused the request.
+
+    ``retry_after``: seconds the server asked to wait (429, 503), when it said."""
+
+    def __init__(self, message: str, *, detail: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after

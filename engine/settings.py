@@ -28,7 +28,8 @@ from engine.models.choice import AUTO, ModelChoice
 from engine.models.memory import AUTO_CONTEXT
 from engine.types import EngineOptions, KvCacheType, ThinkingMode
 
-SETTINGS_VERSION = 1
+# 2: "GPU layers" became optional, None ("Automatic") its default (issue 12).
+SETTINGS_VERSION = 2
 Value = str | int | float | bool | None
 T = TypeVar("T")
 
@@ -251,14 +252,16 @@ class Performance:
         optional=True,
         reload=True,
     )
-    GPU_LAYERS: Final[Spec[int]] = _s(
+    GPU_LAYERS: Final[Spec[int | None]] = _s(
         "performance.gpu_layers",
         int,
-        0,
+        None,
         "GPU layers",
-        "Layers offloaded to the GPU (-1 = all); only where this build supports a GPU.",
+        "Layers on the GPU. Automatic: as many as fit its free memory; 0: the CPU only; "
+        "-1: all of them.",
         minimum=-1,
         maximum=1000,
+        optional=True,
         reload=True,
     )
     KV_CACHE_TYPE: Final[Spec[KvCache]] = _s(
@@ -411,6 +414,10 @@ class Settings:
                 f"settings and kept the old file as {self.backup}."
             )
             return
+        if data.get("version", 1) < 2 and values.get(Performance.GPU_LAYERS.key) == 0:
+            # Version 1 saved its default, 0, for everyone (and showed no control for it
+            # on a build without a GPU): that was no choice; Automatic is the new default.
+            values = {**values, Performance.GPU_LAYERS.key: None}
         bad: list[str] = []
         for key, raw in values.items():
             spec = SPECS.get(key)

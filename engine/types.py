@@ -61,7 +61,12 @@ class EngineOptions:
     n_threads: int | None = None
     n_batch: int = 512
     n_ubatch: int = 512
-    n_gpu_layers: int = 0
+    # Layers on the GPU: 0 the CPU only, -1 all, None "Automatic" (what fits the GPU
+    # found, planned by app.backends.open_local; the loader takes an unplanned None as 0).
+    n_gpu_layers: int | None = 0
+    # Each offloaded attention layer keeps its KV cache on the GPU (llama.cpp's
+    # offload_kqv); the planner turns it off when that keeps more layers there.
+    offload_kqv: bool = True
     # Off: on CPU llama.cpp repacks most quantized weights (Q4_0, Q4_K, IQ4_NL) into a
     # buffer of its own, and with mmap the file's pages stay resident too: Qwen3.5-9B
     # Q4 took ~9 GB instead of ~5.5 GB (bench/RESULTS.md, "mmap").
@@ -89,8 +94,37 @@ class EngineOptions:
             raise ValueError("n_batch and n_ubatch must be at least 1")
         if self.n_ubatch > self.n_batch:
             raise ValueError("n_ubatch cannot be larger than n_batch")
-        if self.n_gpu_layers < -1:
+        if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
             raise ValueError("n_gpu_layers must be -1 (all) or a count")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuDevice:
+    """One accelerator llama.cpp can use, as it reports it (``ggml_backend_dev_*``)."""
+
+    backend: str  # its registry's name: "CUDA", "Metal", "Vulkan", "ROCm", ...
+    name: str  # llama.cpp's device name: "CUDA0", "MTL0"
+    description: str  # "NVIDIA GeForce RTX 4060 Laptop GPU", "Apple M2"
+    total_memory: int  # bytes; Metal: its recommended working-set size
+    free_memory: int  # bytes free when asked
+    integrated: bool = False  # shares the RAM (Apple Silicon, an integrated GPU)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceProbe:
+    """What this process's llama.cpp can compute on (engine.inference.devices)."""
+
+    gpus: tuple[GpuDevice, ...] = ()
+    can_offload: bool = False  # llama_supports_gpu_offload(): a GPU backend has a device
+    cpu: str = ""  # the best vector extension the CPU backend uses: "AVX2", "NEON"
+    # A sentence when a GPU backend is there but unusable (no driver, a module that
+    # would not load); "" otherwise.
+    note: str = ""
+
+    @property
+    def gpu(self) -> GpuDevice | None:
+        """The device a plan is made for: the one with the most free memory."""
+        return max(self.gpus, key=lambda g: g.free_memory, default=None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

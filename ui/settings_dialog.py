@@ -87,6 +87,31 @@ class QuantRow:
     partial: float = 0.0  # share of an unfinished download kept for resuming
     label: str = ""  # shown instead of ``name`` (a file's name for the person's own files)
     removable: bool = True  # False: Hearth needs it (the starter model)
+    # With a GPU: the bytes on it (``memory_bytes`` is then the RAM's part); None: no GPU.
+    gpu_bytes: int | None = None
+    tokens_per_s: float | None = None  # estimated decode speed; None: not known yet
+    reason: str = ""  # the recommended row's: why "Auto" picks it
+
+
+# The list's columns. GPU is shown only where there is one (Memory is then "RAM").
+COLUMNS = ("Quantization", "Download", "GPU", "Memory", "Fit", "Speed", "")
+_GPU_COL, _MEMORY_COL, _SPEED_COL = 2, 3, 5
+FIT_MARKS = {
+    "fits": "✓ fits",
+    "tight": "! tight",
+    "too large": "✗ too large",
+    "fits on the GPU": "✓ fits on the GPU",
+    "GPU + RAM": "✓ GPU + RAM",
+    "CPU only": "✓ CPU only",
+}
+
+
+def speed_text(tokens_per_s: float | None) -> str:
+    """ "about 11 tokens/s" (whole numbers from 2 up: the estimate is no finer)."""
+    if tokens_per_s is None:
+        return ""
+    shown = f"{tokens_per_s:.0f}" if tokens_per_s >= 2 else f"{tokens_per_s:.1f}"
+    return f"about {shown} tokens/s"
 
 
 class SettingsDialog(QDialog):
@@ -103,6 +128,7 @@ class SettingsDialog(QDialog):
     token_set_requested = Signal(str)
     token_clear_requested = Signal()
     delete_all_chats_requested = Signal()
+    measure_requested = Signal()  # measure the memory speed again
 
     def __init__(
         self,
@@ -208,7 +234,9 @@ class SettingsDialog(QDialog):
         self.quants = QTreeWidget()
         self.quants.setObjectName("quant_list")
         self.quants.setAccessibleName("Quantizations")
-        self.quants.setHeaderLabels(["Quantization", "Download", "Memory", "Fit", ""])
+        self.quants.setHeaderLabels(list(COLUMNS))
+        self.quants.setColumnHidden(_GPU_COL, True)
+        self.quants.setColumnHidden(_SPEED_COL, True)
         self.quants.setRootIsDecorated(False)
         self.quants.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.quants.itemActivated.connect(self._on_quant_activated)
@@ -241,9 +269,25 @@ class SettingsDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.download_bar, 1)
         row.addWidget(self.cancel_download)
+        self.auto_reason = QLabel("")
+        self.auto_reason.setObjectName("auto_reason")
+        self.auto_reason.setWordWrap(True)
+        self.speed_note = QLabel("")
+        self.speed_note.setObjectName("speed_note")
+        self.speed_note.setWordWrap(True)
+        self.speed_note.setEnabled(False)  # greyed: a note on the figures, not a message
+        self.measure_button = QPushButton("Measure again")
+        self.measure_button.setObjectName("measure_speed_button")
+        self.measure_button.setAccessibleName("Measure this computer's memory speed again")
+        self.measure_button.clicked.connect(self.measure_requested)
+        speed_row = QHBoxLayout()
+        speed_row.addWidget(self.speed_note, 1)
+        speed_row.addWidget(self.measure_button)
         layout.addLayout(family_row)
         layout.addWidget(self.model_title)
         layout.addWidget(self.quants, 1)
+        layout.addWidget(self.auto_reason)
+        layout.addLayout(speed_row)
         layout.addLayout(buttons)
         layout.addWidget(self.download_label)
         layout.addLayout(row)
@@ -330,45 +374,27 @@ class SettingsDialog(QDialog):
         selected = self.quants.currentItem()
         keep = selected.data(0, Qt.ItemDataRole.UserRole) if selected is not None else None
         self.quants.clear()
-        best = next((r.label or r.name for r in rows if r.recommended), "")
-        auto_text = "Auto" + (f": {best}" if best else "")  # (the tooltip says what Auto is)
-        auto = QTreeWidgetItem([auto_text, "", "", "", ""])
+        best = next((r for r in rows if r.recommended), None)
+        auto_text = "Auto" + (f": {best.label or best.name}" if best else "")
+        auto = QTreeWidgetItem(["" for _ in COLUMNS])
+        auto.setText(0, auto_text)  # (the tooltip says what Auto is)
         auto.setData(0, Qt.ItemDataRole.UserRole, AUTO)
+        reason = best.reason if best is not None else ""
         auto.setToolTip(
-            0, f"Recommended for this computer: the best {family_name or 'model'} file that fits."
+            0,
+            reason
+            or f"Recommended for this computer: the best {family_name or 'model'} file that fits.",
         )
         if with_auto:
             self.quants.addTopLevelItem(auto)
+        self.auto_reason.setText(f"Auto picks {reason}" if with_auto and reason else "")
+        self.auto_reason.setVisible(bool(self.auto_reason.text()))
+        gpu = any(r.gpu_bytes is not None for r in rows)
+        self.quants.setColumnHidden(_GPU_COL, not gpu)
+        self.quants.headerItem().setText(_MEMORY_COL, "RAM" if gpu else "Memory")
+        self.quants.setColumnHidden(_SPEED_COL, all(r.tokens_per_s is None for r in rows))
         for row in rows:
-            marks = []
-            if row.in_use:
-                marks.append("in use")
-            if row.recommended:
-                marks.append("recommended")
-            if row.downloading:
-                marks.append("downloading")
-            elif row.installed:
-                marks.append("installed")
-            elif row.cached:
-                marks.append("in Hugging Face cache")
-            elif row.partial:
-                marks.append(f"paused at {row.partial:.0%}")
-            size = ("≈ " if row.size_estimated else "") + format_bytes(row.size_bytes)
-            fit = {"fits": "✓ fits", "tight": "! tight", "too large": "✗ too large"}
-            memory = format_bytes(row.memory_bytes) if row.memory_bytes else "?"
-            item = QTreeWidgetItem(
-                [row.label or row.name, size, memory, fit.get(row.fit, row.fit), ", ".join(marks)]
-            )
-            item.setData(0, Qt.ItemDataRole.UserRole, row.name)
-            for col in range(5):
-                item.setToolTip(col, row.note)
-            item.setData(
-                0,
-                Qt.ItemDataRole.AccessibleTextRole,
-                f"{row.label or row.name}, {size} download, {memory} of memory, {row.fit}"
-                + (f", {', '.join(marks)}" if marks else ""),
-            )
-            self.quants.addTopLevelItem(item)
+            self.quants.addTopLevelItem(self._quant_item(row))
         for i in range(self.quants.topLevelItemCount()):
             top = self.quants.topLevelItem(i)
             if top is not None and top.data(0, Qt.ItemDataRole.UserRole) == current:
@@ -376,7 +402,7 @@ class SettingsDialog(QDialog):
                 self.quants.setCurrentItem(item)
                 font = item.font(0)
                 font.setBold(True)
-                for col in range(5):
+                for col in range(len(COLUMNS)):
                     item.setFont(col, font)
         for i in range(self.quants.topLevelItemCount()):
             top = self.quants.topLevelItem(i)
@@ -386,9 +412,52 @@ class SettingsDialog(QDialog):
                 and top.data(0, Qt.ItemDataRole.UserRole) == keep
             ):
                 self.quants.setCurrentItem(top)
-        for col in range(5):
+        for col in range(len(COLUMNS)):
             self.quants.resizeColumnToContents(col)
         self._update_quant_buttons()
+
+    def _quant_item(self, row: QuantRow) -> QTreeWidgetItem:
+        marks = []
+        if row.in_use:
+            marks.append("in use")
+        if row.recommended:
+            marks.append("recommended")
+        if row.downloading:
+            marks.append("downloading")
+        elif row.installed:
+            marks.append("installed")
+        elif row.cached:
+            marks.append("in Hugging Face cache")
+        elif row.partial:
+            marks.append(f"paused at {row.partial:.0%}")
+        size = ("≈ " if row.size_estimated else "") + format_bytes(row.size_bytes)
+        memory = format_bytes(row.memory_bytes) if row.memory_bytes else "?"
+        gpu = format_bytes(row.gpu_bytes) if row.gpu_bytes else "–"
+        speed = speed_text(row.tokens_per_s)
+        texts = [row.label or row.name, size, gpu if row.gpu_bytes is not None else "", memory,
+                 FIT_MARKS.get(row.fit, row.fit), speed, ", ".join(marks)]  # fmt: skip
+        item = QTreeWidgetItem(texts)
+        item.setData(0, Qt.ItemDataRole.UserRole, row.name)
+        for col in range(len(COLUMNS)):
+            item.setToolTip(col, row.note)
+        where = (
+            f"{gpu} on the GPU and {memory} of RAM"
+            if row.gpu_bytes is not None
+            else f"{memory} of memory"
+        )
+        item.setData(
+            0,
+            Qt.ItemDataRole.AccessibleTextRole,
+            f"{row.label or row.name}, {size} download, {where}, {row.fit}"
+            + (f", {speed}" if speed else "")
+            + (f", {', '.join(marks)}" if marks else ""),
+        )
+        return item
+
+    def set_speed_note(self, text: str, *, measuring: bool = False) -> None:
+        """What the speeds are estimated from (or that it is being measured)."""
+        self.speed_note.setText(text)
+        self.measure_button.setEnabled(not measuring)
 
     def current_family(self) -> str:
         return str(self.family_combo.currentData() or "")

@@ -8,7 +8,9 @@ JSON export, format "hearth-chats" version 1::
 
 Each message: ``key`` (its number in this conversation, from 1), ``parent``
 (the key of the message before it, or null), ``role``, ``content`` (the
-answer), ``thinking``, ``thinking_ms``, ``status``, ``created_at``, ``active``
+answer), ``thinking``, ``thinking_ms``, ``model`` (which model wrote a reply: a GGUF
+file's path or a remote model's address; "" if unknown; optional on import, since
+files from before it have none), ``status``, ``created_at``, ``active``
 (the version shown among those with the same parent). Times are seconds since
 the Unix epoch. Every version of every turn is kept. Database ids are not
 written, so export -> import -> export gives the same bytes; only
@@ -107,6 +109,7 @@ def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
                 "content": m.content,
                 "thinking": m.thinking,
                 "thinking_ms": m.thinking_ms,
+                "model": m.model,
                 "status": m.status.value,
                 "created_at": m.created_at,
                 "active": m.active,
@@ -267,6 +270,8 @@ def _parse_conversation(raw: object, n: int) -> ImportItem:
                 key, 0, cast(Role, role), _field(m, "content", str, at), MessageStatus(status),
                 float(_field(m, "created_at", number, at)), _field(m, "thinking", str, at),
                 _field(m, "thinking_ms", int, at), parent, active=_field(m, "active", bool, at),
+                # Optional: files exported before Hearth kept it have none.
+                model=_field(m, "model", str, at) if "model" in m else "",
             )
         )  # fmt: skip
     return conv, messages, settings

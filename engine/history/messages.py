@@ -21,13 +21,13 @@ _ROLES: frozenset[str] = frozenset(get_args(Role))
 # id, parent_id, chosen first: the tree helpers read those three by position.
 _MSG_COLS = (
     "id, parent_id, chosen, conversation_id, role, content, status, created_at,"
-    " thinking, thinking_ms"
+    " thinking, thinking_ms, model"
 )
 ImportItem = tuple[Conversation, Sequence[StoredMessage], Mapping[str, object]]
 
 
 def _message(row: Row, siblings: Sequence[Row], active: Row | None) -> StoredMessage:
-    mid, parent, _, cid, role, content, status, created, thinking, thinking_ms = row
+    mid, parent, _, cid, role, content, status, created, thinking, thinking_ms, model = row
     return StoredMessage(
         mid,
         cid,
@@ -41,6 +41,7 @@ def _message(row: Row, siblings: Sequence[Row], active: Row | None) -> StoredMes
         siblings.index(row),
         len(siblings),
         row is active,
+        model,
     )
 
 
@@ -70,12 +71,16 @@ class MessageStore(StoreDatabase):
         created: float,
         thinking: str,
         thinking_ms: int,
+        model: str = "",
     ) -> int:
         cur = self._db.execute(
             "INSERT INTO messages (conversation_id, parent_id, chosen, role, content, status,"
-            " created_at, thinking, thinking_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (conv_id, parent, chosen, role, content, status.value, created, thinking, thinking_ms),
-        )
+            " created_at, thinking, thinking_ms, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conv_id, parent, chosen, role, content, status.value, created, thinking,
+                thinking_ms, model,
+            ),
+        )  # fmt: skip
         return cast(int, cur.lastrowid)
 
     def _touch(self, conv_id: int, now: float) -> None:
@@ -95,8 +100,10 @@ class MessageStore(StoreDatabase):
         *,
         thinking: str = "",
         thinking_ms: int = 0,
+        model: str = "",
     ) -> StoredMessage:
         """Append a message to the end of the active path; the conversation is updated now.
+        ``model``: which model writes it (a reply), as ``ModelInfo.path``.
 
         Raises ``KeyError`` if there is no such conversation (a caller's bug).
         """
@@ -109,10 +116,10 @@ class MessageStore(StoreDatabase):
             path = active_path(children_of(self._structure(conv_id)))
             parent = path[-1][0] if path else None
             mid = self._insert(
-                conv_id, parent, 0, role, content, status, now, thinking, thinking_ms
+                conv_id, parent, 0, role, content, status, now, thinking, thinking_ms, model
             )
         return StoredMessage(
-            mid, conv_id, role, content, status, now, thinking, thinking_ms, parent
+            mid, conv_id, role, content, status, now, thinking, thinking_ms, parent, model=model
         )
 
     def add_variant(
@@ -123,6 +130,7 @@ class MessageStore(StoreDatabase):
         *,
         thinking: str = "",
         thinking_ms: int = 0,
+        model: str = "",
     ) -> StoredMessage:
         """A new version of a message: same place, same role; it becomes the one shown.
 
@@ -148,11 +156,12 @@ class MessageStore(StoreDatabase):
             siblings = children[parent]
             chosen = max(r[2] for r in siblings) + 1
             mid = self._insert(
-                conv_id, parent, chosen, role, content, status, now, thinking, thinking_ms
-            )
+                conv_id, parent, chosen, role, content, status, now, thinking, thinking_ms,
+                model,
+            )  # fmt: skip
         return StoredMessage(
             mid, conv_id, role, content, status, now, thinking, thinking_ms, parent,
-            len(siblings), len(siblings) + 1,
+            len(siblings), len(siblings) + 1, model=model,
         )  # fmt: skip
 
     def select_variant(self, msg_id: int) -> None:
@@ -296,7 +305,7 @@ class MessageStore(StoreDatabase):
                     parent = None if m.parent_id is None else keys[m.parent_id]
                     keys[m.id] = self._insert(
                         conv_id, parent, int(m.active), m.role, m.content, status,
-                        m.created_at, m.thinking, m.thinking_ms,
+                        m.created_at, m.thinking, m.thinking_ms, m.model,
                     )  # fmt: skip
                 new_ids.append(conv_id)
         return new_ids

@@ -167,7 +167,13 @@ _V3 = (
     END""",
 )  # then queue_cjk(), in the same transaction (AFTER_STEP)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# v4: which model wrote each reply, so a chat that moved between models (a local file,
+# a model on a server) shows each reply's own. Its ``ModelInfo.path``: the GGUF file's
+# path, or a remote model's address ``{base_url}/models/{model}``. '' where unknown:
+# the person's messages, and replies written before v4.
+_V4 = ("ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT ''",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 # Work in Python that a step needs, run after its statements in its transaction.
 AFTER_STEP: dict[int, Callable[[sqlite3.Connection], object]] = {2: queue_cjk}
 

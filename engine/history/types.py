@@ -62,6 +62,9 @@ class StoredMessage:
     variant_index: int = 0
     variant_count: int = 1
     active: bool = True  # the version shown (on the active path if its parent is)
+    # Which model wrote it (a reply): its ModelInfo.path, a file or a remote model's
+    # address; "" when not known (replies from before the store kept it).
+    model: str = ""
 
 
 # Search snippets mark the matched words with these two control characters, which

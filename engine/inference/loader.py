@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import struct
 import sys
 import threading
@@ -101,7 +102,9 @@ def llama_load_kwargs(options: EngineOptions, *, n_ctx_train: int | None = None)
         "n_threads_batch": threads,
         "n_batch": min(options.n_batch, n_ctx),
         "n_ubatch": min(options.n_ubatch, n_ctx),
-        "n_gpu_layers": options.n_gpu_layers,
+        # "Automatic" that nobody planned (app.backends.open_local plans it): the CPU.
+        "n_gpu_layers": options.n_gpu_layers or 0,
+        "offload_kqv": options.offload_kqv,
         "use_mmap": options.use_mmap,
         "flash_attn": options.flash_attn,
         "type_k": kv_type,
@@ -292,6 +295,7 @@ def load_llama(path: Path, options: EngineOptions) -> Any:
     """A ``llama_cpp.Llama`` for ``path`` with every option set, or ``ModelLoadError``."""
     name = path.name
     log_state.problems.clear()
+    log_state.offloaded = None
     load_backends()  # first: without a backend no file could load, however good
     info = check_gguf_file(path)  # never hand llama.cpp a file it would only call "failed"
     try:
@@ -365,9 +369,12 @@ class _LogState(threading.local):
         self.last_level = _GGML_INFO
         self.aborting = False  # a Stop is aborting llama_decode: its "failed" messages are expected
         self.problems: deque[str] = deque(maxlen=16)
+        # The last load's "offloaded k/n layers to GPU" (None: not said, as without a GPU).
+        self.offloaded: tuple[int, int] | None = None
 
 
 log_state = _LogState()
+_OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 _log_callback: Any = None
 
 
@@ -384,6 +391,8 @@ def _on_llama_log(level: int, text: bytes | None, _data: Any) -> None:
     if log_state.aborting:
         _llama_logger.debug("%s (Stop)", message)
         return
+    if (m := _OFFLOADED.search(message)) is not None:
+        log_state.offloaded = (int(m[1]), int(m[2]))
     if level >= _GGML_WARN:
         log_state.problems.append(message)
     _llama_logger.log(_LEVELS[level], "%s", message)

@@ -33,13 +33,19 @@ class LocalBackend:
         *,
         name: str | None = None,
         sampling_presets: Mapping[str, Mapping[str, float]] | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> None:
         """Load ``path`` (``KnownError`` with a sentence when it cannot be).
         ``name``: what people call the model (a GGUF's own name is often a build
-        tag); ``sampling_presets``: see ``ChatSession``."""
+        tag); ``sampling_presets``: see ``ChatSession``; ``extra``: added to
+        ``info.extra`` (how the load went: ``device_note``)."""
         self._session = ChatSession(path, options, sampling_presets=sampling_presets)
         info = self._session.info
-        self._info = replace(info, name=name) if name else info
+        if name:
+            info = replace(info, name=name)
+        if extra:
+            info = replace(info, extra={**info.extra, **extra})
+        self._info = info
 
     @property
     def info(self) -> ModelInfo:

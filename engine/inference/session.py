@@ -28,9 +28,11 @@ from engine.inference.chat_template import PromptBuilder, choose_template
 from engine.inference.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
 from engine.inference.context import reply_budget
 from engine.inference.detok import Detokenizer, piece_function
+from engine.inference.devices import device_text
 from engine.inference.loader import (
     install_log_bridge,
     load_llama,
+    log_state,
     quantization_name,
 )
 from engine.inference.sampling import default_sampling, make_sampler
@@ -170,6 +172,9 @@ class ChatSession:
                 "parameters": str(self._n_params),
                 "threads": str(llm.n_threads),
                 "memory": "hybrid/recurrent" if recurrent else "kv",
+                # Where it runs, as llama.cpp said while loading it.
+                "device": device_text(log_state.offloaded),
+                "gpu_layers": str(log_state.offloaded[0] if log_state.offloaded else 0),
             },
         )
         _log.info(

@@ -38,6 +38,7 @@ from engine.models.catalog import (
 )
 from engine.models.hf_cache import CachedFile, find_in_hf_cache, scan_hf_cache
 from engine.models.memory import FitBadge, HardwareInfo
+from engine.models.offload import DeviceInfo
 from engine.models.ranking import QuantFit, rank_quants
 from engine.types import EngineOptions
 from engine.units import format_bytes
@@ -410,6 +411,21 @@ class ModelRow:
     def recommended(self) -> bool:
         return self.fit.recommended
 
+    @property
+    def gpu_memory(self) -> int | None:
+        """Bytes on the GPU (None: no GPU); ``ram_memory`` is then the rest."""
+        plan = self.fit.plan
+        return plan.device_bytes if plan is not None else None
+
+    @property
+    def ram_memory(self) -> int:
+        plan = self.fit.plan
+        return plan.ram_bytes if plan is not None else self.memory
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.fit.tokens_per_s
+
 
 def model_rows(
     catalog: Sequence[CatalogEntry],
@@ -420,6 +436,8 @@ def model_rows(
     reclaimable: int = 0,
     hf_cache: bool = True,
     cached_files: Sequence[CachedFile] | None = None,
+    device: DeviceInfo | None = None,
+    ram_bandwidth: float | None = None,
 ) -> list[ModelRow]:
     """The catalog's rows for ``hw``, in catalog order: fit, installed path, HF-cache copy.
 
@@ -428,8 +446,17 @@ def model_rows(
     that loading any of these frees first (the model loaded now). Entries the
     catalog has no architecture for are left out (nothing to estimate).
     ``cached_files``: a scan made before (``scan_hf_cache``), used instead of scanning.
+    ``device`` and ``ram_bandwidth``: see ``rank_quants`` (the GPU split, speeds, and
+    the speed-aware pick).
     """
-    fits = rank_quants(catalog, hw, options=options, reclaimable=reclaimable)
+    fits = rank_quants(
+        catalog,
+        hw,
+        options=options,
+        reclaimable=reclaimable,
+        device=device,
+        ram_bandwidth=ram_bandwidth,
+    )
     if cached_files is None:
         cached_files = scan_hf_cache() if hf_cache else []
     rows = []

@@ -57,9 +57,11 @@ from engine.models.memory import (
     check_fit,
     estimate_memory,
 )
+from engine.types import DeviceProbe
 from engine.units import format_bytes as _gb
 
 __all__ = [
+    "ASSUMED_GPU_BANDWIDTH",
     "Backend",
     "DeviceInfo",
     "KvPlace",
@@ -75,6 +77,9 @@ __all__ = [
     "weight_split_from_header",
 ]
 
+# Bytes/s assumed for a discrete GPU's memory until one is measured: entry laptop GPUs
+# read 112-192 GB/s (Arc A370M, RTX 3050/4050 Laptop), everything above them more.
+ASSUMED_GPU_BANDWIDTH = 150e9
 # qwen3next/qwen35: the query projection also yields the output gate (twice as wide).
 _GATED_Q = {"qwen3next", "qwen35", "qwen35moe"}
 
@@ -87,6 +92,16 @@ class Backend(StrEnum):
     METAL = "metal"
     VULKAN = "vulkan"
     ROCM = "rocm"
+    OTHER = "other"  # SYCL, MUSA, CANN...: planned the same way
+
+    @classmethod
+    def of(cls, registry: str) -> Backend:
+        """The backend a ggml registry name means ("CUDA", "Metal", "ROCm", ...)."""
+        name = registry.lower()
+        known = {"cuda": cls.CUDA, "metal": cls.METAL, "mtl": cls.METAL, "vulkan": cls.VULKAN}
+        if name in ("rocm", "hip"):
+            return cls.ROCM
+        return known.get(name, cls.OTHER)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +123,24 @@ class DeviceInfo:
     @classmethod
     def cpu_only(cls, ram: HardwareInfo) -> DeviceInfo:
         return cls(backend=Backend.NONE, ram=ram)
+
+    @classmethod
+    def from_probe(cls, probe: DeviceProbe | None, ram: HardwareInfo) -> DeviceInfo:
+        """What engine.inference.devices found (None: not asked yet: the CPU)."""
+        gpu = probe.gpu if probe is not None else None
+        if gpu is None:
+            return cls.cpu_only(ram)
+        return cls(
+            backend=Backend.of(gpu.backend),
+            ram=ram,
+            name=gpu.description or gpu.name,
+            total_memory=gpu.total_memory,
+            free_memory=gpu.free_memory,
+            unified=gpu.integrated,
+            # ggml does not say how fast a device's memory is: an integrated GPU reads the
+            # RAM (0: as fast as the RAM); a discrete one gets a low figure for its kind.
+            bandwidth=0.0 if gpu.integrated else ASSUMED_GPU_BANDWIDTH,
+        )
 
 
 class OffloadBadge(StrEnum):

@@ -10,22 +10,26 @@ file of one's own has its header read once until it changes on disk.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from engine.gguf.arch import ModelArch
 from engine.gguf.header import GGUFError, read_gguf_arch
 from engine.models import choice as _choice
+from engine.models import speed as _speed
 from engine.models.catalog import CatalogEntry
 from engine.models.hardware import fit_for_file, probe
 from engine.models.hf_cache import CachedFile
 from engine.models.hf_cache import scan_hf_cache as _scan_hf_cache
 from engine.models.library import InstalledModel, ModelRow, installed_models, model_rows
 from engine.models.memory import AUTO_CONTEXT, FitCheck, HardwareInfo, estimate_for_options
-from engine.types import EngineOptions
+from engine.models.offload import DeviceInfo
+from engine.models.speed import Bandwidth
+from engine.types import DeviceProbe, EngineOptions, GpuDevice
 from engine.units import format_bytes
 
 __all__ = ["HW_TTL_S", "ModelService", "label"]
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # The probe is cheap but not free; free memory moves, so a few seconds old is current.
 HW_TTL_S = 5.0
+# The GPUs llama.cpp found when the machine was last measured (beside speed.CACHE_FILE).
+DEVICES_FILE = "devices.json"
 
 
 def label(entry: CatalogEntry) -> str:
@@ -77,6 +83,10 @@ class ModelService:
         self._hf: tuple[CachedFile, ...] | None = None  # None: not scanned yet
         self._headers: dict[Path, tuple[_Stamp, ModelArch | GGUFError | OSError]] = {}
         self._own: tuple[tuple[tuple[str, _Stamp], ...], list[InstalledModel]] | None = None
+        # This machine's GPU and RAM speed, once someone has asked (the GPU question loads
+        # llama.cpp; the bandwidth is measured once): until then, the memory-only view.
+        self.devices: DeviceProbe | None = None
+        self.bandwidth: Bandwidth | None = None
 
     @property
     def models_dir(self) -> Path:
@@ -110,6 +120,48 @@ class ModelService:
         if self._hw is None or now - self._hw_at > self._hw_ttl_s:
             self._hw, self._hw_at = probe(self.models_dir, check_gpu=False), now
         return self._hw
+
+    def device(self) -> DeviceInfo | None:
+        """The GPU llama.cpp found (with this machine's RAM), or None: not asked, or none."""
+        info = DeviceInfo.from_probe(self.devices, self.hardware())
+        return info if info.has_gpu else None
+
+    def _ram_bandwidth(self) -> float | None:
+        """Known only once the GPU question is answered too: a speed without the GPU
+        would be the CPU's, and "Auto" would pick for the wrong device."""
+        if self.bandwidth is None or self.devices is None:
+            return None
+        return self.bandwidth.bytes_per_s
+
+    def load_machine(self, folder: Path) -> None:
+        """What an earlier run measured here (``measure_machine``), if anything: read only."""
+        self.bandwidth = _speed.cached_bandwidth(folder)
+        try:
+            raw = json.loads((folder / DEVICES_FILE).read_text(encoding="utf-8"))
+            gpus = tuple(GpuDevice(**g) for g in raw["gpus"])
+            self.devices = DeviceProbe(
+                gpus=gpus, can_offload=bool(raw["can_offload"]), cpu=str(raw["cpu"])
+            )
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring %s: %s", folder / DEVICES_FILE, exc)
+
+    def measure_machine(
+        self, folder: Path, probe: Callable[[], DeviceProbe], *, remeasure: bool = False
+    ) -> None:
+        """Ask llama.cpp for the devices (``probe``) and measure the RAM's speed once
+        (``remeasure``: again), keeping both in ``folder``. Slow: off the GUI thread."""
+        devices = probe()
+        record = {"gpus": [asdict(g) for g in devices.gpus], "can_offload": devices.can_offload,
+                  "cpu": devices.cpu}  # fmt: skip
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / DEVICES_FILE).write_text(json.dumps(record), encoding="utf-8")
+        except OSError as exc:  # only costs asking again next time
+            log.warning("could not save %s: %s", folder / DEVICES_FILE, exc)
+        bandwidth = _speed.ram_bandwidth(folder, remeasure=remeasure)
+        self.devices, self.bandwidth = devices, bandwidth  # readers see old or new
 
     # --- files and their shapes ---------------------------------------------------------
     def header_arch(self, path: Path) -> ModelArch:
@@ -185,6 +237,8 @@ class ModelService:
             options,
             reclaimable=reclaimable,
             cached_files=self._hf or (),
+            device=self.device(),
+            ram_bandwidth=self._ram_bandwidth(),
         )
 
     def fit(self, path: Path, options: EngineOptions, *, reclaimable: int = 0) -> FitCheck:
@@ -209,6 +263,8 @@ class ModelService:
             self.hardware(),
             options,
             reclaimable=reclaimable,
+            device=self.device(),
+            ram_bandwidth=self._ram_bandwidth(),
         )
 
     def startup_file(
@@ -222,6 +278,8 @@ class ModelService:
             self.hardware(),
             options,
             own_file=own_file,
+            device=self.device(),
+            ram_bandwidth=self._ram_bandwidth(),
         )
 
     def load_options(

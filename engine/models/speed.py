@@ -56,6 +56,7 @@ __all__ = [
     "QuantSpeed",
     "SpeedChoice",
     "bytes_per_token",
+    "cached_bandwidth",
     "choose_by_speed",
     "estimate_tokens_per_s",
     "measure_bandwidth",
@@ -164,24 +165,31 @@ def measure_bandwidth(
     )
 
 
+def cached_bandwidth(folder: Path) -> Bandwidth | None:
+    """The measurement saved in ``folder`` for this machine, or None (never measures)."""
+    path = folder / CACHE_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.pop("version", None) == _CACHE_VERSION:
+            cached = Bandwidth(**raw)
+            if cached.machine == _machine() and cached.bytes_per_s > 0:
+                return cached
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # damaged: measure again
+        log.warning("ignoring %s: %s", path, exc)
+    return None
+
+
 def ram_bandwidth(folder: Path, *, remeasure: bool = False) -> Bandwidth:
     """The cached measurement in ``folder`` (measured and saved the first time).
 
     ``remeasure``: measure again (the Model page's "Measure again"). A cache from
     another machine (a copied profile) or damaged is measured again too.
     """
+    if not remeasure and (cached := cached_bandwidth(folder)) is not None:
+        return cached
     path = folder / CACHE_FILE
-    if not remeasure:
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if raw.pop("version", None) == _CACHE_VERSION:
-                cached = Bandwidth(**raw)
-                if cached.machine == _machine() and cached.bytes_per_s > 0:
-                    return cached
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, TypeError) as exc:  # damaged: measure again
-            log.warning("ignoring %s: %s", path, exc)
     measured = measure_bandwidth()
     try:
         folder.mkdir(parents=True, exist_ok=True)

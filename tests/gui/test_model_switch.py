@@ -149,7 +149,7 @@ def row_text(dialog: SettingsDialog, quant: str) -> str:
     for i in range(dialog.quants.topLevelItemCount()):
         item = dialog.quants.topLevelItem(i)
         if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == quant:
-            return " | ".join(item.text(c) for c in range(5))
+            return " | ".join(item.text(c) for c in range(item.columnCount()))
     raise AssertionError(quant)
 
 

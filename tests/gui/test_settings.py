@@ -216,3 +216,94 @@ def test_tab_leaves_the_system_prompt_field(qtbot: QtBot, launch: Launch, data_d
     qtbot.keyClick(prompt, Qt.Key.Key_Tab)
     assert not prompt.hasFocus()
     assert hearth.settings["generation.system_prompt"] == ""  # no tab typed into it
+
+
+def _row(dialog: SettingsDialog, quant: str) -> list[str]:
+    for i in range(dialog.quants.topLevelItemCount()):
+        item = dialog.quants.topLevelItem(i)
+        if item is not None and item.data(0, Qt.ItemDataRole.UserRole) == quant:
+            return [item.text(c) for c in range(item.columnCount())]
+    raise AssertionError(quant)
+
+
+def _nine_b(data_dir: Path) -> None:
+    """Settings that show the Qwen3.5-9B family on the Model page (nothing to download)."""
+    (data_dir / "config").mkdir(parents=True)
+    (data_dir / "config" / "settings.json").write_text(
+        json.dumps({"version": 2, "values": {"model.family": "qwen3.5-9b",
+                                             "model.offer_dismissed": True}}),
+        encoding="utf-8",
+    )  # fmt: skip
+
+
+def test_the_model_page_splits_gpu_and_ram_and_shows_speeds_on_a_recorded_gpu(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    from engine.models.memory import MIB
+    from engine.models.ranking import rank_quants
+    from engine.models.speed import Bandwidth
+    from engine.types import DeviceProbe, GpuDevice
+
+    _nine_b(data_dir)
+    hearth = launch(data_dir)
+    service = hearth.models.service
+    # RECORDED, NOT REAL: there is no GPU here. What llama.cpp reports for an 8 GB laptop
+    # GPU, and a memory speed, stand in for the probe's and the measurement's answers.
+    service.devices = DeviceProbe(
+        gpus=(GpuDevice(backend="CUDA", name="CUDA0",
+                        description="NVIDIA GeForce RTX 4060 Laptop GPU",
+                        total_memory=8188 * MIB, free_memory=7800 * MIB),),
+        can_offload=True, cpu="AVX2",
+    )  # fmt: skip
+    service.bandwidth = Bandwidth(
+        bytes_per_s=50e9, method="memchr", threads=4, machine="recorded",
+        measured_at="2026-12-01T00:00:00+00:00",
+    )  # fmt: skip
+    dialog = open_settings(qtbot, hearth)
+    header = dialog.quants.headerItem()
+    assert [header.text(c) for c in range(6)] == [
+        "Quantization", "Download", "GPU", "RAM", "Fit", "Speed"
+    ]  # fmt: skip
+    assert not dialog.quants.isColumnHidden(2) and not dialog.quants.isColumnHidden(5)
+    q4 = _row(dialog, "Q4_K_M")
+    assert q4[2].endswith("GB") and q4[4] == "✓ fits on the GPU"
+    assert q4[5].startswith("about ") and q4[5].endswith(" tokens/s")
+    assert _row(dialog, "Q8_0")[4] == "✓ GPU + RAM"
+    # "Auto" is the speed-aware pick, with its reason under the list.
+    ranked = rank_quants(
+        service.entries("qwen3.5-9b"), service.hardware(), options=hearth.models.estimate_options(),
+        reclaimable=hearth.models.reclaimable(), device=service.device(), ram_bandwidth=50e9,
+    )  # fmt: skip
+    (pick,) = [r for r in ranked if r.recommended]
+    assert dialog.quants.topLevelItem(0).text(0) == f"Auto: {pick.entry.quantization}"
+    assert dialog.auto_reason.text() == f"Auto picks {pick.reason}"
+    assert "NVIDIA GeForce RTX 4060 Laptop GPU" in dialog.speed_note.text()
+    # "Measure again" asks this machine for real: this CPU build has no GPU.
+    qtbot.mouseClick(dialog.measure_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.measure_button.isEnabled(), timeout=REPLY_TIMEOUT_MS)
+    assert service.bandwidth is not None and service.bandwidth.machine != "recorded"
+    assert dialog.quants.isColumnHidden(2) and header.text(3) == "Memory"
+    assert _row(dialog, "Q4_K_M")[4] in ("✓ fits", "! tight", "✗ too large")
+    assert (data_dir / "bandwidth.json").is_file() and (data_dir / "devices.json").is_file()
+
+
+def test_on_this_cpu_the_model_page_measures_once_and_shows_speeds(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    _nine_b(data_dir)
+    hearth = launch(data_dir)
+    dialog = open_settings(qtbot, hearth)
+    assert "Measuring" in dialog.speed_note.text()  # in the background: the page is usable
+    qtbot.waitUntil(lambda: dialog.measure_button.isEnabled(), timeout=REPLY_TIMEOUT_MS)
+    assert dialog.quants.isColumnHidden(2)  # no GPU: one memory column, as before
+    assert dialog.quants.headerItem().text(3) == "Memory"
+    assert _row(dialog, "Q4_K_M")[5].startswith("about ")
+    assert "no GPU this build of llama.cpp can use" in dialog.speed_note.text()
+    assert dialog.auto_reason.text().startswith("Auto picks ")
+    measured = hearth.models.service.bandwidth
+    dialog.close()
+    # Kept: the next window (and the next start) reads it instead of measuring again.
+    hearth.settings_controller.open()
+    again = hearth.settings_controller.dialog
+    assert again is not None and again is not dialog
+    assert again.measure_button.isEnabled() and hearth.models.service.bandwidth is measured

@@ -98,6 +98,33 @@ def test_models_recommends_for_the_computer_it_is_told_about(
         assert pick["id"].startswith("qwen3.5-9b-")
 
 
+def test_models_estimates_speeds_and_says_where_each_would_run(
+    data_dir: Path, env: dict[str, str]
+) -> None:
+    listed = models_json(data_dir, env=env)  # this machine: its memory speed is measured
+    machine = listed["machine"]
+    assert machine["ram_bandwidth"] > 0 and (data_dir / "bandwidth.json").is_file()
+    assert machine["gpu"] is None and machine["gpu_offload"] is False  # this CPU build
+    for m in listed["models"]:
+        assert isinstance(m["tokens_per_s"], float) and m["tokens_per_s"] > 0
+        assert m["gpu_memory"] is None and m["gpu_layers"] is None and m["offload_badge"] is None
+        assert m["ram_memory"] == m["memory"]  # no GPU: all of it in RAM
+    (pick,) = [m for m in listed["models"] if m["recommended"]]
+    assert pick["reason"].startswith(f"{pick['name']} {pick['quantization']}: about ")
+    assert all(m["reason"] is None for m in listed["models"] if not m["recommended"])
+    # Measured once: the next listing reads the same figure back.
+    again = models_json(data_dir, env=env)["machine"]["ram_bandwidth"]
+    assert again == machine["ram_bandwidth"]
+    # Another computer's memory: no speed is known for it, the pick is by memory.
+    other = models_json(data_dir, "--assume-ram", "16GB", env=env)
+    assert other["machine"]["ram_bandwidth"] is None
+    assert all(m["tokens_per_s"] is None and m["reason"] is None for m in other["models"])
+    table = hearth(data_dir, "models", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "SPEED" in table.stdout and " tok/s" in table.stdout
+    assert f"* {pick['reason']}" in table.stdout
+
+
 def test_models_lists_installed_imported_and_hf_cached(
     data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
