@@ -541,6 +541,9 @@ class ReplyController(QObject):
         self._retry.stop()
         active, self._active = self._active, None
         if active is not None:
-            self._unsaved.append((active.recorder, MessageStatus.STOPPED))
+            try:
+                active.recorder.finish(MessageStatus.STOPPED)
+            except KnownError as exc:
+                log.error("the reply in progress could not be saved on closing: %s", exc)
         if self._unsaved and not self.retry_saves():
             log.error("%d replies could not be saved before closing", len(self._unsaved))
