@@ -20,7 +20,6 @@ from app.background import IdleIndexer
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController
 from app.chat.history_actions import HistoryActions
-from app.chat.port import ChatPort
 from app.chat.replies import ReplyController
 from app.engine_client import EngineClient
 from app.folders import Folders
@@ -138,26 +137,23 @@ class HearthApp:
         self._memory_timer.setInterval(MEMORY_INTERVAL_MS)
         self._memory_timer.timeout.connect(self._on_memory_tick)
         self._process = psutil.Process()
-        # The models and settings code reach the chat side through this port (last
-        # connected to the engine's model_changed: it hears it after the controllers).
-        self.controller = ChatPort(
-            self.window,
-            store,
-            engine,
-            self.conversations,
-            self.replies,
-            self.context,
-            self.notifier,
-        )
         self.models = ModelManager(
             self.settings,
             self.folders,
-            self.controller,
+            engine,
+            notifier=self.notifier,
+            replies=self.replies,
+            context=self.context,
+            window=self.window,
             catalog=catalog,
             endpoint=hub_endpoint,
             tokens=tokens,
             launch_options=options,
         )
+        # R5: connected after every controller, so the models code hears a load ended
+        # once the client, the state and the window have taken it in, and its fallback
+        # banner replaces the controller's, never the reverse.
+        engine.model_changed.connect(self.models.on_model_changed)
         # The file to load: the one asked for, else the chosen quantization if it is
         # downloaded, else the starter model ("").
         engine.set_path(model_path or self.models.startup_path())
@@ -166,10 +162,15 @@ class HearthApp:
             engine.set_options(self.models.options_for(Path(path) if path else None))
         self.settings_controller = SettingsController(
             self.settings,
-            self.controller,
             self.folders,
             self.models,
             ModelPage(self.models, self.folders),
+            window=self.window,
+            store=store,
+            engine=engine,
+            conversations=self.conversations,
+            replies=self.replies,
+            notifier=self.notifier,
         )
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:

@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.controller import ChatController
+from app.chat.context import ContextController
+from app.chat.replies import ReplyController
+from app.engine_client import EngineClient
 from app.folders import Folders
 from app.model_files import ModelFiles
 from app.model_jobs import LOCAL_FILES, DownloadJob, progress_text
+from app.notifier import Notifier
 from engine.errors import KnownError
 from engine.gguf.header import GGUFError
 from engine.gguf.validate import validate_gguf
@@ -37,8 +40,8 @@ from engine.models.types import DownloadOutcome, DownloadProgress
 from engine.settings import Model, Performance, Settings, engine_options, model_choice
 from engine.types import EngineOptions, ModelInfo
 from engine.units import format_bytes, format_duration
+from ui.main_window import MainWindow
 from ui.model_bar import ModelBar
-from ui.state import ResponseState
 
 if TYPE_CHECKING:  # huggingface_hub and keyring load when a download or token needs them,
     # not on the way to the first window (~0.2 s)
@@ -77,8 +80,12 @@ class ModelManager(QObject):
         self,
         settings: Settings,
         folders: Folders,
-        chat: ChatController,
+        engine: EngineClient,
         *,
+        notifier: Notifier,
+        replies: ReplyController,
+        context: ContextController,
+        window: MainWindow,
         catalog: list[CatalogEntry] | None = None,
         endpoint: str | None = None,
         tokens: TokenStore | None = None,
@@ -87,7 +94,11 @@ class ModelManager(QObject):
         super().__init__()
         self.settings = settings
         self.folders = folders
-        self.chat = chat
+        self.engine = engine  # the one owner of the loaded model, its path and options
+        self.notifier = notifier
+        self._replies = replies
+        self._context = context
+        self._window = window  # its notice strip and its questions
         self.service = ModelService(
             catalog if catalog is not None else load_catalog(), lambda: folders.models_dir
         )
@@ -105,14 +116,13 @@ class ModelManager(QObject):
         self.files.deleted.connect(self.changed)
         self._switch: _Switch | None = None
         self.bar = ModelBar()
-        chat.window.add_notice_bar(self.bar)
+        window.add_notice_bar(self.bar)
         self.bar.download_clicked.connect(self._on_bar_download)
         self.bar.dismissed.connect(self._on_bar_dismissed)
         self.bar.cancel_clicked.connect(self.cancel_download)
-        # Until the engine client says "model changed (info or None, error)" in one signal,
-        # _LoadEvents makes that one event out of what the controller and worker say.
-        self._load_events = _LoadEvents(chat, self)
-        chat.reply_done.connect(self._on_reply_done)
+        # engine.model_changed reaches on_model_changed from app/gui.py, connected after
+        # the controllers: the window has taken the load in before this answers it.
+        replies.reply_ended.connect(self._on_reply_done)
         folders.models_dir_changed.connect(self._on_models_dir_changed)
         self._offered = False
         self.notice = ""  # a sentence about the start's model choice, for the window
@@ -142,7 +152,7 @@ class ModelManager(QObject):
     @property
     def loaded(self) -> ModelInfo | None:
         """The model in use, if one is loaded."""
-        return self.chat.model_info
+        return self.engine.model_info
 
     @property
     def downloading(self) -> CatalogEntry | None:
@@ -170,12 +180,12 @@ class ModelManager(QObject):
         return self.settings[Performance.N_CTX] or AUTO_CONTEXT
 
     def estimate_options(self, n_ctx: int | None = None) -> EngineOptions:
-        return replace(self.chat.options, n_ctx=n_ctx or self.context_wanted())
+        return replace(self.engine.options, n_ctx=n_ctx or self.context_wanted())
 
     def reclaimable(self) -> int:
         """What unloading the current model gives back (loading another frees it first)."""
         info = self.loaded
-        return self.service.reclaimable(Path(info.path) if info else None, self.chat.options)
+        return self.service.reclaimable(Path(info.path) if info else None, self.engine.options)
 
     def options_for(self, path: Path | None) -> EngineOptions:
         """Engine options to load ``path`` with: the settings', and the context that fits."""
@@ -192,7 +202,7 @@ class ModelManager(QObject):
         info = self.loaded
         loaded = Path(info.path) if info is not None else None
         wanted = n_ctx or (info.n_ctx if info is not None else AUTO_CONTEXT)
-        return self.service.estimate_text(loaded, wanted, self.chat.options)
+        return self.service.estimate_text(loaded, wanted, self.engine.options)
 
     # --- choosing -----------------------------------------------------------------------
     def resolve(self, family: str, choice: str) -> Target:
@@ -259,7 +269,7 @@ class ModelManager(QObject):
             self.switch_to(path.name, path, LOCAL_FILES, str(path))
 
     def _replying(self) -> bool:
-        return self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING)
+        return self._replies.busy
 
     def _may_stop_reply_for(self, name: str) -> bool:
         """No reply streams, or the person agreed to stop it to switch to ``name``."""
@@ -273,10 +283,10 @@ class ModelManager(QObject):
     def switch_to(self, name: str, path: Path, family: str, choice: str) -> None:
         info = self.loaded
         previous = info.name + " " + info.quantization if info else "the previous model"
-        self._switch = _Switch(name, path, family, choice, self.chat.model_path, previous)
+        self._switch = _Switch(name, path, family, choice, self.engine.model_path, previous)
         log.info("switching to %s", path)
         self.say(f"Loading {name}… your conversation stays open.")
-        self.chat.reload(self.options_for(path), str(path))
+        self.engine.load(str(path), self.options_for(path))  # a reply is stopped first
 
     def _remember(self, family: str, choice: str) -> None:
         if family == LOCAL_FILES:  # a file of the person's own: the catalog choice stays
@@ -431,12 +441,11 @@ class ModelManager(QObject):
             p = Path(path)
             return str(new / p.name) if path and p.resolve().parent != new.resolve() else path
 
-        old_path = self.chat.model_path
+        # The engine client followed already (EngineClient.relocate, connected first);
+        # a path it did not recognise as in the old folder (a link, say) follows here.
+        old_path = self.engine.model_path
         if old_path and not Path(old_path).exists():
-            self.chat.model_path = moved(old_path)
-        info = self.chat.model_info
-        if info is not None and not Path(info.path).exists():
-            self.chat.model_info = replace(info, path=moved(info.path))
+            self.engine.set_path(moved(old_path))
         own = self.settings[Model.PATH]
         if own and not Path(own).exists() and (new / Path(own).name).exists():
             self.settings.set(Model.PATH, moved(own))  # a file of one's own moved with them
@@ -499,29 +508,29 @@ class ModelManager(QObject):
         # Where the GPU asked for could not be used (fewer layers, the CPU): said once.
         device_note = info.extra.get("device_note", "")
         if note or device_note:
-            self.chat.window.show_error(f"{note} {device_note}".strip())
+            self.notifier.error(f"{note} {device_note}".strip())
         switch, self._switch = self._switch, None
         if switch is None:
             self.changed.emit()
             self.offer()
             return
         if switch.falling_back:
-            self.chat.window.show_error(switch.failure)
+            self.notifier.error(switch.failure)
             self.say(switch.failure)  # the Settings window may be in front
             self.switch_finished.emit(False)
         else:
             self._remember(switch.family, switch.choice)
             if not device_note:
-                self.chat.window.clear_error()  # e.g. an earlier switch that went back
+                self.notifier.clear_error()  # e.g. an earlier switch that went back
             self.say(f"Now using {switch.name}. The conversation continues. {device_note}".strip())
             self.switch_finished.emit(True)
-            self.chat.warm_current(switch.name)  # its history, read now with progress
+            self._context.warm_current(switch.name)  # its history, read now with progress
         self.changed.emit()
 
     def _on_load_failed(self, message: str) -> None:
         switch = self._switch
         if switch is None:
-            failed = self.chat.model_path
+            failed = self.engine.model_path
             if failed and not self._fallen_back:  # a chosen file that will not load: the
                 self._fallen_back = True  # starter model, so the person can still chat
                 log.warning("%s failed to load; loading the starter model instead", failed)
@@ -529,7 +538,7 @@ class ModelManager(QObject):
                     f"{message} Hearth loaded the starter model instead; choose another "
                     "model in Settings → Model."
                 )
-                self.chat.reload(self.options_for(None), "")
+                self.engine.load("", self.options_for(None))
             return
         if switch.falling_back:  # even the previous one failed: the controller has said so
             self._switch = None
@@ -542,56 +551,17 @@ class ModelManager(QObject):
         )
         log.warning("switch to %s failed; going back to %r", switch.path, switch.previous_path)
         prev = Path(switch.previous_path) if switch.previous_path else None
-        self.chat.reload(self.options_for(prev), switch.previous_path)
+        self.engine.load(switch.previous_path, self.options_for(prev))
 
-    @Slot()
-    def _on_reply_done(self) -> None:
+    @Slot(int, int, object)
+    def _on_reply_done(self, _conv_id: int, _msg_id: int, _status: object) -> None:
         if self._ready is not None:
             self._switch_to_ready()
 
     # --- talking to the person -------------------------------------------------------------
     def say(self, text: str) -> None:
-        self.chat.window.statusBar().showMessage(text, 8000)
+        self.notifier.info(text, 8000)
         self.said.emit(text)
 
     def ask(self, title: str, text: str, action: str) -> bool:
-        return self.chat.window.confirm(title, text, "", action)
-
-
-class _LoadEvents(QObject):
-    """ "A load ended" as one event, after the controller has taken it in.
-
-    Transitional: the controller says ``model_changed()`` with no payload, and the
-    failure's sentence comes only with the worker's ``model_load_failed``, which may
-    arrive before or after it. This waits for both. Once the engine client emits
-    ``model_changed(info | None, error)``, connect that to ``on_model_changed``
-    and delete this class.
-    """
-
-    def __init__(self, chat: ChatController, manager: ModelManager) -> None:
-        super().__init__(manager)
-        self._chat = chat
-        self._manager = manager
-        self._error: str | None = None  # the failure's sentence, not yet passed on
-        self._failed = False  # the controller said a load failed; its sentence is awaited
-        chat.model_changed.connect(self._on_changed)
-        chat.engine.worker.model_load_failed.connect(self._on_failed)
-
-    @Slot()
-    def _on_changed(self) -> None:
-        info = self._chat.model_info
-        if info is not None:
-            self._manager.on_model_changed(info, "")
-        elif self._error is not None:
-            error, self._error = self._error, None
-            self._manager.on_model_changed(None, error)
-        else:
-            self._failed = True
-
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        if self._failed:
-            self._failed = False
-            self._manager.on_model_changed(None, message)
-        else:
-            self._error = message
+        return self._window.confirm(title, text, "", action)

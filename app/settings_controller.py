@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import MappingProxyType
 
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app.controller import ChatController
+from app.chat.conversations import ConversationController, GenerationDefaults
+from app.chat.replies import ReplyController
+from app.engine_client import EngineClient
 from app.folders import Folder, Folders
 from app.model_manager import ModelManager
 from app.model_page import ModelPage
+from app.notifier import Notifier
 from engine.errors import KnownError
+from engine.history.store import ChatStore
+from engine.history.turns import ThinkingMode
 from engine.settings import (
     SAMPLING,
     SPECS,
@@ -31,8 +37,8 @@ from engine.settings import (
 )
 from engine.types import SamplingParams
 from engine.units import format_bytes
+from ui.main_window import MainWindow
 from ui.settings_dialog import SettingsDialog
-from ui.state import ResponseState
 from ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
@@ -42,22 +48,31 @@ class SettingsController(QObject):
     def __init__(
         self,
         settings: Settings,
-        chat: ChatController,
         folders: Folders,
         models: ModelManager,
         page: ModelPage,
+        *,
+        window: MainWindow,
+        store: ChatStore,
+        engine: EngineClient,
+        conversations: ConversationController,
+        replies: ReplyController,
+        notifier: Notifier,
     ) -> None:
         super().__init__()
         self.settings = settings
-        self.chat = chat
         self.folders = folders
         self.models = models
         self.page = page
+        self.window = window  # the dialog's parent, its fonts and questions
+        self.store = store
+        self.engine = engine
+        self.conversations = conversations
+        self.replies = replies
+        self.notifier = notifier
         self.dialog: SettingsDialog | None = None
         self._reload_pending = False
-        # (until the controller's "Settings are coming" stub is gone)
-        chat.window.settings_requested.disconnect(chat._on_settings_requested)
-        chat.window.settings_requested.connect(self.open)
+        window.settings_requested.connect(self.open)
 
     @Slot()
     def open(self) -> None:
@@ -67,7 +82,7 @@ class SettingsController(QObject):
             return
         values = dict(self.settings.items())
         dialog = SettingsDialog(
-            values, gpu_offload=self._gpu_offload(), estimate=None, parent=self.chat.window
+            values, gpu_offload=self._gpu_offload(), estimate=None, parent=self.window
         )
         dialog.setting_changed.connect(self._on_setting_changed)
         dialog.reload_requested.connect(self._on_reload_requested)
@@ -84,7 +99,7 @@ class SettingsController(QObject):
     def _auto_values(self) -> dict[str, Value]:
         """What the "Automatic" and "Model default" fields come to with the model loaded."""
         values: dict[str, Value] = {Appearance.FONT_SIZE.key: QApplication.font().pointSize()}
-        info = self.chat.model_info
+        info = self.engine.model_info
         if info is None:
             return values
         values[Performance.N_CTX.key] = info.n_ctx
@@ -121,7 +136,7 @@ class SettingsController(QObject):
         try:
             changed = self.settings.set(key, value)
         except ValueError as exc:
-            self.chat.window.show_error(f"{SPECS[key].label}: {exc}.")
+            self.notifier.error(f"{SPECS[key].label}: {exc}.")
             if self.dialog is not None:
                 self.dialog.set_value(key, self.settings[key])
             return
@@ -137,7 +152,7 @@ class SettingsController(QObject):
 
     def apply_live(self, key: str) -> None:
         """Apply one option that needs no reload."""
-        window = self.chat.window
+        window = self.window
         if key == Appearance.THEME.key:
             app = QApplication.instance()
             assert isinstance(app, QApplication)
@@ -150,17 +165,19 @@ class SettingsController(QObject):
             window.chat_view.setFont(font)
             window.chat_view.document().setDefaultFont(font)
         elif SPECS[key].page == "generation":
-            self.chat.set_generation_settings(
-                sampling_overrides(self.settings),
+            # Sampling applies to the next reply; the prompt and thinking to new chats.
+            self.conversations.defaults = GenerationDefaults(
+                MappingProxyType(dict(sampling_overrides(self.settings))),
                 self.settings[Generation.SYSTEM_PROMPT],
-                self.settings[Generation.THINKING],
+                ThinkingMode(self.settings[Generation.THINKING]),
             )
+            self.conversations.show_toolbar()
 
     @Slot()
     def _on_reload_requested(self) -> None:
-        if self.chat.window.state in (ResponseState.GENERATING, ResponseState.STOPPING):
+        if self.replies.busy:
             answer = QMessageBox.question(
-                self.dialog or self.chat.window,
+                self.dialog or self.window,
                 "Reload the model?",
                 "A reply is being written. Stop it and reload the model with the new settings?",
             )
@@ -169,14 +186,14 @@ class SettingsController(QObject):
         self._reload_pending = False
         if self.dialog is not None:
             self.dialog.set_reload_pending(False)
-        path = self.chat.model_path
-        self.chat.reload(self.models.options_for(Path(path) if path else None))
+        path = self.engine.model_path
+        self.engine.load(None, self.models.options_for(Path(path) if path else None))
 
     @Slot()
     def _on_delete_all_chats(self) -> None:
-        window = self.chat.window
-        if window.state in (ResponseState.GENERATING, ResponseState.STOPPING):
-            window.show_error("A reply is being written. Stop it first, then delete the chats.")
+        window = self.window
+        if self.replies.busy:
+            self.notifier.error("A reply is being written. Stop it first, then delete the chats.")
             return
         if not window.confirm(
             "Delete all chats?",
@@ -186,26 +203,25 @@ class SettingsController(QObject):
         ):
             return
         try:
-            count = self.chat.store.delete_all_conversations()
+            count = self.store.delete_all_conversations()
         except KnownError as exc:
-            window.show_error(exc.message)
+            self.notifier.known(exc)
             return
         log.info("deleted all %d conversations", count)
-        self.chat.refresh_conversations()
-        text = f"Deleted {count} conversation{'' if count == 1 else 's'}."
-        window.statusBar().showMessage(text, 8000)
+        self.conversations.refresh_conversations()
+        self.notifier.info(f"Deleted {count} conversation{'' if count == 1 else 's'}.", 8000)
 
     @Slot(str)
     def _on_move_chats(self, folder: str) -> None:
         """Move the chat history to ``folder`` (asks first), and go on using it there."""
-        window, store = self.chat.window, self.chat.store
-        if window.state in (ResponseState.GENERATING, ResponseState.STOPPING):
-            window.show_error("A reply is being written. Stop it first, then move the chats.")
+        window, store = self.window, self.store
+        if self.replies.busy:
+            self.notifier.error("A reply is being written. Stop it first, then move the chats.")
             return
         old = store.path
         target = Path(folder).expanduser().absolute()
         if target.resolve() == old.parent.resolve():
-            window.statusBar().showMessage("Your chats are already in that folder.", 5000)
+            self.notifier.info("Your chats are already in that folder.", 5000)
             return
         size = sum(p.stat().st_size for p in old.parent.glob(old.name + "*") if p.is_file())
         if not window.confirm(
@@ -221,13 +237,13 @@ class SettingsController(QObject):
         try:
             store.move_to(target / old.name)
         except KnownError as exc:
-            window.show_error(exc.message)
+            self.notifier.known(exc)
             return
         finally:
             QApplication.restoreOverrideCursor()
         log.info("moved the chats from %s to %s", old.parent, target)
         self.folders.set_chats_dir(target)  # saved; the Settings window follows
-        window.statusBar().showMessage(f"Your chats are now in {target}.", 8000)
+        self.notifier.info(f"Your chats are now in {target}.", 8000)
 
     @Slot(str)
     def _on_open_folder(self, which: str) -> None:

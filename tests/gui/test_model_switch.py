@@ -159,9 +159,9 @@ def row_text_all(dialog: SettingsDialog) -> str:
 
 
 def start_chat(qtbot: QtBot, hearth: HearthApp) -> int:
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Remember the word lighthouse.")
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     assert conv_id is not None
     return conv_id
 
@@ -171,8 +171,8 @@ def test_switch_between_installed_quantizations_keeps_the_conversation(
 ) -> None:
     install(data_dir, quants["Q8_0"])
     hearth = launch(data_dir, catalog=catalog)
-    assert hearth.controller.model_info is not None
-    assert hearth.controller.model_info.quantization == "Q4_1"  # the starter: Auto not saved yet
+    assert hearth.engine.model_info is not None
+    assert hearth.engine.model_info.quantization == "Q4_1"  # the starter: Auto not saved yet
     conv_id = start_chat(qtbot, hearth)
 
     dialog = open_model_page(qtbot, hearth)
@@ -180,11 +180,11 @@ def test_switch_between_installed_quantizations_keeps_the_conversation(
     assert "in use" in row_text(dialog, "Q4_1")
     assert "installed" in row_text(dialog, "Q8_0")
     assert "145 MB | " in row_text(dialog, "Q8_0") and "fits" in row_text(dialog, "Q8_0")
-    with qtbot.waitSignal(hearth.controller.warmed, timeout=REPLY_TIMEOUT_MS) as warmed:
+    with qtbot.waitSignal(hearth.context.warmed, timeout=REPLY_TIMEOUT_MS) as warmed:
         with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
             choose(qtbot, dialog, "Q8_0")
         assert done.args == [True]
-    info = hearth.controller.model_info
+    info = hearth.engine.model_info
     assert info is not None and info.quantization == "Q8_0"
     assert "in use" in row_text(dialog, "Q8_0")
     # The new file read the conversation's history right after loading (with progress
@@ -193,12 +193,12 @@ def test_switch_between_installed_quantizations_keeps_the_conversation(
     assert read > 20
     assert "conversation continues" in hearth.window.statusBar().currentMessage()
     finished: list[ReplyDone] = []
-    hearth.engine.worker.reply_finished.connect(lambda _id, done: finished.append(done))
+    hearth.engine.reply_finished.connect(lambda _id, done: finished.append(done))
     # The same conversation goes on, with its history, on the new file.
-    assert hearth.controller.current_id == conv_id
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    assert hearth.conversations.current_id == conv_id
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What was the word?")
-    qtbot.waitUntil(lambda: bool(finished), timeout=REPLY_TIMEOUT_MS)  # (queued, like reply_done)
+    qtbot.waitUntil(lambda: bool(finished), timeout=REPLY_TIMEOUT_MS)
     stats = finished[-1].stats
     assert stats is not None
     assert stats.reused_tokens >= read and stats.evaluated_tokens < read
@@ -209,7 +209,7 @@ def test_switch_between_installed_quantizations_keeps_the_conversation(
     # Back to the first quantization, then a restart keeps the last choice.
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS):
         choose(qtbot, dialog, "Q4_1")
-    assert hearth.controller.model_info.quantization == "Q4_1"  # type: ignore[union-attr]
+    assert hearth.engine.model_info.quantization == "Q4_1"  # type: ignore[union-attr]
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS):
         choose(qtbot, dialog, "Q8_0")
     saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
@@ -217,8 +217,8 @@ def test_switch_between_installed_quantizations_keeps_the_conversation(
     dialog.close()
     hearth.close()
     again = launch(data_dir, catalog=catalog)
-    assert again.controller.model_info is not None
-    assert again.controller.model_info.quantization == "Q8_0"
+    assert again.engine.model_info is not None
+    assert again.engine.model_info.quantization == "Q8_0"
 
 
 def test_switch_to_a_quantization_that_must_be_downloaded(
@@ -242,13 +242,13 @@ def test_switch_to_a_quantization_that_must_be_downloaded(
         assert hearth.models.bar.isVisibleTo(hearth.window)  # ...and above the composer
     assert done.args == [True]
     assert any(0 < f < 1 for f in seen), seen  # progress moved through the middle
-    info = hearth.controller.model_info
+    info = hearth.engine.model_info
     assert info is not None and info.quantization == "Q4_0"
     installed = data_dir / "models" / quants["Q4_0"].name
     assert installed.read_bytes() == quants["Q4_0"].read_bytes()
     assert "in use" in row_text(dialog, "Q4_0")
-    assert hearth.controller.current_id == conv_id
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    assert hearth.conversations.current_id == conv_id
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "And now?")
     assert len(hearth.store.messages(conv_id)) == 4
 
@@ -272,7 +272,7 @@ def test_cancel_a_switch_mid_download_then_resume(
     assert ended.args == ["cancelled"]
     assert not dialog.download_bar.isVisibleTo(dialog)
     assert "paused" in dialog.download_label.text()
-    info = hearth.controller.model_info
+    info = hearth.engine.model_info
     assert info is not None and info.quantization == "Q4_1"  # still on the starter
     parts = list((data_dir / "models" / ".downloads").glob("*.incomplete"))
     assert len(parts) == 1 and 0 < parts[0].stat().st_size < size
@@ -282,7 +282,7 @@ def test_cancel_a_switch_mid_download_then_resume(
     hub.requests.clear()
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS):
         choose(qtbot, dialog, "Q4_0")
-    assert hearth.controller.model_info.quantization == "Q4_0"  # type: ignore[union-attr]
+    assert hearth.engine.model_info.quantization == "Q4_0"  # type: ignore[union-attr]
     ranges = [r.range_start for r in hub.gets(quants["Q4_0"].name)]
     assert ranges and ranges[0] is not None and ranges[0] > 0
 
@@ -300,13 +300,13 @@ def test_a_quantization_that_fails_to_load_falls_back(
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         choose(qtbot, dialog, "Q6_K")
     assert done.args == [False]
-    info = hearth.controller.model_info
+    info = hearth.engine.model_info
     assert info is not None and info.quantization == "Q8_0"  # back where it was
     banner = hearth.window.error_banner.label.text()
     assert "could not load" in banner and "went back to" in banner and "Q8_0" in banner
     saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
     assert saved["model.quant"] == "Q8_0"  # the failed choice is not remembered
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Still there?")
     assert len(hearth.store.messages(conv_id)) == 4
 
@@ -335,12 +335,12 @@ def test_move_the_models_folder_then_keep_switching(
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         choose(qtbot, dialog, "Q8_0")
     assert done.args == [True]
-    assert Path(hearth.controller.model_info.path).parent == new  # type: ignore[union-attr]
+    assert Path(hearth.engine.model_info.path).parent == new  # type: ignore[union-attr]
     dialog.close()
     hearth.close()
     # The next start uses the new folder and does not copy the starter model back.
     again = launch(data_dir, catalog=catalog)
-    assert Path(again.controller.model_info.path).parent == new  # type: ignore[union-attr]
+    assert Path(again.engine.model_info.path).parent == new  # type: ignore[union-attr]
     assert not list(old.glob("*.gguf"))
 
 
@@ -354,7 +354,7 @@ def test_a_models_folder_that_is_gone_is_said_and_the_default_used(
         json.dumps({"version": 1, "values": {"storage.models_dir": str(gone)}})
     )
     hearth = launch(data_dir, catalog=catalog)
-    assert hearth.controller.model_info is not None  # the starter, from the default folder
+    assert hearth.engine.model_info is not None  # the starter, from the default folder
     banner = hearth.window.error_banner.label.text()
     assert str(gone) in banner and "not available" in banner
     assert not gone.exists()  # not recreated empty on the wrong disk
@@ -383,7 +383,7 @@ def test_a_quantization_in_the_hugging_face_cache_is_used_without_downloading(
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         choose(qtbot, dialog, "Q4_0")
     assert done.args == [True]
-    assert hearth.controller.model_info.quantization == "Q4_0"  # type: ignore[union-attr]
+    assert hearth.engine.model_info.quantization == "Q4_0"  # type: ignore[union-attr]
     assert (data_dir / "models" / name).read_bytes() == quants["Q4_0"].read_bytes()
 
 
@@ -417,7 +417,7 @@ def test_import_a_file_of_ones_own_use_it_and_delete_it(
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         choose(qtbot, dialog, str(copied))
     assert done.args == [True]
-    assert Path(hearth.controller.model_info.path) == copied  # type: ignore[union-attr]
+    assert Path(hearth.engine.model_info.path) == copied  # type: ignore[union-attr]
     saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
     assert saved["model.path"] == str(copied)
     # In use: cannot be deleted. After switching away it can, with a confirmation.
@@ -482,7 +482,7 @@ def test_enter_on_a_quantization_uses_it(
     with qtbot.waitSignal(hearth.models.switch_finished, timeout=REPLY_TIMEOUT_MS) as done:
         qtbot.keyClick(dialog.quants, Qt.Key.Key_Return)
     assert done.args == [True]
-    assert hearth.controller.model_info.quantization == "Q8_0"  # type: ignore[union-attr]
+    assert hearth.engine.model_info.quantization == "Q8_0"  # type: ignore[union-attr]
 
 
 class _OpenedUrls(QObject):

@@ -57,9 +57,9 @@ def test_context_length_needs_a_reload_and_the_chat_continues(
     qtbot: QtBot, launch: Launch, data_dir: Path
 ) -> None:
     hearth = launch(data_dir)
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Remember the word lighthouse.")
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     dialog = open_settings(qtbot, hearth)
     spin = dialog.findChild(QSpinBox, "setting:performance.n_ctx")
     assert spin is not None
@@ -69,14 +69,14 @@ def test_context_length_needs_a_reload_and_the_chat_continues(
     reload_button = dialog.findChild(QPushButton, "reload_button")
     assert reload_button is not None and reload_button.isVisibleTo(dialog)
     assert "Reload" in dialog.reload_notice.text()
-    with qtbot.waitSignal(hearth.controller.model_changed, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.engine.model_changed, timeout=REPLY_TIMEOUT_MS):
         qtbot.mouseClick(reload_button, Qt.MouseButton.LeftButton)
-    assert hearth.controller.model_info is not None
-    assert hearth.controller.model_info.n_ctx == 4096
+    assert hearth.engine.model_info is not None
+    assert hearth.engine.model_info.n_ctx == 4096
     assert not reload_button.isVisibleTo(dialog)
     # The same conversation carries on with its history.
-    assert hearth.controller.current_id == conv_id
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    assert hearth.conversations.current_id == conv_id
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What was the word?")
     assert [m.role for m in hearth.store.messages(conv_id)] == [
         "user",
@@ -108,10 +108,10 @@ def test_delete_all_chats_asks_then_deletes_them_for_good(
     qtbot: QtBot, launch: Launch, data_dir: Path
 ) -> None:
     hearth = launch(data_dir)
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "A secret about the xylophonist's garden")
     hearth.store.create_conversation("Another chat")
-    hearth.controller.refresh_conversations()
+    hearth.conversations.refresh_conversations()
     assert hearth.window.conversations.rowCount() == 2
     dialog = open_settings(qtbot, hearth)
     button = dialog.findChild(QPushButton, "delete_all_chats_button")
@@ -142,7 +142,7 @@ def test_thinking_budget_is_a_generation_setting_applied_at_once(
     assert spin is not None and spin.value() == 4096
     spin.setValue(256)
     spin.editingFinished.emit()
-    assert hearth.controller.overrides["max_thinking_tokens"] == 256
+    assert hearth.conversations.defaults.overrides["max_thinking_tokens"] == 256
     saved = json.loads((data_dir / "config" / "settings.json").read_text())
     assert saved["values"]["generation.max_thinking_tokens"] == 256
 
@@ -151,9 +151,9 @@ def test_move_the_chats_folder_and_keep_chatting(
     qtbot: QtBot, launch: Launch, data_dir: Path, tmp_path: Path
 ) -> None:
     hearth = launch(data_dir)
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Remember the word lighthouse.")
-    conv_id = hearth.controller.current_id
+    conv_id = hearth.conversations.current_id
     dialog = open_settings(qtbot, hearth)
     assert dialog.folder_labels[Folder.CHATS].text() == str(data_dir)
     assert dialog.findChild(QPushButton, "move_chats_button") is not None
@@ -165,7 +165,7 @@ def test_move_the_chats_folder_and_keep_chatting(
     assert not (data_dir / "hearth.sqlite3").exists()  # moved, not copied
     assert dialog.folder_labels[Folder.CHATS].text() == str(new)
     # The same conversation goes on, saved in the new place.
-    with qtbot.waitSignal(hearth.controller.reply_done, timeout=REPLY_TIMEOUT_MS):
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "What was the word?")
     assert len(hearth.store.messages(conv_id)) == 4  # type: ignore[arg-type]
     dialog.close()

@@ -119,7 +119,7 @@ def step_chat(ctx: Context) -> None:
     from PySide6.QtTest import QTest
 
     replies: list[bool] = []
-    ctx.hearth.controller.reply_done.connect(lambda: replies.append(True))
+    ctx.hearth.replies.reply_ended.connect(lambda *_: replies.append(True))
     composer = ctx.hearth.window.composer
     composer.setFocus()
     QTest.keyClicks(composer, "Hello! Say one word.")
@@ -153,7 +153,7 @@ def step_switch_model(ctx: Context) -> None:
     from app.model_jobs import LOCAL_FILES
 
     hearth = ctx.hearth
-    source = Path(hearth.controller.model_info.path)
+    source = Path(hearth.engine.model_info.path)
     q8 = ctx.data_dir.parent / "starter-q8_0.gguf"
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
@@ -170,7 +170,7 @@ def step_switch_model(ctx: Context) -> None:
     hearth.models.switch_finished.connect(switched.append)
     hearth.models.select(LOCAL_FILES, str(imported))
     wait_until(lambda: bool(switched), timeout_s=MODEL_STEP_S, what="the switch")
-    assert switched == [True] and hearth.controller.model_info.quantization == "Q8_0"
+    assert switched == [True] and hearth.engine.model_info.quantization == "Q8_0"
     hearth.settings_controller.dialog.close()
 
 
