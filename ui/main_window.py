@@ -266,7 +266,11 @@ class MainWindow(QMainWindow):
             self.status_model.setText(text or "No model loaded")
             self.status_model.setToolTip("")
             return
-        self.status_model.setText(f"{info.name} · {info.quantization}")
+        # "Qwen3.5 9B Q4_K_M · GPU · 33/33 layers": which file, and where it runs (a
+        # model that fell back to the CPU shows it here, not only in a passing notice).
+        named = " ".join(part for part in (info.name, info.quantization) if part)
+        device = info.extra.get("device", "")
+        self.status_model.setText(f"{named} · {device}" if device else named)
         self.status_model.setToolTip(
             f"{info.path}\nArchitecture: {info.architecture}\nContext: {info.n_ctx} tokens\n"
             f"File size: {format_bytes(info.file_size)}\nChat template: {info.template_source}"

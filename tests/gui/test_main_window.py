@@ -33,6 +33,12 @@ def test_first_launch_installs_starter_model_and_chats(
     assert window.state == ResponseState.IDLE, window.error_banner.label.text()
     assert (data_dir / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file()
     assert "Q4_1" in window.status_model.text()
+    # Where the model runs follows its name: the CPU here (a GPU build says "GPU · k/n layers").
+    info = hearth.engine.model_info
+    assert info is not None
+    device = info.extra["device"]
+    assert device.split(" · ")[0] in ("CPU", "GPU")
+    assert window.status_model.text().endswith(f" · {device}")
 
     deltas: list[str] = []
     hearth.engine.delta_ready.connect(lambda _rid, text: deltas.append(text))
