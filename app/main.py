@@ -1,5 +1,6 @@
 """Hearth's entry point: ``hearth`` opens the window; ``hearth chat``, ``models``, ``pull``,
-``import`` and ``rm`` are the command line (app/cli.py, app/cli_models.py)."""
+``import``, ``rm`` and ``endpoints`` are the command line (app/cli.py, app/cli_models.py,
+app/cli_remote.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from app.version import __version__
 def build_parser() -> argparse.ArgumentParser:
     from app.cli import add_chat_parser
     from app.cli_models import add_model_parsers
+    from app.cli_remote import add_endpoints_parser
 
     parser = argparse.ArgumentParser(
         prog="hearth", description="Private, offline chat with open language models."
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     add_chat_parser(sub)
     add_model_parsers(sub)
+    add_endpoints_parser(sub)
     return parser
 
 
@@ -47,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import run_chat
 
         return run_chat(args, paths)
+    if args.command == "endpoints":
+        from app import cli_remote
+
+        return cli_remote.run_endpoints(args, paths)
     if args.command in ("models", "pull", "import", "rm"):
         from app import cli_models
         from app.logs import setup_logging

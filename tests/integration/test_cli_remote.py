@@ -126,6 +126,24 @@ def test_chat_through_a_named_connection(
     assert memory_keyring.entries == {}
 
 
+def test_hearth_endpoints_from_the_command_line(
+    data_dir: Path, memory_keyring: MemoryKeyring, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `hearth endpoints …` as typed: through app/main.py's parser and dispatch.
+    base = ["--data-dir", str(data_dir), "endpoints"]
+    assert main([*base, "add", "box", "http://127.0.0.1:9/v1", "--model", "smollm2"]) == 0
+    assert main([*base, "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["Added box: http://127.0.0.1:9/v1", "box\thttp://127.0.0.1:9/v1\tsmollm2"]
+    assert main([*base, "remove", "box"]) == 0
+    assert main([*base, "remove", "box"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "Removed box.\n"
+    assert 'there is no connection named "box"' in captured.err
+    assert main([*base, "list"]) == 0
+    assert "No connections" in capsys.readouterr().out
+
+
 def test_a_wrong_key_saves_nothing(
     server: LlamaServer, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
