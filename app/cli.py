@@ -348,7 +348,9 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         elif args.system is not None:
             save_chat_settings(store, conv.id, own)
         store.add_message(conv.id, "user", args.prompt)
-        reply = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
+        reply = store.add_message(
+            conv.id, "assistant", "", MessageStatus.STREAMING, model=backend.info.path
+        )
         prompt = prompt_before(store, conv.id, reply.id)  # as the window reads it
         recorder = ReplyRecorder(store, reply.id)
         stats: GenerationStats | None = None

@@ -41,6 +41,7 @@ from engine.settings import Settings, engine_options
 from engine.types import EngineOptions
 from ui.about import AboutDialog, load_app_icon
 from ui.main_window import MainWindow
+from ui.message_html import model_label
 from ui.theme import apply_theme
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class HearthApp:
             tokens=tokens,
             launch_options=options,
         )
+        self.window.chat_view.set_model_namer(self._model_name)
         # R5: connected after every controller, so the models code hears a load ended
         # once the client, the state and the window have taken it in, and its fallback
         # banner replaces the controller's, never the reverse.
@@ -273,6 +275,15 @@ class HearthApp:
             self._gc.stop()
         sys.excepthook = self._previous_excepthook
         disable_crash_dump(self.paths.crash_file)
+
+    def _model_name(self, model: str) -> str:
+        """A stored reply's model (its path) as its header names it: the loaded model's
+        own name, a catalog file's name, else the file's stem (a server's model name)."""
+        info = self.engine.model_info
+        if info is not None and info.path == model:
+            return info.name
+        entry = None if "://" in model else self.models.service.entry_for_path(model)
+        return entry.name if entry is not None else model_label(model)
 
     @Slot()
     def _on_memory_tick(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
@@ -47,6 +48,7 @@ from ui.message_html import (
     MessageAction,
     actions_html,
     context_divider_html,
+    model_label,
     note_html,
     thinking_html,
 )
@@ -75,6 +77,9 @@ class ChatView(QTextBrowser):
         self.anchorClicked.connect(self._on_anchor_clicked)
         self._renderer = MarkdownRenderer(dark)
         self._assistant_name = "Assistant"
+        # A reply's header names the model that wrote it (StoredMessage.model), not
+        # the one loaded now; the app gives a better namer (the catalog's names).
+        self._name_of: Callable[[str], str] = model_label
         self._codes: dict[int, str] = {}  # copy-code id -> code (ids live in cached HTML)
         self._code_ids: dict[str, int] = {}
         self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
@@ -103,6 +108,11 @@ class ChatView(QTextBrowser):
             self._assistant_name = name
             if self._stream is None and self._messages:
                 self._rebuild_keeping_scroll()
+
+    def set_model_namer(self, name_of: Callable[[str], str]) -> None:
+        """How a stored reply's ``model`` is named in its header ("" or a name)."""
+        self._name_of = name_of
+        self._html_cache.clear()
 
     def set_dark(self, dark: bool) -> None:
         self._renderer = MarkdownRenderer(dark)
@@ -173,7 +183,9 @@ class ChatView(QTextBrowser):
         key = (msg, expanded, is_last, self._assistant_name)
         cached = self._html_cache.get(key)
         if cached is None:
-            parts = [self._header_html(msg.role, anchor=f"m{msg.id}")]
+            # A reply from before replies recorded their model is named after today's.
+            name = self._name_of(msg.model) if msg.role == "assistant" and msg.model else ""
+            parts = [self._header_html(msg.role, anchor=f"m{msg.id}", name=name)]
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
             parts.append(self._body_html(msg.role, msg.content))
@@ -299,14 +311,13 @@ class ChatView(QTextBrowser):
         self._stream = None
 
     # --- pieces of HTML -----------------------------------------------------------------------
-    def _header_html(self, role: str, *, anchor: str = "") -> str:
+    def _header_html(self, role: str, *, anchor: str = "", name: str = "") -> str:
         """The name above a message. ``anchor`` names it for ``jump_to``: inside the
         paragraph, because Qt drops an empty ``<a name>`` between blocks (all but
         the document's first), and a search hit then landed on the wrong message."""
         accent = self.palette().color(QPalette.ColorRole.Highlight).name()
-        name = {"user": "You", "assistant": self._assistant_name, "system": "System"}.get(
-            role, role
-        )
+        names = {"user": "You", "assistant": self._assistant_name, "system": "System"}
+        name = name or names.get(role, role)
         color = (
             accent if role == "assistant" else self.palette().color(QPalette.ColorRole.Text).name()
         )

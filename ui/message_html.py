@@ -9,8 +9,19 @@ from __future__ import annotations
 
 import html
 from enum import StrEnum
+from pathlib import PurePath
 
 from engine.history.types import CONTINUABLE, MessageStatus, StoredMessage
+
+
+def model_label(model: str) -> str:
+    """A reply's model (``StoredMessage.model``: a file's path, or a server's
+    ``…/models/NAME``) as its header names it when nothing better is known: the
+    file's stem, or the remote model's name."""
+    if "://" in model:
+        return model.rsplit("/models/", 1)[-1] if "/models/" in model else model
+    return PurePath(model).stem if model else ""
+
 
 ACTION_SCHEME = "hearth-action"
 

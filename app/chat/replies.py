@@ -131,6 +131,11 @@ class ReplyController(QObject):
     def active_conversation(self) -> int | None:
         return self._active.conversation_id if self._active is not None else None
 
+    def _model(self) -> str:
+        """Which model writes the next reply, as the reply records it (its path)."""
+        info = self.engine.model_info
+        return info.path if info is not None else ""
+
     def _set_state(self, state: ResponseState) -> None:
         self._state = state
         self.window.set_state(state)
@@ -160,7 +165,9 @@ class ReplyController(QObject):
                 if conv_id is None:
                     conv_id = self.conversations.create_for(text)
                 question = self.store.add_message(conv_id, "user", text)
-            reply = self.store.add_message(conv_id, "assistant", "", MessageStatus.STREAMING)
+            reply = self.store.add_message(
+                conv_id, "assistant", "", MessageStatus.STREAMING, model=self._model()
+            )
         except KnownError as exc:
             self._editing = editing  # still editing, if it was
             if question is not None:
@@ -453,7 +460,9 @@ class ReplyController(QObject):
             return
         if action is MessageAction.REGENERATE:
             with self.notifier.guard() as g:
-                reply = self.store.add_variant(msg.id, "", MessageStatus.STREAMING)
+                reply = self.store.add_variant(
+                    msg.id, "", MessageStatus.STREAMING, model=self._model()
+                )
             if not g.failed:
                 self._start(reply, ReplyKind.REGENERATE)
         elif action is MessageAction.CONTINUE:

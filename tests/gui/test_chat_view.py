@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
@@ -352,3 +353,30 @@ def test_a_reply_cut_by_the_full_context_says_so(qtbot: QtBot, view: ChatView) -
     view.append_reply("Once upon a time")
     view.end_reply(MessageStatus.CONTEXT)
     assert view.plain_text().count("filled the model's context window") == 2
+
+
+def test_each_reply_is_headed_by_the_model_that_wrote_it(view: ChatView) -> None:
+    # Replies record their model (a file's path, a server's …/models/NAME); an earlier
+    # reply keeps its own model's name after a switch, not the loaded model's.
+    view.set_assistant_name("Qwen3.5 9B")
+    older = replace(message(2, "assistant", "Hi."), model="/models/SmolLM2-135M.Q4_1.gguf")
+    remote = replace(message(4, "assistant", "Yes."), model="http://box:8000/v1/models/llama3")
+    legacy = message(6, "assistant", "Sure.")  # stored before replies recorded a model
+    view.show_messages(
+        [
+            message(1, "user", "Hello"),
+            older,
+            message(3, "user", "And?"),
+            remote,
+            message(5, "user", "Ok"),
+            legacy,
+        ]
+    )
+    lines = view.toPlainText().splitlines()
+    assert "SmolLM2-135M.Q4_1" in lines and "llama3" in lines and "Qwen3.5 9B" in lines
+    assert lines.index("SmolLM2-135M.Q4_1") < lines.index("llama3") < lines.index("Qwen3.5 9B")
+    # The app names files as the catalog does.
+    view.set_model_namer(lambda path: "SmolLM2 135M" if path.endswith(".gguf") else "far")
+    view.show_messages([older, remote])
+    lines = view.toPlainText().splitlines()
+    assert "SmolLM2 135M" in lines and "far" in lines

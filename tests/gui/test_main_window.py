@@ -67,6 +67,7 @@ def test_first_launch_installs_starter_model_and_chats(
         assert (user.role, user.content) == ("user", "Hello! What is the capital of France?")
         assert assistant.role == "assistant" and assistant.content == reply
         assert assistant.status in (MessageStatus.COMPLETE, MessageStatus.LENGTH)
+        assert assistant.model == info.path and user.model == ""  # which model wrote it
     finally:
         store.close()
 

@@ -63,6 +63,8 @@ def test_chat_streams_saves_and_reports_json_stats(data_dir: Path) -> None:
         assert user.content == "Say hello."
         assert assistant.content == reply
         assert assistant.status in (MessageStatus.COMPLETE, MessageStatus.LENGTH)
+        # Which model wrote it: the starter model's file.
+        assert Path(assistant.model).name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     finally:
         store.close()
 
