@@ -96,15 +96,17 @@ def step_launch_window(ctx: Context) -> None:
 
     from app.gui import HearthApp
     from app.paths import resolve_paths
-    from engine.types import EngineOptions, SamplingParams
+    from engine.types import EngineOptions
     from ui.state import ResponseState
 
     ctx.app = QApplication.instance() or QApplication(["hearth-offline-test"])
     ctx.hearth = HearthApp(
         resolve_paths(ctx.data_dir),
         options=EngineOptions(n_ctx=2048),
-        params=SamplingParams(max_tokens=16, temperature=0.7, seed=1),
     )
+    # A short reply, sampled as a person sets it (Settings → Generation).
+    ctx.hearth.settings.update({"generation.max_tokens": 16, "generation.temperature": 0.7})
+    ctx.hearth.settings_controller.apply_live("generation.max_tokens")
     ctx.closers.append(ctx.hearth.close)
     ctx.hearth.start()
     window = ctx.hearth.window
