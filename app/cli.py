@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
+from app.cli_stream import stream_reply
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
 from engine.errors import KnownError
@@ -29,20 +30,15 @@ from engine.history.turns import (
     prompt_before,
     prompt_of,
     save_chat_settings,
-    status_for,
     thinking_for,
     title_from,
 )
 from engine.history.types import MessageStatus
 from engine.types import (
     EngineOptions,
-    GenerationStats,
     Message,
     ModelInfo,
-    ReplyDone,
     SamplingParams,
-    TextDelta,
-    ThinkingDelta,
     Turn,
 )
 
@@ -297,7 +293,6 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
             settings=_saved_settings(paths.config_dir),
             chat_settings=_chat_settings,
             sampling=_sampling,
-            thinking_output=_ThinkingOutput,
         )
         return remote_chat(args, paths, store, parts)
     from engine.history.recorder import ReplyRecorder
@@ -353,31 +348,12 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         )
         prompt = prompt_before(store, conv.id, reply.id)  # as the window reads it
         recorder = ReplyRecorder(store, reply.id)
-        stats: GenerationStats | None = None
         try:
-            thinking_out = _ThinkingOutput(sys.stderr)
             turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
-            for event in backend.stream(turn, params, stop=stop):
-                if isinstance(event, ThinkingDelta):
-                    thinking_out.write(event.text)
-                    recorder.append_thinking(event.text)
-                elif isinstance(event, TextDelta):
-                    thinking_out.end()
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
-                    recorder.append(event.text)
-                elif isinstance(event, ReplyDone):
-                    thinking_out.end()
-                    recorder.finish(status_for(event.reason))
-                    stats = event.stats
+            stats = stream_reply(backend, turn, params, stop=stop, recorder=recorder)
         except KeyboardInterrupt:
-            recorder.finish(MessageStatus.STOPPED)
             print("\n[stopped]", file=sys.stderr)
             return 130
-        except KnownError:
-            recorder.finish(MessageStatus.FAILED)
-            raise
-        sys.stdout.write("\n")
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,
@@ -456,25 +432,3 @@ def reply_budgets(
     else:
         thought = min(thinking, max(total - 1, 0))
     return total - thought, thought
-
-
-class _ThinkingOutput:
-    """The model's thinking on stderr, dim on a terminal, so stdout is the answer only."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._open = False
-
-    def write(self, text: str) -> None:
-        if not self._open:
-            self._open = True
-            self._stream.write("\x1b[2m" if self._tty else "[thinking] ")
-        self._stream.write(text)
-        self._stream.flush()
-
-    def end(self) -> None:
-        if self._open:
-            self._open = False
-            self._stream.write("\x1b[0m\n" if self._tty else "\n")
-            self._stream.flush()

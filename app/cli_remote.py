@@ -19,20 +19,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING
 
+from app.cli_stream import stream_reply
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.history.turns import (
     ThinkingMode,
     prompt_before,
     save_chat_settings,
-    status_for,
     thinking_for,
     title_from,
 )
 from engine.history.types import MessageStatus
-from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta, Turn
+from engine.types import Turn
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
@@ -50,22 +50,15 @@ __all__ = [
 ]
 
 
-class _Output(Protocol):
-    def write(self, text: str) -> None: ...
-    def end(self) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class ChatParts:
     """What a remote chat shares with app/cli.py's local one, handed in by it (this
     module does not import app/cli.py, which imports it): the saved settings, a
-    chat's own settings, the sampling with the command line's choices on top, and
-    the thinking's output on stderr."""
+    chat's own settings, and the sampling with the command line's choices on top."""
 
     settings: Settings
     chat_settings: Callable[[argparse.Namespace, ChatStore, int | None, Settings], ChatSettings]
     sampling: Callable[..., SamplingParams]  # (args, defaults, settings, *, thinks)
-    thinking_output: Callable[[TextIO], _Output]
 
 
 def connections_file(paths: AppPaths) -> Path:
@@ -193,32 +186,12 @@ def remote_chat(
         )
         prompt = prompt_before(store, conv.id, reply.id)
         recorder = ReplyRecorder(store, reply.id)
-        stats: GenerationStats | None = None
         try:
-            thinking_out = parts.thinking_output(sys.stderr)
             turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
-            for event in backend.stream(turn, params, stop=stop):
-                if isinstance(event, ThinkingDelta):
-                    thinking_out.write(event.text)
-                    recorder.append_thinking(event.text)
-                elif isinstance(event, TextDelta):
-                    thinking_out.end()
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
-                    recorder.append(event.text)
-                elif isinstance(event, ReplyDone):
-                    thinking_out.end()
-                    recorder.finish(status_for(event.reason))
-                    stats = event.stats
+            stats = stream_reply(backend, turn, params, stop=stop, recorder=recorder)
         except KeyboardInterrupt:
-            recorder.finish(MessageStatus.STOPPED)
             print("\n[stopped]", file=sys.stderr)
             return 130
-        except KnownError:
-            recorder.finish(MessageStatus.FAILED)
-            sys.stdout.write("\n")
-            raise
-        sys.stdout.write("\n")
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,
