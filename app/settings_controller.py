@@ -8,13 +8,15 @@ everything else applies at once.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from types import MappingProxyType
 
-from PySide6.QtCore import QObject, Qt, QUrl, Slot
+from PySide6.QtCore import QObject, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app.background import BackgroundOp, Report, run_in_background
 from app.chat.conversations import ConversationController, GenerationDefaults
 from app.chat.replies import ReplyController
 from app.engine_client import EngineClient
@@ -72,6 +74,7 @@ class SettingsController(QObject):
         self.notifier = notifier
         self.dialog: SettingsDialog | None = None
         self._reload_pending = False
+        self._moving: BackgroundOp[None] | None = None  # the chats' copy, while it runs
         window.settings_requested.connect(self.open)
 
     @Slot()
@@ -218,6 +221,11 @@ class SettingsController(QObject):
         if self.replies.busy:
             self.notifier.error("A reply is being written. Stop it first, then move the chats.")
             return
+        if self._moving is not None:
+            self.notifier.error(
+                "Hearth is still moving your chats. Wait until it is done, then try again."
+            )
+            return
         old = store.path
         target = Path(folder).expanduser().absolute()
         if target.resolve() == old.parent.resolve():
@@ -231,19 +239,56 @@ class SettingsController(QObject):
             "Move",
         ):
             return
-        # On this thread: the store's connection is this thread's. (A copy from a connection
-        # of its own, then the switch here, would take it off; that is the store's to offer.)
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            store.move_to(target / old.name)
-        except KnownError as exc:
-            self.notifier.known(exc)
-            return
-        finally:
-            QApplication.restoreOverrideCursor()
-        log.info("moved the chats from %s to %s", old.parent, target)
-        self.folders.set_chats_dir(target)  # saved; the Settings window follows
-        self.notifier.info(f"Your chats are now in {target}.", 8000)
+        self._copy_chats(target, attempts=self.MOVE_ATTEMPTS)
+
+    # A reply or an edit during the copy is saved in the old file after the copy's
+    # snapshot: then the copy is made again, this many times at most.
+    MOVE_ATTEMPTS = 3
+
+    def _copy_chats(self, target: Path, *, attempts: int) -> None:
+        """Copy the chats to ``target`` on a thread of its own (a connection of its own:
+        the store's is this thread's), then switch to the copy here if nothing was saved
+        meanwhile; the old file is deleted only then."""
+        store = self.store
+        old, new = store.path, target / store.path.name
+        commits = store.commits
+
+        def copy(_report: Report, _cancel: threading.Event) -> None:
+            with ChatStore.second(old, read_only=True) as source:
+                source.copy_to(new)
+
+        def done(_: None) -> None:
+            changed = self.replies.busy or store.commits != commits or store.path != old
+            if changed:
+                for suffix in ("", "-wal", "-shm"):  # the copy is stale: ours to delete
+                    Path(f"{new}{suffix}").unlink(missing_ok=True)
+                if attempts > 1 and not self.replies.busy and store.path == old:
+                    self._copy_chats(target, attempts=attempts - 1)
+                    return
+                self._moving = None
+                self.notifier.clear_info()
+                self.notifier.error(
+                    "Your chats changed while they were being copied, so nothing was moved. "
+                    "Move them again when no reply is being written."
+                )
+                return
+            self._moving = None
+            try:
+                store.switch_to(new)
+            except KnownError as exc:
+                self.notifier.known(exc)
+                return
+            log.info("moved the chats from %s to %s", old.parent, target)
+            self.folders.set_chats_dir(target)  # saved; the Settings window follows
+            self.notifier.info(f"Your chats are now in {target}.", 8000)
+
+        def failed(sentence: str) -> None:
+            self._moving = None
+            self.notifier.clear_info()
+            self.notifier.error(sentence)
+
+        self.notifier.info(f"Moving your chats to {target}…", 0)
+        self._moving = run_in_background(copy, done, failed, what=f"Moving the chats to {target}")
 
     @Slot(str)
     def _on_open_folder(self, which: str) -> None:

@@ -1,17 +1,21 @@
 """The sidebar's history actions: search, pin, undo a delete, export, import.
 
-GUI thread, like the store. They only read and write the store and show the
-result; they know nothing of the reply in progress, and reach the open chat
-through a two-method ``Navigator`` (the ConversationController).
+GUI thread, like the store, except export and import: they read the file and
+write the store through a connection of their own on a thread of their own
+(``run_in_background``), and come back here to show the result. They know
+nothing of the reply in progress, and reach the open chat through a two-method
+``Navigator`` (the ConversationController).
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Slot
 
+from app.background import BackgroundOp, Report, run_in_background
 from app.notifier import Notifier
 from engine.errors import KnownError
 from engine.history.store import ChatStore
@@ -37,6 +41,9 @@ class HistoryActions(QObject):
         self.store = store
         self.navigator = navigator
         self.notifier = notifier
+        # Export and import run on threads of their own; one of each at a time.
+        self._export: BackgroundOp[Any] | None = None
+        self._import: BackgroundOp[Any] | None = None
         window.search_requested.connect(self._on_search_requested)
         window.search_results.hit_activated.connect(self._on_hit_activated)
         window.pin_requested.connect(self._on_pin_requested)
@@ -73,30 +80,67 @@ class HistoryActions(QObject):
 
     @Slot(object, str, str)
     def _on_export_requested(self, conv_id: int | None, fmt: str, path: str) -> None:
-        from engine.history.export import json_chunks, markdown_chunks, write_export
-
-        ids = None if conv_id is None else [conv_id]
-        with self.notifier.guard() as g:
-            chunks = (
-                markdown_chunks(self.store, ids) if fmt == "md" else json_chunks(self.store, ids)
+        if self._export is not None:  # until its result is back here
+            self.notifier.error(
+                f"Hearth is still {self._export.what[0].lower()}{self._export.what[1:]}. "
+                "Wait until it is done, then export again."
             )
-            write_export(Path(path), chunks)
-        if not g.failed:
+            return
+        db_path, target = self.store.path, Path(path)
+        ids = None if conv_id is None else [conv_id]
+
+        def export(_report: Report, _cancel: threading.Event) -> None:
+            # A connection of its own: the store's belongs to this (the GUI) thread.
+            from engine.history.export import json_chunks, markdown_chunks, write_export
+
+            with ChatStore.second(db_path, read_only=True) as reader, reader.snapshot():
+                chunks = markdown_chunks(reader, ids) if fmt == "md" else json_chunks(reader, ids)
+                write_export(target, chunks)
+
+        def done(_: None) -> None:
+            self._export = None
             self.notifier.info(f"Exported to {path}.", 5000)
+
+        def failed(sentence: str) -> None:
+            self._export = None
+            self.notifier.clear_info()
+            self.notifier.error(sentence)
+
+        self.notifier.info(f"Exporting to {path}…", 0)
+        self._export = run_in_background(export, done, failed, what=f"Exporting to {path}")
 
     @Slot(str)
     def _on_import_requested(self, path: str) -> None:
-        from engine.history.export import import_json
+        if self._import is not None:
+            self.notifier.error(
+                "An import is already under way. Wait until it is done, then import again."
+            )
+            return
+        db_path, source = self.store.path, Path(path)
 
-        try:
-            ids = import_json(self.store, Path(path).read_bytes())
-        except OSError as exc:
-            self.notifier.error(f"Hearth could not read {path} ({exc.strerror}).")
-            return
-        except KnownError as exc:
-            self.notifier.known(exc)
-            return
-        for conv_id in ids:
-            self.navigator.refresh_conversation(conv_id)
-        n = len(ids)
-        self.notifier.info(f"Imported {n} conversation{'' if n == 1 else 's'}.", 5000)
+        def import_(_report: Report, _cancel: threading.Event) -> list[int]:
+            # Read, check and write on a connection of its own (SQLite has one writer
+            # at a time: the GUI's writes wait for this transaction, a moment).
+            from engine.history.export import import_json
+
+            try:
+                data = source.read_bytes()
+            except OSError as exc:
+                raise KnownError(f"Hearth could not read {path} ({exc.strerror}).") from exc
+            with ChatStore.second(db_path) as writer:
+                return import_json(writer, data)
+
+        def done(ids: list[int]) -> None:
+            self._import = None
+            for conv_id in ids:
+                self.navigator.refresh_conversation(conv_id)
+            n = len(ids)
+            self.notifier.info(f"Imported {n} conversation{'' if n == 1 else 's'}.", 5000)
+
+        def failed(sentence: str) -> None:
+            self._import = None
+            self.notifier.clear_info()
+            self.notifier.error(sentence)
+
+        self.notifier.info(f"Importing {path}…", 0)
+        self._import = run_in_background(import_, done, failed, what=f"Importing {path}")

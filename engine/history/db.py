@@ -55,6 +55,8 @@ def damage_marker(path: Path) -> Path:
 class StoreDatabase:
     """The SQLite file at ``path``, opened and brought to the current schema."""
 
+    _commits = 0
+
     def __init__(
         self,
         path: Path,
@@ -86,14 +88,75 @@ class StoreDatabase:
             self._db.close()
             raise
 
+    @classmethod
+    def second(cls, path: Path, *, read_only: bool = False) -> Self:
+        """Another connection to the store already open at ``path``, for a thread of its
+        own (an export, an import, the copy of a move): the first one belongs to the
+        thread that opened it. It does none of the opening work (no migration, and a
+        reply streaming on the first connection is not marked interrupted). With WAL a
+        reader never blocks the first connection's writes; a writer makes them wait
+        (``busy_timeout``) for each of its transactions. Close it on the same thread.
+        """
+        self = cls.__new__(cls)
+        self._path, self._clock, self._keep_deleted_s = path, time.time, DELETED_KEEP_S
+        try:
+            if read_only:
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            elif not path.is_file():  # connect would make an empty one
+                raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+            else:
+                self._db = sqlite3.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise self._failure("open", e) from e
+        try:
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise self._failure("open", e) from e
+        if version != SCHEMA_VERSION:  # the first connection brought it up to date
+            self._db.close()
+            raise StoreError(
+                f"The chat history at {path} is not in this Hearth's format ({version}, "
+                f"not {SCHEMA_VERSION}). Restart Hearth and try again."
+            )
+        return self
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see the file as it was at the first one (a read transaction):
+        an export of a chat whose reply streams meanwhile is whole, not half-written."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+
+    @property
+    def commits(self) -> int:
+        """How many write transactions this connection has committed (to see whether
+        the file changed while a copy of it was made)."""
+        return self._commits
+
     def move_to(self, target: Path) -> None:
-        """Move the database to ``target`` and go on using it there.
+        """Move the database to ``target`` and go on using it there: ``copy_to`` through
+        a second connection, then ``switch_to``. Blocks for the copy: a few MB take
+        milliseconds, 1 GB a few seconds (the app runs the two halves apart)."""
+        target = target.expanduser().absolute()
+        with type(self).second(self._path, read_only=True) as source:
+            source.copy_to(target)
+        self.switch_to(target)
+
+    def copy_to(self, target: Path) -> None:
+        """Make ``target`` a checked copy of this database, or raise leaving nothing there.
 
         A consistent copy is made with SQLite's online backup (the write-ahead log
-        included), checked (``integrity_check``, the same number of conversations),
-        and renamed into place; only then does this store switch to it and delete
-        the old file. On any failure the old file is untouched and still in use.
-        Blocks for the copy: a few MB take milliseconds, 1 GB a few seconds.
+        included) inside one read transaction, checked (``integrity_check``, the same
+        number of conversations), and renamed into place. Writes by other connections
+        go on meanwhile; those after the copy's snapshot are not in it (see ``commits``).
         """
         target = target.expanduser().absolute()
         if target.exists():
@@ -104,12 +167,13 @@ class StoreDatabase:
             part.unlink(missing_ok=True)
             copy = sqlite3.connect(part)
             try:
-                self._db.backup(copy, pages=1024)
+                with self.snapshot():
+                    here = self._db.execute("SELECT count(*) FROM conversations").fetchone()[0]
+                    self._db.backup(copy, pages=-1)  # one step: the snapshot, whole
                 check = copy.execute("PRAGMA integrity_check").fetchone()[0]
                 counted = copy.execute("SELECT count(*) FROM conversations").fetchone()[0]
             finally:
                 copy.close()
-            here = self._db.execute("SELECT count(*) FROM conversations").fetchone()[0]
             if check != "ok" or counted != here:
                 raise StoreError(
                     f"The copy of your chats in {target.parent} did not check out ({check}); "
@@ -123,6 +187,9 @@ class StoreDatabase:
         except StoreError:
             part.unlink(missing_ok=True)
             raise
+
+    def switch_to(self, target: Path) -> None:
+        """Go on using ``target`` (a ``copy_to`` of this file) and delete the old file."""
         old = self._path
         self._db.close()
         self._path = target
@@ -253,6 +320,7 @@ class StoreDatabase:
                 self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self._commits += 1
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

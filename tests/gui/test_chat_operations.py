@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
@@ -12,6 +14,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
+from engine.history import export as export_module
 from engine.history.turns import chat_settings
 from engine.history.types import MessageStatus
 from engine.types import FinishReason, GenerationStats, ReplyDone
@@ -167,25 +170,57 @@ def test_pin_undo_delete_and_copy_last_reply(qtbot: QtBot, launch: Launch, data_
 
 
 def test_export_then_import_round_trip(
-    qtbot: QtBot, launch: Launch, data_dir: Path, tmp_path: Path
+    qtbot: QtBot,
+    launch: Launch,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The file dialogs are not driven here: the test hands the paths a person would pick.
     hearth = launch(data_dir)
     reply_to(qtbot, hearth, "Keep this safe")
+    said = hearth.notifier.texts
+    # Which threads wrote the export and the import (the real functions run).
+    threads: list[threading.Thread] = []
+
+    def on_thread(name: str) -> None:
+        real = getattr(export_module, name)
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            threads.append(threading.current_thread())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(export_module, name, recorded)
+
+    on_thread("write_export")
+    on_thread("import_json")
     exported = tmp_path / "chats.json"
     hearth.window.export_requested.emit(None, "json", str(exported))
+    # A second export while the first is written is refused, with a sentence.
     markdown = tmp_path / "chats.md"
     hearth.window.export_requested.emit(hearth.conversations.current_id, "md", str(markdown))
+    assert f"Hearth is still exporting to {exported}" in hearth.window.error_banner.label.text()
+    qtbot.waitUntil(lambda: f"Exported to {exported}." in said(), timeout=10_000)
+    hearth.window.export_requested.emit(hearth.conversations.current_id, "md", str(markdown))
+    qtbot.waitUntil(lambda: f"Exported to {markdown}." in said(), timeout=10_000)
     assert "Keep this safe" in markdown.read_text()
     data = json.loads(exported.read_text())
     assert len(data["conversations"]) == 1
     hearth.window.import_requested.emit(str(exported))
-    assert hearth.window.conversations.rowCount() == 2
+    qtbot.waitUntil(lambda: hearth.window.conversations.rowCount() == 2, timeout=10_000)
+    assert "Imported 1 conversation." in said()
     broken = tmp_path / "broken.json"
     broken.write_text("{ nope")
     hearth.window.import_requested.emit(str(broken))
+    qtbot.waitUntil(
+        lambda: "not a Hearth chat export" in hearth.window.error_banner.label.text(),
+        timeout=10_000,
+    )
     assert hearth.window.error_banner.isVisible()
     assert hearth.window.conversations.rowCount() == 2  # nothing half-imported
+    # Off the GUI thread, every time: two exports, two imports.
+    assert len(threads) == 4
+    assert threading.main_thread() not in threads
 
 
 def test_per_chat_system_prompt_and_thinking_switch_are_kept_with_the_chat(

@@ -534,7 +534,7 @@ def test_after_a_models_move_every_reader_of_the_folder_sees_the_new_one(
     chats = tmp_path / "synced" / "chats"
     answer_next_dialog(qtbot, "Move")
     dialog.move_chats_requested.emit(str(chats))
-    assert dialog.folder_labels[Folder.CHATS].text() == str(chats)
+    qtbot.waitUntil(lambda: dialog.folder_labels[Folder.CHATS].text() == str(chats))
     assert dialog.folder_labels[Folder.MODELS].text() == str(new)
     saved = json.loads((data_dir / "config" / "settings.json").read_text())["values"]
     assert (saved["storage.models_dir"], saved["storage.chats_dir"]) == (str(new), str(chats))

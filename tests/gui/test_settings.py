@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QComboBox, QPushButton, QSpinBox
@@ -12,6 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from app.folders import Folder
 from app.gui import HearthApp
+from engine.history.db import StoreDatabase
 from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from ui.settings_dialog import SettingsDialog
 from ui.state import ResponseState
@@ -148,9 +151,22 @@ def test_thinking_budget_is_a_generation_setting_applied_at_once(
 
 
 def test_move_the_chats_folder_and_keep_chatting(
-    qtbot: QtBot, launch: Launch, data_dir: Path, tmp_path: Path
+    qtbot: QtBot,
+    launch: Launch,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hearth = launch(data_dir)
+    # Which thread made the copy (the real copy runs).
+    copied_on: list[threading.Thread] = []
+    real_copy = StoreDatabase.copy_to
+
+    def copy_to(store: StoreDatabase, target: Path) -> None:
+        copied_on.append(threading.current_thread())
+        real_copy(store, target)
+
+    monkeypatch.setattr(StoreDatabase, "copy_to", copy_to)
     with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         send(qtbot, hearth, "Remember the word lighthouse.")
     conv_id = hearth.conversations.current_id
@@ -161,6 +177,14 @@ def test_move_the_chats_folder_and_keep_chatting(
     seen = answer_next_dialog(qtbot, "Move")
     dialog.move_chats_requested.emit(str(new))  # what Qt's folder picker returns
     assert seen and seen[0].startswith("Move your chat history")
+    # A second move while the copy runs is refused, with a sentence.
+    dialog.move_chats_requested.emit(str(tmp_path / "elsewhere"))
+    assert "still moving your chats" in hearth.window.error_banner.label.text()
+    qtbot.waitUntil(
+        lambda: f"Your chats are now in {new}." in hearth.notifier.texts(), timeout=10_000
+    )
+    assert len(copied_on) == 1 and copied_on[0] is not threading.main_thread()
+    assert hearth.store.path == new / "hearth.sqlite3"
     assert (new / "hearth.sqlite3").exists()
     assert not (data_dir / "hearth.sqlite3").exists()  # moved, not copied
     assert dialog.folder_labels[Folder.CHATS].text() == str(new)
@@ -186,7 +210,9 @@ def test_moving_the_chats_onto_existing_chats_is_refused(
     dialog = open_settings(qtbot, hearth)
     answer_next_dialog(qtbot, "Move")
     dialog.move_chats_requested.emit(str(taken))
-    assert "already exists" in hearth.window.error_banner.label.text()
+    qtbot.waitUntil(
+        lambda: "already exists" in hearth.window.error_banner.label.text(), timeout=10_000
+    )
     assert (taken / "hearth.sqlite3").read_bytes() == b"someone else's chats"
     assert hearth.store.path == data_dir / "hearth.sqlite3"
     assert (data_dir / "hearth.sqlite3").exists()
