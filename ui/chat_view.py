@@ -54,7 +54,7 @@ from ui.message_html import (
 )
 
 REPAINT_INTERVAL_MS = 33
-SHOWN_AT_FIRST = 30  # messages rendered when a chat opens; earlier ones on request
+SHOWN_AT_FIRST = 60  # messages rendered when a chat opens; earlier ones on request
 _CACHE_SIZE = 1024
 
 
