@@ -292,10 +292,15 @@ def choose_by_speed(rows: Sequence[QuantSpeed], *, floor: float = COMFORTABLE_TP
             )
         return SpeedChoice(choice=pick, reason=reason)
     pick = max(fitting, key=lambda r: (r.tokens_per_s, r.quality))
+    # A faster 2-bit file may fit too; it is never chosen, so the sentence says why.
+    skipped = any(
+        r.fits and not r.recommendable and r.tokens_per_s > pick.tokens_per_s for r in rows
+    )
+    which = "the fastest recommended file that fits" if skipped else "the fastest that fits"
     return SpeedChoice(
         choice=pick,
         reason=(
-            f"{pick.label}: about {_tps(pick.tokens_per_s)} tokens/s, the fastest that fits; "
+            f"{pick.label}: about {_tps(pick.tokens_per_s)} tokens/s, {which}; "
             f"none reaches {floor:.0f} tokens/s on this computer."
         ),
     )

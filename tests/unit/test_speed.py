@@ -120,6 +120,13 @@ def test_the_fastest_when_nothing_is_comfortable() -> None:
     )
 
 
+def test_a_faster_two_bit_file_is_not_called_the_fastest() -> None:
+    rows = [row("UD-Q2_K_XL", 10, 6.6, ok=False), row("Q3_K_M", 20, 5.9), row("Q8_0", 80, 2.7)]
+    choice = choose_by_speed(rows)
+    assert choice.choice is not None and choice.choice.label == "Q3_K_M"
+    assert choice.reason.startswith("Q3_K_M: about 6 tokens/s, the fastest recommended file")
+
+
 def test_nothing_fits() -> None:
     choice = choose_by_speed([row("Q8_0", 80, 20.0, fits=False), row("BF16", 90, 9, ok=False)])
     assert choice.choice is None
