@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.cli_stream import stream_reply
+from app.cli_stream import ask
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
 from engine.errors import KnownError
@@ -27,19 +27,14 @@ from engine.history.turns import (
     PromptMessages,
     ThinkingMode,
     chat_settings,
-    prompt_before,
     prompt_of,
-    save_chat_settings,
     thinking_for,
-    title_from,
 )
-from engine.history.types import MessageStatus
 from engine.types import (
     EngineOptions,
     Message,
     ModelInfo,
     SamplingParams,
-    Turn,
 )
 
 if TYPE_CHECKING:
@@ -295,7 +290,6 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
             sampling=_sampling,
         )
         return remote_chat(args, paths, store, parts)
-    from engine.history.recorder import ReplyRecorder
     from engine.inference.thinking import prompt_opens_thinking
 
     if not args.prompt.strip():  # the parser refuses it too; nothing is saved either way
@@ -337,20 +331,18 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
             sys.stdout.write(rendered)
             sys.stdout.flush()
             return 0
-        if conv is None:
-            conv = store.create_conversation(title_from(args.prompt), title_is_auto=True)
-            save_chat_settings(store, conv.id, own)
-        elif args.system is not None:
-            save_chat_settings(store, conv.id, own)
-        store.add_message(conv.id, "user", args.prompt)
-        reply = store.add_message(
-            conv.id, "assistant", "", MessageStatus.STREAMING, model=backend.info.path
-        )
-        prompt = prompt_before(store, conv.id, reply.id)  # as the window reads it
-        recorder = ReplyRecorder(store, reply.id)
         try:
-            turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
-            stats = stream_reply(backend, turn, params, stop=stop, recorder=recorder)
+            conv, stats = ask(
+                store,
+                conv,
+                args.prompt,
+                own,
+                save_settings=args.system is not None,
+                backend=backend,
+                thinking=thinking,
+                params=params,
+                stop=stop,
+            )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
             return 130

@@ -21,18 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli_stream import stream_reply
+from app.cli_stream import ask
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.history.turns import (
     ThinkingMode,
-    prompt_before,
-    save_chat_settings,
     thinking_for,
-    title_from,
 )
-from engine.history.types import MessageStatus
-from engine.types import Turn
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
@@ -134,7 +129,6 @@ def remote_chat(
     args: argparse.Namespace, paths: AppPaths, store: ChatStore, parts: ChatParts
 ) -> int:
     """``hearth chat --endpoint``: as app/cli.py's local chat, through a server."""
-    from engine.history.recorder import ReplyRecorder
 
     for flag, given in (
         ("--show-prompt", args.show_prompt),
@@ -175,20 +169,18 @@ def remote_chat(
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
         print(f"hearth: this chat goes to {info.name} at {info.extra['where']}.", file=sys.stderr)
-        if conv is None:
-            conv = store.create_conversation(title_from(args.prompt), title_is_auto=True)
-            save_chat_settings(store, conv.id, own)
-        elif args.system is not None:
-            save_chat_settings(store, conv.id, own)
-        store.add_message(conv.id, "user", args.prompt)
-        reply = store.add_message(
-            conv.id, "assistant", "", MessageStatus.STREAMING, model=info.path
-        )
-        prompt = prompt_before(store, conv.id, reply.id)
-        recorder = ReplyRecorder(store, reply.id)
         try:
-            turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
-            stats = stream_reply(backend, turn, params, stop=stop, recorder=recorder)
+            conv, stats = ask(
+                store,
+                conv,
+                args.prompt,
+                own,
+                save_settings=args.system is not None,
+                backend=backend,
+                thinking=thinking,
+                params=params,
+                stop=stop,
+            )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
             return 130

@@ -9,14 +9,17 @@ import threading
 from typing import TYPE_CHECKING, TextIO
 
 from engine.errors import KnownError
-from engine.history.turns import status_for
+from engine.history.turns import prompt_before, save_chat_settings, status_for, title_from
 from engine.history.types import MessageStatus
-from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta
+from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta, Turn
 
 if TYPE_CHECKING:
     from engine.history.recorder import ReplyRecorder
+    from engine.history.store import ChatStore
+    from engine.history.turns import ChatSettings
+    from engine.history.types import Conversation
     from engine.inference.backend import ChatBackend
-    from engine.types import SamplingParams, Turn
+    from engine.types import SamplingParams
 
 
 class ThinkingOutput:
@@ -80,3 +83,37 @@ def stream_reply(
         raise
     sys.stdout.write("\n")
     return stats
+
+
+def ask(
+    store: ChatStore,
+    conv: Conversation | None,
+    question: str,
+    own: ChatSettings,
+    *,
+    save_settings: bool,
+    backend: ChatBackend,
+    thinking: bool | None,
+    params: SamplingParams,
+    stop: threading.Event,
+) -> tuple[Conversation, GenerationStats | None]:
+    """Store ``question`` in ``conv`` (a new chat, titled by it, when None), then stream
+    the reply into the store and the terminal. The model reads the chat as the window
+    reads it (``prompt_before``); the reply records which model wrote it. A new chat,
+    or ``save_settings``, stores ``own`` as the chat's settings. KeyboardInterrupt is
+    raised on, with what was written kept as a stopped reply."""
+    from engine.history.recorder import ReplyRecorder
+
+    if conv is None:
+        conv = store.create_conversation(title_from(question), title_is_auto=True)
+        save_chat_settings(store, conv.id, own)
+    elif save_settings:
+        save_chat_settings(store, conv.id, own)
+    store.add_message(conv.id, "user", question)
+    reply = store.add_message(
+        conv.id, "assistant", "", MessageStatus.STREAMING, model=backend.info.path
+    )
+    prompt = prompt_before(store, conv.id, reply.id)
+    recorder = ReplyRecorder(store, reply.id)
+    turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
+    return conv, stream_reply(backend, turn, params, stop=stop, recorder=recorder)
