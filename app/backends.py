@@ -123,7 +123,7 @@ def _load_stepping_down(
 ) -> ChatBackend:
     """``load`` with ``options``; where the GPU runs out of memory, with fewer layers
     (``retry_ladder``), then the CPU."""
-    from engine.models.offload import fallback_sentence, is_out_of_device_memory, retry_ladder
+    from engine.models.offload_retry import fallback_sentence, is_out_of_device_memory, retry_ladder
 
     asked = options.n_gpu_layers or 0
     try:

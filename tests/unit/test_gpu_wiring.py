@@ -26,7 +26,8 @@ from engine.inference.local import LocalBackend
 from engine.models.catalog import load_catalog
 from engine.models.choice import load_options, plan_load
 from engine.models.memory import GIB, MIB, HardwareInfo
-from engine.models.offload import Backend, DeviceInfo, OffloadBadge, fallback_sentence
+from engine.models.offload import Backend, DeviceInfo, OffloadBadge
+from engine.models.offload_retry import fallback_sentence
 from engine.models.ranking import rank_quants
 from engine.settings import Performance, Settings, engine_options
 from engine.types import DeviceProbe, EngineOptions

@@ -36,13 +36,11 @@ from engine.models.offload import (
     KvPlace,
     OffloadBadge,
     device_margin,
-    fallback_sentence,
-    is_out_of_device_memory,
     plan_offload,
-    retry_ladder,
     weight_split,
     weight_split_from_header,
 )
+from engine.models.offload_retry import fallback_sentence, is_out_of_device_memory, retry_ladder
 from engine.types import EngineOptions
 
 NINE = {e.quantization: e for e in load_catalog() if e.family == "qwen3.5-9b"}
