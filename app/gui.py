@@ -152,6 +152,7 @@ class HearthApp:
             launch_options=options,
         )
         self.window.chat_view.set_model_namer(self._model_name)
+        self.window.may_close = self.models.may_close  # quitting mid-move asks first (R4)
         # R5: connected after every controller, so the models code hears a load ended
         # once the client, the state and the window have taken it in, and its fallback
         # banner replaces the controller's, never the reverse.

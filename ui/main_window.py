@@ -103,6 +103,8 @@ class MainWindow(QMainWindow):
         self.resize(1100, 720)
         self._state = ResponseState.LOADING
         self._undo_button: QPushButton | None = None
+        # Asked before the window closes (the app sets it: a folder move asks first).
+        self.may_close: Callable[[], bool] = lambda: True
 
         # Sidebar
         self.new_chat_button = QPushButton("New chat")
@@ -432,6 +434,9 @@ class MainWindow(QMainWindow):
             self.delete_requested.emit(conv_id)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.may_close():  # e.g. the models folder is being moved: it asked, "no"
+            event.ignore()
+            return
         # Off the screen first: shutting down waits for the engine (a model load
         # cannot be interrupted), and a frozen window must never be what is seen.
         self.hide()

@@ -127,10 +127,6 @@ class ReplyController(QObject):
         """A reply is being written (or stopped)."""
         return self._state in (ResponseState.GENERATING, ResponseState.STOPPING)
 
-    @property
-    def active_conversation(self) -> int | None:
-        return self._active.conversation_id if self._active is not None else None
-
     def _model(self) -> str:
         """Which model writes the next reply, as the reply records it (its path)."""
         info = self.engine.model_info

@@ -28,7 +28,7 @@ from engine.errors import CatalogError
 from engine.history.store import ChatStore
 from engine.history.types import MessageStatus
 from tests.fakes.scripted import ScriptedBackend
-from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, answer_next_dialog, send
 from ui.state import ResponseState
 
 WAIT_MS = 10_000
@@ -277,3 +277,24 @@ def test_closing_while_a_model_loads_hides_the_window_first(
     assert watch.hidden_while_loading is True  # off the screen before the wait began
     assert hearth.closed and not hearth.window.isVisible()
     assert not [t for t in EngineThread.live if t.thread.isRunning()]
+
+
+def test_quitting_while_the_models_folder_moves_asks_first(
+    qtbot: QtBot, launch: Launch, data_dir: Path
+) -> None:
+    """R4: a folder move is finished or undone, never cut off by a quit. The move in
+    progress is stood in for by the files job's own flag (a real move of the starter
+    model is a rename, over before a test could close the window during it)."""
+    hearth = launch(data_dir, backend=ScriptedBackend(replies=["hi"]))
+    window = hearth.window
+    window.show()
+    hearth.models.files._moving = True
+
+    answered = answer_next_dialog(qtbot, "Cancel")
+    window.close()
+    assert answered and "models folder is being moved" in answered[0]
+    assert window.isVisible() and not hearth.closed  # "no": nothing was shut down
+
+    hearth.models.files._moving = False
+    window.close()  # nothing moving: no question
+    assert hearth.closed and not window.isVisible()
