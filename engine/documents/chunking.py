@@ -1,7 +1,7 @@
 """Cutting a document into chunks for retrieval, along its structure.
 
 A chunk never crosses a heading (a section starts a new chunk, and every chunk carries
-its section's heading path), keeps a code block or table whole when it fits, and
+its section's heading path) nor a page, keeps a code block or table whole when it fits, and
 otherwise packs whole paragraphs up to ``CHUNK_TOKENS``. A block too long for one chunk
 is split at lines, then sentences, then words. Consecutive chunks of a section share
 up to ``OVERLAP_TOKENS`` (the last paragraph or lines of the one before), so a fact
@@ -98,9 +98,11 @@ def chunk_blocks(
             headings.append((level, " ".join(block.text.split())))
             continue
         for unit in _units(block, target):
-            if current and size + unit.tokens > target:
+            new_page = bool(current) and unit.page != current[-1].page
+            if current and (new_page or size + unit.tokens > target):
                 yield emit()
-                current = _carry(current, overlap)
+                # A new page starts clean: a citation then names one page, exactly.
+                current = [] if new_page else _carry(current, overlap)
                 size = sum(u.tokens for u in current)
             current.append(unit)
             size += unit.tokens

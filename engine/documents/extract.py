@@ -16,7 +16,7 @@ from engine.documents.textfiles import decode, text_blocks
 from engine.documents.types import DocKind, DocumentError, Extracted
 from engine.units import format_bytes
 
-__all__ = ["MAX_FILE_BYTES", "extract", "extract_bytes", "kind_of"]
+__all__ = ["MAX_FILE_BYTES", "extract", "extract_bytes", "kind_of", "read_file"]
 
 # A 1,000-page PDF is ~5-30 MB and a book in plain text ~1-3 MB; a file over this is
 # a log or a dump that chunking would turn into ~20 million tokens no one reads.
@@ -70,13 +70,18 @@ def kind_of(name: str, head: bytes = b"") -> DocKind:
 
 def extract(path: Path) -> Extracted:
     """The document at ``path``. Raises DocumentError with a sentence when it cannot."""
+    return extract_bytes(path.name, read_file(path))
+
+
+def read_file(path: Path) -> bytes:
+    """A document file's bytes (refused over MAX_FILE_BYTES before reading)."""
     name = path.name
     try:
         size = path.stat().st_size
         if path.is_dir():
             raise DocumentError(f"{name} is a folder: attach the files in it one by one.")
         _check_size(name, size)
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError as e:
         raise DocumentError(
             f"{name} is no longer there (it was moved or deleted after it was chosen): "
@@ -92,7 +97,6 @@ def extract(path: Path) -> Extracted:
             f"{name} could not be read ({e.strerror or e}): check the disk or network "
             "drive it is on, and attach it again.",
         ) from e
-    return extract_bytes(name, data)
 
 
 def extract_bytes(name: str, data: bytes) -> Extracted:
@@ -116,7 +120,13 @@ def extract_bytes(name: str, data: bytes) -> Extracted:
     if not blocks:
         raise DocumentError(f"{name} shows no text (only markup or scripts): nothing to read.")
     return Extracted(
-        name, kind, blocks, size=len(data), lines=text.count("\n") + 1, encoding=encoding
+        name,
+        kind,
+        blocks,
+        size=len(data),
+        lines=text.count("\n") + 1,
+        encoding=encoding,
+        source="" if kind is DocKind.HTML else text,
     )
 
 

@@ -67,11 +67,19 @@ class Extracted:
     pages: int | None = None
     lines: int | None = None
     encoding: str = ""
+    # A text file's own text (Markdown, code, CSV keep their layout); "" for the others.
+    source: str = ""
 
     @property
     def text(self) -> str:
-        """The whole document as the model reads it when it fits."""
-        return "\n\n".join(b.text for b in self.blocks)
+        """The whole document as the model reads it when it fits: a text file as it is,
+        the others' blocks with Markdown headings."""
+        if self.source:
+            return self.source
+        return "\n\n".join(
+            f"{'#' * b.level} {b.text}" if b.kind is BlockKind.HEADING and b.level else b.text
+            for b in self.blocks
+        )
 
     @property
     def tokens(self) -> int:

@@ -11,11 +11,12 @@ reads the same prompt.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from engine.history.doc_prompt import AttachedDocument, DocumentPrompt, documents_prompt
 from engine.history.types import CONTINUABLE, MessageStatus, StoredMessage
 from engine.types import FinishReason, Message, ModelInfo, ThinkingMode
 
@@ -33,6 +34,7 @@ __all__ = [
     "context_from_after",
     "prompt_before",
     "prompt_of",
+    "prompt_with_documents",
     "save_chat_settings",
     "status_for",
     "thinking_for",
@@ -106,6 +108,9 @@ class PromptMessages:
 
     messages: tuple[Message, ...]
     ids: tuple[int | None, ...]
+    # The chunk id of each passage the model was given, in citation order ([1] first):
+    # the reply keeps them (ChatStore.set_citations) so its [n] open the passage.
+    citations: tuple[int, ...] = ()
 
     @property
     def n_system(self) -> int:
@@ -115,7 +120,11 @@ class PromptMessages:
         )
 
 
-def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> PromptMessages:
+def prompt_of(
+    messages: Sequence[StoredMessage],
+    settings: ChatSettings,
+    documents: DocumentPrompt | None = None,
+) -> PromptMessages:
     """The messages the model reads of ``messages`` (a stretch of a chat's active path
     from its start): the chat's system prompt, then every message from the first one
     it still reads (``context_from``) that has something to read (an empty reply is
@@ -125,21 +134,55 @@ def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> Prom
     ``system`` message: that message is read as the system prompt (also when older
     turns are dropped) unless the chat has a system prompt setting of its own,
     which takes its place ("" for none).
+
+    ``documents`` (doc_prompt.documents_prompt): attached documents' text goes before
+    the text of the message they were attached to, retrieved passages before the last
+    question's.
     """
     lead = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
     stored_system = [] if settings.system_prompt is not None else list(messages[:lead])
     start = next((i for i, m in enumerate(messages) if m.id == settings.context_from), 0)
     out: list[Message] = []
     ids: list[int | None] = []
-    for m in [*stored_system, *messages[max(start, lead) :]]:
-        if m.content or m.role == "user":
-            out.append(Message(m.role, m.content, m.thinking))
-            ids.append(m.id)
+    inline = documents.inline if documents is not None else {}
+    passages = documents.passages if documents is not None else ""
+    kept = [
+        m for m in [*stored_system, *messages[max(start, lead) :]] if m.content or m.role == "user"
+    ]
+    last_question = max((i for i, m in enumerate(kept) if m.role == "user"), default=None)
+    for i, m in enumerate(kept):
+        # Documents first, then passages (which change with each question, so they sit
+        # after everything that stays the same), then the message's own text.
+        lead_in = [inline.get(m.id or -1, ""), passages if i == last_question else ""]
+        text = "\n\n".join([*(t for t in lead_in if t), m.content])
+        out.append(Message(m.role, text, m.thinking))
+        ids.append(m.id)
     prompt = (settings.system_prompt or "").strip()
     if prompt:
         out.insert(0, Message("system", prompt))
         ids.insert(0, None)
-    return PromptMessages(tuple(out), tuple(ids))
+    citations = documents.citations if documents is not None else ()
+    return PromptMessages(tuple(out), tuple(ids), citations)
+
+
+def prompt_with_documents(
+    store: ChatStore,
+    messages: Sequence[StoredMessage],
+    settings: ChatSettings,
+    attached: Sequence[AttachedDocument],
+    *,
+    n_ctx: int,
+    vector_ranking: Callable[[Sequence[int], str], Sequence[int]] | None = None,
+) -> PromptMessages:
+    """``prompt_of`` with the documents ``attached`` to these messages: whole or by the
+    passages that answer the conversation's last question (doc_prompt)."""
+    plain = prompt_of(messages, settings)
+    if not attached:
+        return plain
+    documents = documents_prompt(
+        store, plain.messages, attached, n_ctx=n_ctx, vector_ranking=vector_ranking
+    )
+    return prompt_of(messages, settings, documents)
 
 
 def prompt_before(store: ChatStore, conv_id: int, reply_id: int | None = None) -> PromptMessages:

@@ -1,0 +1,104 @@
+"""Attaching a document: read it, store its text, chunk and index it in the chat store.
+
+Runs off the GUI thread (a background job with its own store connection) and in
+``hearth chat --file``; no Qt. A document already stored with the same content is
+never read or indexed again; one whose indexing stopped half way (the app quit) goes
+on from its last stored batch, because chunking is deterministic and batches are
+committed in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.documents.chunking import Chunk, chunk_document
+from engine.documents.extract import extract_bytes, read_file
+from engine.documents.types import DocKind
+from engine.history.doc_index import DocChunk, DocumentStore, StoredDocument
+
+__all__ = ["BATCH", "IngestCancelled", "Ingested", "ingest_bytes", "ingest_file"]
+
+# Chunks per transaction: ~25 ms of writing each (bench/documents.py), so a cancel or
+# a quit loses at most one batch and the GUI's own writes wait at most that long.
+BATCH = 200
+
+_MIME = {
+    DocKind.PDF: "application/pdf",
+    DocKind.DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    DocKind.HTML: "text/html",
+    DocKind.CSV: "text/csv",
+    DocKind.MARKDOWN: "text/markdown",
+}
+
+Progress = Callable[[int, int], None]  # chunks stored so far, of how many
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """A document ready to attach: what its attachment part keeps, and its index."""
+
+    sha256: str
+    name: str
+    mime: str
+    size: int
+    text: str  # what the model reads of it whole
+    document: StoredDocument
+    data: bytes
+
+
+class IngestCancelled(Exception):
+    """The person cancelled: what was stored stays, and the next attach goes on from it."""
+
+
+def ingest_file(
+    store: DocumentStore,
+    path: Path,
+    *,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> Ingested:
+    """The file at ``path``, read and indexed. Raises DocumentError with a sentence,
+    StoreError, or IngestCancelled."""
+    return ingest_bytes(store, path.name, read_file(path), cancel=cancel, progress=progress)
+
+
+def ingest_bytes(
+    store: DocumentStore,
+    name: str,
+    data: bytes,
+    *,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> Ingested:
+    sha = hashlib.sha256(data).hexdigest()
+    stored = store.document_by_hash(sha)
+    doc = extract_bytes(name, data)
+    mime = _MIME.get(doc.kind) or mimetypes.guess_type(name)[0] or "text/plain"
+    if stored is not None and stored.complete:
+        return Ingested(sha, name, mime, len(data), doc.text, stored, data)
+    if stored is None:
+        stored = store.add_document(
+            sha, kind=doc.kind.value, tokens=doc.tokens, pages=doc.pages, lines=doc.lines
+        )
+    chunks = chunk_document(doc)
+    for start in range(stored.indexed, len(chunks), BATCH):
+        if cancel is not None and cancel.is_set():
+            raise IngestCancelled
+        store.add_chunks(stored.id, [_row(c) for c in chunks[start : start + BATCH]])
+        if progress is not None:
+            progress(min(start + BATCH, len(chunks)), len(chunks))
+    store.finish_document(stored.id, len(chunks))
+    done = store.document(stored.id)
+    assert done is not None
+    return Ingested(sha, name, mime, len(data), doc.text, done, data)
+
+
+def _row(c: Chunk) -> DocChunk:
+    return DocChunk(
+        c.index, c.text, c.heading, c.page, c.page_end, c.line_start, c.line_end, c.tokens
+    )

@@ -1,0 +1,266 @@
+"""What the model reads of the documents attached to a chat: each whole when it fits,
+else the passages that answer the current question, numbered for citations.
+
+Whole or retrieved (``plan_modes``): the documents a chat's messages carry are read
+whole while together they take at most ``WHOLE_SHARE`` (60%) of what the chat leaves
+free in the context window. The other 40% is room for the reply (1,024 tokens by
+default, thinking up to 4,096) and for a few follow-up turns before the window fills;
+a larger share made a second question overflow an 8k window with a 4k-token document.
+The person can pin a document to either mode; AUTO decides by size.
+
+Where the text goes: a whole document is put into the message it was attached to, so
+it stays at the same place in the prompt turn after turn and llama.cpp reuses it from
+the cache. Retrieved passages change with every question, so they go into the last
+question, after everything that stays the same; the message the document was attached
+to keeps a note that it is read by passages.
+
+The query (``conversation_queries``): the last question, and the last three questions
+with the start of the last reply. Each is searched with BM25 and the rankings are fused
+by reciprocal rank fusion (``rrf``, with vector rankings when an embedding model is
+installed), so "and the second one?" still finds the passages of the topic before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TypeVar
+
+from engine.history.doc_index import ChunkHit, DocumentStore, StoredDocument
+from engine.types import Message
+
+__all__ = [
+    "MAX_PASSAGES",
+    "RETRIEVE_SHARE",
+    "WHOLE_SHARE",
+    "AttachedDocument",
+    "DocMode",
+    "DocumentPrompt",
+    "conversation_queries",
+    "documents_prompt",
+    "plan_modes",
+    "render_passages",
+    "render_whole",
+    "rrf",
+]
+
+WHOLE_SHARE = 0.6
+# Retrieved passages take at most this share of the free room, and at most MAX_PASSAGES.
+RETRIEVE_SHARE = 0.3
+MAX_PASSAGES = 8
+RRF_K = 60  # the constant of Cormack et al. (2009); ranks below ~60 barely count
+# The same estimate as engine.documents.tokens (this domain does not import it): the
+# chat's own text, before the model's tokenizer measures the rendered turn.
+_CHARS_PER_TOKEN = 3.3
+
+
+class DocMode(StrEnum):
+    """How the person wants a document read.
+
+    # NOTE: stored on disk (with the attachment); keep values stable.
+    """
+
+    AUTO = "auto"  # whole when it fits, else passages
+    WHOLE = "whole"
+    RETRIEVE = "retrieve"
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedDocument:
+    """A document as a chat carries it: in which message, under which name, read how."""
+
+    document: StoredDocument  # its index
+    message_id: int
+    name: str
+    text: str  # its whole text, as extracted when it was attached
+    mode: DocMode = DocMode.AUTO
+
+    @property
+    def label(self) -> str:
+        return self.name or "document"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPrompt:
+    """What prompt_of adds for documents: text before a message's own (by message id),
+    the passages before the last question's, the chunk id of each citation number, and
+    the mode each document was read in (by document id)."""
+
+    inline: Mapping[int, str] = field(default_factory=dict)
+    passages: str = ""
+    citations: tuple[int, ...] = ()
+    modes: Mapping[int, DocMode] = field(default_factory=dict)
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def rrf(rankings: Sequence[Sequence[K]], *, k: int = RRF_K) -> list[K]:
+    """Reciprocal rank fusion: items by the sum of 1 / (k + rank) over the rankings."""
+    score: dict[K, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, 1):
+            score[item] = score.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(score, key=lambda item: -score[item])
+
+
+def plan_modes(docs: Sequence[AttachedDocument], free_tokens: int) -> dict[int, DocMode]:
+    """WHOLE or RETRIEVE for each document (by document id). Pinned ones as pinned; the
+    AUTO ones whole, smallest first, while all whole ones take at most WHOLE_SHARE of
+    ``free_tokens``. A document whose chunks are not all stored yet is read whole if it
+    fits, else by the passages stored so far."""
+    room = WHOLE_SHARE * max(free_tokens, 0)
+    out: dict[int, DocMode] = {}
+    for d in docs:
+        if d.mode is not DocMode.AUTO:
+            out[d.document.id] = d.mode
+            if d.mode is DocMode.WHOLE:
+                room -= d.document.tokens
+    auto = sorted(
+        {d.document.id: d for d in docs if d.document.id not in out}.values(),
+        key=lambda d: d.document.tokens,
+    )
+    for d in auto:
+        fits = d.document.tokens <= room
+        out[d.document.id] = DocMode.WHOLE if fits else DocMode.RETRIEVE
+        room -= d.document.tokens if fits else 0
+    return out
+
+
+def conversation_queries(messages: Sequence[Message]) -> list[str]:
+    """The searches for the next reply: the last question alone, then the last three
+    questions and the start of the last reply (for a follow-up that names nothing)."""
+    questions = [m.content for m in messages if m.role == "user"]
+    if not questions:
+        return []
+    replies = [m.content for m in messages if m.role == "assistant"]
+    context = " ".join([*questions[-3:], replies[-1][:600] if replies else ""])
+    return [questions[-1], context]
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / _CHARS_PER_TOKEN)
+
+
+def render_whole(doc: AttachedDocument, text: str) -> str:
+    size = f"{doc.document.pages} pages" if doc.document.pages else ""
+    attrs = f' name="{doc.label}"' + (f' pages="{doc.document.pages}"' if size else "")
+    return f"<document{attrs}>\n{text}\n</document>"
+
+
+def render_note(doc: AttachedDocument) -> str:
+    return (
+        f'<document name="{doc.label}">\n(Too long to read whole: the passages relevant to '
+        "each question are given with it.)\n</document>"
+    )
+
+
+def render_passages(passages: Sequence[tuple[str, ChunkHit]]) -> str:
+    """Numbered passages, each with its document, place and section, and how to cite."""
+    parts = [
+        "Passages from the attached documents. Answer from them, and cite each passage "
+        "you use by its number in brackets, like [1]."
+    ]
+    for number, (name, hit) in enumerate(passages, 1):
+        c = hit.chunk
+        where = c.location
+        head = f"[{number}] {name}" + (f", {where}" if where else "")
+        head += f" ({c.heading})" if c.heading else ""
+        parts.append(f"{head}\n{c.text}")
+    return "\n\n".join(parts)
+
+
+def documents_prompt(
+    store: DocumentStore,
+    messages: Sequence[Message],
+    attached: Sequence[AttachedDocument],
+    *,
+    n_ctx: int,
+    vector_ranking: Callable[[Sequence[int], str], Sequence[int]] | None = None,
+) -> DocumentPrompt:
+    """What the model reads of ``attached`` (documents on the messages of ``messages``,
+    the chat as the model reads it without them) for the next reply.
+
+    ``vector_ranking(doc_ids, query)``: chunk ids by similarity to the query, from an
+    embedding model; None without one (BM25 alone)."""
+    if not attached:
+        return DocumentPrompt()
+    chat_tokens = sum(estimate_tokens(m.content) for m in messages)
+    free = n_ctx - chat_tokens
+    modes = plan_modes(attached, free)
+    inline: dict[int, list[str]] = {}
+    seen: set[int] = set()
+    for d in attached:
+        if d.document.id in seen:
+            continue
+        seen.add(d.document.id)
+        mode = modes[d.document.id]
+        text = render_whole(d, d.text) if mode is DocMode.WHOLE else render_note(d)
+        inline.setdefault(d.message_id, []).append(text)
+    retrieved = [d for d in attached if modes[d.document.id] is DocMode.RETRIEVE]
+    hits = _retrieve(store, messages, retrieved, free, vector_ranking)
+    names = {d.document.id: d.label for d in retrieved}
+    return DocumentPrompt(
+        inline={mid: "\n\n".join(texts) for mid, texts in inline.items()},
+        passages=render_passages([(names[h.document_id], h) for h in hits]) if hits else "",
+        citations=tuple(h.id for h in hits),
+        modes=modes,
+    )
+
+
+def _retrieve(
+    store: DocumentStore,
+    messages: Sequence[Message],
+    docs: Sequence[AttachedDocument],
+    free: int,
+    vector_ranking: Callable[[Sequence[int], str], Sequence[int]] | None,
+) -> list[ChunkHit]:
+    if not docs:
+        return []
+    ids = list(dict.fromkeys(d.document.id for d in docs))
+    budget = max(1, int(RETRIEVE_SHARE * max(free, 0)))
+    rankings: list[list[int]] = []
+    by_id: dict[int, ChunkHit] = {}
+    for query in conversation_queries(messages):
+        found = store.search_chunks(ids, query, limit=40)
+        by_id.update((h.id, h) for h in found)
+        rankings.append([h.id for h in found])
+        if vector_ranking is not None:
+            rankings.append(list(vector_ranking(ids, query)))
+    fused = rrf([r for r in rankings if r])
+    if not fused:
+        # Nothing matched (a question with no topic words, "summarise this"): passages
+        # spread evenly across each document, so the model sees its outline at least.
+        return _spread(store, ids, budget)
+    out: list[ChunkHit] = []
+    used = 0
+    for cid in fused:
+        hit = by_id.get(cid) or store.chunk(cid)
+        if hit is None:
+            continue
+        if out and (used + hit.chunk.tokens > budget or len(out) >= MAX_PASSAGES):
+            break
+        out.append(hit)
+        used += hit.chunk.tokens
+    return out
+
+
+def _spread(store: DocumentStore, ids: Sequence[int], budget: int) -> list[ChunkHit]:
+    out: list[ChunkHit] = []
+    per_doc = max(1, MAX_PASSAGES // len(ids))
+    for doc_id in ids:
+        chunks = store.chunks(doc_id)
+        if not chunks:
+            continue
+        step = max(1, len(chunks) // per_doc)
+        out.extend(chunks[::step][:per_doc])
+    kept: list[ChunkHit] = []
+    used = 0
+    for hit in out:
+        if kept and used + hit.chunk.tokens > budget:
+            break
+        kept.append(hit)
+        used += hit.chunk.tokens
+    return kept
