@@ -12,14 +12,18 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.documents.chunking import Chunk, chunk_document
 from engine.documents.extract import extract_bytes, read_file
 from engine.documents.types import DocKind
 from engine.history.doc_index import DocChunk, DocumentStore, StoredDocument
+
+if TYPE_CHECKING:
+    from engine.inference.embedding import Embedder
 
 __all__ = ["BATCH", "IngestCancelled", "Ingested", "ingest_bytes", "ingest_file"]
 
@@ -102,3 +106,46 @@ def _row(c: Chunk) -> DocChunk:
     return DocChunk(
         c.index, c.text, c.heading, c.page, c.page_end, c.line_start, c.line_end, c.tokens
     )
+
+
+# Chunks per embedding call: one llama.cpp batch of ~300-token chunks in a 512 context
+# each; progress and cancel are checked between calls.
+EMBED_BATCH = 16
+
+
+def embed_document(
+    store: DocumentStore,
+    embedder: Embedder,
+    doc_id: int,
+    *,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Give every chunk of a document a vector from ``embedder`` (those it has already
+    are skipped, so a stopped run goes on); returns how many were made."""
+    total = len(store.chunks(doc_id))
+    made = 0
+    while batch := store.unembedded(doc_id, embedder.name, EMBED_BATCH):
+        if cancel is not None and cancel.is_set():
+            raise IngestCancelled
+        texts = [
+            f"{h.chunk.heading}\n{h.chunk.text}" if h.chunk.heading else h.chunk.text for h in batch
+        ]
+        vectors = embedder.embed(texts)
+        store.add_vectors(embedder.name, {h.id: v for h, v in zip(batch, vectors, strict=True)})
+        made += len(batch)
+        if progress is not None:
+            progress(total - len(store.unembedded(doc_id, embedder.name, total)), total)
+    return made
+
+
+def vector_ranking(
+    store: DocumentStore, embedder: Embedder
+) -> Callable[[Sequence[int], str], Sequence[int]]:
+    """What documents_prompt fuses with BM25: chunk ids by similarity to a query."""
+
+    def rank(doc_ids: Sequence[int], query: str) -> Sequence[int]:
+        (vector,) = embedder.embed([query])
+        return store.rank_by_vector(doc_ids, embedder.name, vector)
+
+    return rank

@@ -223,6 +223,35 @@ class DocumentStore(StoreDatabase):
                 [(cid, model, v) for cid, v in vectors.items()],
             )
 
+    def unembedded(self, doc_id: int, model: str, limit: int = 64) -> list[ChunkHit]:
+        """Chunks of a document that have no vector from ``model`` yet, in order."""
+        rows = self._rows(
+            f"SELECT {_CHUNK_COLS} FROM doc_chunks c WHERE c.document_id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM doc_vectors v WHERE v.chunk_id = c.id AND v.model = ?)"
+            " ORDER BY c.idx LIMIT ?",
+            (doc_id, model, limit),
+        )
+        return [_hit(r) for r in rows]
+
+    def rank_by_vector(
+        self, doc_ids: Sequence[int], model: str, query: bytes, limit: int = 40
+    ) -> list[int]:
+        """Chunk ids of ``doc_ids`` by cosine similarity to ``query`` (unit vectors, so
+        a dot product), best first; only chunks ``model`` has embedded."""
+        import numpy as np  # here: only a chat with an embedding model needs it
+
+        stored = self.vectors(doc_ids, model)
+        if not stored:
+            return []
+        ids = list(stored)
+        matrix = np.frombuffer(b"".join(stored.values()), dtype=np.float32)
+        q = np.frombuffer(query, dtype=np.float32)
+        if matrix.size != len(ids) * q.size:
+            return []  # vectors of another size: a different model under the same name
+        scores = matrix.reshape(len(ids), q.size) @ q
+        best = np.argsort(-scores)[:limit]
+        return [ids[int(i)] for i in best]
+
     def vectors(self, doc_ids: Sequence[int], model: str) -> dict[int, bytes]:
         """The chunks' vectors by chunk id (those embedded so far)."""
         marks = ",".join("?" * len(doc_ids))
