@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
@@ -41,6 +41,7 @@ from ui.chat_document import (
     plain_html,
     remove_to_end,
 )
+from ui.citations import CITE_SCHEME, link_citations, sources_html
 from ui.markdown import COPY_CODE_SCHEME, MarkdownRenderer
 from ui.message_html import (
     ACTION_SCHEME,
@@ -61,6 +62,7 @@ _CACHE_SIZE = 1024
 class ChatView(QTextBrowser):
     action_requested = Signal(object, int)  # MessageAction, message id
     earlier_requested = Signal()
+    citation_requested = Signal(int, int)  # reply id, citation number
 
     def __init__(self, parent: QWidget | None = None, *, dark: bool = False) -> None:
         super().__init__(parent)
@@ -83,6 +85,7 @@ class ChatView(QTextBrowser):
         self._codes: dict[int, str] = {}  # copy-code id -> code (ids live in cached HTML)
         self._code_ids: dict[str, int] = {}
         self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._sources: dict[int, tuple[tuple[int, str], ...]] = {}  # reply id -> its passages
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
@@ -180,7 +183,8 @@ class ChatView(QTextBrowser):
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        key = (msg, expanded, is_last, self._assistant_name)
+        sources = self._sources.get(msg.id, ())
+        key = (msg, expanded, is_last, self._assistant_name, sources)
         cached = self._html_cache.get(key)
         if cached is None:
             # A reply from before replies recorded their model is named after today's.
@@ -188,7 +192,11 @@ class ChatView(QTextBrowser):
             parts = [self._header_html(msg.role, anchor=f"m{msg.id}", name=name)]
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
-            parts.append(self._body_html(msg.role, msg.content))
+            body = self._body_html(msg.role, msg.content)
+            if sources:  # the passages this reply was given (ui/citations.py)
+                body = link_citations(body, msg.id, frozenset(n for n, _ in sources))
+                body += sources_html(self._muted, msg.id, sources)
+            parts.append(body)
             note = STATUS_NOTES.get(msg.status)
             if note:
                 parts.append(note_html(self._muted, note))
@@ -345,8 +353,19 @@ class ChatView(QTextBrowser):
         return index
 
     # --- links ----------------------------------------------------------------------------------
+    def set_sources(self, sources: Mapping[int, tuple[tuple[int, str], ...]]) -> None:
+        """The passages each reply (by id) was given, as (number, "report.pdf, page 4")."""
+        if dict(sources) != self._sources:
+            self._sources = dict(sources)
+            self._rebuild_keeping_scroll()
+
     def _on_anchor_clicked(self, url: QUrl) -> None:
         scheme = url.scheme()
+        if scheme == CITE_SCHEME:
+            msg_id, _, number = url.path().partition("/")
+            if msg_id.isdigit() and number.isdigit():
+                self.citation_requested.emit(int(msg_id), int(number))
+            return
         if scheme == COPY_CODE_SCHEME:
             code = self._codes.get(int(url.path() or -1))
             if code is not None:

@@ -1,0 +1,57 @@
+"""Citations in a reply: "[2]" in the text becomes a link to the passage it names, and
+a Sources line under the reply lists every passage the model was given."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+__all__ = ["CITE_SCHEME", "link_citations", "sources_html"]
+
+CITE_SCHEME = "hearth-cite"  # hearth-cite:<message id>/<number>
+
+# "[3]" or "[1, 2]" / "[1][2]" in text, not inside a tag (the lookahead refuses a ">"
+# before the next "<": we are inside a tag's attributes then).
+_MARKER = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\](?![^<]*>)")
+
+
+def link_citations(body: str, msg_id: int, numbers: frozenset[int]) -> str:
+    """``body`` (a reply's HTML) with each [n] of ``numbers`` a link to its passage."""
+    if not numbers:
+        return body
+
+    def link(match: re.Match[str]) -> str:
+        parts = [p.strip() for p in match.group(1).split(",")]
+        if not all(int(p) in numbers for p in parts):
+            return match.group(0)
+        links = ", ".join(
+            f'<a href="{CITE_SCHEME}:{msg_id}/{p}" title="Open passage {p}"'
+            f' style="text-decoration:none">{p}</a>'
+            for p in parts
+        )
+        return f"[{links}]"
+
+    # Only in text between tags, never inside <pre> (code may hold "[1]").
+    out: list[str] = []
+    in_pre = False
+    for piece in re.split(r"(<[^>]+>)", body):
+        if piece.startswith("<"):
+            lowered = piece.lower()
+            in_pre = (in_pre or lowered.startswith("<pre")) and not lowered.startswith("</pre")
+            out.append(piece)
+        else:
+            out.append(piece if in_pre else _MARKER.sub(link, piece))
+    return "".join(out)
+
+
+def sources_html(muted: str, msg_id: int, sources: Sequence[tuple[int, str]]) -> str:
+    """ "Sources: [1] report.pdf, page 4 · [2] …" under a reply: (number, label) each."""
+    if not sources:
+        return ""
+    links = " · ".join(
+        f'<a href="{CITE_SCHEME}:{msg_id}/{n}" style="text-decoration:none">[{n}]</a>'
+        f" {html.escape(label)}"
+        for n, label in sources
+    )
+    return f'<p style="font-size:small; color:{muted}">Sources: {links}</p>'
