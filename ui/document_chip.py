@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QProgressBar,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -77,7 +78,9 @@ class DocumentChip(QFrame):
         self.setObjectName("document_chip")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self._info = info
-        icon = QLabel("📄")
+        icon = QLabel()
+        # The style's own file icon: an emoji needs a colour-emoji font, not on every system.
+        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_FileIcon).pixmap(20, 20))
         icon.setAccessibleName("Document")
         self._name = QLabel()
         self._name.setTextFormat(Qt.TextFormat.PlainText)
