@@ -161,3 +161,20 @@ def test_markdown_names_each_attachment(store: ChatStore) -> None:
     assert "*[Image: cat.png, 640×480]*" in md
     assert "*[Document: report.pdf]*" in md
     assert "PNG" not in md  # the bytes are not written
+
+
+def test_search_finds_a_message_by_its_image_file_name(store: ChatStore) -> None:
+    conv = store.create_conversation()
+    shown = store.add_message(
+        conv.id, "user", "What is this?", attachments=[image(name="Q3 chart.png")]
+    )
+    store.add_message(conv.id, "assistant", "A chart of sales.")
+    (hit,) = store.search("q3 chart")
+    assert (hit.message_id, hit.snippet.replace("\x02", "").replace("\x03", "")) == (
+        shown.id,
+        "Q3 chart.png",
+    )
+    assert [h.message_id for h in store.search("chart")] == [shown.id + 1, shown.id]
+    assert store.search("100%") == []  # LIKE's wildcards are just text
+    store.delete_conversation(conv.id)
+    assert store.search("Q3") == []
