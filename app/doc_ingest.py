@@ -21,6 +21,7 @@ from engine.documents.chunking import Chunk, chunk_document
 from engine.documents.extract import extract_bytes, read_file
 from engine.documents.types import DocKind
 from engine.history.doc_index import DocChunk, DocumentStore, StoredDocument
+from engine.types import DocumentPart
 
 if TYPE_CHECKING:
     from engine.inference.embedding import Embedder
@@ -53,6 +54,18 @@ class Ingested:
     text: str  # what the model reads of it whole
     document: StoredDocument
     data: bytes
+
+    @property
+    def part(self) -> DocumentPart:
+        """The attachment part to send with a message (ChatStore.add_message)."""
+        return DocumentPart(
+            sha256=self.sha256,
+            name=self.name,
+            mime=self.mime,
+            size=self.size,
+            text=self.text,
+            data=self.data,
+        )
 
 
 class IngestCancelled(Exception):

@@ -26,10 +26,11 @@ import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from engine.history.doc_index import ChunkHit, DocumentStore, StoredDocument
-from engine.types import Message
+from engine.history.types import StoredMessage
+from engine.types import DocumentPart, Role
 
 __all__ = [
     "MAX_PASSAGES",
@@ -38,6 +39,8 @@ __all__ = [
     "AttachedDocument",
     "DocMode",
     "DocumentPrompt",
+    "VectorRanking",
+    "attached_documents",
     "conversation_queries",
     "documents_prompt",
     "plan_modes",
@@ -55,11 +58,14 @@ RRF_K = 60  # the constant of Cormack et al. (2009); ranks below ~60 barely coun
 # chat's own text, before the model's tokenizer measures the rendered turn.
 _CHARS_PER_TOKEN = 3.3
 
+# chunk ids of these documents ranked by an embedding model's similarity to a query
+VectorRanking = Callable[[Sequence[int], str], Sequence[int]]
+
 
 class DocMode(StrEnum):
     """How the person wants a document read.
 
-    # NOTE: stored on disk (with the attachment); keep values stable.
+    # NOTE: stored on disk (ChatSettings.document_modes); keep values stable.
     """
 
     AUTO = "auto"  # whole when it fits, else passages
@@ -69,29 +75,43 @@ class DocMode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AttachedDocument:
-    """A document as a chat carries it: in which message, under which name, read how."""
+    """A document as a chat carries it: its part, the message holding it, its index
+    (None when it has none: not indexed, so it can only be read whole), the mode asked."""
 
-    document: StoredDocument  # its index
+    part: DocumentPart
     message_id: int
-    name: str
-    text: str  # its whole text, as extracted when it was attached
+    document: StoredDocument | None = None
     mode: DocMode = DocMode.AUTO
 
     @property
+    def sha256(self) -> str:
+        return self.part.sha256
+
+    @property
     def label(self) -> str:
-        return self.name or "document"
+        return self.part.name or "document"
+
+    @property
+    def tokens(self) -> int:
+        return (
+            self.document.tokens if self.document is not None else estimate_tokens(self.part.text)
+        )
+
+    @property
+    def retrievable(self) -> bool:
+        return self.document is not None and self.document.indexed > 0
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentPrompt:
-    """What prompt_of adds for documents: text before a message's own (by message id),
-    the passages before the last question's, the chunk id of each citation number, and
-    the mode each document was read in (by document id)."""
+    """What prompt_of puts in place of each document part ((message id, sha256) -> text),
+    the passages before the last question's text, the chunk id of each citation
+    number, and the mode each document was read in (by sha256)."""
 
-    inline: Mapping[int, str] = field(default_factory=dict)
+    rendered: Mapping[tuple[int, str], str] = field(default_factory=dict)
     passages: str = ""
     citations: tuple[int, ...] = ()
-    modes: Mapping[int, DocMode] = field(default_factory=dict)
+    modes: Mapping[str, DocMode] = field(default_factory=dict)
 
 
 K = TypeVar("K", bound=Hashable)
@@ -106,33 +126,53 @@ def rrf(rankings: Sequence[Sequence[K]], *, k: int = RRF_K) -> list[K]:
     return sorted(score, key=lambda item: -score[item])
 
 
-def plan_modes(docs: Sequence[AttachedDocument], free_tokens: int) -> dict[int, DocMode]:
-    """WHOLE or RETRIEVE for each document (by document id). Pinned ones as pinned; the
-    AUTO ones whole, smallest first, while all whole ones take at most WHOLE_SHARE of
-    ``free_tokens``. A document whose chunks are not all stored yet is read whole if it
-    fits, else by the passages stored so far."""
-    room = WHOLE_SHARE * max(free_tokens, 0)
-    out: dict[int, DocMode] = {}
-    for d in docs:
-        if d.mode is not DocMode.AUTO:
-            out[d.document.id] = d.mode
-            if d.mode is DocMode.WHOLE:
-                room -= d.document.tokens
-    auto = sorted(
-        {d.document.id: d for d in docs if d.document.id not in out}.values(),
-        key=lambda d: d.document.tokens,
-    )
-    for d in auto:
-        fits = d.document.tokens <= room
-        out[d.document.id] = DocMode.WHOLE if fits else DocMode.RETRIEVE
-        room -= d.document.tokens if fits else 0
+def attached_documents(
+    store: DocumentStore, messages: Sequence[StoredMessage], modes: Mapping[str, DocMode]
+) -> list[AttachedDocument]:
+    """The documents on ``messages``, each with its index and the mode asked for it."""
+    out: list[AttachedDocument] = []
+    for m in messages:
+        for part in m.attachments:
+            if isinstance(part, DocumentPart):
+                index = store.document_by_hash(part.sha256)
+                out.append(
+                    AttachedDocument(part, m.id, index, modes.get(part.sha256, DocMode.AUTO))
+                )
     return out
 
 
-def conversation_queries(messages: Sequence[Message]) -> list[str]:
+def plan_modes(docs: Sequence[AttachedDocument], free_tokens: int) -> dict[str, DocMode]:
+    """WHOLE or RETRIEVE for each document (by sha256). Pinned ones as pinned; the AUTO
+    ones whole, smallest first, while all whole ones take at most WHOLE_SHARE of
+    ``free_tokens``. A document with no passages indexed yet can only be read whole."""
+    room = WHOLE_SHARE * max(free_tokens, 0)
+    out: dict[str, DocMode] = {}
+    unique = list({d.sha256: d for d in docs}.values())
+    for d in unique:
+        if d.mode is DocMode.WHOLE or not d.retrievable:
+            out[d.sha256] = DocMode.WHOLE
+            room -= d.tokens
+        elif d.mode is DocMode.RETRIEVE:
+            out[d.sha256] = DocMode.RETRIEVE
+    for d in sorted((d for d in unique if d.sha256 not in out), key=lambda d: d.tokens):
+        fits = d.tokens <= room
+        out[d.sha256] = DocMode.WHOLE if fits else DocMode.RETRIEVE
+        room -= d.tokens if fits else 0
+    return out
+
+
+class _Said(Protocol):
+    @property
+    def role(self) -> Role: ...
+    @property
+    def content(self) -> str: ...
+
+
+def conversation_queries(messages: Sequence[_Said]) -> list[str]:
     """The searches for the next reply: the last question alone, then the last three
-    questions and the start of the last reply (for a follow-up that names nothing)."""
-    questions = [m.content for m in messages if m.role == "user"]
+    questions and the start of the last reply (for a follow-up that names nothing).
+    ``content`` is what the person and the model said, never a document's text."""
+    questions = [m.content for m in messages if m.role == "user" and m.content]
     if not questions:
         return []
     replies = [m.content for m in messages if m.role == "assistant"]
@@ -144,16 +184,19 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / _CHARS_PER_TOKEN)
 
 
-def render_whole(doc: AttachedDocument, text: str) -> str:
-    size = f"{doc.document.pages} pages" if doc.document.pages else ""
-    attrs = f' name="{doc.label}"' + (f' pages="{doc.document.pages}"' if size else "")
-    return f"<document{attrs}>\n{text}\n</document>"
+def _attr(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def render_whole(name: str, text: str, pages: int | None = None) -> str:
+    extra = f' pages="{pages}"' if pages else ""
+    return f'<document name="{_attr(name or "document")}"{extra}>\n{text}\n</document>'
 
 
 def render_note(doc: AttachedDocument) -> str:
     return (
-        f'<document name="{doc.label}">\n(Too long to read whole: the passages relevant to '
-        "each question are given with it.)\n</document>"
+        f'<document name="{_attr(doc.label)}">\n(Too long to read whole: the passages '
+        "relevant to each question are given with it.)\n</document>"
     )
 
 
@@ -165,8 +208,7 @@ def render_passages(passages: Sequence[tuple[str, ChunkHit]]) -> str:
     ]
     for number, (name, hit) in enumerate(passages, 1):
         c = hit.chunk
-        where = c.location
-        head = f"[{number}] {name}" + (f", {where}" if where else "")
+        head = f"[{number}] {name}" + (f", {c.location}" if c.location else "")
         head += f" ({c.heading})" if c.heading else ""
         parts.append(f"{head}\n{c.text}")
     return "\n\n".join(parts)
@@ -174,36 +216,42 @@ def render_passages(passages: Sequence[tuple[str, ChunkHit]]) -> str:
 
 def documents_prompt(
     store: DocumentStore,
-    messages: Sequence[Message],
+    messages: Sequence[_Said],
     attached: Sequence[AttachedDocument],
     *,
     n_ctx: int,
-    vector_ranking: Callable[[Sequence[int], str], Sequence[int]] | None = None,
+    vector_ranking: VectorRanking | None = None,
 ) -> DocumentPrompt:
-    """What the model reads of ``attached`` (documents on the messages of ``messages``,
-    the chat as the model reads it without them) for the next reply.
+    """What the model reads of ``attached`` (documents on ``messages``, the chat as the
+    model reads it, each message's own text only) for the next reply.
 
-    ``vector_ranking(doc_ids, query)``: chunk ids by similarity to the query, from an
-    embedding model; None without one (BM25 alone)."""
+    ``vector_ranking``: from an embedding model; None without one (BM25 alone)."""
     if not attached:
         return DocumentPrompt()
-    chat_tokens = sum(estimate_tokens(m.content) for m in messages)
-    free = n_ctx - chat_tokens
+    free = n_ctx - sum(estimate_tokens(m.content) for m in messages)
     modes = plan_modes(attached, free)
-    inline: dict[int, list[str]] = {}
-    seen: set[int] = set()
+    rendered: dict[tuple[int, str], str] = {}
+    shown: set[str] = set()
     for d in attached:
-        if d.document.id in seen:
+        if d.sha256 in shown:  # attached again later: read once, at its first place
+            rendered[(d.message_id, d.sha256)] = (
+                f'<document name="{_attr(d.label)}">(the same document as above)</document>'
+            )
             continue
-        seen.add(d.document.id)
-        mode = modes[d.document.id]
-        text = render_whole(d, d.text) if mode is DocMode.WHOLE else render_note(d)
-        inline.setdefault(d.message_id, []).append(text)
-    retrieved = [d for d in attached if modes[d.document.id] is DocMode.RETRIEVE]
+        shown.add(d.sha256)
+        pages = d.document.pages if d.document is not None else None
+        rendered[(d.message_id, d.sha256)] = (
+            render_whole(d.label, d.part.text, pages)
+            if modes[d.sha256] is DocMode.WHOLE
+            else render_note(d)
+        )
+    retrieved = [
+        d for d in attached if modes[d.sha256] is DocMode.RETRIEVE and d.document is not None
+    ]
     hits = _retrieve(store, messages, retrieved, free, vector_ranking)
-    names = {d.document.id: d.label for d in retrieved}
+    names = {d.document.id: d.label for d in retrieved if d.document is not None}
     return DocumentPrompt(
-        inline={mid: "\n\n".join(texts) for mid, texts in inline.items()},
+        rendered=rendered,
         passages=render_passages([(names[h.document_id], h) for h in hits]) if hits else "",
         citations=tuple(h.id for h in hits),
         modes=modes,
@@ -212,14 +260,14 @@ def documents_prompt(
 
 def _retrieve(
     store: DocumentStore,
-    messages: Sequence[Message],
+    messages: Sequence[_Said],
     docs: Sequence[AttachedDocument],
     free: int,
-    vector_ranking: Callable[[Sequence[int], str], Sequence[int]] | None,
+    vector_ranking: VectorRanking | None,
 ) -> list[ChunkHit]:
-    if not docs:
+    ids = list(dict.fromkeys(d.document.id for d in docs if d.document is not None))
+    if not ids:
         return []
-    ids = list(dict.fromkeys(d.document.id for d in docs))
     budget = max(1, int(RETRIEVE_SHARE * max(free, 0)))
     rankings: list[list[int]] = []
     by_id: dict[int, ChunkHit] = {}

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from app.doc_ingest import embed_document, ingest_bytes, vector_ranking
-from engine.history.doc_prompt import AttachedDocument
 from engine.history.store import ChatStore
-from engine.history.turns import ChatSettings, prompt_with_documents
+from engine.history.turns import ChatSettings, PromptMessages, prompt_with_documents
 from engine.inference.embedding import Embedder
 from engine.inference.session import ChatSession
 from engine.types import Message, ReplyDone, SamplingParams, TextDelta
@@ -42,10 +41,20 @@ def embedder(starter_model_path: Path) -> Iterator[Embedder]:
     e.close()
 
 
-def _reply(session: ChatSession, store: ChatStore, conv_id: int, doc: AttachedDocument) -> str:
-    prompt = prompt_with_documents(
-        store, store.messages(conv_id), ChatSettings(), [doc], n_ctx=2048
-    )
+def _ask(store: ChatStore, question: str, name: str, data: bytes) -> int:
+    conv = store.create_conversation("t")
+    part = ingest_bytes(store, name, data).part
+    store.add_message(conv.id, "user", question, attachments=(part,))
+    return conv.id
+
+
+def _prompt(store: ChatStore, conv_id: int, n_ctx: int = 2048, **kw: object) -> PromptMessages:
+    messages = store.messages(conv_id)
+    return prompt_with_documents(store, messages, ChatSettings(), n_ctx=n_ctx, **kw)  # type: ignore[arg-type]
+
+
+def _reply(session: ChatSession, store: ChatStore, conv_id: int) -> str:
+    prompt = _prompt(store, conv_id)
     events = list(session.stream(prompt.messages, GREEDY))
     assert isinstance(events[-1], ReplyDone)
     return "".join(e.text for e in events if isinstance(e, TextDelta))
@@ -54,33 +63,24 @@ def _reply(session: ChatSession, store: ChatStore, conv_id: int, doc: AttachedDo
 def test_model_answers_with_the_document_inlined(
     smol_session: ChatSession, store: ChatStore
 ) -> None:
-    conv = store.create_conversation("t")
-    q = store.add_message(conv.id, "user", "How often do tomatoes need watering?")
-    done = ingest_bytes(store, "guide.md", guide_markdown())
-    doc = AttachedDocument(done.document, q.id, "guide.md", done.text)
-    prompt = prompt_with_documents(
-        store, store.messages(conv.id), ChatSettings(), [doc], n_ctx=2048
-    )
+    conv_id = _ask(store, "How often do tomatoes need watering?", "guide.md", guide_markdown())
+    prompt = _prompt(store, conv_id)
     rendered = smol_session.render_prompt(prompt.messages)
     assert '<document name="guide.md">' in rendered and TOPICS["Tomatoes"] in rendered
     assert prompt.citations == ()
-    assert _reply(smol_session, store, conv.id, doc).strip()
+    assert _reply(smol_session, store, conv_id).strip()
 
 
 def test_model_answers_from_retrieved_passages(smol_session: ChatSession, store: ChatStore) -> None:
     """2048-token context, a ~25k-token guide: passages, and the reply keeps them."""
-    conv = store.create_conversation("t")
-    q = store.add_message(conv.id, "user", "When should apple trees be pruned?")
-    done = ingest_bytes(store, "guide.md", guide_markdown(repeat=400))
-    doc = AttachedDocument(done.document, q.id, "guide.md", done.text)
-    prompt = prompt_with_documents(
-        store, store.messages(conv.id), ChatSettings(), [doc], n_ctx=2048
-    )
+    question = "When should apple trees be pruned?"
+    conv_id = _ask(store, question, "guide.md", guide_markdown(repeat=400))
+    prompt = _prompt(store, conv_id)
     rendered = smol_session.render_prompt(prompt.messages)
     assert "[1] guide.md, lines" in rendered and TOPICS["Pruning"] in rendered
     assert len(smol_session.tokenize(rendered)) < 2048 - GREEDY.max_tokens
-    text = _reply(smol_session, store, conv.id, doc)
-    reply = store.add_message(conv.id, "assistant", text)
+    text = _reply(smol_session, store, conv_id)
+    reply = store.add_message(conv_id, "assistant", text)
     store.set_citations(reply.id, prompt.citations)
     cited = store.citations(reply.id)
     assert cited[1].chunk.heading == "Garden guide › Pruning"
@@ -111,16 +111,10 @@ def test_vectors_for_every_chunk_and_fused_retrieval(embedder: Embedder, store: 
     query = f"{target.chunk.heading}\n{target.chunk.text}"
     assert rank([doc_id], query)[0] == target.id
     conv = store.create_conversation("t")
-    q = store.add_message(conv.id, "user", "When should apple trees be pruned?")
-    attached = AttachedDocument(done.document, q.id, "guide.md", done.text)
-    prompt = prompt_with_documents(
-        store,
-        store.messages(conv.id),
-        ChatSettings(),
-        [attached],
-        n_ctx=1024,
-        vector_ranking=rank,
+    store.add_message(
+        conv.id, "user", "When should apple trees be pruned?", attachments=(done.part,)
     )
+    prompt = _prompt(store, conv.id, n_ctx=1024, vector_ranking=rank)
     assert prompt.citations
     first = store.chunk(prompt.citations[0])
     assert first is not None and first.chunk.heading.endswith("Pruning")

@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,9 @@ from engine.history.doc_prompt import (
     rrf,
 )
 from engine.history.store import ChatStore
-from engine.history.turns import ChatSettings, prompt_of, prompt_with_documents
+from engine.history.turns import ChatSettings, PromptMessages, prompt_of, prompt_with_documents
 from engine.history.types import MessageStatus
-from engine.types import Message
+from engine.types import DocumentPart, Message
 from tests.fixtures.documents import pdf_bytes
 
 TOPICS = {
@@ -55,9 +56,12 @@ def store(tmp_path: Path) -> Iterator[ChatStore]:
     s.close()
 
 
-def _question(store: ChatStore, text: str) -> tuple[int, int]:
+def _question(store: ChatStore, text: str, *attach: tuple[str, bytes]) -> tuple[int, int]:
+    """A new chat whose first question carries the documents ``attach`` (name, bytes),
+    read and indexed as the window does it."""
     conv = store.create_conversation("t")
-    q = store.add_message(conv.id, "user", text)
+    parts = tuple(ingest_bytes(store, name, data).part for name, data in attach)
+    q = store.add_message(conv.id, "user", text, attachments=parts)
     return conv.id, q.id
 
 
@@ -162,29 +166,36 @@ def test_citations_go_with_their_reply(store: ChatStore) -> None:
 # -- the plan, the query, fusion ------------------------------------------------------
 
 
-def _attached(
-    store: ChatStore, message_id: int, data: bytes, name: str, **kw: DocMode
+def _doc(
+    store: ChatStore, data: bytes, name: str, mode: DocMode = DocMode.AUTO
 ) -> AttachedDocument:
     done = ingest_bytes(store, name, data)
-    return AttachedDocument(done.document, message_id, name, done.text, **kw)
+    return AttachedDocument(done.part, 1, done.document, mode)
 
 
 def test_plan_whole_when_it_fits_in_the_share(store: ChatStore) -> None:
-    small = _attached(store, 1, guide_markdown(), "small.md")
-    big = _attached(store, 1, guide_markdown(repeat=50), "big.md")
-    free = int(small.document.tokens / WHOLE_SHARE) + 1
+    small = _doc(store, guide_markdown(), "small.md")
+    big = _doc(store, guide_markdown(repeat=50), "big.md")
+    free = int(small.tokens / WHOLE_SHARE) + 1
     assert plan_modes([small, big], free) == {
-        small.document.id: DocMode.WHOLE,
-        big.document.id: DocMode.RETRIEVE,
+        small.sha256: DocMode.WHOLE,
+        big.sha256: DocMode.RETRIEVE,
     }
-    assert plan_modes([small], free - 2) == {small.document.id: DocMode.RETRIEVE}
+    assert plan_modes([small], free - 2) == {small.sha256: DocMode.RETRIEVE}
     # the person's choice wins both ways
-    pinned = AttachedDocument(big.document, 1, "big.md", "", DocMode.WHOLE)
-    forced = AttachedDocument(small.document, 1, "small.md", "", DocMode.RETRIEVE)
+    pinned = _doc(store, guide_markdown(repeat=50), "big.md", DocMode.WHOLE)
+    forced = _doc(store, guide_markdown(), "small.md", DocMode.RETRIEVE)
     assert plan_modes([pinned, forced], 100) == {
-        big.document.id: DocMode.WHOLE,
-        small.document.id: DocMode.RETRIEVE,
+        big.sha256: DocMode.WHOLE,
+        small.sha256: DocMode.RETRIEVE,
     }
+
+
+def test_a_document_without_an_index_is_read_whole(store: ChatStore) -> None:
+    """Not indexed (imported from another Hearth, say): whole, the only way it can be."""
+    part = ingest_bytes(store, "big.md", guide_markdown(repeat=50)).part
+    unindexed = AttachedDocument(replace(part, sha256="0" * 64), 1, None)
+    assert plan_modes([unindexed], 100) == {"0" * 64: DocMode.WHOLE}
 
 
 def test_queries_come_from_the_conversation() -> None:
@@ -207,44 +218,66 @@ def test_rrf_rewards_agreement() -> None:
 # -- the prompt -----------------------------------------------------------------------
 
 
-def test_whole_document_goes_into_its_message(store: ChatStore) -> None:
-    conv_id, q = _question(store, "Summarise this.")
-    doc = _attached(store, q, guide_markdown(), "guide.md")
-    prompt = prompt_with_documents(
-        store, store.messages(conv_id), ChatSettings(), [doc], n_ctx=8192
+def _prompt(
+    store: ChatStore, conv_id: int, n_ctx: int = 8192, **settings: object
+) -> PromptMessages:
+    return prompt_with_documents(
+        store,
+        store.messages(conv_id),
+        ChatSettings(**settings),
+        n_ctx=n_ctx,  # type: ignore[arg-type]
     )
+
+
+def test_whole_document_goes_into_its_message(store: ChatStore) -> None:
+    conv_id, _ = _question(store, "Summarise this.", ("guide.md", guide_markdown()))
+    prompt = _prompt(store, conv_id)
     (question,) = prompt.messages
     assert question.content.startswith('<document name="guide.md">\n# Garden guide')
     assert question.content.endswith("</document>\n\nSummarise this.")
     assert all(fact in question.content for fact in TOPICS.values())
+    assert not any(isinstance(p, DocumentPart) for p in question.parts)  # text, not a file
     assert prompt.citations == ()
+    # without a context size (no model), documents are read whole too
+    assert prompt_of(store.messages(conv_id), ChatSettings()).messages == prompt.messages
 
 
 def test_long_document_gives_passages_with_citation_numbers(store: ChatStore) -> None:
-    conv_id, q = _question(store, "When do I prune the apple trees?")
-    doc = _attached(store, q, guide_markdown(repeat=300), "guide.md")
-    assert doc.document.tokens > 8192
-    prompt = prompt_with_documents(
-        store, store.messages(conv_id), ChatSettings(), [doc], n_ctx=8192
+    conv_id, _ = _question(
+        store, "When do I prune the apple trees?", ("guide.md", guide_markdown(repeat=300))
     )
+    prompt = _prompt(store, conv_id)
     (question,) = prompt.messages
     text = question.content
     assert text.startswith('<document name="guide.md">\n(Too long to read whole')
     assert "[1] guide.md, lines " in text and "(Garden guide › Pruning)" in text
     assert TOPICS["Pruning"] in text
-    assert text.endswith("When do I prune the apple trees?")
+    assert text.endswith("\n\nWhen do I prune the apple trees?")
     first = store.chunk(prompt.citations[0])
     assert first is not None and first.chunk.heading.endswith("Pruning")
 
 
+def test_the_person_can_pin_a_mode(store: ChatStore) -> None:
+    conv_id, _ = _question(store, "What is in it?", ("guide.md", guide_markdown()))
+    sha = store.messages(conv_id)[0].attachments[0].sha256
+    passages = _prompt(store, conv_id, document_modes={sha: DocMode.RETRIEVE})
+    assert "(Too long to read whole" in passages.messages[0].content
+    assert passages.citations
+    big_id, _ = _question(store, "Prune?", ("big.md", guide_markdown(repeat=300)))
+    big_sha = store.messages(big_id)[0].attachments[0].sha256
+    whole = _prompt(store, big_id, n_ctx=2048, document_modes={big_sha: DocMode.WHOLE})
+    assert "General note 299" in whole.messages[0].content and not whole.citations
+    settings = ChatSettings(document_modes={sha: DocMode.RETRIEVE, big_sha: DocMode.AUTO})
+    assert ChatSettings.from_json(settings.to_json()).document_modes == {sha: DocMode.RETRIEVE}
+
+
 def test_follow_up_that_names_nothing_keeps_the_topic(store: ChatStore) -> None:
-    conv_id, q = _question(store, "How cold can basil get?")
-    doc = _attached(store, q, guide_markdown(repeat=300), "guide.md")
+    conv_id, _ = _question(
+        store, "How cold can basil get?", ("guide.md", guide_markdown(repeat=300))
+    )
     store.add_message(conv_id, "assistant", "Not below ten degrees.")
     store.add_message(conv_id, "user", "Why is that?")
-    prompt = prompt_with_documents(
-        store, store.messages(conv_id), ChatSettings(), [doc], n_ctx=8192
-    )
+    prompt = _prompt(store, conv_id)
     cited = [store.chunk(c) for c in prompt.citations]
     assert cited and cited[0] is not None and cited[0].chunk.heading.endswith("Basil")
     # passages go into the last question; the first keeps only the note
@@ -255,19 +288,27 @@ def test_follow_up_that_names_nothing_keeps_the_topic(store: ChatStore) -> None:
 def test_question_without_topic_words_gets_passages_across_the_document(
     store: ChatStore,
 ) -> None:
-    conv_id, q = _question(store, "Summarise it please.")
-    doc = _attached(store, q, guide_markdown(repeat=300), "guide.md")
-    prompt = prompt_with_documents(
-        store, store.messages(conv_id), ChatSettings(), [doc], n_ctx=8192
-    )
+    conv_id, _ = _question(store, "Summarise it please.", ("guide.md", guide_markdown(repeat=300)))
+    prompt = _prompt(store, conv_id)
     indices = [store.chunk(c).chunk.index for c in prompt.citations]  # type: ignore[union-attr]
     assert len(indices) > 1 and indices == sorted(indices) and indices[-1] > 10
 
 
-def test_prompt_of_without_documents_is_unchanged(store: ChatStore) -> None:
-    conv_id, _q = _question(store, "Hi")
+def test_prompt_without_documents_is_unchanged(store: ChatStore) -> None:
+    conv_id, _ = _question(store, "Hi")
     store.add_message(conv_id, "assistant", "Hello", status=MessageStatus.COMPLETE)
     messages = store.messages(conv_id)
-    assert prompt_with_documents(store, messages, ChatSettings(), [], n_ctx=4096) == prompt_of(
-        messages, ChatSettings()
-    )
+    assert _prompt(store, conv_id, n_ctx=4096) == prompt_of(messages, ChatSettings())
+
+
+def test_index_goes_with_the_last_message_holding_the_document(store: ChatStore) -> None:
+    conv_id, q = _question(store, "Prune?", ("guide.md", guide_markdown()))
+    sha = store.messages(conv_id)[0].attachments[0].sha256
+    other, _ = _question(store, "Basil?", ("guide.md", guide_markdown()))
+    store.delete_message(q)
+    assert store.document_by_hash(sha) is not None  # the other chat still holds it
+    store.delete_conversation(other)
+    store.purge_deleted()
+    assert store.document_by_hash(sha) is None
+    with closing(sqlite3.connect(store.path)) as db:
+        assert db.execute("SELECT count(*) FROM doc_chunks").fetchone()[0] == 0
