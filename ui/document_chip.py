@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.history.doc_prompt import DocMode
+from engine.history.types import DocMode
 from engine.units import format_bytes
 
 __all__ = ["DocumentChip", "DocumentChipInfo", "chip_detail", "mode_label"]

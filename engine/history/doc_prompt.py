@@ -25,11 +25,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from engine.history.doc_index import ChunkHit, DocumentStore, StoredDocument
-from engine.history.types import StoredMessage
+from engine.history.types import DocMode, StoredMessage
 from engine.types import DocumentPart, Role
 
 __all__ = [
@@ -60,17 +59,6 @@ _CHARS_PER_TOKEN = 3.3
 
 # chunk ids of these documents ranked by an embedding model's similarity to a query
 VectorRanking = Callable[[Sequence[int], str], Sequence[int]]
-
-
-class DocMode(StrEnum):
-    """How the person wants a document read.
-
-    # NOTE: stored on disk (ChatSettings.document_modes); keep values stable.
-    """
-
-    AUTO = "auto"  # whole when it fits, else passages
-    WHOLE = "whole"
-    RETRIEVE = "retrieve"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QLabel, QToolButton
 from pytestqt.qtbot import QtBot
 
-from engine.history.doc_prompt import DocMode
-from engine.history.types import MessageStatus, StoredMessage
+from engine.history.types import DocMode, MessageStatus, StoredMessage
 from tests.gui.conftest import click_text
 from ui.chat_view import ChatView
 from ui.citations import link_citations, sources_html
