@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from app.background import IdleIndexer
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController
+from app.chat.documents import DocumentController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
 from app.engine_client import EngineClient
@@ -130,6 +131,12 @@ class HearthApp:
         self.replies = ReplyController(
             self.window, store, engine, self.conversations, self.context, self.notifier
         )
+        self.documents = DocumentController(
+            self.window, store, engine, self.notifier, lambda: self.conversations.current_id
+        )
+        self.replies.documents = self.documents
+        self.conversations.current_changed.connect(self._on_chat_shown)
+        self.documents.modes_changed.connect(self._on_document_modes_changed)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
             store, busy=lambda: self.replies.busy
@@ -285,6 +292,20 @@ class HearthApp:
             return info.name
         entry = None if "://" in model else self.models.service.entry_for_path(model)
         return entry.name if entry is not None else model_label(model)
+
+    def _on_chat_shown(self, conv_id: int | None) -> None:
+        """The chat view shows a chat: the passages its replies cite, its documents."""
+        if conv_id is None:
+            self.window.chat_view.set_sources({}, {})
+            return
+        with self.notifier.guard():
+            sources, documents = self.documents.sources(self.store.messages(conv_id))
+            self.window.chat_view.set_sources(sources, documents)
+
+    def _on_document_modes_changed(self, conv_id: int) -> None:
+        if conv_id == self.conversations.current_id:
+            self.conversations.show_current(keep_scroll=True)
+            self.context.measure_current()
 
     @Slot()
     def _on_memory_tick(self) -> None:

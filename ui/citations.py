@@ -7,9 +7,10 @@ import html
 import re
 from collections.abc import Sequence
 
-__all__ = ["CITE_SCHEME", "link_citations", "sources_html"]
+__all__ = ["CITE_SCHEME", "DOC_SCHEME", "documents_html", "link_citations", "sources_html"]
 
 CITE_SCHEME = "hearth-cite"  # hearth-cite:<message id>/<number>
+DOC_SCHEME = "hearth-doc"  # hearth-doc:<message id>/<sha256>: a document on a message
 
 # "[3]" or "[1, 2]" / "[1][2]" in text, not inside a tag (the lookahead refuses a ">"
 # before the next "<": we are inside a tag's attributes then).
@@ -55,3 +56,15 @@ def sources_html(muted: str, msg_id: int, sources: Sequence[tuple[int, str]]) ->
         for n, label in sources
     )
     return f'<p style="font-size:small; color:{muted}">Sources: {links}</p>'
+
+
+def documents_html(muted: str, msg_id: int, documents: Sequence[tuple[str, str, str]]) -> str:
+    """The documents a question carries, one line each: its name (a link: how it is
+    read, open it) and "12 pages · 12.3k tokens · read whole". (sha256, name, detail)."""
+    lines = [
+        f'<a href="{DOC_SCHEME}:{msg_id}/{sha}" title="How the model reads {html.escape(name)}"'
+        f' style="text-decoration:none">▤ {html.escape(name)}</a>'
+        + (f" · {html.escape(detail)}" if detail else "")
+        for sha, name, detail in documents
+    ]
+    return f'<p style="font-size:small; color:{muted}">{"<br>".join(lines)}</p>' if lines else ""

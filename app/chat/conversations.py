@@ -29,6 +29,7 @@ from engine.history.turns import (
     ThinkingMode,
     chat_settings,
     prompt_of,
+    prompt_with_documents,
     save_chat_settings,
     thinking_for,
     title_from,
@@ -213,7 +214,13 @@ class ConversationController(QObject):
         """What the model reads for a reply after ``messages`` (a stretch of chat
         ``conv_id``'s active path from its start). Raises ``KnownError``."""
         settings = self.settings(conv_id)
-        prompt = prompt_of(messages, settings, self.store.with_data)
+        info = self.engine.model_info
+        if info is not None:  # documents read whole or by passages, by the model's window
+            prompt = prompt_with_documents(
+                self.store, messages, settings, n_ctx=info.n_ctx, data=self.store.with_data
+            )
+        else:
+            prompt = prompt_of(messages, settings, self.store.with_data)
         turn = Turn(
             messages=prompt.messages,
             thinking=self.thinking(settings),

@@ -281,3 +281,25 @@ class DocumentStore(StoreDatabase):
             (message_id,),
         )
         return {int(r[10]): _hit(r) for r in rows}
+
+    def sources(self, message_ids: Sequence[int]) -> dict[int, tuple[tuple[int, str], ...]]:
+        """For each reply that was given passages: (number, "report.pdf, page 4"), in
+        order, the name as the document was attached."""
+        if not message_ids:
+            return {}
+        marks = ",".join("?" * len(message_ids))
+        rows = self._rows(
+            "SELECT k.message_id, k.number, c.idx, c.text, c.heading, c.page, c.page_end,"
+            " c.line_start, c.line_end, c.tokens,"
+            " (SELECT a.name FROM attachments a WHERE a.sha256 = d.sha256 LIMIT 1)"
+            " FROM doc_citations k JOIN doc_chunks c ON c.id = k.chunk_id"
+            " JOIN documents d ON d.id = c.document_id"
+            f" WHERE k.message_id IN ({marks}) ORDER BY k.message_id, k.number",
+            tuple(message_ids),
+        )
+        out: dict[int, list[tuple[int, str]]] = {}
+        for mid, number, idx, text, heading, page, page_end, start, end, tokens, name in rows:
+            chunk = DocChunk(idx, text, heading, page, page_end, start, end, tokens)
+            label = ", ".join(p for p in (name or "document", chunk.location) if p)
+            out.setdefault(int(mid), []).append((int(number), label))
+        return {mid: tuple(labels) for mid, labels in out.items()}
