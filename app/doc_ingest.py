@@ -10,6 +10,7 @@ committed in order.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mimetypes
 import threading
 from collections.abc import Callable, Sequence
@@ -19,12 +20,15 @@ from typing import TYPE_CHECKING
 
 from engine.documents.chunking import Chunk, chunk_document
 from engine.documents.extract import extract_bytes, read_file
-from engine.documents.types import DocKind
+from engine.documents.types import DocKind, DocumentError
 from engine.history.doc_index import DocChunk, DocumentStore, StoredDocument
 from engine.types import DocumentPart
 
 if TYPE_CHECKING:
+    from engine.history.store import ChatStore
     from engine.inference.embedding import Embedder
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BATCH", "IngestCancelled", "Ingested", "ingest_bytes", "ingest_file"]
 
@@ -82,6 +86,32 @@ def ingest_file(
     """The file at ``path``, read and indexed. Raises DocumentError with a sentence,
     StoreError, or IngestCancelled."""
     return ingest_bytes(store, path.name, read_file(path), cancel=cancel, progress=progress)
+
+
+def attach_files(store: DocumentStore, paths: Sequence[Path]) -> tuple[DocumentPart, ...]:
+    """``hearth chat --file``: each file read and indexed, as parts for the question.
+    Raises DocumentError with the sentence for the first file that cannot be read."""
+    return tuple(ingest_file(store, path).part for path in paths)
+
+
+def index_stored(store: ChatStore, cancel: threading.Event | None = None) -> int:
+    """Index every stored document that has no finished index (after an import, or an
+    indexing the app quit in the middle of); returns how many. A document that cannot
+    be read again is left to be read whole."""
+    done = 0
+    for sha, name in store.unindexed_documents():
+        data = store.attachment_data(sha)
+        if data is None:
+            continue
+        try:
+            ingest_bytes(store, name, data, cancel=cancel)
+        except IngestCancelled:
+            break  # what was stored stays; the next start goes on from it
+        except DocumentError as e:
+            log.warning("stored document %s was not indexed: %s", name, e)
+            continue
+        done += 1
+    return done
 
 
 def ingest_bytes(

@@ -219,6 +219,7 @@ class HearthApp:
         self.engine.load()
         self.window.show()
         self.indexer.start()
+        self.documents.index_missing()
         self._first_frame = _FirstFrameLogger(self.window)
 
     def raise_window(self) -> None:
@@ -258,6 +259,7 @@ class HearthApp:
         self._memory_timer.stop()
         self.context.close_question()
         self.models.shutdown()  # downloads, moves
+        self.documents.shutdown()  # documents being read and indexed
         self.indexer.stop()
         self.engine.close()
         self.replies.shutdown()

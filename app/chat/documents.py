@@ -15,13 +15,14 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QCursor, QDesktopServices
 from PySide6.QtWidgets import QMenu
 
 from app.background import BackgroundOp, Report, run_in_background
-from app.doc_ingest import IngestCancelled, Ingested, ingest_file
+from app.doc_ingest import IngestCancelled, Ingested, index_stored, ingest_file
 from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
@@ -72,11 +73,37 @@ class DocumentController(QObject):
         self.window, self.store, self.engine, self.notifier = window, store, engine, notifier
         self._current_chat = current_chat
         self._pending: list[_Pending] = []
+        self._indexing: BackgroundOp[int] | None = None
         window.attachments.files_chosen.connect(self._on_files)
         window.files_dropped.connect(self._on_files)
         window.composer.files_pasted.connect(self._on_files)
         window.chat_view.citation_requested.connect(self._on_citation_requested)
         window.chat_view.document_requested.connect(self._on_document_requested)
+
+    def index_missing(self) -> None:
+        """In the background: index the stored documents that have no finished index
+        (the app quit while indexing one; an import from before this version)."""
+        db_path = self.store.path
+
+        def op(_report: Report, cancel: threading.Event) -> int:
+            with ChatStore.second(db_path) as store:
+                return index_stored(store, cancel)
+
+        self._indexing = run_in_background(
+            op, lambda n: None, lambda sentence: log.warning("%s", sentence),
+            what="Indexing stored documents",
+        )  # fmt: skip
+
+    def shutdown(self) -> None:
+        """Stop reading and indexing (what was stored stays, and goes on at the next
+        start) and wait for the threads, before the store closes."""
+        jobs: list[BackgroundOp[Any]] = [p.job for p in self._pending if p.job is not None]
+        if self._indexing is not None:
+            jobs.append(self._indexing)
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            job.join()
 
     # --- the next message's documents ---------------------------------------------------
     @Slot(list)

@@ -119,6 +119,16 @@ class DocumentStore(StoreDatabase):
         rows = self._rows(f"SELECT {_DOC_COLS} FROM documents d WHERE d.sha256 = ?", (sha256,))
         return _document(rows[0]) if rows else None
 
+    def unindexed_documents(self) -> list[tuple[str, str]]:
+        """(sha256, name) of attached documents whose index is missing or unfinished:
+        imported from a file, or cut short when the app quit while indexing."""
+        rows = self._rows(
+            "SELECT a.sha256, min(a.name) FROM attachments a WHERE a.kind = 'document'"
+            " AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.sha256 = a.sha256"
+            " AND d.chunk_count IS NOT NULL) GROUP BY a.sha256"
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def document(self, doc_id: int) -> StoredDocument | None:
         rows = self._rows(f"SELECT {_DOC_COLS} FROM documents d WHERE d.id = ?", (doc_id,))
         return _document(rows[0]) if rows else None
