@@ -209,8 +209,11 @@ class HearthApp:
         self.conversations.refresh_conversations()
         self._on_memory_tick()
         self._memory_timer.start()
-        self.engine.load()
+        # The window first: the model loads on the engine thread, and a load started
+        # before show() competes with the window's first layout for the GIL (a few ms
+        # later for the model, up to ~10 ms sooner for the window with a long chat).
         self.window.show()
+        self.engine.load()
         self.indexer.start()
         self._first_frame = _FirstFrameLogger(self.window)
 
