@@ -26,6 +26,7 @@ from app.background import Report, run_in_background
 from app.engine_client import EngineClient
 from engine.endpoints.store import Endpoint, EndpointStore, EndpointStoreError, check_name
 from engine.errors import KnownError
+from engine.settings import Model, Settings
 from engine.types import ModelInfo
 from ui.main_window import MainWindow
 from ui.remote_notice import DestinationLine
@@ -158,6 +159,55 @@ class Connections(QObject):
             done(Listed(problem=sentence))
 
         run_in_background(work, done, failed, what=f"Asking {name} for its models")
+
+
+class RemoteChoice:
+    """Which server model chats use, as Settings → Model saves it (its connection and
+    model in the settings), and the Model page's entries for the connections."""
+
+    def __init__(self, settings: Settings, connections: Connections | None) -> None:
+        self.settings = settings
+        self.connections = connections
+
+    def chosen(self) -> tuple[str, str]:
+        """(connection, model) chosen for chats; ("", "") for a model on this computer."""
+        return self.settings[Model.REMOTE_CONNECTION], self.settings[Model.REMOTE_MODEL]
+
+    def family_choice(self) -> tuple[str, str] | None:
+        name, model = self.chosen()
+        return (family_of(name), model) if name else None
+
+    def families(self) -> list[tuple[str, str]]:
+        servers = self.connections.all() if self.connections is not None else []
+        return [(family_of(e.name), f"{e.name} (server at {e.base_url})") for e in servers]
+
+    def target(self, family: str, model: str) -> RemoteTarget | str:
+        """The server model of a Model page entry, or a sentence why there is none."""
+        name = connection_of(family) or ""
+        found = self.connections.target(name, model) if self.connections else None
+        return found or f"There is no connection named {name} any more (Settings → Connections)."
+
+    def at_start(self) -> tuple[RemoteTarget | None, str]:
+        """The server model chosen for chats, if its connection is still there; else a
+        sentence when it is gone (and the choice goes back to this computer's model)."""
+        name, model = self.chosen()
+        if not name or self.connections is None:
+            return None, ""
+        found = self.connections.target(name, model)
+        if found is not None:
+            return found, ""
+        self.remember("", "")
+        return None, (
+            f"The connection {name} is gone, so Hearth uses a model on this computer. "
+            "Add it again in Settings → Connections."
+        )
+
+    def remember(self, family: str, choice: str) -> bool:
+        """Save the choice of ``family``; True if it is a server's (the file stays)."""
+        server = connection_of(family)
+        self.settings.set(Model.REMOTE_CONNECTION, server or "")
+        self.settings.set(Model.REMOTE_MODEL, choice if server else "")
+        return server is not None
 
 
 class ConnectionsPage(QObject):

@@ -184,7 +184,7 @@ class HearthApp:
             notifier=self.notifier,
         )
         self.connections_page = ConnectionsPage(
-            self.connections, engine, settings_model=self.models.remote_choice
+            self.connections, engine, settings_model=self.models.remote.chosen
         )
         self.settings_controller.page_attachers.append(self.connections_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt

@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from app.backends import RemoteTarget
 from app.chat.context import ContextController
 from app.chat.replies import ReplyController
+from app.connections import Connections, RemoteChoice, connection_of
 from app.engine_client import EngineClient
 from app.folders import Folders
 from app.model_files import ModelFiles
@@ -46,7 +47,6 @@ from ui.model_bar import ModelBar
 
 if TYPE_CHECKING:  # huggingface_hub and keyring load when a download or token needs them,
     # not on the way to the first window (~0.2 s)
-    from app.connections import Connections
     from engine.models.hf_token import TokenStore
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class ModelManager(QObject):
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self._tokens = tokens
         self.connections = connections  # servers whose models can be chosen (issue 15)
+        self.remote = RemoteChoice(settings, connections)
         self._tokens_lock = threading.Lock()
         # Options given at launch (tests): their context length stands in for "Automatic".
         self._launch_options = launch_options
@@ -175,37 +176,19 @@ class ModelManager(QObject):
 
     def families(self) -> list[tuple[str, str]]:
         """(family id, name), biggest model first, then the person's own files."""
-        from app.connections import family_of
-
-        servers = self.connections.all() if self.connections is not None else []
-        named = [(family_of(e.name), f"{e.name} (server at {e.base_url})") for e in servers]
-        return [*self.service.families(), (LOCAL_FILES, "Your own model files"), *named]
+        local = [*self.service.families(), (LOCAL_FILES, "Your own model files")]
+        return local + self.remote.families()
 
     def current_choice(self) -> tuple[str, str]:
         """(family, choice); a server's model is (its connection's family, its id)."""
-        remote = self.remote_choice()
-        if remote[0]:
-            from app.connections import family_of
-
-            return family_of(remote[0]), remote[1]
-        return self.settings[Model.FAMILY], self.settings[Model.QUANT] or AUTO
-
-    def remote_choice(self) -> tuple[str, str]:
-        """(connection, model) chosen for chats; ("", "") for a model on this computer."""
-        return self.settings[Model.REMOTE_CONNECTION], self.settings[Model.REMOTE_MODEL]
+        return self.remote.family_choice() or (
+            self.settings[Model.FAMILY],
+            self.settings[Model.QUANT] or AUTO,
+        )
 
     def startup_remote(self) -> RemoteTarget | None:
         """The server model chosen for chats, if its connection is still there."""
-        name, model = self.remote_choice()
-        if not name or self.connections is None:
-            return None
-        target = self.connections.target(name, model)
-        if target is None:
-            self.notice = (
-                f"The connection {name} is gone, so Hearth uses a model on this computer. "
-                "Add it again in Settings → Connections."
-            )
-            self._remember(self.settings[Model.FAMILY], self.settings[Model.QUANT] or AUTO)
+        target, self.notice = self.remote.at_start()
         return target
 
     # --- memory -------------------------------------------------------------------------
@@ -263,11 +246,8 @@ class ModelManager(QObject):
         if family == LOCAL_FILES:
             self._select_file(Path(choice))
             return
-        from app.connections import connection_of
-
-        server = connection_of(family)
-        if server is not None:
-            self._select_remote(server, choice)
+        if connection_of(family) is not None:
+            self._select_remote(family, choice)
             return
         target = self.resolve(family, choice)
         if target.entry is None:
@@ -308,21 +288,15 @@ class ModelManager(QObject):
         if self._may_stop_reply_for(path.name):
             self.switch_to(path.name, path, LOCAL_FILES, str(path))
 
-    def _select_remote(self, name: str, model: str) -> None:
-        target = self.connections.target(name, model) if self.connections else None
-        if target is None:
-            self.say(f"There is no connection named {name} any more (Settings → Connections).")
-            return
-        from app.connections import family_of
-
-        loaded = self.loaded
-        if loaded is not None and loaded.path == target.path:
-            self._remember(family_of(name), model)
+    def _select_remote(self, family: str, model: str) -> None:
+        target = self.remote.target(family, model)
+        if isinstance(target, str):
+            self.say(target)
+        elif self.loaded is not None and self.loaded.path == target.path:
+            self._remember(family, model)
             self.changed.emit()
-            return
-        shown = f"{model} on {name}"
-        if self._may_stop_reply_for(shown):
-            self.switch_to(shown, Path(), family_of(name), model, remote=target)
+        elif self._may_stop_reply_for(shown := f"{model} on {target.connection}"):
+            self.switch_to(shown, Path(), family, model, remote=target)
 
     def _replying(self) -> bool:
         return self._replies.busy
@@ -355,12 +329,7 @@ class ModelManager(QObject):
         engine.load(str(path), self.options_for(path))  # a reply is stopped first
 
     def _remember(self, family: str, choice: str) -> None:
-        from app.connections import connection_of
-
-        server = connection_of(family)
-        self.settings.set(Model.REMOTE_CONNECTION, server or "")
-        self.settings.set(Model.REMOTE_MODEL, choice if server else "")
-        if server is not None:  # the file chosen before stays, to go back to
+        if self.remote.remember(family, choice):  # a server's: the file chosen stays
             return
         if family == LOCAL_FILES:  # a file of the person's own: the catalog choice stays
             self.settings.set(Model.PATH, choice)

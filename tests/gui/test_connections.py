@@ -26,7 +26,10 @@ from pytestqt.qtbot import QtBot
 
 from app.connections import family_of
 from app.gui import HearthApp
+from app.paths import resolve_paths
+from engine.endpoints.store import Endpoint, EndpointStore
 from engine.history.types import MessageStatus
+from engine.settings import Settings
 from tests.fakes.scripted import ScriptedBackend
 from tests.gui.conftest import Launch, answer_next_dialog, send
 from tests.openai_servers import Exchange, LoopbackGuard, ScriptedServer, free_port, sse
@@ -324,3 +327,27 @@ def test_a_failing_server_is_a_sentence_and_the_partial_reply_stays(
             assert last.content == "Half a reply"
             assert "Half a reply" in hearth.window.chat_view.toPlainText()
         assert hearth.window.composer.isEnabled()
+
+
+def test_a_server_chosen_for_chats_that_cannot_be_reached_at_start_falls_back(
+    qtbot: QtBot, launch: Launch, data_dir: Path, ring: MemoryKeyring
+) -> None:
+    """The server model chosen last time is tried first; where nothing listens, the
+    model on this computer loads instead, with a sentence, and the choice stays."""
+    port = free_port()  # nothing listens there
+    config = resolve_paths(data_dir).config_dir
+    EndpointStore(config / "connections.json").put(
+        Endpoint(name="box", base_url=f"http://127.0.0.1:{port}/v1")
+    )
+    settings = Settings(config / "settings.json")  # as Settings → Model saves the choice
+    settings.update({"model.remote_connection": "box", "model.remote_model": "m"})
+    hearth = launch(data_dir, backend=ScriptedBackend(name="Local model"))
+    qtbot.waitUntil(
+        lambda: hearth.engine.model_info is not None
+        and hearth.engine.model_info.name == "Local model",
+        timeout=WAIT_MS,
+    )
+    said = hearth.window.error_banner.label.text()
+    assert f"127.0.0.1:{port}" in said and "the model on this computer for now" in said, said
+    assert not hearth.destination.line.isVisible()
+    assert hearth.settings["model.remote_connection"] == "box"  # tried again next time
