@@ -568,7 +568,10 @@ class ModelManager(QObject):
                 self.notifier.clear_error()  # e.g. an earlier switch that went back
             self.say(f"Now using {switch.name}. The conversation continues. {device_note}".strip())
             self.switch_finished.emit(True)
-            self._context.warm_current(switch.name)  # its history, read now with progress
+            if switch.remote is None:  # a server reads the history with the next message
+                self._context.warm_current(switch.name)  # its history, read now with progress
+            elif self._offered and self._job is None:
+                self.bar.hide()  # a download offer for this computer is beside the point
         self.changed.emit()
 
     def _on_load_failed(self, message: str) -> None:

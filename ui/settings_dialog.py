@@ -410,6 +410,9 @@ class SettingsDialog(QDialog):
         self.auto_reason.setText(f"Auto picks {reason}" if with_auto and reason else "")
         self.auto_reason.setVisible(bool(self.auto_reason.text()))
         gpu = any(r.gpu_bytes is not None for r in rows)
+        server = bool(rows) and all(r.remote for r in rows)  # a connection's models
+        self.quants.headerItem().setText(0, "Model" if server else COLUMNS[0])
+        self.measure_button.setVisible(not server)
         self.quants.setColumnHidden(_GPU_COL, not gpu)
         self.quants.headerItem().setText(_MEMORY_COL, "RAM" if gpu else "Memory")
         self.quants.setColumnHidden(_SPEED_COL, all(r.tokens_per_s is None for r in rows))

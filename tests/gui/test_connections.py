@@ -343,8 +343,9 @@ def test_a_server_chosen_for_chats_that_cannot_be_reached_at_start_falls_back(
     settings.update({"model.remote_connection": "box", "model.remote_model": "m"})
     hearth = launch(data_dir, backend=ScriptedBackend(name="Local model"))
     qtbot.waitUntil(
-        lambda: hearth.engine.model_info is not None
-        and hearth.engine.model_info.name == "Local model",
+        lambda: (
+            hearth.engine.model_info is not None and hearth.engine.model_info.name == "Local model"
+        ),
         timeout=WAIT_MS,
     )
     said = hearth.window.error_banner.label.text()

@@ -48,9 +48,11 @@ def test_a_chat_on_llama_cpp_server_streams_stops_and_survives_the_server_going(
     hearth.connections.store.put(Endpoint(name="desk", base_url=server.base_url))
     hearth.models.select(family_of("desk"), server.alias)
     qtbot.waitUntil(
-        lambda: hearth.engine.model_info is not None
-        and hearth.engine.model_info.name == server.alias
-        and hearth.replies.state == ResponseState.IDLE,
+        lambda: (
+            hearth.engine.model_info is not None
+            and hearth.engine.model_info.name == server.alias
+            and hearth.replies.state == ResponseState.IDLE
+        ),
         timeout=REPLY_TIMEOUT_MS,
     )
     window = hearth.window
@@ -66,7 +68,7 @@ def test_a_chat_on_llama_cpp_server_streams_stops_and_survives_the_server_going(
     assert conv is not None
     first = hearth.store.messages(conv)[-1]
     assert first.role == "assistant" and first.content.strip()
-    assert first.status == MessageStatus.COMPLETE
+    assert first.status in (MessageStatus.COMPLETE, MessageStatus.LENGTH)  # (24 tokens)
     assert first.model == f"{server.base_url}/models/{server.alias}"
     assert f"{server.alias} · desk" in window.chat_view.toPlainText()
     assert window.chat_toolbar.meter.value() > 0  # the meter follows the conversation
