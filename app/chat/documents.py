@@ -26,7 +26,12 @@ from app.doc_ingest import IngestCancelled, Ingested, index_stored, ingest_file
 from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
-from engine.history.doc_prompt import WHOLE_SHARE, estimate_tokens
+from engine.history.doc_prompt import (
+    WHOLE_SHARE,
+    attached_documents,
+    estimate_tokens,
+    plan_modes,
+)
 from engine.history.store import ChatStore
 from engine.history.turns import ChatSettings
 from engine.history.types import DocMode, StoredMessage
@@ -74,6 +79,7 @@ class DocumentController(QObject):
         self._current_chat = current_chat
         self._pending: list[_Pending] = []
         self._indexing: BackgroundOp[int] | None = None
+        self._closed = False
         window.attachments.files_chosen.connect(self._on_files)
         window.files_dropped.connect(self._on_files)
         window.composer.files_pasted.connect(self._on_files)
@@ -97,6 +103,7 @@ class DocumentController(QObject):
     def shutdown(self) -> None:
         """Stop reading and indexing (what was stored stays, and goes on at the next
         start) and wait for the threads, before the store closes."""
+        self._closed = True  # a result still queued for the GUI thread is dropped
         jobs: list[BackgroundOp[Any]] = [p.job for p in self._pending if p.job is not None]
         if self._indexing is not None:
             jobs.append(self._indexing)
@@ -148,6 +155,8 @@ class DocumentController(QObject):
         )
 
     def _on_read(self, pending: _Pending, done: Ingested) -> None:
+        if self._closed or pending not in self._pending:  # removed, or the app quit
+            return
         pending.job, pending.done = None, done
         doc = done.document
         info = DocumentChipInfo(
@@ -157,6 +166,8 @@ class DocumentController(QObject):
         pending.chip.set_ready()
 
     def _on_failed(self, pending: _Pending, sentence: str) -> None:
+        if self._closed or pending not in self._pending:
+            return
         pending.job, pending.failed = None, True
         pending.chip.set_error(sentence)
 
@@ -232,6 +243,12 @@ class DocumentController(QObject):
         replies = [m.id for m in messages if m.role == "assistant"]
         sources = self.store.sources(replies)
         modes = self._modes(messages[0].conversation_id) if messages else {}
+        info = self.engine.model_info
+        read_as: dict[str, DocMode] = {}
+        if info is not None:  # what AUTO makes of each with the loaded model's window
+            attached = attached_documents(self.store, messages, modes)
+            chat = sum(estimate_tokens(m.content) for m in messages)
+            read_as = plan_modes(attached, info.n_ctx - chat)
         details: dict[str, str] = {}
         for m in messages:
             for part in m.attachments:
@@ -241,9 +258,9 @@ class DocumentController(QObject):
                         f"{index.pages} pages" if index and index.pages else format_bytes(part.size)
                     )
                     tokens = index.tokens if index else estimate_tokens(part.text)
-                    chip = DocumentChipInfo(
-                        part.name, part.size, tokens, mode=modes.get(part.sha256, DocMode.AUTO)
-                    )
+                    mode = modes.get(part.sha256, DocMode.AUTO)
+                    auto = read_as.get(part.sha256)
+                    chip = DocumentChipInfo(part.name, part.size, tokens, mode=mode, read_as=auto)
                     details[part.sha256] = f"{size} · ~{tokens:,} tokens · {mode_label(chip)}"
         return sources, details
 

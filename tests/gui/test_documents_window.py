@@ -63,7 +63,8 @@ def test_a_short_pdf_is_read_whole(qtbot: QtBot, launch: Launch, tmp_path: Path)
     stored = hearth.store.messages(conv_id)[0]
     assert [type(a) for a in stored.attachments] == [DocumentPart]
     assert _chips(hearth) == []  # the composer's row is empty again
-    assert "manual.pdf · 3 pages" in hearth.window.chat_view.toPlainText()
+    assert "manual.pdf · 3 pages · ~" in hearth.window.chat_view.toPlainText()
+    assert "tokens · Auto: whole" in hearth.window.chat_view.toPlainText()
 
 
 def test_a_long_pdf_gives_passages_and_citations_open_them(

@@ -312,3 +312,30 @@ def test_index_goes_with_the_last_message_holding_the_document(store: ChatStore)
     assert store.document_by_hash(sha) is None
     with closing(sqlite3.connect(store.path)) as db:
         assert db.execute("SELECT count(*) FROM doc_chunks").fetchone()[0] == 0
+
+
+def test_export_import_round_trip_indexes_the_documents_again(
+    store: ChatStore, tmp_path: Path
+) -> None:
+    """JSON carries the document (its file and text); the importing Hearth indexes it, so
+    a long one is read by passages there too."""
+    from app.doc_ingest import index_stored
+    from engine.history.export import export_json, import_json
+
+    conv_id, _ = _question(store, "When to prune?", ("guide.md", guide_markdown(repeat=300)))
+    before = _prompt(store, conv_id)
+    data = export_json(store)
+    other = ChatStore(tmp_path / "other.sqlite3")
+    try:
+        (new_id,) = import_json(other, data)
+        (part,) = other.messages(new_id)[0].attachments
+        assert part.name == "guide.md" and other.unindexed_documents() == [
+            (part.sha256, "guide.md")
+        ]
+        assert index_stored(other) == 1 and other.unindexed_documents() == []
+        after = _prompt(other, new_id)
+        assert after.messages == before.messages  # the same passages, numbered the same
+        assert len(after.citations) == len(before.citations)
+        assert index_stored(other) == 0  # never twice
+    finally:
+        other.close()
