@@ -188,7 +188,8 @@ def vector_ranking(
     """What documents_prompt fuses with BM25: chunk ids by similarity to a query."""
 
     def rank(doc_ids: Sequence[int], query: str) -> Sequence[int]:
-        (vector,) = embedder.embed([query])
-        return store.rank_by_vector(doc_ids, embedder.name, vector)
+        # Asked while a reply is being prepared: never wait for a document's indexing.
+        vector = embedder.embed_now(query)
+        return [] if vector is None else store.rank_by_vector(doc_ids, embedder.name, vector)
 
     return rank

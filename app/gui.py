@@ -139,6 +139,7 @@ class HearthApp:
             self.window, store, engine, self.notifier, lambda: self.conversations.current_id
         )
         self.replies.documents = self.documents
+        self.conversations.vector_ranking = self.documents.vector_ranking
         self.conversations.current_changed.connect(self._on_chat_shown)
         self.documents.modes_changed.connect(self._on_document_modes_changed)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
@@ -235,6 +236,7 @@ class HearthApp:
         self.engine.load()
         self.indexer.start()
         self.documents.index_missing()
+        self.documents.load_embedder()
         self._first_frame = _FirstFrameLogger(self.window)
 
     def raise_window(self) -> None:

@@ -15,19 +15,27 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QCursor, QDesktopServices
 from PySide6.QtWidgets import QMenu
 
 from app.background import BackgroundOp, Report, run_in_background
-from app.doc_ingest import IngestCancelled, Ingested, index_stored, ingest_file
+from app.doc_ingest import (
+    IngestCancelled,
+    Ingested,
+    embed_document,
+    index_stored,
+    ingest_file,
+    vector_ranking,
+)
 from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
 from engine.history.doc_prompt import (
     WHOLE_SHARE,
+    VectorRanking,
     attached_documents,
     estimate_tokens,
     plan_modes,
@@ -35,11 +43,15 @@ from engine.history.doc_prompt import (
 from engine.history.store import ChatStore
 from engine.history.turns import ChatSettings
 from engine.history.types import DocMode, StoredMessage
+from engine.models.embedding_models import WHAT_EMBEDDINGS_ADD, installed_embedding
 from engine.types import DocumentPart
 from engine.units import format_bytes
 from ui.document_chip import DocumentChip, DocumentChipInfo, mode_label
 from ui.main_window import MainWindow
 from ui.passage_dialog import PassageDialog
+
+if TYPE_CHECKING:
+    from engine.inference.embedding import Embedder
 
 __all__ = ["DocumentController"]
 
@@ -80,11 +92,39 @@ class DocumentController(QObject):
         self._pending: list[_Pending] = []
         self._indexing: BackgroundOp[int] | None = None
         self._closed = False
+        self.embedder: Embedder | None = None  # an embedding model, when one is installed
+        self._embedder_job: BackgroundOp[Embedder | None] | None = None
         window.attachments.files_chosen.connect(self._on_files)
         window.files_dropped.connect(self._on_files)
         window.composer.files_pasted.connect(self._on_files)
         window.chat_view.citation_requested.connect(self._on_citation_requested)
         window.chat_view.document_requested.connect(self._on_document_requested)
+
+    def load_embedder(self) -> None:
+        """In the background: the catalog's embedding model, if one is in the models
+        folder (documents are then found by meaning too, not only by their words)."""
+        models_dir = self.engine.models_dir
+
+        def op(_report: Report, _cancel: threading.Event) -> Embedder | None:
+            from engine.inference.embedding import Embedder  # loads llama.cpp when used
+
+            found = installed_embedding(models_dir)
+            return Embedder(found) if found is not None else None
+
+        def done(embedder: Embedder | None) -> None:
+            if self._closed:
+                if embedder is not None:
+                    embedder.close()
+                return
+            self.embedder = embedder
+
+        self._embedder_job = run_in_background(
+            op, done, self.notifier.error, what="Loading the embedding model"
+        )
+
+    def vector_ranking(self) -> VectorRanking | None:
+        """Chunk ids by meaning, for the turn model (None: words only, BM25)."""
+        return vector_ranking(self.store, self.embedder) if self.embedder else None
 
     def index_missing(self) -> None:
         """In the background: index the stored documents that have no finished index
@@ -105,12 +145,14 @@ class DocumentController(QObject):
         start) and wait for the threads, before the store closes."""
         self._closed = True  # a result still queued for the GUI thread is dropped
         jobs: list[BackgroundOp[Any]] = [p.job for p in self._pending if p.job is not None]
-        if self._indexing is not None:
-            jobs.append(self._indexing)
+        jobs += [j for j in (self._indexing, self._embedder_job) if j is not None]
         for job in jobs:
             job.cancel()
         for job in jobs:
             job.join()
+        if self.embedder is not None:
+            self.embedder.close()
+            self.embedder = None
 
     # --- the next message's documents ---------------------------------------------------
     @Slot(list)
@@ -137,10 +179,17 @@ class DocumentController(QObject):
     def _read(self, pending: _Pending) -> None:
         db_path = self.store.path
 
+        embedder = self.embedder
+
         def op(report: Report, cancel: threading.Event) -> Ingested:
             store = ChatStore.second(db_path)  # this thread's own connection
             try:
-                return ingest_file(store, pending.path, cancel=cancel, progress=report)
+                done = ingest_file(store, pending.path, cancel=cancel, progress=report)
+                if embedder is not None:  # vectors too, on the embedder's own context
+                    embed_document(
+                        store, embedder, done.document.id, cancel=cancel, progress=report
+                    )
+                return done
             finally:
                 store.close()
 
@@ -164,6 +213,8 @@ class DocumentController(QObject):
         )
         pending.chip.set_info(info)
         pending.chip.set_ready()
+        if info.read_as is DocMode.RETRIEVE and self.embedder is None:
+            pending.chip.setToolTip(WHAT_EMBEDDINGS_ADD)
 
     def _on_failed(self, pending: _Pending, sentence: str) -> None:
         if self._closed or pending not in self._pending:

@@ -77,5 +77,16 @@ class Embedder:
             vectors = self._llm.embed(list(texts), normalize=True, truncate=True)
         return [array.array("f", v).tobytes() for v in vectors]
 
+    def embed_now(self, text: str, *, wait_s: float = 0.05) -> bytes | None:
+        """One text's vector, unless the model is busy (indexing a document on another
+        thread) for longer than ``wait_s``: then None, and the caller goes without."""
+        if not self._lock.acquire(timeout=wait_s):
+            return None
+        try:
+            (vector,) = self._llm.embed([text], normalize=True, truncate=True)
+        finally:
+            self._lock.release()
+        return array.array("f", vector).tobytes()
+
     def close(self) -> None:
         self._llm.close()

@@ -118,3 +118,13 @@ def test_vectors_for_every_chunk_and_fused_retrieval(embedder: Embedder, store: 
     assert prompt.citations
     first = store.chunk(prompt.citations[0])
     assert first is not None and first.chunk.heading.endswith("Pruning")
+
+
+def test_a_query_never_waits_for_an_indexing_embedder(embedder: Embedder, store: ChatStore) -> None:
+    """While another thread embeds a document, a turn's query goes without vectors."""
+    done = ingest_bytes(store, "guide.md", guide_markdown())
+    rank = vector_ranking(store, embedder)
+    with embedder._lock:  # what embed() holds while a document is embedded
+        assert embedder.embed_now("pruning") is None
+        assert rank([done.document.id], "pruning") == []
+    assert embedder.embed_now("pruning") is not None
