@@ -133,6 +133,7 @@ class DocumentController(QObject):
 
         def op(_report: Report, cancel: threading.Event) -> int:
             with ChatStore.second(db_path) as store:
+                store.prune_documents()  # indexes of files attached and never sent
                 return index_stored(store, cancel)
 
         self._indexing = run_in_background(

@@ -184,6 +184,18 @@ class DocumentStore(StoreDatabase):
                 "UPDATE documents SET chunk_count = ? WHERE id = ?", (chunk_count, doc_id)
             )
 
+    def prune_documents(self, older_than_s: float = 86_400.0) -> int:
+        """Remove the indexes of documents no message holds, made at least
+        ``older_than_s`` ago: attached in the composer and never sent (a day's grace
+        keeps one the person is about to send). Returns how many."""
+        with self._writing():
+            cur = self._db.execute(
+                "DELETE FROM documents WHERE created_at <= ? AND NOT EXISTS"
+                " (SELECT 1 FROM attachments a WHERE a.sha256 = documents.sha256)",
+                (self._clock() - older_than_s,),
+            )
+        return cur.rowcount
+
     def delete_document(self, doc_id: int) -> None:
         """The document, its chunks, their index entries, vectors and citations."""
         with self._writing():
@@ -279,15 +291,43 @@ class DocumentStore(StoreDatabase):
         with self._writing():
             self._db.execute("DELETE FROM doc_citations WHERE message_id = ?", (message_id,))
             self._db.executemany(
-                "INSERT INTO doc_citations (message_id, number, chunk_id) VALUES (?, ?, ?)",
+                "INSERT INTO doc_citations (message_id, number, sha256, chunk_idx)"
+                " SELECT ?, ?, d.sha256, c.idx FROM doc_chunks c"
+                " JOIN documents d ON d.id = c.document_id WHERE c.id = ?",
                 [(message_id, n, cid) for n, cid in enumerate(chunk_ids, 1)],
             )
 
+    def citation_refs(self, message_ids: Sequence[int]) -> dict[int, list[tuple[int, str, int]]]:
+        """(number, sha256, chunk index) of each reply's passages: what an export keeps."""
+        if not message_ids:
+            return {}
+        marks = ",".join("?" * len(message_ids))
+        out: dict[int, list[tuple[int, str, int]]] = {}
+        for mid, number, sha, idx in self._rows(
+            "SELECT message_id, number, sha256, chunk_idx FROM doc_citations"
+            f" WHERE message_id IN ({marks}) ORDER BY message_id, number",
+            tuple(message_ids),
+        ):
+            out.setdefault(int(mid), []).append((int(number), str(sha), int(idx)))
+        return out
+
+    def add_citation_refs(self, refs: Mapping[int, Sequence[tuple[int, str, int]]]) -> None:
+        """Store citations as ``citation_refs`` gave them (an import), by message id."""
+        with self._writing():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO doc_citations (message_id, number, sha256, chunk_idx)"
+                " VALUES (?, ?, ?, ?)",
+                [(mid, n, sha, idx) for mid, rows in refs.items() for n, sha, idx in rows],
+            )
+
     def citations(self, message_id: int) -> dict[int, ChunkHit]:
-        """The passages a reply was given, by the number it cites them with."""
+        """The passages a reply was given, by the number it cites them with (those whose
+        document is still indexed)."""
         rows = self._rows(
             f"SELECT {_CHUNK_COLS}, k.number FROM doc_citations k"
-            " JOIN doc_chunks c ON c.id = k.chunk_id WHERE k.message_id = ? ORDER BY k.number",
+            " JOIN documents d ON d.sha256 = k.sha256"
+            " JOIN doc_chunks c ON c.document_id = d.id AND c.idx = k.chunk_idx"
+            " WHERE k.message_id = ? ORDER BY k.number",
             (message_id,),
         )
         return {int(r[10]): _hit(r) for r in rows}
@@ -302,8 +342,8 @@ class DocumentStore(StoreDatabase):
             "SELECT k.message_id, k.number, c.idx, c.text, c.heading, c.page, c.page_end,"
             " c.line_start, c.line_end, c.tokens,"
             " (SELECT a.name FROM attachments a WHERE a.sha256 = d.sha256 LIMIT 1)"
-            " FROM doc_citations k JOIN doc_chunks c ON c.id = k.chunk_id"
-            " JOIN documents d ON d.id = c.document_id"
+            " FROM doc_citations k JOIN documents d ON d.sha256 = k.sha256"
+            " JOIN doc_chunks c ON c.document_id = d.id AND c.idx = k.chunk_idx"
             f" WHERE k.message_id IN ({marks}) ORDER BY k.message_id, k.number",
             tuple(message_ids),
         )

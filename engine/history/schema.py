@@ -255,14 +255,16 @@ _V6 = (
         vector BLOB NOT NULL,
         PRIMARY KEY (chunk_id, model)
     ) WITHOUT ROWID""",
-    # Which passages a reply was given, by the number the model cites them with ([1]).
+    # Which passages a reply was given, by the number it cites them with ([1]): by the
+    # document's sha256 and the chunk's place in it, not the chunk's row, so they survive
+    # an export and an import (which indexes the document again, the same way).
     """CREATE TABLE doc_citations (
         message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
         number INTEGER NOT NULL,
-        chunk_id INTEGER NOT NULL REFERENCES doc_chunks(id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL,
+        chunk_idx INTEGER NOT NULL,
         PRIMARY KEY (message_id, number)
     ) WITHOUT ROWID""",
-    "CREATE INDEX doc_citations_chunk ON doc_citations(chunk_id)",
     # Deleted with the attachment: when the last message holding the file goes, its
     # blob is released (attachments_release), and with it the index of its text.
     """CREATE TRIGGER documents_release AFTER DELETE ON blobs BEGIN

@@ -324,7 +324,11 @@ def test_export_import_round_trip_indexes_the_documents_again(
 
     conv_id, _ = _question(store, "When to prune?", ("guide.md", guide_markdown(repeat=300)))
     before = _prompt(store, conv_id)
-    data = export_json(store)
+    assert before.citations
+    reply = store.add_message(conv_id, "assistant", "In late winter [1].")
+    store.set_citations(reply.id, before.citations)
+    cited = {n: h.chunk for n, h in store.citations(reply.id).items()}
+    data = export_json(store, exported_at=1.0)
     other = ChatStore(tmp_path / "other.sqlite3")
     try:
         (new_id,) = import_json(other, data)
@@ -333,9 +337,28 @@ def test_export_import_round_trip_indexes_the_documents_again(
             (part.sha256, "guide.md")
         ]
         assert index_stored(other) == 1 and other.unindexed_documents() == []
-        after = _prompt(other, new_id)
+        question, new_reply = other.messages(new_id)
+        after = prompt_with_documents(other, [question], ChatSettings(), n_ctx=8192)
         assert after.messages == before.messages  # the same passages, numbered the same
+        # the reply's citations open the same passages there
+        assert {n: h.chunk for n, h in other.citations(new_reply.id).items()} == cited
+        assert export_json(other, exported_at=1.0) == data  # byte for byte
         assert len(after.citations) == len(before.citations)
         assert index_stored(other) == 0  # never twice
     finally:
         other.close()
+
+
+def test_an_index_never_sent_is_pruned_after_a_day(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = ChatStore(tmp_path / "chats.sqlite3", clock=lambda: now[0])
+    try:
+        kept_id, _ = _question(store, "Prune?", ("guide.md", guide_markdown()))
+        ingest_bytes(store, "draft.md", b"# Draft\n\nNever sent.\n")  # composer only
+        assert store.prune_documents() == 0  # not a day old yet
+        now[0] += 86_400
+        assert store.prune_documents() == 1
+        sha = store.messages(kept_id)[0].attachments[0].sha256
+        assert store.document_by_hash(sha) is not None  # a sent one stays
+    finally:
+        store.close()
