@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtGui import QAction, QActionGroup, QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -86,7 +86,8 @@ class DocumentChip(QFrame):
         self._name.setTextFormat(Qt.TextFormat.PlainText)
         self._detail = QLabel()
         self._detail.setTextFormat(Qt.TextFormat.PlainText)
-        self._detail.setEnabled(False)  # the muted colour of the theme
+        # The theme's muted colour (a disabled label is too faint on a light theme).
+        self._detail.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         text = QVBoxLayout()
         text.setSpacing(0)
         text.addWidget(self._name)
@@ -152,7 +153,7 @@ class DocumentChip(QFrame):
         self._mode.setText(mode_label(info))
         self._mode_actions[info.mode].setChecked(True)
         self._mode.show()
-        self._detail.setEnabled(False)
+        self._detail.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
     def set_progress(self, done: int, total: int) -> None:
         """Indexing: ``done`` of ``total`` passages stored (total 0: reading the file)."""
@@ -173,7 +174,7 @@ class DocumentChip(QFrame):
         self._progress.hide()
         self._cancel.hide()
         self._mode.hide()
-        self._detail.setEnabled(True)
+        self._detail.setForegroundRole(QPalette.ColorRole.WindowText)
         self._detail.setText(sentence)
         self._detail.setWordWrap(True)
         self._remove.show()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -39,7 +39,7 @@ class PassageDialog(QDialog):
         self.setWindowTitle(f"[{number}] {where}")
         title = QLabel(f"<b>[{number}] {html.escape(document)}</b>")
         place = QLabel(" — ".join(p for p in (location, heading) if p))
-        place.setEnabled(False)  # muted
+        place.setForegroundRole(QPalette.ColorRole.PlaceholderText)  # muted
         place.setWordWrap(True)
         body = QPlainTextEdit(text)
         body.setReadOnly(True)
