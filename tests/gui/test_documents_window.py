@@ -13,6 +13,8 @@ from pathlib import Path
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
+from engine.history.turns import chat_settings
+from engine.history.types import DocMode
 from engine.types import DocumentPart
 from tests.fakes.scripted import ScriptedBackend
 from tests.fixtures.documents import pdf_bytes, scanned_pdf
@@ -108,3 +110,29 @@ def test_a_scanned_pdf_says_why_and_is_not_sent(
     conv_id = hearth.conversations.current_id
     assert conv_id is not None
     assert hearth.store.messages(conv_id)[0].attachments == ()
+
+
+def test_the_person_changes_how_a_sent_document_is_read(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    backend = ScriptedBackend(["Page 2.", "Behind the cover [1]."], n_ctx=8192)
+    hearth = launch(tmp_path / "data", backend=backend)
+    _drop_and_wait(qtbot, hearth, manual_pdf(tmp_path / "manual.pdf", 3))
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Where is the reset button?")
+    conv_id = hearth.conversations.current_id
+    assert conv_id is not None
+    question = hearth.store.messages(conv_id)[0]
+    sha = question.attachments[0].sha256
+    view = hearth.window.chat_view
+    assert "Auto: whole" in view.toPlainText()
+    # the document's line in the chat: a menu (Automatic / Read whole / Passages)
+    hearth.documents._change_mode(conv_id, sha, DocMode.RETRIEVE)
+    assert chat_settings(hearth.store, conv_id).document_modes == {sha: DocMode.RETRIEVE}
+    assert "manual.pdf is now read by the passages" in hearth.notifier.seen[-1].text
+    qtbot.waitUntil(lambda: "tokens · Passages" in view.toPlainText())
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "And the reset button again?")
+    last = backend.turns[-1].messages
+    assert "(Too long to read whole" in last[0].content  # its first place: a note now
+    assert "[1] manual.pdf, page 2" in last[-1].content and FACT in last[-1].content
