@@ -34,7 +34,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import DocumentPart, Role
+from engine.types import Role
 from ui.chat_document import (
     StreamState,
     insert_blocks,
@@ -42,7 +42,7 @@ from ui.chat_document import (
     plain_html,
     remove_to_end,
 )
-from ui.citations import CITE_SCHEME, DOC_SCHEME, documents_html, link_citations, sources_html
+from ui.citations import DocumentMarks, document_link
 from ui.markdown import COPY_CODE_SCHEME, MarkdownRenderer
 from ui.message_html import (
     ACTION_SCHEME,
@@ -108,8 +108,7 @@ class ChatView(QTextBrowser):
         self._codes: dict[int, str] = {}  # copy-code id -> code (ids live in cached HTML)
         self._code_ids: dict[str, int] = {}
         self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
-        self._sources: dict[int, tuple[tuple[int, str], ...]] = {}  # reply id -> its passages
-        self._document_details: dict[str, str] = {}  # sha256 -> "12 pages · read whole"
+        self._marks = DocumentMarks()  # documents on questions, passages of replies
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
@@ -221,13 +220,7 @@ class ChatView(QTextBrowser):
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        sources = self._sources.get(msg.id, ())
-        documents = tuple(
-            (a.sha256, a.name, self._document_details.get(a.sha256, ""))
-            for a in msg.attachments
-            if isinstance(a, DocumentPart)
-        )
-        key = (msg, expanded, is_last, self._assistant_name, sources, documents)
+        key = (msg, expanded, is_last, self._assistant_name, self._marks.key(msg))
         cached = self._html_cache.get(key)
         if cached is None:
             # A reply from before replies recorded their model is named after today's.
@@ -236,12 +229,7 @@ class ChatView(QTextBrowser):
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
             body = self._body_html(msg.role, msg.content)
-            if documents:  # before the question, as the model reads them
-                body = documents_html(self._muted, msg.id, documents) + body
-            if sources:  # the passages this reply was given (ui/citations.py)
-                body = link_citations(body, msg.id, frozenset(n for n, _ in sources))
-                body += sources_html(self._muted, msg.id, sources)
-            parts.append(body)
+            parts.append(self._marks.decorate(body, msg, self._muted))
             note = STATUS_NOTES.get(msg.status)
             if note:
                 parts.append(note_html(self._muted, note))
@@ -402,30 +390,20 @@ class ChatView(QTextBrowser):
         self,
         sources: Mapping[int, tuple[tuple[int, str], ...]],
         documents: Mapping[str, str] | None = None,
-        *,
-        rebuild: bool = True,
     ) -> None:
         """The passages each reply (by id) was given, as (number, "report.pdf, page 4"),
-        and what to say of each document (by sha256: "12 pages · read whole")."""
-        changed = dict(sources) != self._sources
-        self._sources = dict(sources)
-        if documents is not None:
-            changed |= dict(documents) != self._document_details
-            self._document_details = dict(documents)
-        if changed and rebuild:
+        and what to say of each document (by sha256: "12 pages · Auto: whole")."""
+        if self._marks.update(sources, documents):
             self._rebuild_keeping_scroll()
 
     def _on_anchor_clicked(self, url: QUrl) -> None:
         scheme = url.scheme()
-        if scheme == CITE_SCHEME:
-            msg_id, _, number = url.path().partition("/")
-            if msg_id.isdigit() and number.isdigit():
-                self.citation_requested.emit(int(msg_id), int(number))
-            return
-        if scheme == DOC_SCHEME:
-            msg_id, _, sha = url.path().partition("/")
-            if msg_id.isdigit() and sha:
-                self.document_requested.emit(int(msg_id), sha)
+        if link := document_link(scheme, url.path()):  # ui/citations.py
+            kind, msg_id, what = link
+            if kind == "cite":
+                self.citation_requested.emit(msg_id, int(what))
+            else:
+                self.document_requested.emit(msg_id, what)
             return
         if scheme == COPY_CODE_SCHEME:
             code = self._codes.get(int(url.path() or -1))

@@ -5,9 +5,20 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-__all__ = ["CITE_SCHEME", "DOC_SCHEME", "documents_html", "link_citations", "sources_html"]
+from engine.history.types import StoredMessage
+from engine.types import DocumentPart
+
+__all__ = [
+    "CITE_SCHEME",
+    "DOC_SCHEME",
+    "DocumentMarks",
+    "document_link",
+    "documents_html",
+    "link_citations",
+    "sources_html",
+]
 
 CITE_SCHEME = "hearth-cite"  # hearth-cite:<message id>/<number>
 DOC_SCHEME = "hearth-doc"  # hearth-doc:<message id>/<sha256>: a document on a message
@@ -68,3 +79,56 @@ def documents_html(muted: str, msg_id: int, documents: Sequence[tuple[str, str, 
         for sha, name, detail in documents
     ]
     return f'<p style="font-size:small; color:{muted}">{"<br>".join(lines)}</p>' if lines else ""
+
+
+class DocumentMarks:
+    """What the chat view adds to messages for documents: each question's documents
+    (a line each) and each reply's cited passages (links and a Sources line)."""
+
+    def __init__(self) -> None:
+        self.sources: dict[int, tuple[tuple[int, str], ...]] = {}  # reply id -> passages
+        self.details: dict[str, str] = {}  # sha256 -> "12 pages · ~4,100 tokens · Auto: whole"
+
+    def update(
+        self,
+        sources: Mapping[int, tuple[tuple[int, str], ...]],
+        details: Mapping[str, str] | None,
+    ) -> bool:
+        """Take new values; whether anything shown changed."""
+        changed = dict(sources) != self.sources
+        self.sources = dict(sources)
+        if details is not None:
+            changed |= dict(details) != self.details
+            self.details = dict(details)
+        return changed
+
+    def _documents(self, msg: StoredMessage) -> tuple[tuple[str, str, str], ...]:
+        return tuple(
+            (a.sha256, a.name, self.details.get(a.sha256, ""))
+            for a in msg.attachments
+            if isinstance(a, DocumentPart)
+        )
+
+    def key(self, msg: StoredMessage) -> tuple[object, ...]:
+        """What of this message's rendering depends on documents (for the view's cache)."""
+        return (self.sources.get(msg.id, ()), self._documents(msg))
+
+    def decorate(self, body: str, msg: StoredMessage, muted: str) -> str:
+        documents, sources = self._documents(msg), self.sources.get(msg.id, ())
+        if documents:  # before the question, as the model reads them
+            body = documents_html(muted, msg.id, documents) + body
+        if sources:
+            body = link_citations(body, msg.id, frozenset(n for n, _ in sources))
+            body += sources_html(muted, msg.id, sources)
+        return body
+
+
+def document_link(scheme: str, path: str) -> tuple[str, int, str] | None:
+    """("cite", reply id, number) or ("doc", message id, sha256) for a link this module
+    made; None for any other."""
+    if scheme not in (CITE_SCHEME, DOC_SCHEME):
+        return None
+    msg_id, _, rest = path.partition("/")
+    if not msg_id.isdigit() or not rest or (scheme == CITE_SCHEME and not rest.isdigit()):
+        return None
+    return ("cite" if scheme == CITE_SCHEME else "doc", int(msg_id), rest)
