@@ -55,6 +55,12 @@ class ChatToolbar(QWidget):
         layout.addWidget(self.meter)
         self.set_thinking_available(False)
 
+    def add_tool(self, widget: QWidget) -> None:
+        """Put ``widget`` (e.g. the model picker) before the system prompt button."""
+        layout = self.layout()
+        assert isinstance(layout, QHBoxLayout)
+        layout.insertWidget(layout.indexOf(self.system), widget)
+
     def set_title(self, title: str) -> None:
         self.title.setText(title)
 
