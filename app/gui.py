@@ -124,7 +124,11 @@ class HearthApp:
         self._engine = EngineClient(
             self.folders.models_dir,
             options=options or engine_options(self.settings),
-            open_backend=with_remote(open_backend or open_local, self.connections.key_for),
+            open_backend=with_remote(
+                open_backend or open_local,
+                self.connections.key_for,
+                lambda: self.connections.timeouts,
+            ),
         )
         engine = self.engine
         self.folders.models_dir_changed.connect(engine.relocate)
