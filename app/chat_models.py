@@ -56,6 +56,7 @@ class ChatModels(QObject):
         open_settings: Callable[[], None],
     ) -> None:
         super().__init__()
+        self.window = window
         self.store = store
         self.engine = engine
         self.models = models
@@ -145,6 +146,9 @@ class ChatModels(QObject):
             )
         else:
             self.picker.setText("No model")
+        info = self.engine.model_info
+        known = info is None or info.extra.get("context") != "assumed"
+        self.window.chat_toolbar.set_context_known(known)
         self._offer(now)
 
     def _offer(self, now: ChatModel | None) -> None:

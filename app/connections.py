@@ -290,7 +290,7 @@ class ConnectionsPage(QObject):
                     if has_key
                     else "No API key saved (a server on your own network usually needs none)."
                 )
-                self.panel.set_key_status(f"{text} {note}".strip())
+                self.panel.set_key_status(f"{text} {note}".strip(), saved=has_key)
 
         run_in_background(work, done, self._say, what="Asking the keyring")
         if self.connections.models_of(name) is None and name.casefold() not in self._saving:

@@ -149,11 +149,20 @@ class Seen:
 
 class ScriptedServer:
     """Answers requests with the exchanges of ``script`` in order (``GET /v1/models``
-    is answered from ``models`` and does not use one up). ``seen`` records each request."""
+    is answered from ``models`` and does not use one up: an id, or a whole entry with a
+    server's metadata; ``GET /props`` from ``props``, else 404, as llama-server's and
+    other servers' pages). ``seen`` records each request."""
 
-    def __init__(self, script: Sequence[Exchange] = (), *, models: Sequence[str] = ("m",)) -> None:
+    def __init__(
+        self,
+        script: Sequence[Exchange] = (),
+        *,
+        models: Sequence[str | dict[str, Any]] = ("m",),
+        props: dict[str, Any] | None = None,
+    ) -> None:
         self.script = list(script)
         self.models = list(models)
+        self.props = props
         self.seen: list[Seen] = []
         self.closing = threading.Event()
         self.client_gone = threading.Event()  # an endless reply saw its client hang up
@@ -167,9 +176,15 @@ class ScriptedServer:
 
             def do_GET(self) -> None:
                 owner.seen.append(Seen("GET", self.path, dict(self.headers), None))
-                data = json.dumps(
-                    {"object": "list", "data": [{"id": m, "object": "model"} for m in owner.models]}
-                ).encode()
+                listed = [
+                    {"id": m, "object": "model"} if isinstance(m, str) else m for m in owner.models
+                ]
+                data = json.dumps({"object": "list", "data": listed}).encode()
+                if self.path.endswith("/props"):
+                    data = json.dumps(owner.props).encode()
+                    if owner.props is None:
+                        self.send_error(404)
+                        return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
