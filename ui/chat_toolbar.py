@@ -55,7 +55,8 @@ class ChatToolbar(QWidget):
         layout.addWidget(self.meter)
         self.set_thinking_available(False)
         self._known = True  # the model's context window is known (a server may not say)
-        self._shown = (0, 1, None, 0)  # the meter's last figures, to show again
+        # The meter's last figures (used, total, warn, reserve), to show them again.
+        self._shown: tuple[int, int, bool | None, int] = (0, 1, None, 0)
 
     def add_tool(self, widget: QWidget) -> None:
         """Put ``widget`` (e.g. the model picker) before the system prompt button."""

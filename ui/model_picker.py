@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -59,6 +59,11 @@ class ModelPicker(QToolButton):
         self._entries: list[PickerEntry] = []
         self.set_entries([], None, "Model")
 
+    def sizeHint(self) -> QSize:
+        # Room for the menu's arrow, which Fusion draws over the end of the text.
+        hint = super().sizeHint()
+        return QSize(hint.width() + 16, hint.height())
+
     @property
     def entries(self) -> list[PickerEntry]:
         return list(self._entries)
@@ -78,6 +83,8 @@ class ModelPicker(QToolButton):
         self.setToolTip(tip or "The model this chat's next message goes to. Click to change it.")
         menu = self.menu_
         menu.clear()
+        choices = QActionGroup(menu)  # one model at a time: shown as radio buttons
+        choices.setExclusive(True)
         group = None
         for entry in entries:
             if entry.group != group:
@@ -88,6 +95,7 @@ class ModelPicker(QToolButton):
             action.setToolTip(entry.note)
             if entry.enabled:
                 action.setCheckable(True)
+                choices.addAction(action)
                 action.setChecked((entry.source, entry.choice) == current)
                 action.triggered.connect(
                     lambda _checked=False, e=entry: self.picked.emit(e.source, e.choice)
