@@ -23,6 +23,7 @@ from app.chat.conversations import ConversationController
 from app.chat.documents import DocumentController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
+from app.chat_models import ChatModels
 from app.connections import Connections, ConnectionsPage, Destination
 from app.engine_client import EngineClient
 from app.folders import Folders
@@ -124,7 +125,11 @@ class HearthApp:
         self._engine = EngineClient(
             self.folders.models_dir,
             options=options or engine_options(self.settings),
-            open_backend=with_remote(open_backend or open_local, self.connections.key_for),
+            open_backend=with_remote(
+                open_backend or open_local,
+                self.connections.key_for,
+                lambda: self.connections.timeouts,
+            ),
         )
         engine = self.engine
         self.folders.models_dir_changed.connect(engine.relocate)
@@ -195,6 +200,11 @@ class HearthApp:
             self.connections, engine, settings_model=self.models.remote.chosen
         )
         self.settings_controller.page_attachers.append(self.connections_page.attach)
+        self.chat_models = ChatModels(  # each chat's model; the toolbar's model picker
+            self.window, store, engine, self.models, self.conversations, self.replies,
+            self.notifier, connections=self.connections,
+            open_settings=self.settings_controller.open,
+        )  # fmt: skip
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")

@@ -43,6 +43,7 @@ __all__ = [
     "CONTEXT_FROM",
     "CONTINUABLE",
     "TITLE_CHARS",
+    "ChatModel",
     "ChatSettings",
     "PromptMessages",
     "ThinkingMode",
@@ -64,7 +65,33 @@ TITLE_CHARS = 48
 _SYSTEM_PROMPT = "system_prompt"
 _THINKING = "thinking"
 CONTEXT_FROM = "context_from"
+_MODEL = "model"  # {"source": ..., "choice": ..., "name": ...}
 _DOCUMENT_MODES = "document_modes"  # {sha256: "auto" | "whole" | "retrieve"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatModel:
+    """The model a chat last used, as the window names a choice of model: ``source``
+    (a catalog family, the person's own files, or a connection to a server) and
+    ``choice`` within it (a quantization, a file's path, the server's model id);
+    ``name`` is how it was shown, for a sentence when it is not there any more.
+    History stores these as given; what they mean is the front end's business."""
+
+    source: str
+    choice: str
+    name: str = ""
+
+    @classmethod
+    def from_json(cls, raw: object) -> ChatModel | None:
+        if not isinstance(raw, Mapping):
+            return None
+        source, choice, name = raw.get("source"), raw.get("choice"), raw.get("name", "")
+        if not isinstance(source, str) or not isinstance(choice, str) or not source:
+            return None
+        return cls(source, choice, name if isinstance(name, str) else "")
+
+    def to_json(self) -> dict[str, str]:
+        return {"source": self.source, "choice": self.choice, "name": self.name}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,11 +103,14 @@ class ChatSettings:
     message the model still reads (the person chose to drop the turns before it;
     they stay in the store, shown and searchable). Keys this version does not
     know (from a newer Hearth) are kept in ``other`` and written back unchanged.
+    ``model``: the model the chat last used (None: not recorded yet), so that opening
+    it again can offer that model (issue 15: a chat can be on a server's model).
     """
 
     system_prompt: str | None = None
     thinking: bool | None = None
     context_from: int | None = None
+    model: ChatModel | None = None
     # How the person chose to have each attached document read (by its file's sha256);
     # one not named here is AUTO (doc_prompt.plan_modes).
     document_modes: Mapping[str, DocMode] = field(default_factory=lambda: MappingProxyType({}))
@@ -92,11 +122,12 @@ class ChatSettings:
         thinking = raw.get(_THINKING)
         start = raw.get(CONTEXT_FROM)
         modes = raw.get(_DOCUMENT_MODES)
-        known = (_SYSTEM_PROMPT, _THINKING, CONTEXT_FROM, _DOCUMENT_MODES)
+        known = (_SYSTEM_PROMPT, _THINKING, CONTEXT_FROM, _MODEL, _DOCUMENT_MODES)
         return cls(
             system_prompt=prompt if isinstance(prompt, str) else None,
             thinking=thinking if isinstance(thinking, bool) else None,
             context_from=start if isinstance(start, int) and not isinstance(start, bool) else None,
+            model=ChatModel.from_json(raw.get(_MODEL)),
             document_modes=MappingProxyType(
                 {
                     sha: DocMode(mode)
@@ -115,6 +146,8 @@ class ChatSettings:
             out[_THINKING] = self.thinking
         if self.context_from is not None:
             out[CONTEXT_FROM] = self.context_from
+        if self.model is not None:
+            out[_MODEL] = self.model.to_json()
         modes = {sha: m.value for sha, m in self.document_modes.items() if m is not DocMode.AUTO}
         if modes:
             out[_DOCUMENT_MODES] = modes
