@@ -21,7 +21,7 @@ file is opened, so it never appears in a file name or an error message.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -205,6 +205,10 @@ class Connection:
         with _translate, target._c.backup("main", self._c, "main") as b:
             while not b.done:
                 b.step(pages)
+
+    def set_progress_handler(self, handler: Callable[[], bool] | None, n: int) -> None:
+        """``handler`` every ``n`` virtual-machine steps; True from it interrupts."""
+        self._c.set_progress_handler(handler, n)
 
     def close(self) -> None:
         with _translate:
