@@ -242,6 +242,29 @@ class ChatLock:
             self.keyring.forget(old.key_id)
 
 
+def carry_key_file(old_db: Path, new_db: Path) -> bool:
+    """Copy the key file of the history at ``old_db`` next to ``new_db`` (a folder move);
+    False if it has none. Copied before the switch, removed from the old folder after."""
+    source = keys.keyfile_path(old_db)
+    kf = keys.read_keyfile(source)
+    if kf is None:
+        return False
+    try:
+        keys.write_keyfile(keys.keyfile_path(new_db), kf)
+    except OSError as e:
+        raise StoreError(
+            f"Could not write the key file of your encrypted chats in {new_db.parent} "
+            f"({e.strerror or e}); nothing was moved.",
+            detail=repr(e),
+        ) from e
+    return True
+
+
+def drop_key_file(old_db: Path) -> None:
+    with contextlib.suppress(OSError):
+        keys.keyfile_path(old_db).unlink(missing_ok=True)
+
+
 def sentence(exc: BaseException) -> str:
     """A known error's sentence, else a generic one (the traceback goes to the log)."""
     if isinstance(exc, KnownError):

@@ -238,6 +238,21 @@ class StoreDatabase:
             except OSError as e:  # the copy is in use; the old one is only left behind
                 _log.warning("could not delete %s%s: %s", old, suffix, e)
 
+    def reopen(self, key: bytes | None) -> None:
+        """Go on with the same file, now (or no longer) encrypted with ``key``: after
+        ``close()`` and a conversion (``migrate.convert``), so that everything holding
+        this store keeps holding it."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._key, self._key_verified = key, True
+        try:
+            self._db = self._connect(self._path)
+            self._open(self._keep_deleted_s)
+        except sqlite3.DatabaseError as e:
+            raise self._failure("open", e) from e
+        if key is not None:
+            cipher.remember_key(self._path, key)
+
     def _not_this_key(self, path: Path, e: sqlite3.DatabaseError) -> None:
         """Page 1 unreadable with a key nobody checked: a wrong key, not damage
         (an encrypted page that fails its check looks the same); the file stays."""
