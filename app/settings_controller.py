@@ -75,9 +75,10 @@ class SettingsController(QObject):
         self.replies = replies
         self.notifier = notifier
         self.dialog: SettingsDialog | None = None
-        self.page_hooks: list[Callable[[SettingsDialog], None]] = []
         self._reload_pending = False
         self._moving: BackgroundOp[None] | None = None  # the chats' copy, while it runs
+        # Pages built elsewhere, given each new Settings window (e.g. Connections).
+        self.page_attachers: list[Callable[[SettingsDialog], None]] = []
         window.settings_requested.connect(self.open)
 
     @Slot()
@@ -100,8 +101,8 @@ class SettingsController(QObject):
         dialog.set_auto_values(self._auto_values())
         self.dialog = dialog
         self.page.attach(dialog)
-        for hook in self.page_hooks:  # sections other controllers own (app/privacy.py)
-            hook(dialog)
+        for attach in self.page_attachers:
+            attach(dialog)
         dialog.show()
 
     def _auto_values(self) -> dict[str, Value]:

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
-from app.backends import LoadRequest, OpenBackend, open_local
+from app.backends import LoadRequest, OpenBackend, open_local, with_remote
 from engine.errors import ContextFullError, KnownError
 from engine.inference.backend import ChatBackend, sampling_for
 from engine.inference.context import drop_oldest_turns
@@ -37,7 +37,14 @@ from engine.types import (
     Turn,
 )
 
-__all__ = ["EngineThread", "EngineWorker", "LoadRequest", "OpenBackend", "open_local"]
+__all__ = [
+    "EngineThread",
+    "EngineWorker",
+    "LoadRequest",
+    "OpenBackend",
+    "open_local",
+    "with_remote",
+]
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +149,9 @@ class EngineWorker(QObject):
     warm_progress = Signal(int, int, int)  # request id, tokens read so far, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read (0, 0: none)
 
-    def __init__(self, open_backend: OpenBackend = open_local) -> None:
+    def __init__(self, open_backend: OpenBackend | None = None) -> None:
         super().__init__()
-        self._open = open_backend
+        self._open = open_backend or with_remote(open_local)
         self._backend: ChatBackend | None = None
         # Thread-safe; EngineThread cancels through it from the GUI thread.
         self.cancels = _Cancels()
@@ -284,7 +291,7 @@ class EngineThread:
 
     live: ClassVar[weakref.WeakSet[EngineThread]] = weakref.WeakSet()  # tests check for leaks
 
-    def __init__(self, open_backend: OpenBackend = open_local) -> None:
+    def __init__(self, open_backend: OpenBackend | None = None) -> None:
         self.thread = QThread()
         self.thread.setObjectName("engine")
         self.worker = EngineWorker(open_backend)
