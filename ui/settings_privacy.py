@@ -288,6 +288,7 @@ class UnlockDialog(QDialog):
         if recovery_only:
             self.use_recovery.setChecked(True)
             self.use_recovery.setEnabled(False)
+        self.setMinimumWidth(460)
         self.resize(460, self.sizeHint().height())
 
     @Slot(bool)
@@ -311,6 +312,7 @@ class UnlockDialog(QDialog):
         self.entry.selectAll()
         self.unlock_button.setEnabled(False)
         self.problem.setText(f"{sentence} You can try again in {self.delay_ms / 1000:g} s.")
+        self.adjustSize()  # room for the sentence (the width stays: setMinimumWidth)
         self._timer.start(self.delay_ms)
 
     @Slot()

@@ -60,7 +60,8 @@ def open_privacy(qtbot: QtBot, hearth: HearthApp) -> None:
     hearth.settings_controller.open()
     dialog = hearth.settings_controller.dialog
     assert dialog is not None
-    dialog.pages.setCurrentRow(3)  # Privacy & storage
+    titles = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
+    dialog.pages.setCurrentRow(titles.index("Privacy & storage"))
     qtbot.waitUntil(lambda: hearth.privacy.section is not None and dialog.isVisible())
 
 
