@@ -271,3 +271,29 @@ def unlock_when_asked(passphrase: str) -> None:
         dialog.unlock_button.click()
 
     QTimer.singleShot(0, answer)
+
+
+def test_export_and_import_on_an_encrypted_history_and_the_warning(
+    qtbot: QtBot,
+    launch,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Export and import run on a second connection (a thread of its own), which opens
+    the encrypted file with the key of the store open at that path."""
+    data = tmp_path / "hearth-data"
+    paths = resolve_paths(data).ensure()
+    ChatLock(paths.db_path).encrypt()
+    hearth = launch(data, backend=ScriptedBackend(["Kept: lighthouse."]))
+    send(qtbot, hearth, "Keep lighthouse safe")
+    qtbot.waitUntil(lambda: not hearth.replies.busy, timeout=10_000)
+    exported = tmp_path / "out" / "chats.json"
+    exported.parent.mkdir()
+    hearth.window.export_requested.emit(None, "json", str(exported))
+    qtbot.waitUntil(
+        lambda: any("not encrypted" in t for t in hearth.notifier.texts()), timeout=10_000
+    )
+    assert b"lighthouse" in exported.read_bytes()  # what an export is for, said above
+    hearth.window.import_requested.emit(str(exported))
+    qtbot.waitUntil(lambda: hearth.window.conversations.rowCount() == 2, timeout=10_000)
+    assert len(hearth.store.search("lighthouse")) == 4
+    assert leaks_of(data) == [] and not [w for w in leaks(data) if "lighthouse" in w]
