@@ -30,6 +30,10 @@ from engine.errors import StoreError
 
 KEY_BYTES = 32
 CIPHER = "chacha20"
+# SQLite's page cache of an encrypted connection (the default is 2 MiB). A page read
+# again from the OS cache costs a decryption, not just a copy, so a session that searches
+# repeatedly keeps more decrypted pages. Filled only as pages are read.
+CACHE_KIB = 32 * 1024
 _PLAIN_MAGIC = b"SQLite format 3\x00"
 
 try:  # an optional part of a build: a sentence, not a crash, when it is missing
@@ -181,6 +185,7 @@ class Connection:
                 self._c.execute(f"PRAGMA cipher = '{CIPHER}'")
                 if key is not None:
                     self._c.execute(f"PRAGMA hexkey = '{raw_key_pragma(key)}'")
+                    self._c.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             except BaseException:
                 self._c.close()
                 raise
