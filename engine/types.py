@@ -19,9 +19,43 @@ class TextPart:
     text: str
 
 
-# What a message's content is made of. Images, document excerpts, tool calls and
-# tool results join this union as the backends learn to read them.
-Part = TextPart
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImagePart:
+    """An image the person attached (issue 13), content-addressed by ``sha256`` (hex of
+    the original file's bytes). ``data`` is the original file; it is b"" where only
+    the description is needed (a stored message's list, the chat view before it asks
+    for the thumbnail): ``ChatStore.with_data`` fills it. Equal parts have equal
+    hashes, whatever ``data`` holds."""
+
+    sha256: str
+    name: str = ""  # the file name it had ("" for pasted image data)
+    mime: str = "image/png"
+    size: int = 0  # bytes of the original
+    width: int = 0  # pixels of the original; 0 where unknown
+    height: int = 0
+    data: bytes = field(default=b"", repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentPart:
+    """A document the person attached (issue 14: PDF, DOCX, text), content-addressed
+    like ``ImagePart``. ``text`` is what the model reads of it (extracted when it
+    was attached, stored with it); ``data`` the original file, b"" unless asked."""
+
+    sha256: str
+    name: str = ""
+    mime: str = "application/octet-stream"
+    size: int = 0
+    text: str = ""
+    data: bytes = field(default=b"", repr=False, compare=False)
+
+
+# An attachment of a message: stored apart from its text (engine.history.attachments).
+AttachmentPart = ImagePart | DocumentPart
+
+# What a message's content is made of. Tool calls and tool results join this
+# union as the backends learn to read them.
+Part = TextPart | ImagePart | DocumentPart
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -47,6 +81,14 @@ class Message:
     @property
     def content(self) -> str:
         return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ImagePart))
+
+    @property
+    def documents(self) -> tuple[DocumentPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, DocumentPart))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

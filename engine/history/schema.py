@@ -174,7 +174,39 @@ _V3 = (
 # the person's messages, and replies written before v4.
 _V4 = ("ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT ''",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# v5 (issue 13, images; issue 14, documents): a message's attachments. The files live
+# in the database, not beside it: one file to back up, move, encrypt and delete, written
+# in the same transaction as the message that shows them, and with secure_delete gone
+# with it. Content-addressed: ``blobs`` holds each distinct file once (an edited
+# question, a regenerated reply, a re-shown image share it) and the trigger removes a
+# blob when the last attachment that names it goes: a deleted message, a purged chat
+# (messages cascade to attachments, and the trigger fires for cascaded rows too).
+_V5 = (
+    """CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        data BLOB NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE attachments (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('image', 'document')),
+        sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+        name TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        width INTEGER NOT NULL DEFAULT 0,
+        height INTEGER NOT NULL DEFAULT 0,
+        text TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (message_id, position)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX attachments_by_blob ON attachments(sha256)",
+    """CREATE TRIGGER attachments_release AFTER DELETE ON attachments
+        WHEN NOT EXISTS (SELECT 1 FROM attachments WHERE sha256 = old.sha256) BEGIN
+        DELETE FROM blobs WHERE sha256 = old.sha256;
+    END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 # Work in Python that a step needs, run after its statements in its transaction.
 AFTER_STEP: dict[int, Callable[[Database], object]] = {2: queue_cjk}
 

@@ -159,6 +159,8 @@ def search(db: Database, text: str, limit: int = 50, *, ranked: bool = False) ->
             floor = rows[-1][0] if len(rows) == limit else 0
             rows += _unindexed_matches(db, text, limit, above=floor)
             rows = sorted(rows, key=lambda row: -row[0])[:limit]
+    if len(rows) < limit:
+        rows += _attachment_name_matches(db, text, limit - len(rows), {r[0] for r in rows})
     # Snippets are cut here, not by FTS5's snippet(): that re-runs the match per
     # row, ~1 ms each for a common word.
     cjk = table == "messages_cjk"
@@ -204,6 +206,33 @@ def _ranked(db: Database, table: str, query: str, limit: int, unqueued: str = ""
     ).fetchall()
     found = {row[0]: row for row in rows}
     return [(*found[mid], rank) for mid, rank in ranked if mid in found]
+
+
+def _attachment_name_matches(db: Database, text: str, limit: int, seen: set[int]) -> list[Any]:
+    """Messages with an attachment whose file name holds ``text`` (issue 13: "the
+    screenshot I sent yesterday"), newest first; the name is their snippet. The
+    attachments table is small (one row per file shown), so a scan is cheap."""
+    needle = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if not needle:
+        return []
+    rows = db.execute(
+        """
+        SELECT m.id, a.name, m.conversation_id, m.role, m.created_at, c.title, 0.0
+        FROM attachments AS a
+        JOIN messages AS m ON m.id = a.message_id
+        JOIN conversations AS c ON c.id = m.conversation_id
+        WHERE a.name LIKE ? ESCAPE '\\' AND c.deleted_at IS NULL
+            AND m.status != 'streaming'
+        ORDER BY m.id DESC LIMIT ?
+        """,
+        (f"%{needle}%", limit + len(seen)),
+    ).fetchall()
+    out, found = [], set(seen)
+    for row in rows:
+        if row[0] not in found:
+            found.add(row[0])
+            out.append(row)
+    return out[:limit]
 
 
 def _unindexed_matches(db: Database, text: str, limit: int, *, above: int = 0) -> list[Any]:

@@ -11,13 +11,13 @@ reads the same prompt.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from engine.history.types import CONTINUABLE, MessageStatus, StoredMessage
-from engine.types import FinishReason, Message, ModelInfo, ThinkingMode
+from engine.types import AttachmentPart, FinishReason, Message, ModelInfo, TextPart, ThinkingMode
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
@@ -115,7 +115,11 @@ class PromptMessages:
         )
 
 
-def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> PromptMessages:
+def prompt_of(
+    messages: Sequence[StoredMessage],
+    settings: ChatSettings,
+    data: Callable[[tuple[AttachmentPart, ...]], tuple[AttachmentPart, ...]] | None = None,
+) -> PromptMessages:
     """The messages the model reads of ``messages`` (a stretch of a chat's active path
     from its start): the chat's system prompt, then every message from the first one
     it still reads (``context_from``) that has something to read (an empty reply is
@@ -125,6 +129,9 @@ def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> Prom
     ``system`` message: that message is read as the system prompt (also when older
     turns are dropped) unless the chat has a system prompt setting of its own,
     which takes its place ("" for none).
+
+    A message's attachments come before its text. ``data`` (``ChatStore.with_data``)
+    reads their bytes, which the model needs; without it they are described only.
     """
     lead = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
     stored_system = [] if settings.system_prompt is not None else list(messages[:lead])
@@ -133,7 +140,9 @@ def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> Prom
     ids: list[int | None] = []
     for m in [*stored_system, *messages[max(start, lead) :]]:
         if m.content or m.role == "user":
-            out.append(Message(m.role, m.content, m.thinking))
+            attached = data(m.attachments) if data and m.attachments else m.attachments
+            parts = (*attached, TextPart(m.content)) if attached else m.content
+            out.append(Message(m.role, parts, m.thinking))
             ids.append(m.id)
     prompt = (settings.system_prompt or "").strip()
     if prompt:
@@ -149,7 +158,7 @@ def prompt_before(store: ChatStore, conv_id: int, reply_id: int | None = None) -
     messages = store.messages(conv_id)
     if reply_id is not None:
         messages = messages[: next(i for i, m in enumerate(messages) if m.id == reply_id)]
-    return prompt_of(messages, chat_settings(store, conv_id))
+    return prompt_of(messages, chat_settings(store, conv_id), store.with_data)
 
 
 def context_from_after(prompt: PromptMessages, dropped: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.types import Role
+from engine.types import AttachmentPart, Role
 
 
 class MessageStatus(StrEnum):
@@ -65,6 +65,10 @@ class StoredMessage:
     # Which model wrote it (a reply): its ModelInfo.path, a file or a remote model's
     # address; "" when not known (replies from before the store kept it).
     model: str = ""
+    # Its images and documents, in the order attached, described without their bytes
+    # (``data`` is b""; ChatStore.with_data reads them). The model reads them before
+    # the text.
+    attachments: tuple[AttachmentPart, ...] = ()
 
 
 # Search snippets mark the matched words with these two control characters, which
