@@ -185,7 +185,10 @@ class Connection:
                 self._c.execute(f"PRAGMA cipher = '{CIPHER}'")
                 if key is not None:
                     self._c.execute(f"PRAGMA hexkey = '{raw_key_pragma(key)}'")
-                    self._c.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+                    try:  # reads page 1: a wrong key fails here first
+                        self._c.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+                    except lib.Error:
+                        pass  # the caller's first read says so, where it looks for it
             except BaseException:
                 self._c.close()
                 raise
