@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from app.chat_lock import ChatLock, Protection
 from engine.crypto import keys
 from engine.errors import KnownError, StoreError
+from engine.history.opening import open_store
 from engine.history.store import ChatStore
 from engine.settings import Settings, Storage
 from ui.settings_privacy import EncryptionSection, Held, RecoveryKeyDialog, UnlockDialog
@@ -64,10 +65,12 @@ def open_at_start(
     if protection in (Protection.PASSPHRASE, Protection.UNKNOWN) or reason:
         dialog = UnlockDialog(
             recovery_only=protection is not Protection.PASSPHRASE,
+            offer_fresh=protection is Protection.UNKNOWN,
             reason=reason
             or (
-                "This chat history is encrypted and its key file is missing: enter your "
-                "recovery key."
+                "Your chat history cannot be read as it is: it is encrypted and its key "
+                "file is missing (enter your recovery key), or it is damaged (set it "
+                "aside: Hearth keeps the file and starts an empty history)."
                 if protection is Protection.UNKNOWN
                 else ""
             ),
@@ -87,7 +90,11 @@ def open_at_start(
             dialog.accept()
 
         dialog.unlock_requested.connect(attempt)
-        if dialog.exec() != UnlockDialog.DialogCode.Accepted or not got:
+        result = dialog.exec()
+        if result == UnlockDialog.FRESH:
+            store, notice = open_store(lock.db)  # moved aside with a timestamp, kept
+            return store, " ".join(n for n in (*notices, notice) if n) or None, None
+        if result != UnlockDialog.DialogCode.Accepted or not got:
             raise StoreError(
                 "Hearth closed without unlocking your chats; they are unchanged. Start "
                 "Hearth again and enter your passphrase or recovery key."

@@ -240,11 +240,13 @@ class UnlockDialog(QDialog):
     unlock_requested = Signal(str, bool)  # the text, whether it is a recovery key
 
     MAX_DELAY_MS = 60_000
+    FRESH = 2  # the result when the person sets the file aside and starts anew
 
     def __init__(
         self,
         *,
         recovery_only: bool = False,
+        offer_fresh: bool = False,
         reason: str = "",
         delay_base_ms: int = 1000,
         parent: QWidget | None = None,
@@ -276,6 +278,12 @@ class UnlockDialog(QDialog):
         cancel.setObjectName("unlock_quit")
         buttons.accepted.connect(self._on_unlock)
         buttons.rejected.connect(self.reject)
+        if offer_fresh:  # the file may be damaged, not encrypted: it is kept either way
+            fresh = buttons.addButton(
+                "Set it aside, start empty", QDialogButtonBox.ButtonRole.DestructiveRole
+            )
+            fresh.setObjectName("unlock_fresh")
+            fresh.clicked.connect(lambda: self.done(self.FRESH))
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_wait_over)

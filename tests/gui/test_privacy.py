@@ -297,3 +297,27 @@ def test_export_and_import_on_an_encrypted_history_and_the_warning(
     qtbot.waitUntil(lambda: hearth.window.conversations.rowCount() == 2, timeout=10_000)
     assert len(hearth.store.search("lighthouse")) == 4
     assert leaks_of(data) == [] and not [w for w in leaks(data) if "lighthouse" in w]
+
+
+def test_a_file_that_is_neither_plain_nor_known_can_be_set_aside(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """No key file and not a plain database: encrypted elsewhere, or damaged. The
+    person may set it aside (kept, as a damaged file always was) and start empty."""
+    db = tmp_path / "hearth.sqlite3"
+    db.write_bytes(b"not a database at all\x00\xff" * 300)
+
+    def answer() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, UnlockDialog):
+            QTimer.singleShot(20, answer)
+            return
+        assert "damaged" in dialog.reason.text() and "recovery key" in dialog.reason.text()
+        dialog.findChild(QWidget, "unlock_fresh").click()  # type: ignore[union-attr]
+
+    QTimer.singleShot(0, answer)
+    store, notice, key = open_at_start(ChatLock(db))
+    with store:
+        assert store.count_conversations() == 0 and key is None
+    assert notice and "moved it to" in notice
+    assert [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
