@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from engine.errors import StoreError
+from engine.history.cipher import Database
 
 # v1 (Hearth 0.1): conversations and a flat list of messages. AUTOINCREMENT keeps
 # ids from being reused after a delete, so a stale id held by the UI or a
@@ -124,7 +125,7 @@ _HAS_CJK = "GLOB '*[\u3040-\U0003134f]*'"
 _CJK = re.compile(f"[{CJK_RANGES}]")
 
 
-def queue_cjk(db: sqlite3.Connection) -> int:
+def queue_cjk(db: Database) -> int:
     """Queue every message with CJK text for the CJK index (engine.history.search indexes
     the queue); returns how many. In Python, not ``GLOB``: SQLite's ``[ranges]``
     test on every character of 500,000 messages took 15 s of CPU, this 0.8 s
@@ -274,10 +275,10 @@ _V6 = (
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 # Work in Python that a step needs, run after its statements in its transaction.
-AFTER_STEP: dict[int, Callable[[sqlite3.Connection], object]] = {2: queue_cjk}
+AFTER_STEP: dict[int, Callable[[Database], object]] = {2: queue_cjk}
 
 
-def rebuild_cjk(db: sqlite3.Connection) -> None:
+def rebuild_cjk(db: Database) -> None:
     """Empty the CJK index and queue every message with CJK text again."""
     db.execute("DELETE FROM messages_cjk")
     queue_cjk(db)

@@ -362,3 +362,23 @@ def test_an_index_never_sent_is_pruned_after_a_day(tmp_path: Path) -> None:
         assert store.document_by_hash(sha) is not None  # a sent one stays
     finally:
         store.close()
+
+
+def test_documents_in_an_encrypted_history(tmp_path: Path) -> None:
+    """Chunks, their search index and citations live in the chat database: an encrypted
+    one (issue 17) keeps them, searches them and, opened with a second connection as
+    the background reader does, writes them."""
+    key = bytes(range(32))
+    path = tmp_path / "secret.sqlite3"
+    store = ChatStore(path, key=key)
+    try:
+        conv_id, _ = _question(store, "Prune?", ("guide.md", guide_markdown(repeat=300)))
+        prompt = _prompt(store, conv_id)
+        first = store.chunk(prompt.citations[0])
+        assert first is not None and first.chunk.heading.endswith("Pruning")
+        with ChatStore.second(path) as reader:  # the background reader's connection
+            done = ingest_bytes(reader, "notes.md", b"# Notes\n\nThe spare key is under the pot.\n")
+        assert store.search_chunks([done.document.id], "spare key")
+    finally:
+        store.close()
+    assert b"crossing branches" not in path.read_bytes()

@@ -6,6 +6,7 @@ that cannot be read."""
 from __future__ import annotations
 
 import codecs
+import itertools
 from pathlib import Path
 
 import pytest
@@ -298,7 +299,7 @@ def test_paragraphs_pack_up_to_the_target_with_overlap() -> None:
     paragraphs = [Block(f"Paragraph {i} " + "word " * 30, line=1 + 2 * i) for i in range(20)]
     chunks = list(chunk_blocks(paragraphs, target=120, overlap=50))
     assert len(chunks) > 3
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         last_paragraph = before.text.split("\n\n")[-1]
         assert after.text.startswith(last_paragraph)  # the overlap: the paragraph before
     assert all(c.tokens <= 120 for c in chunks)
@@ -319,7 +320,7 @@ def test_long_block_split_at_lines_with_their_numbers() -> None:
     chunks = list(chunk_blocks([Block(log, line=10)], target=80, overlap=0))
     assert len(chunks) > 3
     assert chunks[0].line_start == 10
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.line_start == before.line_end + 1  # no line lost, none twice
     assert chunks[-1].line_end == 69
 

@@ -15,7 +15,7 @@ from engine.models.embedding_models import (
 
 def test_embedding_models_are_listed_apart_with_licence_and_size() -> None:
     entries = embedding_entries()
-    assert [e.id for e in entries][0] == "bge-small-en-v1.5-q4_k_m"
+    assert next(e.id for e in entries) == "bge-small-en-v1.5-q4_k_m"
     assert {e.license for e in entries} <= {"MIT", "Apache-2.0"}
     assert all(0 < e.size < 1_000_000_000 and e.repo for e in entries)
     chat_ids = {e.id for e in load_catalog()}
