@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli_crypt import open_chats
 from app.cli_stream import ask
+from app.doc_ingest import attach_files
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
 from engine.errors import KnownError
@@ -132,6 +133,16 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the longest thinking, then the model must answer (within --max-tokens)",
     )
     chat.add_argument("--conversation", type=int, metavar="ID", help="continue this conversation")
+    chat.add_argument(
+        "--file",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="attach a document to the message (PDF, DOCX, HTML, Markdown, text, code, CSV; "
+        "repeat for more): read whole when it fits in the context, else by the passages "
+        "that answer the question, listed with the reply",
+    )
     chat.add_argument(
         "--system",
         help="this chat's system prompt (a new chat's default is the one in Settings; "
@@ -327,10 +338,23 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         except ValueError as exc:
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
+        if args.show_prompt and args.file:
+            # The documents' place in the prompt depends on their index (whole or by
+            # passages), which showing the prompt must not write.
+            print(
+                "hearth: --show-prompt cannot show attached documents yet; leave out --file.",
+                file=sys.stderr,
+            )
+            return 2
         if args.show_prompt:
             sys.stdout.write(rendered)
             sys.stdout.flush()
             return 0
+        try:
+            documents = attach_files(store, args.file)
+        except KnownError as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
         try:
             conv, stats = ask(
                 store,
@@ -342,6 +366,7 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
                 thinking=thinking,
                 params=params,
                 stop=stop,
+                attachments=documents,
             )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)

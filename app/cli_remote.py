@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli_stream import ask
+from app.doc_ingest import attach_files
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.history.turns import (
@@ -170,6 +171,11 @@ def remote_chat(
             return 2
         print(f"hearth: this chat goes to {info.name} at {info.extra['where']}.", file=sys.stderr)
         try:
+            documents = attach_files(store, args.file)
+        except KnownError as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
+        try:
             conv, stats = ask(
                 store,
                 conv,
@@ -180,6 +186,7 @@ def remote_chat(
                 thinking=thinking,
                 params=params,
                 stop=stop,
+                attachments=documents,
             )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)

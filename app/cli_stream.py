@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from engine.errors import KnownError
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from engine.history.turns import ChatSettings
     from engine.history.types import Conversation
     from engine.inference.backend import ChatBackend
-    from engine.types import SamplingParams
+    from engine.types import AttachmentPart, SamplingParams
 
 
 class ThinkingOutput:
@@ -96,12 +97,16 @@ def ask(
     thinking: bool | None,
     params: SamplingParams,
     stop: threading.Event,
+    attachments: Sequence[AttachmentPart] = (),
 ) -> tuple[Conversation, GenerationStats | None]:
     """Store ``question`` in ``conv`` (a new chat, titled by it, when None), then stream
     the reply into the store and the terminal. The model reads the chat as the window
     reads it (``prompt_before``); the reply records which model wrote it. A new chat,
     or ``save_settings``, stores ``own`` as the chat's settings. KeyboardInterrupt is
-    raised on, with what was written kept as a stopped reply."""
+    raised on, with what was written kept as a stopped reply. ``attachments`` go with
+    the question (documents: ``hearth chat --file``), read whole or by passages as the
+    model's context allows; the passages given are kept with the reply and listed on
+    stderr."""
     from engine.history.recorder import ReplyRecorder
 
     if conv is None:
@@ -109,11 +114,17 @@ def ask(
         save_chat_settings(store, conv.id, own)
     elif save_settings:
         save_chat_settings(store, conv.id, own)
-    store.add_message(conv.id, "user", question)
+    store.add_message(conv.id, "user", question, attachments=tuple(attachments))
     reply = store.add_message(
         conv.id, "assistant", "", MessageStatus.STREAMING, model=backend.info.path
     )
-    prompt = prompt_before(store, conv.id, reply.id)
+    prompt = prompt_before(store, conv.id, reply.id, n_ctx=backend.info.n_ctx)
+    store.set_citations(reply.id, prompt.citations)
     recorder = ReplyRecorder(store, reply.id)
     turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
-    return conv, stream_reply(backend, turn, params, stop=stop, recorder=recorder)
+    stats = stream_reply(backend, turn, params, stop=stop, recorder=recorder)
+    sources = store.sources([reply.id]).get(reply.id, ())
+    if sources:
+        listed = "\n".join(f"  [{n}] {label}" for n, label in sources)
+        print(f"Sources (the passages the model was given):\n{listed}", file=sys.stderr)
+    return conv, stats

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from app.background import IdleIndexer
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController
+from app.chat.documents import DocumentController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
 from app.chat_lock import ChatLock
@@ -141,6 +142,13 @@ class HearthApp:
         self.replies = ReplyController(
             self.window, store, engine, self.conversations, self.context, self.notifier
         )
+        self.documents = DocumentController(
+            self.window, store, engine, self.notifier, lambda: self.conversations.current_id
+        )
+        self.replies.documents = self.documents
+        self.conversations.vector_ranking = self.documents.vector_ranking
+        self.conversations.current_changed.connect(self._on_chat_shown)
+        self.documents.modes_changed.connect(self._on_document_modes_changed)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
             store, busy=lambda: self.replies.busy
@@ -250,6 +258,8 @@ class HearthApp:
         self.window.show()
         self.engine.load()
         self.indexer.start()
+        self.documents.index_missing()
+        self.documents.load_embedder()
         self._first_frame = _FirstFrameLogger(self.window)
 
     def raise_window(self) -> None:
@@ -290,6 +300,7 @@ class HearthApp:
         self.privacy.close()
         self.context.close_question()
         self.models.shutdown()  # downloads, moves
+        self.documents.shutdown()  # documents being read and indexed
         self.indexer.stop()
         self.engine.close()
         self.replies.shutdown()
@@ -328,6 +339,20 @@ class HearthApp:
             return f"{model_label(model)} · {named or urlsplit(where).netloc or where}"
         entry = self.models.service.entry_for_path(model)
         return entry.name if entry is not None else model_label(model)
+
+    def _on_chat_shown(self, conv_id: int | None) -> None:
+        """The chat view shows a chat: the passages its replies cite, its documents."""
+        if conv_id is None:
+            self.window.chat_view.set_sources({}, {})
+            return
+        with self.notifier.guard():
+            sources, documents = self.documents.sources(self.store.messages(conv_id))
+            self.window.chat_view.set_sources(sources, documents)
+
+    def _on_document_modes_changed(self, conv_id: int) -> None:
+        if conv_id == self.conversations.current_id:
+            self.conversations.show_current(keep_scroll=True)
+            self.context.measure_current()
 
     @Slot()
     def _on_memory_tick(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
@@ -42,6 +42,7 @@ from ui.chat_document import (
     plain_html,
     remove_to_end,
 )
+from ui.citations import DocumentMarks, document_link
 from ui.markdown import COPY_CODE_SCHEME, MarkdownRenderer
 from ui.message_html import (
     ACTION_SCHEME,
@@ -83,6 +84,8 @@ def first_shown(messages: list[StoredMessage]) -> int:
 class ChatView(QTextBrowser):
     action_requested = Signal(object, int)  # MessageAction, message id
     earlier_requested = Signal()
+    citation_requested = Signal(int, int)  # reply id, citation number
+    document_requested = Signal(int, str)  # message id, sha256 of a document on it
 
     def __init__(self, parent: QWidget | None = None, *, dark: bool = False) -> None:
         super().__init__(parent)
@@ -105,6 +108,7 @@ class ChatView(QTextBrowser):
         self._codes: dict[int, str] = {}  # copy-code id -> code (ids live in cached HTML)
         self._code_ids: dict[str, int] = {}
         self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._marks = DocumentMarks()  # documents on questions, passages of replies
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
@@ -216,7 +220,7 @@ class ChatView(QTextBrowser):
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        key = (msg, expanded, is_last, self._assistant_name)
+        key = (msg, expanded, is_last, self._assistant_name, self._marks.key(msg))
         cached = self._html_cache.get(key)
         if cached is None:
             # A reply from before replies recorded their model is named after today's.
@@ -224,7 +228,8 @@ class ChatView(QTextBrowser):
             parts = [self._header_html(msg.role, anchor=f"m{msg.id}", name=name)]
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
-            parts.append(self._body_html(msg.role, msg.content))
+            body = self._body_html(msg.role, msg.content)
+            parts.append(self._marks.decorate(body, msg, self._muted))
             note = STATUS_NOTES.get(msg.status)
             if note:
                 parts.append(note_html(self._muted, note))
@@ -381,8 +386,25 @@ class ChatView(QTextBrowser):
         return index
 
     # --- links ----------------------------------------------------------------------------------
+    def set_sources(
+        self,
+        sources: Mapping[int, tuple[tuple[int, str], ...]],
+        documents: Mapping[str, str] | None = None,
+    ) -> None:
+        """The passages each reply (by id) was given, as (number, "report.pdf, page 4"),
+        and what to say of each document (by sha256: "12 pages · Auto: whole")."""
+        if self._marks.update(sources, documents):
+            self._rebuild_keeping_scroll()
+
     def _on_anchor_clicked(self, url: QUrl) -> None:
         scheme = url.scheme()
+        if link := document_link(scheme, url.path()):  # ui/citations.py
+            kind, msg_id, what = link
+            if kind == "cite":
+                self.citation_requested.emit(msg_id, int(what))
+            else:
+                self.document_requested.emit(msg_id, what)
+            return
         if scheme == COPY_CODE_SCHEME:
             code = self._codes.get(int(url.path() or -1))
             if code is not None:

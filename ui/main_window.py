@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from engine.history.types import Conversation
 from engine.types import ModelInfo
+from ui.attachment_bar import AttachmentBar, local_files
 from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
@@ -81,6 +82,7 @@ class ErrorBanner(QFrame):
 
 class MainWindow(QMainWindow):
     send_requested = Signal(str)
+    files_dropped = Signal(list)  # local file paths dropped on the window (attachments)
     stop_requested = Signal()
     new_chat_requested = Signal()
     conversation_selected = Signal(int)
@@ -100,6 +102,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("Hearth")
+        self.setAcceptDrops(True)  # files dropped anywhere on the window are attached
         self.resize(1100, 720)
         self._state = ResponseState.LOADING
         self._undo_button: QPushButton | None = None
@@ -161,7 +164,9 @@ class MainWindow(QMainWindow):
         self.send_button.setMinimumWidth(84)
         self.send_button.setDefault(False)
         self.send_button.setAutoDefault(False)
+        self.attachments = AttachmentBar()  # files for the next message (ui/attachment_bar.py)
         row = QHBoxLayout()
+        row.addWidget(self.attachments.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         pane = QWidget()
@@ -170,6 +175,7 @@ class MainWindow(QMainWindow):
         chat.addWidget(self.chat_toolbar)
         chat.addWidget(self.chat_view, 1)
         chat.addWidget(self.error_banner)
+        chat.addWidget(self.attachments)
         chat.addLayout(row)
         self._chat_layout = chat
 
@@ -337,6 +343,17 @@ class MainWindow(QMainWindow):
         text = self.composer.text().strip()
         if text:
             self.send_requested.emit(text)
+
+    # --- files dropped on the window: attachments for the next message ---------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if local_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = local_files(event.mimeData())
+        if files:
+            event.acceptProposedAction()
+            self.files_dropped.emit(files)
 
     @Slot()
     def _on_escape(self) -> None:

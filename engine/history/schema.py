@@ -206,7 +206,74 @@ _V5 = (
     END""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6 (issue 14, documents): the retrieval index of attached documents: their chunks and
+# a full-text index over them. Keyed by the file's ``sha256`` (the attachment's, whose
+# text and bytes the attachments store keeps), so a document attached again, in any
+# chat, is never indexed twice.
+# ``chunk_count`` is NULL until every chunk is stored: chunks are written in batches,
+# each its own transaction, so indexing that stopped half way (the app quit) goes on
+# from the last batch. Porter stemming: a question about "functions" finds "function".
+_V6 = (
+    """CREATE TABLE documents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sha256 TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        pages INTEGER,
+        lines INTEGER,
+        tokens INTEGER NOT NULL,
+        chunk_count INTEGER,
+        created_at REAL NOT NULL
+    )""",
+    """CREATE TABLE doc_chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        heading TEXT NOT NULL,
+        text TEXT NOT NULL,
+        page INTEGER,
+        page_end INTEGER,
+        line_start INTEGER,
+        line_end INTEGER,
+        tokens INTEGER NOT NULL,
+        UNIQUE (document_id, idx)
+    )""",
+    """CREATE VIRTUAL TABLE doc_chunks_fts USING fts5(
+        heading, text, content='doc_chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2'
+    )""",
+    """CREATE TRIGGER doc_chunks_fts_insert AFTER INSERT ON doc_chunks BEGIN
+        INSERT INTO doc_chunks_fts(rowid, heading, text) VALUES (new.id, new.heading, new.text);
+    END""",
+    """CREATE TRIGGER doc_chunks_fts_delete AFTER DELETE ON doc_chunks BEGIN
+        INSERT INTO doc_chunks_fts(doc_chunks_fts, rowid, heading, text)
+            VALUES ('delete', old.id, old.heading, old.text);
+    END""",
+    # An embedding model's vector of a chunk (float32, little-endian), per model: a
+    # different model's vectors are not comparable, and switching back keeps them.
+    """CREATE TABLE doc_vectors (
+        chunk_id INTEGER NOT NULL REFERENCES doc_chunks(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (chunk_id, model)
+    ) WITHOUT ROWID""",
+    # Which passages a reply was given, by the number it cites them with ([1]): by the
+    # document's sha256 and the chunk's place in it, not the chunk's row, so they survive
+    # an export and an import (which indexes the document again, the same way).
+    """CREATE TABLE doc_citations (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        chunk_idx INTEGER NOT NULL,
+        PRIMARY KEY (message_id, number)
+    ) WITHOUT ROWID""",
+    # Deleted with the attachment: when the last message holding the file goes, its
+    # blob is released (attachments_release), and with it the index of its text.
+    """CREATE TRIGGER documents_release AFTER DELETE ON blobs BEGIN
+        DELETE FROM documents WHERE sha256 = old.sha256;
+    END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 # Work in Python that a step needs, run after its statements in its transaction.
 AFTER_STEP: dict[int, Callable[[Database], object]] = {2: queue_cjk}
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 from engine.history import attachments as _attachments
 from engine.history import search as _search
 from engine.history.db import DELETED_KEEP_S, SCHEMA_VERSION, StoreCorruptError, damage_marker
+from engine.history.doc_index import DocumentStore
 from engine.history.messages import DEFAULT_TITLE, MessageStore
 from engine.history.types import Conversation, MessageStatus, SearchHit, StoredMessage
 from engine.types import AttachmentPart
@@ -44,8 +45,8 @@ def _conversation(row: Any) -> Conversation:
     return Conversation(cid, title, created, updated, bool(pinned), bool(auto), deleted)
 
 
-class ChatStore(MessageStore):
-    """Conversations and messages in the SQLite file at ``path``."""
+class ChatStore(MessageStore, DocumentStore):
+    """Conversations, messages and attached documents in the SQLite file at ``path``."""
 
     # -- conversations -------------------------------------------------------------
 

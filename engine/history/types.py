@@ -35,6 +35,17 @@ CONTINUABLE = frozenset(
 )
 
 
+class DocMode(StrEnum):
+    """How the person wants an attached document read (engine.history.doc_prompt).
+
+    # NOTE: stored on disk (ChatSettings.document_modes); keep values stable.
+    """
+
+    AUTO = "auto"  # whole when it fits, else passages
+    WHOLE = "whole"
+    RETRIEVE = "retrieve"
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     id: int
