@@ -26,6 +26,7 @@ from app.chat.replies import ReplyController
 from app.chat_lock import ChatLock
 from app.chat_models import ChatModels
 from app.connections import Connections, ConnectionsPage, Destination
+from app.embedding_page import EmbeddingModels
 from app.engine_client import EngineClient
 from app.folders import Folders
 from app.gc_guard import GuiThreadGc
@@ -213,6 +214,9 @@ class HearthApp:
             self.connections, engine, settings_model=self.models.remote.chosen
         )
         self.settings_controller.page_attachers.append(self.connections_page.attach)
+        # The optional embedding model for documents: the Model page and a chip's "Get it".
+        self.embeddings = EmbeddingModels(self.models, self.documents, self.notifier)
+        self.settings_controller.page_attachers.append(self.embeddings.attach)
         self.chat_models = ChatModels(  # each chat's model; the toolbar's model picker
             self.window, store, engine, self.models, self.conversations, self.replies,
             self.notifier, connections=self.connections,

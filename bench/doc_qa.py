@@ -98,6 +98,11 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--embedding", type=Path, default=None)
+    parser.add_argument(
+        "--minilm",
+        action="store_true",
+        help="build all-MiniLM-L6-v2 as a GGUF (tests/fixtures/minilm_gguf.py) and use it",
+    )
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
 
@@ -112,6 +117,10 @@ def main() -> None:
         print(f"chunks: {len(chunks)}")
         questions = make_questions(chunks, args.questions)
         rank_vec = None
+        if args.minilm:
+            from tests.fixtures.minilm_gguf import minilm_gguf
+
+            args.embedding = minilm_gguf()
         if args.embedding:
             from engine.inference.embedding import Embedder
 
@@ -122,15 +131,15 @@ def main() -> None:
             rank_vec = vector_ranking(store, embedder)
         for kind in ("words", "few"):
             qs = [(q, t) for k, q, t in questions if k == kind]
-            bm25 = [[h.id for h in store.search_chunks([doc.id], q, 10)] for q, _ in qs]
+            bm25 = [[h.id for h in store.search_chunks([doc.id], q, 40)] for q, _ in qs]
             truth = [t for _, t in qs]
             line = f"{kind:5} n={len(qs)}  BM25 recall@1={recall(bm25, truth, 1):.3f}"
             line += f" @5={recall(bm25, truth, 5):.3f} @10={recall(bm25, truth, 10):.3f}"
             if rank_vec is not None:
-                hybrid = [
-                    rrf([b, list(rank_vec([doc.id], q))])
-                    for b, (q, _) in zip(bm25, qs, strict=True)
-                ]
+                vec = [list(rank_vec([doc.id], q)) for q, _ in qs]
+                line += f"  vectors @1={recall(vec, truth, 1):.3f}"
+                line += f" @5={recall(vec, truth, 5):.3f} @10={recall(vec, truth, 10):.3f}"
+                hybrid = [rrf([b, v]) for b, v in zip(bm25, vec, strict=True)]
                 line += f"  hybrid @1={recall(hybrid, truth, 1):.3f}"
                 line += f" @5={recall(hybrid, truth, 5):.3f} @10={recall(hybrid, truth, 10):.3f}"
             print(line)

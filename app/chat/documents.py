@@ -9,6 +9,7 @@ never sent without a document the person attached.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import threading
@@ -43,6 +44,7 @@ from engine.history.doc_prompt import (
 from engine.history.store import ChatStore
 from engine.history.turns import ChatSettings
 from engine.history.types import DocMode, StoredMessage
+from engine.inference.embedding import EmbedderClosed
 from engine.models.embedding_models import WHAT_EMBEDDINGS_ADD, installed_embedding
 from engine.types import DocumentPart
 from engine.units import format_bytes
@@ -77,6 +79,8 @@ class _Pending:
 class DocumentController(QObject):
     # The person changed how a chat's document is read (chat id): measure it again.
     modes_changed = Signal(int)
+    # A chip's "Get it": download the recommended embedding model (app/embedding_page.py).
+    embedding_wanted = Signal()
 
     def __init__(
         self,
@@ -94,15 +98,18 @@ class DocumentController(QObject):
         self._closed = False
         self.embedder: Embedder | None = None  # an embedding model, when one is installed
         self._embedder_job: BackgroundOp[Embedder | None] | None = None
+        self._embedding: BackgroundOp[int] | None = None  # stored documents' vectors
         window.attachments.files_chosen.connect(self._on_files)
         window.files_dropped.connect(self._on_files)
         window.composer.files_pasted.connect(self._on_files)
         window.chat_view.citation_requested.connect(self._on_citation_requested)
         window.chat_view.document_requested.connect(self._on_document_requested)
 
-    def load_embedder(self) -> None:
+    def load_embedder(self, on_ready: Callable[[str], None] | None = None) -> None:
         """In the background: the catalog's embedding model, if one is in the models
-        folder (documents are then found by meaning too, not only by their words)."""
+        folder (documents are then found by meaning too, not only by their words).
+        Called at start and again after one is downloaded (no restart); then the
+        documents already stored get their vectors too, and ``on_ready`` hears its name."""
         models_dir = self.engine.models_dir
 
         def op(_report: Report, _cancel: threading.Event) -> Embedder | None:
@@ -116,11 +123,49 @@ class DocumentController(QObject):
                 if embedder is not None:
                     embedder.close()
                 return
-            self.embedder = embedder
+            old, self.embedder = self.embedder, embedder
+            if old is not None and old is not embedder:
+                old.close()
+            if embedder is not None:
+                for pending in self._pending:  # "Get it" is done
+                    pending.chip.withdraw_embedding_offer()
+                self._embed_stored(embedder)
+                if on_ready is not None:
+                    on_ready(embedder.name)
 
         self._embedder_job = run_in_background(
             op, done, self.notifier.error, what="Loading the embedding model"
         )
+
+    def release_embedder(self) -> None:
+        """Stop using the embedding model (it is about to be deleted): words only from
+        now on. A document being embedded waits for the batch in progress."""
+        embedder, self.embedder = self.embedder, None
+        if self._embedding is not None:
+            self._embedding.cancel()
+            self._embedding.join()
+            self._embedding = None
+        if embedder is not None:
+            embedder.close()  # waits for a batch another thread is embedding
+
+    def _embed_stored(self, embedder: Embedder) -> None:
+        """In the background: vectors for the chunks of the documents stored before the
+        model was there (a stopped run goes on where it was)."""
+        db_path = self.store.path
+
+        def op(_report: Report, cancel: threading.Event) -> int:
+            with ChatStore.second(db_path) as store:
+                return sum(
+                    embed_document(store, embedder, doc_id, cancel=cancel)
+                    for doc_id in store.document_ids()
+                )
+
+        self._embedding = run_in_background(
+            op, lambda n: log.info("embedded %d stored passages", n),
+            lambda sentence: log.warning("%s", sentence),
+            what="Embedding stored documents", on_cancelled=lambda: None,
+            cancelled_by=(IngestCancelled, EmbedderClosed),
+        )  # fmt: skip
 
     def vector_ranking(self) -> VectorRanking | None:
         """Chunk ids by meaning, for the turn model (None: words only, BM25)."""
@@ -146,7 +191,7 @@ class DocumentController(QObject):
         start) and wait for the threads, before the store closes."""
         self._closed = True  # a result still queued for the GUI thread is dropped
         jobs: list[BackgroundOp[Any]] = [p.job for p in self._pending if p.job is not None]
-        jobs += [j for j in (self._indexing, self._embedder_job) if j is not None]
+        jobs += [j for j in (self._indexing, self._embedder_job, self._embedding) if j]
         for job in jobs:
             job.cancel()
         for job in jobs:
@@ -186,10 +231,13 @@ class DocumentController(QObject):
             store = ChatStore.second(db_path)  # this thread's own connection
             try:
                 done = ingest_file(store, pending.path, cancel=cancel, progress=report)
-                if embedder is not None:  # vectors too, on the embedder's own context
-                    embed_document(
-                        store, embedder, done.document.id, cancel=cancel, progress=report
-                    )
+                # Vectors too, on the embedder's own context; deleted meanwhile
+                # (EmbedderClosed): the document is read, and found by its words only.
+                with contextlib.suppress(EmbedderClosed):
+                    if embedder is not None:
+                        embed_document(
+                            store, embedder, done.document.id, cancel=cancel, progress=report
+                        )
                 return done
             finally:
                 store.close()
@@ -215,7 +263,8 @@ class DocumentController(QObject):
         pending.chip.set_info(info)
         pending.chip.set_ready()
         if info.read_as is DocMode.RETRIEVE and self.embedder is None:
-            pending.chip.setToolTip(WHAT_EMBEDDINGS_ADD)
+            pending.chip.offer_embedding(WHAT_EMBEDDINGS_ADD)
+            pending.chip.embedding_requested.connect(self.embedding_wanted)
 
     def _on_failed(self, pending: _Pending, sentence: str) -> None:
         if self._closed or pending not in self._pending:

@@ -21,7 +21,11 @@ from typing import Any
 from engine.errors import ModelLoadError
 from engine.gguf.header import read_gguf_header
 
-__all__ = ["Embedder"]
+__all__ = ["Embedder", "EmbedderClosed"]
+
+
+class EmbedderClosed(Exception):
+    """The model was closed (deleted from the Model page) while a text waited for it."""
 
 
 class Embedder:
@@ -68,12 +72,15 @@ class Embedder:
         # One caller at a time: a query's vector (the GUI's turn) and a document's
         # indexing (a background job) may both ask.
         self._lock = threading.Lock()
+        self._closed = False
 
     def embed(self, texts: Sequence[str]) -> list[bytes]:
         """Each text's vector (a text longer than the context is cut to fit)."""
         if not texts:
             return []
         with self._lock:
+            if self._closed:
+                raise EmbedderClosed(self.name)
             vectors = self._llm.embed(list(texts), normalize=True, truncate=True)
         return [array.array("f", v).tobytes() for v in vectors]
 
@@ -83,10 +90,17 @@ class Embedder:
         if not self._lock.acquire(timeout=wait_s):
             return None
         try:
+            if self._closed:
+                return None
             (vector,) = self._llm.embed([text], normalize=True, truncate=True)
         finally:
             self._lock.release()
         return array.array("f", vector).tobytes()
 
     def close(self) -> None:
-        self._llm.close()
+        """Free the model once the text being embedded (on another thread) is done;
+        later calls raise EmbedderClosed (``embed_now``: None)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._llm.close()
