@@ -150,6 +150,8 @@ class HearthApp:
         self.conversations.vector_ranking = self.documents.vector_ranking
         self.conversations.current_changed.connect(self._on_chat_shown)
         self.documents.modes_changed.connect(self._on_document_modes_changed)
+        self.context.pending_tokens = self.documents.pending_tokens  # the meter counts them
+        self.documents.pending_changed.connect(self.context.show_pending)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
             store, busy=lambda: self.replies.busy

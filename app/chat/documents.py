@@ -35,6 +35,7 @@ from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
 from engine.history.doc_prompt import (
+    RETRIEVE_SHARE,
     WHOLE_SHARE,
     VectorRanking,
     attached_documents,
@@ -81,6 +82,8 @@ class DocumentController(QObject):
     modes_changed = Signal(int)
     # A chip's "Get it": download the recommended embedding model (app/embedding_page.py).
     embedding_wanted = Signal()
+    # The documents of the next message changed (read, removed, mode): the meter counts them.
+    pending_changed = Signal()
 
     def __init__(
         self,
@@ -265,6 +268,7 @@ class DocumentController(QObject):
         if info.read_as is DocMode.RETRIEVE and self.embedder is None:
             pending.chip.offer_embedding(WHAT_EMBEDDINGS_ADD)
             pending.chip.embedding_requested.connect(self.embedding_wanted)
+        self.pending_changed.emit()
 
     def _on_failed(self, pending: _Pending, sentence: str) -> None:
         if self._closed or pending not in self._pending:
@@ -297,10 +301,32 @@ class DocumentController(QObject):
         if pending in self._pending:
             self._pending.remove(pending)
         self.window.attachments.remove_chip(pending.chip)
+        self.pending_changed.emit()
 
     def _set_mode(self, pending: _Pending, mode: DocMode) -> None:
         pending.mode = mode
         pending.chip.set_info(replace(pending.chip.info, mode=mode))
+        self.pending_changed.emit()
+
+    def pending_tokens(self) -> int:
+        """About what the documents of the next message will cost the context, as the
+        turn will read them: whole ones all their tokens, those read by passages (pinned,
+        or too long for Automatic) at most the passages' share of what is left."""
+        info = self.engine.model_info
+        whole = passages = 0
+        for p in self._pending:
+            if p.done is None:
+                continue
+            tokens = p.done.document.tokens
+            mode = p.mode if p.mode is not DocMode.AUTO else self._read_as(tokens)
+            if mode is DocMode.WHOLE:
+                whole += tokens
+            else:
+                passages += tokens
+        if passages and info is not None:
+            chat = sum(estimate_tokens(m.content) for m in self._current_messages())
+            passages = min(passages, int(RETRIEVE_SHARE * max(info.n_ctx - chat - whole, 0)))
+        return whole + passages
 
     def waiting_sentence(self) -> str:
         """ "" when the attached documents are ready to send; else what to wait for."""
@@ -327,6 +353,7 @@ class DocumentController(QObject):
             if pending.job is None:
                 self._pending.remove(pending)
                 self.window.attachments.remove_chip(pending.chip)
+        self.pending_changed.emit()
 
     def _save_modes(self, conv_id: int, modes: Mapping[str, DocMode]) -> None:
         with self.notifier.guard():
