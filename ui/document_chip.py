@@ -133,6 +133,9 @@ class DocumentChip(QFrame):
         self._get_embedding.setAutoRaise(True)
         self._get_embedding.hide()
         self._get_embedding.clicked.connect(self.embedding_requested)
+        self._embedding_note = QLabel("Find passages by meaning too?")
+        self._embedding_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self._embedding_note.hide()
         self._remove = QToolButton()
         self._remove.setText("×")
         self._remove.setToolTip("Remove this document from the message")
@@ -146,6 +149,7 @@ class DocumentChip(QFrame):
         row.addWidget(icon)
         row.addLayout(text, 1)
         row.addWidget(self._mode)
+        row.addWidget(self._embedding_note)
         row.addWidget(self._get_embedding)
         row.addWidget(self._cancel)
         row.addWidget(self._remove)
@@ -169,10 +173,13 @@ class DocumentChip(QFrame):
         """Say (on hover) what an embedding model would add, with "Get it" beside."""
         self.setToolTip(sentence)
         self._get_embedding.setToolTip(sentence)
+        self._embedding_note.setToolTip(sentence)
+        self._embedding_note.show()
         self._get_embedding.show()
 
     def withdraw_embedding_offer(self) -> None:
         self.setToolTip("")
+        self._embedding_note.hide()
         self._get_embedding.hide()
 
     def set_progress(self, done: int, total: int) -> None:

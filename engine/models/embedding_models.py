@@ -19,8 +19,9 @@ __all__ = ["WHAT_EMBEDDINGS_ADD", "embedding_entries", "installed_embedding"]
 
 # What the app says where no embedding model is installed.
 WHAT_EMBEDDINGS_ADD = (
-    "Documents are searched by their words. An embedding model (BGE small, 21 MB) would "
-    "also find passages that say the same thing in other words."
+    "Documents are searched by their words. An embedding model (BGE small, about 21 MB) "
+    "would also find passages that say the same thing in other words: Get it downloads "
+    "it and uses it at once (Settings → Model lists it)."
 )
 
 
