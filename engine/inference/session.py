@@ -24,7 +24,7 @@ from typing import Any, cast
 import llama_cpp
 
 from engine.errors import ContextFullError
-from engine.inference.chat_template import PromptBuilder, choose_template
+from engine.inference.chat_template import TOOLS_KEY, PromptBuilder, choose_template
 from engine.inference.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
 from engine.inference.context import reply_budget
 from engine.inference.detok import Detokenizer, piece_function
@@ -54,6 +54,7 @@ from engine.types import (
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    ToolSpec,
 )
 
 __all__ = ["ChatSession"]
@@ -229,24 +230,32 @@ class ChatSession:
         *,
         thinking: bool | None = None,
         continue_reply: bool = False,
+        tools: Sequence[ToolSpec] = (),
     ) -> ContextUsage:
         """How much of the context window the prompt plus the reply budget needs
         (``continue_reply``: the prompt that continues the last, partial reply)."""
-        prompt = self._prepare(conversation, thinking, continue_reply)
+        prompt = self._prepare(conversation, thinking, continue_reply, tools)
         thinks = prompt.in_thinking or (self.info.supports_thinking and self._thinking_on(thinking))
         budget = reply_budget(params, thinking=thinks, close_tokens=len(self._think_budget_close))
         return ContextUsage(len(prompt.tokens), budget, self._n_ctx)
 
+    def _variables(self, thinking: bool | None, tools: Sequence[ToolSpec]) -> dict[str, object]:
+        return self._prompts.variables(thinking, {TOOLS_KEY: tuple(tools)} if tools else None)
+
     def _prepare(
-        self, conversation: Sequence[Message], thinking: bool | None, continue_reply: bool
+        self,
+        conversation: Sequence[Message],
+        thinking: bool | None,
+        continue_reply: bool,
+        tools: Sequence[ToolSpec] = (),
     ) -> _Prompt:
         """The prompt of this turn, rendered and tokenized once: the context check
         and the reply that follows it (the worker's order) share it."""
-        key = (tuple(conversation), thinking, continue_reply)
+        key = (tuple(conversation), thinking, continue_reply, tuple(tools))
         if self._prepared is not None and self._prepared[0] == key:
             return self._prepared[1]
         prompts = self._prompts
-        variables = prompts.variables(thinking)
+        variables = self._variables(thinking, tools)
         resumed = False
         if continue_reply and conversation and conversation[-1].role == "assistant":
             text, in_thinking = prompts.render_continuation(conversation, variables)
@@ -276,6 +285,7 @@ class ChatSession:
         thinking: bool | None = None,
         continue_reply: bool = False,
         cache_key: object = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> Iterator[Event]:
         """Stream the model's reply to ``conversation``.
 
@@ -288,9 +298,11 @@ class ChatSession:
         reads only what is new. Renders and checks the prompt now (raising
         ``GenerationError`` or ``ContextFullError``), then returns an iterator of
         ``ThinkingDelta``/``TextDelta`` events followed by exactly one ``ReplyDone``.
+        ``tools``: what the model may call, rendered into the prompt; the calls come
+        out as text (``engine.tools.loop`` reads them).
         """
         t_start = time.perf_counter()
-        prompt = self._prepare(conversation, thinking, continue_reply)
+        prompt = self._prepare(conversation, thinking, continue_reply, tools)
         tokens = prompt.tokens
         if len(tokens) >= self._n_ctx:
             raise ContextFullError(
@@ -333,6 +345,7 @@ class ChatSession:
         stop: threading.Event | None = None,
         cache_key: object = None,
         on_progress: Callable[[int, int], None] | None = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> tuple[int, int]:
         """Read ``conversation`` into the context ahead of its next turn (after a
         model switch, say), so that turn evaluates only the new message.
@@ -345,7 +358,7 @@ class ChatSession:
         ``on_progress(done, total)`` reports the tokens evaluated so far.
         """
         prompts = self._prompts
-        variables = prompts.variables(thinking, None)
+        variables = self._variables(thinking, tools)
         base = list(conversation)
         if base and base[-1].role == "user":  # unanswered: its next turn replaces it
             base = base[:-1]
