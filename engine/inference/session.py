@@ -75,6 +75,7 @@ class _Prompt:
     """One turn's prompt, as ``stream`` and ``context_usage`` need it."""
 
     tokens: list[int]
+    text: str
     in_thinking: bool  # the prompt ends inside an open thinking block
     resumed: bool  # it continues a cut-off reply that already has text
     before: tuple[Message, ...]  # the messages the checkpoint marks are about
@@ -101,6 +102,8 @@ class ChatSession:
         self._llm: Any = load_llama(path, options)
         self._active: Generator[Event, None, None] | None = None
         self._prepared: tuple[tuple[object, ...], _Prompt] | None = None
+        # The last reply's prompt text plus what it generated, and their tokens.
+        self._last_reply: tuple[str, list[int]] | None = None
         try:
             self._setup(path)
         except BaseException:
@@ -242,6 +245,26 @@ class ChatSession:
     def _variables(self, thinking: bool | None, tools: Sequence[ToolSpec]) -> dict[str, object]:
         return self._prompts.variables(thinking, {TOOLS_KEY: tuple(tools)} if tools else None)
 
+    def _spliced(self, text: str) -> list[int] | None:
+        """The tokens of ``text`` when it extends the last reply (the next round of a
+        reply that called tools): the tokens the model generated, as it generated
+        them, then the new text's. Re-tokenizing the whole text can split the
+        generated part differently, and a hybrid model's state cannot go back to
+        where the two part: the round would re-read the reply from a checkpoint."""
+        last = self._last_reply
+        if last is None or not last[0] or not text.startswith(last[0]):
+            return None
+        return last[1] + self._tokenize(text[len(last[0]) :], add_bos=False)
+
+    def _remember_reply(self, prompt: _Prompt, n_prompt: int) -> None:
+        generated = [int(t) for t in self._history.tokens[n_prompt : self._history.n_past]]
+        try:
+            text = self._llm.detokenize(generated, special=True).decode("utf-8")
+        except UnicodeDecodeError:  # cut inside a character: no splice next time
+            self._last_reply = None
+            return
+        self._last_reply = (prompt.text + text, [*prompt.tokens, *generated])
+
     def _prepare(
         self,
         conversation: Sequence[Message],
@@ -265,7 +288,8 @@ class ChatSession:
             text = prompts.render(conversation, variables)
             in_thinking = prompt_opens_thinking(text)
         prompt = _Prompt(
-            tokens=self.tokenize(text),
+            tokens=self._spliced(text) or self.tokenize(text),
+            text=text,
             in_thinking=in_thinking,
             resumed=resumed,
             before=tuple(conversation),
@@ -326,7 +350,7 @@ class ChatSession:
             resumed=prompt.resumed,
         )
         self._active = self._generate(
-            tokens,
+            prompt,
             params,
             stop or threading.Event(),
             t_start,
@@ -380,7 +404,7 @@ class ChatSession:
 
     def _generate(
         self,
-        tokens: list[int],
+        prompt_: _Prompt,
         params: SamplingParams,
         stop: threading.Event,
         t_start: float,
@@ -391,6 +415,8 @@ class ChatSession:
         cache_key: object = None,
     ) -> Generator[Event, None, None]:
         hist = self._history
+        tokens = prompt_.tokens
+        self._last_reply = None
         prompt = array("i", tokens)
         hist.select(cache_key, prompt)
         reused = hist.reuse(prompt)
@@ -500,6 +526,8 @@ class ChatSession:
         finally:
             llama_cpp.llama_sampler_free(sampler)
             hist.set_abort(None)
+        if reason is FinishReason.STOP and hist.n_past > len(tokens):
+            self._remember_reply(prompt_, len(tokens))
         decode_s = t_end - t_first
         stats = GenerationStats(
             prompt_tokens=len(tokens),
