@@ -14,6 +14,7 @@ from engine.history.types import MessageStatus
 from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta, Turn
 
 if TYPE_CHECKING:
+    from app.cli_tools import ChatTools
     from engine.history.recorder import ReplyRecorder
     from engine.history.store import ChatStore
     from engine.history.turns import ChatSettings
@@ -51,6 +52,7 @@ def stream_reply(
     *,
     stop: threading.Event,
     recorder: ReplyRecorder,
+    tools: ChatTools | None = None,
 ) -> GenerationStats | None:
     """Stream ``backend``'s reply to ``turn`` to the terminal and into ``recorder``.
 
@@ -60,7 +62,12 @@ def stream_reply(
     thinking_out = ThinkingOutput(sys.stderr)
     stats: GenerationStats | None = None
     try:
-        for event in backend.stream(turn, params, stop=stop):
+        events = (
+            tools.stream(backend, turn, params, stop)
+            if tools is not None
+            else backend.stream(turn, params, stop=stop)
+        )
+        for event in events:
             if isinstance(event, ThinkingDelta):
                 thinking_out.write(event.text)
                 recorder.append_thinking(event.text)
@@ -96,6 +103,7 @@ def ask(
     thinking: bool | None,
     params: SamplingParams,
     stop: threading.Event,
+    tools: ChatTools | None = None,
 ) -> tuple[Conversation, GenerationStats | None]:
     """Store ``question`` in ``conv`` (a new chat, titled by it, when None), then stream
     the reply into the store and the terminal. The model reads the chat as the window
@@ -115,5 +123,10 @@ def ask(
     )
     prompt = prompt_before(store, conv.id, reply.id)
     recorder = ReplyRecorder(store, reply.id)
-    turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
-    return conv, stream_reply(backend, turn, params, stop=stop, recorder=recorder)
+    turn = Turn(
+        messages=prompt.messages,
+        thinking=thinking,
+        cache_key=conv.id,
+        tools=tools.specs if tools is not None else (),
+    )
+    return conv, stream_reply(backend, turn, params, stop=stop, recorder=recorder, tools=tools)

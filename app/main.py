@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli import add_chat_parser
     from app.cli_models import add_model_parsers
     from app.cli_remote import add_endpoints_parser
+    from app.cli_tools import add_mcp_parser
 
     parser = argparse.ArgumentParser(
         prog="hearth", description="Private, offline chat with open language models."
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_chat_parser(sub)
     add_model_parsers(sub)
     add_endpoints_parser(sub)
+    add_mcp_parser(sub)
     return parser
 
 
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import run_chat
 
         return run_chat(args, paths)
+    if args.command == "mcp":
+        from app import cli_tools
+
+        return cli_tools.run_mcp(args, paths)
     if args.command == "endpoints":
         from app import cli_remote
 

@@ -90,7 +90,10 @@ def test_a_call_cut_mid_way_is_neither_run_nor_shown() -> None:
 
 
 def test_multiline_string_parameter_keeps_its_newlines() -> None:
-    body = "<tool_call>\n<function=w>\n<parameter=text>\nline 1\n\nline 2\n</parameter>\n</function>\n</tool_call>"
+    body = (
+        "<tool_call>\n<function=w>\n<parameter=text>\nline 1\n\nline 2\n</parameter>\n"
+        "</function>\n</tool_call>"
+    )
     (call,) = calls_of(parse([body]))
     assert call == ToolCallPart("call_1", "w", {"text": "line 1\n\nline 2"})
 
@@ -121,7 +124,8 @@ def test_the_real_qwen35_template_renders_what_the_parser_reads() -> None:
     assert calls_of(items) == [call]
     assert text_of(items) == "Let me check.\n\n"
     assert text.endswith(
-        "<|im_start|>assistant\n<think>\n\n</think>\n\nIt is noon.<|im_end|>\n<|im_start|>assistant\n<think>\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\nIt is noon.<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n"
     )
 
 
