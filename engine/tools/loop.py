@@ -38,7 +38,11 @@ from engine.types import (
     Turn,
 )
 
-__all__ = ["DEFAULT_MAX_ROUNDS", "ToolLoop", "ToolRunner"]
+__all__ = ["DEFAULT_MAX_ROUNDS", "UNREADABLE", "ToolLoop", "ToolRunner"]
+
+# The argument a backend names a call's arguments it could not read (inference's
+# remote_tools.py writes it; the string is the contract).
+UNREADABLE = "_unreadable_arguments"
 
 DEFAULT_MAX_ROUNDS = 8
 
@@ -97,7 +101,12 @@ class ToolLoop:
                     yield event
                 elif isinstance(event, ToolCallEvent):
                     named = self._with_server(event.call)
-                    calls.append(named)
+                    if UNREADABLE in named.arguments:  # a server's call whose JSON broke
+                        calls.append(
+                            MalformedCall(named.id, "", "Its arguments are not JSON.", named.name)
+                        )
+                    else:
+                        calls.append(named)
                     yield ToolCallEvent(named)
                 elif isinstance(event, ReplyDone):
                     if current.tools:
