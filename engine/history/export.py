@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -39,10 +40,11 @@ from typing import Any, cast, get_args
 
 from engine.errors import KnownError
 from engine.history.messages import ImportItem
+from engine.history.parts import parts_from_list, parts_to_list
 from engine.history.store import ChatStore
 from engine.history.turns import CONTEXT_FROM
 from engine.history.types import Conversation, MessageStatus, StoredMessage
-from engine.types import Role
+from engine.types import Part, Role, TextPart, ToolCallPart, ToolResultPart
 
 FORMAT = "hearth-chats"
 VERSION = 1
@@ -91,6 +93,24 @@ def _message_number(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _message_json(m: StoredMessage, keys: Mapping[int, int]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "key": keys[m.id],
+        "parent": None if m.parent_id is None else keys[m.parent_id],
+        "role": m.role,
+        "content": m.content,
+        "thinking": m.thinking,
+        "thinking_ms": m.thinking_ms,
+        "model": m.model,
+        "status": m.status.value,
+        "created_at": m.created_at,
+        "active": m.active,
+    }
+    if m.parts:  # a reply that called tools (issue 16)
+        out["parts"] = parts_to_list(m.parts)
+    return out
+
+
 def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
     messages = store.all_messages(conv.id)
     keys = {m.id: n for n, m in enumerate(messages, start=1)}
@@ -101,21 +121,7 @@ def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
         "created_at": conv.created_at,
         "updated_at": conv.updated_at,
         "settings": _renumbered(store.conversation_settings(conv.id), keys),
-        "messages": [
-            {
-                "key": keys[m.id],
-                "parent": None if m.parent_id is None else keys[m.parent_id],
-                "role": m.role,
-                "content": m.content,
-                "thinking": m.thinking,
-                "thinking_ms": m.thinking_ms,
-                "model": m.model,
-                "status": m.status.value,
-                "created_at": m.created_at,
-                "active": m.active,
-            }
-            for m in messages
-        ],
+        "messages": [_message_json(m, keys) for m in messages],
     }
 
 
@@ -150,12 +156,40 @@ def _quote(text: str) -> str:
     return "\n".join(("> " + line).rstrip() for line in text.split("\n"))
 
 
+def _fence(text: str, lang: str = "") -> str:
+    """``text`` in a code fence longer than any backtick run inside it: tool output
+    stays inert text in any Markdown viewer (no links, images or HTML)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def _parts_markdown(parts: Sequence[Part]) -> list[str]:
+    out: list[str] = []
+    for p in parts:
+        if isinstance(p, TextPart):
+            if p.text.strip():
+                out.append(p.text.strip())
+        elif isinstance(p, ToolCallPart):
+            where = f" ({p.server})" if p.server else ""
+            args = json.dumps(p.plain_arguments(), ensure_ascii=False, indent=2)
+            out.append(_quote(f"**Tool call: {p.name}**{where}\n\n{_fence(args, 'json')}"))
+        elif isinstance(p, ToolResultPart):
+            state = "result" if p.ok else "not run / failed"
+            out.append(
+                _quote(f"**Tool {state}: {p.name}** ({p.duration_ms} ms)\n\n{_fence(p.content)}")
+            )
+    return out
+
+
 def _message_markdown(m: StoredMessage, include_thinking: bool) -> str:
     parts = [f"### {_ROLE_NAMES[m.role]}"]
     if include_thinking and m.thinking:
         seconds = f" ({m.thinking_ms / 1000:.0f} s)" if m.thinking_ms else ""
         parts.append(_quote(f"**Thinking**{seconds}\n\n{m.thinking.strip()}"))
-    if m.content:
+    if m.parts:
+        parts.extend(_parts_markdown(m.parts))
+    elif m.content:
         parts.append(m.content.strip())
     if m.status in _STATUS_NOTES:
         parts.append(f"*({_STATUS_NOTES[m.status]})*")
@@ -272,6 +306,7 @@ def _parse_conversation(raw: object, n: int) -> ImportItem:
                 _field(m, "thinking_ms", int, at), parent, active=_field(m, "active", bool, at),
                 # Optional: files exported before Hearth kept it have none.
                 model=_field(m, "model", str, at) if "model" in m else "",
+                parts=parts_from_list(m.get("parts")),
             )
         )  # fmt: skip
     return conv, messages, settings

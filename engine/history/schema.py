@@ -173,7 +173,11 @@ _V3 = (
 # the person's messages, and replies written before v4.
 _V4 = ("ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT ''",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# v5 (issue 16, tools): a reply's tool calls and their results, in order with its text,
+# as JSON (engine/history/parts.py); '' for a message of text only (all before v5).
+_V5 = ("ALTER TABLE messages ADD COLUMN parts TEXT NOT NULL DEFAULT ''",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 # Work in Python that a step needs, run after its statements in its transaction.
 AFTER_STEP: dict[int, Callable[[sqlite3.Connection], object]] = {2: queue_cjk}
 

@@ -132,8 +132,8 @@ def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> Prom
     out: list[Message] = []
     ids: list[int | None] = []
     for m in [*stored_system, *messages[max(start, lead) :]]:
-        if m.content or m.role == "user":
-            out.append(Message(m.role, m.content, m.thinking))
+        if m.content or m.parts or m.role == "user":
+            out.append(Message(m.role, m.all_parts(), m.thinking))
             ids.append(m.id)
     prompt = (settings.system_prompt or "").strip()
     if prompt:

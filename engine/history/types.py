@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.types import Role
+from engine.types import Part, Role, TextPart
 
 
 class MessageStatus(StrEnum):
@@ -65,6 +65,13 @@ class StoredMessage:
     # Which model wrote it (a reply): its ModelInfo.path, a file or a remote model's
     # address; "" when not known (replies from before the store kept it).
     model: str = ""
+    # A reply that called tools: its text, calls and results in order; () when the
+    # message is text only (``content``).
+    parts: tuple[Part, ...] = ()
+
+    def all_parts(self) -> tuple[Part, ...]:
+        """What the model reads of it: its parts, or its text as one part."""
+        return self.parts or (TextPart(self.content),)
 
 
 # Search snippets mark the matched words with these two control characters, which

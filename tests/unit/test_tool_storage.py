@@ -1,0 +1,67 @@
+"""A reply that called tools, on real SQLite: recorded while it streams, read back with
+its parts in order, read by the model as the same parts, carried by JSON export and
+import, and written to Markdown as inert fenced blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.history.export import export_json, export_markdown, import_json
+from engine.history.recorder import ReplyRecorder
+from engine.history.store import ChatStore, MessageStatus
+from engine.history.turns import ChatSettings, prompt_of
+from engine.types import TextPart, ToolCallPart, ToolResultPart
+
+INJECT = "<img src='http://198.51.100.7/x.png'> ![p](http://198.51.100.7/p.gif) ```"
+CALL = ToolCallPart("call_1", "get_current_time", {"timezone": "Asia/Tokyo"}, server="time")
+RESULT = ToolResultPart("call_1", "get_current_time", INJECT, True, 12, "time")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ChatStore]:
+    s = ChatStore(tmp_path / "a.sqlite3")
+    yield s
+    s.close()
+
+
+def record(store: ChatStore) -> int:
+    conv = store.create_conversation("Tokyo")
+    store.add_message(conv.id, "user", "What time is it in Tokyo?")
+    reply = store.add_message(conv.id, "assistant", "", MessageStatus.STREAMING)
+    rec = ReplyRecorder(store, reply.id, interval=0.0)
+    rec.append("Let me check.")
+    rec.append_part(CALL)
+    rec.append_part(RESULT)
+    rec.append("It is ")
+    rec.append("noon.")
+    rec.finish(MessageStatus.COMPLETE)
+    return conv.id
+
+
+def test_recorded_read_back_and_read_by_the_model(store: ChatStore) -> None:
+    conv = record(store)
+    user, reply = store.messages(conv)
+    assert reply.content == "Let me check.It is noon."
+    assert reply.parts == (TextPart("Let me check."), CALL, RESULT, TextPart("It is noon."))
+    assert user.parts == ()  # a text message stores no parts
+    prompt = prompt_of(store.messages(conv), ChatSettings())
+    assert prompt.messages[-1].parts == reply.parts
+    assert prompt.messages[-1].tool_results == (RESULT,)
+
+
+def test_json_round_trip_and_markdown(store: ChatStore, tmp_path: Path) -> None:
+    record(store)
+    text = export_json(store)
+    other = ChatStore(tmp_path / "b.sqlite3")
+    try:
+        (new,) = import_json(other, text)
+        assert other.messages(new)[-1].parts == store.messages(1)[-1].parts
+    finally:
+        other.close()
+    md = export_markdown(store)
+    assert "> **Tool call: get_current_time** (time)" in md
+    # The result is fenced with more backticks than it holds: no image, link or HTML.
+    assert "> ````\n> " + INJECT + "\n> ````" in md
