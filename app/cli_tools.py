@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.tools_service import PERMISSIONS_FILE, SERVERS_FILE, KeyringSecrets
 from engine.tools.builtin import BUILTIN_NAMES, builtin_tools
 from engine.tools.gate import ToolGate
 from engine.tools.loop import ToolLoop
@@ -33,28 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatTools", "add_mcp_parser", "add_tool_options", "open_tools", "run_mcp"]
 
-PERMISSIONS_FILE = "tool_permissions.json"
-SERVERS_FILE = "mcp_servers.json"
 # What people type for the built-in tools ("time" is the date-and-time tool).
 _ALIASES = {"time": "datetime", "date": "datetime", "calc": "calculator", "search": "search_chats"}
-
-
-class KeyringSecrets:
-    """MCP servers' environment values in the system keyring (engine.endpoints' KeyStore)."""
-
-    def __init__(self) -> None:
-        from engine.endpoints.keys import KeyStore
-
-        self._keys = KeyStore()
-
-    def get(self, name: str) -> str | None:
-        return self._keys.get(name)
-
-    def set(self, name: str, value: str) -> None:
-        self._keys.set(name, value)
-
-    def delete(self, name: str) -> None:
-        self._keys.forget(name)
 
 
 def servers_file(paths: AppPaths) -> McpServers:

@@ -21,6 +21,7 @@ from app.chat.context import ContextController
 from app.chat.conversations import ConversationController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
+from app.chat.tool_replies import ToolReplies
 from app.engine_client import EngineClient
 from app.folders import Folders
 from app.gc_guard import GuiThreadGc
@@ -31,6 +32,7 @@ from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
+from app.tools_service import KeyringSecrets, ToolsService, store_search
 from app.version import __version__
 from app.worker import OpenBackend
 from engine.errors import KnownError, StoreError
@@ -131,6 +133,12 @@ class HearthApp:
             self.window, store, engine, self.conversations, self.context, self.notifier
         )
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
+        # Tools (issue 16): none on and no server started until the person chooses.
+        self.tools = ToolsService(
+            paths.config_dir, KeyringSecrets(), search=store_search(paths.db_path)
+        )
+        engine.set_tools(self.tools)
+        self.tool_replies = ToolReplies(self.window, self.replies, engine, self.notifier)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
             store, busy=lambda: self.replies.busy
         )
@@ -253,6 +261,7 @@ class HearthApp:
         self.models.shutdown()  # downloads, moves
         self.indexer.stop()
         self.engine.close()
+        self.tools.close()  # MCP servers' processes
         self.replies.shutdown()
         self.conversations.close()
         self.store.close()

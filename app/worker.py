@@ -25,15 +25,24 @@ from typing import ClassVar
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
 from app.backends import LoadRequest, OpenBackend, open_local
+from app.tool_questions import PermissionQuestion
+from app.tools_service import ToolsService
 from engine.errors import ContextFullError, KnownError
 from engine.inference.backend import ChatBackend, sampling_for
 from engine.inference.context import drop_oldest_turns
+from engine.tools.loop import ToolLoop
+from engine.tools.permissions import Answer
 from engine.types import (
+    Event,
     Message,
     ReplyDone,
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    ToolCallEvent,
+    ToolCallPart,
+    ToolResultEvent,
+    ToolSpec,
     Turn,
 )
 
@@ -141,11 +150,19 @@ class EngineWorker(QObject):
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read so far, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read (0, 0: none)
+    # Tools (issue 16): a call made, its result, a question for the person (answered
+    # on the question itself, from the GUI thread), servers that would not start.
+    tool_called = Signal(int, object)  # request id, ToolCallPart
+    tool_answered = Signal(int, object)  # request id, ToolResultPart
+    permission_requested = Signal(int, object)  # request id, PermissionQuestion
+    tools_unavailable = Signal(int, str)  # request id, sentence
 
     def __init__(self, open_backend: OpenBackend = open_local) -> None:
         super().__init__()
         self._open = open_backend
         self._backend: ChatBackend | None = None
+        # Set once from the GUI thread before any reply (EngineClient.set_tools).
+        self.tools: ToolsService | None = None
         # Thread-safe; EngineThread cancels through it from the GUI thread.
         self.cancels = _Cancels()
 
@@ -193,11 +210,16 @@ class EngineWorker(QObject):
                         return
                 # The meter grows from this as the reply streams.
                 self.prompt_measured.emit(request_id, usage)
-                for event in backend.stream(turn, params, stop=cancel):
+                for event in self._events(request_id, backend, turn, params, cancel, batch):
                     if isinstance(event, TextDelta):
                         batch.add(event.text, thinking=False)
                     elif isinstance(event, ThinkingDelta):
                         batch.add(event.text, thinking=True)
+                    elif isinstance(event, ToolCallEvent):
+                        batch.flush()  # the text before the call is shown before it
+                        self.tool_called.emit(request_id, event.call)
+                    elif isinstance(event, ToolResultEvent):
+                        self.tool_answered.emit(request_id, event.result)
                     elif isinstance(event, ReplyDone):
                         batch.flush()
                         self.reply_finished.emit(request_id, event)
@@ -213,6 +235,39 @@ class EngineWorker(QObject):
                 "The reply stopped because of an internal error. What was written so far is "
                 "kept; send again to retry. The details are in the log file.",
             )
+
+    def _events(
+        self,
+        request_id: int,
+        backend: ChatBackend,
+        turn: Turn,
+        params: SamplingParams,
+        cancel: threading.Event,
+        batch: _DeltaBatch,
+    ) -> Iterator[Event]:
+        """The reply's events: through the tool loop when tools are on."""
+        tools = self.tools
+        if tools is None:
+            return backend.stream(turn, params, stop=cancel)
+
+        def ask(call: ToolCallPart, spec: ToolSpec | None, stop: threading.Event) -> Answer:
+            batch.flush()
+            question = PermissionQuestion(call, spec)
+            self.permission_requested.emit(request_id, question)
+            return question.wait(stop)
+
+        prepared = tools.prepare(turn, ask)
+        if prepared is None:
+            return backend.stream(turn, params, stop=cancel)
+        for problem in prepared.problems:
+            self.tools_unavailable.emit(request_id, problem)
+        loop = ToolLoop(
+            lambda t: backend.stream(t, params, stop=cancel),
+            prepared.gate,
+            stop=cancel,
+            max_rounds=prepared.max_rounds,
+        )
+        return loop.run(prepared.turn)
 
     @Slot(int, object)
     def measure(self, conversation_id: int, turn: Turn) -> None:

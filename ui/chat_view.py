@@ -33,7 +33,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import Role
+from engine.types import Role, ToolCallPart, ToolResultPart
 from ui.chat_document import (
     StreamState,
     insert_blocks,
@@ -51,6 +51,13 @@ from ui.message_html import (
     model_label,
     note_html,
     thinking_html,
+)
+from ui.tool_call_view import (
+    TOOL_SCHEME,
+    open_keys,
+    parts_html,
+    place_tool_part,
+    tool_block_html,
 )
 
 REPAINT_INTERVAL_MS = 33
@@ -86,6 +93,9 @@ class ChatView(QTextBrowser):
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
+        # Tool blocks opened / results shown whole ("<message id>:<call id>").
+        self._tools_open: set[str] = set()
+        self._tools_full: set[str] = set()
         self._context_start: int | None = None  # the first message the model still reads
         self._stream: StreamState | None = None
         self._timer = QTimer(self)
@@ -180,7 +190,8 @@ class ChatView(QTextBrowser):
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        key = (msg, expanded, is_last, self._assistant_name)
+        tools = open_keys(msg, self._tools_open, self._tools_full)
+        key = (msg, expanded, is_last, self._assistant_name, tools)
         cached = self._html_cache.get(key)
         if cached is None:
             # A reply from before replies recorded their model is named after today's.
@@ -188,7 +199,10 @@ class ChatView(QTextBrowser):
             parts = [self._header_html(msg.role, anchor=f"m{msg.id}", name=name)]
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
-            parts.append(self._body_html(msg.role, msg.content))
+            if msg.parts:
+                parts.append(self._parts_html(msg))
+            else:
+                parts.append(self._body_html(msg.role, msg.content))
             note = STATUS_NOTES.get(msg.status)
             if note:
                 parts.append(note_html(self._muted, note))
@@ -232,6 +246,33 @@ class ChatView(QTextBrowser):
             insert_blocks(self._end_cursor(), note_html(self._muted, note))
             if at_bottom:
                 self._scroll_to_bottom()
+
+    def add_tool_part(self, part: ToolCallPart | ToolResultPart) -> None:
+        """A call the streaming reply made (shown running), or its result (the block
+        is drawn again, finished); the reply's text goes on below it."""
+        stream = self._stream
+        if stream is None:
+            return
+        self._flush(final=True)
+        at_bottom = self._at_bottom()
+        place_tool_part(self.document(), stream, part, self._tool_html)
+        if at_bottom:
+            self._scroll_to_bottom()
+
+    def _tool_html(self, call: ToolCallPart, result: ToolResultPart | None) -> str:
+        pal, key = self._renderer.palette, f"live:{call.id}"
+        return tool_block_html(
+            call, result, key=key, expanded=key in self._tools_open, full=key in self._tools_full,
+            muted=pal.muted, border=pal.code_border, bg=pal.code_bg,
+        )  # fmt: skip
+
+    def _parts_html(self, msg: StoredMessage) -> str:
+        pal = self._renderer.palette
+        return parts_html(
+            msg.id, msg.parts, lambda text: self._renderer.render(text, self._register_code),
+            expanded=self._tools_open, full=self._tools_full,
+            muted=pal.muted, border=pal.code_border, bg=pal.code_bg,
+        )  # fmt: skip
 
     def streamed_text_length(self) -> int:
         """Characters of the current reply's answer already on screen."""
@@ -368,6 +409,13 @@ class ChatView(QTextBrowser):
                 if msg is not None:
                     QGuiApplication.clipboard().setText(msg.content)
             self.action_requested.emit(action, int(ident or 0))
+            return
+        if scheme == TOOL_SCHEME:
+            what, _, key = url.path().partition("/")
+            target = self._tools_full if what == "full" else self._tools_open
+            target ^= {key}
+            if self._stream is None:
+                self._rebuild_keeping_scroll()
             return
         if scheme in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
