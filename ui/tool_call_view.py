@@ -60,7 +60,7 @@ def tool_block_html(
     """One call's block. ``result`` None: still running (or asking)."""
     where = f" · {html.escape(call.server)}" if call.server else " · built in"
     if result is None:
-        state = "running…"
+        state = "waiting or running…"
     elif result.ok:
         state = f"{result.duration_ms} ms · done"
     else:

@@ -77,8 +77,6 @@ class ToolReplies(QObject):
         dialog.finished.connect(dialog.deleteLater)
         self.question = dialog
         dialog.show()
-        dialog.raise_()
-        dialog.activateWindow()
 
     @Slot(object)
     def _on_answered(self, _answer: Answer) -> None:

@@ -1,0 +1,112 @@
+"""Tool calls in the real window: the permission question, the call's block in the
+reply, what is stored. No model that runs here calls tools on its own, so the replies
+come from ScriptedBackend replaying model output in Qwen3.5's real call format
+(``<tool_call>\\n<function=…>`` as its chat template asks for); the tool loop, the
+calculator, the permission rules, the engine thread, the window and SQLite are real."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from PySide6.QtWidgets import QPlainTextEdit
+from pytestqt.qtbot import QtBot
+
+from app.gui import HearthApp
+from engine.tools.permissions import Permission, PermissionRules
+from engine.types import ToolResultPart
+from tests.fakes.scripted import ScriptedBackend
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
+from ui.state import ResponseState
+from ui.tool_permission import ToolPermissionDialog
+
+CALL = (
+    "Let me work it out.\n\n<tool_call>\n<function=calculator>\n<parameter=expression>\n"
+    "6*7\n</parameter>\n</function>\n</tool_call>"
+)
+
+
+def with_calculator(data_dir: Path) -> Path:
+    config = data_dir / "config"
+    config.mkdir(parents=True)
+    (config / "tools.json").write_text(json.dumps({"builtin": ["calculator"]}))
+    return data_dir
+
+
+def question(qtbot: QtBot, hearth: HearthApp) -> ToolPermissionDialog:
+    qtbot.waitUntil(lambda: hearth.tool_replies.question is not None, timeout=REPLY_TIMEOUT_MS)
+    dialog = hearth.tool_replies.question
+    assert dialog is not None and dialog.isVisible()
+    return dialog
+
+
+def press(qtbot: QtBot, hearth: HearthApp, dialog: ToolPermissionDialog, text: str) -> None:
+    (button,) = [b for b in dialog.buttons.values() if b.text() == text]
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        button.click()
+
+
+def test_ask_allow_in_this_chat_then_no_second_question(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    backend = ScriptedBackend([CALL, "It is 42.", CALL, "Still 42."])
+    hearth = launch(with_calculator(tmp_path / "data"), backend=backend)
+    send(qtbot, hearth, "What is 6 times 7?")
+    dialog = question(qtbot, hearth)
+    args = dialog.findChild(QPlainTextEdit, "tool_arguments")
+    assert json.loads(args.toPlainText()) == {"expression": "6*7"}  # exactly what will run
+    press(qtbot, hearth, dialog, "Allow in this chat")
+    conv = hearth.conversations.current_id
+    assert conv is not None
+    reply = hearth.store.messages(conv)[-1]
+    results = [p for p in reply.parts if isinstance(p, ToolResultPart)]
+    assert [(r.name, r.content, r.ok) for r in results] == [("calculator", "42", True)]
+    assert reply.content == "Let me work it out.\n\nIt is 42."
+    text = hearth.window.chat_view.plain_text()
+    assert "Tool: calculator" in text and "done" in text and "<tool_call>" not in text
+    # The model read the result in its second round.
+    assert backend.turns[1].messages[-1].tool_results == tuple(results)
+    # The same chat, the same tool: it runs without a second question.
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "And again?")
+    assert hearth.tool_replies.question is None
+    assert hearth.store.messages(conv)[-1].content.endswith("Still 42.")
+
+
+def test_never_tells_the_model_and_is_kept(qtbot: QtBot, launch: Launch, tmp_path: Path) -> None:
+    data = with_calculator(tmp_path / "data")
+    backend = ScriptedBackend([CALL, "I may not use it."])
+    hearth = launch(data, backend=backend)
+    send(qtbot, hearth, "What is 6 times 7?")
+    press(qtbot, hearth, question(qtbot, hearth), "Never")
+    told = backend.turns[1].messages[-1].tool_results
+    assert len(told) == 1 and not told[0].ok and "did not allow" in told[0].content
+    rules = PermissionRules.load(data / "config" / "tool_permissions.json")
+    assert rules.rule("", "calculator") is Permission.NEVER
+    assert "not run" in hearth.window.chat_view.plain_text()
+
+
+def test_stop_while_asking_closes_the_question(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    backend = ScriptedBackend([CALL])
+    hearth = launch(with_calculator(tmp_path / "data"), backend=backend)
+    send(qtbot, hearth, "What is 6 times 7?")
+    question(qtbot, hearth)
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        hearth.window.send_button.click()  # Stop
+    assert hearth.tool_replies.question is None
+    assert hearth.replies.state == ResponseState.IDLE
+    assert len(backend.turns) == 1  # nothing ran, no second round
+
+
+def test_no_tools_on_means_no_tools_offered(qtbot: QtBot, launch: Launch, tmp_path: Path) -> None:
+    backend = ScriptedBackend(["Hello."])
+    hearth = launch(tmp_path / "data", backend=backend)
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Hi")
+    assert backend.turns[0].tools == ()
+    assert not threading.enumerate()[1:] or all(
+        not t.name.startswith("mcp:") for t in threading.enumerate()
+    )
