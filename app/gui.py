@@ -32,6 +32,7 @@ from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
+from app.tools_page import ToolsPageController
 from app.tools_service import KeyringSecrets, ToolsService, store_search
 from app.version import __version__
 from app.worker import OpenBackend
@@ -183,6 +184,8 @@ class HearthApp:
             replies=self.replies,
             notifier=self.notifier,
         )
+        self.tools_page = ToolsPageController(self.tools, self.notifier)
+        self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
@@ -261,6 +264,7 @@ class HearthApp:
         self.models.shutdown()  # downloads, moves
         self.indexer.stop()
         self.engine.close()
+        self.tools_page.shutdown()  # a server still starting
         self.tools.close()  # MCP servers' processes
         self.replies.shutdown()
         self.conversations.close()

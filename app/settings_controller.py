@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
@@ -73,6 +74,8 @@ class SettingsController(QObject):
         self.replies = replies
         self.notifier = notifier
         self.dialog: SettingsDialog | None = None
+        # More pages, added by their own controllers each time the dialog opens (Tools).
+        self.page_attachers: list[Callable[[SettingsDialog], None]] = []
         self._reload_pending = False
         self._moving: BackgroundOp[None] | None = None  # the chats' copy, while it runs
         window.settings_requested.connect(self.open)
@@ -97,6 +100,8 @@ class SettingsController(QObject):
         dialog.set_auto_values(self._auto_values())
         self.dialog = dialog
         self.page.attach(dialog)
+        for attach in self.page_attachers:
+            attach(dialog)
         dialog.show()
 
     def _auto_values(self) -> dict[str, Value]:

@@ -188,13 +188,13 @@ class McpServer:
         if isinstance(exc, FileNotFoundError | PermissionError):
             return (
                 f"The tool server '{self.name}' could not be started: {self.config.command} "
-                "was not found or may not be run. Check its command in Settings."
+                "was not found or may not be run. Check its command in Settings → Tools."
             )
         last = self._last_stderr()
         said = f" It said: {last}" if last else ""
         return (
             f"The tool server '{self.name}' stopped ({type(exc).__name__}: {exc}).{said} "
-            "Restart it in Settings, or check its command."
+            "Restart it in Settings, or check its command in Settings → Tools."
         )
 
     def _last_stderr(self) -> str:

@@ -110,3 +110,41 @@ def test_no_tools_on_means_no_tools_offered(qtbot: QtBot, launch: Launch, tmp_pa
     assert not threading.enumerate()[1:] or all(
         not t.name.startswith("mcp:") for t in threading.enumerate()
     )
+
+
+def test_settings_tools_page(qtbot: QtBot, launch: Launch, tmp_path: Path) -> None:
+    """Settings → Tools with the real mcp-server-time from PyPI: switch a built-in tool
+    on, add the server (it starts in the background and lists its tools), choose Always
+    for one of them; all of it kept in the config folder."""
+    import shutil
+    import sys
+
+    from PySide6.QtWidgets import QComboBox
+
+    from ui.settings_tools import ToolsPage
+
+    data = tmp_path / "data"
+    hearth = launch(data, backend=ScriptedBackend([]))
+    hearth.settings_controller.open()
+    dialog = hearth.settings_controller.dialog
+    assert dialog is not None
+    page = dialog.findChild(ToolsPage)
+    assert page is not None
+    dialog.pages.setCurrentRow(dialog.pages.count() - 1)
+    assert dialog.pages.currentItem().text() == "Tools"
+    page.builtin_boxes["calculator"].click()
+    assert json.loads((data / "config" / "tools.json").read_text())["builtin"] == ["calculator"]
+    time_server = shutil.which("mcp-server-time") or str(
+        Path(sys.executable).with_name("mcp-server-time")
+    )
+    page.server_add_requested.emit("time", time_server, (), {})  # as the Add dialog does
+    qtbot.waitUntil(lambda: "running, 2 tools" in page.status.text(), timeout=REPLY_TIMEOUT_MS)
+    names = [page.tools.topLevelItem(i).text(0) for i in range(page.tools.topLevelItemCount())]
+    assert names == ["calculator", "get_current_time", "convert_time"]
+    item = page.tools.topLevelItem(1)
+    combo = page.tools.itemWidget(item, 2)
+    assert isinstance(combo, QComboBox)
+    combo.setCurrentIndex(combo.findText("Always allow"))
+    rules = PermissionRules.load(data / "config" / "tool_permissions.json")
+    assert rules.rule("time", "get_current_time") is Permission.ALWAYS
+    assert "time" in (data / "config" / "mcp_servers.json").read_text()
