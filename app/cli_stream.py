@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, TextIO
 from engine.errors import KnownError
 from engine.history.turns import prompt_before, save_chat_settings, status_for, title_from
 from engine.history.types import MessageStatus
-from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta, Turn
+from engine.types import (
+    GenerationStats,
+    ReplyDone,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+    Turn,
+)
 
 if TYPE_CHECKING:
     from app.cli_tools import ChatTools
@@ -76,6 +84,10 @@ def stream_reply(
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
                 recorder.append(event.text)
+            elif isinstance(event, ToolCallEvent):
+                recorder.append_part(event.call)  # (tools.stream shows it on stderr)
+            elif isinstance(event, ToolResultEvent):
+                recorder.append_part(event.result)
             elif isinstance(event, ReplyDone):
                 thinking_out.end()
                 recorder.finish(status_for(event.reason))

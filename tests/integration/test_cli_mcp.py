@@ -55,3 +55,66 @@ def test_chat_names_the_builtin_tools_when_one_is_unknown(
         open_tools(args, resolve_paths(tmp_path))
     tools = open_tools(Namespace(tools="time,calc", mcp=[], allow=[]), resolve_paths(tmp_path))
     assert tools is not None and [s.name for s in tools.specs] == ["datetime", "calculator"]
+
+
+def test_chat_through_a_server_that_calls_the_calculator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hearth chat --endpoint URL --tools calc --allow calculator: the server (a scripted
+    OpenAI-compatible one on 127.0.0.1, streaming tool_calls as OpenAI documents them;
+    no server that runs a model with tools exists here) calls the calculator, Hearth runs
+    it, sends the result back, and stores the call and the result with the reply."""
+    from engine.history.store import ChatStore
+    from engine.types import ToolResultPart
+    from tests.openai_servers import Exchange, ScriptedServer, sse
+    from tests.unit.test_remote_protocol import chunk
+
+    function = {"name": "calculator", "arguments": '{"expression": "6*7"}'}
+    call = chunk(
+        {"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": function}]}
+    )
+    script = [
+        Exchange(
+            body=sse(chunk({"content": "Computing."}), call, chunk({}, "tool_calls"), "[DONE]")
+        ),
+        Exchange(body=sse(chunk({"content": "It is 42."}), chunk({}, "stop"), "[DONE]")),
+    ]
+    data = ["--data-dir", str(tmp_path)]
+    with ScriptedServer(script) as server:
+        argv = [*data, "chat", "--endpoint", server.base_url, "--model", "m"]
+        assert main([*argv, "--tools", "calc", "--allow", "calculator", "What is 6*7?"]) == 0
+        second = server.seen[-1].body
+    captured = capsys.readouterr()
+    assert "Computing.It is 42." in captured.out
+    assert '[tool] calculator({"expression": "6*7"})' in captured.err
+    assert second is not None and second["messages"][-1] == {
+        "role": "tool", "tool_call_id": "c1", "content": "42",
+    }  # fmt: skip
+    from app.paths import resolve_paths
+
+    with ChatStore(resolve_paths(tmp_path).db_path) as store:
+        (conv,) = store.list_conversations()
+        reply = store.messages(conv.id)[-1]
+    assert next(p for p in reply.parts if isinstance(p, ToolResultPart)).content == "42"
+
+
+def test_without_a_terminal_a_call_is_refused_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.openai_servers import Exchange, ScriptedServer, sse
+    from tests.unit.test_remote_protocol import chunk
+
+    function = {"name": "calculator", "arguments": "{}"}
+    call = chunk(
+        {"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": function}]}
+    )
+    script = [
+        Exchange(body=sse(call, chunk({}, "tool_calls"), "[DONE]")),
+        Exchange(body=sse(chunk({"content": "I could not."}), chunk({}, "stop"), "[DONE]")),
+    ]
+    with ScriptedServer(script) as server:
+        argv = ["--data-dir", str(tmp_path), "chat", "--endpoint", server.base_url, "--model", "m"]
+        assert main([*argv, "--tools", "calculator", "What is 6*7?"]) == 0
+        told = server.seen[-1].body
+    assert "nobody can be asked here. Add --allow calculator" in capsys.readouterr().err
+    assert told is not None and "did not allow" in told["messages"][-1]["content"]
