@@ -17,7 +17,7 @@ from app.gui import HearthApp
 from engine.tools.permissions import Permission, PermissionRules
 from engine.types import ToolResultPart
 from tests.fakes.scripted import ScriptedBackend
-from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, send
+from tests.gui.conftest import REPLY_TIMEOUT_MS, Launch, click_text, send
 from ui.state import ResponseState
 from ui.tool_permission import ToolPermissionDialog
 
@@ -148,3 +148,41 @@ def test_settings_tools_page(qtbot: QtBot, launch: Launch, tmp_path: Path) -> No
     rules = PermissionRules.load(data / "config" / "tool_permissions.json")
     assert rules.rule("time", "get_current_time") is Permission.ALWAYS
     assert "time" in (data / "config" / "mcp_servers.json").read_text()
+
+
+def test_tool_output_is_shown_as_text_never_as_html(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    """A file (read_file, from an allowed folder) that holds HTML and Markdown made to load
+    a remote image and run script: the opened block shows it as the characters it is."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    inject = (
+        "<img src='http://198.51.100.7/x.png'><script>alert(1)</script>\n"
+        "![p](http://198.51.100.7/p.gif) [click](javascript:alert(1))"
+    )
+    (notes / "a.txt").write_text(inject, encoding="utf-8")
+    data = tmp_path / "data"
+    (data / "config").mkdir(parents=True)
+    (data / "config" / "tools.json").write_text(
+        json.dumps({"builtin": ["read_file"], "folders": [str(notes)]})
+    )
+    call = (
+        "<tool_call>\n<function=read_file>\n<parameter=path>\na.txt\n</parameter>\n"
+        "</function>\n</tool_call>"
+    )
+    hearth = launch(data, backend=ScriptedBackend([call, "Done."]))
+    send(qtbot, hearth, "Read a.txt")
+    press(qtbot, hearth, question(qtbot, hearth), "Allow once")
+    view = hearth.window.chat_view
+    conv = hearth.conversations.current_id
+    assert conv is not None
+    reply = hearth.store.messages(conv)[-1]
+    assert reply.parts
+    click_text(qtbot, view, "Show details")
+    text = view.plain_text()
+    assert "<img src='http://198.51.100.7/x.png'>" in text and "<script>" in text
+    assert "![p](http://198.51.100.7/p.gif)" in text
+    page = view.toHtml()
+    assert "<img" not in page.replace("&lt;img", "")
+    assert 'href="http://198.51.100.7' not in page and 'href="javascript' not in page
