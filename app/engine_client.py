@@ -21,6 +21,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.backends import RemoteTarget
 from app.tools_service import ToolsService
 from app.worker import EngineThread, LoadRequest, OpenBackend
 from engine.types import ContextUsage, EngineOptions, ModelInfo, ReplyDone, Turn
@@ -67,6 +68,7 @@ class EngineClient(QObject):
         self._models_dir = models_dir
         self._options = options or EngineOptions()
         self._path = ""  # the file asked for; "" = the starter model
+        self._remote: RemoteTarget | None = None  # a model on a server instead of the file
         self._info: ModelInfo | None = None
         self._loading = False
         self._next_id = 0
@@ -112,6 +114,12 @@ class EngineClient(QObject):
         return self._path
 
     @property
+    def remote(self) -> RemoteTarget | None:
+        """The server model loaded (or being loaded) in place of ``model_path``; None for
+        a file. ``model_path`` keeps the file to go back to."""
+        return self._remote
+
+    @property
     def options(self) -> EngineOptions:
         return self._options
 
@@ -139,6 +147,10 @@ class EngineClient(QObject):
         """The file the next ``load()`` without a path loads ("" = the starter model)."""
         self._path = path
 
+    def set_remote(self, target: RemoteTarget | None) -> None:
+        """The server model the next ``load()`` without a path opens (None: the file)."""
+        self._remote = target
+
     @Slot(object)
     def relocate(self, models_dir: Path) -> None:
         """The models folder moved (its files with it): the loaded file's path, the
@@ -163,12 +175,14 @@ class EngineClient(QObject):
         options: EngineOptions | None = None,
         models_dir: Path | None = None,
     ) -> None:
-        """Load ``path`` (None: the current one; "": the starter model). Whatever the
-        engine is doing is cancelled first; the load runs once it has let go."""
+        """Load ``path`` (None: the current one, a server's model included; "": the
+        starter model). Whatever the engine is doing is cancelled first; the load runs
+        once it has let go."""
         if self._closed:
             return
         if path is not None:
             self._path = path
+            self._remote = None
         if options is not None:
             self._options = options
         if models_dir is not None:
@@ -176,9 +190,17 @@ class EngineClient(QObject):
         self.stop_all()
         self._info = None
         self._loading = True
-        request = LoadRequest(path=self._path, options=self._options, models_dir=self._models_dir)
+        request = LoadRequest(
+            path=self._path, options=self._options, models_dir=self._models_dir, remote=self._remote
+        )
         self._load_requested.emit(request)
-        self.model_loading.emit(self._path)
+        self.model_loading.emit(self._remote.path if self._remote else self._path)
+
+    def load_remote(self, target: RemoteTarget) -> None:
+        """Chat through ``target`` (a model on a server) in place of the model loaded now;
+        ``model_path`` stays the file to go back to."""
+        self._remote = target
+        self.load()
 
     def generate(self, turn: Turn) -> int:
         """Ask for a reply to ``turn``; its events carry the returned request id."""

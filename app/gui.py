@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import psutil
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
@@ -22,6 +23,7 @@ from app.chat.conversations import ConversationController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
 from app.chat.tool_replies import ToolReplies
+from app.connections import Connections, ConnectionsPage, Destination
 from app.engine_client import EngineClient
 from app.folders import Folders
 from app.gc_guard import GuiThreadGc
@@ -35,7 +37,7 @@ from app.single_instance import AlreadyRunningError, InstanceGuard
 from app.tools_page import ToolsPageController
 from app.tools_service import KeyringSecrets, ToolsService, store_search
 from app.version import __version__
-from app.worker import OpenBackend
+from app.worker import OpenBackend, open_local, with_remote
 from engine.errors import KnownError, StoreError
 from engine.history.opening import open_store
 from engine.history.store import ChatStore
@@ -119,10 +121,12 @@ class HearthApp:
         self.window.chat_view.set_dark(dark)
         self.window.close_requested.connect(self.shutdown)
         self.notifier = Notifier(self.window)
+        # Servers to chat through (Settings → Connections); none: nothing touches a network.
+        self.connections = Connections(paths.config_dir / "connections.json")
         self._engine = EngineClient(
             self.folders.models_dir,
             options=options or engine_options(self.settings),
-            open_backend=open_backend,
+            open_backend=with_remote(open_backend or open_local, self.connections.key_for),
         )
         engine = self.engine
         self.folders.models_dir_changed.connect(engine.relocate)
@@ -159,6 +163,7 @@ class HearthApp:
             endpoint=hub_endpoint,
             tokens=tokens,
             launch_options=options,
+            connections=self.connections,
         )
         self.window.chat_view.set_model_namer(self._model_name)
         self.window.may_close = self.models.may_close  # quitting mid-move asks first (R4)
@@ -169,6 +174,9 @@ class HearthApp:
         # The file to load: the one asked for, else the chosen quantization if it is
         # downloaded, else the starter model ("").
         engine.set_path(model_path or self.models.startup_path())
+        if not model_path:  # a server's model chosen for chats (else the file above)
+            engine.set_remote(self.models.startup_remote())
+        self.destination = Destination(self.window, engine)
         if options is None:
             path = engine.model_path
             engine.set_options(self.models.options_for(Path(path) if path else None))
@@ -184,6 +192,10 @@ class HearthApp:
             replies=self.replies,
             notifier=self.notifier,
         )
+        self.connections_page = ConnectionsPage(
+            self.connections, engine, settings_model=self.models.remote.chosen
+        )
+        self.settings_controller.page_attachers.append(self.connections_page.attach)
         self.tools_page = ToolsPageController(self.tools, self.notifier)
         self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
@@ -220,8 +232,11 @@ class HearthApp:
         self.conversations.refresh_conversations()
         self._on_memory_tick()
         self._memory_timer.start()
-        self.engine.load()
+        # The window first: the model loads on the engine thread, and a load started
+        # before show() competes with the window's first layout for the GIL (a few ms
+        # later for the model, up to ~10 ms sooner for the window with a long chat).
         self.window.show()
+        self.engine.load()
         self.indexer.start()
         self._first_frame = _FirstFrameLogger(self.window)
 
@@ -294,9 +309,13 @@ class HearthApp:
         """A stored reply's model (its path) as its header names it: the loaded model's
         own name, a catalog file's name, else the file's stem (a server's model name)."""
         info = self.engine.model_info
-        if info is not None and info.path == model:
+        if info is not None and info.path == model and "://" not in model:
             return info.name
-        entry = None if "://" in model else self.models.service.entry_for_path(model)
+        if "://" in model:  # a server's model: which one, and where (issue 15)
+            where = model.rsplit("/models/", 1)[0]
+            named = next((e.name for e in self.connections.all() if e.base_url == where), "")
+            return f"{model_label(model)} · {named or urlsplit(where).netloc or where}"
+        entry = self.models.service.entry_for_path(model)
         return entry.name if entry is not None else model_label(model)
 
     @Slot()

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.backends import RemoteTarget
 from app.chat.context import ContextController
 from app.chat.replies import ReplyController
+from app.connections import Connections, RemoteChoice, connection_of
 from app.engine_client import EngineClient
 from app.folders import Folders
 from app.model_files import ModelFiles
@@ -65,6 +67,8 @@ class _Switch:
     previous_name: str
     falling_back: bool = False
     failure: str = ""
+    remote: RemoteTarget | None = None  # a model on a server instead of ``path``
+    previous_remote: RemoteTarget | None = None
 
 
 class ModelManager(QObject):
@@ -90,6 +94,7 @@ class ModelManager(QObject):
         endpoint: str | None = None,
         tokens: TokenStore | None = None,
         launch_options: EngineOptions | None = None,
+        connections: Connections | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -105,6 +110,8 @@ class ModelManager(QObject):
         self.service.load_machine(folders.paths.data_dir)  # a GPU and RAM speed found before
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self._tokens = tokens
+        self.connections = connections  # servers whose models can be chosen (issue 15)
+        self.remote = RemoteChoice(settings, connections)
         self._tokens_lock = threading.Lock()
         # Options given at launch (tests): their context length stands in for "Automatic".
         self._launch_options = launch_options
@@ -169,10 +176,20 @@ class ModelManager(QObject):
 
     def families(self) -> list[tuple[str, str]]:
         """(family id, name), biggest model first, then the person's own files."""
-        return [*self.service.families(), (LOCAL_FILES, "Your own model files")]
+        local = [*self.service.families(), (LOCAL_FILES, "Your own model files")]
+        return local + self.remote.families()
 
     def current_choice(self) -> tuple[str, str]:
-        return self.settings[Model.FAMILY], self.settings[Model.QUANT] or AUTO
+        """(family, choice); a server's model is (its connection's family, its id)."""
+        return self.remote.family_choice() or (
+            self.settings[Model.FAMILY],
+            self.settings[Model.QUANT] or AUTO,
+        )
+
+    def startup_remote(self) -> RemoteTarget | None:
+        """The server model chosen for chats, if its connection is still there."""
+        target, self.notice = self.remote.at_start()
+        return target
 
     # --- memory -------------------------------------------------------------------------
     def context_wanted(self) -> int:
@@ -229,6 +246,9 @@ class ModelManager(QObject):
         if family == LOCAL_FILES:
             self._select_file(Path(choice))
             return
+        if connection_of(family) is not None:
+            self._select_remote(family, choice)
+            return
         target = self.resolve(family, choice)
         if target.entry is None:
             self.say(f"Hearth's catalog has no {choice} file for this model.")
@@ -268,6 +288,16 @@ class ModelManager(QObject):
         if self._may_stop_reply_for(path.name):
             self.switch_to(path.name, path, LOCAL_FILES, str(path))
 
+    def _select_remote(self, family: str, model: str) -> None:
+        target = self.remote.target(family, model)
+        if isinstance(target, str):
+            self.say(target)
+        elif self.loaded is not None and self.loaded.path == target.path:
+            self._remember(family, model)
+            self.changed.emit()
+        elif self._may_stop_reply_for(shown := f"{model} on {target.connection}"):
+            self.switch_to(shown, Path(), family, model, remote=target)
+
     def _replying(self) -> bool:
         return self._replies.busy
 
@@ -280,15 +310,27 @@ class ModelManager(QObject):
             "Stop and switch",
         )
 
-    def switch_to(self, name: str, path: Path, family: str, choice: str) -> None:
+    def switch_to(
+        self, name: str, path: Path, family: str, choice: str, *, remote: RemoteTarget | None = None
+    ) -> None:
         info = self.loaded
-        previous = info.name + " " + info.quantization if info else "the previous model"
-        self._switch = _Switch(name, path, family, choice, self.engine.model_path, previous)
-        log.info("switching to %s", path)
+        previous = f"{info.name} {info.quantization}".strip() if info else "the previous model"
+        engine = self.engine
+        self._switch = _Switch(
+            name, path, family, choice, engine.model_path, previous, remote=remote,
+            previous_remote=engine.remote,
+        )  # fmt: skip
+        log.info("switching to %s", remote.path if remote else path)
+        if remote is not None:
+            self.say(f"Connecting to {name}… your conversation stays open.")
+            engine.load_remote(remote)  # a reply is stopped first
+            return
         self.say(f"Loading {name}… your conversation stays open.")
-        self.engine.load(str(path), self.options_for(path))  # a reply is stopped first
+        engine.load(str(path), self.options_for(path))  # a reply is stopped first
 
     def _remember(self, family: str, choice: str) -> None:
+        if self.remote.remember(family, choice):  # a server's: the file chosen stays
+            return
         if family == LOCAL_FILES:  # a file of the person's own: the catalog choice stays
             self.settings.set(Model.PATH, choice)
             return
@@ -456,6 +498,8 @@ class ModelManager(QObject):
         """Once a model is loaded: if the chosen family is not installed, offer it."""
         if self._offered or self._job is not None or self.settings[Model.PATH]:
             return
+        if self.engine.remote is not None:  # chatting through a server: no download offer
+            return
         family, choice = self.current_choice()
         if self.settings[Model.OFFER_DISMISSED] == family:
             return
@@ -524,11 +568,27 @@ class ModelManager(QObject):
                 self.notifier.clear_error()  # e.g. an earlier switch that went back
             self.say(f"Now using {switch.name}. The conversation continues. {device_note}".strip())
             self.switch_finished.emit(True)
-            self._context.warm_current(switch.name)  # its history, read now with progress
+            if switch.remote is None:  # a server reads the history with the next message
+                self._context.warm_current(switch.name)  # its history, read now with progress
+            elif self._offered and self._job is None:
+                self.bar.hide()  # a download offer for this computer is beside the point
         self.changed.emit()
 
     def _on_load_failed(self, message: str) -> None:
         switch = self._switch
+        remote = self.engine.remote
+        if switch is None and remote is not None and not self._fallen_back:
+            # The server chosen for chats cannot be reached at start: a model on this
+            # computer, so the person can still chat; the choice stays for next time.
+            self._fallen_back = True
+            log.warning("%s failed to connect; loading the local model instead", remote.path)
+            self._fallback_note = (
+                f"{message} Hearth uses the model on this computer for now; choose "
+                f"{remote.model} on {remote.connection} again in Settings → Model to retry."
+            )
+            path = self.engine.model_path
+            self.engine.load(path, self.options_for(Path(path) if path else None))
+            return
         if switch is None:
             failed = self.engine.model_path
             if failed and not self._fallen_back:  # a chosen file that will not load: the
@@ -550,6 +610,9 @@ class ModelManager(QObject):
             f"{switch.previous_name}; your conversation is unchanged."
         )
         log.warning("switch to %s failed; going back to %r", switch.path, switch.previous_path)
+        if switch.previous_remote is not None:
+            self.engine.load_remote(switch.previous_remote)
+            return
         prev = Path(switch.previous_path) if switch.previous_path else None
         self.engine.load(switch.previous_path, self.options_for(prev))
 

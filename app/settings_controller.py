@@ -74,10 +74,10 @@ class SettingsController(QObject):
         self.replies = replies
         self.notifier = notifier
         self.dialog: SettingsDialog | None = None
-        # More pages, added by their own controllers each time the dialog opens (Tools).
-        self.page_attachers: list[Callable[[SettingsDialog], None]] = []
         self._reload_pending = False
         self._moving: BackgroundOp[None] | None = None  # the chats' copy, while it runs
+        # Pages built elsewhere, given each new Settings window (e.g. Connections).
+        self.page_attachers: list[Callable[[SettingsDialog], None]] = []
         window.settings_requested.connect(self.open)
 
     @Slot()

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
-from app.backends import LoadRequest, OpenBackend, open_local
+from app.backends import LoadRequest, OpenBackend, open_local, with_remote
 from app.tool_questions import PermissionQuestion
 from app.tools_service import ToolsService
 from engine.errors import ContextFullError, KnownError
@@ -46,7 +46,14 @@ from engine.types import (
     Turn,
 )
 
-__all__ = ["EngineThread", "EngineWorker", "LoadRequest", "OpenBackend", "open_local"]
+__all__ = [
+    "EngineThread",
+    "EngineWorker",
+    "LoadRequest",
+    "OpenBackend",
+    "open_local",
+    "with_remote",
+]
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +164,9 @@ class EngineWorker(QObject):
     permission_requested = Signal(int, object)  # request id, PermissionQuestion
     tools_unavailable = Signal(int, str)  # request id, sentence
 
-    def __init__(self, open_backend: OpenBackend = open_local) -> None:
+    def __init__(self, open_backend: OpenBackend | None = None) -> None:
         super().__init__()
-        self._open = open_backend
+        self._open = open_backend or with_remote(open_local)
         self._backend: ChatBackend | None = None
         # Set once from the GUI thread before any reply (EngineClient.set_tools).
         self.tools: ToolsService | None = None
@@ -339,7 +346,7 @@ class EngineThread:
 
     live: ClassVar[weakref.WeakSet[EngineThread]] = weakref.WeakSet()  # tests check for leaks
 
-    def __init__(self, open_backend: OpenBackend = open_local) -> None:
+    def __init__(self, open_backend: OpenBackend | None = None) -> None:
         self.thread = QThread()
         self.thread.setObjectName("engine")
         self.worker = EngineWorker(open_backend)

@@ -142,6 +142,21 @@ class Model:
         "A GGUF file chosen by hand; empty means the catalog's choice (or the starter model).",
         reload=True,
     )
+    # Issue 15: a model on a server (Settings → Connections) chosen in place of a file.
+    REMOTE_CONNECTION: Final[Spec[str]] = _s(
+        "model.remote_connection",
+        str,
+        "",
+        "Connection",
+        "The connection whose model chats use; empty means a model on this computer.",
+    )
+    REMOTE_MODEL: Final[Spec[str]] = _s(
+        "model.remote_model",
+        str,
+        "",
+        "Server model",
+        "The model on that connection's server.",
+    )
 
 
 class Generation:

@@ -27,6 +27,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QPen,
+    QResizeEvent,
     QShowEvent,
     QTextCursor,
 )
@@ -61,8 +62,29 @@ from ui.tool_call_view import (
 )
 
 REPAINT_INTERVAL_MS = 33
-SHOWN_AT_FIRST = 60  # messages rendered when a chat opens; earlier ones on request
+# When a chat opens, only its end is rendered: at most SHOWN_AT_FIRST messages and
+# about FIRST_SCREENS_CHARS of text (a tall screen and more), never fewer than
+# SHOWN_AT_LEAST. Laying out a long chat's QTextDocument is most of what a large
+# history adds to the start; the person sees its end anyway. Earlier messages
+# come EARLIER_PAGE at a time when the person scrolls to the top (or all at once
+# from the "Show N earlier messages" link, or when a search hit needs them).
+SHOWN_AT_FIRST = 60
+SHOWN_AT_LEAST = 4
+FIRST_SCREENS_CHARS = 4000
+EARLIER_PAGE = 60
+_MESSAGE_CHROME_CHARS = 120  # a header and an action row cost about as much as this text
 _CACHE_SIZE = 1024
+
+
+def first_shown(messages: list[StoredMessage]) -> int:
+    """The index of the first message rendered when a chat opens (see SHOWN_AT_FIRST)."""
+    start, chars = len(messages), 0
+    while start > 0 and len(messages) - start < SHOWN_AT_FIRST:
+        if len(messages) - start >= SHOWN_AT_LEAST and chars >= FIRST_SCREENS_CHARS:
+            break
+        start -= 1
+        chars += len(messages[start].content) + _MESSAGE_CHROME_CHARS
+    return start
 
 
 class ChatView(QTextBrowser):
@@ -145,7 +167,7 @@ class ChatView(QTextBrowser):
         at_bottom = self._at_bottom() or self._follow_end
         value = self.verticalScrollBar().value()
         if not keep_scroll:
-            self._shown_from = max(0, len(messages) - SHOWN_AT_FIRST)
+            self._shown_from = first_shown(messages)
         self._messages = list(messages)
         self._rebuild(nearest=False)
         if keep_scroll and not at_bottom:
@@ -153,12 +175,26 @@ class ChatView(QTextBrowser):
         else:
             self._scroll_to_bottom()
             self._follow_end = True
+        if self._shown_from and self.isVisible():
+            QTimer.singleShot(0, self._fill_view)
 
     def show_earlier(self) -> None:
         """Render the rest of a long chat (the top of the document grows)."""
         if self._shown_from:
             self._shown_from = 0
             self._rebuild()
+
+    def _show_earlier_page(self) -> None:
+        """The person scrolled to the top: render EARLIER_PAGE more messages above,
+        and keep the message that was at the top where it was."""
+        if not self._shown_from or self._stream is not None or self._follow_end:
+            return
+        if self.verticalScrollBar().value() > 0:  # scrolled away again meanwhile
+            return
+        top = self._messages[self._shown_from].id
+        self._shown_from = max(0, self._shown_from - EARLIER_PAGE)
+        self._rebuild()
+        self.scrollToAnchor(f"m{top}")
 
     def add_message(self, role: Role, content: str) -> None:
         """Append a finished message that is not (yet) in the store's list."""
@@ -537,6 +573,25 @@ class ChatView(QTextBrowser):
         if follow:
             self._scroll_to_bottom()
             self._follow_end = True
+        QTimer.singleShot(0, self._fill_view)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().height() > event.oldSize().height() and self._shown_from:
+            QTimer.singleShot(0, self._fill_view)
+
+    def _fill_view(self) -> None:
+        """A window taller than the first page: no scroll bar to scroll up with, so
+        render earlier messages until the view is full (or the chat is all there)."""
+        if not self._shown_from or self._stream is not None or not self.isVisible():
+            return
+        if self.verticalScrollBar().maximum() > 0:
+            return
+        self._shown_from = max(0, self._shown_from - EARLIER_PAGE)
+        self._rebuild()
+        self._scroll_to_bottom()
+        self._follow_end = True
+        QTimer.singleShot(0, self._fill_view)  # until full: a page may not be enough
 
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._follow_end:
@@ -545,6 +600,10 @@ class ChatView(QTextBrowser):
     def _on_scrolled(self, value: int) -> None:
         if value < self.verticalScrollBar().maximum() - 4:  # up, by the person or the code
             self._follow_end = False
+        if value == 0 and self._shown_from and not self._follow_end and self.isVisible():
+            # After this event: a rebuild inside the scroll bar's own signal would
+            # re-enter it.
+            QTimer.singleShot(0, self._show_earlier_page)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         """A clear ring around the link in keyboard focus (Qt's own is a faint dotted line)."""

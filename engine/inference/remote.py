@@ -209,7 +209,8 @@ class RemoteBackend:
             n_ctx_train=n_ctx or 0,
             has_chat_template=True,
             template_source="server",
-            extra={"endpoint": self._base, "where": self._where},
+            # "device": where it runs, as the status bar shows it after the model's name
+            extra={"endpoint": self._base, "where": self._where, "device": f"on {self._where}"},
         )
 
     def __repr__(self) -> str:  # never the key
