@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.types import Part, Role, TextPart
+from engine.types import Part, Role, TextPart, ToolResultPart
 
 
 class MessageStatus(StrEnum):
@@ -68,6 +68,9 @@ class StoredMessage:
     # A reply that called tools: its text, calls and results in order; () when the
     # message is text only (``content``).
     parts: tuple[Part, ...] = ()
+
+    def tool_results_parts(self) -> tuple[ToolResultPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolResultPart))
 
     def all_parts(self) -> tuple[Part, ...]:
         """What the model reads of it: its parts, or its text as one part."""

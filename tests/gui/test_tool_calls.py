@@ -186,3 +186,66 @@ def test_tool_output_is_shown_as_text_never_as_html(
     page = view.toHtml()
     assert "<img" not in page.replace("&lt;img", "")
     assert 'href="http://198.51.100.7' not in page and 'href="javascript' not in page
+
+
+def mcp_config(data: Path, name: str, command: str, *args: str) -> Path:
+    config = data / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    server = {"name": name, "command": command, "args": list(args), "enabled": True}
+    (config / "mcp_servers.json").write_text(json.dumps({"version": 1, "servers": [server]}))
+    return data
+
+
+def test_what_time_is_it_in_tokyo_with_the_time_server(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    """The issue's "done when": the real mcp-server-time from PyPI is configured; the
+    person asks the time in Tokyo, is asked once with the arguments shown, allows it for
+    the chat, and sees the call and its result in the reply."""
+    import shutil
+    import sys
+
+    command = shutil.which("mcp-server-time") or str(
+        Path(sys.executable).with_name("mcp-server-time")
+    )
+    call = (
+        "<tool_call>\n<function=get_current_time>\n<parameter=timezone>\nAsia/Tokyo\n"
+        "</parameter>\n</function>\n</tool_call>"
+    )
+    backend = ScriptedBackend([call, "Here it is."])
+    hearth = launch(mcp_config(tmp_path / "data", "time", command), backend=backend)
+    send(qtbot, hearth, "What time is it in Tokyo?")
+    dialog = question(qtbot, hearth)
+    args = dialog.findChild(QPlainTextEdit, "tool_arguments")
+    assert args is not None and json.loads(args.toPlainText()) == {"timezone": "Asia/Tokyo"}
+    press(qtbot, hearth, dialog, "Allow in this chat")
+    text = hearth.window.chat_view.plain_text()
+    assert "Tool: get_current_time · time · " in text and "done" in text
+    conv = hearth.conversations.current_id
+    assert conv is not None
+    (result,) = hearth.store.messages(conv)[-1].tool_results_parts()
+    assert result.server == "time" and '"timezone": "Asia/Tokyo"' in result.content
+    # The offered tools were the server's, as its template would render them.
+    assert [t.name for t in backend.turns[0].tools] == ["get_current_time", "convert_time"]
+
+
+def test_stop_cancels_a_running_tool(qtbot: QtBot, launch: Launch, tmp_path: Path) -> None:
+    """A server's tool that never answers (tests/fixtures/mcp_bad_server.py): Stop ends
+    the call and the reply, and the model is not asked to go on."""
+    import sys
+
+    bad = str(Path(__file__).resolve().parent.parent / "fixtures" / "mcp_bad_server.py")
+    call = "<tool_call>\n<function=hang>\n</function>\n</tool_call>"
+    backend = ScriptedBackend([call])
+    hearth = launch(mcp_config(tmp_path / "data", "bad", sys.executable, bad), backend=backend)
+    send(qtbot, hearth, "Wait forever")
+    dialog = question(qtbot, hearth)
+    dialog.buttons[next(iter(dialog.buttons))].click()  # Allow once: the tool now runs
+    qtbot.waitUntil(lambda: "waiting or running" in hearth.window.chat_view.plain_text())
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        hearth.window.send_button.click()  # Stop
+    conv = hearth.conversations.current_id
+    assert conv is not None
+    (result,) = hearth.store.messages(conv)[-1].tool_results_parts()
+    assert not result.ok and "Stopped by the person" in result.content
+    assert len(backend.turns) == 1
