@@ -204,6 +204,22 @@ class ToolsService:
 
     # -- a reply (engine thread) ------------------------------------------------
 
+    def offered(self, turn: Turn) -> Turn:
+        """``turn`` with the tools a reply would be offered now, starting no server
+        (for the context meter and the warm-up, whose prompt must match the reply's)."""
+        with self._lock:
+            settings = self.settings
+            enabled = [s for s in self.servers.servers() if s.enabled]
+            running = {name: server for name, server in self._running.items()}
+        folders = [Path(f) for f in settings.folders]
+        box = ToolBox(builtin_tools(settings.builtin, search=self._search, folders=folders))
+        for stored in enabled:
+            server = running.get(stored.name)
+            for tool in server.as_tools() if server is not None and server.running else []:
+                if tool.spec.name not in stored.disabled_tools:
+                    box.add(tool)
+        return replace(turn, tools=box.specs()) if len(box) else turn
+
     def prepare(self, turn: Turn, ask: AskFunction) -> Prepared | None:
         """The turn with the tools on now, and its gate; None when none is on."""
         with self._lock:

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import ClassVar
@@ -209,6 +209,8 @@ class EngineWorker(QObject):
         try:
             with self.cancels.running(cancel):
                 params = sampling_for(backend, turn)
+                # Tools first: the prompt that is measured is the one that offers them.
+                turn, events = self._with_tools(request_id, backend, turn, params, cancel, batch)
                 usage = backend.context_usage(turn, params)
                 if not usage.has_room:
                     dropped = _messages_to_drop(backend, turn, params)
@@ -217,7 +219,7 @@ class EngineWorker(QObject):
                         return
                 # The meter grows from this as the reply streams.
                 self.prompt_measured.emit(request_id, usage)
-                for event in self._events(request_id, backend, turn, params, cancel, batch):
+                for event in events():
                     if isinstance(event, TextDelta):
                         batch.add(event.text, thinking=False)
                     elif isinstance(event, ThinkingDelta):
@@ -243,7 +245,7 @@ class EngineWorker(QObject):
                 "kept; send again to retry. The details are in the log file.",
             )
 
-    def _events(
+    def _with_tools(
         self,
         request_id: int,
         backend: ChatBackend,
@@ -251,11 +253,16 @@ class EngineWorker(QObject):
         params: SamplingParams,
         cancel: threading.Event,
         batch: _DeltaBatch,
-    ) -> Iterator[Event]:
-        """The reply's events: through the tool loop when tools are on."""
+    ) -> tuple[Turn, Callable[[], Iterator[Event]]]:
+        """The turn as the model will read it (with the tools on now, their servers
+        started) and how to get the reply's events: through the tool loop if any."""
         tools = self.tools
-        if tools is None:
+
+        def plain() -> Iterator[Event]:
             return backend.stream(turn, params, stop=cancel)
+
+        if tools is None:
+            return turn, plain
 
         def ask(call: ToolCallPart, spec: ToolSpec | None, stop: threading.Event) -> Answer:
             batch.flush()
@@ -265,7 +272,7 @@ class EngineWorker(QObject):
 
         prepared = tools.prepare(turn, ask)
         if prepared is None:
-            return backend.stream(turn, params, stop=cancel)
+            return turn, plain
         for problem in prepared.problems:
             self.tools_unavailable.emit(request_id, problem)
         loop = ToolLoop(
@@ -274,7 +281,7 @@ class EngineWorker(QObject):
             stop=cancel,
             max_rounds=prepared.max_rounds,
         )
-        return loop.run(prepared.turn)
+        return prepared.turn, lambda: loop.run(prepared.turn)
 
     @Slot(int, object)
     def measure(self, conversation_id: int, turn: Turn) -> None:
@@ -283,6 +290,8 @@ class EngineWorker(QObject):
         if backend is None:
             return
         try:
+            if self.tools is not None:  # the prompt offers the tools on now
+                turn = self.tools.offered(turn)
             usage = backend.context_usage(turn, sampling_for(backend, turn))
         except KnownError as exc:  # e.g. the template rejects it: the meter stays as it was
             log.info("could not measure the context use: %s", exc)
@@ -308,6 +317,8 @@ class EngineWorker(QObject):
 
         try:
             with self.cancels.running(cancel):
+                if self.tools is not None:  # the next reply's prompt starts with the tools
+                    turn = self.tools.offered(turn)
                 reused, evaluated = backend.warm(turn, stop=cancel, on_progress=progress)
         except KnownError as exc:  # e.g. longer than the context: the next turn says so
             log.info("did not read the conversation ahead: %s", exc)

@@ -10,6 +10,7 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
 from PySide6.QtWidgets import QPlainTextEdit
 from pytestqt.qtbot import QtBot
 
@@ -229,10 +230,23 @@ def test_what_time_is_it_in_tokyo_with_the_time_server(
     assert [t.name for t in backend.turns[0].tools] == ["get_current_time", "convert_time"]
 
 
-def test_stop_cancels_a_running_tool(qtbot: QtBot, launch: Launch, tmp_path: Path) -> None:
+def test_stop_cancels_a_running_tool(
+    qtbot: QtBot, launch: Launch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A server's tool that never answers (tests/fixtures/mcp_bad_server.py): Stop ends
     the call and the reply, and the model is not asked to go on."""
     import sys
+
+    from engine.tools.mcp_client import McpServer
+
+    calling = threading.Event()  # set once the call is on its way to the server
+    original = McpServer.call
+
+    def call_and_say(self: McpServer, *args: object, **kwargs: object) -> str:
+        calling.set()
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(McpServer, "call", call_and_say)
 
     bad = str(Path(__file__).resolve().parent.parent / "fixtures" / "mcp_bad_server.py")
     call = "<tool_call>\n<function=hang>\n</function>\n</tool_call>"
@@ -241,7 +255,7 @@ def test_stop_cancels_a_running_tool(qtbot: QtBot, launch: Launch, tmp_path: Pat
     send(qtbot, hearth, "Wait forever")
     dialog = question(qtbot, hearth)
     dialog.buttons[next(iter(dialog.buttons))].click()  # Allow once: the tool now runs
-    qtbot.waitUntil(lambda: "waiting or running" in hearth.window.chat_view.plain_text())
+    qtbot.waitUntil(calling.is_set, timeout=REPLY_TIMEOUT_MS)
     with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
         hearth.window.send_button.click()  # Stop
     conv = hearth.conversations.current_id
