@@ -150,3 +150,35 @@ def test_config_file_import_and_secrets(tmp_path: Path) -> None:
     with pytest.raises(McpConfigError, match="not JSON"):
         reopened.import_json("{nope")
     assert reopened.remove("github") and secrets.values == {}
+
+
+def test_a_streamable_http_server() -> None:
+    """The same SDK server over streamable HTTP on 127.0.0.1 (a child process)."""
+    import subprocess
+
+    from tests.openai_servers import free_port
+
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, BAD, "http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = McpServer(McpServerConfig(name="web", url=f"http://127.0.0.1:{port}/mcp"))
+    try:
+        assert child.stderr is not None
+        # uvicorn says when it listens; EOF (the child died) fails the test.
+        for line in child.stderr:
+            if "Uvicorn running on" in line:
+                break
+        else:
+            raise AssertionError("the HTTP MCP server did not start")
+        assert "echo" in [t.name for t in server.start()]
+        assert server.call("echo", {"text": "over http"}, threading.Event()) == "over http"
+    finally:
+        server.close()
+        child.terminate()
+        child.wait(10)
+        if child.stderr is not None:
+            child.stderr.close()
