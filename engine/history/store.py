@@ -17,6 +17,7 @@ from typing import Any, cast
 from engine.history import search as _search
 from engine.history.db import DELETED_KEEP_S, SCHEMA_VERSION, StoreCorruptError, damage_marker
 from engine.history.messages import DEFAULT_TITLE, MessageStore
+from engine.history.tool_search import with_tool_hits
 from engine.history.types import Conversation, MessageStatus, SearchHit, StoredMessage
 
 __all__ = [
@@ -204,7 +205,9 @@ class ChatStore(MessageStore):
         word of ``query``, the last word as a prefix; newest first, or by bm25 if
         ``ranked``. Any text is safe: it is never read as FTS5 syntax."""
         try:
-            return _search.search(self._db, query, limit, ranked=ranked)
+            hits = _search.search(self._db, query, limit, ranked=ranked)
+            # (tool calls' and results' text, issue 16: an index of its own)
+            return with_tool_hits(self._db, query, hits, limit, ranked=ranked)
         except sqlite3.ProgrammingError:
             raise
         except sqlite3.DatabaseError as e:

@@ -65,3 +65,18 @@ def test_json_round_trip_and_markdown(store: ChatStore, tmp_path: Path) -> None:
     assert "> **Tool call: get_current_time** (time)" in md
     # The result is fenced with more backticks than it holds: no image, link or HTML.
     assert "> ````\n> " + INJECT + "\n> ````" in md
+
+
+def test_search_finds_a_reply_by_its_tools_text(store: ChatStore) -> None:
+    conv = record(store)
+    reply = store.messages(conv)[-1]
+    question = store.messages(conv)[0]
+    # The question by its text, the reply by its call's arguments: newest first.
+    assert [h.message_id for h in store.search("Tokyo")] == [reply.id, question.id]
+    (hit,) = store.search("get_current_time")
+    assert hit.message_id == reply.id
+    assert "".join(text for text, _ in hit.parts()).startswith("get_current_time {")
+    assert [h.message_id for h in store.search("198.51")] == [reply.id]  # the result's text
+    assert [h.message_id for h in store.search("noon")] == [reply.id]  # the answer: once
+    store.delete_message(reply.id)
+    assert store.search("get_current_time") == []
