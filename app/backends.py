@@ -24,6 +24,7 @@ from engine.types import DeviceProbe, EngineOptions
 
 if TYPE_CHECKING:
     from engine.gguf.arch import ModelArch
+    from engine.inference.endpoint import Timeouts
     from engine.inference.local import LocalBackend
 
 __all__ = ["KeyFor", "LoadRequest", "OpenBackend", "RemoteTarget", "open_local", "with_remote"]
@@ -68,11 +69,16 @@ def _no_key(_name: str) -> str | None:
     return None
 
 
-def with_remote(local: OpenBackend, key_for: KeyFor = _no_key) -> OpenBackend:
+def with_remote(
+    local: OpenBackend,
+    key_for: KeyFor = _no_key,
+    timeouts_for: Callable[[], Timeouts | None] = lambda: None,
+) -> OpenBackend:
     """An ``OpenBackend`` that opens a request's remote target through the server
     (``RemoteBackend.connect``: it asks for the server's models first, so a server
     that cannot be reached, refuses the key or lacks the model fails the load with
-    its sentence) and anything else with ``local``."""
+    its sentence) and anything else with ``local``. ``timeouts_for``: how long to wait
+    for the server (None: ``Timeouts()``' defaults, which a person would accept)."""
 
     def open_backend(request: LoadRequest) -> ChatBackend:
         target = request.remote
@@ -82,7 +88,10 @@ def with_remote(local: OpenBackend, key_for: KeyFor = _no_key) -> OpenBackend:
 
         try:
             return RemoteBackend.connect(
-                target.base_url, target.model, api_key=key_for(target.connection)
+                target.base_url,
+                target.model,
+                api_key=key_for(target.connection),
+                timeouts=timeouts_for(),
             )
         except ValueError as exc:  # an address that is not one (a hand-edited file)
             raise ModelLoadError(f"{target.connection}: {exc}") from exc

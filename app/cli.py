@@ -17,11 +17,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.cli_crypt import open_chats
 from app.cli_stream import ask
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
 from engine.errors import KnownError
-from engine.history.opening import open_store
 from engine.history.turns import (
     ChatSettings,
     PromptMessages,
@@ -194,7 +194,7 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
     paths.ensure()
     try:
-        store, notice = open_store(paths.db_path)
+        store, notice = open_chats(paths, args)  # unlocked as held (issue 17)
     except KnownError as exc:  # a newer Hearth's file, a lock, a full disk: left as it is
         print(f"hearth: {exc.message}", file=sys.stderr)
         return 1

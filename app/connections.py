@@ -35,6 +35,7 @@ from ui.settings_dialog import SettingsDialog
 
 if TYPE_CHECKING:  # keyring loads when a key is first needed, not with the window
     from engine.endpoints.keys import KeyStore
+    from engine.inference.endpoint import Timeouts
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ class Connections(QObject):
         self.listed: dict[str, Listed] = {}  # by name, casefolded
         self._asking: set[str] = set()
         self.problem = ""  # why the list cannot be read, a sentence
+        # How long to wait for a server (None: the defaults a person would accept; tests
+        # set short ones). Read by every request: listing, checking, chatting.
+        self.timeouts: Timeouts | None = None
 
     # --- the list ---------------------------------------------------------------------
     def all(self) -> list[Endpoint]:
@@ -139,13 +143,13 @@ class Connections(QObject):
         if endpoint is None or name.casefold() in self._asking:
             return
         self._asking.add(name.casefold())
-        keys = self.key_for
+        keys, timeouts = self.key_for, self.timeouts
 
         def work(_report: Report, _cancel: threading.Event) -> Listed:
             from engine.inference.endpoint import list_models
 
             try:
-                found = list_models(endpoint.base_url, keys(endpoint.name))
+                found = list_models(endpoint.base_url, keys(endpoint.name), timeouts=timeouts)
             except KnownError as exc:
                 return Listed(problem=exc.message)
             return Listed(models=tuple(m.id for m in found))
@@ -286,7 +290,7 @@ class ConnectionsPage(QObject):
                     if has_key
                     else "No API key saved (a server on your own network usually needs none)."
                 )
-                self.panel.set_key_status(f"{text} {note}".strip())
+                self.panel.set_key_status(f"{text} {note}".strip(), saved=has_key)
 
         run_in_background(work, done, self._say, what="Asking the keyring")
         if self.connections.models_of(name) is None and name.casefold() not in self._saving:
@@ -359,7 +363,7 @@ class ConnectionsPage(QObject):
 
     def _store_key_then_check(self, original: str, name: str, base: str, key: str) -> None:
         """Keep the key (moving it on a rename), then ask the server for its models."""
-        connections = self.connections
+        connections, timeouts = self.connections, self.connections.timeouts
         renamed = bool(original) and original.casefold() != name.casefold()
         if self.panel is not None:
             self.panel.set_busy(True)
@@ -374,7 +378,7 @@ class ConnectionsPage(QObject):
                 keys.forget(original)
             if kept:
                 keys.set(name, kept)
-            sentence = check_connection(base, kept or keys.get(name))
+            sentence = check_connection(base, kept or keys.get(name), timeouts=timeouts)
             return f"{sentence} {keys.note}".strip() if kept else sentence
 
         def done(sentence: str) -> None:
@@ -404,14 +408,16 @@ class ConnectionsPage(QObject):
         if panel is None:
             return
         saved = self.connections.get(name) if name.strip() else None
-        keys = self.connections.key_for
+        keys, timeouts = self.connections.key_for, self.connections.timeouts
         panel.set_busy(True)
         panel.show_result(f"Asking {_where(base)} for its models…")
 
         def work(_report: Report, _cancel: threading.Event) -> str:
             from engine.inference.endpoint import check_connection
 
-            return check_connection(base, key or (keys(saved.name) if saved else None))
+            return check_connection(
+                base, key or (keys(saved.name) if saved else None), timeouts=timeouts
+            )
 
         def done(sentence: str) -> None:
             if self.panel is not None:

@@ -23,6 +23,8 @@ from app.chat.conversations import ConversationController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
 from app.chat.tool_replies import ToolReplies
+from app.chat_lock import ChatLock
+from app.chat_models import ChatModels
 from app.connections import Connections, ConnectionsPage, Destination
 from app.engine_client import EngineClient
 from app.folders import Folders
@@ -32,6 +34,7 @@ from app.model_manager import ModelManager
 from app.model_page import ModelPage
 from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
+from app.privacy import PrivacyController, open_at_start
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
 from app.tools_page import ToolsPageController
@@ -39,7 +42,6 @@ from app.tools_service import KeyringSecrets, ToolsService, store_search
 from app.version import __version__
 from app.worker import OpenBackend, open_local, with_remote
 from engine.errors import KnownError, StoreError
-from engine.history.opening import open_store
 from engine.history.store import ChatStore
 from engine.models.catalog import CatalogEntry, load_catalog, resources_dir
 from engine.settings import Settings, engine_options
@@ -115,7 +117,8 @@ class HearthApp:
         self.folders, folder_notices = Folders.from_settings(paths, self.settings)
         paths = self.paths = self.folders.paths
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
-        self._store, store_notice = open_store(paths.db_path)
+        chat_lock = ChatLock(paths.db_path)  # issue 17: unlocked as the key is held
+        self._store, store_notice, chat_key = open_at_start(chat_lock)
         store = self.store
         self.window = MainWindow()
         self.window.chat_view.set_dark(dark)
@@ -126,7 +129,11 @@ class HearthApp:
         self._engine = EngineClient(
             self.folders.models_dir,
             options=options or engine_options(self.settings),
-            open_backend=with_remote(open_backend or open_local, self.connections.key_for),
+            open_backend=with_remote(
+                open_backend or open_local,
+                self.connections.key_for,
+                lambda: self.connections.timeouts,
+            ),
         )
         engine = self.engine
         self.folders.models_dir_changed.connect(engine.relocate)
@@ -192,10 +199,26 @@ class HearthApp:
             replies=self.replies,
             notifier=self.notifier,
         )
+        self.privacy = PrivacyController(
+            chat_lock,
+            store,
+            chat_key,
+            window=self.window,
+            settings=self.settings,
+            notifier=self.notifier,
+            indexer=self.indexer,
+            busy=lambda: self.replies.busy,
+        )
+        self.settings_controller.page_attachers.append(self.privacy.attach)
         self.connections_page = ConnectionsPage(
             self.connections, engine, settings_model=self.models.remote.chosen
         )
         self.settings_controller.page_attachers.append(self.connections_page.attach)
+        self.chat_models = ChatModels(  # each chat's model; the toolbar's model picker
+            self.window, store, engine, self.models, self.conversations, self.replies,
+            self.notifier, connections=self.connections,
+            open_settings=self.settings_controller.open,
+        )  # fmt: skip
         self.tools_page = ToolsPageController(self.tools, self.notifier)
         self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
@@ -275,6 +298,7 @@ class HearthApp:
         self._closed = True
         self.window.hide()  # never a frozen window on screen while the engine lets go
         self._memory_timer.stop()
+        self.privacy.close()
         self.context.close_question()
         self.models.shutdown()  # downloads, moves
         self.indexer.stop()

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app import chat_lock
 from app.background import BackgroundOp, Report, run_in_background
 from app.chat.conversations import ConversationController, GenerationDefaults
 from app.chat.replies import ReplyController
@@ -279,10 +280,13 @@ class SettingsController(QObject):
                 return
             self._moving = None
             try:
+                key_file = chat_lock.carry_key_file(old, new)  # an encrypted history's
                 store.switch_to(new)
             except KnownError as exc:
                 self.notifier.known(exc)
                 return
+            if key_file:
+                chat_lock.drop_key_file(old)
             log.info("moved the chats from %s to %s", old.parent, target)
             self.folders.set_chats_dir(target)  # saved; the Settings window follows
             self.notifier.info(f"Your chats are now in {target}.", 8000)

@@ -323,6 +323,17 @@ class Storage:
         "Models folder",
         "Where downloaded models are kept. Empty: inside Hearth's data folder.",
     )
+    # Issue 17: read by app/privacy.py, only when the chats are locked by a passphrase.
+    LOCK_AFTER_MIN: Final[Spec[int]] = _s(
+        "storage.lock_after_min",
+        int,
+        0,
+        "Lock after idle (minutes)",
+        "With a passphrase: hide the chats and ask for it after this many minutes "
+        "without a key press or a click. 0: never.",
+        minimum=0,
+        maximum=24 * 60,
+    )
 
 
 class Appearance:

@@ -20,6 +20,41 @@ class TextPart:
     text: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImagePart:
+    """An image the person attached (issue 13), content-addressed by ``sha256`` (hex of
+    the original file's bytes). ``data`` is the original file; it is b"" where only
+    the description is needed (a stored message's list, the chat view before it asks
+    for the thumbnail): ``ChatStore.with_data`` fills it. Equal parts have equal
+    hashes, whatever ``data`` holds."""
+
+    sha256: str
+    name: str = ""  # the file name it had ("" for pasted image data)
+    mime: str = "image/png"
+    size: int = 0  # bytes of the original
+    width: int = 0  # pixels of the original; 0 where unknown
+    height: int = 0
+    data: bytes = field(default=b"", repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentPart:
+    """A document the person attached (issue 14: PDF, DOCX, text), content-addressed
+    like ``ImagePart``. ``text`` is what the model reads of it (extracted when it
+    was attached, stored with it); ``data`` the original file, b"" unless asked."""
+
+    sha256: str
+    name: str = ""
+    mime: str = "application/octet-stream"
+    size: int = 0
+    text: str = ""
+    data: bytes = field(default=b"", repr=False, compare=False)
+
+
+# An attachment of a message: stored apart from its text (engine.history.attachments).
+AttachmentPart = ImagePart | DocumentPart
+
+
 def _frozen_json(value: object) -> object:
     """A JSON-like value that nobody can change afterwards (dicts read-only, lists tuples)."""
     if isinstance(value, Mapping):
@@ -84,9 +119,9 @@ class ToolResultPart:
     server: str = ""
 
 
-# What a message's content is made of. A reply that called tools holds its calls
-# and their results in order, between the text written before and after them.
-Part = TextPart | ToolCallPart | ToolResultPart
+# What a message's content is made of: text, attachments, and (a reply that called
+# tools) its calls and their results in order between the text before and after them.
+Part = TextPart | ImagePart | DocumentPart | ToolCallPart | ToolResultPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +182,14 @@ class Message:
     @property
     def tool_results(self) -> tuple[ToolResultPart, ...]:
         return tuple(p for p in self.parts if isinstance(p, ToolResultPart))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ImagePart))
+
+    @property
+    def documents(self) -> tuple[DocumentPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, DocumentPart))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

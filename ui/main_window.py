@@ -188,6 +188,7 @@ class MainWindow(QMainWindow):
         self.status_speed = QLabel("")
         self.status_speed.setObjectName("status_speed")
         self.status_speed.setAccessibleName("Speed")
+        self._speed_from = ""  # the server the model in use is on ("": this computer)
         self.status_memory = QLabel("")
         self.status_memory.setObjectName("status_memory")
         self.status_memory.setAccessibleName("Memory in use")
@@ -278,9 +279,24 @@ class MainWindow(QMainWindow):
             f"File size: {format_bytes(info.file_size)}\nChat template: {info.template_source}"
         )
         self.chat_view.set_assistant_name(info.name)
+        self._speed_from = info.extra.get("where", "")  # a server's: speed as received
 
     def set_speed(self, tokens_per_s: float | None) -> None:
-        self.status_speed.setText("" if tokens_per_s is None else f"{tokens_per_s:.1f} tokens/s")
+        if tokens_per_s is None:
+            self.status_speed.setText("")
+            return
+        where = self._speed_from
+        if not where:
+            self.status_speed.setText(f"{tokens_per_s:.1f} tokens/s")
+            self.status_speed.setToolTip("How fast the model on this computer writes.")
+            return
+        # Measured as the pieces arrive over the network: the server's own speed, less
+        # what the network and the server's batching hold back. Said as such.
+        self.status_speed.setText(f"{tokens_per_s:.1f} tokens/s received")
+        self.status_speed.setToolTip(
+            f"How fast the reply arrived from {where}: the network and the server's "
+            "other work are counted in; the server's own speed may be higher."
+        )
 
     def set_memory(self, rss_bytes: int) -> None:
         self.status_memory.setText(f"Memory: {format_bytes(rss_bytes)}")

@@ -53,6 +53,7 @@ class ConnectionsPanel(QWidget):
         self.setObjectName("connections_panel")
         self._rows: dict[str, ConnectionRow] = {}
         self._editing = ""  # the name of the connection in the form; "" = a new one
+        self._key_saved = False  # the keyring has a key for it ("Forget key" is offered)
         intro = QLabel(
             "Chat with a model on another computer or service: vLLM, llama.cpp's server, "
             "Ollama, LM Studio or a hosted OpenAI-compatible API. The messages of a chat on "
@@ -186,8 +187,12 @@ class ConnectionsPanel(QWidget):
             return
         self.models.setText(f"Models on {name}: " + ", ".join(row.models))
 
-    def set_key_status(self, text: str) -> None:
+    def set_key_status(self, text: str, *, saved: bool = False) -> None:
+        """What the keyring holds for the connection shown; ``saved``: a key, which
+        "Forget key" can then remove (it is not offered for a key that is not there)."""
         self.key_status.setText(text)
+        self._key_saved = saved
+        self._update_buttons()
 
     def set_busy(self, busy: bool) -> None:
         """A check or a save is under way (the buttons wait for it)."""
@@ -216,6 +221,7 @@ class ConnectionsPanel(QWidget):
     @Slot()
     def start_new(self) -> None:
         self._editing = ""
+        self._key_saved = False
         blocked = self.list.blockSignals(True)
         self.list.clearSelection()
         self.list.setCurrentRow(-1)
@@ -238,6 +244,7 @@ class ConnectionsPanel(QWidget):
         if changed:
             self.result.setText(row.note)
             self.key_status.setText("")
+            self._key_saved = False
         self.show_models(row.name)
         self._update_buttons()
         if changed:
@@ -246,7 +253,7 @@ class ConnectionsPanel(QWidget):
     def _update_buttons(self) -> None:
         existing = bool(self._editing)
         self.remove_button.setEnabled(existing)
-        self.forget_key.setVisible(existing)
+        self.forget_key.setVisible(existing and self._key_saved)
         self.save_button.setText("Save" if existing else "Add")
 
     @Slot(QListWidgetItem, QListWidgetItem)

@@ -213,7 +213,7 @@ class ConversationController(QObject):
         """What the model reads for a reply after ``messages`` (a stretch of chat
         ``conv_id``'s active path from its start). Raises ``KnownError``."""
         settings = self.settings(conv_id)
-        prompt = prompt_of(messages, settings)
+        prompt = prompt_of(messages, settings, self.store.with_data)
         turn = Turn(
             messages=prompt.messages,
             thinking=self.thinking(settings),

@@ -99,6 +99,13 @@ class HistoryActions(QObject):
 
         def done(_: None) -> None:
             self._export = None
+            if self.store.encrypted:  # issue 17: the copy does not keep the encryption
+                self.notifier.info(
+                    f"Exported to {path}. That file is not encrypted: keep it somewhere "
+                    "safe, or delete it when you are done with it.",
+                    10_000,
+                )
+                return
             self.notifier.info(f"Exported to {path}.", 5000)
 
         def failed(sentence: str) -> None:

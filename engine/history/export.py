@@ -1,17 +1,24 @@
 """Export chats as Markdown (to read) or JSON (to keep, and to import back).
 
-JSON export, format "hearth-chats" version 1::
+JSON export, format "hearth-chats" version 2::
 
-    {"format": "hearth-chats", "version": 1, "exported_at": <seconds>,
+    {"format": "hearth-chats", "version": 2, "exported_at": <seconds>,
      "conversations": [{"title", "title_is_auto", "pinned", "created_at",
-                        "updated_at", "settings", "messages": [...]}, ...]}
+                        "updated_at", "settings", "messages": [...],
+                        "files": {<sha256>: <base64>, ...}}, ...]}
 
 Each message: ``key`` (its number in this conversation, from 1), ``parent``
 (the key of the message before it, or null), ``role``, ``content`` (the
 answer), ``thinking``, ``thinking_ms``, ``model`` (which model wrote a reply: a GGUF
 file's path or a remote model's address; "" if unknown; optional on import, since
 files from before it have none), ``status``, ``created_at``, ``active``
-(the version shown among those with the same parent). Times are seconds since
+(the version shown among those with the same parent), and, only when it has
+any, ``attachments``: a list of ``{"kind": "image"|"document", "sha256", "name",
+"mime", "size", "width", "height", "text"}`` in their order (the model reads them
+before the text). Their bytes are in the conversation's ``files``, once per distinct
+file (base64; present only when some message has an attachment), checked against
+the hash on import. Version 1 (before attachments) has neither and is read the same
+way. Times are seconds since
 the Unix epoch. Every version of every turn is kept. Database ids are not
 written, so export -> import -> export gives the same bytes; only
 ``exported_at`` differs (pass the same value to compare). Conversations are
@@ -23,11 +30,14 @@ message's key in the file and its new id after import; one that names no
 message of its conversation is left out rather than kept pointing elsewhere.
 
 Markdown has the shown version of each turn only, and no thinking unless asked;
-a note marks where the model stopped reading.
+a note marks where the model stopped reading, and a line such as
+``*[Image: photo.jpg, 1280×720]*`` each attachment (the file itself is not written).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -39,15 +49,25 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from engine.errors import KnownError
+from engine.history.attachments import kind_of, sha256_of
 from engine.history.messages import ImportItem
 from engine.history.parts import parts_from_list, parts_to_list
 from engine.history.store import ChatStore
 from engine.history.turns import CONTEXT_FROM
 from engine.history.types import Conversation, MessageStatus, StoredMessage
-from engine.types import Part, Role, TextPart, ToolCallPart, ToolResultPart
+from engine.types import (
+    AttachmentPart,
+    DocumentPart,
+    ImagePart,
+    Part,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 FORMAT = "hearth-chats"
-VERSION = 1
+VERSION = 2
 _ROLE_NAMES = {"system": "System", "user": "You", "assistant": "Assistant"}
 _STATUS_NOTES = {
     MessageStatus.STOPPED: "stopped",
@@ -93,6 +113,20 @@ def _message_number(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _attachment_json(part: AttachmentPart) -> dict[str, Any]:
+    width, height = (part.width, part.height) if isinstance(part, ImagePart) else (0, 0)
+    return {
+        "kind": kind_of(part),
+        "sha256": part.sha256,
+        "name": part.name,
+        "mime": part.mime,
+        "size": part.size,
+        "width": width,
+        "height": height,
+        "text": part.text if isinstance(part, DocumentPart) else "",
+    }
+
+
 def _message_json(m: StoredMessage, keys: Mapping[int, int]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "key": keys[m.id],
@@ -106,15 +140,27 @@ def _message_json(m: StoredMessage, keys: Mapping[int, int]) -> dict[str, Any]:
         "created_at": m.created_at,
         "active": m.active,
     }
+    if m.attachments:
+        out["attachments"] = [_attachment_json(a) for a in m.attachments]
     if m.parts:  # a reply that called tools (issue 16)
         out["parts"] = parts_to_list(m.parts)
     return out
 
 
+def _files_json(store: ChatStore, messages: Sequence[StoredMessage]) -> dict[str, str]:
+    hashes = sorted({a.sha256 for m in messages for a in m.attachments})
+    files = {}
+    for sha in hashes:
+        data = store.attachment_data(sha)
+        if data is not None:
+            files[sha] = base64.b64encode(data).decode("ascii")
+    return files
+
+
 def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
     messages = store.all_messages(conv.id)
     keys = {m.id: n for n, m in enumerate(messages, start=1)}
-    return {
+    out: dict[str, Any] = {
         "title": conv.title,
         "title_is_auto": conv.title_is_auto,
         "pinned": conv.pinned,
@@ -123,6 +169,9 @@ def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
         "settings": _renumbered(store.conversation_settings(conv.id), keys),
         "messages": [_message_json(m, keys) for m in messages],
     }
+    if files := _files_json(store, messages):
+        out["files"] = files
+    return out
 
 
 def json_chunks(
@@ -187,6 +236,7 @@ def _message_markdown(m: StoredMessage, include_thinking: bool) -> str:
     if include_thinking and m.thinking:
         seconds = f" ({m.thinking_ms / 1000:.0f} s)" if m.thinking_ms else ""
         parts.append(_quote(f"**Thinking**{seconds}\n\n{m.thinking.strip()}"))
+    parts.extend(_attachment_note(a) for a in m.attachments)
     if m.parts:
         parts.extend(_parts_markdown(m.parts))
     elif m.content:
@@ -194,6 +244,14 @@ def _message_markdown(m: StoredMessage, include_thinking: bool) -> str:
     if m.status in _STATUS_NOTES:
         parts.append(f"*({_STATUS_NOTES[m.status]})*")
     return "\n\n".join(parts)
+
+
+def _attachment_note(part: AttachmentPart) -> str:
+    name = part.name or "pasted"
+    if isinstance(part, ImagePart):
+        pixels = f", {part.width}×{part.height}" if part.width and part.height else ""
+        return f"*[Image: {name}{pixels}]*"
+    return f"*[Document: {name}]*"
 
 
 def markdown_chunks(
@@ -284,6 +342,7 @@ def _parse_conversation(raw: object, n: int) -> ImportItem:
         _field(raw, "title_is_auto", bool, where),
     )
     settings = _field(raw, "settings", dict, where)
+    files = _parse_files(raw.get("files", {}), where)
     messages: list[StoredMessage] = []
     keys: set[int] = set()
     for i, m in enumerate(_field(raw, "messages", list, where), start=1):
@@ -306,10 +365,53 @@ def _parse_conversation(raw: object, n: int) -> ImportItem:
                 _field(m, "thinking_ms", int, at), parent, active=_field(m, "active", bool, at),
                 # Optional: files exported before Hearth kept it have none.
                 model=_field(m, "model", str, at) if "model" in m else "",
+                attachments=_parse_attachments(m.get("attachments", []), files, at),
                 parts=parts_from_list(m.get("parts")),
             )
         )  # fmt: skip
     return conv, messages, settings
+
+
+def _parse_files(raw: object, where: str) -> dict[str, bytes]:
+    if not isinstance(raw, dict):
+        raise _bad(f"{where}: 'files' is not an object")
+    files = {}
+    for sha, encoded in raw.items():
+        try:
+            data = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
+        except (binascii.Error, ValueError):
+            data = None
+        if data is None or sha256_of(data) != sha:
+            raise _bad(f"{where}: the attached file {str(sha)[:12]}… is damaged")
+        files[sha] = data
+    return files
+
+
+def _parse_attachments(
+    raw: object, files: Mapping[str, bytes], at: str
+) -> tuple[AttachmentPart, ...]:
+    if not isinstance(raw, list):
+        raise _bad(f"{at}: 'attachments' is not a list")
+    out: list[AttachmentPart] = []
+    for a in raw:
+        if not isinstance(a, dict):
+            raise _bad(f"{at}: an attachment is not an object")
+        kind, sha = _field(a, "kind", str, at), _field(a, "sha256", str, at)
+        if sha not in files:
+            raise _bad(f"{at}: the file of an attachment is missing")
+        name, mime = _field(a, "name", str, at), _field(a, "mime", str, at)
+        size = len(files[sha])
+        if kind == "image":
+            width, height = _field(a, "width", int, at), _field(a, "height", int, at)
+            out.append(ImagePart(sha256=sha, name=name, mime=mime, size=size, width=width,
+                                 height=height, data=files[sha]))  # fmt: skip
+        elif kind == "document":
+            text = _field(a, "text", str, at)
+            out.append(DocumentPart(sha256=sha, name=name, mime=mime, size=size, text=text,
+                                    data=files[sha]))  # fmt: skip
+        else:
+            raise _bad(f"{at}: an attachment of unknown kind {kind!r}")
+    return tuple(out)
 
 
 def parse_json(text: str | bytes) -> list[ImportItem]:

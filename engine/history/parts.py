@@ -20,8 +20,8 @@ __all__ = ["parts_from_json", "parts_from_list", "parts_to_json", "parts_to_list
 def parts_to_list(parts: Sequence[Part]) -> list[dict[str, object]]:
     """The parts as JSON-ready dicts; [] for a message of text only.
     # NOTE: stored on disk (messages.parts, JSON exports); keep keys stable."""
-    if all(isinstance(p, TextPart) for p in parts):
-        return []
+    if not any(isinstance(p, ToolCallPart | ToolResultPart) for p in parts):
+        return []  # (attachments are stored apart: engine.history.attachments)
     out: list[dict[str, object]] = []
     for p in parts:
         if isinstance(p, TextPart):
@@ -36,7 +36,7 @@ def parts_to_list(parts: Sequence[Part]) -> list[dict[str, object]]:
                     "server": p.server,
                 }
             )
-        else:
+        elif isinstance(p, ToolResultPart):
             out.append(
                 {
                     "type": "tool_result",

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from engine.errors import StoreError
+from engine.history.cipher import Database
 
 # v1 (Hearth 0.1): conversations and a flat list of messages. AUTOINCREMENT keeps
 # ids from being reused after a delete, so a stale id held by the UI or a
@@ -124,7 +125,7 @@ _HAS_CJK = "GLOB '*[\u3040-\U0003134f]*'"
 _CJK = re.compile(f"[{CJK_RANGES}]")
 
 
-def queue_cjk(db: sqlite3.Connection) -> int:
+def queue_cjk(db: Database) -> int:
     """Queue every message with CJK text for the CJK index (engine.history.search indexes
     the queue); returns how many. In Python, not ``GLOB``: SQLite's ``[ranges]``
     test on every character of 500,000 messages took 15 s of CPU, this 0.8 s
@@ -173,8 +174,40 @@ _V3 = (
 # the person's messages, and replies written before v4.
 _V4 = ("ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT ''",)
 
-# v5 (issue 16, tools): a reply's tool calls and their results, in order with its text,
-# as JSON (engine/history/parts.py); '' for a message of text only (all before v5).
+# v5 (issue 13, images; issue 14, documents): a message's attachments. The files live
+# in the database, not beside it: one file to back up, move, encrypt and delete, written
+# in the same transaction as the message that shows them, and with secure_delete gone
+# with it. Content-addressed: ``blobs`` holds each distinct file once (an edited
+# question, a regenerated reply, a re-shown image share it) and the trigger removes a
+# blob when the last attachment that names it goes: a deleted message, a purged chat
+# (messages cascade to attachments, and the trigger fires for cascaded rows too).
+_V5 = (
+    """CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        data BLOB NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE attachments (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('image', 'document')),
+        sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+        name TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        width INTEGER NOT NULL DEFAULT 0,
+        height INTEGER NOT NULL DEFAULT 0,
+        text TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (message_id, position)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX attachments_by_blob ON attachments(sha256)",
+    """CREATE TRIGGER attachments_release AFTER DELETE ON attachments
+        WHEN NOT EXISTS (SELECT 1 FROM attachments WHERE sha256 = old.sha256) BEGIN
+        DELETE FROM blobs WHERE sha256 = old.sha256;
+    END""",
+)
+
+# v6 (issue 16, tools): a reply's tool calls and their results, in order with its text,
+# as JSON (engine/history/parts.py); '' for a message of text only (all before v6).
 # Their text (a call's name and arguments, a result) is searchable in an index of its
 # own (engine/history/tool_search.py): messages_fts indexes `content` exactly, and its
 # integrity check at open compares the two. Kept by triggers in plain SQL (JSON1), so
@@ -185,7 +218,7 @@ _TOOL_TEXT = """(SELECT group_concat(
                 || json_extract(value, '$.arguments')
             WHEN 'tool_result' THEN json_extract(value, '$.content')
         END, char(10)) FROM json_each({row}.parts))"""
-_V5 = (
+_V6 = (
     "ALTER TABLE messages ADD COLUMN parts TEXT NOT NULL DEFAULT ''",
     """CREATE VIRTUAL TABLE tool_fts USING fts5(
         text, tokenize='unicode61 remove_diacritics 2', prefix='2 3'
@@ -206,12 +239,12 @@ _V5 = (
     END""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 # Work in Python that a step needs, run after its statements in its transaction.
-AFTER_STEP: dict[int, Callable[[sqlite3.Connection], object]] = {2: queue_cjk}
+AFTER_STEP: dict[int, Callable[[Database], object]] = {2: queue_cjk}
 
 
-def rebuild_cjk(db: sqlite3.Connection) -> None:
+def rebuild_cjk(db: Database) -> None:
     """Empty the CJK index and queue every message with CJK text again."""
     db.execute("DELETE FROM messages_cjk")
     queue_cjk(db)

@@ -1,6 +1,6 @@
 """Search in the text of tool calls and their results (issue 16).
 
-``tool_fts`` (schema v5) indexes, per reply, its calls' names and arguments and its
+``tool_fts`` (schema v6) indexes, per reply, its calls' names and arguments and its
 results; ``messages_fts`` keeps indexing exactly the answer text. A search asks both
 and merges: a reply found by its answer is listed once, with its answer's snippet;
 one found only by a tool's text gets a snippet of that text.
@@ -8,9 +8,9 @@ one found only by a tool's text gets a snippet of that text.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import cast
 
+from engine.history.cipher import Database
 from engine.history.search import _query_words, fts_query, snippet
 from engine.history.types import SearchHit
 from engine.types import Role
@@ -19,7 +19,7 @@ __all__ = ["with_tool_hits"]
 
 
 def with_tool_hits(
-    db: sqlite3.Connection, text: str, hits: list[SearchHit], limit: int, *, ranked: bool
+    db: Database, text: str, hits: list[SearchHit], limit: int, *, ranked: bool
 ) -> list[SearchHit]:
     """``hits`` (from the answer text) with the replies whose tools' text matches."""
     query = fts_query(text)

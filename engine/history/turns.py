@@ -11,13 +11,21 @@ reads the same prompt.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from engine.history.types import CONTINUABLE, MessageStatus, StoredMessage
-from engine.types import FinishReason, Message, ModelInfo, ThinkingMode
+from engine.types import (
+    AttachmentPart,
+    FinishReason,
+    Message,
+    ModelInfo,
+    Part,
+    TextPart,
+    ThinkingMode,
+)
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
@@ -26,6 +34,7 @@ __all__ = [
     "CONTEXT_FROM",
     "CONTINUABLE",
     "TITLE_CHARS",
+    "ChatModel",
     "ChatSettings",
     "PromptMessages",
     "ThinkingMode",
@@ -46,6 +55,32 @@ TITLE_CHARS = 48
 _SYSTEM_PROMPT = "system_prompt"
 _THINKING = "thinking"
 CONTEXT_FROM = "context_from"
+_MODEL = "model"  # {"source": ..., "choice": ..., "name": ...}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatModel:
+    """The model a chat last used, as the window names a choice of model: ``source``
+    (a catalog family, the person's own files, or a connection to a server) and
+    ``choice`` within it (a quantization, a file's path, the server's model id);
+    ``name`` is how it was shown, for a sentence when it is not there any more.
+    History stores these as given; what they mean is the front end's business."""
+
+    source: str
+    choice: str
+    name: str = ""
+
+    @classmethod
+    def from_json(cls, raw: object) -> ChatModel | None:
+        if not isinstance(raw, Mapping):
+            return None
+        source, choice, name = raw.get("source"), raw.get("choice"), raw.get("name", "")
+        if not isinstance(source, str) or not isinstance(choice, str) or not source:
+            return None
+        return cls(source, choice, name if isinstance(name, str) else "")
+
+    def to_json(self) -> dict[str, str]:
+        return {"source": self.source, "choice": self.choice, "name": self.name}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,11 +92,14 @@ class ChatSettings:
     message the model still reads (the person chose to drop the turns before it;
     they stay in the store, shown and searchable). Keys this version does not
     know (from a newer Hearth) are kept in ``other`` and written back unchanged.
+    ``model``: the model the chat last used (None: not recorded yet), so that opening
+    it again can offer that model (issue 15: a chat can be on a server's model).
     """
 
     system_prompt: str | None = None
     thinking: bool | None = None
     context_from: int | None = None
+    model: ChatModel | None = None
     other: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
@@ -69,11 +107,12 @@ class ChatSettings:
         prompt = raw.get(_SYSTEM_PROMPT)
         thinking = raw.get(_THINKING)
         start = raw.get(CONTEXT_FROM)
-        known = (_SYSTEM_PROMPT, _THINKING, CONTEXT_FROM)
+        known = (_SYSTEM_PROMPT, _THINKING, CONTEXT_FROM, _MODEL)
         return cls(
             system_prompt=prompt if isinstance(prompt, str) else None,
             thinking=thinking if isinstance(thinking, bool) else None,
             context_from=start if isinstance(start, int) and not isinstance(start, bool) else None,
+            model=ChatModel.from_json(raw.get(_MODEL)),
             other=MappingProxyType({k: v for k, v in raw.items() if k not in known}),
         )
 
@@ -85,6 +124,8 @@ class ChatSettings:
             out[_THINKING] = self.thinking
         if self.context_from is not None:
             out[CONTEXT_FROM] = self.context_from
+        if self.model is not None:
+            out[_MODEL] = self.model.to_json()
         return out
 
     def with_(self, **changes: Any) -> ChatSettings:
@@ -115,7 +156,11 @@ class PromptMessages:
         )
 
 
-def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> PromptMessages:
+def prompt_of(
+    messages: Sequence[StoredMessage],
+    settings: ChatSettings,
+    data: Callable[[tuple[AttachmentPart, ...]], tuple[AttachmentPart, ...]] | None = None,
+) -> PromptMessages:
     """The messages the model reads of ``messages`` (a stretch of a chat's active path
     from its start): the chat's system prompt, then every message from the first one
     it still reads (``context_from``) that has something to read (an empty reply is
@@ -125,6 +170,9 @@ def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> Prom
     ``system`` message: that message is read as the system prompt (also when older
     turns are dropped) unless the chat has a system prompt setting of its own,
     which takes its place ("" for none).
+
+    A message's attachments come before its text. ``data`` (``ChatStore.with_data``)
+    reads their bytes, which the model needs; without it they are described only.
     """
     lead = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
     stored_system = [] if settings.system_prompt is not None else list(messages[:lead])
@@ -133,7 +181,13 @@ def prompt_of(messages: Sequence[StoredMessage], settings: ChatSettings) -> Prom
     ids: list[int | None] = []
     for m in [*stored_system, *messages[max(start, lead) :]]:
         if m.content or m.parts or m.role == "user":
-            out.append(Message(m.role, m.all_parts(), m.thinking))
+            attached = data(m.attachments) if data and m.attachments else m.attachments
+            parts: str | tuple[Part, ...] = m.content
+            if m.parts:  # a reply that called tools: its text, calls and results
+                parts = (*attached, *m.parts)
+            elif attached:
+                parts = (*attached, TextPart(m.content))
+            out.append(Message(m.role, parts, m.thinking))
             ids.append(m.id)
     prompt = (settings.system_prompt or "").strip()
     if prompt:
@@ -149,7 +203,7 @@ def prompt_before(store: ChatStore, conv_id: int, reply_id: int | None = None) -
     messages = store.messages(conv_id)
     if reply_id is not None:
         messages = messages[: next(i for i, m in enumerate(messages) if m.id == reply_id)]
-    return prompt_of(messages, chat_settings(store, conv_id))
+    return prompt_of(messages, chat_settings(store, conv_id), store.with_data)
 
 
 def context_from_after(prompt: PromptMessages, dropped: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.types import Part, Role, TextPart, ToolResultPart
+from engine.types import AttachmentPart, Part, Role, TextPart, ToolResultPart
 
 
 class MessageStatus(StrEnum):
@@ -65,6 +65,10 @@ class StoredMessage:
     # Which model wrote it (a reply): its ModelInfo.path, a file or a remote model's
     # address; "" when not known (replies from before the store kept it).
     model: str = ""
+    # Its images and documents, in the order attached, described without their bytes
+    # (``data`` is b""; ChatStore.with_data reads them). The model reads them before
+    # the text.
+    attachments: tuple[AttachmentPart, ...] = ()
     # A reply that called tools: its text, calls and results in order; () when the
     # message is text only (``content``).
     parts: tuple[Part, ...] = ()

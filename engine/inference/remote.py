@@ -46,6 +46,7 @@ from engine.inference.endpoint import (
     Timeouts,
     capped_body,
     fetch_models,
+    fetch_served_context,
     new_client,
     normalize_base_url,
     request_headers,
@@ -209,8 +210,15 @@ class RemoteBackend:
             n_ctx_train=n_ctx or 0,
             has_chat_template=True,
             template_source="server",
-            # "device": where it runs, as the status bar shows it after the model's name
-            extra={"endpoint": self._base, "where": self._where, "device": f"on {self._where}"},
+            # "device": where it runs, as the status bar shows it after the model's name;
+            # "context": "assumed" when the server does not say how long its window is
+            # (the meter then counts tokens and shows no share of a guess).
+            extra={
+                "endpoint": self._base,
+                "where": self._where,
+                "device": f"on {self._where}",
+                "context": "reported" if n_ctx else "assumed",
+            },
         )
 
     def __repr__(self) -> str:  # never the key
@@ -259,6 +267,8 @@ class RemoteBackend:
             )
         entry = next((m for m in models if m.id == model), None)
         n_ctx = entry.context_length if entry else None
+        if entry is not None and (n_ctx is None or entry.context_is_training):
+            n_ctx = fetch_served_context(client, base, api_key) or n_ctx
         return cls(base, model, api_key=api_key, n_ctx=n_ctx, timeouts=timeouts, client=client)
 
     # -- ChatBackend ---------------------------------------------------------------------

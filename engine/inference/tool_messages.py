@@ -51,8 +51,9 @@ def _segments(
                 out.append((text, calls, results))
                 text, calls, results = "", [], []
             calls.append(part)
-        else:
+        elif isinstance(part, ToolResultPart):
             results.append(part)
+        # (attachments: the template reads them from the message itself)
     out.append((text, calls, results))
     return out
 

@@ -14,6 +14,7 @@ Every test runs with the loopback guard on: nothing but 127.0.0.1 is touched.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,11 @@ def test_a_connection_is_added_checked_listed_and_removed(
         panel.show_result("")
         qtbot.mouseClick(panel.check_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: "Connected to" in panel.result.text(), timeout=WAIT_MS)
+        # "Forget key" is there for a saved key only.
+        assert panel.forget_key.isVisibleTo(panel)
+        qtbot.mouseClick(panel.forget_key, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: "No API key saved" in panel.key_status.text(), timeout=WAIT_MS)
+        assert not ring.entries and not panel.forget_key.isVisibleTo(panel)
         # Remove asks first; then the connection and its key are gone.
         answer_next_dialog(qtbot, "Remove")
         qtbot.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
@@ -263,8 +269,13 @@ def test_a_chat_moves_to_a_server_model_and_back(
         # Each reply's header names the model that wrote it (the local one by its file).
         assert "scripted\nLocal answer one." in text
         assert "big-model · box\nRemote answer." in text
-        # The meter counts the server's own figures: 40 prompt + 2 reply tokens.
-        qtbot.waitUntil(lambda: window.chat_toolbar.meter.value() > 0, timeout=WAIT_MS)
+        # The server does not say how long its context window is: the meter counts the
+        # tokens in use (from the server's own figures) and shows no share of a guess.
+        meter = window.chat_toolbar.meter
+        qtbot.waitUntil(lambda: re.fullmatch(r"[1-9][\d,]* tokens", meter.format()) is not None)
+        # The speed is what arrived over the network, and says so.
+        assert window.status_speed.text().endswith(" tokens/s received")
+        assert "127.0.0.1" in window.status_speed.toolTip()
         # Back to the model on this computer: the line goes, the chat goes on here.
         hearth.models.switch_to("Local model", Path("scripted.gguf"), "qwen3.5-9b", "auto")
         qtbot.waitUntil(
@@ -276,6 +287,7 @@ def test_a_chat_moves_to_a_server_model_and_back(
         )
         assert not line.isVisible()
         assert hearth.settings["model.remote_connection"] == ""
+        qtbot.waitUntil(lambda: meter.format().startswith("Context "), timeout=WAIT_MS)
         send(qtbot, hearth, "And here?")
         qtbot.waitUntil(lambda: hearth.replies.state == ResponseState.IDLE, timeout=WAIT_MS)
         assert local.turns[-1].messages[-1].content == "And here?"

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.history.schema import SCHEMA_VERSION
-from engine.history.store import ChatStore, MessageStatus, StoredMessage
+from engine.history.store import SCHEMA_VERSION, ChatStore, MessageStatus, StoredMessage
 
 
 @pytest.fixture
@@ -189,7 +188,7 @@ def test_a_v2_file_upgrades_to_v3_keeping_everything(tmp_path: Path) -> None:
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         full = db.execute("SELECT * FROM messages ORDER BY id").fetchall()
-        # v4 added the model that wrote each reply, v5 the tool parts (issue 16): ""
+        # v4 added the model that wrote each reply, v6 the tool parts (issue 16): ""
         # for these.
         assert {row[-2] for row in full} == {""} and {row[-1] for row in full} == {""}
         after = [row[:-2] for row in full]
