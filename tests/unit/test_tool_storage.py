@@ -80,3 +80,16 @@ def test_search_finds_a_reply_by_its_tools_text(store: ChatStore) -> None:
     assert [h.message_id for h in store.search("noon")] == [reply.id]  # the answer: once
     store.delete_message(reply.id)
     assert store.search("get_current_time") == []
+
+
+def test_an_encrypted_store_keeps_and_searches_tool_parts(tmp_path: Path) -> None:
+    """The tool index's triggers are plain SQL with JSON1: the encrypted file's SQLite
+    (SQLite3 Multiple Ciphers through apsw) runs them as well."""
+    store = ChatStore(tmp_path / "enc.sqlite3", key=b"\x01" * 32)
+    try:
+        conv = record(store)
+        reply = store.messages(conv)[-1]
+        assert reply.parts[1] == CALL
+        assert [h.message_id for h in store.search("get_current_time")] == [reply.id]
+    finally:
+        store.close()
