@@ -53,13 +53,7 @@ from ui.message_html import (
     note_html,
     thinking_html,
 )
-from ui.tool_call_view import (
-    TOOL_SCHEME,
-    open_keys,
-    parts_html,
-    place_tool_part,
-    tool_block_html,
-)
+from ui.tool_call_view import TOOL_SCHEME, ToolBlocks, place_tool_part
 
 REPAINT_INTERVAL_MS = 33
 # When a chat opens, only its end is rendered: at most SHOWN_AT_FIRST messages and
@@ -115,9 +109,9 @@ class ChatView(QTextBrowser):
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
-        # Tool blocks opened / results shown whole ("<message id>:<call id>").
-        self._tools_open: set[str] = set()
-        self._tools_full: set[str] = set()
+        self._tools = ToolBlocks(
+            lambda: self._renderer.palette, lambda t: self._renderer.render(t, self._register_code)
+        )
         self._context_start: int | None = None  # the first message the model still reads
         self._stream: StreamState | None = None
         self._timer = QTimer(self)
@@ -226,8 +220,7 @@ class ChatView(QTextBrowser):
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        tools = open_keys(msg, self._tools_open, self._tools_full)
-        key = (msg, expanded, is_last, self._assistant_name, tools)
+        key = (msg, expanded, is_last, self._assistant_name, self._tools.keys_of(msg))
         cached = self._html_cache.get(key)
         if cached is None:
             # A reply from before replies recorded their model is named after today's.
@@ -236,7 +229,7 @@ class ChatView(QTextBrowser):
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
             if msg.parts:
-                parts.append(self._parts_html(msg))
+                parts.append(self._tools.message_html(msg))
             else:
                 parts.append(self._body_html(msg.role, msg.content))
             note = STATUS_NOTES.get(msg.status)
@@ -291,24 +284,9 @@ class ChatView(QTextBrowser):
             return
         self._flush(final=True)
         at_bottom = self._at_bottom()
-        place_tool_part(self.document(), stream, part, self._tool_html)
+        place_tool_part(self.document(), stream, part, self._tools.live_html)
         if at_bottom:
             self._scroll_to_bottom()
-
-    def _tool_html(self, call: ToolCallPart, result: ToolResultPart | None) -> str:
-        pal, key = self._renderer.palette, f"live:{call.id}"
-        return tool_block_html(
-            call, result, key=key, expanded=key in self._tools_open, full=key in self._tools_full,
-            muted=pal.muted, border=pal.code_border, bg=pal.code_bg,
-        )  # fmt: skip
-
-    def _parts_html(self, msg: StoredMessage) -> str:
-        pal = self._renderer.palette
-        return parts_html(
-            msg.id, msg.parts, lambda text: self._renderer.render(text, self._register_code),
-            expanded=self._tools_open, full=self._tools_full,
-            muted=pal.muted, border=pal.code_border, bg=pal.code_bg,
-        )  # fmt: skip
 
     def streamed_text_length(self) -> int:
         """Characters of the current reply's answer already on screen."""
@@ -447,9 +425,7 @@ class ChatView(QTextBrowser):
             self.action_requested.emit(action, int(ident or 0))
             return
         if scheme == TOOL_SCHEME:
-            what, _, key = url.path().partition("/")
-            target = self._tools_full if what == "full" else self._tools_open
-            target ^= {key}
+            self._tools.toggle(url.path())
             if self._stream is None:
                 self._rebuild_keeping_scroll()
             return

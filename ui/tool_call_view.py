@@ -18,8 +18,16 @@ from PySide6.QtGui import QTextCursor, QTextDocument
 from engine.history.types import StoredMessage
 from engine.types import Part, TextPart, ToolCallPart, ToolResultPart
 from ui.chat_document import StreamState, insert_blocks, remove_to_end
+from ui.markdown import Palette
 
-__all__ = ["TOOL_SCHEME", "open_keys", "parts_html", "place_tool_part", "tool_block_html"]
+__all__ = [
+    "TOOL_SCHEME",
+    "ToolBlocks",
+    "open_keys",
+    "parts_html",
+    "place_tool_part",
+    "tool_block_html",
+]
 
 TOOL_SCHEME = "hearth-tool"
 # A result longer than this is shown folded to it, with "show all".
@@ -168,3 +176,34 @@ def place_tool_part(
         calls[i] = (cursor.position(), call, result)
         insert_blocks(cursor, html_of(call, result))
     stream.start_segment(cursor.position())
+
+
+class ToolBlocks:
+    """The chat view's tool blocks: which are open or shown whole, and their HTML."""
+
+    def __init__(self, palette: Callable[[], Palette], render_text: Callable[[str], str]):
+        self._palette, self._render_text = palette, render_text
+        self.opened: set[str] = set()  # "<message id>:<call id>", "live:<call id>"
+        self.full: set[str] = set()
+
+    def keys_of(self, msg: StoredMessage) -> tuple[str, ...]:
+        return open_keys(msg, self.opened, self.full)
+
+    def message_html(self, msg: StoredMessage) -> str:
+        pal = self._palette()
+        return parts_html(
+            msg.id, msg.parts, self._render_text, expanded=self.opened, full=self.full,
+            muted=pal.muted, border=pal.code_border, bg=pal.code_bg,
+        )  # fmt: skip
+
+    def live_html(self, call: ToolCallPart, result: ToolResultPart | None) -> str:
+        pal, key = self._palette(), f"live:{call.id}"
+        return tool_block_html(
+            call, result, key=key, expanded=key in self.opened, full=key in self.full,
+            muted=pal.muted, border=pal.code_border, bg=pal.code_bg,
+        )  # fmt: skip
+
+    def toggle(self, path: str) -> None:
+        """A ``hearth-tool:`` link's path: ``toggle/<key>`` or ``full/<key>``."""
+        what, _, key = path.partition("/")
+        (self.full if what == "full" else self.opened).symmetric_difference_update({key})
