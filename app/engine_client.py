@@ -22,6 +22,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.backends import RemoteTarget
+from app.tools_service import ToolsService
 from app.worker import EngineThread, LoadRequest, OpenBackend
 from engine.types import ContextUsage, EngineOptions, ModelInfo, ReplyDone, Turn
 
@@ -44,6 +45,10 @@ class EngineClient(QObject):
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read
+    tool_called = Signal(int, object)  # request id, ToolCallPart
+    tool_answered = Signal(int, object)  # request id, ToolResultPart
+    permission_requested = Signal(int, object)  # request id, PermissionQuestion
+    tools_unavailable = Signal(int, str)  # request id, sentence
 
     # --- requests to the worker (queued: it lives on the engine thread) ---
     _load_requested = Signal(object)  # LoadRequest
@@ -92,6 +97,10 @@ class EngineClient(QObject):
         worker.prompt_measured.connect(self.prompt_measured)
         worker.usage_measured.connect(self.usage_measured)
         worker.warm_progress.connect(self.warm_progress)
+        worker.tool_called.connect(self.tool_called)
+        worker.tool_answered.connect(self.tool_answered)
+        worker.permission_requested.connect(self.permission_requested)
+        worker.tools_unavailable.connect(self.tools_unavailable)
 
     # --- what is loaded (owned here) ---
     @property
@@ -125,6 +134,10 @@ class EngineClient(QObject):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def set_tools(self, tools: ToolsService | None) -> None:
+        """The tools replies may call from now on (read by the engine thread per reply)."""
+        self._thread.worker.tools = tools
 
     def set_options(self, options: EngineOptions) -> None:
         """Options for the next load (the current model keeps its own until then)."""

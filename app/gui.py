@@ -23,6 +23,7 @@ from app.chat.conversations import ConversationController
 from app.chat.documents import DocumentController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
+from app.chat.tool_replies import ToolReplies
 from app.chat_lock import ChatLock
 from app.chat_models import ChatModels
 from app.connections import Connections, ConnectionsPage, Destination
@@ -37,6 +38,8 @@ from app.paths import APP_NAME, AppPaths
 from app.privacy import PrivacyController, open_at_start
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
+from app.tools_page import ToolsPageController
+from app.tools_service import KeyringSecrets, ToolsService, store_search
 from app.version import __version__
 from app.worker import OpenBackend, open_local, with_remote
 from engine.errors import KnownError, StoreError
@@ -150,6 +153,12 @@ class HearthApp:
         self.conversations.current_changed.connect(self._on_chat_shown)
         self.documents.modes_changed.connect(self._on_document_modes_changed)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
+        # Tools (issue 16): none on and no server started until the person chooses.
+        self.tools = ToolsService(
+            paths.config_dir, KeyringSecrets(), search=store_search(paths.db_path)
+        )
+        engine.set_tools(self.tools)
+        self.tool_replies = ToolReplies(self.window, self.replies, engine, self.notifier)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
             store, busy=lambda: self.replies.busy
         )
@@ -218,6 +227,8 @@ class HearthApp:
             self.notifier, connections=self.connections,
             open_settings=self.settings_controller.open,
         )  # fmt: skip
+        self.tools_page = ToolsPageController(self.tools, self.notifier)
+        self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
@@ -303,6 +314,8 @@ class HearthApp:
         self.documents.shutdown()  # documents being read and indexed
         self.indexer.stop()
         self.engine.close()
+        self.tools_page.shutdown()  # a server still starting
+        self.tools.close()  # MCP servers' processes
         self.replies.shutdown()
         self.conversations.close()
         self.store.close()

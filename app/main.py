@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_crypt import add_crypt_parsers
     from app.cli_models import add_model_parsers
     from app.cli_remote import add_endpoints_parser
+    from app.cli_tools import add_mcp_parser
 
     parser = argparse.ArgumentParser(
         prog="hearth", description="Private, offline chat with open language models."
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_parsers(sub)
     add_endpoints_parser(sub)
     add_crypt_parsers(sub)  # after chat: adds its unlock options
+    add_mcp_parser(sub)
     return parser
 
 
@@ -56,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli_crypt import run_crypt
 
         return run_crypt(args, paths)
+    if args.command == "mcp":
+        from app import cli_tools
+
+        return cli_tools.run_mcp(args, paths)
     if args.command == "endpoints":
         from app import cli_remote
 
