@@ -13,7 +13,7 @@ from engine.tools.builtin import builtin_tools, read_file_tool
 from engine.tools.calculator import CalculatorError, calculate
 from engine.tools.gate import ToolGate
 from engine.tools.loop import ToolLoop
-from engine.tools.permissions import Answer, Permission, PermissionRules
+from engine.tools.permissions import Answer, Choice, Permission, PermissionRules
 from engine.tools.toolbox import MAX_RESULT_CHARS, Tool, ToolBox, ToolError
 from engine.types import (
     FinishReason,
@@ -143,6 +143,35 @@ def test_permission_rules_and_their_file(tmp_path: Path) -> None:
     rules.save(path)
     assert PermissionRules.load(path).rules() == rules.rules()
     assert PermissionRules.from_json("{broken").rules() == {}
+
+
+@pytest.mark.parametrize("server_choice", list(Choice)[1:])
+@pytest.mark.parametrize("tool_choice", list(Choice))
+def test_what_settings_shows_is_what_is_decided(server_choice: Choice, tool_choice: Choice) -> None:
+    """Every server rule × every tool rule: Settings reads back what was chosen, and
+    ``decide`` does what the two rows say, in this chat and in another."""
+    rules = PermissionRules()
+    rules.choose("time", "*", server_choice, chat=1)
+    rules.choose("time", "get_current_time", tool_choice, chat=1)
+    assert rules.choice("time", chat=1) is server_choice
+    assert rules.choice("time", "convert_time", chat=1) is Choice.SERVER
+    assert rules.choice("time", "get_current_time", chat=1) is tool_choice
+    outcome = {
+        Choice.ASK: Permission.ASK,
+        Choice.ALWAYS: Permission.ALWAYS,
+        Choice.NEVER: Permission.NEVER,
+    }
+    in_chat = {**outcome, Choice.CHAT: Permission.ALWAYS}
+    elsewhere = {**outcome, Choice.CHAT: Permission.ASK}
+    effective = server_choice if tool_choice is Choice.SERVER else tool_choice
+    assert rules.decide("time", "get_current_time", chat=1) is in_chat[effective]
+    assert rules.decide("time", "get_current_time", chat=2) is elsewhere[effective]
+    assert rules.decide("time", "convert_time", chat=1) is in_chat[server_choice]
+    assert rules.decide("time", "convert_time", chat=2) is elsewhere[server_choice]
+    # On disk: the kept rules come back; "in this chat" is not kept.
+    again = PermissionRules.from_json(rules.to_json())
+    assert again.rules() == rules.rules()
+    assert again.decide("time", "get_current_time", chat=2) is elsewhere[effective]
     assert (
         PermissionRules.from_json(
             '{"rules": [{"server": "a", "tool": "b", "permission": "maybe"}, 3]}'
