@@ -281,3 +281,53 @@ def test_parts_are_hashable_and_read_only() -> None:
     assert call.plain_arguments() == {"a": [1, {"b": 2}]}
     with pytest.raises(TypeError):
         call.arguments["a"] = 1  # type: ignore[index]
+
+
+def test_each_rounds_thinking_goes_back_with_that_round() -> None:
+    """Qwen3.5's template renders every assistant message after the last question as
+    ``<think>{its reasoning_content}</think>`` + its text and calls
+    (tests/fixtures/qwen3.5-chat-template.jinja). So each round goes back as a message
+    of its own with its own thinking, and the next round's prompt (the real template)
+    starts with exactly what the model read and wrote in the round before: the
+    prefix a backend evaluated stays valid. Scripted model output (no model here calls
+    tools), real loop, gate, calculator and template."""
+    from engine.inference.chat_template import ChatTemplate, render
+    from engine.types import ThinkingDelta
+    from tests.fixtures.qwen35 import TEMPLATE_PATH
+
+    backend = ScriptedBackend(
+        [
+            [
+                ThinkingDelta("Need the product."),
+                "Let me compute.\n\n",
+                xml_call("calculator", expression="6*7"),
+            ],
+            [ThinkingDelta("Now halve it."), xml_call("calculator", expression="42/2")],
+            [ThinkingDelta("That is all."), "It is 21."],
+        ]
+    )
+    box = ToolBox(builtin_tools(["calculator"]))
+    gate = ToolGate(box, PermissionRules({("", "calculator"): Permission.ALWAYS}))
+    turn = Turn(messages=(Message("user", "Half of 6*7?"),), tools=box.specs(), thinking=True)
+    events = list(loop_for(backend, gate).run(turn))
+    assert isinstance(events[-1], ReplyDone) and len(backend.turns) == 3
+    _question, one, two = backend.turns[2].messages
+    assert (one.thinking, two.thinking) == ("Need the product.", "Now halve it.")
+    assert [r.content for r in (*one.tool_results, *two.tool_results)] == ["42", "21"]
+
+    template = ChatTemplate("gguf", TEMPLATE_PATH.read_text(encoding="utf-8"))
+
+    def prompt(messages: tuple[Message, ...]) -> str:
+        return render(template, messages, tools=box.specs(), extra={"enable_thinking": True})
+
+    second, third = prompt(backend.turns[1].messages), prompt(backend.turns[2].messages)
+    assert second.endswith("<|im_start|>assistant\n<think>\n")
+    written = "Now halve it.\n</think>\n\n<tool_call>\n<function=calculator>\n"
+    assert third.startswith(second + written)  # round two's thinking, in round two
+    assert third.count("Need the product.") == 1 and third.count("Now halve it.") == 1
+    # The next question: the template drops the earlier turn's thinking, all rounds' of it.
+    stored = Message(
+        "assistant", (*one.parts, *two.parts), thinking="Need the product.Now halve it."
+    )
+    later = prompt((*backend.turns[2].messages[:1], stored, Message("user", "Thanks!")))
+    assert "Need the product." not in later and "Now halve it." not in later
