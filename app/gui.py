@@ -227,7 +227,9 @@ class HearthApp:
             self.notifier, connections=self.connections,
             open_settings=self.settings_controller.open,
         )  # fmt: skip
-        self.tools_page = ToolsPageController(self.tools, self.notifier)
+        self.tools_page = ToolsPageController(
+            self.tools, self.notifier, current_chat=lambda: self.conversations.current_id
+        )
         self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
         if self.settings["appearance.font_size"]:
