@@ -51,8 +51,7 @@ class ToolsPageController(QObject):
 
     def attach(self, dialog: SettingsDialog) -> None:
         page = ToolsPage()
-        dialog.pages.addItem("Tools")
-        dialog.stack.addWidget(page)
+        dialog.add_page("tools", "Tools", page, after="connections")
         self.page = page
         page.builtin_toggled.connect(self._on_builtin_toggled)
         page.folder_add_requested.connect(self._on_folder_add)

@@ -131,8 +131,9 @@ def test_settings_tools_page(qtbot: QtBot, launch: Launch, tmp_path: Path) -> No
     assert dialog is not None
     page = dialog.findChild(ToolsPage)
     assert page is not None
-    dialog.pages.setCurrentRow(dialog.pages.count() - 1)
-    assert dialog.pages.currentItem().text() == "Tools"
+    titles = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
+    dialog.pages.setCurrentRow(titles.index("Tools"))
+    assert page.isVisible()
     page.builtin_boxes["calculator"].click()
     assert json.loads((data / "config" / "tools.json").read_text())["builtin"] == ["calculator"]
     time_server = shutil.which("mcp-server-time") or str(
