@@ -34,9 +34,13 @@ class Served:
         self.key = key
         self.log = log
         self.port = int(url.rsplit(":", 1)[1].split("/")[0])
+        self.clients: list[openai.OpenAI] = []
 
     def client(self, key: str | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url, api_key=key or self.key, max_retries=0)
+        """An openai client (closed with the server: its connections are not left to GC)."""
+        client = openai.OpenAI(base_url=self.url, api_key=key or self.key, max_retries=0)
+        self.clients.append(client)
+        return client
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +69,12 @@ def served(starter_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     # The rest of its output is drained so it never blocks on a full pipe.
     drain = threading.Thread(target=process.stdout.read, daemon=True)
     drain.start()
+    served = Served(process, url, key_file.read_text().strip(), root / "logs" / "hearth.log")
     try:
-        yield Served(process, url, key_file.read_text().strip(), root / "logs" / "hearth.log")
+        yield served
     finally:
+        for client in served.clients:
+            client.close()
         process.terminate()
         process.wait(timeout=MODEL_STEP_S)
         drain.join(MODEL_STEP_S)
