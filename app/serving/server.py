@@ -21,6 +21,7 @@ replies. A response says how long it waited (``X-Hearth-Queue-Wait-Ms``); past
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -128,10 +129,21 @@ class ApiServer:
             for cancel in self._live:
                 cancel.set()
         if self._thread is not None:
-            self._http.shutdown()
+            stopping = threading.Thread(target=self._http.shutdown, name="hearth-api-stop")
+            stopping.start()
+            self._wake()
+            stopping.join()
             self._thread.join()
             self._thread = None
         self._http.server_close()
+
+    def _wake(self) -> None:
+        """Connect once, so the serving loop notices the shutdown now rather than at
+        its next poll (half a second: closing Settings or quitting would wait for it)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        # If it fails, the loop still notices at its next poll.
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, self.port), timeout=1.0).close()
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until interrupted (``hearth serve``: Ctrl+C)."""
