@@ -29,6 +29,7 @@ from app.model_manager import ModelManager
 from app.model_page import ModelPage
 from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
+from app.serve_window import ServeController
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
 from app.version import __version__
@@ -176,6 +177,11 @@ class HearthApp:
             notifier=self.notifier,
         )
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
+        # Settings → Other programs: the local API on the engine thread (issue 15).
+        self.serve = ServeController(self.settings, engine, self.notifier)
+        self.settings_controller.setting_applied.connect(self.serve.on_setting_applied)
+        self.settings_controller.dialog_opened.connect(self.serve.attach)
+        self.serve.apply()
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
         sys.excepthook = self._on_uncaught
@@ -252,6 +258,7 @@ class HearthApp:
         self.context.close_question()
         self.models.shutdown()  # downloads, moves
         self.indexer.stop()
+        self.serve.close()  # its requests end before the engine they wait for
         self.engine.close()
         self.replies.shutdown()
         self.conversations.close()

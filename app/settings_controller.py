@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from types import MappingProxyType
 
-from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 
 
 class SettingsController(QObject):
+    # For the controllers of other pages' sections (app/serve_window.py): a live setting
+    # was applied; the dialog was opened.
+    setting_applied = Signal(str)
+    dialog_opened = Signal(object)  # SettingsDialog
+
     def __init__(
         self,
         settings: Settings,
@@ -97,6 +102,7 @@ class SettingsController(QObject):
         dialog.set_auto_values(self._auto_values())
         self.dialog = dialog
         self.page.attach(dialog)
+        self.dialog_opened.emit(dialog)
         dialog.show()
 
     def _auto_values(self) -> dict[str, Value]:
@@ -152,6 +158,7 @@ class SettingsController(QObject):
                 self.dialog.set_reload_pending(True)
             return
         self.apply_live(key)
+        self.setting_applied.emit(key)
 
     def apply_live(self, key: str) -> None:
         """Apply one option that needs no reload."""

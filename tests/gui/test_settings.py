@@ -35,7 +35,14 @@ def test_settings_opens_from_the_button_and_the_shortcut(
     dialog = hearth.settings_controller.dialog
     assert dialog is not None and dialog.isVisible()
     pages = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
-    assert pages == ["Model", "Generation", "Performance", "Privacy & storage", "Appearance"]
+    assert pages == [
+        "Model",
+        "Generation",
+        "Performance",
+        "Privacy & storage",
+        "Appearance",
+        "Other programs",
+    ]
     dialog.close()
     assert open_settings(qtbot, hearth).isVisible()
 
