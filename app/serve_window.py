@@ -181,7 +181,7 @@ class ServeController(QObject):
     def status(self) -> str:
         server = self.server
         if not self.settings[Serve.ENABLED]:
-            return "Off. Other programs cannot use the model."
+            return "Off. Turn on the switch above to let other programs use the model."
         if server is None:
             return self.failure or "Starting…"
         info = self.engine.model_info

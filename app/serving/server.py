@@ -28,6 +28,7 @@ import json
 import logging
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -181,6 +182,14 @@ class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     api: ApiServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # socketserver prints tracebacks to stderr; a client that hangs up is routine.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("client %s left: %s", client_address, exc)
+        else:
+            log.exception("API request from %s crashed", client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
