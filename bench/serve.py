@@ -104,7 +104,43 @@ def through_api(client: object, model: str, tokens: int) -> Run:
     return Run(count, first, last)
 
 
-def client_loop(url: str, model: str) -> int:
+def through_http(url: str, model: str, tokens: int) -> Run:
+    """The same request with the standard library: the server's cost without the
+    openai client's (pydantic objects per chunk), which shares the CPU with the model."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "max_tokens": tokens,
+            "temperature": 0.0,
+            "seed": 7,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    conn = http.client.HTTPConnection(where.hostname or "", where.port)
+    start = time.perf_counter()
+    first = last = 0.0
+    count = 0
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    for line in response:
+        # Content pieces only: the first chunk is the role with an empty content.
+        if line.startswith(b"data: {") and b'"delta":{"content":' in line:
+            last = time.perf_counter() - start
+            first = first or last
+        elif line.startswith(b"data: {") and b'"usage":{' in line:
+            count = json.loads(line[6:])["usage"]["completion_tokens"]
+    conn.close()
+    return Run(count, first, last)
+
+
+def client_loop(url: str, model: str, kind: str) -> int:
     """The child: one streamed request per line on stdin, its Run as a line on stdout."""
     import json
 
@@ -112,17 +148,20 @@ def client_loop(url: str, model: str) -> int:
 
     with openai.OpenAI(base_url=url, api_key="none", max_retries=0) as client:
         for line in sys.stdin:
-            run = through_api(client, model, int(line))
+            if kind == "http":
+                run = through_http(url, model, int(line))
+            else:
+                run = through_api(client, model, int(line))
             print(json.dumps([run.tokens, run.ttft_s, run.last_s]), flush=True)
     return 0
 
 
 class ChildClient:
-    def __init__(self, url: str, model: str) -> None:
+    def __init__(self, url: str, model: str, kind: str) -> None:
         import subprocess
 
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--client-of", url, model],
+            [sys.executable, __file__, "--client-of", url, model, kind],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -146,8 +185,8 @@ class ChildClient:
 def main() -> int:
     import openai
 
-    if len(sys.argv) == 4 and sys.argv[1] == "--client-of":
-        return client_loop(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 5 and sys.argv[1] == "--client-of":
+        return client_loop(sys.argv[2], sys.argv[3], sys.argv[4])
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="a GGUF file (default: the starter model)")
@@ -157,6 +196,12 @@ def main() -> int:
     parser.add_argument("--gpu-layers", type=int, default=0, help="-1: all on the GPU")
     parser.add_argument(
         "--client-here", action="store_true", help="run the openai client in this process"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("openai", "http"),
+        default="openai",
+        help="the child's client: the openai package, or plain http.client (no parsing)",
     )
     args = parser.parse_args()
     model = args.model
@@ -170,7 +215,7 @@ def main() -> int:
     server = ApiServer(runner, port=0).start()
     name = model_id(backend.info)
     client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0)
-    child = None if args.client_here else ChildClient(server.url, name)
+    child = None if args.client_here else ChildClient(server.url, name, args.client)
 
     def ask(tokens: int) -> Run:
         return through_api(client, name, tokens) if child is None else child.ask(tokens)
@@ -221,7 +266,7 @@ def main() -> int:
         a.tokens_per_s / b.tokens_per_s for a, b in zip(api, local, strict=True)
     )
     added = statistics.median((a.ttft_s - b.ttft_s) * 1000 for a, b in zip(api, local, strict=True))
-    where = "this process" if child is None else "a child process"
+    where = "this process" if child is None else f"a child process, {args.client}"
     print(f"model: {backend.info.name} ({model.name}), {args.tokens} tokens, {args.rounds} rounds")
     print(f"in-process: {local_tps:.1f} tok/s, first token {local_ttft:.1f} ms")
     print(
