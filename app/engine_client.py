@@ -22,6 +22,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.backends import RemoteTarget
+from app.tools_service import ToolsService
 from app.worker import EngineThread, LoadRequest, OpenBackend
 from engine.inference.backend import ChatBackend
 from engine.types import ContextUsage, EngineOptions, ModelInfo, ReplyDone, Turn
@@ -45,6 +47,10 @@ class EngineClient(QObject):
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read
+    tool_called = Signal(int, object)  # request id, ToolCallPart
+    tool_answered = Signal(int, object)  # request id, ToolResultPart
+    permission_requested = Signal(int, object)  # request id, PermissionQuestion
+    tools_unavailable = Signal(int, str)  # request id, sentence
 
     # --- requests to the worker (queued: it lives on the engine thread) ---
     _load_requested = Signal(object)  # LoadRequest
@@ -65,6 +71,7 @@ class EngineClient(QObject):
         self._models_dir = models_dir
         self._options = options or EngineOptions()
         self._path = ""  # the file asked for; "" = the starter model
+        self._remote: RemoteTarget | None = None  # a model on a server instead of the file
         self._info: ModelInfo | None = None
         self._loading = False
         self._next_id = 0
@@ -95,6 +102,10 @@ class EngineClient(QObject):
         worker.prompt_measured.connect(self.prompt_measured)
         worker.usage_measured.connect(self.usage_measured)
         worker.warm_progress.connect(self.warm_progress)
+        worker.tool_called.connect(self.tool_called)
+        worker.tool_answered.connect(self.tool_answered)
+        worker.permission_requested.connect(self.permission_requested)
+        worker.tools_unavailable.connect(self.tools_unavailable)
 
     # --- what is loaded (owned here) ---
     @property
@@ -106,6 +117,12 @@ class EngineClient(QObject):
     def model_path(self) -> str:
         """The file loaded (or being loaded); "" = the starter model."""
         return self._path
+
+    @property
+    def remote(self) -> RemoteTarget | None:
+        """The server model loaded (or being loaded) in place of ``model_path``; None for
+        a file. ``model_path`` keeps the file to go back to."""
+        return self._remote
 
     @property
     def options(self) -> EngineOptions:
@@ -123,6 +140,10 @@ class EngineClient(QObject):
     def closed(self) -> bool:
         return self._closed
 
+    def set_tools(self, tools: ToolsService | None) -> None:
+        """The tools replies may call from now on (read by the engine thread per reply)."""
+        self._thread.worker.tools = tools
+
     def set_options(self, options: EngineOptions) -> None:
         """Options for the next load (the current model keeps its own until then)."""
         self._options = options
@@ -130,6 +151,10 @@ class EngineClient(QObject):
     def set_path(self, path: str) -> None:
         """The file the next ``load()`` without a path loads ("" = the starter model)."""
         self._path = path
+
+    def set_remote(self, target: RemoteTarget | None) -> None:
+        """The server model the next ``load()`` without a path opens (None: the file)."""
+        self._remote = target
 
     @Slot(object)
     def relocate(self, models_dir: Path) -> None:
@@ -155,12 +180,14 @@ class EngineClient(QObject):
         options: EngineOptions | None = None,
         models_dir: Path | None = None,
     ) -> None:
-        """Load ``path`` (None: the current one; "": the starter model). Whatever the
-        engine is doing is cancelled first; the load runs once it has let go."""
+        """Load ``path`` (None: the current one, a server's model included; "": the
+        starter model). Whatever the engine is doing is cancelled first; the load runs
+        once it has let go."""
         if self._closed:
             return
         if path is not None:
             self._path = path
+            self._remote = None
         if options is not None:
             self._options = options
         if models_dir is not None:
@@ -168,9 +195,17 @@ class EngineClient(QObject):
         self.stop_all()
         self._info = None
         self._loading = True
-        request = LoadRequest(path=self._path, options=self._options, models_dir=self._models_dir)
+        request = LoadRequest(
+            path=self._path, options=self._options, models_dir=self._models_dir, remote=self._remote
+        )
         self._load_requested.emit(request)
-        self.model_loading.emit(self._path)
+        self.model_loading.emit(self._remote.path if self._remote else self._path)
+
+    def load_remote(self, target: RemoteTarget) -> None:
+        """Chat through ``target`` (a model on a server) in place of the model loaded now;
+        ``model_path`` stays the file to go back to."""
+        self._remote = target
+        self.load()
 
     def generate(self, turn: Turn) -> int:
         """Ask for a reply to ``turn``; its events carry the returned request id."""

@@ -14,9 +14,11 @@ from app.version import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     from app.cli import add_chat_parser
+    from app.cli_crypt import add_crypt_parsers
     from app.cli_models import add_model_parsers
     from app.cli_remote import add_endpoints_parser
     from app.cli_serve import add_serve_parser
+    from app.cli_tools import add_mcp_parser
 
     parser = argparse.ArgumentParser(
         prog="hearth", description="Private, offline chat with open language models."
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_chat_parser(sub)
     add_model_parsers(sub)
     add_endpoints_parser(sub)
+    add_crypt_parsers(sub)  # after chat: adds its unlock options
+    add_mcp_parser(sub)
     add_serve_parser(sub)
     return parser
 
@@ -52,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import run_chat
 
         return run_chat(args, paths)
+    if args.command in ("encrypt", "decrypt", "rekey"):
+        from app.cli_crypt import run_crypt
+
+        return run_crypt(args, paths)
+    if args.command == "mcp":
+        from app import cli_tools
+
+        return cli_tools.run_mcp(args, paths)
     if args.command == "serve":
         from app.cli_serve import run_serve
 

@@ -142,6 +142,21 @@ class Model:
         "A GGUF file chosen by hand; empty means the catalog's choice (or the starter model).",
         reload=True,
     )
+    # Issue 15: a model on a server (Settings → Connections) chosen in place of a file.
+    REMOTE_CONNECTION: Final[Spec[str]] = _s(
+        "model.remote_connection",
+        str,
+        "",
+        "Connection",
+        "The connection whose model chats use; empty means a model on this computer.",
+    )
+    REMOTE_MODEL: Final[Spec[str]] = _s(
+        "model.remote_model",
+        str,
+        "",
+        "Server model",
+        "The model on that connection's server.",
+    )
 
 
 class Generation:
@@ -307,6 +322,17 @@ class Storage:
         "",
         "Models folder",
         "Where downloaded models are kept. Empty: inside Hearth's data folder.",
+    )
+    # Issue 17: read by app/privacy.py, only when the chats are locked by a passphrase.
+    LOCK_AFTER_MIN: Final[Spec[int]] = _s(
+        "storage.lock_after_min",
+        int,
+        0,
+        "Lock after idle (minutes)",
+        "With a passphrase: hide the chats and ask for it after this many minutes "
+        "without a key press or a click. 0: never.",
+        minimum=0,
+        maximum=24 * 60,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
@@ -13,6 +13,7 @@ class Composer(QPlainTextEdit):
     submitted = Signal()
     edit_last_requested = Signal()  # Up in an empty composer
     edit_cancelled = Signal()  # Esc while editing (the window's Esc action emits it)
+    files_pasted = Signal(list)  # local files pasted or dropped here (attachments)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +46,18 @@ class Composer(QPlainTextEdit):
                 self.submitted.emit()
                 return
         super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return source.hasUrls() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        """A file copied in a file manager and pasted (or dropped) here is attached, not
+        typed as its path."""
+        files = [u.toLocalFile() for u in source.urls() if u.isLocalFile()]
+        if files:
+            self.files_pasted.emit(files)
+            return
+        super().insertFromMimeData(source)
 
     def text(self) -> str:
         return self.toPlainText()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from engine.history.types import Conversation
 from engine.types import ModelInfo
+from ui.attachment_bar import AttachmentBar, local_files
 from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
@@ -81,6 +82,7 @@ class ErrorBanner(QFrame):
 
 class MainWindow(QMainWindow):
     send_requested = Signal(str)
+    files_dropped = Signal(list)  # local file paths dropped on the window (attachments)
     stop_requested = Signal()
     new_chat_requested = Signal()
     conversation_selected = Signal(int)
@@ -100,6 +102,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("Hearth")
+        self.setAcceptDrops(True)  # files dropped anywhere on the window are attached
         self.resize(1100, 720)
         self._state = ResponseState.LOADING
         self._undo_button: QPushButton | None = None
@@ -161,7 +164,9 @@ class MainWindow(QMainWindow):
         self.send_button.setMinimumWidth(84)
         self.send_button.setDefault(False)
         self.send_button.setAutoDefault(False)
+        self.attachments = AttachmentBar()  # files for the next message (ui/attachment_bar.py)
         row = QHBoxLayout()
+        row.addWidget(self.attachments.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         pane = QWidget()
@@ -170,6 +175,7 @@ class MainWindow(QMainWindow):
         chat.addWidget(self.chat_toolbar)
         chat.addWidget(self.chat_view, 1)
         chat.addWidget(self.error_banner)
+        chat.addWidget(self.attachments)
         chat.addLayout(row)
         self._chat_layout = chat
 
@@ -188,6 +194,7 @@ class MainWindow(QMainWindow):
         self.status_speed = QLabel("")
         self.status_speed.setObjectName("status_speed")
         self.status_speed.setAccessibleName("Speed")
+        self._speed_from = ""  # the server the model in use is on ("": this computer)
         self.status_memory = QLabel("")
         self.status_memory.setObjectName("status_memory")
         self.status_memory.setAccessibleName("Memory in use")
@@ -278,9 +285,24 @@ class MainWindow(QMainWindow):
             f"File size: {format_bytes(info.file_size)}\nChat template: {info.template_source}"
         )
         self.chat_view.set_assistant_name(info.name)
+        self._speed_from = info.extra.get("where", "")  # a server's: speed as received
 
     def set_speed(self, tokens_per_s: float | None) -> None:
-        self.status_speed.setText("" if tokens_per_s is None else f"{tokens_per_s:.1f} tokens/s")
+        if tokens_per_s is None:
+            self.status_speed.setText("")
+            return
+        where = self._speed_from
+        if not where:
+            self.status_speed.setText(f"{tokens_per_s:.1f} tokens/s")
+            self.status_speed.setToolTip("How fast the model on this computer writes.")
+            return
+        # Measured as the pieces arrive over the network: the server's own speed, less
+        # what the network and the server's batching hold back. Said as such.
+        self.status_speed.setText(f"{tokens_per_s:.1f} tokens/s received")
+        self.status_speed.setToolTip(
+            f"How fast the reply arrived from {where}: the network and the server's "
+            "other work are counted in; the server's own speed may be higher."
+        )
 
     def set_memory(self, rss_bytes: int) -> None:
         self.status_memory.setText(f"Memory: {format_bytes(rss_bytes)}")
@@ -321,6 +343,17 @@ class MainWindow(QMainWindow):
         text = self.composer.text().strip()
         if text:
             self.send_requested.emit(text)
+
+    # --- files dropped on the window: attachments for the next message ---------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if local_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = local_files(event.mimeData())
+        if files:
+            event.acceptProposedAction()
+            self.files_dropped.emit(files)
 
     @Slot()
     def _on_escape(self) -> None:

@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController, LiveReply
+from app.chat.documents import DocumentController
 from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
@@ -94,6 +95,8 @@ class ReplyController(QObject):
         self._state = ResponseState.LOADING
         self._active: _Active | None = None
         self._editing: StoredMessage | None = None  # a question being edited in the composer
+        # The documents attached to the next message (set by the wiring, app/gui.py).
+        self.documents: DocumentController | None = None
         self._unsaved: list[tuple[ReplyRecorder, MessageStatus]] = []  # finished, not saved
         self._retry = QTimer(self)
         self._retry.timeout.connect(self.retry_saves)
@@ -123,6 +126,11 @@ class ReplyController(QObject):
         return self._state
 
     @property
+    def active(self) -> _Active | None:
+        """The reply being written, if any (its tool calls join it: chat/tool_replies.py)."""
+        return self._active
+
+    @property
     def busy(self) -> bool:
         """A reply is being written (or stopped)."""
         return self._state in (ResponseState.GENERATING, ResponseState.STOPPING)
@@ -148,6 +156,11 @@ class ReplyController(QObject):
         The composer is cleared only once the question is stored."""
         if self._state != ResponseState.IDLE or self._active is not None:
             return
+        waiting = self.documents.waiting_sentence() if self.documents else ""
+        if waiting:  # never send without a document the person attached
+            self.notifier.info(waiting)
+            return
+        parts = self.documents.parts() if self.documents else ()
         self.notifier.clear_error()
         editing, self._editing = self._editing, None
         conv_id = self.conversations.current_id
@@ -155,12 +168,14 @@ class ReplyController(QObject):
         try:
             if editing is not None and editing.conversation_id == conv_id:
                 # An edited question is a new version of that turn; the old one keeps its branch.
-                question = self.store.add_variant(editing.id, text)
+                question = self.store.add_variant(
+                    editing.id, text, attachments=(*editing.attachments, *parts)
+                )
                 self.notifier.clear_info()
             else:
                 if conv_id is None:
                     conv_id = self.conversations.create_for(text)
-                question = self.store.add_message(conv_id, "user", text)
+                question = self.store.add_message(conv_id, "user", text, attachments=parts)
             reply = self.store.add_message(
                 conv_id, "assistant", "", MessageStatus.STREAMING, model=self._model()
             )
@@ -173,6 +188,8 @@ class ReplyController(QObject):
             self.notifier.known(exc, UNSENT_NOTE)
             return
         self.window.composer.clear()
+        if self.documents is not None:
+            self.documents.sent(conv_id)
         self._start(reply, ReplyKind.SEND, question=question)
 
     def _undo_question(self, question: StoredMessage) -> None:
@@ -203,6 +220,8 @@ class ReplyController(QObject):
                 recorder = ReplyRecorder.resume(self.store, reply.id, interval=SAVE_INTERVAL_S)
             else:
                 recorder = ReplyRecorder(self.store, reply.id, interval=SAVE_INTERVAL_S)
+                # the passages it is given, by the numbers it cites them with
+                self.store.set_citations(reply.id, prompt.citations)
         except KnownError as exc:
             self.notifier.known(exc)
             self.conversations.show_current(keep_scroll=True)

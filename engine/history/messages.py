@@ -7,27 +7,41 @@ what ``messages()`` returns, what the person sees and the model is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import cast, get_args
 
+from engine.history import attachments as _attachments
 from engine.history.db import StoreDatabase
+from engine.history.parts import parts_from_json, parts_to_json
 from engine.history.tree import Row, activate, active_path, children_of, subtree
 from engine.history.types import Conversation, MessageStatus, StoredMessage
-from engine.types import Role
+from engine.types import AttachmentPart, Part, Role
 
 DEFAULT_TITLE = "New chat"
 _ROLES: frozenset[str] = frozenset(get_args(Role))
 # id, parent_id, chosen first: the tree helpers read those three by position.
 _MSG_COLS = (
     "id, parent_id, chosen, conversation_id, role, content, status, created_at,"
-    " thinking, thinking_ms, model"
+    " thinking, thinking_ms, model, parts"
 )
 ImportItem = tuple[Conversation, Sequence[StoredMessage], Mapping[str, object]]
 
 
-def _message(row: Row, siblings: Sequence[Row], active: Row | None) -> StoredMessage:
-    mid, parent, _, cid, role, content, status, created, thinking, thinking_ms, model = row
+def _described(parts: Sequence[AttachmentPart]) -> tuple[AttachmentPart, ...]:
+    """The parts without their bytes, as a stored message describes them."""
+    return tuple(dataclasses.replace(p, data=b"") if p.data else p for p in parts)
+
+
+def _message(
+    row: Row,
+    siblings: Sequence[Row],
+    active: Row | None,
+    attached: Mapping[int, tuple[AttachmentPart, ...]],
+) -> StoredMessage:
+    mid, parent, _, cid, role, content, status, created, thinking, thinking_ms, model, parts = row
     return StoredMessage(
         mid,
         cid,
@@ -42,6 +56,8 @@ def _message(row: Row, siblings: Sequence[Row], active: Row | None) -> StoredMes
         len(siblings),
         row is active,
         model,
+        attached.get(mid, ()),
+        parts_from_json(parts),
     )
 
 
@@ -72,13 +88,15 @@ class MessageStore(StoreDatabase):
         thinking: str,
         thinking_ms: int,
         model: str = "",
+        parts: str = "",
     ) -> int:
         cur = self._db.execute(
             "INSERT INTO messages (conversation_id, parent_id, chosen, role, content, status,"
-            " created_at, thinking, thinking_ms, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, thinking, thinking_ms, model, parts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 conv_id, parent, chosen, role, content, status.value, created, thinking,
-                thinking_ms, model,
+                thinking_ms, model, parts,
             ),
         )  # fmt: skip
         return cast(int, cur.lastrowid)
@@ -101,9 +119,12 @@ class MessageStore(StoreDatabase):
         thinking: str = "",
         thinking_ms: int = 0,
         model: str = "",
+        attachments: Sequence[AttachmentPart] = (),
     ) -> StoredMessage:
         """Append a message to the end of the active path; the conversation is updated now.
         ``model``: which model writes it (a reply), as ``ModelInfo.path``.
+        ``attachments`` (images, documents) are stored with it, in one transaction; each
+        brings its bytes unless the store holds them already (see attachments.insert).
 
         Raises ``KeyError`` if there is no such conversation (a caller's bug).
         """
@@ -118,9 +139,11 @@ class MessageStore(StoreDatabase):
             mid = self._insert(
                 conv_id, parent, 0, role, content, status, now, thinking, thinking_ms, model
             )
+            _attachments.insert(self._db, mid, attachments)
         return StoredMessage(
-            mid, conv_id, role, content, status, now, thinking, thinking_ms, parent, model=model
-        )
+            mid, conv_id, role, content, status, now, thinking, thinking_ms, parent, model=model,
+            attachments=_described(attachments),
+        )  # fmt: skip
 
     def add_variant(
         self,
@@ -131,8 +154,11 @@ class MessageStore(StoreDatabase):
         thinking: str = "",
         thinking_ms: int = 0,
         model: str = "",
+        attachments: Sequence[AttachmentPart] = (),
     ) -> StoredMessage:
         """A new version of a message: same place, same role; it becomes the one shown.
+        ``attachments``: the new version's own (an edit that keeps the images passes
+        the old version's, which share their stored bytes).
 
         Regenerate = ``add_variant(reply.id, "", MessageStatus.STREAMING)``; edit =
         ``add_variant(question.id, new_text)``. The earlier version keeps its branch
@@ -159,9 +185,10 @@ class MessageStore(StoreDatabase):
                 conv_id, parent, chosen, role, content, status, now, thinking, thinking_ms,
                 model,
             )  # fmt: skip
+            _attachments.insert(self._db, mid, attachments)
         return StoredMessage(
             mid, conv_id, role, content, status, now, thinking, thinking_ms, parent,
-            len(siblings), len(siblings) + 1, model=model,
+            len(siblings), len(siblings) + 1, model=model, attachments=_described(attachments),
         )  # fmt: skip
 
     def select_variant(self, msg_id: int) -> None:
@@ -191,8 +218,10 @@ class MessageStore(StoreDatabase):
         *,
         thinking: str | None = None,
         thinking_ms: int | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
-        """Replace a message's text (and status, thinking, thinking time if given), in place.
+        """Replace a message's text (and status, thinking, thinking time, parts if given),
+        in place.
 
         A missing message is ignored: its conversation may have been deleted
         while the reply was still streaming.
@@ -202,6 +231,7 @@ class MessageStore(StoreDatabase):
             ("status", None if status is None else MessageStatus(status).value),
             ("thinking", thinking),
             ("thinking_ms", thinking_ms),
+            ("parts", None if parts is None else parts_to_json(parts)),
         ):
             if value is not None:
                 sets.append(f"{column} = ?")
@@ -242,15 +272,25 @@ class MessageStore(StoreDatabase):
         model is sent."""
         children = children_of(self._tree_rows(conv_id))
         path = active_path(children)
-        return [_message(row, children[row[1]], row) for row in path]
+        attached = self._attached(conv_id)
+        return [_message(row, children[row[1]], row, attached) for row in path]
+
+    def _attached(self, conv_id: int) -> dict[int, tuple[AttachmentPart, ...]]:
+        try:
+            return _attachments.of_conversation(self._db, conv_id)
+        except sqlite3.ProgrammingError:
+            raise
+        except sqlite3.DatabaseError as e:
+            raise self._failure("read", e) from e
 
     def all_messages(self, conv_id: int) -> list[StoredMessage]:
         """Every message of the conversation, every version, oldest first."""
         children = children_of(self._tree_rows(conv_id))
+        attached = self._attached(conv_id)
         out: list[StoredMessage] = []
         for siblings in children.values():
             active = max(siblings, key=lambda r: (r[2], r[0]))
-            out.extend(_message(row, siblings, active) for row in siblings)
+            out.extend(_message(row, siblings, active, attached) for row in siblings)
         out.sort(key=lambda m: m.id)
         return out
 
@@ -270,14 +310,16 @@ class MessageStore(StoreDatabase):
             found[0],
         )
         active = max(siblings, key=lambda r: (r[2], r[0]))
-        return [_message(row, siblings, active) for row in siblings]
+        attached = _attachments.of_messages(self._db, (r[0] for r in siblings))
+        return [_message(row, siblings, active, attached) for row in siblings]
 
     def import_conversations(self, items: Sequence[ImportItem]) -> list[int]:
         """Add whole conversations (all or none), keeping their times; the new ids.
 
         Each message's ``id`` and ``parent_id`` are keys local to the item (a parent
         comes before its children); ``active`` marks the version shown. A reply
-        still marked STREAMING is stored as INTERRUPTED.
+        still marked STREAMING is stored as INTERRUPTED. Its ``attachments`` bring
+        their bytes (``data``).
         """
         new_ids = []
         with self._writing():
@@ -305,7 +347,8 @@ class MessageStore(StoreDatabase):
                     parent = None if m.parent_id is None else keys[m.parent_id]
                     keys[m.id] = self._insert(
                         conv_id, parent, int(m.active), m.role, m.content, status,
-                        m.created_at, m.thinking, m.thinking_ms, m.model,
+                        m.created_at, m.thinking, m.thinking_ms, m.model, parts_to_json(m.parts),
                     )  # fmt: skip
+                    _attachments.insert(self._db, keys[m.id], m.attachments)
                 new_ids.append(conv_id)
         return new_ids

@@ -9,15 +9,20 @@ loses at most about a second of it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+from engine.history import attachments as _attachments
 from engine.history import search as _search
 from engine.history.db import DELETED_KEEP_S, SCHEMA_VERSION, StoreCorruptError, damage_marker
+from engine.history.doc_index import DocumentStore
 from engine.history.messages import DEFAULT_TITLE, MessageStore
+from engine.history.tool_search import with_tool_hits
 from engine.history.types import Conversation, MessageStatus, SearchHit, StoredMessage
+from engine.types import AttachmentPart
 
 __all__ = [
     "DEFAULT_TITLE",
@@ -33,6 +38,7 @@ __all__ = [
 ]
 
 _CONV_COLS = "id, title, created_at, updated_at, pinned, title_is_auto, deleted_at"
+_A = TypeVar("_A", bound=AttachmentPart)
 
 
 def _conversation(row: Any) -> Conversation:
@@ -40,8 +46,8 @@ def _conversation(row: Any) -> Conversation:
     return Conversation(cid, title, created, updated, bool(pinned), bool(auto), deleted)
 
 
-class ChatStore(MessageStore):
-    """Conversations and messages in the SQLite file at ``path``."""
+class ChatStore(MessageStore, DocumentStore):
+    """Conversations, messages and attached documents in the SQLite file at ``path``."""
 
     # -- conversations -------------------------------------------------------------
 
@@ -182,6 +188,26 @@ class ChatStore(MessageStore):
         with self._writing():
             self._db.execute("UPDATE conversations SET settings = ? WHERE id = ?", (text, conv_id))
 
+    # -- attachments -----------------------------------------------------------------
+
+    def attachment_data(self, sha256: str) -> bytes | None:
+        """An attachment's original bytes; None if no message holds that file (any more)."""
+        try:
+            return _attachments.data_of(self._db, sha256)
+        except sqlite3.ProgrammingError:
+            raise
+        except sqlite3.DatabaseError as e:
+            raise self._failure("read", e) from e
+
+    def with_data(self, parts: tuple[_A, ...]) -> tuple[_A, ...]:
+        """``parts`` with their bytes read from the store (a part whose file is gone
+        is left without: the caller tells the person)."""
+        out = []
+        for part in parts:
+            data = part.data or self.attachment_data(part.sha256)
+            out.append(dataclasses.replace(part, data=data) if data else part)
+        return tuple(out)
+
     # -- search, import, upkeep ----------------------------------------------------
 
     def index_pending(self, limit: int = 500) -> int:
@@ -204,7 +230,9 @@ class ChatStore(MessageStore):
         word of ``query``, the last word as a prefix; newest first, or by bm25 if
         ``ranked``. Any text is safe: it is never read as FTS5 syntax."""
         try:
-            return _search.search(self._db, query, limit, ranked=ranked)
+            hits = _search.search(self._db, query, limit, ranked=ranked)
+            # (tool calls' and results' text, issue 16: an index of its own)
+            return with_tool_hits(self._db, query, hits, limit, ranked=ranked)
         except sqlite3.ProgrammingError:
             raise
         except sqlite3.DatabaseError as e:

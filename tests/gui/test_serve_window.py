@@ -29,6 +29,8 @@ from tests.gui.test_settings import open_settings
 from tests.openai_servers import LoopbackGuard, free_port
 from ui.state import ResponseState
 
+OFF = "Off. Turn on the switch above to let other programs use the model."
+
 
 class MemoryKeyring(KeyringBackend):
     priority = 1  # type: ignore[assignment]
@@ -61,7 +63,7 @@ def _serving(qtbot: QtBot, hearth: HearthApp, ring: MemoryKeyring) -> Any:
     dialog.pages.setCurrentRow(dialog.pages.count() - 1)
     switch = dialog.findChild(QCheckBox, "setting:serve.enabled")
     assert switch is not None and not switch.isChecked()
-    assert dialog.serve_section.status.text() == "Off. Turn on the switch above to let other programs use the model."
+    assert dialog.serve_section.status.text() == OFF
     switch.click()
     qtbot.waitUntil(lambda: hearth.serve.server is not None, timeout=REPLY_TIMEOUT_MS)
     return dialog
@@ -132,4 +134,4 @@ def test_a_new_key_replaces_the_old_one_and_off_stops_it(
     assert switch is not None
     switch.click()
     assert hearth.serve.server is None
-    assert dialog.serve_section.status.text() == "Off. Turn on the switch above to let other programs use the model."
+    assert dialog.serve_section.status.text() == OFF

@@ -37,6 +37,7 @@ def test_settings_opens_from_the_button_and_the_shortcut(
     pages = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
     assert pages == [
         "Model",
+        "Connections",
         "Generation",
         "Performance",
         "Privacy & storage",
