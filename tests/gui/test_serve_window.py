@@ -60,7 +60,8 @@ def _serving(qtbot: QtBot, hearth: HearthApp, ring: MemoryKeyring) -> Any:
     hearth.serve._keys = lambda: KeyStore(ring)
     hearth.settings.set("serve.port", free_port())
     dialog = open_settings(qtbot, hearth)
-    dialog.pages.setCurrentRow(dialog.pages.count() - 1)
+    titles = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
+    dialog.pages.setCurrentRow(titles.index("Other programs"))
     switch = dialog.findChild(QCheckBox, "setting:serve.enabled")
     assert switch is not None and not switch.isChecked()
     assert dialog.serve_section.status.text() == OFF
