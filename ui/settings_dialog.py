@@ -40,6 +40,7 @@ from engine.models.choice import AUTO
 from engine.settings import SCHEMA, Value
 from engine.units import format_bytes
 from ui.settings_editors import SettingEditor
+from ui.settings_serve import ServeSection
 from ui.theme import mute
 
 PAGES = (
@@ -48,6 +49,7 @@ PAGES = (
     ("performance", "Performance"),
     ("storage", "Privacy & storage"),
     ("appearance", "Appearance"),
+    ("serve", "Other programs"),
 )
 
 
@@ -229,6 +231,9 @@ class SettingsDialog(QDialog):
         outer.addLayout(form)
         if page_id == "storage":
             outer.addWidget(self._build_storage_section())
+        if page_id == "serve":  # the local API's state and key (app/serve_window.py)
+            self.serve_section = ServeSection()
+            outer.addWidget(self.serve_section)
         if page_id == "performance":
             hint = QLabel("↻ takes effect when the model reloads.")
             mute(hint)

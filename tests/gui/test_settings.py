@@ -43,6 +43,7 @@ def test_settings_opens_from_the_button_and_the_shortcut(
         "Performance",
         "Privacy & storage",
         "Appearance",
+        "Other programs",
     ]
     dialog.close()
     assert open_settings(qtbot, hearth).isVisible()
