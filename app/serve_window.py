@@ -108,6 +108,11 @@ class ServeController(QObject):
         key = secrets.token_urlsafe(24)
         self._save_key(key)
 
+    # The key is shown once: in the Settings window open when it was made. After that
+    # window closes, the page says a key exists and offers a new one, never the key
+    # itself (it stays in the keyring for the server), as a token page on the web does.
+    _key_on_show = False
+
     # -- the Settings dialog --
     def attach(self, dialog: SettingsDialog) -> None:
         self._dialog = dialog
@@ -118,6 +123,7 @@ class ServeController(QObject):
     @Slot()
     def _detach(self) -> None:
         self._dialog = None
+        self._key_on_show = False
 
     # -- the server --
     def _start_server(self) -> None:
@@ -149,27 +155,30 @@ class ServeController(QObject):
 
     # -- the key, in the keyring (a background job: a keyring can block) --
     def _load_key(self) -> None:
-        def op(_report: Report, _cancel: threading.Event) -> str:
+        def op(_report: Report, _cancel: threading.Event) -> tuple[str, bool]:
             store = self._keys()
             key = store.get(KEY_NAME)
             if key is None:
                 key = secrets.token_urlsafe(24)
                 store.set(KEY_NAME, key)
-            return key
+                return key, True
+            return key, False
 
         self.failure = "Getting the API key from the system keyring…"
         self._show()
         run_in_background(op, self._on_key, self._on_key_failed, what="the API key")
 
     def _save_key(self, key: str) -> None:
-        def op(_report: Report, _cancel: threading.Event) -> str:
+        def op(_report: Report, _cancel: threading.Event) -> tuple[str, bool]:
             self._keys().set(KEY_NAME, key)
-            return key
+            return key, True
 
         run_in_background(op, self._on_key, self._on_key_failed, what="the API key")
 
-    def _on_key(self, key: str) -> None:
-        self.key = key
+    def _on_key(self, got: tuple[str, bool]) -> None:
+        self.key, made = got
+        if made and self._dialog is not None:
+            self._key_on_show = True
         if self.settings[Serve.ENABLED] and not self._closed:
             self.apply()
 
@@ -202,7 +211,9 @@ class ServeController(QObject):
         info = self.engine.model_info
         if server is None or info is None:
             return ""
-        key = f'"{self.key}"' if server.api_key else '"none"'
+        key = '"none"'
+        if server.api_key:
+            key = f'"{self.key}"' if self._key_on_show else '"YOUR_KEY"'
         return (
             "from openai import OpenAI\n"
             f'client = OpenAI(base_url="{server.url}", api_key={key})\n'
@@ -219,5 +230,8 @@ class ServeController(QObject):
             return
         section = dialog.serve_section
         section.set_status(text)
-        section.set_key(self.key if self.settings[Serve.REQUIRE_KEY] else None)
+        if not self.settings[Serve.REQUIRE_KEY]:
+            section.set_key(None)
+        else:
+            section.set_key(self.key if self._key_on_show else "", shown=self._key_on_show)
         section.set_usage(self.usage())

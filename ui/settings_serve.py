@@ -65,9 +65,14 @@ class ServeSection(QWidget):
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 
-    def set_key(self, key: str | None) -> None:
-        """The key to show; None: none is required (the row is hidden)."""
-        self.key.setText(key or "")
+    def set_key(self, key: str | None, *, shown: bool = True) -> None:
+        """The key to show; None: none is required (the row is hidden). ``shown``
+        False: a key exists but is shown only once, when it is made."""
+        self.key.setText(key or "" if shown else "")
+        self.key.setPlaceholderText(
+            "" if shown else "Shown once, when it was made. Lost it? Press New key."
+        )
+        self.copy_key.setEnabled(shown and bool(key))
         for widget in (self.key_label, self.key, self.copy_key, self.new_key):
             widget.setVisible(key is not None)
 

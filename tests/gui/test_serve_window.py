@@ -136,3 +136,32 @@ def test_a_new_key_replaces_the_old_one_and_off_stops_it(
     switch.click()
     assert hearth.serve.server is None
     assert dialog.serve_section.status.text() == OFF
+
+
+def test_the_key_is_shown_once_when_made(qtbot: QtBot, launch: Launch, tmp_path: Path) -> None:
+    """As a token page on the web: the Settings window open when the key was made shows
+    it; a later one says a key exists and offers a new one, never the key itself."""
+    hearth = launch(tmp_path, backend=ScriptedBackend([]))
+    ring = MemoryKeyring()
+    dialog = _serving(qtbot, hearth, ring)
+    key = ring.kept[("Hearth", f"connection:{KEY_NAME}")]
+    assert dialog.serve_section.key.text() == key
+    dialog.close()
+    qtbot.waitUntil(lambda: hearth.serve._dialog is None, timeout=REPLY_TIMEOUT_MS)
+
+    hearth.settings_controller.open()
+    again = hearth.settings_controller.dialog
+    assert again is not None and again is not dialog
+    titles = [again.pages.item(i).text() for i in range(again.pages.count())]
+    again.pages.setCurrentRow(titles.index("Other programs"))
+    section = again.serve_section
+    assert section.key.isVisible() and section.key.text() == ""
+    assert "Shown once" in section.key.placeholderText()
+    assert not section.copy_key.isEnabled()
+    assert key not in section.usage.toPlainText() and "YOUR_KEY" in section.usage.toPlainText()
+    assert hearth.serve.server is not None and hearth.serve.server.api_key == key  # still kept
+
+    section.new_key.click()  # a new one is shown, in this window
+    qtbot.waitUntil(lambda: section.key.text() not in ("", key), timeout=REPLY_TIMEOUT_MS)
+    assert section.copy_key.isEnabled()
+    assert section.key.text() == ring.kept[("Hearth", f"connection:{KEY_NAME}")]
