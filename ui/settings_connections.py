@@ -21,12 +21,12 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from ui.questions import ask_before
 from ui.theme import mute
 
 __all__ = ["ConnectionRow", "ConnectionsPanel"]
@@ -205,19 +205,10 @@ class ConnectionsPanel(QWidget):
 
     def ask(self, title: str, text: str, detail: str, action: str) -> bool:
         """Ask before something the person should know about; Cancel is the default."""
-        box = QMessageBox(self)
-        box.setObjectName("connections_question")
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle(title)
-        box.setText(text)
-        box.setInformativeText(detail)
-        yes = box.addButton(action, QMessageBox.ButtonRole.AcceptRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        chosen = box.clickedButton() is yes
-        box.deleteLater()
-        return chosen
+        return ask_before(
+            self, name="connections_question", title=title, text=text, detail=detail,
+            action=action,
+        )  # fmt: skip
 
     # --- the form -------------------------------------------------------------------
     @Slot()
