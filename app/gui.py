@@ -36,6 +36,7 @@ from app.model_page import ModelPage
 from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
 from app.privacy import PrivacyController, open_at_start
+from app.serve_window import ServeController
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
 from app.tools_page import ToolsPageController
@@ -227,9 +228,16 @@ class HearthApp:
             self.notifier, connections=self.connections,
             open_settings=self.settings_controller.open,
         )  # fmt: skip
-        self.tools_page = ToolsPageController(self.tools, self.notifier)
+        self.tools_page = ToolsPageController(
+            self.tools, self.notifier, current_chat=lambda: self.conversations.current_id
+        )
         self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
+        # Settings → Other programs: the local API on the engine thread (issue 15).
+        self.serve = ServeController(self.settings, engine, self.notifier)
+        self.settings_controller.setting_applied.connect(self.serve.on_setting_applied)
+        self.settings_controller.page_attachers.append(self.serve.attach)
+        self.serve.apply()
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
         sys.excepthook = self._on_uncaught
@@ -313,6 +321,7 @@ class HearthApp:
         self.models.shutdown()  # downloads, moves
         self.documents.shutdown()  # documents being read and indexed
         self.indexer.stop()
+        self.serve.close()  # its requests end before the engine they wait for
         self.engine.close()
         self.tools_page.shutdown()  # a server still starting
         self.tools.close()  # MCP servers' processes

@@ -5,9 +5,10 @@ server can take seconds to start, or never answer)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 
 from app.background import BackgroundOp, run_in_background
 from app.notifier import Notifier
@@ -15,10 +16,10 @@ from app.tools_service import ToolSettings, ToolsService
 from engine.tools.builtin import BUILTIN_NAMES
 from engine.tools.mcp_client import McpError
 from engine.tools.mcp_config import McpConfigError
-from engine.tools.permissions import Permission
+from engine.tools.permissions import ANY_TOOL, Choice
 from engine.types import ToolSpec
 from ui.settings_dialog import SettingsDialog
-from ui.settings_tools import ServerRow, ToolRow, ToolsPage
+from ui.settings_tools import ServerRow, ToolGroup, ToolRow, ToolsPage
 
 __all__ = ["ToolsPageController"]
 
@@ -32,16 +33,25 @@ _BUILTIN_ABOUT = {
 
 
 class ToolsPageController(QObject):
-    def __init__(self, tools: ToolsService, notifier: Notifier, parent: QObject | None = None):
+    """``current_chat()``: the chat "Allow in this chat" is about (None: none open)."""
+
+    def __init__(
+        self,
+        tools: ToolsService,
+        notifier: Notifier,
+        parent: QObject | None = None,
+        *,
+        current_chat: Callable[[], int | None] = lambda: None,
+    ):
         super().__init__(parent)
         self.tools, self.notifier = tools, notifier
+        self._current_chat = current_chat
         self.page: ToolsPage | None = None
         self._jobs: list[BackgroundOp[tuple[str, list[ToolSpec], str]]] = []
 
     def attach(self, dialog: SettingsDialog) -> None:
         page = ToolsPage()
-        dialog.pages.addItem("Tools")
-        dialog.stack.addWidget(page)
+        dialog.add_page("tools", "Tools", page, after="connections")
         self.page = page
         page.builtin_toggled.connect(self._on_builtin_toggled)
         page.folder_add_requested.connect(self._on_folder_add)
@@ -76,20 +86,29 @@ class ToolsPageController(QObject):
                 for s in stored
             ]
         )  # fmt: skip
-        rows = [
-            ToolRow("", n, _BUILTIN_ABOUT[n], True, tools.rules.rule("", n))
-            for n in BUILTIN_NAMES
-            if n in settings.builtin
-        ]
+        rules, chat = tools.rules, self._current_chat()
+        groups: list[ToolGroup] = []
+        if settings.builtin:
+            groups.append(
+                ToolGroup(
+                    "", rules.choice("", ANY_TOOL, chat),
+                    tuple(
+                        ToolRow("", n, _BUILTIN_ABOUT[n], True, rules.choice("", n, chat))
+                        for n in BUILTIN_NAMES
+                        if n in settings.builtin
+                    ),
+                )
+            )  # fmt: skip
         for s in stored:
-            rows += [
+            rows = tuple(
                 ToolRow(
                     s.name, t.name, t.description, t.name not in s.disabled_tools,
-                    tools.rules.rule(s.name, t.name),
+                    rules.choice(s.name, t.name, chat),
                 )
                 for t in tools.running_tools(s.name)
-            ]  # fmt: skip
-        page.set_tools(rows)
+            )  # fmt: skip
+            groups.append(ToolGroup(s.name, rules.choice(s.name, ANY_TOOL, chat), rows))
+        page.set_tools(groups)
 
     # -- built-in tools -------------------------------------------------------------------
 
@@ -176,12 +195,23 @@ class ToolsPageController(QObject):
             self._on_builtin_toggled(tool, on)
 
     @Slot(str, str, object)
-    def _on_permission_changed(self, server: str, tool: str, permission: Permission) -> None:
-        self.tools.rules.set_rule(server, tool, permission)
+    def _on_permission_changed(self, server: str, tool: str, choice: Choice) -> None:
+        chat = self._current_chat()
+        if choice is Choice.CHAT and chat is None:
+            self.notifier.error(
+                "No chat is open, so nothing can be allowed for it: open or start a chat, "
+                "then choose Allow in this chat again."
+            )
+            QTimer.singleShot(0, self.refresh)
+            return
+        self.tools.rules.choose(server, tool, choice, chat)
         try:
             self.tools.save_rules()
         except OSError as exc:
             self.notifier.error(f"The tool permissions could not be saved: {exc.strerror or exc}.")
+        # A server's rule changes what its tools' rows say ("As the server" under Never);
+        # later: the combo that asked is inside the rows being replaced.
+        QTimer.singleShot(0, self.refresh)
 
     @Slot(str)
     def start(self, name: str) -> None:

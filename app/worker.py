@@ -157,6 +157,7 @@ class EngineWorker(QObject):
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read so far, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read (0, 0: none)
+    job_finished = Signal(int)  # request id of a run_job
     # Tools (issue 16): a call made, its result, a question for the person (answered
     # on the question itself, from the GUI thread), servers that would not start.
     tool_called = Signal(int, object)  # request id, ToolCallPart
@@ -325,6 +326,20 @@ class EngineWorker(QObject):
         except Exception:
             log.exception("reading the conversation ahead crashed")
         self.warm_finished.emit(request_id, reused, evaluated)
+
+    @Slot(int, object, object)
+    def run_job(
+        self, request_id: int, job: Callable[[ChatBackend | None], None], cancel: threading.Event
+    ) -> None:
+        """Run ``job`` with the backend (None: no model loaded), in turn with the
+        window's own requests: the local API's replies (app/serving) come this way.
+        The job never raises; ``cancel`` is set by close/cancel_all like any request's."""
+        try:
+            with self.cancels.running(cancel):
+                job(self._backend)
+        except Exception:
+            log.exception("an engine job crashed")
+        self.job_finished.emit(request_id)
 
     @Slot()
     def shutdown(self) -> None:

@@ -1,6 +1,7 @@
 """Settings → Tools: the built-in tools, the folders read_file may read, the MCP
-servers (add, import an mcp.json, remove, start or restart, switch on/off) and, for
-each tool, whether it may run: Ask (the default), Always allow, Never.
+servers (add, import an mcp.json, remove, start or restart, switch on/off) and whether
+tools may run: per server, for all its tools (Ask — the default —, Allow in this chat,
+Always allow, Never), and per tool, overriding its server ("As the server" follows it).
 
 Renders what the controller gives it and emits ``*_requested`` intents; it runs no
 server and reads no file (app/tools_page.py does). A server's descriptions are its
@@ -34,9 +35,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.tools.permissions import Permission
+from engine.tools.permissions import Choice
 
-__all__ = ["AddServerDialog", "ServerRow", "ToolRow", "ToolsPage"]
+__all__ = ["AddServerDialog", "ServerRow", "ToolGroup", "ToolRow", "ToolsPage"]
 
 BUILTIN_LABELS = {
     "datetime": "Date and time",
@@ -44,11 +45,13 @@ BUILTIN_LABELS = {
     "search_chats": "Search my chats",
     "read_file": "Read files from the folders below",
 }
-_PERMISSIONS = (
-    (Permission.ASK, "Ask"),
-    (Permission.ALWAYS, "Always allow"),
-    (Permission.NEVER, "Never"),
+_SERVER_CHOICES = (
+    (Choice.ASK, "Ask"),
+    (Choice.CHAT, "Allow in this chat"),
+    (Choice.ALWAYS, "Always allow"),
+    (Choice.NEVER, "Never"),
 )
+_TOOL_CHOICES = ((Choice.SERVER, "As the server"), *_SERVER_CHOICES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,16 @@ class ToolRow:
     name: str
     description: str
     enabled: bool
-    permission: Permission
+    permission: Choice
+
+
+@dataclass(frozen=True, slots=True)
+class ToolGroup:
+    """A server's row (its rule for all its tools) and its tools' rows."""
+
+    server: str  # "" for built-in tools
+    permission: Choice
+    tools: tuple[ToolRow, ...]
 
 
 class ToolsPage(QWidget):
@@ -78,7 +90,7 @@ class ToolsPage(QWidget):
     server_start_requested = Signal(str)
     server_enabled_changed = Signal(str, bool)
     tool_enabled_changed = Signal(str, str, bool)  # server, tool, on
-    permission_changed = Signal(str, str, object)  # server, tool, Permission
+    permission_changed = Signal(str, str, object)  # server, tool ("*": all), Choice
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -141,14 +153,20 @@ class ToolsPage(QWidget):
         # Every tool with its permission.
         self.tools = QTreeWidget(self)
         self.tools.setObjectName("tool_permissions")
-        self.tools.setHeaderLabels(["Tool", "Server", "May run"])
-        self.tools.setRootIsDecorated(False)
+        self.tools.setHeaderLabels(["Server and its tools", "May run"])
         self.tools.itemChanged.connect(self._on_tool_item_changed)
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addWidget(builtin)
         layout.addWidget(servers)
-        layout.addWidget(QLabel("Each tool (untick to hide it from the model):", self))
+        layout.addWidget(
+            QLabel(
+                "Each server's rule holds for all its tools; a tool's own rule overrides it "
+                "(untick a tool to hide it from the model):",
+                self,
+                wordWrap=True,
+            )
+        )
         layout.addWidget(self.tools, 1)
         self._filling = False
 
@@ -183,29 +201,55 @@ class ToolsPage(QWidget):
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 
-    def set_tools(self, rows: list[ToolRow]) -> None:
+    def set_tools(self, groups: list[ToolGroup]) -> None:
         self._filling = True
         self.tools.clear()
-        for row in rows:
-            item = QTreeWidgetItem(self.tools, [row.name, row.server or "built in", ""])
-            item.setData(0, Qt.ItemDataRole.UserRole, (row.server, row.name))
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(0, Qt.CheckState.Checked if row.enabled else Qt.CheckState.Unchecked)
-            item.setToolTip(0, row.description)
-            combo = QComboBox(self.tools)
-            for permission, text in _PERMISSIONS:
-                combo.addItem(text, permission)
-            combo.setCurrentIndex([p for p, _ in _PERMISSIONS].index(row.permission))
-            combo.setAccessibleName(f"Whether {row.name} may run")
-            combo.currentIndexChanged.connect(
-                # (Qt hands a StrEnum back as its plain str.)
-                lambda _i, c=combo, s=row.server, n=row.name: self.permission_changed.emit(
-                    s, n, Permission(c.currentData())
-                )
-            )
-            self.tools.setItemWidget(item, 2, combo)
+        for group in groups:
+            label = group.server or "Built in"
+            top = QTreeWidgetItem(self.tools, [label, ""])
+            top.setData(0, Qt.ItemDataRole.UserRole, (group.server, "*"))
+            font = top.font(0)
+            font.setBold(True)
+            top.setFont(0, font)
+            top.setToolTip(0, f"The rule for all of {label}'s tools, unless a tool has its own.")
+            self._combo(top, group.server, "*", _SERVER_CHOICES, group.permission, label)
+            for row in group.tools:
+                item = QTreeWidgetItem(top, [row.name, ""])
+                item.setData(0, Qt.ItemDataRole.UserRole, (row.server, row.name))
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                on = Qt.CheckState.Checked if row.enabled else Qt.CheckState.Unchecked
+                item.setCheckState(0, on)
+                item.setToolTip(0, row.description)
+                self._combo(item, row.server, row.name, _TOOL_CHOICES, row.permission, row.name)
+            top.setExpanded(True)
         self.tools.resizeColumnToContents(0)
         self._filling = False
+
+    def _combo(
+        self,
+        item: QTreeWidgetItem,
+        server: str,
+        tool: str,
+        choices: tuple[tuple[Choice, str], ...],
+        current: Choice,
+        label: str,
+    ) -> None:
+        combo = QComboBox(self.tools)
+        combo.setObjectName(f"permission:{server}/{tool}")
+        for choice, text in choices:
+            combo.addItem(text, choice)
+        values = [c for c, _ in choices]
+        combo.setCurrentIndex(values.index(current) if current in values else 0)
+        combo.setAccessibleName(f"Whether {label} may run")
+        combo.currentIndexChanged.connect(
+            # (Qt hands a StrEnum back as its plain str.)
+            lambda _i, c=combo: self.permission_changed.emit(server, tool, Choice(c.currentData()))
+        )
+        self.tools.setItemWidget(item, 1, combo)
+
+    def permission_combo(self, server: str, tool: str = "*") -> QComboBox | None:
+        found = self.tools.findChild(QComboBox, f"permission:{server}/{tool}")
+        return found if isinstance(found, QComboBox) else None
 
     def selected_server(self) -> str:
         item = self.servers.currentItem()
@@ -226,7 +270,7 @@ class ToolsPage(QWidget):
             self.server_enabled_changed.emit(str(item.data(Qt.ItemDataRole.UserRole)), on)
 
     def _on_tool_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
-        if not self._filling and column == 0:
+        if not self._filling and column == 0 and item.parent() is not None:
             server, name = item.data(0, Qt.ItemDataRole.UserRole)
             self.tool_enabled_changed.emit(
                 server, name, item.checkState(0) == Qt.CheckState.Checked

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from engine.tools.permissions import Answer
 from engine.types import ToolCallPart
+from ui.theme import mute
 
 __all__ = ["ToolPermissionDialog"]
 
@@ -53,7 +54,7 @@ class ToolPermissionDialog(QDialog):
         about = QLabel(description.strip() or "No description.", self)
         about.setTextFormat(Qt.TextFormat.PlainText)  # a server's words: never rich text
         about.setWordWrap(True)
-        about.setEnabled(False)
+        mute(about)
         args = QPlainTextEdit(self)
         args.setObjectName("tool_arguments")
         args.setReadOnly(True)
@@ -67,7 +68,7 @@ class ToolPermissionDialog(QDialog):
             self,
         )
         hint.setWordWrap(True)
-        hint.setEnabled(False)
+        mute(hint)
         row = QHBoxLayout()
         self.buttons: dict[Answer, QPushButton] = {}
         for answer, text in BUTTONS:

@@ -8,6 +8,13 @@ yielded and added to the reply, and the next round reads the conversation with
 the reply so far — the same prompt plus the results, so a backend that reuses
 its evaluated prefix reads only the results. At most ``max_rounds`` rounds.
 
+Each finished round goes back as an assistant message of its own, with its own
+thinking: Qwen3.5's template renders every assistant message after the last
+question as ``<think>{its reasoning_content}</think>`` + its text and calls, so
+round two's thinking belongs to round two (rendered once, on the first round, it
+would not be what the model wrote, and the prefix the backend evaluated would not
+match).
+
 The backend is a callable (``turn -> events``): this domain knows no other.
 """
 
@@ -78,8 +85,9 @@ class ToolLoop:
         t0 = time.perf_counter()
         ids = count(1)
         base = turn.messages
-        parts: list[Part] = []
-        thinking = ""
+        parts: list[Part] = []  # this round's text, calls and results
+        thinking = ""  # this round's thinking
+        finished: list[Message] = []  # the rounds before it, each with its own thinking
         if turn.continue_reply and base and base[-1].role == "assistant":
             *rest, partial = base
             base, parts, thinking = tuple(rest), list(partial.parts), partial.thinking
@@ -114,8 +122,7 @@ class ToolLoop:
                     done = event
                     self.rounds.append(event.stats)
             t_round = time.perf_counter()
-            if n_round == 1:
-                thinking += "".join(round_thinking)
+            thinking += "".join(round_thinking)
             self._append_text(parts, "".join(text))
             if done is None or not calls or done.reason is not FinishReason.STOP:
                 break
@@ -147,8 +154,9 @@ class ToolLoop:
                 if self._stop.is_set():
                     done = replace(done, reason=FinishReason.CANCELLED)
                 break
-            reply = Message("assistant", tuple(parts), thinking=thinking)
-            current = replace(turn, messages=(*base, reply), continue_reply=False)
+            finished.append(Message("assistant", tuple(parts), thinking=thinking))
+            parts, thinking = [], ""
+            current = replace(turn, messages=(*base, *finished), continue_reply=False)
             self.overhead_s += time.perf_counter() - t_round - tool_s
         yield self._final(done, t0)
 

@@ -1,8 +1,10 @@
 """Who may run what: Ask (the default), Allow in this chat, Always allow, Never —
 per server and per tool. Plain data, no Qt; the window and the terminal ask.
 
-A tool's own rule wins over its server's; "allowed in this chat" is remembered
-for that chat while Hearth runs. Rules are kept as JSON (``to_json``/``from_json``).
+A tool's own rule wins over its server's (``server/*``); "allowed in this chat" is
+remembered for that chat while Hearth runs, for one tool or a whole server.
+Settings shows and sets both levels as a ``Choice`` (``choice``/``choose``).
+Rules are kept as JSON (``to_json``/``from_json``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Hashable, Mapping
 from enum import StrEnum
 from pathlib import Path
 
-__all__ = ["Answer", "Permission", "PermissionRules", "ToolKey"]
+__all__ = ["ANY_TOOL", "Answer", "Choice", "Permission", "PermissionRules", "ToolKey"]
 
 
 class Permission(StrEnum):
@@ -42,6 +44,16 @@ class Answer(StrEnum):
         return self in (Answer.ONCE, Answer.CHAT, Answer.ALWAYS)
 
 
+class Choice(StrEnum):
+    """What Settings → Tools shows and sets for a server (all its tools) or a tool."""
+
+    SERVER = "server"  # a tool: as its server says
+    ASK = "ask"
+    CHAT = "chat"  # allowed in the current chat (until Hearth quits)
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 # (server, tool); server "" is Hearth's built-in tools; tool "*" is a whole server.
 ToolKey = tuple[str, str]
 ANY_TOOL = "*"
@@ -55,23 +67,72 @@ class PermissionRules:
     def rule(self, server: str, tool: str = ANY_TOOL) -> Permission:
         return self._rules.get((server, tool), Permission.ASK)
 
-    def set_rule(self, server: str, tool: str, permission: Permission) -> None:
-        if permission is Permission.ASK:
+    def own_rule(self, server: str, tool: str = ANY_TOOL) -> Permission | None:
+        return self._rules.get((server, tool))
+
+    def set_rule(self, server: str, tool: str, permission: Permission | None) -> None:
+        """A tool's ASK is kept (it overrides its server's rule); a server's ASK and
+        ``None`` remove the rule."""
+        if permission is None or (permission is Permission.ASK and tool == ANY_TOOL):
             self._rules.pop((server, tool), None)
         else:
             self._rules[(server, tool)] = permission
 
     def decide(self, server: str, tool: str, chat: Hashable = None) -> Permission:
-        """What happens to a call now: ALWAYS (run), NEVER (refuse) or ASK."""
+        """What happens to a call now: ALWAYS (run), NEVER (refuse) or ASK.
+
+        The tool's own Always/Never; else its server's Never (a tool allowed in the
+        chat from a question included: Never on a server is its off switch); else
+        allowed in this chat; else the tool's own Ask; else the server's Always,
+        the server allowed in this chat, or Ask."""
         own = self._rules.get((server, tool))
-        if own is not None:
+        if own is Permission.ALWAYS or own is Permission.NEVER:
             return own
         whole = self._rules.get((server, ANY_TOOL))
-        if whole is Permission.NEVER:
+        if own is None and whole is Permission.NEVER:
             return whole
-        if chat is not None and (server, tool) in self._chat.get(chat, ()):
+        if self.allowed_in_chat(server, tool, chat):
             return Permission.ALWAYS
-        return whole or Permission.ASK
+        if own is Permission.ASK:
+            return own
+        if whole is Permission.ALWAYS or self.allowed_in_chat(server, ANY_TOOL, chat):
+            return Permission.ALWAYS
+        return Permission.ASK
+
+    def allowed_in_chat(self, server: str, tool: str, chat: Hashable) -> bool:
+        return chat is not None and (server, tool) in self._chat.get(chat, ())
+
+    def set_allowed_in_chat(self, server: str, tool: str, chat: Hashable, on: bool) -> None:
+        if chat is None:
+            return
+        keys = self._chat.setdefault(chat, set())
+        (keys.add if on else keys.discard)((server, tool))
+
+    def choice(self, server: str, tool: str = ANY_TOOL, chat: Hashable = None) -> Choice:
+        """What Settings shows for ``server`` (``tool`` "*") or one of its tools."""
+        own = self._rules.get((server, tool))
+        if own is Permission.ALWAYS or own is Permission.NEVER:
+            return Choice(own.value)
+        if tool != ANY_TOOL and own is None and self.rule(server) is Permission.NEVER:
+            return Choice.SERVER
+        if self.allowed_in_chat(server, tool, chat):
+            return Choice.CHAT
+        if tool == ANY_TOOL:
+            return Choice.ASK
+        return Choice.ASK if own is Permission.ASK else Choice.SERVER
+
+    def choose(self, server: str, tool: str, choice: Choice, chat: Hashable = None) -> None:
+        """Set what Settings shows as ``choice`` (``decide`` then agrees with it).
+        A tool allowed in this chat keeps an own Ask: elsewhere it asks, whatever
+        its server says."""
+        whole = tool == ANY_TOOL
+        if choice is Choice.CHAT:
+            self.set_rule(server, tool, None if whole else Permission.ASK)
+        elif choice is Choice.SERVER:
+            self.set_rule(server, tool, None)
+        else:
+            self.set_rule(server, tool, Permission(choice.value))
+        self.set_allowed_in_chat(server, tool, chat, choice is Choice.CHAT)
 
     def remember(self, server: str, tool: str, chat: Hashable, answer: Answer) -> None:
         if answer is Answer.CHAT:

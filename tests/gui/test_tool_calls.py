@@ -131,8 +131,9 @@ def test_settings_tools_page(qtbot: QtBot, launch: Launch, tmp_path: Path) -> No
     assert dialog is not None
     page = dialog.findChild(ToolsPage)
     assert page is not None
-    dialog.pages.setCurrentRow(dialog.pages.count() - 1)
-    assert dialog.pages.currentItem().text() == "Tools"
+    titles = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
+    dialog.pages.setCurrentRow(titles.index("Tools"))
+    assert page.isVisible()
     page.builtin_boxes["calculator"].click()
     assert json.loads((data / "config" / "tools.json").read_text())["builtin"] == ["calculator"]
     time_server = shutil.which("mcp-server-time") or str(
@@ -140,15 +141,96 @@ def test_settings_tools_page(qtbot: QtBot, launch: Launch, tmp_path: Path) -> No
     )
     page.server_add_requested.emit("time", time_server, (), {})  # as the Add dialog does
     qtbot.waitUntil(lambda: "running, 2 tools" in page.status.text(), timeout=REPLY_TIMEOUT_MS)
-    names = [page.tools.topLevelItem(i).text(0) for i in range(page.tools.topLevelItemCount())]
-    assert names == ["calculator", "get_current_time", "convert_time"]
-    item = page.tools.topLevelItem(1)
-    combo = page.tools.itemWidget(item, 2)
-    assert isinstance(combo, QComboBox)
+    tree = page.tools
+    tops = [tree.topLevelItem(i) for i in range(tree.topLevelItemCount())]
+    assert [t.text(0) for t in tops] == ["Built in", "time"]
+    server = tops[1]
+    assert [server.child(i).text(0) for i in range(server.childCount())] == [
+        "get_current_time",
+        "convert_time",
+    ]
+    combo = tree.itemWidget(server.child(0), 1)
+    assert isinstance(combo, QComboBox) and combo.currentText() == "As the server"
     combo.setCurrentIndex(combo.findText("Always allow"))
     rules = PermissionRules.load(data / "config" / "tool_permissions.json")
     assert rules.rule("time", "get_current_time") is Permission.ALWAYS
+    whole = page.permission_combo("time")
+    assert whole is not None and whole.currentText() == "Ask"
+    whole.setCurrentIndex(whole.findText("Never"))
+    rules = PermissionRules.load(data / "config" / "tool_permissions.json")
+    assert rules.rule("time") is Permission.NEVER
+    assert rules.decide("time", "convert_time") is Permission.NEVER  # all its tools…
+    assert rules.decide("time", "get_current_time") is Permission.ALWAYS  # …but its own rule
     assert "time" in (data / "config" / "mcp_servers.json").read_text()
+
+
+def choose(qtbot: QtBot, hearth: HearthApp, server: str, tool: str, text: str) -> None:
+    """In Settings → Tools, pick ``text`` in the rule of ``server`` (tool "*") or a tool."""
+    from ui.settings_tools import ToolsPage
+
+    if hearth.settings_controller.dialog is None:
+        hearth.settings_controller.open()
+    dialog = hearth.settings_controller.dialog
+    assert dialog is not None
+    page = dialog.findChild(ToolsPage)
+    assert page is not None
+    combo = page.permission_combo(server, tool)
+    assert combo is not None
+    combo.setCurrentIndex(combo.findText(text))
+    # The page is refilled after a change: wait until it shows the choice.
+    qtbot.waitUntil(
+        lambda: (
+            (c := page.permission_combo(server, tool)) is not None
+            and c is not combo
+            and c.currentText() == text
+        ),
+        timeout=REPLY_TIMEOUT_MS,
+    )
+
+
+def reply_without_question(qtbot: QtBot, hearth: HearthApp, text: str) -> None:
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, text)
+    assert hearth.tool_replies.question is None
+    conv = hearth.conversations.current_id
+    assert conv is not None
+    (result,) = hearth.store.messages(conv)[-1].tool_results_parts()
+    assert result.ok and result.content == "42"
+
+
+def test_a_servers_rule_holds_for_its_tools_and_a_tools_rule_overrides_it(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    """Settings → Tools, the built-in tools' server row and the calculator's row: Always
+    allow for the server runs the call unasked; Ask on the tool asks again; Allow in this
+    chat on the server runs it unasked in this chat only; Never on it refuses. The
+    replies are scripted (see the module's docstring); the rules, the window, the engine
+    thread and the calculator are real."""
+    backend = ScriptedBackend([CALL, "42."] * 6)
+    data = with_calculator(tmp_path / "data")
+    hearth = launch(data, backend=backend)
+    send(qtbot, hearth, "What is 6 times 7?")  # (a chat to be in)
+    press(qtbot, hearth, question(qtbot, hearth), "Allow once")
+    choose(qtbot, hearth, "", "*", "Always allow")
+    reply_without_question(qtbot, hearth, "Again?")
+    choose(qtbot, hearth, "", "calculator", "Ask")  # the tool overrides its server
+    send(qtbot, hearth, "And again?")
+    press(qtbot, hearth, question(qtbot, hearth), "Allow once")
+    choose(qtbot, hearth, "", "calculator", "As the server")
+    choose(qtbot, hearth, "", "*", "Allow in this chat")
+    reply_without_question(qtbot, hearth, "Once more?")
+    saved = PermissionRules.load(data / "config" / "tool_permissions.json")
+    assert saved.rules() == {}  # "in this chat" is not kept on disk
+    hearth.conversations.new_chat()
+    send(qtbot, hearth, "In a new chat?")  # not allowed here: asked
+    press(qtbot, hearth, question(qtbot, hearth), "Allow once")
+    choose(qtbot, hearth, "", "*", "Never")
+    with qtbot.waitSignal(hearth.replies.reply_ended, timeout=REPLY_TIMEOUT_MS):
+        send(qtbot, hearth, "Now?")
+    conv = hearth.conversations.current_id
+    assert conv is not None
+    (result,) = hearth.store.messages(conv)[-1].tool_results_parts()
+    assert not result.ok and "did not allow" in result.content
 
 
 def test_tool_output_is_shown_as_text_never_as_html(

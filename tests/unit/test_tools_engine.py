@@ -13,7 +13,7 @@ from engine.tools.builtin import builtin_tools, read_file_tool
 from engine.tools.calculator import CalculatorError, calculate
 from engine.tools.gate import ToolGate
 from engine.tools.loop import ToolLoop
-from engine.tools.permissions import Answer, Permission, PermissionRules
+from engine.tools.permissions import Answer, Choice, Permission, PermissionRules
 from engine.tools.toolbox import MAX_RESULT_CHARS, Tool, ToolBox, ToolError
 from engine.types import (
     FinishReason,
@@ -143,6 +143,35 @@ def test_permission_rules_and_their_file(tmp_path: Path) -> None:
     rules.save(path)
     assert PermissionRules.load(path).rules() == rules.rules()
     assert PermissionRules.from_json("{broken").rules() == {}
+
+
+@pytest.mark.parametrize("server_choice", list(Choice)[1:])
+@pytest.mark.parametrize("tool_choice", list(Choice))
+def test_what_settings_shows_is_what_is_decided(server_choice: Choice, tool_choice: Choice) -> None:
+    """Every server rule × every tool rule: Settings reads back what was chosen, and
+    ``decide`` does what the two rows say, in this chat and in another."""
+    rules = PermissionRules()
+    rules.choose("time", "*", server_choice, chat=1)
+    rules.choose("time", "get_current_time", tool_choice, chat=1)
+    assert rules.choice("time", chat=1) is server_choice
+    assert rules.choice("time", "convert_time", chat=1) is Choice.SERVER
+    assert rules.choice("time", "get_current_time", chat=1) is tool_choice
+    outcome = {
+        Choice.ASK: Permission.ASK,
+        Choice.ALWAYS: Permission.ALWAYS,
+        Choice.NEVER: Permission.NEVER,
+    }
+    in_chat = {**outcome, Choice.CHAT: Permission.ALWAYS}
+    elsewhere = {**outcome, Choice.CHAT: Permission.ASK}
+    effective = server_choice if tool_choice is Choice.SERVER else tool_choice
+    assert rules.decide("time", "get_current_time", chat=1) is in_chat[effective]
+    assert rules.decide("time", "get_current_time", chat=2) is elsewhere[effective]
+    assert rules.decide("time", "convert_time", chat=1) is in_chat[server_choice]
+    assert rules.decide("time", "convert_time", chat=2) is elsewhere[server_choice]
+    # On disk: the kept rules come back; "in this chat" is not kept.
+    again = PermissionRules.from_json(rules.to_json())
+    assert again.rules() == rules.rules()
+    assert again.decide("time", "get_current_time", chat=2) is elsewhere[effective]
     assert (
         PermissionRules.from_json(
             '{"rules": [{"server": "a", "tool": "b", "permission": "maybe"}, 3]}'
@@ -252,3 +281,53 @@ def test_parts_are_hashable_and_read_only() -> None:
     assert call.plain_arguments() == {"a": [1, {"b": 2}]}
     with pytest.raises(TypeError):
         call.arguments["a"] = 1  # type: ignore[index]
+
+
+def test_each_rounds_thinking_goes_back_with_that_round() -> None:
+    """Qwen3.5's template renders every assistant message after the last question as
+    ``<think>{its reasoning_content}</think>`` + its text and calls
+    (tests/fixtures/qwen3.5-chat-template.jinja). So each round goes back as a message
+    of its own with its own thinking, and the next round's prompt (the real template)
+    starts with exactly what the model read and wrote in the round before: the
+    prefix a backend evaluated stays valid. Scripted model output (no model here calls
+    tools), real loop, gate, calculator and template."""
+    from engine.inference.chat_template import ChatTemplate, render
+    from engine.types import ThinkingDelta
+    from tests.fixtures.qwen35 import TEMPLATE_PATH
+
+    backend = ScriptedBackend(
+        [
+            [
+                ThinkingDelta("Need the product."),
+                "Let me compute.\n\n",
+                xml_call("calculator", expression="6*7"),
+            ],
+            [ThinkingDelta("Now halve it."), xml_call("calculator", expression="42/2")],
+            [ThinkingDelta("That is all."), "It is 21."],
+        ]
+    )
+    box = ToolBox(builtin_tools(["calculator"]))
+    gate = ToolGate(box, PermissionRules({("", "calculator"): Permission.ALWAYS}))
+    turn = Turn(messages=(Message("user", "Half of 6*7?"),), tools=box.specs(), thinking=True)
+    events = list(loop_for(backend, gate).run(turn))
+    assert isinstance(events[-1], ReplyDone) and len(backend.turns) == 3
+    _question, one, two = backend.turns[2].messages
+    assert (one.thinking, two.thinking) == ("Need the product.", "Now halve it.")
+    assert [r.content for r in (*one.tool_results, *two.tool_results)] == ["42", "21"]
+
+    template = ChatTemplate("gguf", TEMPLATE_PATH.read_text(encoding="utf-8"))
+
+    def prompt(messages: tuple[Message, ...]) -> str:
+        return render(template, messages, tools=box.specs(), extra={"enable_thinking": True})
+
+    second, third = prompt(backend.turns[1].messages), prompt(backend.turns[2].messages)
+    assert second.endswith("<|im_start|>assistant\n<think>\n")
+    written = "Now halve it.\n</think>\n\n<tool_call>\n<function=calculator>\n"
+    assert third.startswith(second + written)  # round two's thinking, in round two
+    assert third.count("Need the product.") == 1 and third.count("Now halve it.") == 1
+    # The next question: the template drops the earlier turn's thinking, all rounds' of it.
+    stored = Message(
+        "assistant", (*one.parts, *two.parts), thinking="Need the product.Now halve it."
+    )
+    later = prompt((*backend.turns[2].messages[:1], stored, Message("user", "Thanks!")))
+    assert "Need the product." not in later and "Now halve it." not in later
