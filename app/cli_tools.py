@@ -71,6 +71,29 @@ def add_mcp_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     imp.add_argument("file", type=Path)
 
 
+def _add_arguments(args: argparse.Namespace) -> tuple[list[str], str, list[str]] | str:
+    """(command, url, env pairs) of ``hearth mcp add``, or a sentence. Options may come
+    after NAME too (``add web --url URL``), where argparse's remainder takes them: read
+    them, up to a ``--``, when the remainder starts with one. (argparse drops the ``--``
+    that ends its own options, so ``add NAME -- CMD`` arrives as the command alone.)"""
+    rest = list(args.server_command)
+    if not rest or not rest[0].startswith("--"):
+        return rest, args.url, list(args.env)
+    end = rest.index("--") if "--" in rest else len(rest)
+    before, command = rest[:end], rest[end + 1 :]
+    options = argparse.ArgumentParser(prog="hearth mcp add", add_help=False, exit_on_error=False)
+    options.add_argument("--url", default="")
+    options.add_argument("--env", action="append", default=[])
+    try:
+        known, unknown = options.parse_known_args(before)
+    except argparse.ArgumentError as exc:
+        return f"{exc}."
+    if unknown:
+        joined = " ".join(unknown)
+        return f"put the server's command after --: hearth mcp add {args.name} -- {joined}"
+    return command, known.url or args.url, [*args.env, *known.env]
+
+
 def run_mcp(args: argparse.Namespace, paths: AppPaths) -> int:
     paths.ensure()
     servers = servers_file(paths)
@@ -78,16 +101,20 @@ def run_mcp(args: argparse.Namespace, paths: AppPaths) -> int:
         print(f"hearth: {servers.note}", file=sys.stderr)
     try:
         if args.mcp_command == "add":
-            command = [c for c in args.server_command if c != "--"]
-            if not command and not args.url:
+            added = _add_arguments(args)
+            if isinstance(added, str):
+                print(f"hearth: {added}", file=sys.stderr)
+                return 2
+            command, url, envs = added
+            if not command and not url:
                 print("hearth: give the server's command after --, or --url.", file=sys.stderr)
                 return 2
-            env = dict(_env_pair(e) for e in args.env)
+            env = dict(_env_pair(e) for e in envs)
             servers.add(
                 args.name,
                 command=command[0] if command else "",
                 args=tuple(command[1:]),
-                url=args.url,
+                url=url,
                 env=env,
             )
             print(

@@ -30,6 +30,21 @@ def test_add_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "no tool server 'time'" in capsys.readouterr().err
 
 
+def test_add_takes_its_options_before_or_after_the_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    assert main([*data, "mcp", "add", "web", "--url", "http://127.0.0.1:9/mcp"]) == 0
+    assert main([*data, "mcp", "add", "--url", "http://127.0.0.1:9/other", "web2"]) == 0
+    assert main([*data, "mcp", "add", "echo", "--", "echo", "--", "x"]) == 0
+    saved = json.loads((tmp_path / "config" / "mcp_servers.json").read_text())
+    text = json.dumps(saved)
+    assert "http://127.0.0.1:9/mcp" in text and "http://127.0.0.1:9/other" in text
+    assert '"--", "x"' in text  # the command's own -- stays
+    assert main([*data, "mcp", "add", "bad", "--verbose", "uvx"]) == 2
+    assert "put the server's command after --" in capsys.readouterr().err
+
+
 def test_import_and_a_broken_server_in_the_list(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
