@@ -173,5 +173,6 @@ def _serve(backend: ChatBackend, args: argparse.Namespace, key: str | None) -> i
     finally:
         server.close()
         runner.close()
-    print(f"Stopped; {server.served} requests served.", flush=True)
+    served = server.served
+    print(f"Stopped; {served} request{'' if served == 1 else 's'} served.", flush=True)
     return 0
