@@ -117,6 +117,9 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--endpoint, the server's model",
     )
     _add_remote_options(chat)
+    from app.cli_tools import add_tool_options
+
+    add_tool_options(chat)
     chat.add_argument(
         "--max-tokens",
         type=bounded("generation.max_tokens", int, 1),
@@ -354,6 +357,14 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
             sys.stdout.write(rendered)
             sys.stdout.flush()
             return 0
+        from app.cli_tools import open_tools
+        from engine.tools.mcp_client import McpError
+
+        try:
+            tools = open_tools(args, paths, chat=conv.id if conv else None)
+        except (McpError, ValueError) as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
         try:
             documents = attach_files(store, args.file)
         except KnownError as exc:
@@ -371,10 +382,14 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
                 params=params,
                 stop=stop,
                 attachments=documents,
+                tools=tools,
             )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
             return 130
+        finally:
+            if tools is not None:
+                tools.close()
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,

@@ -170,6 +170,14 @@ def remote_chat(
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
         print(f"hearth: this chat goes to {info.name} at {info.extra['where']}.", file=sys.stderr)
+        from app.cli_tools import open_tools
+        from engine.tools.mcp_client import McpError
+
+        try:
+            tools = open_tools(args, paths, chat=conv.id if conv else None)
+        except (McpError, ValueError) as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
         try:
             documents = attach_files(store, args.file)
         except KnownError as exc:
@@ -187,10 +195,14 @@ def remote_chat(
                 params=params,
                 stop=stop,
                 attachments=documents,
+                tools=tools,
             )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
             return 130
+        finally:
+            if tools is not None:
+                tools.close()
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,

@@ -12,9 +12,18 @@ from typing import TYPE_CHECKING, TextIO
 from engine.errors import KnownError
 from engine.history.turns import prompt_before, save_chat_settings, status_for, title_from
 from engine.history.types import MessageStatus
-from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta, Turn
+from engine.types import (
+    GenerationStats,
+    ReplyDone,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+    Turn,
+)
 
 if TYPE_CHECKING:
+    from app.cli_tools import ChatTools
     from engine.history.recorder import ReplyRecorder
     from engine.history.store import ChatStore
     from engine.history.turns import ChatSettings
@@ -52,6 +61,7 @@ def stream_reply(
     *,
     stop: threading.Event,
     recorder: ReplyRecorder,
+    tools: ChatTools | None = None,
 ) -> GenerationStats | None:
     """Stream ``backend``'s reply to ``turn`` to the terminal and into ``recorder``.
 
@@ -61,7 +71,12 @@ def stream_reply(
     thinking_out = ThinkingOutput(sys.stderr)
     stats: GenerationStats | None = None
     try:
-        for event in backend.stream(turn, params, stop=stop):
+        events = (
+            tools.stream(backend, turn, params, stop)
+            if tools is not None
+            else backend.stream(turn, params, stop=stop)
+        )
+        for event in events:
             if isinstance(event, ThinkingDelta):
                 thinking_out.write(event.text)
                 recorder.append_thinking(event.text)
@@ -70,6 +85,10 @@ def stream_reply(
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
                 recorder.append(event.text)
+            elif isinstance(event, ToolCallEvent):
+                recorder.append_part(event.call)  # (tools.stream shows it on stderr)
+            elif isinstance(event, ToolResultEvent):
+                recorder.append_part(event.result)
             elif isinstance(event, ReplyDone):
                 thinking_out.end()
                 recorder.finish(status_for(event.reason))
@@ -98,6 +117,7 @@ def ask(
     params: SamplingParams,
     stop: threading.Event,
     attachments: Sequence[AttachmentPart] = (),
+    tools: ChatTools | None = None,
 ) -> tuple[Conversation, GenerationStats | None]:
     """Store ``question`` in ``conv`` (a new chat, titled by it, when None), then stream
     the reply into the store and the terminal. The model reads the chat as the window
@@ -121,8 +141,13 @@ def ask(
     prompt = prompt_before(store, conv.id, reply.id, n_ctx=backend.info.n_ctx)
     store.set_citations(reply.id, prompt.citations)
     recorder = ReplyRecorder(store, reply.id)
-    turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
-    stats = stream_reply(backend, turn, params, stop=stop, recorder=recorder)
+    turn = Turn(
+        messages=prompt.messages,
+        thinking=thinking,
+        cache_key=conv.id,
+        tools=tools.specs if tools is not None else (),
+    )
+    stats = stream_reply(backend, turn, params, stop=stop, recorder=recorder, tools=tools)
     sources = store.sources([reply.id]).get(reply.id, ())
     if sources:
         listed = "\n".join(f"  [{n}] {label}" for n, label in sources)

@@ -23,6 +23,7 @@ from app.chat.conversations import ConversationController
 from app.chat.documents import DocumentController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
+from app.chat.tool_replies import ToolReplies
 from app.chat_lock import ChatLock
 from app.chat_models import ChatModels
 from app.connections import Connections, ConnectionsPage, Destination
@@ -36,8 +37,11 @@ from app.model_page import ModelPage
 from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
 from app.privacy import PrivacyController, open_at_start
+from app.serve_window import ServeController
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
+from app.tools_page import ToolsPageController
+from app.tools_service import KeyringSecrets, ToolsService, store_search
 from app.version import __version__
 from app.worker import OpenBackend, open_local, with_remote
 from engine.errors import KnownError, StoreError
@@ -153,6 +157,12 @@ class HearthApp:
         self.context.pending_tokens = self.documents.pending_tokens  # the meter counts them
         self.documents.pending_changed.connect(self.context.show_pending)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
+        # Tools (issue 16): none on and no server started until the person chooses.
+        self.tools = ToolsService(
+            paths.config_dir, KeyringSecrets(), search=store_search(paths.db_path)
+        )
+        engine.set_tools(self.tools)
+        self.tool_replies = ToolReplies(self.window, self.replies, engine, self.notifier)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
             store, busy=lambda: self.replies.busy
         )
@@ -224,7 +234,16 @@ class HearthApp:
             self.notifier, connections=self.connections,
             open_settings=self.settings_controller.open,
         )  # fmt: skip
+        self.tools_page = ToolsPageController(
+            self.tools, self.notifier, current_chat=lambda: self.conversations.current_id
+        )
+        self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
+        # Settings → Other programs: the local API on the engine thread (issue 15).
+        self.serve = ServeController(self.settings, engine, self.notifier)
+        self.settings_controller.setting_applied.connect(self.serve.on_setting_applied)
+        self.settings_controller.page_attachers.append(self.serve.attach)
+        self.serve.apply()
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
         sys.excepthook = self._on_uncaught
@@ -308,7 +327,10 @@ class HearthApp:
         self.models.shutdown()  # downloads, moves
         self.documents.shutdown()  # documents being read and indexed
         self.indexer.stop()
+        self.serve.close()  # its requests end before the engine they wait for
         self.engine.close()
+        self.tools_page.shutdown()  # a server still starting
+        self.tools.close()  # MCP servers' processes
         self.replies.shutdown()
         self.conversations.close()
         self.store.close()

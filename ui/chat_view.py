@@ -34,7 +34,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import Role
+from engine.types import Role, ToolCallPart, ToolResultPart
 from ui.chat_document import (
     StreamState,
     insert_blocks,
@@ -54,6 +54,7 @@ from ui.message_html import (
     note_html,
     thinking_html,
 )
+from ui.tool_call_view import TOOL_SCHEME, ToolBlocks, place_tool_part
 
 REPAINT_INTERVAL_MS = 33
 # When a chat opens, only its end is rendered: at most SHOWN_AT_FIRST messages and
@@ -112,6 +113,9 @@ class ChatView(QTextBrowser):
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
+        self._tools = ToolBlocks(
+            lambda: self._renderer.palette, lambda t: self._renderer.render(t, self._register_code)
+        )
         self._context_start: int | None = None  # the first message the model still reads
         self._stream: StreamState | None = None
         self._timer = QTimer(self)
@@ -220,7 +224,10 @@ class ChatView(QTextBrowser):
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        key = (msg, expanded, is_last, self._assistant_name, self._marks.key(msg))
+        key = (
+            msg, expanded, is_last, self._assistant_name,
+            self._marks.key(msg), self._tools.keys_of(msg),
+        )  # fmt: skip
         cached = self._html_cache.get(key)
         if cached is None:
             # A reply from before replies recorded their model is named after today's.
@@ -228,7 +235,10 @@ class ChatView(QTextBrowser):
             parts = [self._header_html(msg.role, anchor=f"m{msg.id}", name=name)]
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
-            body = self._body_html(msg.role, msg.content)
+            if msg.parts:  # a reply that called tools: its text, calls and results
+                body = self._tools.message_html(msg)
+            else:
+                body = self._body_html(msg.role, msg.content)
             parts.append(self._marks.decorate(body, msg, self._muted))
             note = STATUS_NOTES.get(msg.status)
             if note:
@@ -273,6 +283,18 @@ class ChatView(QTextBrowser):
             insert_blocks(self._end_cursor(), note_html(self._muted, note))
             if at_bottom:
                 self._scroll_to_bottom()
+
+    def add_tool_part(self, part: ToolCallPart | ToolResultPart) -> None:
+        """A call the streaming reply made (shown running), or its result (the block
+        is drawn again, finished); the reply's text goes on below it."""
+        stream = self._stream
+        if stream is None:
+            return
+        self._flush(final=True)
+        at_bottom = self._at_bottom()
+        place_tool_part(self.document(), stream, part, self._tools.live_html)
+        if at_bottom:
+            self._scroll_to_bottom()
 
     def streamed_text_length(self) -> int:
         """Characters of the current reply's answer already on screen."""
@@ -426,6 +448,11 @@ class ChatView(QTextBrowser):
                 if msg is not None:
                     QGuiApplication.clipboard().setText(msg.content)
             self.action_requested.emit(action, int(ident or 0))
+            return
+        if scheme == TOOL_SCHEME:
+            self._tools.toggle(url.path())
+            if self._stream is None:
+                self._rebuild_keeping_scroll()
             return
         if scheme in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)

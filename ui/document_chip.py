@@ -134,7 +134,7 @@ class DocumentChip(QFrame):
         self._get_embedding.hide()
         self._get_embedding.clicked.connect(self.embedding_requested)
         self._embedding_note = QLabel("Find passages by meaning too?")
-        self._embedding_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self._embedding_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)  # muted
         self._embedding_note.hide()
         self._remove = QToolButton()
         self._remove.setText("×")

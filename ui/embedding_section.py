@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
@@ -25,6 +24,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from ui.theme import mute
 
 __all__ = ["EmbeddingRow", "EmbeddingSection", "add_to_page"]
 
@@ -50,7 +51,7 @@ class EmbeddingSection(QGroupBox):
         self.intro = QLabel("")
         self.intro.setObjectName("embedding_intro")
         self.intro.setWordWrap(True)
-        self.intro.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        mute(self.intro)
         self.list = QTreeWidget()
         self.list.setObjectName("embedding_list")
         self.list.setAccessibleName("Embedding models")

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QToolButton,
@@ -36,6 +35,7 @@ from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
 from ui.conversation_list import ConversationList, ConversationListModel
+from ui.questions import ask_before
 from ui.search_panel import SearchBox, SearchResults
 from ui.state import ResponseState
 
@@ -439,19 +439,10 @@ class MainWindow(QMainWindow):
 
     def confirm(self, title: str, question: str, detail: str, action: str = "Delete") -> bool:
         """Ask before something that cannot be undone; Cancel is the default."""
-        box = QMessageBox(self)
-        box.setObjectName("confirm_delete")
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle(title)
-        box.setText(question)
-        box.setInformativeText(detail)
-        yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        chosen = box.clickedButton() is yes
-        box.deleteLater()
-        return chosen
+        return ask_before(
+            self, name="confirm_delete", title=title, text=question, detail=detail,
+            action=action, destructive=True,
+        )  # fmt: skip
 
     @Slot(int)
     def _on_delete_asked(self, conv_id: int) -> None:

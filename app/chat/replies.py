@@ -126,6 +126,11 @@ class ReplyController(QObject):
         return self._state
 
     @property
+    def active(self) -> _Active | None:
+        """The reply being written, if any (its tool calls join it: chat/tool_replies.py)."""
+        return self._active
+
+    @property
     def busy(self) -> bool:
         """A reply is being written (or stopped)."""
         return self._state in (ResponseState.GENERATING, ResponseState.STOPPING)

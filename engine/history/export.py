@@ -42,6 +42,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,10 +53,20 @@ from typing import Any, cast, get_args
 from engine.errors import KnownError
 from engine.history.attachments import kind_of, sha256_of
 from engine.history.messages import ImportItem
+from engine.history.parts import parts_from_list, parts_to_list
 from engine.history.store import ChatStore
 from engine.history.turns import CONTEXT_FROM
 from engine.history.types import Conversation, MessageStatus, StoredMessage
-from engine.types import AttachmentPart, DocumentPart, ImagePart, Role
+from engine.types import (
+    AttachmentPart,
+    DocumentPart,
+    ImagePart,
+    Part,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 FORMAT = "hearth-chats"
 VERSION = 2
@@ -139,6 +150,8 @@ def _message_json(
         out["attachments"] = [_attachment_json(a) for a in m.attachments]
     if citations:  # the passages of its documents a reply was given (issue 14)
         out["citations"] = [{"number": n, "sha256": sha, "chunk": i} for n, sha, i in citations]
+    if m.parts:  # a reply that called tools (issue 16)
+        out["parts"] = parts_to_list(m.parts)
     return out
 
 
@@ -201,13 +214,41 @@ def _quote(text: str) -> str:
     return "\n".join(("> " + line).rstrip() for line in text.split("\n"))
 
 
+def _fence(text: str, lang: str = "") -> str:
+    """``text`` in a code fence longer than any backtick run inside it: tool output
+    stays inert text in any Markdown viewer (no links, images or HTML)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def _parts_markdown(parts: Sequence[Part]) -> list[str]:
+    out: list[str] = []
+    for p in parts:
+        if isinstance(p, TextPart):
+            if p.text.strip():
+                out.append(p.text.strip())
+        elif isinstance(p, ToolCallPart):
+            where = f" ({p.server})" if p.server else ""
+            args = json.dumps(p.plain_arguments(), ensure_ascii=False, indent=2)
+            out.append(_quote(f"**Tool call: {p.name}**{where}\n\n{_fence(args, 'json')}"))
+        elif isinstance(p, ToolResultPart):
+            state = "result" if p.ok else "not run / failed"
+            out.append(
+                _quote(f"**Tool {state}: {p.name}** ({p.duration_ms} ms)\n\n{_fence(p.content)}")
+            )
+    return out
+
+
 def _message_markdown(m: StoredMessage, include_thinking: bool) -> str:
     parts = [f"### {_ROLE_NAMES[m.role]}"]
     if include_thinking and m.thinking:
         seconds = f" ({m.thinking_ms / 1000:.0f} s)" if m.thinking_ms else ""
         parts.append(_quote(f"**Thinking**{seconds}\n\n{m.thinking.strip()}"))
     parts.extend(_attachment_note(a) for a in m.attachments)
-    if m.content:
+    if m.parts:
+        parts.extend(_parts_markdown(m.parts))
+    elif m.content:
         parts.append(m.content.strip())
     if m.status in _STATUS_NOTES:
         parts.append(f"*({_STATUS_NOTES[m.status]})*")
@@ -356,6 +397,7 @@ def _parse_conversation(raw: object, n: int, citations: Citations | None = None)
                 # Optional: files exported before Hearth kept it have none.
                 model=_field(m, "model", str, at) if "model" in m else "",
                 attachments=_parse_attachments(m.get("attachments", []), files, at),
+                parts=parts_from_list(m.get("parts")),
             )
         )  # fmt: skip
         if "citations" in m and citations is not None:

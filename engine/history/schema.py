@@ -273,7 +273,40 @@ _V6 = (
     END""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# v7 (issue 16, tools): a reply's tool calls and their results, in order with its text,
+# as JSON (engine/history/parts.py); '' for a message of text only (all before v7).
+# Their text (a call's name and arguments, a result) is searchable in an index of its
+# own (engine/history/tool_search.py): messages_fts indexes `content` exactly, and its
+# integrity check at open compares the two. Kept by triggers in plain SQL (JSON1), so
+# any connection that changes `parts` keeps it right; a reply is indexed once finished.
+_TOOL_TEXT = """(SELECT group_concat(
+        CASE json_extract(value, '$.type')
+            WHEN 'tool_call' THEN json_extract(value, '$.name') || ' '
+                || json_extract(value, '$.arguments')
+            WHEN 'tool_result' THEN json_extract(value, '$.content')
+        END, char(10)) FROM json_each({row}.parts))"""
+_V7 = (
+    "ALTER TABLE messages ADD COLUMN parts TEXT NOT NULL DEFAULT ''",
+    """CREATE VIRTUAL TABLE tool_fts USING fts5(
+        text, tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+    )""",
+    f"""CREATE TRIGGER tool_fts_insert AFTER INSERT ON messages
+        WHEN new.parts != '' AND new.status != 'streaming' AND json_valid(new.parts) BEGIN
+        INSERT INTO tool_fts(rowid, text) VALUES (new.id, {_TOOL_TEXT.format(row="new")});
+    END""",
+    f"""CREATE TRIGGER tool_fts_update AFTER UPDATE OF parts, status ON messages
+        WHEN new.status != 'streaming' AND (old.parts != '' OR new.parts != '') BEGIN
+        DELETE FROM tool_fts WHERE rowid = old.id;
+        INSERT INTO tool_fts(rowid, text)
+            SELECT new.id, {_TOOL_TEXT.format(row="new")}
+            WHERE new.parts != '' AND json_valid(new.parts);
+    END""",
+    """CREATE TRIGGER tool_fts_delete AFTER DELETE ON messages WHEN old.parts != '' BEGIN
+        DELETE FROM tool_fts WHERE rowid = old.id;
+    END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 # Work in Python that a step needs, run after its statements in its transaction.
 AFTER_STEP: dict[int, Callable[[Database], object]] = {2: queue_cjk}
 

@@ -212,7 +212,7 @@ def prompt_of(
     out: list[Message] = []
     ids: list[int | None] = []
     read = [*stored_system, *messages[max(start, lead) :]]
-    kept = [m for m in read if m.content or m.role == "user"]
+    kept = [m for m in read if m.content or m.parts or m.role == "user"]
     last_question = max((i for i, m in enumerate(kept) if m.role == "user"), default=None)
     passages = documents.passages if documents is not None else ""
     for i, m in enumerate(kept):
@@ -228,9 +228,11 @@ def prompt_of(
         if i == last_question and passages:
             # after everything that stays the same turn after turn (the prompt cache)
             parts.append(TextPart(passages + "\n\n"))
-        out.append(
-            Message(m.role, (*parts, TextPart(m.content)) if parts else m.content, m.thinking)
-        )
+        if m.parts:  # a reply that called tools: its text, calls and results, in order
+            content: str | tuple[Part, ...] = (*parts, *m.parts)
+        else:
+            content = (*parts, TextPart(m.content)) if parts else m.content
+        out.append(Message(m.role, content, m.thinking))
         ids.append(m.id)
     prompt = (settings.system_prompt or "").strip()
     if prompt:

@@ -24,7 +24,7 @@ from typing import Any, cast
 import llama_cpp
 
 from engine.errors import ContextFullError
-from engine.inference.chat_template import PromptBuilder, choose_template
+from engine.inference.chat_template import TOOLS_KEY, PromptBuilder, choose_template
 from engine.inference.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
 from engine.inference.context import reply_budget
 from engine.inference.detok import Detokenizer, piece_function
@@ -54,6 +54,7 @@ from engine.types import (
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    ToolSpec,
 )
 
 __all__ = ["ChatSession"]
@@ -74,6 +75,7 @@ class _Prompt:
     """One turn's prompt, as ``stream`` and ``context_usage`` need it."""
 
     tokens: list[int]
+    text: str
     in_thinking: bool  # the prompt ends inside an open thinking block
     resumed: bool  # it continues a cut-off reply that already has text
     before: tuple[Message, ...]  # the messages the checkpoint marks are about
@@ -100,6 +102,8 @@ class ChatSession:
         self._llm: Any = load_llama(path, options)
         self._active: Generator[Event, None, None] | None = None
         self._prepared: tuple[tuple[object, ...], _Prompt] | None = None
+        # The last reply's prompt text plus what it generated, and their tokens.
+        self._last_reply: tuple[str, list[int]] | None = None
         try:
             self._setup(path)
         except BaseException:
@@ -229,24 +233,52 @@ class ChatSession:
         *,
         thinking: bool | None = None,
         continue_reply: bool = False,
+        tools: Sequence[ToolSpec] = (),
     ) -> ContextUsage:
         """How much of the context window the prompt plus the reply budget needs
         (``continue_reply``: the prompt that continues the last, partial reply)."""
-        prompt = self._prepare(conversation, thinking, continue_reply)
+        prompt = self._prepare(conversation, thinking, continue_reply, tools)
         thinks = prompt.in_thinking or (self.info.supports_thinking and self._thinking_on(thinking))
         budget = reply_budget(params, thinking=thinks, close_tokens=len(self._think_budget_close))
         return ContextUsage(len(prompt.tokens), budget, self._n_ctx)
 
+    def _variables(self, thinking: bool | None, tools: Sequence[ToolSpec]) -> dict[str, object]:
+        return self._prompts.variables(thinking, {TOOLS_KEY: tuple(tools)} if tools else None)
+
+    def _spliced(self, text: str) -> list[int] | None:
+        """The tokens of ``text`` when it extends the last reply (the next round of a
+        reply that called tools): the tokens the model generated, as it generated
+        them, then the new text's. Re-tokenizing the whole text can split the
+        generated part differently, and a hybrid model's state cannot go back to
+        where the two part: the round would re-read the reply from a checkpoint."""
+        last = self._last_reply
+        if last is None or not last[0] or not text.startswith(last[0]):
+            return None
+        return last[1] + self._tokenize(text[len(last[0]) :], add_bos=False)
+
+    def _remember_reply(self, prompt: _Prompt, n_prompt: int) -> None:
+        generated = [int(t) for t in self._history.tokens[n_prompt : self._history.n_past]]
+        try:
+            text = self._llm.detokenize(generated, special=True).decode("utf-8")
+        except UnicodeDecodeError:  # cut inside a character: no splice next time
+            self._last_reply = None
+            return
+        self._last_reply = (prompt.text + text, [*prompt.tokens, *generated])
+
     def _prepare(
-        self, conversation: Sequence[Message], thinking: bool | None, continue_reply: bool
+        self,
+        conversation: Sequence[Message],
+        thinking: bool | None,
+        continue_reply: bool,
+        tools: Sequence[ToolSpec] = (),
     ) -> _Prompt:
         """The prompt of this turn, rendered and tokenized once: the context check
         and the reply that follows it (the worker's order) share it."""
-        key = (tuple(conversation), thinking, continue_reply)
+        key = (tuple(conversation), thinking, continue_reply, tuple(tools))
         if self._prepared is not None and self._prepared[0] == key:
             return self._prepared[1]
         prompts = self._prompts
-        variables = prompts.variables(thinking)
+        variables = self._variables(thinking, tools)
         resumed = False
         if continue_reply and conversation and conversation[-1].role == "assistant":
             text, in_thinking = prompts.render_continuation(conversation, variables)
@@ -256,7 +288,8 @@ class ChatSession:
             text = prompts.render(conversation, variables)
             in_thinking = prompt_opens_thinking(text)
         prompt = _Prompt(
-            tokens=self.tokenize(text),
+            tokens=self._spliced(text) or self.tokenize(text),
+            text=text,
             in_thinking=in_thinking,
             resumed=resumed,
             before=tuple(conversation),
@@ -276,6 +309,7 @@ class ChatSession:
         thinking: bool | None = None,
         continue_reply: bool = False,
         cache_key: object = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> Iterator[Event]:
         """Stream the model's reply to ``conversation``.
 
@@ -288,9 +322,11 @@ class ChatSession:
         reads only what is new. Renders and checks the prompt now (raising
         ``GenerationError`` or ``ContextFullError``), then returns an iterator of
         ``ThinkingDelta``/``TextDelta`` events followed by exactly one ``ReplyDone``.
+        ``tools``: what the model may call, rendered into the prompt; the calls come
+        out as text (``engine.tools.loop`` reads them).
         """
         t_start = time.perf_counter()
-        prompt = self._prepare(conversation, thinking, continue_reply)
+        prompt = self._prepare(conversation, thinking, continue_reply, tools)
         tokens = prompt.tokens
         if len(tokens) >= self._n_ctx:
             raise ContextFullError(
@@ -314,7 +350,7 @@ class ChatSession:
             resumed=prompt.resumed,
         )
         self._active = self._generate(
-            tokens,
+            prompt,
             params,
             stop or threading.Event(),
             t_start,
@@ -333,6 +369,7 @@ class ChatSession:
         stop: threading.Event | None = None,
         cache_key: object = None,
         on_progress: Callable[[int, int], None] | None = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> tuple[int, int]:
         """Read ``conversation`` into the context ahead of its next turn (after a
         model switch, say), so that turn evaluates only the new message.
@@ -345,7 +382,7 @@ class ChatSession:
         ``on_progress(done, total)`` reports the tokens evaluated so far.
         """
         prompts = self._prompts
-        variables = prompts.variables(thinking, None)
+        variables = self._variables(thinking, tools)
         base = list(conversation)
         if base and base[-1].role == "user":  # unanswered: its next turn replaces it
             base = base[:-1]
@@ -367,7 +404,7 @@ class ChatSession:
 
     def _generate(
         self,
-        tokens: list[int],
+        prompt_: _Prompt,
         params: SamplingParams,
         stop: threading.Event,
         t_start: float,
@@ -378,6 +415,8 @@ class ChatSession:
         cache_key: object = None,
     ) -> Generator[Event, None, None]:
         hist = self._history
+        tokens = prompt_.tokens
+        self._last_reply = None
         prompt = array("i", tokens)
         hist.select(cache_key, prompt)
         reused = hist.reuse(prompt)
@@ -487,6 +526,8 @@ class ChatSession:
         finally:
             llama_cpp.llama_sampler_free(sampler)
             hist.set_abort(None)
+        if reason is FinishReason.STOP and hist.n_past > len(tokens):
+            self._remember_reply(prompt_, len(tokens))
         decode_s = t_end - t_first
         stats = GenerationStats(
             prompt_tokens=len(tokens),
