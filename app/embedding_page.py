@@ -179,7 +179,11 @@ class EmbeddingModels(QObject):
             return
         embedder = self.documents.embedder
         if embedder is not None and embedder.name == path.name:
-            self.documents.release_embedder()
+            self.documents.release_embedder(lambda: self._delete(entry, path))
+        else:
+            self._delete(entry, path)
+
+    def _delete(self, entry: CatalogEntry, path: Path) -> None:
         try:
             delete_model(path, self.models_dir)
         except KnownError as exc:

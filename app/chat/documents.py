@@ -140,16 +140,23 @@ class DocumentController(QObject):
             op, done, self.notifier.error, what="Loading the embedding model"
         )
 
-    def release_embedder(self) -> None:
+    def release_embedder(self, then: Callable[[], None]) -> None:
         """Stop using the embedding model (it is about to be deleted): words only from
-        now on. A document being embedded waits for the batch in progress."""
+        now on. It is closed off the GUI thread (a batch being embedded finishes first,
+        seconds on a slow CPU), then ``then`` runs."""
         embedder, self.embedder = self.embedder, None
         if self._embedding is not None:
-            self._embedding.cancel()
-            self._embedding.join()
-            self._embedding = None
-        if embedder is not None:
-            embedder.close()  # waits for a batch another thread is embedding
+            self._embedding.cancel()  # its next batch finds the model closed
+        if embedder is None:
+            then()
+            return
+
+        def close(_report: Report, _cancel: threading.Event) -> None:
+            embedder.close()
+
+        run_in_background(
+            close, lambda _none: then(), self.notifier.error, what="Closing the embedding model"
+        )
 
     def _embed_stored(self, embedder: Embedder) -> None:
         """In the background: vectors for the chunks of the documents stored before the

@@ -93,7 +93,7 @@ def test_get_it_downloads_the_embedding_model_which_is_used_at_once_and_can_be_d
     answered = answer_next_dialog(qtbot, "Delete")
     qtbot.mouseClick(section.delete_button, Qt.MouseButton.LeftButton)
     assert answered and "Documents are then searched by their words only" in answered[0]
-    assert not target.exists()
+    qtbot.waitUntil(lambda: not target.exists(), timeout=REPLY_TIMEOUT_MS)  # closed, deleted
     assert hearth.documents.embedder is None and hearth.documents.vector_ranking() is None
     qtbot.waitUntil(lambda: _state(section) == "Not downloaded", timeout=5_000)
     assert section.download_button.text() == "Download (about 21 MB)"

@@ -16,7 +16,7 @@ import pytest
 from app.doc_ingest import embed_document, ingest_bytes, vector_ranking
 from engine.history.doc_prompt import AttachedDocument, documents_prompt
 from engine.history.store import ChatStore
-from engine.inference.embedding import Embedder
+from engine.inference.embedding import Embedder, EmbedderClosed
 from engine.types import Message
 from tests.fixtures.minilm_gguf import minilm_gguf
 
@@ -59,7 +59,7 @@ def test_hybrid_finds_the_paraphrase_bm25_misses(tmp_path: Path, embedder: Embed
         assert bm25 and answer.id not in bm25  # no word in common: words alone miss it
         assert embed_document(store, embedder, doc.id) == doc.chunk_count
         rank = vector_ranking(store, embedder)
-        assert list(rank([doc.id], QUESTION))[0] == answer.id  # by meaning, it comes first
+        assert list(rank([doc.id], QUESTION))[:1] == [answer.id]  # by meaning, it comes first
         conv = store.create_conversation("t")
         q = store.add_message(conv.id, "user", QUESTION, attachments=(done.part,))
         attached = [AttachedDocument(done.part, q.id, doc)]
@@ -69,3 +69,16 @@ def test_hybrid_finds_the_paraphrase_bm25_misses(tmp_path: Path, embedder: Embed
         hybrid = documents_prompt(store, said, attached, n_ctx=4096, vector_ranking=rank)
         assert answer.id not in words.citations and ANSWER not in words.passages
         assert answer.id in hybrid.citations and ANSWER in hybrid.passages
+
+
+def test_a_closed_embedder_says_so_instead_of_touching_freed_memory() -> None:
+    """Deleting the model closes it while a document may still be embedded on another
+    thread: later calls raise EmbedderClosed (a query's goes without: None)."""
+    e = Embedder(minilm_gguf())
+    (vector,) = e.embed(["a sentence"])
+    assert len(vector) == 4 * e.dims
+    e.close()
+    e.close()  # twice is fine
+    with pytest.raises(EmbedderClosed):
+        e.embed(["another"])
+    assert e.embed_now("a question") is None
