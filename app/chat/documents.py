@@ -46,7 +46,11 @@ from engine.history.store import ChatStore
 from engine.history.turns import ChatSettings
 from engine.history.types import DocMode, StoredMessage
 from engine.inference.embedding import EmbedderClosed
-from engine.models.embedding_models import WHAT_EMBEDDINGS_ADD, installed_embedding
+from engine.models.embedding_models import (
+    WHAT_EMBEDDINGS_ADD,
+    installed_embedding,
+    query_prefix,
+)
 from engine.types import DocumentPart
 from engine.units import format_bytes
 from ui.document_chip import DocumentChip, DocumentChipInfo, mode_label
@@ -119,7 +123,9 @@ class DocumentController(QObject):
             from engine.inference.embedding import Embedder  # loads llama.cpp when used
 
             found = installed_embedding(models_dir)
-            return Embedder(found) if found is not None else None
+            if found is None:
+                return None
+            return Embedder(found, query_prefix=query_prefix(found))
 
         def done(embedder: Embedder | None) -> None:
             if self._closed:

@@ -31,7 +31,14 @@ class EmbedderClosed(Exception):
 class Embedder:
     """Vectors for texts: float32, unit length, as bytes (what the store keeps)."""
 
-    def __init__(self, path: Path, *, n_ctx: int = 512, n_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_ctx: int = 512,
+        n_threads: int | None = None,
+        query_prefix: str = "",
+    ) -> None:
         import llama_cpp  # here: the fast tier and the window's start never load it
 
         try:
@@ -68,6 +75,9 @@ class Embedder:
                 detail=repr(e),
             ) from e
         self.name = path.name
+        # Put before a question (embed_now), never before a passage: what the model's
+        # card asks of a search query (engine.models.embedding_models.query_prefix).
+        self.query_prefix = query_prefix
         self.dims = int(self._llm.n_embd())
         # One caller at a time: a query's vector (the GUI's turn) and a document's
         # indexing (a background job) may both ask.
@@ -85,14 +95,16 @@ class Embedder:
         return [array.array("f", v).tobytes() for v in vectors]
 
     def embed_now(self, text: str, *, wait_s: float = 0.05) -> bytes | None:
-        """One text's vector, unless the model is busy (indexing a document on another
-        thread) for longer than ``wait_s``: then None, and the caller goes without."""
+        """A question's vector (after the model's query prefix), unless the model is busy
+        (indexing a document on another thread) for longer than ``wait_s``: then None,
+        and the caller goes without."""
         if not self._lock.acquire(timeout=wait_s):
             return None
         try:
             if self._closed:
                 return None
-            (vector,) = self._llm.embed([text], normalize=True, truncate=True)
+            query = self.query_prefix + text
+            (vector,) = self._llm.embed([query], normalize=True, truncate=True)
         finally:
             self._lock.release()
         return array.array("f", vector).tobytes()

@@ -82,3 +82,13 @@ def test_a_closed_embedder_says_so_instead_of_touching_freed_memory() -> None:
     with pytest.raises(EmbedderClosed):
         e.embed(["another"])
     assert e.embed_now("a question") is None
+
+
+def test_a_question_is_embedded_after_the_models_query_prefix() -> None:
+    e = Embedder(minilm_gguf(), query_prefix="Represent this sentence: ")
+    try:
+        (with_prefix,) = e.embed(["Represent this sentence: where is the key?"])
+        (bare,) = e.embed(["where is the key?"])
+        assert e.embed_now("where is the key?") == with_prefix != bare
+    finally:
+        e.close()
