@@ -161,10 +161,6 @@ def search(db: Database, text: str, limit: int = 50, *, ranked: bool = False) ->
             rows = sorted(rows, key=lambda row: -row[0])[:limit]
     if len(rows) < limit:
         rows += _attachment_name_matches(db, text, limit - len(rows), {r[0] for r in rows})
-    found_in_documents: list[SearchHit] = []
-    # The chunks' index is porter-stemmed unicode61 words: a CJK query is not asked of it.
-    if len(rows) < limit and table != "messages_cjk":
-        found_in_documents = _document_matches(db, query, text, limit - len(rows), rows)
     # Snippets are cut here, not by FTS5's snippet(): that re-runs the match per
     # row, ~1 ms each for a common word.
     cjk = table == "messages_cjk"
@@ -181,78 +177,7 @@ def search(db: Database, text: str, limit: int = 50, *, ranked: bool = False) ->
             created,
         )
         for mid, content, cid, role, created, title, rank in rows
-    ] + found_in_documents
-
-
-def _document_matches(
-    db: Database, query: str, text: str, limit: int, rows: list[Any]
-) -> list[SearchHit]:
-    """Messages whose attached document holds all the words (issue 14), through the
-    documents' own FTS5 index (one per content, shared by every message that attached
-    the file): the best passage's words are the snippet and ``source`` names the
-    document and where in it ("manual.pdf, page 12"). At most ``CANDIDATES`` passages
-    are ranked: a common word in a 1,000-page PDF costs a few ms, not a scan."""
-    seen = {r[0] for r in rows}
-    chunks = db.execute(
-        """
-        SELECT c.id, c.document_id, c.text, c.page, c.page_end, c.line_start, c.line_end
-        FROM doc_chunks_fts AS f JOIN doc_chunks AS c ON c.id = f.rowid
-        WHERE doc_chunks_fts MATCH ? ORDER BY f.rank LIMIT ?
-        """,
-        (query, CANDIDATES),
-    ).fetchall()
-    best: dict[int, tuple[Any, ...]] = {}
-    for row in chunks:  # best first: the first passage of each document is its best
-        best.setdefault(int(row[1]), tuple(row))
-    if not best:
-        return []
-    marks = ",".join("?" * len(best))
-    holders = db.execute(
-        f"""
-        SELECT m.id, d.id, a.name, m.conversation_id, m.role, m.created_at, c.title
-        FROM documents AS d
-        JOIN attachments AS a ON a.sha256 = d.sha256 AND a.kind = 'document'
-        JOIN messages AS m ON m.id = a.message_id
-        JOIN conversations AS c ON c.id = m.conversation_id
-        WHERE d.id IN ({marks}) AND c.deleted_at IS NULL AND m.status != 'streaming'
-        ORDER BY m.id DESC LIMIT ?
-        """,
-        (*best, limit + len(seen)),
-    ).fetchall()
-    words = _query_words(text, _TOKEN)
-    out: list[SearchHit] = []
-    for mid, doc_id, name, cid, role, created, title in holders:
-        if mid in seen or len(out) >= limit:
-            continue
-        seen.add(mid)
-        _, _, passage, page, page_end, line_start, line_end = best[int(doc_id)]
-        where = _place(page, page_end, line_start, line_end)
-        out.append(
-            SearchHit(
-                cid,
-                mid,
-                title,
-                snippet(passage, words, 2 * SNIPPET_TOKENS, tokens=_TOKEN),
-                0.0,
-                cast(Role, role),
-                created,
-                source=f"{name}, {where}" if where else str(name),
-            )
-        )
-    return out
-
-
-def _place(
-    page: int | None, page_end: int | None, line_start: int | None, line_end: int | None
-) -> str:
-    """ "page 3", "pages 3–4", "lines 10–24" (as a citation says it)."""
-    if page is not None:
-        return f"pages {page}–{page_end}" if page_end and page_end != page else f"page {page}"
-    if line_start is None:
-        return ""
-    if line_end is None or line_end == line_start:
-        return f"line {line_start}"
-    return f"lines {line_start}–{line_end}"
+    ]
 
 
 def _ranked(db: Database, table: str, query: str, limit: int, unqueued: str = "") -> list[Any]:
