@@ -163,6 +163,10 @@ def main() -> None:
                 line += f"  hybrid(vectors x0.5) @1={recall(half, truth, 1):.3f}"
                 line += f" @5={recall(half, truth, 5):.3f} @10={recall(half, truth, 10):.3f}"
                 line += f"  fill-in @5={recall(fill, truth, 5):.3f}"
+                for top in (3, 5, 10):  # only the vectors' best few vote
+                    cut = [rrf([b, v[:top]]) for b, v in zip(bm25, vec, strict=True)]
+                    line += f"  vec-top{top} @1={recall(cut, truth, 1):.3f}"
+                    line += f" @5={recall(cut, truth, 5):.3f} @10={recall(cut, truth, 10):.3f}"
             print(line)
         if rank_vec is None:
             print("hybrid: not measured (no --embedding GGUF given)")
