@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli_crypt import open_chats
 from app.cli_stream import ask
-from app.doc_ingest import attach_files
+from app.doc_ingest import attach_files, preview_prompt
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
 from engine.errors import KnownError
@@ -342,13 +342,17 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
         if args.show_prompt and args.file:
-            # The documents' place in the prompt depends on their index (whole or by
-            # passages), which showing the prompt must not write.
-            print(
-                "hearth: --show-prompt cannot show attached documents yet; leave out --file.",
-                file=sys.stderr,
-            )
-            return 2
+            # The documents as a turn reads them (whole or by passages), worked out on a
+            # scratch copy: showing the prompt writes nothing to the chats.
+            try:
+                preview = preview_prompt(
+                    store, conv.id if conv else None, args.prompt, own, args.file,
+                    n_ctx=backend.info.n_ctx,
+                )  # fmt: skip
+            except KnownError as exc:
+                print(f"hearth: {exc}", file=sys.stderr)
+                return 2
+            rendered = backend.session.render_prompt(preview.messages, thinking=thinking)
         if args.show_prompt:
             sys.stdout.write(rendered)
             sys.stdout.flush()

@@ -129,7 +129,7 @@ def _fail(exc: KnownError, code: int = EXIT_FAILED) -> int:
 def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
     from engine.models.catalog import load_catalog, verified_revision
     from engine.models.hardware import probe
-    from engine.models.library import installed_models, model_rows
+    from engine.models.library import model_rows
     from engine.models.service import ModelService
 
     try:
@@ -156,7 +156,7 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
         device=device,
         ram_bandwidth=bandwidth.bytes_per_s if bandwidth is not None else None,
     )
-    others = [m for m in installed_models(paths.models_dir, catalog) if m.entry is None]
+    others = service.own_files()  # not the catalog's, and not an embedding model
     listed = [
         {
             "id": r.entry.id,

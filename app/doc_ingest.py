@@ -14,7 +14,7 @@ import logging
 import mimetypes
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,15 +22,16 @@ from engine.documents.chunking import Chunk, chunk_document
 from engine.documents.extract import extract_bytes, read_file
 from engine.documents.types import DocKind, DocumentError
 from engine.history.doc_index import DocChunk, DocumentStore, StoredDocument
-from engine.types import DocumentPart
+from engine.types import AttachmentPart, DocumentPart
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
+    from engine.history.turns import ChatSettings, PromptMessages
     from engine.inference.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BATCH", "IngestCancelled", "Ingested", "ingest_bytes", "ingest_file"]
+__all__ = ["BATCH", "IngestCancelled", "Ingested", "ingest_bytes", "ingest_file", "preview_prompt"]
 
 # Chunks per transaction: ~25 ms of writing each (bench/documents.py), so a cancel or
 # a quit loses at most one batch and the GUI's own writes wait at most that long.
@@ -193,3 +194,38 @@ def vector_ranking(
         return [] if vector is None else store.rank_by_vector(doc_ids, embedder.name, vector)
 
     return rank
+
+
+def preview_prompt(
+    store: ChatStore,
+    conv_id: int | None,
+    question: str,
+    settings: ChatSettings,
+    files: Sequence[Path],
+    *,
+    n_ctx: int,
+) -> PromptMessages:
+    """``hearth chat --show-prompt --file``: what the model would read for ``question``
+    with ``files`` attached after the chat ``conv_id`` (None: a new chat), whole or by
+    passages as a real turn decides it, without writing to the chats: the chat so far
+    and the files are read into a scratch store in memory (never a file, so nothing of
+    an encrypted history lands on disk in the clear). Raises DocumentError."""
+    from engine.history.store import ChatStore
+    from engine.history.turns import prompt_with_documents
+
+    with ChatStore(Path(":memory:")) as scratch:
+        chat = scratch.create_conversation("preview")
+        for m in store.messages(conv_id) if conv_id is not None else []:
+            parts: list[AttachmentPart] = []
+            for part in m.attachments:
+                data = store.attachment_data(part.sha256) or b""
+                if isinstance(part, DocumentPart):
+                    parts.append(ingest_bytes(scratch, part.name, data).part)
+                else:
+                    parts.append(replace(part, data=data))
+            scratch.add_message(
+                chat.id, m.role, m.content, m.status, thinking=m.thinking, attachments=parts
+            )
+        attached = tuple(ingest_file(scratch, path).part for path in files)
+        scratch.add_message(chat.id, "user", question, attachments=attached)
+        return prompt_with_documents(scratch, scratch.messages(chat.id), settings, n_ctx=n_ctx)

@@ -27,6 +27,7 @@ from app.chat.tool_replies import ToolReplies
 from app.chat_lock import ChatLock
 from app.chat_models import ChatModels
 from app.connections import Connections, ConnectionsPage, Destination
+from app.embedding_page import EmbeddingModels
 from app.engine_client import EngineClient
 from app.folders import Folders
 from app.gc_guard import GuiThreadGc
@@ -153,6 +154,8 @@ class HearthApp:
         self.conversations.vector_ranking = self.documents.vector_ranking
         self.conversations.current_changed.connect(self._on_chat_shown)
         self.documents.modes_changed.connect(self._on_document_modes_changed)
+        self.context.pending_tokens = self.documents.pending_tokens  # the meter counts them
+        self.documents.pending_changed.connect(self.context.show_pending)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
         # Tools (issue 16): none on and no server started until the person chooses.
         self.tools = ToolsService(
@@ -223,6 +226,9 @@ class HearthApp:
             self.connections, engine, settings_model=self.models.remote.chosen
         )
         self.settings_controller.page_attachers.append(self.connections_page.attach)
+        # The optional embedding model for documents: the Model page and a chip's "Get it".
+        self.embeddings = EmbeddingModels(self.models, self.documents, self.notifier)
+        self.settings_controller.page_attachers.append(self.embeddings.attach)
         self.chat_models = ChatModels(  # each chat's model; the toolbar's model picker
             self.window, store, engine, self.models, self.conversations, self.replies,
             self.notifier, connections=self.connections,

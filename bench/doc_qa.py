@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from app.doc_ingest import embed_document, ingest_bytes, vector_ranking  # noqa: E402
 from engine.documents.extract import extract_bytes  # noqa: E402
 from engine.history.doc_index import STOPWORDS, ChunkHit  # noqa: E402
-from engine.history.doc_prompt import AttachedDocument, documents_prompt, rrf  # noqa: E402
+from engine.history.doc_prompt import RRF_K, AttachedDocument, documents_prompt, rrf  # noqa: E402
 from engine.history.store import ChatStore  # noqa: E402
 from engine.types import Message  # noqa: E402
 from tests.fixtures.documents import pdf_bytes  # noqa: E402
@@ -89,6 +89,14 @@ def make_questions(
     return out
 
 
+def _weighted_rrf(bm25: list[int], vectors: list[int], weight: float) -> list[int]:
+    score: dict[int, float] = {}
+    for w, ranking in ((1.0, bm25), (weight, vectors)):
+        for rank, item in enumerate(ranking, 1):
+            score[item] = score.get(item, 0.0) + w / (RRF_K + rank)
+    return sorted(score, key=lambda item: -score[item])
+
+
 def recall(ranked: list[list[int]], truth: list[set[int]], k: int) -> float:
     return sum(bool(set(r[:k]) & t) for r, t in zip(ranked, truth, strict=True)) / len(truth)
 
@@ -98,11 +106,22 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--embedding", type=Path, default=None)
+    parser.add_argument(
+        "--minilm",
+        action="store_true",
+        help="build all-MiniLM-L6-v2 as a GGUF (tests/fixtures/minilm_gguf.py) and use it",
+    )
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="keep the chat store here (vectors made once: a second run skips embedding)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = ChatStore(Path(tmp) / "chats.sqlite3")
+        store = ChatStore(args.store or Path(tmp) / "chats.sqlite3")
         text = topics_markdown()
         print(f"corpus: pydoc_data.topics, {len(text) / 1e6:.2f} MB, {text.count(chr(10))} lines")
 
@@ -112,6 +131,10 @@ def main() -> None:
         print(f"chunks: {len(chunks)}")
         questions = make_questions(chunks, args.questions)
         rank_vec = None
+        if args.minilm:
+            from tests.fixtures.minilm_gguf import minilm_gguf
+
+            args.embedding = minilm_gguf()
         if args.embedding:
             from engine.inference.embedding import Embedder
 
@@ -122,17 +145,28 @@ def main() -> None:
             rank_vec = vector_ranking(store, embedder)
         for kind in ("words", "few"):
             qs = [(q, t) for k, q, t in questions if k == kind]
-            bm25 = [[h.id for h in store.search_chunks([doc.id], q, 10)] for q, _ in qs]
+            bm25 = [[h.id for h in store.search_chunks([doc.id], q, 40)] for q, _ in qs]
             truth = [t for _, t in qs]
             line = f"{kind:5} n={len(qs)}  BM25 recall@1={recall(bm25, truth, 1):.3f}"
             line += f" @5={recall(bm25, truth, 5):.3f} @10={recall(bm25, truth, 10):.3f}"
             if rank_vec is not None:
-                hybrid = [
-                    rrf([b, list(rank_vec([doc.id], q))])
-                    for b, (q, _) in zip(bm25, qs, strict=True)
-                ]
+                vec = [list(rank_vec([doc.id], q)) for q, _ in qs]
+                line += f"  vectors @1={recall(vec, truth, 1):.3f}"
+                line += f" @5={recall(vec, truth, 5):.3f} @10={recall(vec, truth, 10):.3f}"
+                hybrid = [rrf([b, v]) for b, v in zip(bm25, vec, strict=True)]
+                # The same rankings fused with the vectors' votes at half weight, and
+                # BM25's ranking with the vectors' finds only after it (fill-in).
+                half = [_weighted_rrf(b, v, 0.5) for b, v in zip(bm25, vec, strict=True)]
+                fill = [b + [c for c in v if c not in b] for b, v in zip(bm25, vec, strict=True)]
                 line += f"  hybrid @1={recall(hybrid, truth, 1):.3f}"
                 line += f" @5={recall(hybrid, truth, 5):.3f} @10={recall(hybrid, truth, 10):.3f}"
+                line += f"  hybrid(vectors x0.5) @1={recall(half, truth, 1):.3f}"
+                line += f" @5={recall(half, truth, 5):.3f} @10={recall(half, truth, 10):.3f}"
+                line += f"  fill-in @5={recall(fill, truth, 5):.3f}"
+                for top in (3, 5, 10):  # only the vectors' best few vote
+                    cut = [rrf([b, v[:top]]) for b, v in zip(bm25, vec, strict=True)]
+                    line += f"  vec-top{top} @1={recall(cut, truth, 1):.3f}"
+                    line += f" @5={recall(cut, truth, 5):.3f} @10={recall(cut, truth, 10):.3f}"
             print(line)
         if rank_vec is None:
             print("hybrid: not measured (no --embedding GGUF given)")
@@ -144,7 +178,8 @@ def main() -> None:
         t_extract = time.perf_counter() - t0
         assert extracted.pages == args.pages
         t0 = time.perf_counter()
-        big = ingest_bytes(store, "topics.pdf", pdf).document
+        big_ingested = ingest_bytes(store, "topics.pdf", pdf)
+        big = big_ingested.document
         t_all = time.perf_counter() - t0
         pages = extracted.pages
         print(
@@ -159,7 +194,7 @@ def main() -> None:
         search_ms, turn_ms = [], []
         conv = store.create_conversation("bench")
         msg = store.add_message(conv.id, "user", "x")
-        attached = AttachedDocument(big, msg.id, "topics.pdf", "")
+        attached = AttachedDocument(big_ingested.part, msg.id, big)
         for q in qs:
             t0 = time.perf_counter()
             store.search_chunks([big.id], q, 40)

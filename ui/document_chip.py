@@ -70,6 +70,7 @@ class DocumentChip(QFrame):
     remove_requested = Signal()
     mode_requested = Signal(object)  # DocMode
     cancel_requested = Signal()
+    embedding_requested = Signal()  # "Get it": the embedding model that finds by meaning
 
     def __init__(
         self, info: DocumentChipInfo, *, removable: bool = True, parent: QWidget | None = None
@@ -124,6 +125,17 @@ class DocumentChip(QFrame):
         self._cancel.setText("Cancel")
         self._cancel.hide()
         self._cancel.clicked.connect(self.cancel_requested)
+        # Read by passages with no embedding model: what one would add, and "Get it".
+        self._get_embedding = QToolButton()
+        self._get_embedding.setObjectName("get_embedding_button")
+        self._get_embedding.setText("Get it")
+        self._get_embedding.setAccessibleName("Download the embedding model")
+        self._get_embedding.setAutoRaise(True)
+        self._get_embedding.hide()
+        self._get_embedding.clicked.connect(self.embedding_requested)
+        self._embedding_note = QLabel("Find passages by meaning too?")
+        self._embedding_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)  # muted
+        self._embedding_note.hide()
         self._remove = QToolButton()
         self._remove.setText("×")
         self._remove.setToolTip("Remove this document from the message")
@@ -137,6 +149,8 @@ class DocumentChip(QFrame):
         row.addWidget(icon)
         row.addLayout(text, 1)
         row.addWidget(self._mode)
+        row.addWidget(self._embedding_note)
+        row.addWidget(self._get_embedding)
         row.addWidget(self._cancel)
         row.addWidget(self._remove)
         self.set_info(info)
@@ -154,6 +168,19 @@ class DocumentChip(QFrame):
         self._mode_actions[info.mode].setChecked(True)
         self._mode.show()
         self._detail.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+
+    def offer_embedding(self, sentence: str) -> None:
+        """Say (on hover) what an embedding model would add, with "Get it" beside."""
+        self.setToolTip(sentence)
+        self._get_embedding.setToolTip(sentence)
+        self._embedding_note.setToolTip(sentence)
+        self._embedding_note.show()
+        self._get_embedding.show()
+
+    def withdraw_embedding_offer(self) -> None:
+        self.setToolTip("")
+        self._embedding_note.hide()
+        self._get_embedding.hide()
 
     def set_progress(self, done: int, total: int) -> None:
         """Indexing: ``done`` of ``total`` passages stored (total 0: reading the file)."""

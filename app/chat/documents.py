@@ -9,6 +9,7 @@ never sent without a document the person attached.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import threading
@@ -34,6 +35,7 @@ from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
 from engine.history.doc_prompt import (
+    RETRIEVE_SHARE,
     WHOLE_SHARE,
     VectorRanking,
     attached_documents,
@@ -43,7 +45,12 @@ from engine.history.doc_prompt import (
 from engine.history.store import ChatStore
 from engine.history.turns import ChatSettings
 from engine.history.types import DocMode, StoredMessage
-from engine.models.embedding_models import WHAT_EMBEDDINGS_ADD, installed_embedding
+from engine.inference.embedding import EmbedderClosed
+from engine.models.embedding_models import (
+    WHAT_EMBEDDINGS_ADD,
+    installed_embedding,
+    query_prefix,
+)
 from engine.types import DocumentPart
 from engine.units import format_bytes
 from ui.document_chip import DocumentChip, DocumentChipInfo, mode_label
@@ -77,6 +84,10 @@ class _Pending:
 class DocumentController(QObject):
     # The person changed how a chat's document is read (chat id): measure it again.
     modes_changed = Signal(int)
+    # A chip's "Get it": download the recommended embedding model (app/embedding_page.py).
+    embedding_wanted = Signal()
+    # The documents of the next message changed (read, removed, mode): the meter counts them.
+    pending_changed = Signal()
 
     def __init__(
         self,
@@ -94,33 +105,83 @@ class DocumentController(QObject):
         self._closed = False
         self.embedder: Embedder | None = None  # an embedding model, when one is installed
         self._embedder_job: BackgroundOp[Embedder | None] | None = None
+        self._embedding: BackgroundOp[int] | None = None  # stored documents' vectors
         window.attachments.files_chosen.connect(self._on_files)
         window.files_dropped.connect(self._on_files)
         window.composer.files_pasted.connect(self._on_files)
         window.chat_view.citation_requested.connect(self._on_citation_requested)
         window.chat_view.document_requested.connect(self._on_document_requested)
 
-    def load_embedder(self) -> None:
+    def load_embedder(self, on_ready: Callable[[str], None] | None = None) -> None:
         """In the background: the catalog's embedding model, if one is in the models
-        folder (documents are then found by meaning too, not only by their words)."""
+        folder (documents are then found by meaning too, not only by their words).
+        Called at start and again after one is downloaded (no restart); then the
+        documents already stored get their vectors too, and ``on_ready`` hears its name."""
         models_dir = self.engine.models_dir
 
         def op(_report: Report, _cancel: threading.Event) -> Embedder | None:
             from engine.inference.embedding import Embedder  # loads llama.cpp when used
 
             found = installed_embedding(models_dir)
-            return Embedder(found) if found is not None else None
+            if found is None:
+                return None
+            return Embedder(found, query_prefix=query_prefix(found))
 
         def done(embedder: Embedder | None) -> None:
             if self._closed:
                 if embedder is not None:
                     embedder.close()
                 return
-            self.embedder = embedder
+            old, self.embedder = self.embedder, embedder
+            if old is not None and old is not embedder:
+                old.close()
+            if embedder is not None:
+                for pending in self._pending:  # "Get it" is done
+                    pending.chip.withdraw_embedding_offer()
+                self._embed_stored(embedder)
+                if on_ready is not None:
+                    on_ready(embedder.name)
 
         self._embedder_job = run_in_background(
             op, done, self.notifier.error, what="Loading the embedding model"
         )
+
+    def release_embedder(self, then: Callable[[], None]) -> None:
+        """Stop using the embedding model (it is about to be deleted): words only from
+        now on. It is closed off the GUI thread (a batch being embedded finishes first,
+        seconds on a slow CPU), then ``then`` runs."""
+        embedder, self.embedder = self.embedder, None
+        if self._embedding is not None:
+            self._embedding.cancel()  # its next batch finds the model closed
+        if embedder is None:
+            then()
+            return
+
+        def close(_report: Report, _cancel: threading.Event) -> None:
+            embedder.close()
+
+        run_in_background(
+            close, lambda _none: then(), self.notifier.error, what="Closing the embedding model"
+        )
+
+    def _embed_stored(self, embedder: Embedder) -> None:
+        """In the background: vectors for the chunks of the documents stored before the
+        model was there (a stopped run goes on where it was)."""
+        db_path = self.store.path
+
+        def op(_report: Report, cancel: threading.Event) -> int:
+            with ChatStore.second(db_path) as store:
+                return sum(
+                    embed_document(store, embedder, doc_id, cancel=cancel)
+                    for doc_id in store.document_ids()
+                )
+
+        self._embedding = run_in_background(
+            op, lambda n: log.info("embedded %d stored passages", n),
+            lambda sentence: log.warning("%s", sentence),
+            what="Embedding stored documents", on_cancelled=lambda: None,
+            cancelled_by=(IngestCancelled, EmbedderClosed),
+        )  # fmt: skip
 
     def vector_ranking(self) -> VectorRanking | None:
         """Chunk ids by meaning, for the turn model (None: words only, BM25)."""
@@ -146,7 +207,7 @@ class DocumentController(QObject):
         start) and wait for the threads, before the store closes."""
         self._closed = True  # a result still queued for the GUI thread is dropped
         jobs: list[BackgroundOp[Any]] = [p.job for p in self._pending if p.job is not None]
-        jobs += [j for j in (self._indexing, self._embedder_job) if j is not None]
+        jobs += [j for j in (self._indexing, self._embedder_job, self._embedding) if j]
         for job in jobs:
             job.cancel()
         for job in jobs:
@@ -186,10 +247,13 @@ class DocumentController(QObject):
             store = ChatStore.second(db_path)  # this thread's own connection
             try:
                 done = ingest_file(store, pending.path, cancel=cancel, progress=report)
-                if embedder is not None:  # vectors too, on the embedder's own context
-                    embed_document(
-                        store, embedder, done.document.id, cancel=cancel, progress=report
-                    )
+                # Vectors too, on the embedder's own context; deleted meanwhile
+                # (EmbedderClosed): the document is read, and found by its words only.
+                with contextlib.suppress(EmbedderClosed):
+                    if embedder is not None:
+                        embed_document(
+                            store, embedder, done.document.id, cancel=cancel, progress=report
+                        )
                 return done
             finally:
                 store.close()
@@ -215,7 +279,9 @@ class DocumentController(QObject):
         pending.chip.set_info(info)
         pending.chip.set_ready()
         if info.read_as is DocMode.RETRIEVE and self.embedder is None:
-            pending.chip.setToolTip(WHAT_EMBEDDINGS_ADD)
+            pending.chip.offer_embedding(WHAT_EMBEDDINGS_ADD)
+            pending.chip.embedding_requested.connect(self.embedding_wanted)
+        self.pending_changed.emit()
 
     def _on_failed(self, pending: _Pending, sentence: str) -> None:
         if self._closed or pending not in self._pending:
@@ -248,10 +314,32 @@ class DocumentController(QObject):
         if pending in self._pending:
             self._pending.remove(pending)
         self.window.attachments.remove_chip(pending.chip)
+        self.pending_changed.emit()
 
     def _set_mode(self, pending: _Pending, mode: DocMode) -> None:
         pending.mode = mode
         pending.chip.set_info(replace(pending.chip.info, mode=mode))
+        self.pending_changed.emit()
+
+    def pending_tokens(self) -> int:
+        """About what the documents of the next message will cost the context, as the
+        turn will read them: whole ones all their tokens, those read by passages (pinned,
+        or too long for Automatic) at most the passages' share of what is left."""
+        info = self.engine.model_info
+        whole = passages = 0
+        for p in self._pending:
+            if p.done is None:
+                continue
+            tokens = p.done.document.tokens
+            mode = p.mode if p.mode is not DocMode.AUTO else self._read_as(tokens)
+            if mode is DocMode.WHOLE:
+                whole += tokens
+            else:
+                passages += tokens
+        if passages and info is not None:
+            chat = sum(estimate_tokens(m.content) for m in self._current_messages())
+            passages = min(passages, int(RETRIEVE_SHARE * max(info.n_ctx - chat - whole, 0)))
+        return whole + passages
 
     def waiting_sentence(self) -> str:
         """ "" when the attached documents are ready to send; else what to wait for."""
@@ -278,6 +366,7 @@ class DocumentController(QObject):
             if pending.job is None:
                 self._pending.remove(pending)
                 self.window.attachments.remove_chip(pending.chip)
+        self.pending_changed.emit()
 
     def _save_modes(self, conv_id: int, modes: Mapping[str, DocMode]) -> None:
         with self.notifier.guard():

@@ -184,6 +184,12 @@ class DocumentStore(StoreDatabase):
                 "UPDATE documents SET chunk_count = ? WHERE id = ?", (chunk_count, doc_id)
             )
 
+    def document_ids(self) -> list[int]:
+        """The documents whose index is finished, the newest first (what an embedding
+        model downloaded later gives vectors to: the chats in use first)."""
+        rows = self._rows("SELECT id FROM documents WHERE chunk_count IS NOT NULL ORDER BY id DESC")
+        return [int(r[0]) for r in rows]
+
     def prune_documents(self, older_than_s: float = 86_400.0) -> int:
         """Remove the indexes of documents no message holds, made at least
         ``older_than_s`` ago: attached in the composer and never sent (a day's grace

@@ -19,6 +19,7 @@ from engine.history import attachments as _attachments
 from engine.history import search as _search
 from engine.history.db import DELETED_KEEP_S, SCHEMA_VERSION, StoreCorruptError, damage_marker
 from engine.history.doc_index import DocumentStore
+from engine.history.doc_search import with_document_hits
 from engine.history.messages import DEFAULT_TITLE, MessageStore
 from engine.history.tool_search import with_tool_hits
 from engine.history.types import Conversation, MessageStatus, SearchHit, StoredMessage
@@ -231,6 +232,8 @@ class ChatStore(MessageStore, DocumentStore):
         ``ranked``. Any text is safe: it is never read as FTS5 syntax."""
         try:
             hits = _search.search(self._db, query, limit, ranked=ranked)
+            # (words inside attached documents, issue 14: the chunks' own index)
+            hits = with_document_hits(self._db, query, hits, limit)
             # (tool calls' and results' text, issue 16: an index of its own)
             return with_tool_hits(self._db, query, hits, limit, ranked=ranked)
         except sqlite3.ProgrammingError:

@@ -107,6 +107,9 @@ class SearchHit:
     rank: float  # bm25 (lower is better) for a ranked search; 0.0 when newest first
     role: Role = "assistant"
     created_at: float = 0.0
+    # Found in a document the message carries (issue 14): its name and where the
+    # snippet's passage is ("manual.pdf, page 12"); "" for the message's own text.
+    source: str = ""
 
     def parts(self) -> list[tuple[str, bool]]:
         """The snippet as (text, is_match) pieces, for a UI to escape and highlight."""

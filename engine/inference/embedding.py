@@ -21,13 +21,24 @@ from typing import Any
 from engine.errors import ModelLoadError
 from engine.gguf.header import read_gguf_header
 
-__all__ = ["Embedder"]
+__all__ = ["Embedder", "EmbedderClosed"]
+
+
+class EmbedderClosed(Exception):
+    """The model was closed (deleted from the Model page) while a text waited for it."""
 
 
 class Embedder:
     """Vectors for texts: float32, unit length, as bytes (what the store keeps)."""
 
-    def __init__(self, path: Path, *, n_ctx: int = 512, n_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_ctx: int = 512,
+        n_threads: int | None = None,
+        query_prefix: str = "",
+    ) -> None:
         import llama_cpp  # here: the fast tier and the window's start never load it
 
         try:
@@ -64,29 +75,44 @@ class Embedder:
                 detail=repr(e),
             ) from e
         self.name = path.name
+        # Put before a question (embed_now), never before a passage: what the model's
+        # card asks of a search query (engine.models.embedding_models.query_prefix).
+        self.query_prefix = query_prefix
         self.dims = int(self._llm.n_embd())
         # One caller at a time: a query's vector (the GUI's turn) and a document's
         # indexing (a background job) may both ask.
         self._lock = threading.Lock()
+        self._closed = False
 
     def embed(self, texts: Sequence[str]) -> list[bytes]:
         """Each text's vector (a text longer than the context is cut to fit)."""
         if not texts:
             return []
         with self._lock:
+            if self._closed:
+                raise EmbedderClosed(self.name)
             vectors = self._llm.embed(list(texts), normalize=True, truncate=True)
         return [array.array("f", v).tobytes() for v in vectors]
 
     def embed_now(self, text: str, *, wait_s: float = 0.05) -> bytes | None:
-        """One text's vector, unless the model is busy (indexing a document on another
-        thread) for longer than ``wait_s``: then None, and the caller goes without."""
+        """A question's vector (after the model's query prefix), unless the model is busy
+        (indexing a document on another thread) for longer than ``wait_s``: then None,
+        and the caller goes without."""
         if not self._lock.acquire(timeout=wait_s):
             return None
         try:
-            (vector,) = self._llm.embed([text], normalize=True, truncate=True)
+            if self._closed:
+                return None
+            query = self.query_prefix + text
+            (vector,) = self._llm.embed([query], normalize=True, truncate=True)
         finally:
             self._lock.release()
         return array.array("f", vector).tobytes()
 
     def close(self) -> None:
-        self._llm.close()
+        """Free the model once the text being embedded (on another thread) is done;
+        later calls raise EmbedderClosed (``embed_now``: None)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._llm.close()

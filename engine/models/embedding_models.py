@@ -15,12 +15,29 @@ from pathlib import Path
 from engine.errors import CatalogError
 from engine.models.catalog import CatalogEntry, _entry, installed_path, resources_dir
 
-__all__ = ["WHAT_EMBEDDINGS_ADD", "embedding_entries", "installed_embedding"]
+__all__ = [
+    "WHAT_EMBEDDINGS_ADD",
+    "embedding_entries",
+    "installed_embedding",
+    "query_prefix",
+]
+
+# What goes before a question (never before a passage) for the model to embed it as a
+# search query, as each model's card says: BGE v1.5's instruction for short queries
+# that look for passages; Qwen3-Embedding's "Instruct: …\nQuery:" form (its card: 1–5 %
+# worse retrieval without). Not measured here (neither GGUF can be had offline).
+_QUERY_PREFIX = {
+    "bge-small-en-v1.5": "Represent this sentence for searching relevant passages: ",
+    "qwen3-embedding-0.6b": (
+        "Instruct: Given a question, retrieve passages of a document that answer it\nQuery:"
+    ),
+}
 
 # What the app says where no embedding model is installed.
 WHAT_EMBEDDINGS_ADD = (
-    "Documents are searched by their words. An embedding model (BGE small, 21 MB) would "
-    "also find passages that say the same thing in other words."
+    "Documents are searched by their words. An embedding model (BGE small, about 21 MB) "
+    "would also find passages that say the same thing in other words: Get it downloads "
+    "it and uses it at once (Settings → Model lists it)."
 )
 
 
@@ -49,3 +66,11 @@ def installed_embedding(models_dir: Path, path: Path | None = None) -> Path | No
         if found is not None:
             return found
     return None
+
+
+def query_prefix(path: Path, catalog: Path | None = None) -> str:
+    """What the embedding model at ``path`` wants before a query ("" if none known)."""
+    for entry in embedding_entries(catalog):
+        if entry.filename == path.name:
+            return _QUERY_PREFIX.get(entry.family, "")
+    return ""

@@ -45,7 +45,12 @@ def test_chat_with_a_short_file_reads_it_whole(data_dir: Path, tmp_path: Path) -
     shown = hearth(
         "chat", "--show-prompt", "--file", str(notes), "Where is the key?", data_dir=data_dir
     )
-    assert shown.returncode == 2 and "cannot show attached documents" in shown.stderr
+    assert shown.returncode == 0, shown.stderr
+    assert '<document name="notes.md"' in shown.stdout  # read whole, before the question
+    assert "The spare key is under the blue pot." in shown.stdout
+    assert shown.stdout.index("blue pot") < shown.stdout.index("Where is the key?")
+    with ChatStore(data_dir / "hearth.sqlite3") as store:  # showing wrote nothing
+        assert store.list_conversations() == [] and store.document_ids() == []
     result = hearth(
         "chat", "--max-tokens", "8", "--file", str(notes), "Where is the key?", data_dir=data_dir
     )
@@ -74,3 +79,30 @@ def test_a_file_that_cannot_be_read_says_why_and_saves_nothing(
         assert store.list_conversations() == []
     finally:
         store.close()
+
+
+def test_show_prompt_with_a_long_pdf_after_a_chat_shows_the_passages(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """--show-prompt --file on an existing chat: the chat so far, then the passages that
+    answer the question (by the same turn model as a reply), and nothing is stored."""
+    first = hearth("chat", "--max-tokens", "4", "Hello there.", data_dir=data_dir)
+    assert first.returncode == 0, first.stderr
+    with ChatStore(data_dir / "hearth.sqlite3") as store:
+        (conv,) = store.list_conversations()
+        before = len(store.messages(conv.id))
+    pages = [[f"Page {p}, filler line {i} about nothing." for i in range(40)] for p in range(60)]
+    pages[30][5] = FACT
+    pdf = tmp_path / "manual.pdf"
+    pdf.write_bytes(pdf_bytes(pages))
+    shown = hearth(
+        "chat", "--show-prompt", "--context", "2048", "--conversation", str(conv.id),
+        "--file", str(pdf), "Where is the reset button?", data_dir=data_dir,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "Hello there." in out and FACT in out and "page 31" in out
+    assert "Page 5, filler line 1 " not in out  # passages, not the whole 60 pages
+    assert out.index("Hello there.") < out.index(FACT) < out.index("Where is the reset button?")
+    with ChatStore(data_dir / "hearth.sqlite3") as store:
+        assert len(store.messages(conv.id)) == before and store.document_ids() == []

@@ -25,3 +25,13 @@ def test_embedding_models_are_listed_apart_with_licence_and_size() -> None:
 def test_none_installed_in_an_empty_folder(tmp_path: Path) -> None:
     assert installed_embedding(tmp_path) is None
     assert "other words" in WHAT_EMBEDDINGS_ADD
+
+
+def test_query_prefix_is_the_model_cards() -> None:
+    from engine.models.embedding_models import embedding_entries, query_prefix
+
+    by_family = {e.family: Path(e.filename) for e in embedding_entries()}
+    assert query_prefix(by_family["bge-small-en-v1.5"]).startswith("Represent this sentence")
+    assert query_prefix(by_family["qwen3-embedding-0.6b"]).startswith("Instruct: ")
+    assert query_prefix(by_family["qwen3-embedding-0.6b"]).endswith("\nQuery:")
+    assert query_prefix(Path("someone-elses.gguf")) == ""
