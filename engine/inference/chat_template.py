@@ -145,15 +145,29 @@ def choose_template(
     return ChatTemplate(f"fallback:{name}", _FALLBACKS[name])
 
 
-def template_message(message: Message) -> dict[str, str]:
+# Where an image sits in a rendered prompt (engine.inference.vision fills it): the
+# object replacement character, removed from typed text so that only images make it.
+IMAGE_MARKER = "\ufffc"
+
+
+def template_message(message: Message, image_marker: str | None = None) -> dict[str, str]:
     """One message as a chat template reads it: the one place where a message's
     parts become template content.
 
-    Text parts are joined into ``content``. Parts a text-only template cannot
-    show (images, documents) are to be turned into what the model reads here too:
-    a placeholder the vision projector fills, or a document's text.
+    Text parts are joined into ``content``. Images come first: ``image_marker``
+    each, which the vision projector fills; a model without one (``None``) reads
+    "[Image: name]" in their place (an earlier image, after a switch to a model
+    that cannot see). Documents are to be turned into their text here too.
     """
-    out = {"role": message.role, "content": message.content}
+    content = message.content.replace(IMAGE_MARKER, "")
+    images = message.images
+    if images:
+        if image_marker is not None:
+            content = image_marker * len(images) + content
+        else:
+            names = "".join(f"[Image: {i.name or 'pasted image'}]\n" for i in images)
+            content = names + content
+    out = {"role": message.role, "content": content}
     if message.role == "assistant" and message.thinking:
         # The name Hugging Face templates read; each template decides what of
         # it to keep (Qwen3.5 drops it for turns before the last question).
@@ -169,10 +183,12 @@ def render(
     eos_token: str = "",
     add_generation_prompt: bool = True,
     extra: Mapping[str, object] | None = None,
+    image_marker: str | None = None,
 ) -> str:
     """Render ``conversation`` with ``template``; ``extra`` reaches the template as
-    variables (e.g. ``enable_thinking``) but cannot override the standard ones."""
-    messages = [template_message(m) for m in conversation]
+    variables (e.g. ``enable_thinking``) but cannot override the standard ones.
+    ``image_marker``: see ``template_message``."""
+    messages = [template_message(m, image_marker) for m in conversation]
     variables: dict[str, object] = dict(extra or {})
     variables.update(
         messages=messages,
@@ -247,6 +263,7 @@ class PromptBuilder:
         tokenize: Callable[[str, bool], list[int]],
     ) -> None:
         self.template = template
+        self.image_marker: str | None = None  # set when a vision projector is loaded
         self._bos, self._eos, self._add_bos = bos_token, eos_token, add_bos
         self._tokenize = tokenize
         self.supports_thinking, self.thinking_default = thinking_support(
@@ -270,6 +287,7 @@ class PromptBuilder:
             eos_token=self._eos,
             add_generation_prompt=True,
             extra=variables,
+            image_marker=self.image_marker,
         )
 
     def render_continuation(
