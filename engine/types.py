@@ -123,6 +123,9 @@ class EngineOptions:
     # Image tokens an attached image is scaled down to at most (issue 13): a 9B model
     # on a laptop CPU reads ~13 tokens/s of prompt, so 384 is about half a minute.
     image_max_tokens: int = 384
+    # Model files (names) loaded without their vision projector: they cannot see, and
+    # the projector's memory (~0.9 GB for Qwen3.5 9B) stays free.
+    no_vision: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kv_cache_type not in ("f16", "q8_0"):

@@ -44,7 +44,7 @@ from engine.inference.checkpoints import Media
 from engine.inference.loader import log_callback, recent_problems
 from engine.types import ImagePart, Message
 
-__all__ = ["IMAGE_MARKER", "PreparedImage", "Projector"]
+__all__ = ["IMAGE_MARKER", "PreparedImage", "Projector", "ProjectorError"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ _log = logging.getLogger(__name__)
 _PIXELS_PER_TOKEN = 2048
 _PREPARED_KEPT = 64
 _CHUNK_TEXT = 0  # MTMD_INPUT_CHUNK_TYPE_TEXT
+
+
+class ProjectorError(ModelLoadError):
+    """The model's vision file would not load; the model itself would."""
 
 
 @dataclass(eq=False, slots=True)
@@ -104,7 +108,7 @@ class Projector:
         self.n_embd = n_embd
         self._ctx = mtmd.mtmd_init_from_file(str(path).encode(), model, params)
         if not self._ctx:
-            raise ModelLoadError(
+            raise ProjectorError(
                 f"The vision file {path.name} would not load with this model, so it cannot "
                 "see images. It may belong to another model (its size must match) or be "
                 "damaged: download the model's own projector again, or switch vision off "
@@ -114,7 +118,7 @@ class Projector:
         if not mtmd.mtmd_support_vision(self._ctx):
             mtmd.mtmd_free(self._ctx)
             self._ctx = None
-            raise ModelLoadError(
+            raise ProjectorError(
                 f"{path.name} is not a vision projector (it reads no images).",
             )
         self.mrope = bool(mtmd.mtmd_decode_use_mrope(self._ctx))
@@ -348,7 +352,7 @@ def prompt_tokens(
 def load_projector(path: Path, llm: Any, *, max_tokens: int, use_gpu: bool) -> Projector:
     """The projector at ``path`` for the loaded ``llama_cpp.Llama`` ``llm``."""
     if not path.is_file():
-        raise ModelLoadError(
+        raise ProjectorError(
             f"The vision file {path.name} is missing (it was next to the model at "
             f"{path.parent}); the model was loaded without vision. Download it again "
             "from the Model page, or switch vision off for this model.",

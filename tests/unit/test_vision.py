@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import io
+import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import llama_cpp
@@ -28,6 +30,7 @@ from engine.types import (
     FinishReason,
     ImagePart,
     Message,
+    ModelInfo,
     PromptProgress,
     ReplyDone,
     SamplingParams,
@@ -259,3 +262,32 @@ def test_a_chat_warmed_after_a_switch_has_its_images_read(seeing: ChatSession) -
     assert (reused, evaluated) == (0, evaluated) and evaluated > seeing.projector.prepare(RED).n_pos  # type: ignore[union-attr]
     _, done = reply(seeing, chat, cache_key="warm")
     assert done.stats.reused_tokens >= evaluated - 1
+
+
+def test_the_window_and_cli_load_the_vision_file_beside_the_model(
+    qwen35_model_path: Path, projector_path: Path, tmp_path: Path
+) -> None:
+    """app.backends.open_local: pairs by width, honours "no vision" for the file, and a
+    vision file that will not load leaves a model that says why it cannot see."""
+    from app.backends import LoadRequest, open_local
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    model = folder / "Tiny-Q8_0.gguf"
+    shutil.copyfile(qwen35_model_path, model)
+    shutil.copyfile(projector_path, folder / "Tiny-mmproj-F32.gguf")
+
+    def load(options: EngineOptions) -> ModelInfo:
+        backend = open_local(LoadRequest(path=str(model), options=options, models_dir=folder))
+        try:
+            return backend.info
+        finally:
+            backend.close()
+
+    assert load(OPTIONS).vision
+    assert not load(replace(OPTIONS, no_vision=(model.name,))).vision
+    data = projector_path.read_bytes()
+    (folder / "Tiny-mmproj-F32.gguf").write_bytes(data[: len(data) * 3 // 4])  # cut short
+    info = load(OPTIONS)
+    assert not info.vision
+    assert "would not load with this model" in info.extra["device_note"]
