@@ -42,6 +42,7 @@ class EngineClient(QObject):
     context_exceeded = Signal(int, object, int)  # request id, ContextUsage, messages to drop
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read, of how many
+    image_progress = Signal(int, int, int)  # request id, images read, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read
 
     # --- requests to the worker (queued: it lives on the engine thread) ---
@@ -90,6 +91,7 @@ class EngineClient(QObject):
         worker.prompt_measured.connect(self.prompt_measured)
         worker.usage_measured.connect(self.usage_measured)
         worker.warm_progress.connect(self.warm_progress)
+        worker.image_progress.connect(self.image_progress)
 
     # --- what is loaded (owned here) ---
     @property

@@ -30,6 +30,7 @@ from engine.inference.backend import ChatBackend, sampling_for
 from engine.inference.context import drop_oldest_turns
 from engine.types import (
     Message,
+    PromptProgress,
     ReplyDone,
     SamplingParams,
     TextDelta,
@@ -140,6 +141,7 @@ class EngineWorker(QObject):
     context_exceeded = Signal(int, object, int)
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read so far, of how many
+    image_progress = Signal(int, int, int)  # request id, images read, of how many (issue 13)
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read (0, 0: none)
 
     def __init__(self, open_backend: OpenBackend = open_local) -> None:
@@ -201,6 +203,8 @@ class EngineWorker(QObject):
                     elif isinstance(event, ReplyDone):
                         batch.flush()
                         self.reply_finished.emit(request_id, event)
+                    elif isinstance(event, PromptProgress):
+                        self.image_progress.emit(request_id, event.done, event.total)
         except KnownError as exc:
             log.warning("generation failed: %s", exc, exc_info=True)
             batch.flush()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
+
+from ui.attachment_tray import brings_media, media_of
 
 MIN_LINES, MAX_LINES = 2, 8
 
@@ -13,6 +15,9 @@ class Composer(QPlainTextEdit):
     submitted = Signal()
     edit_last_requested = Signal()  # Up in an empty composer
     edit_cancelled = Signal()  # Esc while editing (the window's Esc action emits it)
+    # Pasted or dropped files (local paths) and image data (PNG): never inserted as
+    # text; the app attaches them, or says why not (issue 13).
+    media_received = Signal(list, list)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -48,3 +53,13 @@ class Composer(QPlainTextEdit):
 
     def text(self) -> str:
         return self.toPlainText()
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return brings_media(source) or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        paths, images = media_of(source)
+        if paths or images:
+            self.media_received.emit(paths, images)
+            return
+        super().insertFromMimeData(source)

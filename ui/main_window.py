@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from engine.history.types import Conversation
 from engine.types import ModelInfo
+from ui.attachment_tray import IMAGE_FILTER, AttachmentTray, attach_button, brings_media, media_of
 from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
@@ -81,6 +82,7 @@ class ErrorBanner(QFrame):
 
 class MainWindow(QMainWindow):
     send_requested = Signal(str)
+    media_received = Signal(list, list)  # files (paths) and image data (PNG) to attach
     stop_requested = Signal()
     new_chat_requested = Signal()
     conversation_selected = Signal(int)
@@ -161,7 +163,10 @@ class MainWindow(QMainWindow):
         self.send_button.setMinimumWidth(84)
         self.send_button.setDefault(False)
         self.send_button.setAutoDefault(False)
+        self.attachment_tray = AttachmentTray()
+        self.attach_button = attach_button()
         row = QHBoxLayout()
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         pane = QWidget()
@@ -170,6 +175,7 @@ class MainWindow(QMainWindow):
         chat.addWidget(self.chat_toolbar)
         chat.addWidget(self.chat_view, 1)
         chat.addWidget(self.error_banner)
+        chat.addWidget(self.attachment_tray)
         chat.addLayout(row)
         self._chat_layout = chat
 
@@ -202,6 +208,10 @@ class MainWindow(QMainWindow):
         self.composer.submitted.connect(self._on_send_clicked)
         self.send_button.clicked.connect(self._on_send_clicked)
         self.composer.textChanged.connect(self._update_send_button)
+        self.composer.media_received.connect(self.media_received)
+        self.attachment_tray.changed.connect(self._update_send_button)
+        self.attach_button.clicked.connect(self._choose_images)
+        self.setAcceptDrops(True)  # files and images dropped anywhere on the chat
         self.new_chat_button.clicked.connect(self.new_chat_requested)
         self.settings_button.clicked.connect(self.settings_requested)
         self.conversation_list.conversation_activated.connect(self.conversation_selected)
@@ -257,7 +267,7 @@ class MainWindow(QMainWindow):
         if state == ResponseState.GENERATING:
             enabled = True
         elif state == ResponseState.IDLE:
-            enabled = bool(self.composer.text().strip())
+            enabled = bool(self.composer.text().strip() or self.attachment_tray.keys())
         else:
             enabled = False
         self.send_button.setEnabled(enabled)
@@ -319,8 +329,33 @@ class MainWindow(QMainWindow):
         if self._state != ResponseState.IDLE:
             return
         text = self.composer.text().strip()
-        if text:
+        if text or self.attachment_tray.keys():
             self.send_requested.emit(text)
+
+    # --- images (issue 13) ------------------------------------------------------------
+    def set_can_see(self, can_see: bool) -> None:
+        """The attach button is there only for a model that can see images."""
+        self.attach_button.setVisible(can_see)
+
+    @Slot()
+    def _choose_images(self) -> None:
+        """The file dialog, window-modal and not blocking (a reply may be streaming)."""
+        dialog = QFileDialog(self, "Attach images", "", IMAGE_FILTER)
+        dialog.setObjectName("attach_dialog")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.filesSelected.connect(lambda paths: self.media_received.emit(list(paths), []))
+        dialog.open()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if brings_media(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths, images = media_of(event.mimeData())
+        if paths or images:
+            event.acceptProposedAction()
+            self.media_received.emit(paths, images)
 
     @Slot()
     def _on_escape(self) -> None:
