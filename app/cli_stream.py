@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from engine.errors import KnownError
 from engine.history.turns import prompt_before, save_chat_settings, status_for, title_from
 from engine.history.types import MessageStatus
-from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta, Turn
+from engine.types import (
+    AttachmentPart,
+    GenerationStats,
+    ReplyDone,
+    TextDelta,
+    ThinkingDelta,
+    Turn,
+)
 
 if TYPE_CHECKING:
     from engine.history.recorder import ReplyRecorder
@@ -96,6 +104,7 @@ def ask(
     thinking: bool | None,
     params: SamplingParams,
     stop: threading.Event,
+    attachments: Sequence[AttachmentPart] = (),
 ) -> tuple[Conversation, GenerationStats | None]:
     """Store ``question`` in ``conv`` (a new chat, titled by it, when None), then stream
     the reply into the store and the terminal. The model reads the chat as the window
@@ -109,7 +118,7 @@ def ask(
         save_chat_settings(store, conv.id, own)
     elif save_settings:
         save_chat_settings(store, conv.id, own)
-    store.add_message(conv.id, "user", question)
+    store.add_message(conv.id, "user", question, attachments=attachments)
     reply = store.add_message(
         conv.id, "assistant", "", MessageStatus.STREAMING, model=backend.info.path
     )

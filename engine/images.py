@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.errors import KnownError
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_PIXELS",
     "ImageError",
     "image_part",
+    "read_image_file",
     "rgb_pixels",
     "thumbnail_png",
 ]
@@ -90,6 +92,25 @@ def image_part(data: bytes, name: str = "") -> ImagePart:
         height=height,
         data=data,
     )
+
+
+def read_image_file(path: Path) -> ImagePart:
+    """An image file, checked (``ImageError`` with a sentence naming it)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:  # said before reading 2 GB of a video by mistake
+            raise ImageError(
+                f"“{path.name}” is {size >> 20} MB; Hearth takes images up to "
+                f"{MAX_BYTES >> 20} MB. Save a smaller copy and attach that."
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(
+            f"Hearth could not read “{path.name}” ({exc.strerror or exc}). Check that the "
+            "file is still there and that you may open it.",
+            detail=repr(exc),
+        ) from exc
+    return image_part(data, path.name)
 
 
 def _open(data: bytes, label: str) -> PilImage:

@@ -25,7 +25,7 @@ from app.notifier import Notifier
 from engine.errors import KnownError
 from engine.history.store import ChatStore
 from engine.history.types import StoredMessage
-from engine.images import MAX_BYTES, ImageError, image_part, thumbnail_png
+from engine.images import ImageError, image_part, read_image_file, thumbnail_png
 from engine.models.catalog import CatalogEntry
 from engine.types import AttachmentPart, ImagePart, ModelInfo
 from ui.image_viewer import ImageViewer
@@ -43,25 +43,6 @@ _THUMBS_KEPT = 64
 class _Read:
     part: ImagePart
     png: bytes  # the tray's thumbnail
-
-
-def read_image_file(path: Path) -> ImagePart:
-    """An image file, checked (``ImageError`` with a sentence naming it)."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:  # said before reading 2 GB of a video by mistake
-            raise ImageError(
-                f"“{path.name}” is {size >> 20} MB; Hearth takes images up to "
-                f"{MAX_BYTES >> 20} MB. Save a smaller copy and attach that."
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(
-            f"Hearth could not read “{path.name}” ({exc.strerror or exc}). Check that the "
-            "file is still there and that you may open it.",
-            detail=repr(exc),
-        ) from exc
-    return image_part(data, path.name)
 
 
 def _read_all(paths: Sequence[str], images: Sequence[bytes]) -> tuple[list[_Read], list[str]]:

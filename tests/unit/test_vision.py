@@ -291,3 +291,47 @@ def test_the_window_and_cli_load_the_vision_file_beside_the_model(
     info = load(OPTIONS)
     assert not info.vision
     assert "would not load with this model" in info.extra["device_note"]
+
+
+def test_hearth_chat_image_stores_and_shows_it_and_refuses_bad_input(
+    qwen35_model_path: Path, projector_path: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``hearth chat --image FILE`` (repeatable) through app.main, on the tiny model with
+    its vision file beside it; a bad file or a model without vision saves nothing."""
+    from app.main import main
+    from engine.history.store import ChatStore
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    model = folder / "Tiny-Q8_0.gguf"
+    shutil.copyfile(qwen35_model_path, model)
+    shutil.copyfile(projector_path, folder / "Tiny-mmproj-F32.gguf")
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    red.write_bytes(RED.data)
+    blue.write_bytes(BLUE.data)
+    data = tmp_path / "data"
+    base = ["--data-dir", str(data), "chat", "--model", str(model), "--max-tokens", "4"]
+    assert main([*base, "--image", str(red), "--image", str(blue), "What are these?"]) == 0
+    db = next(data.rglob("*.sqlite3"))
+    store = ChatStore(db)
+    try:
+        (conv,) = store.list_conversations()
+        question = store.messages(conv.id)[0]
+        assert [a.name for a in question.attachments] == ["red.png", "blue.png"]
+        assert store.attachment_data(question.attachments[1].sha256) == BLUE.data
+    finally:
+        store.close()
+    capsys.readouterr()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    assert main([*base, "--image", str(notes), "What is it?"]) == 2
+    assert "“notes.txt” is not an image Hearth can read" in capsys.readouterr().err
+    (folder / "Tiny-mmproj-F32.gguf").unlink()  # moved away: the model cannot see now
+    assert main([*base, "--image", str(red), "And now?"]) == 2
+    assert "cannot see images" in capsys.readouterr().err
+    store = ChatStore(db)
+    try:
+        assert len(store.list_conversations()) == 1  # nothing saved by the refusals
+    finally:
+        store.close()
