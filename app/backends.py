@@ -24,11 +24,28 @@ from engine.types import DeviceProbe, EngineOptions
 
 if TYPE_CHECKING:
     from engine.gguf.arch import ModelArch
+    from engine.inference.endpoint import Timeouts
     from engine.inference.local import LocalBackend
 
-__all__ = ["LoadRequest", "OpenBackend", "open_local"]
+__all__ = ["KeyFor", "LoadRequest", "OpenBackend", "RemoteTarget", "open_local", "with_remote"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteTarget:
+    """A model on a named connection (Settings → Connections). No API key here: it is
+    read from the keyring on the thread that opens the backend, so a request (and its
+    repr in a log) never carries one."""
+
+    connection: str  # the connection's name, as the person called it
+    base_url: str  # http(s)://host:port/v1
+    model: str  # the server's model id
+
+    @property
+    def path(self) -> str:
+        """What a reply records as its model (``RemoteBackend.info.path``)."""
+        return f"{self.base_url}/models/{self.model}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,9 +56,49 @@ class LoadRequest:
     options: EngineOptions
     # The models folder as it is when the request is made (it can be moved).
     models_dir: Path
+    # A model on a server instead of a file: ``path`` and ``options`` are then unused.
+    remote: RemoteTarget | None = None
 
 
 OpenBackend = Callable[[LoadRequest], ChatBackend]
+# A connection's API key by its name (None: it has none); may wait on the keyring.
+KeyFor = Callable[[str], "str | None"]
+
+
+def _no_key(_name: str) -> str | None:
+    return None
+
+
+def with_remote(
+    local: OpenBackend,
+    key_for: KeyFor = _no_key,
+    timeouts_for: Callable[[], Timeouts | None] = lambda: None,
+) -> OpenBackend:
+    """An ``OpenBackend`` that opens a request's remote target through the server
+    (``RemoteBackend.connect``: it asks for the server's models first, so a server
+    that cannot be reached, refuses the key or lacks the model fails the load with
+    its sentence) and anything else with ``local``. ``timeouts_for``: how long to wait
+    for the server (None: ``Timeouts()``' defaults, which a person would accept)."""
+
+    def open_backend(request: LoadRequest) -> ChatBackend:
+        target = request.remote
+        if target is None:
+            return local(request)
+        from engine.inference.remote import RemoteBackend
+
+        try:
+            return RemoteBackend.connect(
+                target.base_url,
+                target.model,
+                api_key=key_for(target.connection),
+                timeouts=timeouts_for(),
+            )
+        except ValueError as exc:  # an address that is not one (a hand-edited file)
+            raise ModelLoadError(f"{target.connection}: {exc}") from exc
+
+    return open_backend
+
+
 # Loads one file with one set of options (the real one: LocalBackend).
 Load = Callable[..., "LocalBackend"]
 

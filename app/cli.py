@@ -17,11 +17,12 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.cli_crypt import open_chats
 from app.cli_stream import ask
+from app.doc_ingest import attach_files
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
 from engine.errors import KnownError
-from engine.history.opening import open_store
 from engine.history.turns import (
     ChatSettings,
     PromptMessages,
@@ -117,6 +118,9 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--endpoint, the server's model",
     )
     _add_remote_options(chat)
+    from app.cli_tools import add_tool_options
+
+    add_tool_options(chat)
     chat.add_argument(
         "--max-tokens",
         type=bounded("generation.max_tokens", int, 1),
@@ -133,6 +137,16 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the longest thinking, then the model must answer (within --max-tokens)",
     )
     chat.add_argument("--conversation", type=int, metavar="ID", help="continue this conversation")
+    chat.add_argument(
+        "--file",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="attach a document to the message (PDF, DOCX, HTML, Markdown, text, code, CSV; "
+        "repeat for more): read whole when it fits in the context, else by the passages "
+        "that answer the question, listed with the reply",
+    )
     chat.add_argument(
         "--image", action="append", type=Path, default=[], metavar="FILE",
         help="show the model this image with the message (repeatable; a model with vision)",
@@ -196,7 +210,7 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_chat(args: argparse.Namespace, paths: AppPaths) -> int:
     paths.ensure()
     try:
-        store, notice = open_store(paths.db_path)
+        store, notice = open_chats(paths, args)  # unlocked as held (issue 17)
     except KnownError as exc:  # a newer Hearth's file, a lock, a full disk: left as it is
         print(f"hearth: {exc.message}", file=sys.stderr)
         return 1
@@ -355,10 +369,31 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         except ValueError as exc:
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
+        if args.show_prompt and args.file:
+            # The documents' place in the prompt depends on their index (whole or by
+            # passages), which showing the prompt must not write.
+            print(
+                "hearth: --show-prompt cannot show attached documents yet; leave out --file.",
+                file=sys.stderr,
+            )
+            return 2
         if args.show_prompt:
             sys.stdout.write(rendered)
             sys.stdout.flush()
             return 0
+        from app.cli_tools import open_tools
+        from engine.tools.mcp_client import McpError
+
+        try:
+            tools = open_tools(args, paths, chat=conv.id if conv else None)
+        except (McpError, ValueError) as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
+        try:
+            documents = attach_files(store, args.file)
+        except KnownError as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
         try:
             conv, stats = ask(
                 store,
@@ -370,11 +405,15 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
                 thinking=thinking,
                 params=params,
                 stop=stop,
-                attachments=images,
+                attachments=(*images, *documents),
+                tools=tools,
             )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
             return 130
+        finally:
+            if tools is not None:
+                tools.close()
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,

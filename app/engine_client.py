@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.backends import RemoteTarget
+from app.tools_service import ToolsService
 from app.worker import EngineThread, LoadRequest, OpenBackend
+from engine.inference.backend import ChatBackend
 from engine.types import ContextUsage, EngineOptions, ModelInfo, ReplyDone, Turn
 
 log = logging.getLogger(__name__)
@@ -44,12 +48,17 @@ class EngineClient(QObject):
     warm_progress = Signal(int, int, int)  # request id, tokens read, of how many
     image_progress = Signal(int, int, int)  # request id, images read, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read
+    tool_called = Signal(int, object)  # request id, ToolCallPart
+    tool_answered = Signal(int, object)  # request id, ToolResultPart
+    permission_requested = Signal(int, object)  # request id, PermissionQuestion
+    tools_unavailable = Signal(int, str)  # request id, sentence
 
     # --- requests to the worker (queued: it lives on the engine thread) ---
     _load_requested = Signal(object)  # LoadRequest
     _generate_requested = Signal(int, object, object)  # request id, Turn, cancel Event
     _measure_requested = Signal(int, object)  # conversation id, Turn
     _warm_requested = Signal(int, object, object)  # request id, Turn, cancel Event
+    _job_requested = Signal(int, object, object)  # request id, job, cancel Event
 
     def __init__(
         self,
@@ -63,6 +72,7 @@ class EngineClient(QObject):
         self._models_dir = models_dir
         self._options = options or EngineOptions()
         self._path = ""  # the file asked for; "" = the starter model
+        self._remote: RemoteTarget | None = None  # a model on a server instead of the file
         self._info: ModelInfo | None = None
         self._loading = False
         self._next_id = 0
@@ -74,6 +84,8 @@ class EngineClient(QObject):
         self._generate_requested.connect(worker.generate)
         self._measure_requested.connect(worker.measure)
         self._warm_requested.connect(worker.warm)
+        self._job_requested.connect(worker.run_job)
+        worker.job_finished.connect(self._ended)
         # Bookkeeping first (slots), then the event goes on to everyone else. (The
         # worker's own model_loading is not needed: load() says so at once, so the
         # window never shows a state between "failed" and "loading the next one".)
@@ -92,6 +104,10 @@ class EngineClient(QObject):
         worker.usage_measured.connect(self.usage_measured)
         worker.warm_progress.connect(self.warm_progress)
         worker.image_progress.connect(self.image_progress)
+        worker.tool_called.connect(self.tool_called)
+        worker.tool_answered.connect(self.tool_answered)
+        worker.permission_requested.connect(self.permission_requested)
+        worker.tools_unavailable.connect(self.tools_unavailable)
 
     # --- what is loaded (owned here) ---
     @property
@@ -103,6 +119,12 @@ class EngineClient(QObject):
     def model_path(self) -> str:
         """The file loaded (or being loaded); "" = the starter model."""
         return self._path
+
+    @property
+    def remote(self) -> RemoteTarget | None:
+        """The server model loaded (or being loaded) in place of ``model_path``; None for
+        a file. ``model_path`` keeps the file to go back to."""
+        return self._remote
 
     @property
     def options(self) -> EngineOptions:
@@ -120,6 +142,10 @@ class EngineClient(QObject):
     def closed(self) -> bool:
         return self._closed
 
+    def set_tools(self, tools: ToolsService | None) -> None:
+        """The tools replies may call from now on (read by the engine thread per reply)."""
+        self._thread.worker.tools = tools
+
     def set_options(self, options: EngineOptions) -> None:
         """Options for the next load (the current model keeps its own until then)."""
         self._options = options
@@ -127,6 +153,10 @@ class EngineClient(QObject):
     def set_path(self, path: str) -> None:
         """The file the next ``load()`` without a path loads ("" = the starter model)."""
         self._path = path
+
+    def set_remote(self, target: RemoteTarget | None) -> None:
+        """The server model the next ``load()`` without a path opens (None: the file)."""
+        self._remote = target
 
     @Slot(object)
     def relocate(self, models_dir: Path) -> None:
@@ -152,12 +182,14 @@ class EngineClient(QObject):
         options: EngineOptions | None = None,
         models_dir: Path | None = None,
     ) -> None:
-        """Load ``path`` (None: the current one; "": the starter model). Whatever the
-        engine is doing is cancelled first; the load runs once it has let go."""
+        """Load ``path`` (None: the current one, a server's model included; "": the
+        starter model). Whatever the engine is doing is cancelled first; the load runs
+        once it has let go."""
         if self._closed:
             return
         if path is not None:
             self._path = path
+            self._remote = None
         if options is not None:
             self._options = options
         if models_dir is not None:
@@ -165,9 +197,17 @@ class EngineClient(QObject):
         self.stop_all()
         self._info = None
         self._loading = True
-        request = LoadRequest(path=self._path, options=self._options, models_dir=self._models_dir)
+        request = LoadRequest(
+            path=self._path, options=self._options, models_dir=self._models_dir, remote=self._remote
+        )
         self._load_requested.emit(request)
-        self.model_loading.emit(self._path)
+        self.model_loading.emit(self._remote.path if self._remote else self._path)
+
+    def load_remote(self, target: RemoteTarget) -> None:
+        """Chat through ``target`` (a model on a server) in place of the model loaded now;
+        ``model_path`` stays the file to go back to."""
+        self._remote = target
+        self.load()
 
     def generate(self, turn: Turn) -> int:
         """Ask for a reply to ``turn``; its events carry the returned request id."""
@@ -185,6 +225,17 @@ class EngineClient(QObject):
         request_id, cancel = self._new_request()
         self._warm_requested.emit(request_id, turn, cancel)
         return request_id
+
+    def run_job(self, job: Callable[[ChatBackend | None], None], cancel: threading.Event) -> None:
+        """Run ``job`` on the engine thread after what is queued there (the local API's
+        replies). ``cancel`` is the job's own; Stop-all and loading a model set it too."""
+        if self._closed:  # no engine thread any more: the job hears "no model" at once
+            cancel.set()
+            job(None)
+            return
+        self._next_id += 1
+        self._cancels[self._next_id] = cancel
+        self._job_requested.emit(self._next_id, job, cancel)
 
     def stop(self, request_id: int) -> None:
         """Cancel one request (a reply ends with CANCELLED; its text is kept)."""
@@ -214,6 +265,7 @@ class EngineClient(QObject):
             self._cancels[self._next_id] = cancel
         return self._next_id, cancel
 
+    @Slot(int)
     def _ended(self, request_id: int) -> None:
         self._cancels.pop(request_id, None)
 

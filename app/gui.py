@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import psutil
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
@@ -20,8 +21,13 @@ from app.background import IdleIndexer
 from app.chat.attachments import AttachmentController, vision_family_of
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController
+from app.chat.documents import DocumentController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
+from app.chat.tool_replies import ToolReplies
+from app.chat_lock import ChatLock
+from app.chat_models import ChatModels
+from app.connections import Connections, ConnectionsPage, Destination
 from app.engine_client import EngineClient
 from app.folders import Folders
 from app.gc_guard import GuiThreadGc
@@ -30,12 +36,15 @@ from app.model_manager import ModelManager
 from app.model_page import ModelPage
 from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
+from app.privacy import PrivacyController, open_at_start
+from app.serve_window import ServeController
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
+from app.tools_page import ToolsPageController
+from app.tools_service import KeyringSecrets, ToolsService, store_search
 from app.version import __version__
-from app.worker import OpenBackend
+from app.worker import OpenBackend, open_local, with_remote
 from engine.errors import KnownError, StoreError
-from engine.history.opening import open_store
 from engine.history.store import ChatStore
 from engine.models.catalog import CatalogEntry, load_catalog, resources_dir
 from engine.settings import Settings, engine_options
@@ -111,16 +120,23 @@ class HearthApp:
         self.folders, folder_notices = Folders.from_settings(paths, self.settings)
         paths = self.paths = self.folders.paths
         dark = apply_theme(app, theme or str(self.settings["appearance.theme"]))
-        self._store, store_notice = open_store(paths.db_path)
+        chat_lock = ChatLock(paths.db_path)  # issue 17: unlocked as the key is held
+        self._store, store_notice, chat_key = open_at_start(chat_lock)
         store = self.store
         self.window = MainWindow()
         self.window.chat_view.set_dark(dark)
         self.window.close_requested.connect(self.shutdown)
         self.notifier = Notifier(self.window)
+        # Servers to chat through (Settings → Connections); none: nothing touches a network.
+        self.connections = Connections(paths.config_dir / "connections.json")
         self._engine = EngineClient(
             self.folders.models_dir,
             options=options or engine_options(self.settings),
-            open_backend=open_backend,
+            open_backend=with_remote(
+                open_backend or open_local,
+                self.connections.key_for,
+                lambda: self.connections.timeouts,
+            ),
         )
         engine = self.engine
         self.folders.models_dir_changed.connect(engine.relocate)
@@ -131,7 +147,20 @@ class HearthApp:
         self.replies = ReplyController(
             self.window, store, engine, self.conversations, self.context, self.notifier
         )
+        self.documents = DocumentController(
+            self.window, store, engine, self.notifier, lambda: self.conversations.current_id
+        )
+        self.replies.documents = self.documents
+        self.conversations.vector_ranking = self.documents.vector_ranking
+        self.conversations.current_changed.connect(self._on_chat_shown)
+        self.documents.modes_changed.connect(self._on_document_modes_changed)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
+        # Tools (issue 16): none on and no server started until the person chooses.
+        self.tools = ToolsService(
+            paths.config_dir, KeyringSecrets(), search=store_search(paths.db_path)
+        )
+        engine.set_tools(self.tools)
+        self.tool_replies = ToolReplies(self.window, self.replies, engine, self.notifier)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
             store, busy=lambda: self.replies.busy
         )
@@ -151,6 +180,7 @@ class HearthApp:
             endpoint=hub_endpoint,
             tokens=tokens,
             launch_options=options,
+            connections=self.connections,
         )
         self.window.chat_view.set_model_namer(self._model_name)
         self.attachments = AttachmentController(  # images in the chat (issue 13)
@@ -170,6 +200,9 @@ class HearthApp:
         # The file to load: the one asked for, else the chosen quantization if it is
         # downloaded, else the starter model ("").
         engine.set_path(model_path or self.models.startup_path())
+        if not model_path:  # a server's model chosen for chats (else the file above)
+            engine.set_remote(self.models.startup_remote())
+        self.destination = Destination(self.window, engine)
         if options is None:
             path = engine.model_path
             engine.set_options(self.models.options_for(Path(path) if path else None))
@@ -185,7 +218,36 @@ class HearthApp:
             replies=self.replies,
             notifier=self.notifier,
         )
+        self.privacy = PrivacyController(
+            chat_lock,
+            store,
+            chat_key,
+            window=self.window,
+            settings=self.settings,
+            notifier=self.notifier,
+            indexer=self.indexer,
+            busy=lambda: self.replies.busy,
+        )
+        self.settings_controller.page_attachers.append(self.privacy.attach)
+        self.connections_page = ConnectionsPage(
+            self.connections, engine, settings_model=self.models.remote.chosen
+        )
+        self.settings_controller.page_attachers.append(self.connections_page.attach)
+        self.chat_models = ChatModels(  # each chat's model; the toolbar's model picker
+            self.window, store, engine, self.models, self.conversations, self.replies,
+            self.notifier, connections=self.connections,
+            open_settings=self.settings_controller.open,
+        )  # fmt: skip
+        self.tools_page = ToolsPageController(
+            self.tools, self.notifier, current_chat=lambda: self.conversations.current_id
+        )
+        self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
+        # Settings → Other programs: the local API on the engine thread (issue 15).
+        self.serve = ServeController(self.settings, engine, self.notifier)
+        self.settings_controller.setting_applied.connect(self.serve.on_setting_applied)
+        self.settings_controller.page_attachers.append(self.serve.attach)
+        self.serve.apply()
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
         sys.excepthook = self._on_uncaught
@@ -219,9 +281,14 @@ class HearthApp:
         self.conversations.refresh_conversations()
         self._on_memory_tick()
         self._memory_timer.start()
-        self.engine.load()
+        # The window first: the model loads on the engine thread, and a load started
+        # before show() competes with the window's first layout for the GIL (a few ms
+        # later for the model, up to ~10 ms sooner for the window with a long chat).
         self.window.show()
+        self.engine.load()
         self.indexer.start()
+        self.documents.index_missing()
+        self.documents.load_embedder()
         self._first_frame = _FirstFrameLogger(self.window)
 
     def raise_window(self) -> None:
@@ -259,10 +326,15 @@ class HearthApp:
         self._closed = True
         self.window.hide()  # never a frozen window on screen while the engine lets go
         self._memory_timer.stop()
+        self.privacy.close()
         self.context.close_question()
         self.models.shutdown()  # downloads, moves
+        self.documents.shutdown()  # documents being read and indexed
         self.indexer.stop()
+        self.serve.close()  # its requests end before the engine they wait for
         self.engine.close()
+        self.tools_page.shutdown()  # a server still starting
+        self.tools.close()  # MCP servers' processes
         self.replies.shutdown()
         self.conversations.close()
         self.store.close()
@@ -291,10 +363,28 @@ class HearthApp:
         """A stored reply's model (its path) as its header names it: the loaded model's
         own name, a catalog file's name, else the file's stem (a server's model name)."""
         info = self.engine.model_info
-        if info is not None and info.path == model:
+        if info is not None and info.path == model and "://" not in model:
             return info.name
-        entry = None if "://" in model else self.models.service.entry_for_path(model)
+        if "://" in model:  # a server's model: which one, and where (issue 15)
+            where = model.rsplit("/models/", 1)[0]
+            named = next((e.name for e in self.connections.all() if e.base_url == where), "")
+            return f"{model_label(model)} · {named or urlsplit(where).netloc or where}"
+        entry = self.models.service.entry_for_path(model)
         return entry.name if entry is not None else model_label(model)
+
+    def _on_chat_shown(self, conv_id: int | None) -> None:
+        """The chat view shows a chat: the passages its replies cite, its documents."""
+        if conv_id is None:
+            self.window.chat_view.set_sources({}, {})
+            return
+        with self.notifier.guard():
+            sources, documents = self.documents.sources(self.store.messages(conv_id))
+            self.window.chat_view.set_sources(sources, documents)
+
+    def _on_document_modes_changed(self, conv_id: int) -> None:
+        if conv_id == self.conversations.current_id:
+            self.conversations.show_current(keep_scroll=True)
+            self.context.measure_current()
 
     @Slot()
     def _on_memory_tick(self) -> None:

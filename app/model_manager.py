@@ -20,39 +20,32 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.backends import RemoteTarget
 from app.chat.context import ContextController
 from app.chat.replies import ReplyController
+from app.connections import Connections, RemoteChoice, connection_of
 from app.engine_client import EngineClient
 from app.folders import Folders
+from app.model_downloads import Downloads
 from app.model_files import ModelFiles
-from app.model_jobs import LOCAL_FILES, DownloadJob, progress_text
+from app.model_jobs import LOCAL_FILES
 from app.notifier import Notifier
 from engine.errors import KnownError
 from engine.gguf.header import GGUFError
 from engine.gguf.validate import validate_gguf
 from engine.models.catalog import CatalogEntry, load_catalog
 from engine.models.choice import AUTO, Target
-from engine.models.hf_cache import CachedFile
-from engine.models.library import partial_download_bytes
 from engine.models.memory import AUTO_CONTEXT, FitBadge
 from engine.models.service import ModelService, label
-from engine.models.types import DownloadOutcome, DownloadProgress
 from engine.settings import Model, Performance, Settings, engine_options, model_choice
 from engine.types import EngineOptions, ModelInfo
-from engine.units import format_bytes, format_duration
 from ui.main_window import MainWindow
-from ui.model_bar import ModelBar
 
 if TYPE_CHECKING:  # huggingface_hub and keyring load when a download or token needs them,
     # not on the way to the first window (~0.2 s)
     from engine.models.hf_token import TokenStore
 
 log = logging.getLogger(__name__)
-
-# "About N minutes" before a download has started is said at this speed, and the
-# sentence says so (50 Mbit/s: a common home connection).
-ASSUMED_BYTES_PER_S = 50e6 / 8
-ASSUMED_SPEED_TEXT = "50 Mbit/s"
 
 
 @dataclass(slots=True)
@@ -65,6 +58,8 @@ class _Switch:
     previous_name: str
     falling_back: bool = False
     failure: str = ""
+    remote: RemoteTarget | None = None  # a model on a server instead of ``path``
+    previous_remote: RemoteTarget | None = None
 
 
 class ModelManager(QObject):
@@ -90,6 +85,7 @@ class ModelManager(QObject):
         endpoint: str | None = None,
         tokens: TokenStore | None = None,
         launch_options: EngineOptions | None = None,
+        connections: Connections | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -105,32 +101,28 @@ class ModelManager(QObject):
         self.service.load_machine(folders.paths.data_dir)  # a GPU and RAM speed found before
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         self._tokens = tokens
+        self.connections = connections  # servers whose models can be chosen (issue 15)
+        self.remote = RemoteChoice(settings, connections)
         self._tokens_lock = threading.Lock()
         # Options given at launch (tests): their context length stands in for "Automatic".
         self._launch_options = launch_options
-        self._job: DownloadJob | None = None
-        self._job_choice: tuple[str, str] | None = None  # (family, choice) to switch to after
-        self._ready: tuple[CatalogEntry, Path, str, str] | None = None  # downloaded, waiting
         self.files = ModelFiles(self, self)  # import, delete, move the folder
         self.files.imported.connect(self.imported)
         self.files.deleted.connect(self.changed)
         self._switch: _Switch | None = None
-        self.bar = ModelBar()
+        self.downloads = Downloads(self, self)  # the strip, one download, the first-run offer
+        self.bar = self.downloads.bar
         window.add_notice_bar(self.bar)
-        self.bar.download_clicked.connect(self._on_bar_download)
-        self.bar.dismissed.connect(self._on_bar_dismissed)
         self.bar.cancel_clicked.connect(self.cancel_download)
+        self.downloads.ended.connect(self.download_ended)
+        self.downloads.progress_cleared.connect(lambda: self.progress_ended.emit(""))
         # engine.model_changed reaches on_model_changed from app/gui.py, connected after
         # the controllers: the window has taken the load in before this answers it.
         replies.reply_ended.connect(self._on_reply_done)
         folders.models_dir_changed.connect(self._on_models_dir_changed)
-        self._offered = False
         self.notice = ""  # a sentence about the start's model choice, for the window
         self._fallen_back = False  # the start's model failed and the starter was loaded
         self._fallback_note = ""
-        # What "Download" / "Resume" / "Try again" in the strip fetches, and what it then
-        # switches to (None: just download).
-        self._retry: tuple[CatalogEntry, tuple[str, str] | None] | None = None
 
     # --- what is there ----------------------------------------------------------------
     @property
@@ -156,7 +148,7 @@ class ModelManager(QObject):
 
     @property
     def downloading(self) -> CatalogEntry | None:
-        return self._job.entry if self._job is not None else None
+        return self.downloads.downloading
 
     @property
     def catalog(self) -> tuple[CatalogEntry, ...]:
@@ -165,14 +157,30 @@ class ModelManager(QObject):
     @property
     def busy(self) -> bool:
         """A download, an import or a move of the models folder is under way."""
-        return self._job is not None or self.files.busy
+        return self.downloads.downloading is not None or self.files.busy
+
+    @property
+    def files_busy(self) -> bool:
+        return self.files.busy
 
     def families(self) -> list[tuple[str, str]]:
         """(family id, name), biggest model first, then the person's own files."""
-        return [*self.service.families(), (LOCAL_FILES, "Your own model files")]
+        local = [*self.service.families(), (LOCAL_FILES, "Your own model files")]
+        return local + self.remote.families()
 
     def current_choice(self) -> tuple[str, str]:
-        return self.settings[Model.FAMILY], self.settings[Model.QUANT] or AUTO
+        """(family, choice); a server's model is (its connection's family, its id)."""
+        return self.remote.family_choice() or (
+            self.settings[Model.FAMILY],
+            self.settings[Model.QUANT] or AUTO,
+        )
+
+    def startup_remote(self) -> RemoteTarget | None:
+        """The server model chosen for chats, if its connection is still there."""
+        target, notice = self.remote.at_start()
+        if notice:  # never over startup_path's own sentence (a chosen file that is gone)
+            self.notice = f"{self.notice} {notice}".strip()
+        return target
 
     # --- memory -------------------------------------------------------------------------
     def context_wanted(self) -> int:
@@ -229,6 +237,9 @@ class ModelManager(QObject):
         if family == LOCAL_FILES:
             self._select_file(Path(choice))
             return
+        if connection_of(family) is not None:
+            self._select_remote(family, choice)
+            return
         target = self.resolve(family, choice)
         if target.entry is None:
             self.say(f"Hearth's catalog has no {choice} file for this model.")
@@ -268,27 +279,50 @@ class ModelManager(QObject):
         if self._may_stop_reply_for(path.name):
             self.switch_to(path.name, path, LOCAL_FILES, str(path))
 
-    def _replying(self) -> bool:
+    def _select_remote(self, family: str, model: str) -> None:
+        target = self.remote.target(family, model)
+        if isinstance(target, str):
+            self.say(target)
+        elif self.loaded is not None and self.loaded.path == target.path:
+            self._remember(family, model)
+            self.changed.emit()
+        elif self._may_stop_reply_for(shown := f"{model} on {target.connection}"):
+            self.switch_to(shown, Path(), family, model, remote=target)
+
+    @property
+    def replying(self) -> bool:
         return self._replies.busy
 
     def _may_stop_reply_for(self, name: str) -> bool:
         """No reply streams, or the person agreed to stop it to switch to ``name``."""
-        return not self._replying() or self.ask(
+        return not self.replying or self.ask(
             "Switch the model?",
             f"A reply is being written. Stop it and switch to {name}? "
             "What was written so far is kept.",
             "Stop and switch",
         )
 
-    def switch_to(self, name: str, path: Path, family: str, choice: str) -> None:
+    def switch_to(
+        self, name: str, path: Path, family: str, choice: str, *, remote: RemoteTarget | None = None
+    ) -> None:
         info = self.loaded
-        previous = info.name + " " + info.quantization if info else "the previous model"
-        self._switch = _Switch(name, path, family, choice, self.engine.model_path, previous)
-        log.info("switching to %s", path)
+        previous = f"{info.name} {info.quantization}".strip() if info else "the previous model"
+        engine = self.engine
+        self._switch = _Switch(
+            name, path, family, choice, engine.model_path, previous, remote=remote,
+            previous_remote=engine.remote,
+        )  # fmt: skip
+        log.info("switching to %s", remote.path if remote else path)
+        if remote is not None:
+            self.say(f"Connecting to {name}… your conversation stays open.")
+            engine.load_remote(remote)  # a reply is stopped first
+            return
         self.say(f"Loading {name}… your conversation stays open.")
-        self.engine.load(str(path), self.options_for(path))  # a reply is stopped first
+        engine.load(str(path), self.options_for(path))  # a reply is stopped first
 
     def _remember(self, family: str, choice: str) -> None:
+        if self.remote.remember(family, choice):  # a server's: the file chosen stays
+            return
         if family == LOCAL_FILES:  # a file of the person's own: the catalog choice stays
             self.settings.set(Model.PATH, choice)
             return
@@ -296,37 +330,14 @@ class ModelManager(QObject):
         self.settings.set(Model.QUANT, choice)
         self.settings.set(Model.PATH, "")
 
-    # --- downloads ----------------------------------------------------------------------
+    # --- downloads (app.model_downloads) -------------------------------------------------
     def start_download(self, entry: CatalogEntry, *, switch_to: tuple[str, str] | None) -> None:
-        if self._job is not None:
-            if self._job.entry.id == entry.id:
-                self._job_choice = switch_to or self._job_choice
-                return
-            self.say(
-                f"{label(self._job.entry)} is still downloading. Cancel it first to download "
-                f"{label(entry)}."
-            )
-            return
-        if self.files.busy:
-            self.say("Wait for the import or move in progress to finish, then download.")
-            return
-        # The keyring is asked on the download's thread (it may take seconds).
-        job = DownloadJob(entry, self.models_dir, self.endpoint, lambda: self.tokens.get())
-        job.source_found.connect(self._on_download_source)
-        job.progress.connect(self._on_download_progress)
-        job.finished.connect(self._on_download_finished)
-        job.failed.connect(self._on_download_failed)
-        job.cancelled.connect(self._on_download_cancelled)
-        self._job, self._job_choice = job, switch_to
-        self.show_progress(None, f"Downloading {label(entry)}: connecting…")
-        log.info("download of %s started", entry.filename)
-        job.start()
+        self.downloads.start(entry, switch_to=switch_to)
 
     @Slot()
     def cancel_download(self) -> None:
         """Cancel the download, the import or the move of the models folder in progress."""
-        if self._job is not None:
-            self._job.cancel()
+        self.downloads.cancel()
         self.files.cancel()
 
     def may_close(self) -> bool:
@@ -345,8 +356,7 @@ class ModelManager(QObject):
         """Stop a download (its part is kept for next time) and an import or a move (what
         was moved is moved back), and wait for them: called on quit, window hidden."""
         self.cancel_download()
-        if self._job is not None:
-            self._job.join()
+        self.downloads.join()
         self.files.join()
 
     def show_progress(self, fraction: float | None, text: str) -> None:
@@ -357,81 +367,6 @@ class ModelManager(QObject):
         self.bar.show_message(text, retry=retry)
         self.progress_ended.emit(text)
         self.changed.emit()
-
-    @Slot(object)
-    def _on_download_source(self, cached: CachedFile | None) -> None:
-        job = self._job
-        if job is not None and cached is not None:
-            self.show_progress(None, f"Copying {label(job.entry)} from your Hugging Face cache…")
-            log.info("installing %s from the Hugging Face cache: %s", job.entry.filename, cached)
-
-    @Slot(object)
-    def _on_download_progress(self, progress: DownloadProgress) -> None:
-        job = self._job
-        if job is None:
-            return
-        if job.cached is not None and progress.total:
-            done, total = format_bytes(progress.done), format_bytes(progress.total)
-            text = f"Copying {label(job.entry)} from your Hugging Face cache: {done} of {total}"
-            self.show_progress(progress.done / progress.total, text)
-            return
-        self.show_progress(*progress_text(job.entry, progress))
-
-    @Slot(str)
-    def _on_download_finished(self, path: str) -> None:
-        job, choice = self._job, self._job_choice
-        self._job = self._job_choice = None
-        if job is None:
-            return
-        job.join()
-        log.info("download of %s finished", job.entry.filename)
-        self.download_ended.emit(DownloadOutcome.DONE)
-        if choice is None:
-            self.end_progress(f"{label(job.entry)} is downloaded and checked.")
-            return
-        self._ready = (job.entry, Path(path), *choice)
-        if self._replying():
-            self.end_progress(
-                f"{label(job.entry)} is downloaded. Hearth switches to it when this reply ends."
-            )
-            return
-        self._switch_to_ready()
-
-    def _switch_to_ready(self) -> None:
-        if self._ready is None:
-            return
-        entry, path, family, choice = self._ready
-        self._ready = None
-        self.bar.hide()
-        self.progress_ended.emit("")
-        self.switch_to(label(entry), path, family, choice)
-
-    @Slot(str)
-    def _on_download_failed(self, message: str) -> None:
-        job = self._end_job()
-        self.download_ended.emit(DownloadOutcome.FAILED)
-        name = f"{label(job.entry)}: " if job is not None else ""
-        self.end_progress(f"{name}{message}", retry="Try again")
-
-    @Slot()
-    def _on_download_cancelled(self) -> None:
-        job = self._end_job()
-        self.download_ended.emit(DownloadOutcome.CANCELLED)
-        kept = partial_download_bytes(self.models_dir, job.entry.filename) if job else 0
-        self.end_progress(
-            f"Download paused ({format_bytes(kept)} kept). Choose Resume (or the quantization "
-            "again) to carry on from there.",
-            retry="Resume",
-        )
-
-    def _end_job(self) -> DownloadJob | None:
-        """The job that ended; its entry and choice are kept for "Resume" / "Try again"."""
-        job, choice = self._job, self._job_choice
-        self._job = self._job_choice = None
-        if job is not None:
-            job.join()
-            self._retry = (job.entry, choice)
-        return job
 
     @Slot(object)
     def _on_models_dir_changed(self, new: Path) -> None:
@@ -450,48 +385,6 @@ class ModelManager(QObject):
         if own and not Path(own).exists() and (new / Path(own).name).exists():
             self.settings.set(Model.PATH, moved(own))  # a file of one's own moved with them
         self.changed.emit()
-
-    # --- the first-run offer -------------------------------------------------------------
-    def offer(self) -> None:
-        """Once a model is loaded: if the chosen family is not installed, offer it."""
-        if self._offered or self._job is not None or self.settings[Model.PATH]:
-            return
-        family, choice = self.current_choice()
-        if self.settings[Model.OFFER_DISMISSED] == family:
-            return
-        target = self.resolve(family, choice)
-        if target.entry is None or target.path is not None:
-            return
-        info = self.loaded
-        if info is not None and self.service.entry_for_path(info.path) in self.service.entries(
-            family
-        ):
-            return  # already on this family (a smaller quant that fits better, say)
-        self._offered = True
-        entry = target.entry
-        minutes = format_duration(entry.download_size / ASSUMED_BYTES_PER_S)
-        size = ("about " if entry.size_estimated else "") + format_bytes(entry.download_size)
-        self._retry = (entry, (family, choice))
-        kept = partial_download_bytes(self.models_dir, entry.filename)
-        resumed = f" ({format_bytes(kept)} of it is already here)" if kept else ""
-        self.bar.show_offer(
-            f"This computer can run {label(entry)} well: a download of {size}{resumed}, about "
-            f"{minutes} on a {ASSUMED_SPEED_TEXT} connection. You can keep chatting with the "
-            "starter model while it downloads."
-        )
-
-    @Slot()
-    def _on_bar_download(self) -> None:
-        if self._retry is None:
-            return
-        entry, choice = self._retry
-        self.start_download(entry, switch_to=choice)
-
-    @Slot()
-    def _on_bar_dismissed(self) -> None:
-        self.bar.hide()
-        if self._offered:
-            self.settings.set(Model.OFFER_DISMISSED, self.current_choice()[0])
 
     # --- engine events ---------------------------------------------------------------------
     @Slot(object, str)
@@ -512,7 +405,7 @@ class ModelManager(QObject):
         switch, self._switch = self._switch, None
         if switch is None:
             self.changed.emit()
-            self.offer()
+            self.downloads.offer()
             return
         if switch.falling_back:
             self.notifier.error(switch.failure)
@@ -524,11 +417,27 @@ class ModelManager(QObject):
                 self.notifier.clear_error()  # e.g. an earlier switch that went back
             self.say(f"Now using {switch.name}. The conversation continues. {device_note}".strip())
             self.switch_finished.emit(True)
-            self._context.warm_current(switch.name)  # its history, read now with progress
+            if switch.remote is None:  # a server reads the history with the next message
+                self._context.warm_current(switch.name)  # its history, read now with progress
+            else:
+                self.downloads.withdraw_offer()
         self.changed.emit()
 
     def _on_load_failed(self, message: str) -> None:
         switch = self._switch
+        remote = self.engine.remote
+        if switch is None and remote is not None and not self._fallen_back:
+            # The server chosen for chats cannot be reached at start: a model on this
+            # computer, so the person can still chat; the choice stays for next time.
+            self._fallen_back = True
+            log.warning("%s failed to connect; loading the local model instead", remote.path)
+            self._fallback_note = (
+                f"{message} Hearth uses the model on this computer for now; choose "
+                f"{remote.model} on {remote.connection} again in Settings → Model to retry."
+            )
+            path = self.engine.model_path
+            self.engine.load(path, self.options_for(Path(path) if path else None))
+            return
         if switch is None:
             failed = self.engine.model_path
             if failed and not self._fallen_back:  # a chosen file that will not load: the
@@ -550,13 +459,15 @@ class ModelManager(QObject):
             f"{switch.previous_name}; your conversation is unchanged."
         )
         log.warning("switch to %s failed; going back to %r", switch.path, switch.previous_path)
+        if switch.previous_remote is not None:
+            self.engine.load_remote(switch.previous_remote)
+            return
         prev = Path(switch.previous_path) if switch.previous_path else None
         self.engine.load(switch.previous_path, self.options_for(prev))
 
     @Slot(int, int, object)
     def _on_reply_done(self, _conv_id: int, _msg_id: int, _status: object) -> None:
-        if self._ready is not None:
-            self._switch_to_ready()
+        self.downloads.switch_to_ready()
 
     # --- talking to the person -------------------------------------------------------------
     def say(self, text: str) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Slot
 
 from app.background import Report, run_in_background
+from app.connections import connection_of
 from app.folders import Folder, Folders
 from app.model_jobs import BADGE_TEXT, LOCAL_FILES
 from app.model_manager import ModelManager
@@ -53,6 +54,8 @@ class ModelPage(QObject):
         manager.progress_ended.connect(self._on_progress_ended)
         manager.changed.connect(self.refresh)
         manager.imported.connect(self._on_imported)
+        if manager.connections is not None:  # a server's list of models came in
+            manager.connections.changed.connect(self.refresh)
         folders.models_dir_changed.connect(self._on_folder_changed)
         folders.chats_dir_changed.connect(self._on_folder_changed)
 
@@ -108,6 +111,8 @@ class ModelPage(QObject):
     def rows(self, family: str) -> list[QuantRow]:
         if family == LOCAL_FILES:
             return self._own_rows()
+        if connection_of(family) is not None:
+            return self._server_rows(family)
         m = self.manager
         loaded = m.loaded
         loaded_name = Path(loaded.path).name if loaded else ""
@@ -141,6 +146,55 @@ class ModelPage(QObject):
                 )
             )
         return out
+
+    def _server_rows(self, family: str) -> list[QuantRow]:
+        """A connection's models, as its server last listed them."""
+        name = connection_of(family) or ""
+        connections = self.manager.connections
+        endpoint = connections.get(name) if connections is not None else None
+        listed = connections.models_of(name) if connections is not None else None
+        loaded = self.manager.loaded
+        if endpoint is None or listed is None:
+            return []
+        out = []
+        for model in listed.models:
+            path = f"{endpoint.base_url}/models/{model}"
+            out.append(
+                QuantRow(
+                    name=model,
+                    size_bytes=0,
+                    memory_bytes=0,
+                    fit="on the server",
+                    installed=True,
+                    recommended=False,
+                    note=f"Runs on {name} ({endpoint.base_url}): the messages of a chat on it "
+                    "go to that server.",
+                    in_use=loaded is not None and loaded.path == path,
+                    remote=True,
+                    removable=False,
+                )
+            )
+        return out
+
+    def _server_title(self, family: str) -> str:
+        name = connection_of(family) or ""
+        connections = self.manager.connections
+        endpoint = connections.get(name) if connections is not None else None
+        if connections is None or endpoint is None:
+            return f"There is no connection named {name} any more."
+        listed = connections.models_of(name)
+        where = f"{name} ({endpoint.base_url})"
+        if listed is None:
+            connections.ask_models(name)
+            return f"Asking {where} for its models…"
+        if listed.problem:
+            return f"{listed.problem} Check the connection in Settings → Connections."
+        if not listed.models:
+            return f"{where} lists no models. Load one on the server, then look again."
+        return (
+            f"Models on {where}. The messages of a chat on one of them go to that server; "
+            "models on this computer keep everything here."
+        )
 
     def _own_rows(self) -> list[QuantRow]:
         m = self.manager
@@ -187,6 +241,16 @@ class ModelPage(QObject):
             f"({m.service.hardware().total_ram / 2**30:.1f} GiB of memory)."
         )
         dialog.set_families(m.families(), shown)
+        if connection_of(shown) is not None:
+            dialog.set_model(
+                self._server_title(shown),
+                self.rows(shown),
+                choice if shown == family else "",
+                names.get(shown, ""),
+                with_auto=False,
+            )
+            dialog.set_speed_note("", measuring=self._measuring)
+            return
         dialog.set_model(
             title,
             self.rows(shown),

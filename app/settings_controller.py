@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
-from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app import chat_lock
 from app.background import BackgroundOp, Report, run_in_background
 from app.chat.conversations import ConversationController, GenerationDefaults
 from app.chat.replies import ReplyController
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 
 
 class SettingsController(QObject):
+    # A live setting was applied (for the controllers of other pages' sections:
+    # app/serve_window.py).
+    setting_applied = Signal(str)
+
     def __init__(
         self,
         settings: Settings,
@@ -75,6 +81,8 @@ class SettingsController(QObject):
         self.dialog: SettingsDialog | None = None
         self._reload_pending = False
         self._moving: BackgroundOp[None] | None = None  # the chats' copy, while it runs
+        # Pages built elsewhere, given each new Settings window (e.g. Connections).
+        self.page_attachers: list[Callable[[SettingsDialog], None]] = []
         window.settings_requested.connect(self.open)
 
     @Slot()
@@ -97,6 +105,8 @@ class SettingsController(QObject):
         dialog.set_auto_values(self._auto_values())
         self.dialog = dialog
         self.page.attach(dialog)
+        for attach in self.page_attachers:
+            attach(dialog)
         dialog.show()
 
     def _auto_values(self) -> dict[str, Value]:
@@ -152,6 +162,7 @@ class SettingsController(QObject):
                 self.dialog.set_reload_pending(True)
             return
         self.apply_live(key)
+        self.setting_applied.emit(key)
 
     def apply_live(self, key: str) -> None:
         """Apply one option that needs no reload."""
@@ -274,10 +285,13 @@ class SettingsController(QObject):
                 return
             self._moving = None
             try:
+                key_file = chat_lock.carry_key_file(old, new)  # an encrypted history's
                 store.switch_to(new)
             except KnownError as exc:
                 self.notifier.known(exc)
                 return
+            if key_file:
+                chat_lock.drop_key_file(old)
             log.info("moved the chats from %s to %s", old.parent, target)
             self.folders.set_chats_dir(target)  # saved; the Settings window follows
             self.notifier.info(f"Your chats are now in {target}.", 8000)

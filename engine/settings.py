@@ -151,6 +151,21 @@ class Model:
         "cannot see images, and the vision file's memory stays free.",
         reload=True,
     )
+    # Issue 15: a model on a server (Settings → Connections) chosen in place of a file.
+    REMOTE_CONNECTION: Final[Spec[str]] = _s(
+        "model.remote_connection",
+        str,
+        "",
+        "Connection",
+        "The connection whose model chats use; empty means a model on this computer.",
+    )
+    REMOTE_MODEL: Final[Spec[str]] = _s(
+        "model.remote_model",
+        str,
+        "",
+        "Server model",
+        "The model on that connection's server.",
+    )
 
 
 class Generation:
@@ -328,6 +343,17 @@ class Storage:
         "Models folder",
         "Where downloaded models are kept. Empty: inside Hearth's data folder.",
     )
+    # Issue 17: read by app/privacy.py, only when the chats are locked by a passphrase.
+    LOCK_AFTER_MIN: Final[Spec[int]] = _s(
+        "storage.lock_after_min",
+        int,
+        0,
+        "Lock after idle (minutes)",
+        "With a passphrase: hide the chats and ask for it after this many minutes "
+        "without a key press or a click. 0: never.",
+        minimum=0,
+        maximum=24 * 60,
+    )
 
 
 class Appearance:
@@ -346,12 +372,44 @@ class Appearance:
     )
 
 
+class Serve:
+    """Other programs: Hearth's local OpenAI-compatible API (issue 15; app/serve_window.py)."""
+
+    ENABLED: Final[Spec[bool]] = _s(
+        "serve.enabled",
+        bool,
+        False,
+        "Serve the loaded model to other programs on this computer",
+        "Answer OpenAI-compatible requests (an editor, a script, a notes app) on 127.0.0.1 "
+        "with the model loaded here, taking turns with the chats in this window.",
+    )
+    PORT: Final[Spec[int]] = _s(
+        "serve.port",
+        int,
+        8765,
+        "Port",
+        "The port other programs connect to (http://127.0.0.1:PORT/v1).",
+        minimum=1024,
+        maximum=65535,
+    )
+    REQUIRE_KEY: Final[Spec[bool]] = _s(
+        "serve.require_key",
+        bool,
+        True,
+        "Require the API key",
+        "Programs must send the key shown below; other people's accounts on this computer "
+        "cannot use the model without it.",
+    )
+
+
 def _declared(*pages: type) -> tuple[Spec[Any], ...]:
     """The options of ``pages``, in the order they are declared (the order pages show)."""
     return tuple(v for page in pages for v in vars(page).values() if isinstance(v, Spec))
 
 
-SCHEMA: tuple[Spec[Any], ...] = _declared(Model, Generation, Performance, Storage, Appearance)
+SCHEMA: tuple[Spec[Any], ...] = _declared(
+    Model, Generation, Performance, Storage, Appearance, Serve
+)
 SPECS: dict[str, Spec[Any]] = {spec.key: spec for spec in SCHEMA}
 
 

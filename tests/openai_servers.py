@@ -7,6 +7,7 @@
   of the exchanges a test gives it, as literal SSE text, for what llama-cpp-python's
   server cannot show (vLLM's and Ollama's reasoning fields, usage in the last chunk,
   429 with Retry-After, malformed streams, a server that never answers).
+- ``SilentServer``: accepts connections and never sends a byte.
 - ``LoopbackGuard``: an audit hook (the pattern of tests/integration/test_offline.py)
   that proves nothing but loopback is touched while it is on: a connection to another
   address is refused and recorded, and a name lookup of another host fails as DNS
@@ -31,7 +32,15 @@ from typing import Any
 
 from tests.waiting import MODEL_STEP_S, wait_until
 
-__all__ = ["Exchange", "LlamaServer", "LoopbackGuard", "ScriptedServer", "free_port", "sse"]
+__all__ = [
+    "Exchange",
+    "LlamaServer",
+    "LoopbackGuard",
+    "ScriptedServer",
+    "SilentServer",
+    "free_port",
+    "sse",
+]
 
 
 def free_port() -> int:
@@ -140,11 +149,20 @@ class Seen:
 
 class ScriptedServer:
     """Answers requests with the exchanges of ``script`` in order (``GET /v1/models``
-    is answered from ``models`` and does not use one up). ``seen`` records each request."""
+    is answered from ``models`` and does not use one up: an id, or a whole entry with a
+    server's metadata; ``GET /props`` from ``props``, else 404, as llama-server's and
+    other servers' pages). ``seen`` records each request."""
 
-    def __init__(self, script: Sequence[Exchange] = (), *, models: Sequence[str] = ("m",)) -> None:
+    def __init__(
+        self,
+        script: Sequence[Exchange] = (),
+        *,
+        models: Sequence[str | dict[str, Any]] = ("m",),
+        props: dict[str, Any] | None = None,
+    ) -> None:
         self.script = list(script)
         self.models = list(models)
+        self.props = props
         self.seen: list[Seen] = []
         self.closing = threading.Event()
         self.client_gone = threading.Event()  # an endless reply saw its client hang up
@@ -158,9 +176,15 @@ class ScriptedServer:
 
             def do_GET(self) -> None:
                 owner.seen.append(Seen("GET", self.path, dict(self.headers), None))
-                data = json.dumps(
-                    {"object": "list", "data": [{"id": m, "object": "model"} for m in owner.models]}
-                ).encode()
+                listed = [
+                    {"id": m, "object": "model"} if isinstance(m, str) else m for m in owner.models
+                ]
+                data = json.dumps({"object": "list", "data": listed}).encode()
+                if self.path.endswith("/props"):
+                    data = json.dumps(owner.props).encode()
+                    if owner.props is None:
+                        self.send_error(404)
+                        return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -222,6 +246,42 @@ class ScriptedServer:
         self.closing.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+class SilentServer:
+    """A server on 127.0.0.1 that accepts every connection and never sends a byte (a
+    process that hangs, a proxy that swallows what it is sent): what a client sees is a
+    connection that works and an answer that never comes."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)  # how often the accepting thread looks for close
+        self.port = int(self._listener.getsockname()[1])
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.accepted: list[socket.socket] = []
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted.append(conn)  # held open, never read, never answered
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        self._thread.join()
+        for conn in self.accepted:
+            conn.close()
+        self._listener.close()
 
 
 # -- the loopback guard -----------------------------------------------------------------------

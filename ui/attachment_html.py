@@ -41,6 +41,5 @@ def attachments_html(muted: str, parts: tuple[AttachmentPart, ...]) -> str:
                 f'to see it larger"><img src="{IMAGE_SCHEME}:{part.sha256}" width="{width}" '
                 f'height="{height}" alt="{name}"></a>'
             )
-        else:
-            cells.append(f'<span style="color:{muted}">📄 {name}</span>')
-    return "<p>" + "&nbsp;&nbsp;".join(cells) + "</p>"
+    # (documents are shown by ui.citations.DocumentMarks)
+    return "<p>" + "&nbsp;&nbsp;".join(cells) + "</p>" if cells else ""

@@ -8,6 +8,9 @@ removed. Hidden while empty.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from PySide6.QtCore import QBuffer, QIODevice, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
@@ -154,3 +157,24 @@ def media_of(source: QMimeData) -> tuple[list[str], list[bytes]]:
 def brings_media(source: QMimeData) -> bool:
     """Cheap: whether a drag may bring files or an image (``media_of`` on drop)."""
     return source.hasImage() or any(url.isLocalFile() for url in source.urls())
+
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".heic", ".heif", ".tif", ".tiff", ".avif"}
+)
+
+
+def route_files(
+    paths: list[str],
+    images: list[bytes],
+    to_images: Callable[[list[str], list[bytes]], object],
+    to_documents: Callable[[list[str]], object],
+) -> None:
+    """Images (by their file name, and image data) to the model's eyes; every other
+    file to the documents (ui.attachment_bar)."""
+    seen = [p for p in paths if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+    read = [p for p in paths if p not in seen]
+    if seen or images:
+        to_images(seen, images)
+    if read:
+        to_documents(read)

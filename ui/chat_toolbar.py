@@ -54,6 +54,15 @@ class ChatToolbar(QWidget):
         layout.addWidget(self.system)
         layout.addWidget(self.meter)
         self.set_thinking_available(False)
+        self._known = True  # the model's context window is known (a server may not say)
+        # The meter's last figures (used, total, warn, reserve), to show them again.
+        self._shown: tuple[int, int, bool | None, int] = (0, 1, None, 0)
+
+    def add_tool(self, widget: QWidget) -> None:
+        """Put ``widget`` (e.g. the model picker) before the system prompt button."""
+        layout = self.layout()
+        assert isinstance(layout, QHBoxLayout)
+        layout.insertWidget(layout.indexOf(self.system), widget)
 
     def set_title(self, title: str) -> None:
         self.title.setText(title)
@@ -71,7 +80,12 @@ class ChatToolbar(QWidget):
     ) -> None:
         """Show ``used`` of ``total`` tokens. It warns from 80 %, or when ``warn``
         says so (the next reply's ``reserve`` no longer fits). Past 100 % the bar
-        stays full and the text says "Context full (165%)"."""
+        stays full and the text says "Context full (165%)". A window that is not
+        known (``set_context_known``) shows the tokens in use, not a share of a guess."""
+        self._shown = (used, total, warn, reserve)
+        if not self._known:
+            self._show_tokens(max(0, used))
+            return
         total = max(total, 1)
         used = max(0, used)
         self.meter.setMaximum(total)
@@ -96,5 +110,26 @@ class ChatToolbar(QWidget):
         self.meter.setToolTip(tip)
         self.meter.setAccessibleDescription(f"{share:.0%} of the context window in use")
         self.meter.setProperty("warn", warn)
+        self.meter.style().unpolish(self.meter)
+        self.meter.style().polish(self.meter)
+
+    def set_context_known(self, known: bool) -> None:
+        """Whether the model's context window is known (a server that does not say how
+        long it is: the meter counts tokens, without a percentage)."""
+        if known != self._known:
+            self._known = known
+            self.set_context(*self._shown[:2], warn=self._shown[2], reserve=self._shown[3])
+
+    def _show_tokens(self, used: int) -> None:
+        self.meter.setMaximum(1)
+        self.meter.setValue(0)
+        self.meter.setFormat(f"{used:,} tokens")
+        self.meter.setToolTip(
+            f"{used:,} tokens are in use. The server does not say how long its model's "
+            "context window is, so no share is shown; when the conversation no longer "
+            "fits, the server says so and Hearth tells you."
+        )
+        self.meter.setAccessibleDescription(f"{used:,} tokens in use")
+        self.meter.setProperty("warn", False)
         self.meter.style().unpolish(self.meter)
         self.meter.style().polish(self.meter)

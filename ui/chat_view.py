@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
@@ -27,13 +27,14 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QPen,
+    QResizeEvent,
     QShowEvent,
     QTextCursor,
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import ImagePart, Role
+from engine.types import ImagePart, Role, ToolCallPart, ToolResultPart
 from ui.attachment_html import IMAGE_SCHEME, OPEN_IMAGE_SCHEME, attachments_html
 from ui.chat_document import (
     StreamState,
@@ -42,6 +43,7 @@ from ui.chat_document import (
     plain_html,
     remove_to_end,
 )
+from ui.citations import DocumentMarks, document_link
 from ui.markdown import COPY_CODE_SCHEME, MarkdownRenderer
 from ui.message_html import (
     ACTION_SCHEME,
@@ -53,16 +55,40 @@ from ui.message_html import (
     note_html,
     thinking_html,
 )
+from ui.tool_call_view import TOOL_SCHEME, ToolBlocks, place_tool_part
 
 REPAINT_INTERVAL_MS = 33
-SHOWN_AT_FIRST = 60  # messages rendered when a chat opens; earlier ones on request
+# When a chat opens, only its end is rendered: at most SHOWN_AT_FIRST messages and
+# about FIRST_SCREENS_CHARS of text (a tall screen and more), never fewer than
+# SHOWN_AT_LEAST. Laying out a long chat's QTextDocument is most of what a large
+# history adds to the start; the person sees its end anyway. Earlier messages
+# come EARLIER_PAGE at a time when the person scrolls to the top (or all at once
+# from the "Show N earlier messages" link, or when a search hit needs them).
+SHOWN_AT_FIRST = 60
+SHOWN_AT_LEAST = 4
+FIRST_SCREENS_CHARS = 4000
+EARLIER_PAGE = 60
+_MESSAGE_CHROME_CHARS = 120  # a header and an action row cost about as much as this text
 _CACHE_SIZE = 1024
+
+
+def first_shown(messages: list[StoredMessage]) -> int:
+    """The index of the first message rendered when a chat opens (see SHOWN_AT_FIRST)."""
+    start, chars = len(messages), 0
+    while start > 0 and len(messages) - start < SHOWN_AT_FIRST:
+        if len(messages) - start >= SHOWN_AT_LEAST and chars >= FIRST_SCREENS_CHARS:
+            break
+        start -= 1
+        chars += len(messages[start].content) + _MESSAGE_CHROME_CHARS
+    return start
 
 
 class ChatView(QTextBrowser):
     action_requested = Signal(object, int)  # MessageAction, message id
     earlier_requested = Signal()
     image_open_requested = Signal(str)  # an attached image's sha256: show it larger
+    citation_requested = Signal(int, int)  # reply id, citation number
+    document_requested = Signal(int, str)  # message id, sha256 of a document on it
 
     def __init__(self, parent: QWidget | None = None, *, dark: bool = False) -> None:
         super().__init__(parent)
@@ -87,9 +113,13 @@ class ChatView(QTextBrowser):
         self._codes: dict[int, str] = {}  # copy-code id -> code (ids live in cached HTML)
         self._code_ids: dict[str, int] = {}
         self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._marks = DocumentMarks()  # documents on questions, passages of replies
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
+        self._tools = ToolBlocks(
+            lambda: self._renderer.palette, lambda t: self._renderer.render(t, self._register_code)
+        )
         self._context_start: int | None = None  # the first message the model still reads
         self._stream: StreamState | None = None
         self._timer = QTimer(self)
@@ -143,7 +173,7 @@ class ChatView(QTextBrowser):
         at_bottom = self._at_bottom() or self._follow_end
         value = self.verticalScrollBar().value()
         if not keep_scroll:
-            self._shown_from = max(0, len(messages) - SHOWN_AT_FIRST)
+            self._shown_from = first_shown(messages)
         self._messages = list(messages)
         self._rebuild(nearest=False)
         if keep_scroll and not at_bottom:
@@ -151,12 +181,26 @@ class ChatView(QTextBrowser):
         else:
             self._scroll_to_bottom()
             self._follow_end = True
+        if self._shown_from and self.isVisible():
+            QTimer.singleShot(0, self._fill_view)
 
     def show_earlier(self) -> None:
         """Render the rest of a long chat (the top of the document grows)."""
         if self._shown_from:
             self._shown_from = 0
             self._rebuild()
+
+    def _show_earlier_page(self) -> None:
+        """The person scrolled to the top: render EARLIER_PAGE more messages above,
+        and keep the message that was at the top where it was."""
+        if not self._shown_from or self._stream is not None or self._follow_end:
+            return
+        if self.verticalScrollBar().value() > 0:  # scrolled away again meanwhile
+            return
+        top = self._messages[self._shown_from].id
+        self._shown_from = max(0, self._shown_from - EARLIER_PAGE)
+        self._rebuild()
+        self.scrollToAnchor(f"m{top}")
 
     def add_message(self, role: Role, content: str) -> None:
         """Append a finished message that is not (yet) in the store's list."""
@@ -188,7 +232,10 @@ class ChatView(QTextBrowser):
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        key = (msg, expanded, is_last, self._assistant_name)
+        key = (
+            msg, expanded, is_last, self._assistant_name,
+            self._marks.key(msg), self._tools.keys_of(msg),
+        )  # fmt: skip
         cached = self._html_cache.get(key)
         if cached is None:
             # A reply from before replies recorded their model is named after today's.
@@ -196,9 +243,13 @@ class ChatView(QTextBrowser):
             parts = [self._header_html(msg.role, anchor=f"m{msg.id}", name=name)]
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
-            if msg.attachments:
+            if msg.attachments:  # its images (its documents: the marks below)
                 parts.append(attachments_html(self._muted, msg.attachments))
-            parts.append(self._body_html(msg.role, msg.content))
+            if msg.parts:  # a reply that called tools: its text, calls and results
+                body = self._tools.message_html(msg)
+            else:
+                body = self._body_html(msg.role, msg.content)
+            parts.append(self._marks.decorate(body, msg, self._muted))
             note = STATUS_NOTES.get(msg.status)
             if note:
                 parts.append(note_html(self._muted, note))
@@ -242,6 +293,18 @@ class ChatView(QTextBrowser):
             insert_blocks(self._end_cursor(), note_html(self._muted, note))
             if at_bottom:
                 self._scroll_to_bottom()
+
+    def add_tool_part(self, part: ToolCallPart | ToolResultPart) -> None:
+        """A call the streaming reply made (shown running), or its result (the block
+        is drawn again, finished); the reply's text goes on below it."""
+        stream = self._stream
+        if stream is None:
+            return
+        self._flush(final=True)
+        at_bottom = self._at_bottom()
+        place_tool_part(self.document(), stream, part, self._tools.live_html)
+        if at_bottom:
+            self._scroll_to_bottom()
 
     def streamed_text_length(self) -> int:
         """Characters of the current reply's answer already on screen."""
@@ -355,8 +418,25 @@ class ChatView(QTextBrowser):
         return index
 
     # --- links ----------------------------------------------------------------------------------
+    def set_sources(
+        self,
+        sources: Mapping[int, tuple[tuple[int, str], ...]],
+        documents: Mapping[str, str] | None = None,
+    ) -> None:
+        """The passages each reply (by id) was given, as (number, "report.pdf, page 4"),
+        and what to say of each document (by sha256: "12 pages · Auto: whole")."""
+        if self._marks.update(sources, documents):
+            self._rebuild_keeping_scroll()
+
     def _on_anchor_clicked(self, url: QUrl) -> None:
         scheme = url.scheme()
+        if link := document_link(scheme, url.path()):  # ui/citations.py
+            kind, msg_id, what = link
+            if kind == "cite":
+                self.citation_requested.emit(msg_id, int(what))
+            else:
+                self.document_requested.emit(msg_id, what)
+            return
         if scheme == COPY_CODE_SCHEME:
             code = self._codes.get(int(url.path() or -1))
             if code is not None:
@@ -381,6 +461,11 @@ class ChatView(QTextBrowser):
             return
         if scheme == OPEN_IMAGE_SCHEME:
             self.image_open_requested.emit(url.path())
+            return
+        if scheme == TOOL_SCHEME:
+            self._tools.toggle(url.path())
+            if self._stream is None:
+                self._rebuild_keeping_scroll()
             return
         if scheme in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
@@ -502,6 +587,25 @@ class ChatView(QTextBrowser):
         if follow:
             self._scroll_to_bottom()
             self._follow_end = True
+        QTimer.singleShot(0, self._fill_view)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().height() > event.oldSize().height() and self._shown_from:
+            QTimer.singleShot(0, self._fill_view)
+
+    def _fill_view(self) -> None:
+        """A window taller than the first page: no scroll bar to scroll up with, so
+        render earlier messages until the view is full (or the chat is all there)."""
+        if not self._shown_from or self._stream is not None or not self.isVisible():
+            return
+        if self.verticalScrollBar().maximum() > 0:
+            return
+        self._shown_from = max(0, self._shown_from - EARLIER_PAGE)
+        self._rebuild()
+        self._scroll_to_bottom()
+        self._follow_end = True
+        QTimer.singleShot(0, self._fill_view)  # until full: a page may not be enough
 
     def _on_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._follow_end:
@@ -510,6 +614,10 @@ class ChatView(QTextBrowser):
     def _on_scrolled(self, value: int) -> None:
         if value < self.verticalScrollBar().maximum() - 4:  # up, by the person or the code
             self._follow_end = False
+        if value == 0 and self._shown_from and not self._follow_end and self.isVisible():
+            # After this event: a rebuild inside the scroll bar's own signal would
+            # re-enter it.
+            QTimer.singleShot(0, self._show_earlier_page)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         """A clear ring around the link in keyboard focus (Qt's own is a faint dotted line)."""

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QToolButton,
@@ -31,11 +30,20 @@ from PySide6.QtWidgets import (
 
 from engine.history.types import Conversation
 from engine.types import ModelInfo
-from ui.attachment_tray import IMAGE_FILTER, AttachmentTray, attach_button, brings_media, media_of
+from ui.attachment_bar import AttachmentBar, local_files
+from ui.attachment_tray import (
+    IMAGE_FILTER,
+    AttachmentTray,
+    attach_button,
+    brings_media,
+    media_of,
+    route_files,
+)
 from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
 from ui.conversation_list import ConversationList, ConversationListModel
+from ui.questions import ask_before
 from ui.search_panel import SearchBox, SearchResults
 from ui.state import ResponseState
 
@@ -83,6 +91,7 @@ class ErrorBanner(QFrame):
 class MainWindow(QMainWindow):
     send_requested = Signal(str)
     media_received = Signal(list, list)  # files (paths) and image data (PNG) to attach
+    files_dropped = Signal(list)  # local file paths dropped on the window (attachments)
     stop_requested = Signal()
     new_chat_requested = Signal()
     conversation_selected = Signal(int)
@@ -102,6 +111,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("Hearth")
+        self.setAcceptDrops(True)  # files dropped anywhere on the window are attached
         self.resize(1100, 720)
         self._state = ResponseState.LOADING
         self._undo_button: QPushButton | None = None
@@ -163,9 +173,11 @@ class MainWindow(QMainWindow):
         self.send_button.setMinimumWidth(84)
         self.send_button.setDefault(False)
         self.send_button.setAutoDefault(False)
-        self.attachment_tray = AttachmentTray()
+        self.attachments = AttachmentBar()  # files for the next message (ui/attachment_bar.py)
+        self.attachment_tray = AttachmentTray()  # images for the next message (issue 13)
         self.attach_button = attach_button()
         row = QHBoxLayout()
+        row.addWidget(self.attachments.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
@@ -175,6 +187,7 @@ class MainWindow(QMainWindow):
         chat.addWidget(self.chat_toolbar)
         chat.addWidget(self.chat_view, 1)
         chat.addWidget(self.error_banner)
+        chat.addWidget(self.attachments)
         chat.addWidget(self.attachment_tray)
         chat.addLayout(row)
         self._chat_layout = chat
@@ -194,6 +207,7 @@ class MainWindow(QMainWindow):
         self.status_speed = QLabel("")
         self.status_speed.setObjectName("status_speed")
         self.status_speed.setAccessibleName("Speed")
+        self._speed_from = ""  # the server the model in use is on ("": this computer)
         self.status_memory = QLabel("")
         self.status_memory.setObjectName("status_memory")
         self.status_memory.setAccessibleName("Memory in use")
@@ -288,9 +302,24 @@ class MainWindow(QMainWindow):
             f"File size: {format_bytes(info.file_size)}\nChat template: {info.template_source}"
         )
         self.chat_view.set_assistant_name(info.name)
+        self._speed_from = info.extra.get("where", "")  # a server's: speed as received
 
     def set_speed(self, tokens_per_s: float | None) -> None:
-        self.status_speed.setText("" if tokens_per_s is None else f"{tokens_per_s:.1f} tokens/s")
+        if tokens_per_s is None:
+            self.status_speed.setText("")
+            return
+        where = self._speed_from
+        if not where:
+            self.status_speed.setText(f"{tokens_per_s:.1f} tokens/s")
+            self.status_speed.setToolTip("How fast the model on this computer writes.")
+            return
+        # Measured as the pieces arrive over the network: the server's own speed, less
+        # what the network and the server's batching hold back. Said as such.
+        self.status_speed.setText(f"{tokens_per_s:.1f} tokens/s received")
+        self.status_speed.setToolTip(
+            f"How fast the reply arrived from {where}: the network and the server's "
+            "other work are counted in; the server's own speed may be higher."
+        )
 
     def set_memory(self, rss_bytes: int) -> None:
         self.status_memory.setText(f"Memory: {format_bytes(rss_bytes)}")
@@ -347,15 +376,16 @@ class MainWindow(QMainWindow):
         dialog.filesSelected.connect(lambda paths: self.media_received.emit(list(paths), []))
         dialog.open()
 
+    # --- files dropped on the window: images to see, documents to read ----------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if brings_media(event.mimeData()):
+        if brings_media(event.mimeData()) or local_files(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
         paths, images = media_of(event.mimeData())
         if paths or images:
             event.acceptProposedAction()
-            self.media_received.emit(paths, images)
+            route_files(paths, images, self.media_received.emit, self.files_dropped.emit)
 
     @Slot()
     def _on_escape(self) -> None:
@@ -441,19 +471,10 @@ class MainWindow(QMainWindow):
 
     def confirm(self, title: str, question: str, detail: str, action: str = "Delete") -> bool:
         """Ask before something that cannot be undone; Cancel is the default."""
-        box = QMessageBox(self)
-        box.setObjectName("confirm_delete")
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle(title)
-        box.setText(question)
-        box.setInformativeText(detail)
-        yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        chosen = box.clickedButton() is yes
-        box.deleteLater()
-        return chosen
+        return ask_before(
+            self, name="confirm_delete", title=title, text=question, detail=detail,
+            action=action, destructive=True,
+        )  # fmt: skip
 
     @Slot(int)
     def _on_delete_asked(self, conv_id: int) -> None:

@@ -40,6 +40,8 @@ from engine.models.choice import AUTO
 from engine.settings import SCHEMA, Value
 from engine.units import format_bytes
 from ui.settings_editors import SettingEditor
+from ui.settings_serve import ServeSection
+from ui.theme import mute
 
 PAGES = (
     ("model", "Model"),
@@ -47,6 +49,7 @@ PAGES = (
     ("performance", "Performance"),
     ("storage", "Privacy & storage"),
     ("appearance", "Appearance"),
+    ("serve", "Other programs"),
 )
 
 
@@ -64,6 +67,8 @@ _NOT_ON_A_PAGE = (
     "model.quant",
     "model.offer_dismissed",
     "model.path",
+    "model.remote_connection",  # chosen from the Model page's connections (issue 15)
+    "model.remote_model",
     "storage.models_dir",
     "storage.chats_dir",
 )
@@ -91,6 +96,7 @@ class QuantRow:
     gpu_bytes: int | None = None
     tokens_per_s: float | None = None  # estimated decode speed; None: not known yet
     reason: str = ""  # the recommended row's: why "Auto" picks it
+    remote: bool = False  # a model on a server (Settings → Connections): no file, no fit
 
 
 # The list's columns. GPU is shown only where there is one (Memory is then "RAM").
@@ -98,6 +104,7 @@ COLUMNS = ("Quantization", "Download", "GPU", "Memory", "Fit", "Speed", "")
 _GPU_COL, _MEMORY_COL, _SPEED_COL = 2, 3, 5
 FIT_MARKS = {
     "fits": "✓ fits",
+    "on the server": "⇄ on the server",
     "tight": "! tight",
     "too large": "✗ too large",
     "fits on the GPU": "✓ fits on the GPU",
@@ -179,6 +186,22 @@ class SettingsDialog(QDialog):
             button.setAutoDefault(False)
             button.setDefault(False)
 
+    def add_page(self, page_id: str, title: str, widget: QWidget, *, after: str = "") -> None:
+        """A page built elsewhere (e.g. ui/settings_connections.py), after ``after``'s."""
+        page = QWidget()
+        page.setObjectName(f"page:{page_id}")
+        QVBoxLayout(page).addWidget(widget)
+        index = self.stack.count()
+        for i in range(self.stack.count()):
+            existing = self.stack.widget(i)
+            if existing is not None and existing.objectName() == f"page:{after}":
+                index = i + 1
+        self.pages.insertItem(index, title)
+        self.stack.insertWidget(index, page)
+        for button in widget.findChildren(QPushButton):  # Enter stays the control's
+            button.setAutoDefault(False)
+            button.setDefault(False)
+
     # --- pages ------------------------------------------------------------------------
     def _build_page(self, page_id: str, values: dict[str, Value], gpu: bool) -> QWidget:
         page = QWidget()
@@ -208,9 +231,12 @@ class SettingsDialog(QDialog):
         outer.addLayout(form)
         if page_id == "storage":
             outer.addWidget(self._build_storage_section())
+        if page_id == "serve":  # the local API's state and key (app/serve_window.py)
+            self.serve_section = ServeSection()
+            outer.addWidget(self.serve_section)
         if page_id == "performance":
             hint = QLabel("↻ takes effect when the model reloads.")
-            hint.setEnabled(False)
+            mute(hint)
             outer.addWidget(hint)
         outer.addStretch(1)
         return page
@@ -275,7 +301,7 @@ class SettingsDialog(QDialog):
         self.speed_note = QLabel("")
         self.speed_note.setObjectName("speed_note")
         self.speed_note.setWordWrap(True)
-        self.speed_note.setEnabled(False)  # greyed: a note on the figures, not a message
+        mute(self.speed_note)  # a note on the figures, not a message
         self.measure_button = QPushButton("Measure again")
         self.measure_button.setObjectName("measure_speed_button")
         self.measure_button.setAccessibleName("Measure this computer's memory speed again")
@@ -390,6 +416,9 @@ class SettingsDialog(QDialog):
         self.auto_reason.setText(f"Auto picks {reason}" if with_auto and reason else "")
         self.auto_reason.setVisible(bool(self.auto_reason.text()))
         gpu = any(r.gpu_bytes is not None for r in rows)
+        server = bool(rows) and all(r.remote for r in rows)  # a connection's models
+        self.quants.headerItem().setText(0, "Model" if server else COLUMNS[0])
+        self.measure_button.setVisible(not server)
         self.quants.setColumnHidden(_GPU_COL, not gpu)
         self.quants.headerItem().setText(_MEMORY_COL, "RAM" if gpu else "Memory")
         self.quants.setColumnHidden(_SPEED_COL, all(r.tokens_per_s is None for r in rows))
@@ -432,6 +461,9 @@ class SettingsDialog(QDialog):
             marks.append(f"paused at {row.partial:.0%}")
         size = ("≈ " if row.size_estimated else "") + format_bytes(row.size_bytes)
         memory = format_bytes(row.memory_bytes) if row.memory_bytes else "?"
+        if row.remote:  # its size and memory are the server's business
+            size = memory = "–"
+            marks = ["in use"] if row.in_use else []
         gpu = format_bytes(row.gpu_bytes) if row.gpu_bytes else "–"
         speed = speed_text(row.tokens_per_s)
         texts = [row.label or row.name, size, gpu if row.gpu_bytes is not None else "", memory,
@@ -480,6 +512,8 @@ class SettingsDialog(QDialog):
         self.use_quant.setText(
             "Download and use" if row is not None and not row.installed else "Use this quantization"
         )
+        if row is not None and row.remote:
+            self.use_quant.setText("Use this model")
         self.delete_quant.setEnabled(
             row is not None and row.installed and not row.in_use and row.removable
         )

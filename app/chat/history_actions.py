@@ -99,6 +99,13 @@ class HistoryActions(QObject):
 
         def done(_: None) -> None:
             self._export = None
+            if self.store.encrypted:  # issue 17: the copy does not keep the encryption
+                self.notifier.info(
+                    f"Exported to {path}. That file is not encrypted: keep it somewhere "
+                    "safe, or delete it when you are done with it.",
+                    10_000,
+                )
+                return
             self.notifier.info(f"Exported to {path}.", 5000)
 
         def failed(sentence: str) -> None:
@@ -118,7 +125,7 @@ class HistoryActions(QObject):
             return
         db_path, source = self.store.path, Path(path)
 
-        def import_(_report: Report, _cancel: threading.Event) -> list[int]:
+        def import_(_report: Report, cancel: threading.Event) -> list[int]:
             # Read, check and write on a connection of its own (SQLite has one writer
             # at a time: the GUI's writes wait for this transaction, a moment).
             from engine.history.export import import_json
@@ -127,8 +134,12 @@ class HistoryActions(QObject):
                 data = source.read_bytes()
             except OSError as exc:
                 raise KnownError(f"Hearth could not read {path} ({exc.strerror}).") from exc
+            from app.doc_ingest import index_stored
+
             with ChatStore.second(db_path) as writer:
-                return import_json(writer, data)
+                ids = import_json(writer, data)
+                index_stored(writer, cancel)  # their documents, so long ones go by passages
+                return ids
 
         def done(ids: list[int]) -> None:
             self._import = None

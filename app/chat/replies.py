@@ -26,6 +26,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController, LiveReply
+from app.chat.documents import DocumentController
 from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
@@ -37,6 +38,7 @@ from engine.types import (
     AttachmentPart,
     ContextUsage,
     FinishReason,
+    ImagePart,
     Message,
     ModelInfo,
     ReplyDone,
@@ -117,6 +119,8 @@ class ReplyController(QObject):
         self._state = ResponseState.LOADING
         self._active: _Active | None = None
         self._editing: StoredMessage | None = None  # a question being edited in the composer
+        # The documents attached to the next message (set by the wiring, app/gui.py).
+        self.documents: DocumentController | None = None
         self._unsaved: list[tuple[ReplyRecorder, MessageStatus]] = []  # finished, not saved
         # The images waiting to go with the next message (app.chat.attachments; issue 13).
         self.attachments: Attachments | None = None
@@ -148,6 +152,11 @@ class ReplyController(QObject):
         return self._state
 
     @property
+    def active(self) -> _Active | None:
+        """The reply being written, if any (its tool calls join it: chat/tool_replies.py)."""
+        return self._active
+
+    @property
     def busy(self) -> bool:
         """A reply is being written (or stopped)."""
         return self._state in (ResponseState.GENERATING, ResponseState.STOPPING)
@@ -173,6 +182,11 @@ class ReplyController(QObject):
         The composer is cleared only once the question is stored."""
         if self._state != ResponseState.IDLE or self._active is not None:
             return
+        waiting = self.documents.waiting_sentence() if self.documents else ""
+        if waiting:  # never send without a document the person attached
+            self.notifier.info(waiting)
+            return
+        parts = self.documents.parts() if self.documents else ()
         self.notifier.clear_error()
         attached = self.attachments.pending() if self.attachments is not None else ()
         refusal = self.attachments.refusal() if self.attachments is not None else ""
@@ -185,12 +199,18 @@ class ReplyController(QObject):
         try:
             if editing is not None and editing.conversation_id == conv_id:
                 # An edited question is a new version of that turn; the old one keeps its branch.
-                question = self.store.add_variant(editing.id, text, attachments=attached)
+                # Its documents stay; its images are those back in the tray (removable).
+                kept = [a for a in editing.attachments if not isinstance(a, ImagePart)]
+                question = self.store.add_variant(
+                    editing.id, text, attachments=(*kept, *attached, *parts)
+                )
                 self.notifier.clear_info()
             else:
                 if conv_id is None:
                     conv_id = self.conversations.create_for(text or _named(attached))
-                question = self.store.add_message(conv_id, "user", text, attachments=attached)
+                question = self.store.add_message(
+                    conv_id, "user", text, attachments=(*attached, *parts)
+                )
             reply = self.store.add_message(
                 conv_id, "assistant", "", MessageStatus.STREAMING, model=self._model()
             )
@@ -205,6 +225,8 @@ class ReplyController(QObject):
         self.window.composer.clear()
         if self.attachments is not None:
             self.attachments.sent()
+        if self.documents is not None:
+            self.documents.sent(conv_id)
         self._start(reply, ReplyKind.SEND, question=question)
 
     def _undo_question(self, question: StoredMessage) -> None:
@@ -235,6 +257,8 @@ class ReplyController(QObject):
                 recorder = ReplyRecorder.resume(self.store, reply.id, interval=SAVE_INTERVAL_S)
             else:
                 recorder = ReplyRecorder(self.store, reply.id, interval=SAVE_INTERVAL_S)
+                # the passages it is given, by the numbers it cites them with
+                self.store.set_citations(reply.id, prompt.citations)
         except KnownError as exc:
             self.notifier.known(exc)
             self.conversations.show_current(keep_scroll=True)

@@ -13,9 +13,9 @@ their own transactions.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
+from engine.history.cipher import Database
 from engine.types import AttachmentPart, DocumentPart, ImagePart
 
 _COLS = "message_id, kind, sha256, name, mime, size, width, height, text"
@@ -40,7 +40,7 @@ def _part(row: Sequence[object]) -> AttachmentPart:
                         text=str(text))  # fmt: skip
 
 
-def insert(db: sqlite3.Connection, msg_id: int, parts: Sequence[AttachmentPart]) -> None:
+def insert(db: Database, msg_id: int, parts: Sequence[AttachmentPart]) -> None:
     """Attach ``parts`` to message ``msg_id``, in this order, after any it has.
 
     A part brings its bytes (``data``), whose hash must be its ``sha256``; or none,
@@ -73,11 +73,11 @@ def insert(db: sqlite3.Connection, msg_id: int, parts: Sequence[AttachmentPart])
         )  # fmt: skip
 
 
-def has_blob(db: sqlite3.Connection, sha256: str) -> bool:
+def has_blob(db: Database, sha256: str) -> bool:
     return db.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (sha256,)).fetchone() is not None
 
 
-def of_conversation(db: sqlite3.Connection, conv_id: int) -> dict[int, tuple[AttachmentPart, ...]]:
+def of_conversation(db: Database, conv_id: int) -> dict[int, tuple[AttachmentPart, ...]]:
     """Every message's attachments in a conversation, without their bytes, by message id."""
     rows = db.execute(
         f"SELECT {', '.join('a.' + c for c in _COLS.split(', '))} FROM attachments AS a"
@@ -88,9 +88,7 @@ def of_conversation(db: sqlite3.Connection, conv_id: int) -> dict[int, tuple[Att
     return _grouped(rows)
 
 
-def of_messages(
-    db: sqlite3.Connection, ids: Iterable[int]
-) -> dict[int, tuple[AttachmentPart, ...]]:
+def of_messages(db: Database, ids: Iterable[int]) -> dict[int, tuple[AttachmentPart, ...]]:
     wanted = list(ids)
     if not wanted:
         return {}
@@ -110,10 +108,10 @@ def _grouped(rows: Iterable[Sequence[object]]) -> dict[int, tuple[AttachmentPart
     return {k: tuple(v) for k, v in out.items()}
 
 
-def data_of(db: sqlite3.Connection, sha256: str) -> bytes | None:
+def data_of(db: Database, sha256: str) -> bytes | None:
     row = db.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
     return None if row is None else bytes(row[0])
 
 
-def data_many(db: sqlite3.Connection, hashes: Iterable[str]) -> Mapping[str, bytes]:
+def data_many(db: Database, hashes: Iterable[str]) -> Mapping[str, bytes]:
     return {sha: data for sha in set(hashes) if (data := data_of(db, sha)) is not None}

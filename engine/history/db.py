@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from engine.errors import StoreError
+from engine.history import cipher
 from engine.history import schema as store_schema
 
 SCHEMA_VERSION = store_schema.SCHEMA_VERSION
@@ -52,6 +53,15 @@ def damage_marker(path: Path) -> Path:
     return path.with_name(path.name + ".damaged")
 
 
+def _backup(source: cipher.Database, target: cipher.Database) -> None:
+    if isinstance(source, sqlite3.Connection) and isinstance(target, sqlite3.Connection):
+        source.backup(target, pages=-1)
+    elif isinstance(source, cipher.Connection) and isinstance(target, cipher.Connection):
+        source.backup(target, pages=-1)  # the same key on both sides
+    else:  # pragma: no cover - _connect gives both sides the same kind
+        raise TypeError("a backup between a plain and an encrypted file")
+
+
 class StoreDatabase:
     """The SQLite file at ``path``, opened and brought to the current schema."""
 
@@ -61,19 +71,29 @@ class StoreDatabase:
         self,
         path: Path,
         *,
+        key: bytes | None = None,
+        key_verified: bool = False,
         clock: Callable[[], float] = time.time,
         keep_deleted_s: float = DELETED_KEEP_S,
     ) -> None:
+        """``key``: the file is (or a new one will be) encrypted with it (``cipher.py``).
+        A key that does not open the file raises ``cipher.WrongKeyError`` and leaves it
+        alone, unless ``key_verified`` (the key holder checked the key itself): then the
+        file is damaged, like a plain file that is not a database.
+        """
         self._path = path
         self._clock = clock
         self._keep_deleted_s = keep_deleted_s
-        if not _has_fts5():
+        self._key = key
+        self._key_verified = key_verified
+        self._owner = True
+        if key is None and not _has_fts5():
             store_schema.require_fts5()  # raises, with the SQLite version in the sentence
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists() and path.stat().st_size > 0:
                 self._check(path)
-            self._db = sqlite3.connect(path, isolation_level=None)  # we commit ourselves
+            self._db: cipher.Database = self._connect(path)
         except (OSError, sqlite3.Error) as e:
             raise self._failure("open", e) from e
         try:
@@ -87,26 +107,40 @@ class StoreDatabase:
         except BaseException:
             self._db.close()
             raise
+        if key is not None:
+            cipher.remember_key(path, key)
+
+    def _connect(self, target: Path, *, read_only: bool = False) -> cipher.Database:
+        """A connection to ``target``: the stdlib's for a plain file, the cipher's with a key."""
+        if self._key is not None:
+            return cipher.connect(target, self._key, read_only=read_only)
+        if read_only:
+            uri = f"{target.resolve().as_uri()}?mode=ro"
+            return sqlite3.connect(uri, uri=True, isolation_level=None)
+        return sqlite3.connect(target, isolation_level=None)  # we commit ourselves
+
+    @property
+    def encrypted(self) -> bool:
+        return self._key is not None
 
     @classmethod
-    def second(cls, path: Path, *, read_only: bool = False) -> Self:
+    def second(cls, path: Path, *, read_only: bool = False, key: bytes | None = None) -> Self:
         """Another connection to the store already open at ``path``, for a thread of its
         own (an export, an import, the copy of a move): the first one belongs to the
         thread that opened it. It does none of the opening work (no migration, and a
         reply streaming on the first connection is not marked interrupted). With WAL a
         reader never blocks the first connection's writes; a writer makes them wait
         (``busy_timeout``) for each of its transactions. Close it on the same thread.
+        An encrypted store's key is the one it was opened with in this process
+        (``cipher.key_for``) unless ``key`` is given.
         """
         self = cls.__new__(cls)
         self._path, self._clock, self._keep_deleted_s = path, time.time, DELETED_KEEP_S
+        self._key, self._key_verified, self._owner = key or cipher.key_for(path), True, False
         try:
-            if read_only:
-                uri = f"{path.resolve().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
-            elif not path.is_file():  # connect would make an empty one
+            if not read_only and not path.is_file():  # connect would make an empty one
                 raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
-            else:
-                self._db = sqlite3.connect(path, isolation_level=None)
+            self._db = self._connect(path, read_only=read_only)
         except (OSError, sqlite3.Error) as e:
             raise self._failure("open", e) from e
         try:
@@ -165,11 +199,11 @@ class StoreDatabase:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             part.unlink(missing_ok=True)
-            copy = sqlite3.connect(part)
+            copy = self._connect(part)
             try:
                 with self.snapshot():
                     here = self._db.execute("SELECT count(*) FROM conversations").fetchone()[0]
-                    self._db.backup(copy, pages=-1)  # one step: the snapshot, whole
+                    _backup(self._db, copy)  # one step: the snapshot, whole
                 check = copy.execute("PRAGMA integrity_check").fetchone()[0]
                 counted = copy.execute("SELECT count(*) FROM conversations").fetchone()[0]
             finally:
@@ -193,13 +227,43 @@ class StoreDatabase:
         old = self._path
         self._db.close()
         self._path = target
-        self._db = sqlite3.connect(target, isolation_level=None)
+        self._db = self._connect(target)
         self._open(self._keep_deleted_s)
+        if self._key is not None:
+            cipher.forget_key(old)
+            cipher.remember_key(target, self._key)
         for suffix in ("", "-wal", "-shm"):
             try:
                 Path(f"{old}{suffix}").unlink(missing_ok=True)
             except OSError as e:  # the copy is in use; the old one is only left behind
                 _log.warning("could not delete %s%s: %s", old, suffix, e)
+
+    def reopen(self, key: bytes | None) -> None:
+        """Go on with the same file, now (or no longer) encrypted with ``key``: after
+        ``close()`` and a conversion (``migrate.convert``), so that everything holding
+        this store keeps holding it."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._key, self._key_verified = key, True
+        try:
+            self._db = self._connect(self._path)
+            self._open(self._keep_deleted_s)
+        except sqlite3.DatabaseError as e:
+            raise self._failure("open", e) from e
+        if key is not None:
+            cipher.remember_key(self._path, key)
+
+    def _not_this_key(self, path: Path, e: sqlite3.DatabaseError) -> None:
+        """Page 1 unreadable with a key nobody checked: a wrong key, not damage
+        (an encrypted page that fails its check looks the same); the file stays."""
+        if cipher.is_plain_file(path):
+            raise StoreError(
+                f"The chat history at {path} is not encrypted, but Hearth was asked to "
+                "unlock it. Turn encryption on again in Settings → Privacy & storage, "
+                "or run `hearth encrypt`.",
+                detail=repr(e),
+            ) from e
+        raise cipher.key_error(path) from e
 
     def _unreadable(self, e: sqlite3.DatabaseError) -> StoreCorruptError:
         return StoreCorruptError(
@@ -216,7 +280,7 @@ class StoreDatabase:
         may hold the newest chats of a file whose main part is damaged; a
         read-only connection leaves every file as it was, for the person to keep.
         """
-        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        probe = self._connect(path, read_only=True)
         try:
             version = int(probe.execute("PRAGMA user_version").fetchone()[0])
             probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -235,6 +299,8 @@ class StoreDatabase:
         except sqlite3.OperationalError:
             raise  # locked, unreadable folder: not the file's fault
         except sqlite3.DatabaseError as e:  # not a database, or a damaged one
+            if self._key is not None and not self._key_verified:
+                self._not_this_key(path, e)
             raise self._unreadable(e) from e
         finally:
             probe.close()
@@ -369,8 +435,10 @@ class StoreDatabase:
         return problems
 
     def close(self) -> None:
-        """Close the connection (safe to call twice)."""
+        """Close the connection (safe to call twice); the first one forgets its key."""
         self._db.close()
+        if self._owner and self._key is not None:
+            cipher.forget_key(self._path)
 
     def __enter__(self) -> Self:
         return self

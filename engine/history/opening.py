@@ -23,15 +23,19 @@ def _aside_name(db_path: Path) -> Path:
     return aside
 
 
-def open_store(db_path: Path) -> tuple[ChatStore, str | None]:
+def open_store(
+    db_path: Path, *, key: bytes | None = None, key_verified: bool = False
+) -> tuple[ChatStore, str | None]:
     """Open the chat database. A damaged one is moved aside with a timestamp
     (never deleted) and a fresh one started; the second value says so.
 
     Other failures (a newer Hearth's file, a full disk, a lock) raise
-    ``StoreError``: the file is fine and must stay where it is.
+    ``StoreError``: the file is fine and must stay where it is. So does a ``key``
+    that does not open an encrypted file (``WrongKeyError``), unless the key holder
+    checked the key (``key_verified``): then the file is damaged and set aside too.
     """
     try:
-        return ChatStore(db_path), None
+        return ChatStore(db_path, key=key, key_verified=key_verified), None
     except StoreCorruptError as exc:
         aside = _aside_name(db_path)
         log.error("chat database unreadable (%s); moving it to %s", exc.detail or exc, aside)
@@ -52,4 +56,4 @@ def open_store(db_path: Path) -> tuple[ChatStore, str | None]:
             f"to {aside} and started a new, empty one; nothing was deleted, so keep that file "
             "if you want to try to recover the old chats."
         )
-        return ChatStore(db_path), notice
+        return ChatStore(db_path, key=key, key_verified=key_verified), notice

@@ -19,10 +19,10 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-import sqlite3
 import unicodedata
 from typing import Any, cast
 
+from engine.history.cipher import Database
 from engine.history.schema import CJK_RANGES
 from engine.history.types import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
 from engine.types import Role
@@ -71,7 +71,7 @@ def fts_query(text: str) -> str | None:
     return " ".join(quoted)
 
 
-def index_pending_cjk(db: sqlite3.Connection, limit: int | None = None) -> int:
+def index_pending_cjk(db: Database, limit: int | None = None) -> int:
     """Bring up to ``limit`` (default: all) of the messages the triggers queued into
     the CJK index, newest first, in transactions of at most ``_CJK_BATCH``; returns
     how many are still queued. Replies still streaming are left out: their last
@@ -92,12 +92,12 @@ def index_pending_cjk(db: sqlite3.Connection, limit: int | None = None) -> int:
     return pending_cjk(db)
 
 
-def pending_cjk(db: sqlite3.Connection) -> int:
+def pending_cjk(db: Database) -> int:
     """How many messages wait for the CJK index (0.1 ms for 20,000)."""
     return int(db.execute("SELECT count(*) FROM cjk_pending").fetchone()[0])
 
 
-def _index(db: sqlite3.Connection, ids: list[int]) -> None:
+def _index(db: Database, ids: list[int]) -> None:
     marks = ",".join("?" * len(ids))
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -118,9 +118,7 @@ def _index(db: sqlite3.Connection, ids: list[int]) -> None:
     db.execute("COMMIT")
 
 
-def search(
-    db: sqlite3.Connection, text: str, limit: int = 50, *, ranked: bool = False
-) -> list[SearchHit]:
+def search(db: Database, text: str, limit: int = 50, *, ranked: bool = False) -> list[SearchHit]:
     """Up to ``limit`` messages of live conversations that match ``text``.
 
     Newest first by default: FTS5 walks its doclists backwards and stops at
@@ -182,9 +180,7 @@ def search(
     ]
 
 
-def _ranked(
-    db: sqlite3.Connection, table: str, query: str, limit: int, unqueued: str = ""
-) -> list[Any]:
+def _ranked(db: Database, table: str, query: str, limit: int, unqueued: str = "") -> list[Any]:
     ranked = db.execute(
         f"""
         SELECT hit.rowid, hit.rank FROM (
@@ -212,9 +208,7 @@ def _ranked(
     return [(*found[mid], rank) for mid, rank in ranked if mid in found]
 
 
-def _attachment_name_matches(
-    db: sqlite3.Connection, text: str, limit: int, seen: set[int]
-) -> list[Any]:
+def _attachment_name_matches(db: Database, text: str, limit: int, seen: set[int]) -> list[Any]:
     """Messages with an attachment whose file name holds ``text`` (issue 13: "the
     screenshot I sent yesterday"), newest first; the name is their snippet. The
     attachments table is small (one row per file shown), so a scan is cheap."""
@@ -241,9 +235,7 @@ def _attachment_name_matches(
     return out[:limit]
 
 
-def _unindexed_matches(
-    db: sqlite3.Connection, text: str, limit: int, *, above: int = 0
-) -> list[Any]:
+def _unindexed_matches(db: Database, text: str, limit: int, *, above: int = 0) -> list[Any]:
     """Up to ``limit`` rows (as ``search`` selects them, newest first, id > ``above``)
     of the messages still queued for the CJK index that the index would match.
 

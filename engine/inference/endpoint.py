@@ -24,6 +24,7 @@ __all__ = [
     "capped_body",
     "check_connection",
     "fetch_models",
+    "fetch_served_context",
     "is_loopback",
     "list_models",
     "new_client",
@@ -56,6 +57,9 @@ class RemoteModel:
     id: str
     context_length: int | None = None  # when the server says (vLLM, llama-server, hosted)
     owned_by: str = ""
+    # ``context_length`` is what the model was trained on (llama-server's
+    # ``meta.n_ctx_train``), not what the server gives it: ask ``/props`` for that.
+    context_is_training: bool = False
 
 
 # -- addresses ---------------------------------------------------------------------------------
@@ -136,16 +140,47 @@ def capped_body(response: httpx2.Response, limit: int = 64 * 1024) -> bytes:
     return body[:limit]
 
 
-def _context_length(entry: Mapping[str, Any]) -> int | None:
+def _positive(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _context_length(entry: Mapping[str, Any]) -> tuple[int | None, bool]:
+    """The context window a ``/models`` entry states, and whether it is only the
+    model's training length (llama-server: its own window is in ``/props``)."""
     meta = entry.get("meta")
-    for value in (
-        entry.get("max_model_len"),  # vLLM
-        entry.get("context_length"),  # OpenRouter, LM Studio
-        meta.get("n_ctx_train") if isinstance(meta, Mapping) else None,  # llama-server
-    ):
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    served = _positive(entry.get("max_model_len")) or _positive(  # vLLM
+        entry.get("context_length")  # OpenRouter, LM Studio
+    )
+    if served is not None:
+        return served, False
+    trained = _positive(meta.get("n_ctx_train")) if isinstance(meta, Mapping) else None
+    return trained, trained is not None
+
+
+def _model(entry: Mapping[str, Any]) -> RemoteModel:
+    length, training = _context_length(entry)
+    return RemoteModel(str(entry["id"]), length, str(entry.get("owned_by") or ""), training)
+
+
+def fetch_served_context(client: httpx2.Client, base_url: str, api_key: str | None) -> int | None:
+    """The context window llama.cpp's ``llama-server`` gives its model (``GET /props``,
+    beside ``/v1``), or None where a server has no such page or does not answer it:
+    an extra that is asked for, never one a connection depends on."""
+    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+    try:
+        with client.stream(
+            "GET", f"{root}/props", headers=request_headers(api_key, stream=False)
+        ) as response:
+            if response.status_code != 200:
+                return None
+            data = json.loads(capped_body(response, limit=1 << 20))
+    except (httpx2.HTTPError, ValueError):
+        return None
+    if not isinstance(data, Mapping):
+        return None
+    settings = data.get("default_generation_settings")
+    nested = settings.get("n_ctx") if isinstance(settings, Mapping) else None
+    return _positive(data.get("n_ctx")) or _positive(nested)
 
 
 def fetch_models(
@@ -171,10 +206,7 @@ def fetch_models(
     try:
         data = json.loads(body)
         entries = data["data"] if isinstance(data, dict) else data
-        return [
-            RemoteModel(str(e["id"]), _context_length(e), str(e.get("owned_by") or ""))
-            for e in entries
-        ]
+        return [_model(e) for e in entries]
     except (ValueError, KeyError, TypeError) as exc:
         raise malformed(where, "its list of models is not OpenAI's format") from exc
 

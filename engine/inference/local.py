@@ -65,7 +65,11 @@ class LocalBackend:
 
     def context_usage(self, turn: Turn, params: SamplingParams) -> ContextUsage:
         return self._session.context_usage(
-            turn.messages, params, thinking=turn.thinking, continue_reply=turn.continue_reply
+            turn.messages,
+            params,
+            thinking=turn.thinking,
+            continue_reply=turn.continue_reply,
+            tools=turn.tools,
         )
 
     def stream(
@@ -78,6 +82,7 @@ class LocalBackend:
             thinking=turn.thinking,
             continue_reply=turn.continue_reply,
             cache_key=turn.cache_key,
+            tools=turn.tools,
         )
 
     def warm(
@@ -93,6 +98,7 @@ class LocalBackend:
             stop=stop,
             cache_key=turn.cache_key,
             on_progress=on_progress,
+            tools=turn.tools,
         )
 
     def close(self) -> None:

@@ -84,6 +84,11 @@ def _wait_words(seconds: float) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
+def _seconds(value: float) -> str:
+    """A configured wait as a sentence says it: "1 second", "0.5 seconds", "120 seconds"."""
+    return f"{value:g} second{'' if value == 1 else 's'}"
+
+
 def _quoted(message: str) -> str:
     return f' It said: "{message}"' if message else ""
 
@@ -183,7 +188,7 @@ def transport_error(
     causes = _causes(exc)
     if isinstance(exc, httpx2.ConnectTimeout):
         return EndpointError(
-            f"The server at {where} did not answer within {connect_s:g} seconds. Check that it "
+            f"The server at {where} did not answer within {_seconds(connect_s)}. Check that it "
             "is running and that this computer can reach it (network, VPN, firewall).",
             detail=repr(exc),
         )
@@ -191,12 +196,13 @@ def transport_error(
         if started:
             return GenerationError(
                 f"The server at {where} stopped sending the reply: nothing came for "
-                f"{read_s:g} seconds. What was written so far is kept; send again to retry.",
+                f"{_seconds(read_s)}. What was written so far is kept; send again to retry.",
                 detail=repr(exc),
             )
         return EndpointError(
-            f"The server at {where} accepted the request but sent nothing for {read_s:g} "
-            "seconds. It may be overloaded or stuck; try again later, or check the server.",
+            f"The server at {where} accepted the request but sent nothing for "
+            f"{_seconds(read_s)}. It may be overloaded or stuck; try again later, or check the "
+            "server.",
             detail=repr(exc),
         )
     if isinstance(exc, httpx2.TimeoutException):  # writing the request, or the pool

@@ -24,7 +24,12 @@ from typing import Any, cast
 import llama_cpp
 
 from engine.errors import ContextFullError
-from engine.inference.chat_template import IMAGE_MARKER, PromptBuilder, choose_template
+from engine.inference.chat_template import (
+    IMAGE_MARKER,
+    TOOLS_KEY,
+    PromptBuilder,
+    choose_template,
+)
 from engine.inference.checkpoints import (
     EvaluatedHistory,
     Media,
@@ -69,6 +74,7 @@ from engine.types import (
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    ToolSpec,
 )
 
 __all__ = ["ChatSession"]
@@ -89,6 +95,7 @@ class _Prompt:
     """One turn's prompt, as ``stream`` and ``context_usage`` need it."""
 
     tokens: list[int]
+    text: str
     in_thinking: bool  # the prompt ends inside an open thinking block
     resumed: bool  # it continues a cut-off reply that already has text
     before: tuple[Message, ...]  # the messages the checkpoint marks are about
@@ -122,6 +129,8 @@ class ChatSession:
         self._active: Generator[Event, None, None] | None = None
         self._prepared: tuple[tuple[object, ...], _Prompt] | None = None
         self._projector: Projector | None = None
+        # The last reply's prompt text plus what it generated, and their tokens.
+        self._last_reply: tuple[str, list[int]] | None = None
         try:
             self._setup(path)
             if projector is not None:
@@ -275,24 +284,52 @@ class ChatSession:
         *,
         thinking: bool | None = None,
         continue_reply: bool = False,
+        tools: Sequence[ToolSpec] = (),
     ) -> ContextUsage:
         """How much of the context window the prompt plus the reply budget needs
         (``continue_reply``: the prompt that continues the last, partial reply)."""
-        prompt = self._prepare(conversation, thinking, continue_reply)
+        prompt = self._prepare(conversation, thinking, continue_reply, tools)
         thinks = prompt.in_thinking or (self.info.supports_thinking and self._thinking_on(thinking))
         budget = reply_budget(params, thinking=thinks, close_tokens=len(self._think_budget_close))
         return ContextUsage(prompt.cells, budget, self._n_ctx)
 
+    def _variables(self, thinking: bool | None, tools: Sequence[ToolSpec]) -> dict[str, object]:
+        return self._prompts.variables(thinking, {TOOLS_KEY: tuple(tools)} if tools else None)
+
+    def _spliced(self, text: str) -> list[int] | None:
+        """The tokens of ``text`` when it extends the last reply (the next round of a
+        reply that called tools): the tokens the model generated, as it generated
+        them, then the new text's. Re-tokenizing the whole text can split the
+        generated part differently, and a hybrid model's state cannot go back to
+        where the two part: the round would re-read the reply from a checkpoint."""
+        last = self._last_reply
+        if last is None or not last[0] or not text.startswith(last[0]):
+            return None
+        return last[1] + self._tokenize(text[len(last[0]) :], add_bos=False)
+
+    def _remember_reply(self, prompt: _Prompt, n_prompt: int) -> None:
+        generated = [int(t) for t in self._history.tokens[n_prompt : self._history.n_past]]
+        try:
+            text = self._llm.detokenize(generated, special=True).decode("utf-8")
+        except UnicodeDecodeError:  # cut inside a character: no splice next time
+            self._last_reply = None
+            return
+        self._last_reply = (prompt.text + text, [*prompt.tokens, *generated])
+
     def _prepare(
-        self, conversation: Sequence[Message], thinking: bool | None, continue_reply: bool
+        self,
+        conversation: Sequence[Message],
+        thinking: bool | None,
+        continue_reply: bool,
+        tools: Sequence[ToolSpec] = (),
     ) -> _Prompt:
         """The prompt of this turn, rendered and tokenized once: the context check
         and the reply that follows it (the worker's order) share it."""
-        key = (tuple(conversation), thinking, continue_reply)
+        key = (tuple(conversation), thinking, continue_reply, tuple(tools))
         if self._prepared is not None and self._prepared[0] == key:
             return self._prepared[1]
         prompts = self._prompts
-        variables = prompts.variables(thinking)
+        variables = self._variables(thinking, tools)
         resumed = False
         if self._projector is None and conversation and conversation[-1].images:
             raise refuse_images(self.info.name)
@@ -304,8 +341,11 @@ class ChatSession:
             text = prompts.render(conversation, variables)
             in_thinking = prompt_opens_thinking(text)
         tokens, images = self._tokens(text, conversation)
+        if not images:  # (a reply that called tools: its own tokens, as generated)
+            tokens = self._spliced(text) or tokens
         prompt = _Prompt(
             tokens=tokens,
+            text=text,
             in_thinking=in_thinking,
             resumed=resumed,
             before=tuple(conversation),
@@ -327,6 +367,7 @@ class ChatSession:
         thinking: bool | None = None,
         continue_reply: bool = False,
         cache_key: object = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> Iterator[Event]:
         """Stream the model's reply to ``conversation``.
 
@@ -339,9 +380,11 @@ class ChatSession:
         reads only what is new. Renders and checks the prompt now (raising
         ``GenerationError`` or ``ContextFullError``), then returns an iterator of
         ``ThinkingDelta``/``TextDelta`` events followed by exactly one ``ReplyDone``.
+        ``tools``: what the model may call, rendered into the prompt; the calls come
+        out as text (``engine.tools.loop`` reads them).
         """
         t_start = time.perf_counter()
-        prompt = self._prepare(conversation, thinking, continue_reply)
+        prompt = self._prepare(conversation, thinking, continue_reply, tools)
         tokens = prompt.tokens
         if prompt.cells >= self._n_ctx:
             raise ContextFullError(
@@ -367,7 +410,7 @@ class ChatSession:
             resumed=prompt.resumed,
         )
         self._active = self._generate(
-            tokens,
+            prompt,
             params,
             stop or threading.Event(),
             t_start,
@@ -387,6 +430,7 @@ class ChatSession:
         stop: threading.Event | None = None,
         cache_key: object = None,
         on_progress: Callable[[int, int], None] | None = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> tuple[int, int]:
         """Read ``conversation`` into the context ahead of its next turn (after a
         model switch, say), so that turn evaluates only the new message.
@@ -398,8 +442,7 @@ class ChatSession:
         evaluated) token counts; stops between batches when ``stop`` is set.
         ``on_progress(done, total)`` reports the tokens evaluated so far.
         """
-        prompts = self._prompts
-        variables = prompts.variables(thinking, None)
+        variables = self._variables(thinking, tools)
         base = list(conversation)
         if base and base[-1].role == "user":  # unanswered: its next turn replaces it
             base = base[:-1]
@@ -424,7 +467,7 @@ class ChatSession:
 
     def _generate(
         self,
-        tokens: list[int],
+        prompt_: _Prompt,
         params: SamplingParams,
         stop: threading.Event,
         t_start: float,
@@ -436,6 +479,8 @@ class ChatSession:
         images: Mapping[int, PreparedImage] | None = None,
     ) -> Generator[Event, None, None]:
         hist = self._history
+        tokens = prompt_.tokens
+        self._last_reply = None
         prompt = array("i", tokens)
         hist.select(cache_key, prompt)
         reused = hist.reuse(prompt)
@@ -554,6 +599,8 @@ class ChatSession:
         finally:
             llama_cpp.llama_sampler_free(sampler)
             hist.set_abort(None)
+        if reason is FinishReason.STOP and hist.n_past > len(tokens):
+            self._remember_reply(prompt_, len(tokens))
         decode_s = t_end - t_first
         stats = GenerationStats(
             prompt_tokens=len(tokens),

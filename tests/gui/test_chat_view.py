@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from engine.history.types import MessageStatus, StoredMessage
 from tests.gui.conftest import click_text
-from ui.chat_view import ChatView
+from ui.chat_view import EARLIER_PAGE, ChatView, first_shown
 
 MARKDOWN = """## Title
 
@@ -249,9 +249,44 @@ def test_long_chats_open_with_only_the_latest_messages(view: ChatView) -> None:
     view.show_messages(many)
     text = view.plain_text()
     assert "message number 500" in text and "message number 100" not in text
-    assert "Show 440 earlier messages" in text
+    assert f"Show {first_shown(many)} earlier messages" in text
     view.show_earlier()
     assert "message number 1\n" in view.plain_text() + "\n"
+
+
+def test_a_chat_of_long_messages_opens_with_about_two_screens_of_them(view: ChatView) -> None:
+    """Laying out a long chat is most of what a large history adds to the start."""
+    long_text = "word " * 600  # 3,000 characters each
+    many = [message(i, "user" if i % 2 else "assistant", f"m{i} {long_text}") for i in range(1, 41)]
+    view.show_messages(many)
+    text = view.plain_text()
+    assert "m40 " in text and "m37 " in text  # at least the last few, always
+    assert "m30 " not in text
+    assert "Show 36 earlier messages" in text  # SHOWN_AT_LEAST of them: m37 to m40
+
+
+def test_scrolling_to_the_top_brings_the_earlier_messages_and_keeps_the_place(
+    qtbot: QtBot,
+) -> None:
+    v = ChatView()
+    qtbot.addWidget(v)
+    v.resize(600, 400)
+    v.show()
+    qtbot.waitExposed(v)
+    many = [
+        message(i, "user" if i % 2 else "assistant", f"message number {i}") for i in range(1, 201)
+    ]
+    v.show_messages(many)
+    before = first_shown(many)
+    wanted = f"message number {before - EARLIER_PAGE + 1}\n"
+    assert wanted not in v.plain_text() + "\n"
+    v.verticalScrollBar().setValue(0)  # as the person scrolling up
+    qtbot.waitUntil(lambda: wanted in v.plain_text() + "\n")
+    assert f"Show {before - EARLIER_PAGE} earlier messages" in v.plain_text()
+    # The message that was first in the chat before is still at the top of the view.
+    found = v.document().find(f"message number {before + 1}")
+    assert not found.isNull()
+    assert 0 <= v.cursorRect(found).top() < v.viewport().height() // 3
 
 
 def test_a_chat_opened_before_the_window_shows_opens_at_its_end(qtbot: QtBot) -> None:
@@ -380,3 +415,22 @@ def test_each_reply_is_headed_by_the_model_that_wrote_it(view: ChatView) -> None
     view.show_messages([older, remote])
     lines = view.toPlainText().splitlines()
     assert "SmolLM2 135M" in lines and "far" in lines
+
+
+def test_a_window_taller_than_the_first_page_fills_with_earlier_messages(qtbot: QtBot) -> None:
+    """With no scroll bar there is nothing to scroll up with: the view fills itself."""
+    v = ChatView()
+    qtbot.addWidget(v)
+    v.resize(600, 300)
+    many = [
+        message(i, "user" if i % 2 else "assistant", f"message number {i}") for i in range(1, 401)
+    ]
+    v.show_messages(many)
+    v.show()
+    qtbot.waitExposed(v)
+    assert "earlier messages" in v.plain_text()
+    first = v.plain_text().count("message number")
+    v.resize(600, 20000)  # a screen far taller than the first page
+    qtbot.waitUntil(lambda: v.plain_text().count("message number") > first + EARLIER_PAGE - 1)
+    qtbot.waitUntil(lambda: v.verticalScrollBar().maximum() > 0 or "earlier" not in v.plain_text())
+    assert "message number 400" in v.plain_text()

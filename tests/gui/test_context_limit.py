@@ -83,6 +83,7 @@ def test_asks_then_drops_the_oldest_turns_keeping_them_in_the_chat(
     assert messages[-1].status in (MessageStatus.COMPLETE, MessageStatus.LENGTH)
     first_read = chat_settings(hearth.store, conv_id).context_from
     assert first_read in before[2:] and hearth.store.message(first_read).role == "user"
+    hearth.window.chat_view.show_earlier()  # the chat opens at its end; the person scrolls up
     text = hearth.window.chat_view.plain_text()
     assert DIVIDER in text
     assert text.index("Question 0:") < text.index(DIVIDER) < text.index("What happened next?")

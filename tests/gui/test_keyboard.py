@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from engine.history.types import MessageStatus, StoredMessage
-from ui.chat_view import SHOWN_AT_FIRST, ChatView
+from ui.chat_view import EARLIER_PAGE, SHOWN_AT_FIRST, ChatView
 from ui.main_window import MainWindow
 
 REPLY = "The last reply, with `code`."
@@ -108,7 +108,8 @@ def framed(qtbot: QtBot) -> Iterator[tuple[QLineEdit, ChatView, QLineEdit]]:
 def long_chat() -> list[StoredMessage]:
     msgs = [
         message(i, "user" if i % 2 else "assistant", f"message {i}")
-        for i in range(1, SHOWN_AT_FIRST + 11)
+        # Longer than a first page plus the page that scrolling to the top adds.
+        for i in range(1, SHOWN_AT_FIRST + EARLIER_PAGE + 11)
     ]
     last = len(msgs)
     msgs[-3] = message(last - 2, "assistant", CODE_REPLY, thinking="Let me see.", thinking_ms=3000)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from engine.types import EngineOptions
+from tests.unit.cipher_modes import store_cipher  # noqa: F401  (issue 17: plain and encrypted runs)
 
 if TYPE_CHECKING:
     # Imported inside the fixtures: the store and GUI unit tests in this folder

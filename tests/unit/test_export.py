@@ -24,6 +24,9 @@ from engine.history.export import (
     write_export,
 )
 from engine.history.store import ChatStore, MessageStatus
+from tests.unit.cipher_modes import both_ciphers
+
+pytestmark = both_ciphers
 
 WHEN = 1_750_000_000.0
 Doc = dict[str, Any]

@@ -419,3 +419,30 @@ def test_the_api_key_is_sent_and_never_shown() -> None:
         backend.close()
         assert server.seen[-1].headers["Authorization"] == "Bearer sk-secret"
     assert "sk-secret" not in repr(backend)
+
+
+@pytest.mark.parametrize(
+    ("models", "props", "n_ctx", "asked_props"),
+    [
+        # vLLM: the window it serves, in the list of models.
+        ([{"id": "m", "object": "model", "max_model_len": 32768}], None, 32768, False),
+        # llama-server: the list has the training length; /props has its own window.
+        ([{"id": "m", "meta": {"n_ctx_train": 262144}}],
+         {"default_generation_settings": {"n_ctx": 8192}, "total_slots": 1}, 8192, True),
+        # An older llama-server without /props: the training length is the best known.
+        ([{"id": "m", "meta": {"n_ctx_train": 262144}}], None, 262144, True),
+        # llama-cpp-python's server, Ollama: nothing said anywhere.
+        (["m"], None, None, True),
+    ],
+    ids=["vllm", "llama-server", "llama-server-no-props", "silent"],
+)  # fmt: skip
+def test_the_context_window_as_the_server_states_it(
+    models: list[Any], props: dict[str, Any] | None, n_ctx: int | None, asked_props: bool
+) -> None:
+    with ScriptedServer(models=models, props=props) as server:
+        backend = RemoteBackend.connect(server.base_url, "m", timeouts=QUICK)
+        backend.close()
+    info = backend.info
+    assert info.extra["context"] == ("reported" if n_ctx else "assumed")
+    assert info.n_ctx == (n_ctx or 131_072)  # unknown: large, never dropping turns early
+    assert any(s.path == "/props" for s in server.seen) == asked_props

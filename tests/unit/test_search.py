@@ -13,6 +13,9 @@ from engine.history import schema as store_schema
 from engine.history.search import fts_query, snippet
 from engine.history.store import ChatStore, MessageStatus
 from engine.history.types import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
+from tests.unit.cipher_modes import both_ciphers, connect_raw
+
+pytestmark = both_ciphers
 
 
 @pytest.fixture
@@ -287,7 +290,7 @@ def test_the_cjk_index_follows_every_change(store: ChatStore) -> None:
 def test_cjk_written_by_another_program_is_found(store: ChatStore, tmp_path: Path) -> None:
     """The triggers are plain SQL: a script or the sqlite3 shell can write messages."""
     conv = store.create_conversation()
-    with sqlite3.connect(tmp_path / "chats.sqlite3") as db:
+    with connect_raw(tmp_path / "chats.sqlite3") as db:
         db.execute(
             "INSERT INTO messages (conversation_id, role, content, status, created_at)"
             " VALUES (?, 'user', '别的程序写的中文', 'complete', 0)",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -18,6 +17,9 @@ from engine.history.store import (
     Conversation,
     MessageStatus,
 )
+from tests.unit.cipher_modes import both_ciphers, connect_raw
+
+pytestmark = both_ciphers
 
 
 class FakeClock:
@@ -46,7 +48,7 @@ def store(db_path: Path, clock: FakeClock) -> Iterator[ChatStore]:
 
 
 def pragma(path: Path, name: str) -> object:
-    with closing(sqlite3.connect(path)) as db:
+    with closing(connect_raw(path)) as db:
         return db.execute(f"PRAGMA {name}").fetchone()[0]
 
 
@@ -55,7 +57,7 @@ def test_creates_the_file_with_schema_and_wal(store: ChatStore, db_path: Path) -
     assert db_path.is_file()
     assert pragma(db_path, "user_version") == SCHEMA_VERSION
     assert pragma(db_path, "journal_mode") == "wal"
-    with closing(sqlite3.connect(db_path)) as db:
+    with closing(connect_raw(db_path)) as db:
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {
         "conversations_listed",
@@ -122,7 +124,7 @@ def test_delete_is_undoable_until_purged(store: ChatStore, db_path: Path, clock:
     assert store.purge_deleted() == 1
     assert store.undo_delete(gone.id) is None
     assert store.messages(gone.id) == []
-    with closing(sqlite3.connect(db_path)) as db:
+    with closing(connect_raw(db_path)) as db:
         assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
 
 
@@ -190,7 +192,7 @@ def test_per_chat_settings(store: ChatStore, db_path: Path) -> None:
     assert store.conversation_settings(conv.id) == {}
     store.set_conversation_settings(conv.id, {"enable_thinking": True, "temperature": 0.6})
     assert store.conversation_settings(conv.id) == {"enable_thinking": True, "temperature": 0.6}
-    with closing(sqlite3.connect(db_path)) as db:  # a damaged value reads as "no settings"
+    with closing(connect_raw(db_path)) as db:  # a damaged value reads as "no settings"
         db.execute("UPDATE conversations SET settings = '[1, 2' WHERE id = ?", (conv.id,))
         db.commit()
     assert store.conversation_settings(conv.id) == {}
@@ -250,6 +252,7 @@ def test_streaming_becomes_interrupted_on_reopen(db_path: Path) -> None:
     assert got.content == "Once upon"
 
 
+@pytest.mark.plain_file
 def test_garbage_file_is_a_readable_error_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "chats.sqlite3"
     garbage = b"this is not a database at all\x00\xff" * 200
@@ -266,7 +269,7 @@ def test_garbage_file_is_a_readable_error_and_left_alone(tmp_path: Path) -> None
 
 def test_newer_database_is_refused(db_path: Path) -> None:
     ChatStore(db_path).close()
-    with closing(sqlite3.connect(db_path)) as db:
+    with closing(connect_raw(db_path)) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         db.commit()
     with pytest.raises(StoreError, match="newer version of Hearth"):
@@ -369,6 +372,7 @@ def test_recorder_survives_a_deleted_conversation(store: ChatStore) -> None:
 V1_FILE = Path(__file__).parent / "data" / "store_v1.sqlite3"
 
 
+@pytest.mark.plain_file
 def test_a_v1_file_upgrades_in_place(tmp_path: Path) -> None:
     path = tmp_path / "hearth.sqlite3"
     path.write_bytes(V1_FILE.read_bytes())

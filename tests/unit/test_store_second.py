@@ -10,6 +10,9 @@ import pytest
 
 from engine.errors import StoreError
 from engine.history.store import ChatStore, MessageStatus
+from tests.unit.cipher_modes import both_ciphers
+
+pytestmark = both_ciphers
 
 
 def test_a_second_connection_leaves_a_streaming_reply_alone(tmp_path: Path) -> None:

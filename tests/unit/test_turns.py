@@ -11,6 +11,7 @@ import pytest
 from engine.history.store import ChatStore
 from engine.history.turns import (
     CONTINUABLE,
+    ChatModel,
     ChatSettings,
     ThinkingMode,
     chat_settings,
@@ -119,8 +120,25 @@ def test_settings_round_trip_and_keep_what_a_newer_hearth_wrote(store: ChatStore
         "future": [1, 2],
     }
     # Wrong types (a hand-edited file) are read as unset, not trusted.
-    bad = ChatSettings.from_json({"system_prompt": 3, "thinking": "yes", "context_from": True})
-    assert (bad.system_prompt, bad.thinking, bad.context_from) == (None, None, None)
+    bad = ChatSettings.from_json(
+        {"system_prompt": 3, "thinking": "yes", "context_from": True, "model": ["x"]}
+    )
+    assert (bad.system_prompt, bad.thinking, bad.context_from, bad.model) == (None,) * 4
+
+
+def test_a_chat_remembers_its_model(store: ChatStore) -> None:
+    """The model a chat last used (issue 15) round-trips with the other keys kept."""
+    conv = store.create_conversation("t").id
+    store.set_conversation_settings(conv, {"thinking": True, "future": 1})
+    on_server = ChatModel("connection:box", "big-model", "big-model · box")
+    save_chat_settings(store, conv, chat_settings(store, conv).with_(model=on_server))
+    assert store.conversation_settings(conv) == {
+        "thinking": True,
+        "future": 1,
+        "model": {"source": "connection:box", "choice": "big-model", "name": "big-model · box"},
+    }
+    assert chat_settings(store, conv).model == on_server
+    assert ChatSettings.from_json({"model": {"source": "", "choice": "x"}}).model is None
 
 
 def _info(*, supports: bool, default: bool) -> ModelInfo:
