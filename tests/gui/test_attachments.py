@@ -147,7 +147,7 @@ def test_bad_files_get_a_sentence_and_lose_nothing(
     hearth = launch(data_dir, backend=ScriptedBackend([], vision=True))
     window = hearth.window
     window.composer.setPlainText("My words stay here")
-    notes = tmp_path / "notes.txt"
+    notes = tmp_path / "notes.png"  # named like an image, but it is text
     notes.write_text("not an image")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
@@ -159,7 +159,7 @@ def test_bad_files_get_a_sentence_and_lose_nothing(
     dropped(hearth, notes, empty, cut, good)
     qtbot.waitUntil(lambda: len(tray_keys(hearth)) == 1, timeout=WAIT_MS)
     said = hearth.notifier.texts()[-1]
-    assert "“notes.txt” is not an image Hearth can read" in said
+    assert "“notes.png” is not an image Hearth can read" in said
     assert "“empty.png” is empty (0 bytes)" in said
     assert "“cut.png” is damaged or cut short" in said
     assert window.composer.toPlainText() == "My words stay here"
