@@ -13,6 +13,7 @@ from engine.errors import KnownError
 from engine.history.turns import prompt_before, save_chat_settings, status_for, title_from
 from engine.history.types import MessageStatus
 from engine.types import (
+    AttachmentPart,
     GenerationStats,
     ReplyDone,
     TextDelta,

@@ -46,6 +46,7 @@ class EngineClient(QObject):
     context_exceeded = Signal(int, object, int)  # request id, ContextUsage, messages to drop
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read, of how many
+    image_progress = Signal(int, int, int)  # request id, images read, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read
     tool_called = Signal(int, object)  # request id, ToolCallPart
     tool_answered = Signal(int, object)  # request id, ToolResultPart
@@ -102,6 +103,7 @@ class EngineClient(QObject):
         worker.prompt_measured.connect(self.prompt_measured)
         worker.usage_measured.connect(self.usage_measured)
         worker.warm_progress.connect(self.warm_progress)
+        worker.image_progress.connect(self.image_progress)
         worker.tool_called.connect(self.tool_called)
         worker.tool_answered.connect(self.tool_answered)
         worker.permission_requested.connect(self.permission_requested)

@@ -18,6 +18,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.background import IdleIndexer
+from app.chat.attachments import AttachmentController, vision_family_of
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController
 from app.chat.documents import DocumentController
@@ -185,6 +186,15 @@ class HearthApp:
             connections=self.connections,
         )
         self.window.chat_view.set_model_namer(self._model_name)
+        self.attachments = AttachmentController(  # images in the chat (issue 13)
+            self.window, store, engine, self.notifier,
+            vision_family=lambda: vision_family_of(
+                self.models.catalog, self.models.current_choice()[0]
+            ),
+            switch_family=lambda family: self.models.select(family, "auto"),
+            current_conversation=lambda: self.conversations.current_id,
+        )  # fmt: skip
+        self.replies.attachments = self.attachments
         self.window.may_close = self.models.may_close  # quitting mid-move asks first (R4)
         # R5: connected after every controller, so the models code hears a load ended
         # once the client, the state and the window have taken it in, and its fallback

@@ -35,6 +35,7 @@ from engine.tools.permissions import Answer
 from engine.types import (
     Event,
     Message,
+    PromptProgress,
     ReplyDone,
     SamplingParams,
     TextDelta,
@@ -156,6 +157,7 @@ class EngineWorker(QObject):
     context_exceeded = Signal(int, object, int)
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read so far, of how many
+    image_progress = Signal(int, int, int)  # request id, images read, of how many (issue 13)
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read (0, 0: none)
     job_finished = Signal(int)  # request id of a run_job
     # Tools (issue 16): a call made, its result, a question for the person (answered
@@ -233,6 +235,8 @@ class EngineWorker(QObject):
                     elif isinstance(event, ReplyDone):
                         batch.flush()
                         self.reply_finished.emit(request_id, event)
+                    elif isinstance(event, PromptProgress):
+                        self.image_progress.emit(request_id, event.done, event.total)
         except KnownError as exc:
             log.warning("generation failed: %s", exc, exc_info=True)
             batch.flush()

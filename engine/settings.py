@@ -142,6 +142,15 @@ class Model:
         "A GGUF file chosen by hand; empty means the catalog's choice (or the starter model).",
         reload=True,
     )
+    NO_VISION: Final[Spec[str]] = _s(
+        "model.no_vision",
+        str,
+        "",
+        "Models without vision",
+        "Model files (names, separated by '|') loaded without their vision file: they "
+        "cannot see images, and the vision file's memory stays free.",
+        reload=True,
+    )
     # Issue 15: a model on a server (Settings → Connections) chosen in place of a file.
     REMOTE_CONNECTION: Final[Spec[str]] = _s(
         "model.remote_connection",
@@ -293,6 +302,17 @@ class Performance:
         False,
         "Flash attention",
         "Faster attention and less memory on supported hardware.",
+        reload=True,
+    )
+    IMAGE_TOKENS: Final[Spec[int]] = _s(
+        "performance.image_tokens",
+        int,
+        384,
+        "Image detail (tokens)",
+        "How many tokens an attached image becomes for the model: more shows finer "
+        "detail and takes longer to read (a laptop CPU reads ~15 a second on a 9B model).",
+        minimum=64,
+        maximum=4096,
         reload=True,
     )
     USE_MMAP: Final[Spec[bool]] = _s(
@@ -522,6 +542,8 @@ def engine_options(settings: Settings) -> EngineOptions:
         # A quantized V cache needs flash attention: turn it on rather than fail to load.
         flash_attn=settings[Performance.FLASH_ATTENTION] or kv != "f16",
         kv_cache_type=kv,
+        image_max_tokens=settings[Performance.IMAGE_TOKENS],
+        no_vision=tuple(n for n in settings[Model.NO_VISION].split("|") if n),
     )
 
 

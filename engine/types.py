@@ -221,12 +221,20 @@ class EngineOptions:
     # Memory for recurrent-state checkpoints of hybrid models (Qwen3.5), which let
     # the next turn, Regenerate and editing the last message skip re-reading the chat.
     checkpoint_mib: int = 256
+    # Image tokens an attached image is scaled down to at most (issue 13): a 9B model
+    # on a laptop CPU reads ~13 tokens/s of prompt, so 384 is about half a minute.
+    image_max_tokens: int = 384
+    # Model files (names) loaded without their vision projector: they cannot see, and
+    # the projector's memory (~0.9 GB for Qwen3.5 9B) stays free.
+    no_vision: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kv_cache_type not in ("f16", "q8_0"):
             raise ValueError(f"kv_cache_type must be f16 or q8_0, not {self.kv_cache_type!r}")
         if self.kv_cache_type != "f16" and not self.flash_attn:
             raise ValueError("a quantized KV cache (q8_0) needs flash_attn=True")
+        if not 16 <= self.image_max_tokens <= 4096:
+            raise ValueError(f"image_max_tokens must be 16..4096, not {self.image_max_tokens}")
         if self.checkpoint_mib < 0:
             raise ValueError("checkpoint_mib cannot be negative")
         if not 256 <= self.n_ctx <= 1_048_576:
@@ -398,6 +406,16 @@ class ThinkingDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptProgress:
+    """The model is reading something slow before it answers (issue 13: its vision
+    encoder on ``done`` of ``total`` new images); sent before each one."""
+
+    done: int
+    total: int
+    what: Literal["image"] = "image"
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallEvent:
     """The model called a tool (its markup never reaches the answer's text)."""
 
@@ -411,7 +429,7 @@ class ToolResultEvent:
     result: ToolResultPart
 
 
-Event = TextDelta | ThinkingDelta | ToolCallEvent | ToolResultEvent | ReplyDone
+Event = TextDelta | ThinkingDelta | ToolCallEvent | ToolResultEvent | ReplyDone | PromptProgress
 
 
 # From this fraction on, a meter should warn that the next turns may not fit.
@@ -479,6 +497,7 @@ class ModelInfo:
     template_source: str  # "gguf" or "fallback:<name>"
     supports_thinking: bool = False  # the template has an enable_thinking switch
     thinking_default: bool = False  # what the model's makers default it to
+    vision: bool = False  # a vision projector is loaded with it: it can see images
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:

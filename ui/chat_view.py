@@ -34,7 +34,8 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import Role, ToolCallPart, ToolResultPart
+from engine.types import ImagePart, Role, ToolCallPart, ToolResultPart
+from ui.attachment_html import IMAGE_SCHEME, OPEN_IMAGE_SCHEME, attachments_html
 from ui.chat_document import (
     StreamState,
     insert_blocks,
@@ -85,6 +86,7 @@ def first_shown(messages: list[StoredMessage]) -> int:
 class ChatView(QTextBrowser):
     action_requested = Signal(object, int)  # MessageAction, message id
     earlier_requested = Signal()
+    image_open_requested = Signal(str)  # an attached image's sha256: show it larger
     citation_requested = Signal(int, int)  # reply id, citation number
     document_requested = Signal(int, str)  # message id, sha256 of a document on it
 
@@ -106,6 +108,8 @@ class ChatView(QTextBrowser):
         # A reply's header names the model that wrote it (StoredMessage.model), not
         # the one loaded now; the app gives a better namer (the catalog's names).
         self._name_of: Callable[[str], str] = model_label
+        # An attached image's thumbnail (QImage) by sha256; the app reads the store.
+        self._image_source: Callable[[str], object] = lambda _sha: None
         self._codes: dict[int, str] = {}  # copy-code id -> code (ids live in cached HTML)
         self._code_ids: dict[str, int] = {}
         self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
@@ -143,6 +147,10 @@ class ChatView(QTextBrowser):
         """How a stored reply's ``model`` is named in its header ("" or a name)."""
         self._name_of = name_of
         self._html_cache.clear()
+
+    def set_image_source(self, source: Callable[[str], object]) -> None:
+        """Where thumbnails of attached images come from (sha256 -> QImage or None)."""
+        self._image_source = source
 
     def set_dark(self, dark: bool) -> None:
         self._renderer = MarkdownRenderer(dark)
@@ -235,6 +243,8 @@ class ChatView(QTextBrowser):
             parts = [self._header_html(msg.role, anchor=f"m{msg.id}", name=name)]
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
+            if msg.attachments:  # its images (its documents: the marks below)
+                parts.append(attachments_html(self._muted, msg.attachments))
             if msg.parts:  # a reply that called tools: its text, calls and results
                 body = self._tools.message_html(msg)
             else:
@@ -243,7 +253,7 @@ class ChatView(QTextBrowser):
             note = STATUS_NOTES.get(msg.status)
             if note:
                 parts.append(note_html(self._muted, note))
-            if msg.content or msg.role == "assistant":
+            if msg.content or msg.attachments or msg.role == "assistant":
                 parts.append(actions_html(self._muted, msg, is_last))
             cached = "".join(parts)
             self._html_cache[key] = cached
@@ -449,6 +459,9 @@ class ChatView(QTextBrowser):
                     QGuiApplication.clipboard().setText(msg.content)
             self.action_requested.emit(action, int(ident or 0))
             return
+        if scheme == OPEN_IMAGE_SCHEME:
+            self.image_open_requested.emit(url.path())
+            return
         if scheme == TOOL_SCHEME:
             self._tools.toggle(url.path())
             if self._stream is None:
@@ -627,7 +640,14 @@ class ChatView(QTextBrowser):
         painter.end()
 
     def loadResource(self, kind: int, url: QUrl | str) -> object:
-        """Never fetch anything: no remote images, no local files from model output."""
+        """Never fetch anything: no remote images, no local files from model output.
+        Only the thumbnails of images attached to the messages shown (issue 13)."""
+        url = QUrl(url)
+        if url.scheme() == IMAGE_SCHEME:
+            sha = url.path()
+            shown = (p for m in self._messages for p in m.attachments)
+            if any(isinstance(p, ImagePart) and p.sha256 == sha for p in shown):
+                return self._image_source(sha)
         return None
 
     # --- scrolling and helpers ------------------------------------------------------------------

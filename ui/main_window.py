@@ -31,6 +31,14 @@ from PySide6.QtWidgets import (
 from engine.history.types import Conversation
 from engine.types import ModelInfo
 from ui.attachment_bar import AttachmentBar, local_files
+from ui.attachment_tray import (
+    IMAGE_FILTER,
+    AttachmentTray,
+    attach_button,
+    brings_media,
+    media_of,
+    route_files,
+)
 from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
@@ -82,6 +90,7 @@ class ErrorBanner(QFrame):
 
 class MainWindow(QMainWindow):
     send_requested = Signal(str)
+    media_received = Signal(list, list)  # files (paths) and image data (PNG) to attach
     files_dropped = Signal(list)  # local file paths dropped on the window (attachments)
     stop_requested = Signal()
     new_chat_requested = Signal()
@@ -165,8 +174,11 @@ class MainWindow(QMainWindow):
         self.send_button.setDefault(False)
         self.send_button.setAutoDefault(False)
         self.attachments = AttachmentBar()  # files for the next message (ui/attachment_bar.py)
+        self.attachment_tray = AttachmentTray()  # images for the next message (issue 13)
+        self.attach_button = attach_button()
         row = QHBoxLayout()
         row.addWidget(self.attachments.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         pane = QWidget()
@@ -176,6 +188,7 @@ class MainWindow(QMainWindow):
         chat.addWidget(self.chat_view, 1)
         chat.addWidget(self.error_banner)
         chat.addWidget(self.attachments)
+        chat.addWidget(self.attachment_tray)
         chat.addLayout(row)
         self._chat_layout = chat
 
@@ -209,6 +222,10 @@ class MainWindow(QMainWindow):
         self.composer.submitted.connect(self._on_send_clicked)
         self.send_button.clicked.connect(self._on_send_clicked)
         self.composer.textChanged.connect(self._update_send_button)
+        self.composer.media_received.connect(self.media_received)
+        self.attachment_tray.changed.connect(self._update_send_button)
+        self.attach_button.clicked.connect(self._choose_images)
+        self.setAcceptDrops(True)  # files and images dropped anywhere on the chat
         self.new_chat_button.clicked.connect(self.new_chat_requested)
         self.settings_button.clicked.connect(self.settings_requested)
         self.conversation_list.conversation_activated.connect(self.conversation_selected)
@@ -264,7 +281,7 @@ class MainWindow(QMainWindow):
         if state == ResponseState.GENERATING:
             enabled = True
         elif state == ResponseState.IDLE:
-            enabled = bool(self.composer.text().strip())
+            enabled = bool(self.composer.text().strip() or self.attachment_tray.keys())
         else:
             enabled = False
         self.send_button.setEnabled(enabled)
@@ -341,19 +358,34 @@ class MainWindow(QMainWindow):
         if self._state != ResponseState.IDLE:
             return
         text = self.composer.text().strip()
-        if text:
+        if text or self.attachment_tray.keys():
             self.send_requested.emit(text)
 
-    # --- files dropped on the window: attachments for the next message ---------------
+    # --- images (issue 13) ------------------------------------------------------------
+    def set_can_see(self, can_see: bool) -> None:
+        """The attach button is there only for a model that can see images."""
+        self.attach_button.setVisible(can_see)
+
+    @Slot()
+    def _choose_images(self) -> None:
+        """The file dialog, window-modal and not blocking (a reply may be streaming)."""
+        dialog = QFileDialog(self, "Attach images", "", IMAGE_FILTER)
+        dialog.setObjectName("attach_dialog")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.filesSelected.connect(lambda paths: self.media_received.emit(list(paths), []))
+        dialog.open()
+
+    # --- files dropped on the window: images to see, documents to read ----------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if local_files(event.mimeData()):
+        if brings_media(event.mimeData()) or local_files(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        files = local_files(event.mimeData())
-        if files:
+        paths, images = media_of(event.mimeData())
+        if paths or images:
             event.acceptProposedAction()
-            self.files_dropped.emit(files)
+            route_files(paths, images, self.media_received.emit, self.files_dropped.emit)
 
     @Slot()
     def _on_escape(self) -> None:

@@ -30,7 +30,7 @@ from engine.inference.tool_messages import (
     template_supports_tools,
     with_tools_in_system,
 )
-from engine.types import Message, ToolSpec
+from engine.types import ImagePart, Message, TextPart, ToolSpec
 
 __all__ = [
     "TOOLS_KEY",
@@ -151,6 +151,33 @@ def choose_template(
     return ChatTemplate(f"fallback:{name}", _FALLBACKS[name])
 
 
+# Where an image sits in a rendered prompt (engine.inference.vision fills it): the
+# object replacement character, removed from typed text so that only images make it.
+IMAGE_MARKER = "\ufffc"
+
+
+def with_images_as_text(message: Message, image_marker: str | None) -> Message:
+    """``message`` with its images as text the template can carry (issue 13), before
+    its words: ``image_marker`` each, which the vision projector fills; for a model
+    without one (``None``), "[Image: name]" (an earlier image, after a switch to a
+    model that cannot see). Typed text never carries the marker."""
+    images = message.images
+    if not images and not any(
+        isinstance(p, TextPart) and IMAGE_MARKER in p.text for p in message.parts
+    ):
+        return message
+    if image_marker is not None:
+        lead = image_marker * len(images)
+    else:
+        lead = "".join(f"[Image: {i.name or 'pasted image'}]\n" for i in images)
+    rest = [
+        TextPart(p.text.replace(IMAGE_MARKER, "")) if isinstance(p, TextPart) else p
+        for p in message.parts
+        if not isinstance(p, ImagePart)
+    ]
+    return Message(message.role, (TextPart(lead), *rest) if lead else rest, message.thinking)
+
+
 def template_message(message: Message) -> dict[str, object]:
     """One message as a chat template reads it: the one place where a message's
     parts become template content.
@@ -172,12 +199,14 @@ def render(
     add_generation_prompt: bool = True,
     extra: Mapping[str, object] | None = None,
     tools: Sequence[ToolSpec] = (),
+    image_marker: str | None = None,
 ) -> str:
     """Render ``conversation`` with ``template``; ``extra`` reaches the template as
     variables (e.g. ``enable_thinking``) but cannot override the standard ones.
     ``tools``: what the model may call, rendered by the template when it can, else
-    described in the system message."""
+    described in the system message. ``image_marker``: see ``with_images_as_text``."""
     native = template_supports_tools(template.text)
+    conversation = [with_images_as_text(m, image_marker) for m in conversation]
     messages = [d for m in conversation for d in template_messages(m, native=native)]
     variables: dict[str, object] = dict(extra or {})
     if tools and native:
@@ -257,6 +286,7 @@ class PromptBuilder:
         tokenize: Callable[[str, bool], list[int]],
     ) -> None:
         self.template = template
+        self.image_marker: str | None = None  # set when a vision projector is loaded
         self._bos, self._eos, self._add_bos = bos_token, eos_token, add_bos
         self._tokenize = tokenize
         self.supports_thinking, self.thinking_default = thinking_support(
@@ -284,6 +314,7 @@ class PromptBuilder:
             add_generation_prompt=True,
             extra=extra,
             tools=cast(Sequence[ToolSpec], tools),
+            image_marker=self.image_marker,
         )
 
     def render_continuation(

@@ -34,12 +34,16 @@ class LocalBackend:
         name: str | None = None,
         sampling_presets: Mapping[str, Mapping[str, float]] | None = None,
         extra: Mapping[str, str] | None = None,
+        projector: str | Path | None = None,
     ) -> None:
         """Load ``path`` (``KnownError`` with a sentence when it cannot be).
         ``name``: what people call the model (a GGUF's own name is often a build
         tag); ``sampling_presets``: see ``ChatSession``; ``extra``: added to
-        ``info.extra`` (how the load went: ``device_note``)."""
-        self._session = ChatSession(path, options, sampling_presets=sampling_presets)
+        ``info.extra`` (how the load went: ``device_note``); ``projector``: the
+        model's vision file, which lets it see images (``info.vision``)."""
+        self._session = ChatSession(
+            path, options, sampling_presets=sampling_presets, projector=projector
+        )
         info = self._session.info
         if name:
             info = replace(info, name=name)
