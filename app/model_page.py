@@ -27,6 +27,7 @@ from engine.gguf.header import GGUFError
 from engine.models.hf_cache import CachedFile
 from engine.models.library import InstalledModel, ModelRow
 from engine.models.speed import TYPICAL_CONTEXT
+from engine.settings import Model
 from engine.units import format_bytes
 from ui.settings_dialog import QuantRow, SettingsDialog
 
@@ -260,6 +261,32 @@ class ModelPage(QObject):
         )
         dialog.set_estimate(m.estimate_text)
         dialog.set_speed_note(self._speed_note(), measuring=self._measuring)
+        self._show_vision(dialog)
+
+    def _show_vision(self, dialog: SettingsDialog) -> None:
+        """The "Let it see images" switch for the model in use, if a vision file made for
+        it lies beside it (also when its vision is off now: that is what the switch is
+        for); hidden for a model on a server or without one."""
+        from engine.gguf.header import read_gguf_arch
+        from engine.gguf.projector import find_projector
+
+        info = self.manager.loaded
+        path = Path(info.path) if info is not None else None
+        found = None
+        if info is not None and path is not None and path.is_file():
+            try:
+                found, _ = find_projector(path, read_gguf_arch(path).n_embd)
+            except (GGUFError, OSError, ValueError, KeyError):
+                found = None  # a file Hearth cannot read: no switch (the load said why)
+        if info is None or path is None or found is None:
+            dialog.vision_toggle.show_for("", "", 0, "")
+            return
+        try:
+            size = found.path.stat().st_size
+        except OSError:
+            size = 0
+        no_vision = self.manager.settings[Model.NO_VISION]
+        dialog.vision_toggle.show_for(path.name, info.name, size, no_vision)
 
     # --- this machine's GPU and memory speed ------------------------------------------------
     def _speed_note(self) -> str:

@@ -122,7 +122,7 @@ def bench_reentry(path: Path, runs: int, turns: int, xml: bool) -> tuple[list[fl
             pass
         times = []
         for _ in range(runs):
-            session._prepared = None  # each round renders its own prompt
+            session._turns.forget_prepared()  # each round renders its own prompt
             t0 = time.perf_counter()
             gen = session.stream([*before, reply], params, thinking=False, cache_key=1, tools=tools)
             times.append((time.perf_counter() - t0) * 1000)

@@ -42,6 +42,7 @@ from engine.units import format_bytes
 from ui.settings_editors import SettingEditor
 from ui.settings_serve import ServeSection
 from ui.theme import mute
+from ui.vision_toggle import NO_VISION_KEY, VisionToggle
 
 PAGES = (
     ("model", "Model"),
@@ -69,6 +70,7 @@ _NOT_ON_A_PAGE = (
     "model.path",
     "model.remote_connection",  # chosen from the Model page's connections (issue 15)
     "model.remote_model",
+    "model.no_vision",  # the Model page's "Let it see images" switch (ui/vision_toggle.py)
     "storage.models_dir",
     "storage.chats_dir",
 )
@@ -313,6 +315,11 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.model_title)
         layout.addWidget(self.quants, 1)
         layout.addWidget(self.auto_reason)
+        self.vision_toggle = VisionToggle()  # app/model_page.py shows it for the model in use
+        self.vision_toggle.no_vision_changed.connect(
+            lambda value: self.setting_changed.emit(NO_VISION_KEY, value)
+        )
+        layout.addWidget(self.vision_toggle)
         layout.addLayout(speed_row)
         layout.addLayout(buttons)
         layout.addWidget(self.download_label)

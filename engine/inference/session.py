@@ -17,19 +17,14 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import llama_cpp
 
 from engine.errors import ContextFullError
-from engine.inference.chat_template import (
-    IMAGE_MARKER,
-    TOOLS_KEY,
-    PromptBuilder,
-    choose_template,
-)
+from engine.inference.chat_template import IMAGE_MARKER, PromptBuilder, choose_template
 from engine.inference.checkpoints import (
     EvaluatedHistory,
     Media,
@@ -50,16 +45,13 @@ from engine.inference.thinking import (
     THINK_CLOSE,
     THINK_OPEN,
     ThinkingSplitter,
-    prompt_opens_thinking,
 )
+from engine.inference.turn_prompt import TurnPrompt, TurnPrompts
 from engine.inference.vision import (
     PreparedImage,
     Projector,
-    cells,
     load_projector,
     media_runs,
-    prompt_tokens,
-    refuse_images,
 )
 from engine.types import (
     ContextUsage,
@@ -90,20 +82,6 @@ _DEFAULT_OPTIONS = EngineOptions()
 _THINK_BUDGET_CLOSE = f"\n{THINK_CLOSE}\n\n"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Prompt:
-    """One turn's prompt, as ``stream`` and ``context_usage`` need it."""
-
-    tokens: list[int]
-    text: str
-    in_thinking: bool  # the prompt ends inside an open thinking block
-    resumed: bool  # it continues a cut-off reply that already has text
-    before: tuple[Message, ...]  # the messages the checkpoint marks are about
-    variables: Mapping[str, object]  # the template's variables (enable_thinking)
-    images: Mapping[int, PreparedImage]  # by the position where each image's run starts
-    cells: int  # context cells it takes (an image may have more embeddings than positions)
-
-
 class ChatSession:
     """A loaded model and its context window, ready to stream replies."""
 
@@ -127,10 +105,7 @@ class ChatSession:
         self._sampling_presets = dict(sampling_presets or {})
         self._llm: Any = load_llama(path, options)
         self._active: Generator[Event, None, None] | None = None
-        self._prepared: tuple[tuple[object, ...], _Prompt] | None = None
         self._projector: Projector | None = None
-        # The last reply's prompt text plus what it generated, and their tokens.
-        self._last_reply: tuple[str, list[int]] | None = None
         try:
             self._setup(path)
             if projector is not None:
@@ -140,6 +115,13 @@ class ChatSession:
                 )  # fmt: skip
                 self._prompts.image_marker = IMAGE_MARKER
                 self.info = replace(self.info, vision=True)
+            self._turns = TurnPrompts(
+                self._prompts,
+                tokenize_rest=lambda text: self._tokenize(text, add_bos=False),
+                detokenize=lambda tokens: bytes(self._llm.detokenize(tokens, special=True)),
+                name=self.info.name,
+                projector=self._projector,
+            )
         except BaseException:
             self._llm.close()
             raise
@@ -251,17 +233,10 @@ class ChatSession:
         """The vision projector (None: the model cannot see)."""
         return self._projector
 
-    def _tokens(
-        self, text: str, conversation: Sequence[Message]
-    ) -> tuple[list[int], dict[int, PreparedImage]]:
-        """A rendered prompt's tokens, and its images by where their runs start."""
-        rest = lambda t: self._tokenize(t, add_bos=False)  # noqa: E731
-        return prompt_tokens(text, conversation, self._projector, self.tokenize, rest)
-
     def _conversation_tokens(
         self, conversation: Sequence[Message], variables: Mapping[str, object]
     ) -> tuple[list[int], dict[int, PreparedImage]]:
-        return self._tokens(self._prompts.render(conversation, variables), conversation)
+        return self._turns.conversation_tokens(conversation, variables)
 
     def default_sampling(self, thinking: bool | None = None) -> SamplingParams:
         """This model's sampling defaults for a chat with thinking on or off
@@ -293,68 +268,15 @@ class ChatSession:
         budget = reply_budget(params, thinking=thinks, close_tokens=len(self._think_budget_close))
         return ContextUsage(prompt.cells, budget, self._n_ctx)
 
-    def _variables(self, thinking: bool | None, tools: Sequence[ToolSpec]) -> dict[str, object]:
-        return self._prompts.variables(thinking, {TOOLS_KEY: tuple(tools)} if tools else None)
-
-    def _spliced(self, text: str) -> list[int] | None:
-        """The tokens of ``text`` when it extends the last reply (the next round of a
-        reply that called tools): the tokens the model generated, as it generated
-        them, then the new text's. Re-tokenizing the whole text can split the
-        generated part differently, and a hybrid model's state cannot go back to
-        where the two part: the round would re-read the reply from a checkpoint."""
-        last = self._last_reply
-        if last is None or not last[0] or not text.startswith(last[0]):
-            return None
-        return last[1] + self._tokenize(text[len(last[0]) :], add_bos=False)
-
-    def _remember_reply(self, prompt: _Prompt, n_prompt: int) -> None:
-        generated = [int(t) for t in self._history.tokens[n_prompt : self._history.n_past]]
-        try:
-            text = self._llm.detokenize(generated, special=True).decode("utf-8")
-        except UnicodeDecodeError:  # cut inside a character: no splice next time
-            self._last_reply = None
-            return
-        self._last_reply = (prompt.text + text, [*prompt.tokens, *generated])
-
     def _prepare(
         self,
         conversation: Sequence[Message],
         thinking: bool | None,
         continue_reply: bool,
         tools: Sequence[ToolSpec] = (),
-    ) -> _Prompt:
-        """The prompt of this turn, rendered and tokenized once: the context check
-        and the reply that follows it (the worker's order) share it."""
-        key = (tuple(conversation), thinking, continue_reply, tuple(tools))
-        if self._prepared is not None and self._prepared[0] == key:
-            return self._prepared[1]
-        prompts = self._prompts
-        variables = self._variables(thinking, tools)
-        resumed = False
-        if self._projector is None and conversation and conversation[-1].images:
-            raise refuse_images(self.info.name)
-        if continue_reply and conversation and conversation[-1].role == "assistant":
-            text, in_thinking = prompts.render_continuation(conversation, variables)
-            resumed = bool(conversation[-1].content or conversation[-1].thinking.strip())
-            conversation = conversation[:-1]  # what the checkpoint marks are about
-        else:
-            text = prompts.render(conversation, variables)
-            in_thinking = prompt_opens_thinking(text)
-        tokens, images = self._tokens(text, conversation)
-        if not images:  # (a reply that called tools: its own tokens, as generated)
-            tokens = self._spliced(text) or tokens
-        prompt = _Prompt(
-            tokens=tokens,
-            text=text,
-            in_thinking=in_thinking,
-            resumed=resumed,
-            before=tuple(conversation),
-            variables=variables,
-            images=images,
-            cells=cells(len(tokens), images),
-        )
-        self._prepared = (key, prompt)
-        return prompt
+    ) -> TurnPrompt:
+        """The prompt of this turn, rendered and tokenized once (``TurnPrompts``)."""
+        return self._turns.prepare(conversation, thinking, continue_reply, tools)
 
     # -- generation ----------------------------------------------------------
 
@@ -442,7 +364,7 @@ class ChatSession:
         evaluated) token counts; stops between batches when ``stop`` is set.
         ``on_progress(done, total)`` reports the tokens evaluated so far.
         """
-        variables = self._variables(thinking, tools)
+        variables = self._turns.variables(thinking, tools)
         base = list(conversation)
         if base and base[-1].role == "user":  # unanswered: its next turn replaces it
             base = base[:-1]
@@ -467,7 +389,7 @@ class ChatSession:
 
     def _generate(
         self,
-        prompt_: _Prompt,
+        prompt_: TurnPrompt,
         params: SamplingParams,
         stop: threading.Event,
         t_start: float,
@@ -480,7 +402,7 @@ class ChatSession:
     ) -> Generator[Event, None, None]:
         hist = self._history
         tokens = prompt_.tokens
-        self._last_reply = None
+        self._turns.forget_reply()
         prompt = array("i", tokens)
         hist.select(cache_key, prompt)
         reused = hist.reuse(prompt)
@@ -600,7 +522,8 @@ class ChatSession:
             llama_cpp.llama_sampler_free(sampler)
             hist.set_abort(None)
         if reason is FinishReason.STOP and hist.n_past > len(tokens):
-            self._remember_reply(prompt_, len(tokens))
+            generated = [int(t) for t in hist.tokens[len(tokens) : hist.n_past]]
+            self._turns.remember_reply(prompt_, generated)
         decode_s = t_end - t_first
         stats = GenerationStats(
             prompt_tokens=len(tokens),
@@ -648,7 +571,8 @@ class ChatSession:
                 self._history.snapshots.clear()  # the checkpoints too, on a hybrid model
             llm.close()
             self._llm = None
-            self._prepared = None
+            self._turns.projector = None
+            self._turns.forget_prepared()
 
     def __enter__(self) -> ChatSession:
         return self
