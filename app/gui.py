@@ -201,6 +201,8 @@ class HearthApp:
             busy=lambda: self.replies.busy,
         )
         self.settings_controller.page_attachers.append(self.privacy.attach)
+        models_may_close = self.window.may_close  # quitting mid-conversion asks too (issue 17)
+        self.window.may_close = lambda: self.privacy.may_close() and models_may_close()
         self.connections_page = ConnectionsPage(
             self.connections, engine, settings_model=self.models.remote.chosen
         )

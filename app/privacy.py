@@ -24,11 +24,14 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.chat_lock import ChatLock, Protection
+from app.privacy_convert import Conversion, Job
 from engine.crypto import keys
 from engine.errors import KnownError, StoreError
 from engine.history.opening import open_store
 from engine.history.store import ChatStore
 from engine.settings import Settings, Storage
+from engine.units import format_duration
+from ui.privacy_strip import ConversionStrip
 from ui.settings_privacy import EncryptionSection, Held, RecoveryKeyDialog, UnlockDialog
 
 if TYPE_CHECKING:
@@ -37,6 +40,10 @@ if TYPE_CHECKING:
     from ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[float], None]
+Pause = Callable[[str], None]
+Cancelled = Callable[[], bool]
 
 _INPUT = frozenset(
     {QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.Wheel, QEvent.Type.TouchBegin}
@@ -132,6 +139,11 @@ class PrivacyController(QObject):
         self._idle = QTimer(self)
         self._idle.setSingleShot(True)
         self._idle.timeout.connect(self.lock_now)
+        self.strip = ConversionStrip()
+        add_bar = getattr(window, "add_notice_bar", None)
+        if add_bar is not None:
+            add_bar(self.strip)
+        self.conversion = Conversion(store, self.strip, notifier, self)
         self._refresh()
         app = QApplication.instance()
         if app is not None:
@@ -172,44 +184,62 @@ class PrivacyController(QObject):
     def _show_state(self) -> None:
         self._refresh()
         if self.section is not None:
-            self.section.set_state(self.held, keyring_usable=self.lock.keyring.usable)
+            self.section.set_state(
+                self.held, keyring_usable=self.lock.keyring.usable, busy=self.converting
+            )
 
     # -- converting ------------------------------------------------------------------------
 
-    def _convert(self, work: Callable[[], bytes | None], done: str) -> bool:
-        """Close the store, run ``work`` (→ the new key), reopen with it. On failure
-        the store reopens as it was and the person gets the sentence."""
+    @property
+    def converting(self) -> bool:
+        return self.conversion.running
+
+    def _convert(self, job: Job, on_ok: Callable[[], None] = lambda: None) -> bool:
+        """Start ``job`` off the GUI thread (app/privacy_convert.py has the rules);
+        ``on_ok`` runs on the GUI thread once the store is reopened on the new file."""
+        if self.converting:
+            self.notifier.error("The chats are being converted already; wait until it is done.")
+            return False
         if self._busy():
             self.notifier.error(
                 "A reply is being written: wait until it finishes (or stop it), then try again."
             )
             return False
         self.indexer.stop()
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        self.store.close()
-        ok = True
-        try:
-            try:
-                self._key = work()
-            except KnownError as e:
-                ok = False
-                self.notifier.error(e.message)
-            except Exception:
-                ok = False
-                log.exception("changing the encryption of the chats failed")
-                self.notifier.error(
-                    "Something unexpected went wrong; your chats are unchanged. The log "
-                    "has details."
-                )
-            self.store.reopen(self._key)
-        finally:
-            QApplication.restoreOverrideCursor()
+        self._idle.stop()
+
+        def ended(ok: bool, key: bytes | None) -> None:
+            self._key = key
             self.indexer.start()
             self._show_state()
             self._restart_idle()
-        if ok:
-            self.notifier.info(done)
-        return ok
+            if ok:
+                on_ok()
+
+        try:
+            self.conversion.start(job, self._key, ended)
+        except KnownError as e:
+            self.notifier.error(e.message)
+            self.indexer.start()
+            self._restart_idle()
+            return False
+        self._show_state()
+        return True
+
+    def may_close(self) -> bool:
+        """Whether Hearth may quit now: asks while the chats are being converted."""
+        if not self.converting:
+            return True
+        answer = QMessageBox.question(
+            self.window,
+            "Stop changing the encryption?",
+            "Hearth is converting your chats. Stop and quit? Nothing is lost: Hearth "
+            "removes the unfinished copy and your chats stay as they were; you can start "
+            "again from Settings → Privacy & storage.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _show_recovery(self, code: str) -> None:
         dialog = RecoveryKeyDialog(code, self.section or self.window)
@@ -221,14 +251,26 @@ class PrivacyController(QObject):
     @Slot(str, str)
     def _on_encrypt(self, held: str, passphrase: str) -> None:
         codes: list[str] = []
+        seconds: list[float] = []
 
-        def work() -> bytes | None:
-            done = self.lock.encrypt(passphrase=passphrase if held == Held.PASSPHRASE else None)
+        def work(progress: Progress, pause: Pause, cancelled: Cancelled) -> bytes | None:
+            done = self.lock.encrypt(
+                passphrase=passphrase if held == Held.PASSPHRASE else None,
+                progress=progress,
+                pause=pause,
+                cancelled=cancelled,
+            )
             codes.append(done.recovery_code)
+            seconds.append(done.seconds)
             return self.lock.key_from_recovery(done.recovery_code)
 
-        if self._convert(work, "Your chats are encrypted."):
-            self._show_recovery(codes[0])
+        job = Job(
+            "Encrypting your chats",
+            "Checking the encrypted copy",
+            work,
+            lambda key: f"Your chats are encrypted ({format_duration(seconds[0])}).",
+        )
+        self._convert(job, lambda: self._show_recovery(codes[0]))
 
     @Slot()
     def _on_decrypt(self) -> None:
@@ -247,11 +289,22 @@ class PrivacyController(QObject):
         if answer != QMessageBox.StandardButton.Yes:
             return
 
-        def work() -> bytes | None:
-            self.lock.decrypt(key)
+        seconds: list[float] = []
+
+        def work(progress: Progress, pause: Pause, cancelled: Cancelled) -> bytes | None:
+            seconds.append(
+                self.lock.decrypt(key, progress=progress, pause=pause, cancelled=cancelled)
+            )
             return None
 
-        self._convert(work, "Your chats are no longer encrypted.")
+        job = Job(
+            "Decrypting your chats",
+            "Checking the decrypted copy",
+            work,
+            lambda _key: "Your chats are no longer encrypted "
+            f"({format_duration(seconds[0])}).",
+        )
+        self._convert(job)
 
     @Slot(str, str)
     def _on_holder_change(self, held: str, passphrase: str) -> None:
@@ -328,6 +381,8 @@ class PrivacyController(QObject):
         return False
 
     def close(self) -> None:
+        """On quit, before the store closes: a conversion is stopped and waited for."""
+        self.conversion.cancel_and_wait()
         self._idle.stop()
         app = QApplication.instance()
         if app is not None:

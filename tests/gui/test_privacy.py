@@ -98,7 +98,8 @@ def test_turn_on_with_a_passphrase_chat_on_lock_and_unlock(
     shown.kept.setChecked(True)
     qtbot.mouseClick(shown.ok, Qt.MouseButton.LeftButton)
     assert section.held is Held.PASSPHRASE and "passphrase" in section.status.text()
-    assert "Your chats are encrypted." in hearth.notifier.seen[-1].text
+    assert any(t.startswith("Your chats are encrypted (") for t in hearth.notifier.texts())
+    assert hearth.privacy.strip.text().startswith("Your chats are encrypted (")
     # Chatting goes on, on the same store, now encrypted.
     hearth.settings_controller.dialog.close()  # type: ignore[union-attr]
     send(qtbot, hearth, "And zeppelins?")
