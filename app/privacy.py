@@ -179,7 +179,12 @@ class PrivacyController(QObject):
         section.lock_requested.connect(self.lock_now)
         layout.insertWidget(0, section)  # type: ignore[attr-defined]
         self.section = section
+        section.destroyed.connect(self._on_section_gone)  # the dialog closed
         self._show_state()
+
+    @Slot()
+    def _on_section_gone(self) -> None:
+        self.section = None
 
     def _show_state(self) -> None:
         self._refresh()

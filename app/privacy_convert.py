@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 COPY_SHARE = 90
 
 HOLD_SENTENCE = (
-    "{doing}: nothing can be saved until it is done (the strip above shows how far it "
-    "is). Your chats can be read meanwhile."
+    "{doing}: nothing can be saved until it is done (the strip above the box shows how "
+    "far it is)."
 )
 
 
@@ -75,8 +75,9 @@ class Conversion(QObject):
         self.store, self.strip, self.notifier = store, strip, notifier
         self._op: BackgroundOp[bytes | None] | None = None
         self._closed = False
-        # Tests stop the work at a step (``migrate.STEPS``) to look at the window then.
-        self.pause: Callable[[str], None] = lambda step: None
+        # Tests stop the work at a step (``migrate.STEPS``) to look at the window then;
+        # it gets the cancel event too (a quit while it waits).
+        self.pause: Callable[[str, threading.Event], None] = lambda step, cancel: None
 
     @property
     def running(self) -> bool:
@@ -97,7 +98,7 @@ class Conversion(QObject):
             def step(name: str) -> None:
                 if name == "copied":
                     report(COPY_SHARE, 100)
-                pause(name)
+                pause(name, cancel)
 
             return job.work(progress, step, cancel.is_set)
 
@@ -163,3 +164,4 @@ class Conversion(QObject):
         if op is not None:
             op.cancel()
             op.join()
+        self._op = None  # its end is not heard any more (the app is closing)
