@@ -2,15 +2,15 @@
 section of Settings → Privacy & storage, "Lock now" and locking after idle time.
 
 The key work is app/chat_lock.py's (shared with the command line). A conversion
-(encrypt, decrypt, re-key) needs the database closed: the store's connection is closed,
-the file converted, and the same ``ChatStore`` object reopened (``reopen``), so every
-controller keeps its handle. It runs on the GUI thread while no reply streams and the
-search indexer is stopped (seconds for a typical history; the command line shows
-progress for a large one).
+(encrypt, decrypt) runs off the GUI thread with a progress strip; its rules (no reply
+streaming, writes held, quitting asks) are in app/privacy_convert.py. At its end the
+same ``ChatStore`` object is reopened (``reopen``), so every controller keeps its handle.
 
-"Lock now" hides the chats (the list, the open chat, the composer) behind the unlock
-dialog; the database stays open meanwhile, so it guards an unattended screen, not the
-memory of a running Hearth.
+"Lock now" (and the idle lock) closes the database and drops the key (``store.lock``),
+hides the chats (the list, the open chat, the composer) behind the unlock dialog and
+clears the clipboard; the passphrase reopens the same store. Python cannot wipe bytes,
+so the key's memory is freed, not overwritten, and the open chat's text stays in the
+hidden widgets until they are redrawn.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_RETRY_LOCK_MS = 30_000  # an idle lock put off by a streaming reply tries again then
 Progress = Callable[[float], None]
 Pause = Callable[[str], None]
 Cancelled = Callable[[], bool]
@@ -133,6 +134,7 @@ class PrivacyController(QObject):
         self.window, self.settings, self.notifier = window, settings, notifier
         self.indexer, self._busy = indexer, busy
         self._delay_base_ms = delay_base_ms
+        self._key_id = keys.key_id(key) if key is not None else ""  # checks an unlock
         self.section: EncryptionSection | None = None
         self.unlock_dialog: UnlockDialog | None = None
         self.recovery_dialog: RecoveryKeyDialog | None = None
@@ -215,6 +217,7 @@ class PrivacyController(QObject):
 
         def ended(ok: bool, key: bytes | None) -> None:
             self._key = key
+            self._key_id = keys.key_id(key) if key is not None else ""
             self.indexer.start()
             self._show_state()
             self._restart_idle()
@@ -333,10 +336,28 @@ class PrivacyController(QObject):
 
     @Slot()
     def lock_now(self) -> None:
-        """Hide the chats behind the unlock dialog (with a passphrase only: a key in the
-        keyring would unlock again by itself)."""
+        """Close the database, drop the key and hide the chats behind the unlock dialog.
+
+        With a passphrase only: a key in the keyring unlocks again with a click, without
+        a secret, so locking would protect nothing the screen lock does not (the
+        section and the README say so). Not while a reply is written or the chats are
+        converted: the idle lock waits for their end; "Lock now" says why."""
         if self.locked or self.held is not Held.PASSPHRASE:
             return
+        if self._busy() or self.converting:
+            if self.sender() is self._idle:  # idle: lock once the reply is over
+                self._idle.start(_RETRY_LOCK_MS)
+            else:
+                self.notifier.error(
+                    "Hearth cannot lock while a reply is being written or the chats are "
+                    "converted: stop the reply (or wait for the end), then lock."
+                )
+            return
+        self.indexer.stop()
+        if self._key is not None:
+            self._key_id = keys.key_id(self._key)
+        self.store.lock("Your chats are locked: unlock them to read or write them.")
+        self._key = None  # no reference to the key while locked
         central = getattr(self.window, "centralWidget", lambda: None)()
         if central is not None:
             central.hide()
@@ -361,9 +382,16 @@ class PrivacyController(QObject):
         except keys.ChatKeyError as e:
             dialog.refuse(e.message)
             return
-        if key != self._key:
+        if keys.key_id(key) != self._key_id:
             dialog.refuse("That does not unlock these chats.")
             return
+        try:
+            self.store.reopen(key)
+        except KnownError as e:  # e.g. the disk went away while locked
+            dialog.refuse(e.message)
+            return
+        self._key = key
+        self.indexer.start()
         self.unlock_dialog = None
         dialog.rejected.disconnect(self.window.close)
         dialog.accept()

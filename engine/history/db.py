@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from engine.errors import StoreError
 from engine.history import cipher
@@ -60,6 +60,21 @@ def _backup(source: cipher.Database, target: cipher.Database) -> None:
         source.backup(target, pages=-1)  # the same key on both sides
     else:  # pragma: no cover - _connect gives both sides the same kind
         raise TypeError("a backup between a plain and an encrypted file")
+
+
+class _Locked:
+    """Where the connection was while the store is locked: every use fails as a closed
+    file does, and the store turns that into the lock's sentence (``_failure``)."""
+
+    in_transaction = False
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        raise sqlite3.OperationalError("the chat history is locked")
+
+    executemany = execute
+
+    def close(self) -> None:
+        return None
 
 
 class StoreDatabase:
@@ -256,6 +271,23 @@ class StoreDatabase:
     @property
     def writes_held(self) -> str | None:
         return self._held
+
+    def lock(self, sentence: str) -> None:
+        """Close the file and forget its key until ``reopen(key)`` ("Lock now"): reading
+        and writing fail with ``sentence`` meanwhile. Python cannot wipe the key's bytes
+        from memory; this drops the store's references to it (and SQLite's, with the
+        connection)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        if self._owner and self._key is not None:
+            cipher.forget_key(self._path)
+        self._db = cast(cipher.Database, _Locked())
+        self._key = None
+        self._held = sentence
+
+    @property
+    def locked(self) -> bool:
+        return isinstance(self._db, _Locked)
 
     def reopen(self, key: bytes | None) -> None:
         """Go on with the same file, now (or no longer) encrypted with ``key``: after
