@@ -68,6 +68,7 @@ _NOT_ON_A_PAGE = (
     "model.remote_model",
     "storage.models_dir",
     "storage.chats_dir",
+    "storage.encrypt_offer_at",  # the strip's answers (issue 17)
 )
 
 
