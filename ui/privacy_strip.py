@@ -86,7 +86,7 @@ class EncryptOfferStrip(QFrame):
         self.setAccessibleName("Offer to encrypt the chats")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.label = _label("encrypt_offer_text")
-        self.label.setText("🔒 " + OFFER_TEXT)
+        self.label.setText(OFFER_TEXT)
         self.label.setToolTip(
             "Anyone with a copy of the chats folder (a lost laptop, a synced folder, a "
             "backup) can read unencrypted chats. Encrypted, they need your key."
