@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 
 from app.background import BackgroundOp, Report, run_in_background
+from app.notifier import NoticeKind
 from engine.errors import KnownError
 from engine.history import migrate
 from engine.history.store import ChatStore
@@ -43,8 +44,7 @@ log = logging.getLogger(__name__)
 COPY_SHARE = 90
 
 HOLD_SENTENCE = (
-    "{doing}: nothing can be saved until it is done (the strip above the box shows how "
-    "far it is)."
+    "{doing}: nothing can be saved until it is done (the strip above the box shows how far it is)."
 )
 
 
@@ -55,7 +55,9 @@ class Job:
 
     doing: str  # "Encrypting your chats"
     checking: str  # "Checking the encrypted copy"
-    work: Callable[[Callable[[float], None], Callable[[str], None], Callable[[], bool]], bytes | None]
+    work: Callable[
+        [Callable[[float], None], Callable[[str], None], Callable[[], bool]], bytes | None
+    ]
     done: Callable[[bytes | None], str]
 
 
@@ -75,6 +77,7 @@ class Conversion(QObject):
         self.store, self.strip, self.notifier = store, strip, notifier
         self._op: BackgroundOp[bytes | None] | None = None
         self._closed = False
+        self.store_hold = ""  # the sentence writes get while held
         # Tests stop the work at a step (``migrate.STEPS``) to look at the window then;
         # it gets the cancel event too (a quit while it waits).
         self.pause: Callable[[str, threading.Event], None] = lambda step, cancel: None
@@ -83,10 +86,13 @@ class Conversion(QObject):
     def running(self) -> bool:
         return self._op is not None
 
-    def start(self, job: Job, old_key: bytes | None, on_end: Callable[[bool, bytes | None], None]) -> bool:
+    def start(
+        self, job: Job, old_key: bytes | None, on_end: Callable[[bool, bytes | None], None]
+    ) -> bool:
         """Hold the store's writes and start ``job`` on a thread; False (and a
         ``KnownError``) if the store could not be held."""
-        self.store.hold_writes(HOLD_SENTENCE.format(doing=job.doing))
+        self.store_hold = HOLD_SENTENCE.format(doing=job.doing)
+        self.store.hold_writes(self.store_hold)
         self._job, self._old_key, self._on_end = job, old_key, on_end
         self.strip.show_progress(0, f"{job.doing}… 0%. You can read your chats meanwhile.")
         pause = self.pause
@@ -136,6 +142,9 @@ class Conversion(QObject):
             log.warning("reopening the chat history after a conversion failed: %s", e)
             sentence = f"{sentence} {e.message}"
             ok = False
+        errors = self.notifier.texts(NoticeKind.ERROR)
+        if errors and errors[-1].startswith(self.store_hold):  # "nothing can be saved": over
+            self.notifier.clear_error()
         if ok:  # the strip keeps it until closed; the status bar says it too
             self.strip.show_result(sentence)
             self.notifier.info(sentence)

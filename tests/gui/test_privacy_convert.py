@@ -130,6 +130,7 @@ def test_encrypting_in_the_background_reads_on_and_holds_sending(
             strip.text().startswith("Your chats are encrypted (") and not strip.progress.isVisible()
         )
         shoot(hearth.window, "converted")
+        assert not hearth.window.error_banner.isVisible()  # "nothing can be saved" is over
         assert ChatLock(hearth.store.path).protection() is Protection.KEYRING
         assert cipher.is_plain_file(hearth.store.path) is False
         # The kept message goes now, into the encrypted file.
