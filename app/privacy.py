@@ -309,8 +309,7 @@ class PrivacyController(QObject):
             "Decrypting your chats",
             "Checking the decrypted copy",
             work,
-            lambda _key: "Your chats are no longer encrypted "
-            f"({format_duration(seconds[0])}).",
+            lambda _key: f"Your chats are no longer encrypted ({format_duration(seconds[0])}).",
         )
         self._convert(job)
 

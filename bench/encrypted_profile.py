@@ -94,14 +94,17 @@ def main() -> int:
             db.execute(LIST).fetchall()
             if run:
                 listing[name].append((time.perf_counter() - s) * 1000)
-    print(f"{args.messages} messages, {plain.stat().st_size / 1e6:.0f} MB; ms, p50 of {args.runs} runs")
-    print(f"{'':16} {'search wall':>12} {'search cpu':>11} {'list 200':>9} {'cold: open+list+10 searches':>28}")
-    base = ways.__iter__().__next__()
+    size = plain.stat().st_size / 1e6
+    print(f"{args.messages} messages, {size:.0f} MB; ms, p50 of {args.runs} runs")
+    heads = ("search wall", "search cpu", "list 200", "cold: open+list+searches")
+    print(f"{'':16} " + " ".join(f"{h:>14}" for h in heads))
+    base = next(iter(ways))
     for name in ways:
         row = [statistics.median(x[name]) for x in (wall, cpu, listing, cold)]
         ref = [statistics.median(x[base]) for x in (wall, cpu, listing, cold)]
         print(
-            f"{name:16} " + " ".join(f"{v:7.2f}({v / r:4.2f}x)" for v, r in zip(row, ref, strict=True))
+            f"{name:16} "
+            + " ".join(f"{v:7.2f}({v / r:4.2f}x)" for v, r in zip(row, ref, strict=True))
         )
     return 0
 

@@ -21,7 +21,7 @@ def _label(name: str) -> QLabel:
 
 
 class ConversionStrip(QFrame):
-    """"Encrypting your chats… 42%" with a bar while it runs; the sentence at the end,
+    """ "Encrypting your chats… 42%" with a bar while it runs; the sentence at the end,
     with a Close button."""
 
     closed = Signal()

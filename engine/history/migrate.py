@@ -170,6 +170,7 @@ def convert(
     def stop_if_cancelled() -> None:
         if cancelled():
             raise Cancelled
+
     started = time.monotonic()
     if read_marker(db) is not None:
         raise StoreError(

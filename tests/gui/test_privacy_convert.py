@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -28,7 +27,7 @@ from engine.history import cipher, migrate
 from engine.history.store import ChatStore
 from tests.fakes.scripted import ScriptedBackend
 from tests.gui.conftest import answer_next_dialog, send
-from tests.gui.test_privacy import THEME, file_keyring, open_privacy, shoot  # noqa: F401
+from tests.gui.test_privacy import THEME, file_keyring, open_privacy, shoot
 
 _ = file_keyring  # the autouse fixture, used here too
 

@@ -18,7 +18,7 @@ from app.chat_lock import ChatLock
 from app.paths import resolve_paths
 from tests.fakes.scripted import ScriptedBackend
 from tests.gui.conftest import send
-from tests.gui.test_privacy import file_keyring  # noqa: F401
+from tests.gui.test_privacy import file_keyring
 
 _ = file_keyring  # the autouse fixture, used here too
 

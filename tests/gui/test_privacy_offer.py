@@ -19,7 +19,7 @@ from engine.history.store import ChatStore
 from engine.settings import Storage
 from tests.fakes.scripted import ScriptedBackend
 from tests.gui.conftest import send
-from tests.gui.test_privacy import THEME, file_keyring, shoot  # noqa: F401
+from tests.gui.test_privacy import THEME, file_keyring, shoot
 from ui.privacy_strip import OFFER_TEXT
 
 _ = file_keyring  # the autouse fixture, used here too
