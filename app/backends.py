@@ -120,6 +120,7 @@ def open_local(
     # Imported here: llama.cpp loads only when a model does, not with the window.
     from engine.inference.devices import probe_devices
     from engine.inference.local import LocalBackend
+    from engine.inference.vision import ProjectorError
     from engine.models.catalog import catalog_entry_for, install_starter_model
 
     path = Path(request.path) if request.path else install_starter_model(request.models_dir)
@@ -131,10 +132,36 @@ def open_local(
     kwargs: dict[str, object] = {}
     if entry is not None:  # GGUF names are often build tags; the catalog's is for people.
         kwargs = {"name": entry.name, "sampling_presets": entry.sampling_presets()}
+    projector = projector_for(path, arch, options)
+    if projector is not None:
+        kwargs["projector"] = projector
     total = arch.n_layer + 1 if arch is not None else 0
-    return _load_stepping_down(
-        load or LocalBackend, path, options, kwargs, note, total=total, device_name=device_name
-    )
+    try:
+        return _load_stepping_down(
+            load or LocalBackend, path, options, kwargs, note, total=total, device_name=device_name
+        )
+    except ModelLoadError as exc:
+        if "projector" not in kwargs or not isinstance(exc, ProjectorError):
+            raise
+        # The model loads without its vision file: better a model that says it cannot
+        # see (and why) than no model.
+        log.warning("loading %s without its vision file: %s", path.name, exc.detail)
+        del kwargs["projector"]
+        note = f"{note} {exc.message}".strip()
+        return _load_stepping_down(
+            load or LocalBackend, path, options, kwargs, note, total=total, device_name=device_name
+        )
+
+
+def projector_for(path: Path, arch: ModelArch | None, options: EngineOptions) -> Path | None:
+    """The model's vision file beside it (``engine.gguf.projector``), unless the person
+    switched vision off for it; one made for another model is never used."""
+    from engine.gguf.projector import find_projector
+
+    if path.name in options.no_vision or arch is None:
+        return None
+    found, _ = find_projector(path, arch.n_embd)
+    return found.path if found is not None else None
 
 
 def _arch(path: Path, known: ModelArch | None) -> ModelArch | None:

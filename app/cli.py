@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli_crypt import open_chats
 from app.cli_stream import ask
+from app.doc_ingest import attach_files, preview_prompt
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
 from engine.errors import KnownError
@@ -35,6 +36,7 @@ from engine.types import (
     Message,
     ModelInfo,
     SamplingParams,
+    TextPart,
 )
 
 if TYPE_CHECKING:
@@ -116,6 +118,9 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--endpoint, the server's model",
     )
     _add_remote_options(chat)
+    from app.cli_tools import add_tool_options
+
+    add_tool_options(chat)
     chat.add_argument(
         "--max-tokens",
         type=bounded("generation.max_tokens", int, 1),
@@ -132,6 +137,20 @@ def add_chat_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the longest thinking, then the model must answer (within --max-tokens)",
     )
     chat.add_argument("--conversation", type=int, metavar="ID", help="continue this conversation")
+    chat.add_argument(
+        "--file",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="attach a document to the message (PDF, DOCX, HTML, Markdown, text, code, CSV; "
+        "repeat for more): read whole when it fits in the context, else by the passages "
+        "that answer the question, listed with the reply",
+    )
+    chat.add_argument(
+        "--image", action="append", type=Path, default=[], metavar="FILE",
+        help="show the model this image with the message (repeatable; a model with vision)",
+    )  # fmt: skip
     chat.add_argument(
         "--system",
         help="this chat's system prompt (a new chat's default is the one in Settings; "
@@ -284,6 +303,14 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
     if getattr(args, "endpoint", None) is not None:  # a model on a server
         from app.cli_remote import ChatParts, remote_chat
 
+        if args.image:
+            print(
+                "hearth: sending images to a model on a server is not supported yet; "
+                "ask a local model that can see (without --endpoint).",
+                file=sys.stderr,
+            )
+            return 2
+
         parts = ChatParts(
             settings=_saved_settings(paths.config_dir),
             chat_settings=_chat_settings,
@@ -295,6 +322,14 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
     if not args.prompt.strip():  # the parser refuses it too; nothing is saved either way
         print("hearth: the message is empty; write something to send.", file=sys.stderr)
         return 2
+    from engine.errors import KnownError
+    from engine.images import read_image_file
+
+    try:  # read and checked before the model loads: a bad file costs nothing
+        images = tuple(read_image_file(path) for path in args.image)
+    except KnownError as exc:
+        print(f"hearth: {exc.message}", file=sys.stderr)
+        return 2
     conv = None
     if args.conversation is not None:
         conv = store.conversation(args.conversation)
@@ -305,6 +340,12 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
     # Loaded before anything is saved: a bad file (checked by engine.gguf.validate before
     # llama.cpp sees it) gets its sentence and leaves no empty conversation behind.
     backend = _load(args, paths, settings)
+    if images and not backend.info.vision:
+        from engine.inference.vision import refuse_images
+
+        print(f"hearth: {refuse_images(backend.info.name).message}", file=sys.stderr)
+        backend.close()
+        return 2
     stop = threading.Event()
     try:
         own = _chat_settings(args, store, conv.id if conv else None, settings)
@@ -316,7 +357,8 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         # new question after the chat so far.
         so_far = prompt_of(store.messages(conv.id), own) if conv else prompt_of([], own)
         expected = PromptMessages(
-            (*so_far.messages, Message("user", args.prompt)), (*so_far.ids, None)
+            (*so_far.messages, Message("user", (*images, TextPart(args.prompt)))),
+            (*so_far.ids, None),
         )
         rendered = backend.session.render_prompt(expected.messages, thinking=thinking)
         thinks = prompt_opens_thinking(rendered) or _thinking_on(backend.info, thinking)
@@ -327,10 +369,35 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
         except ValueError as exc:
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
+        if args.show_prompt and args.file:
+            # The documents as a turn reads them (whole or by passages), worked out on a
+            # scratch copy: showing the prompt writes nothing to the chats.
+            try:
+                preview = preview_prompt(
+                    store, conv.id if conv else None, args.prompt, own, args.file,
+                    n_ctx=backend.info.n_ctx,
+                )  # fmt: skip
+            except KnownError as exc:
+                print(f"hearth: {exc}", file=sys.stderr)
+                return 2
+            rendered = backend.session.render_prompt(preview.messages, thinking=thinking)
         if args.show_prompt:
             sys.stdout.write(rendered)
             sys.stdout.flush()
             return 0
+        from app.cli_tools import open_tools
+        from engine.tools.mcp_client import McpError
+
+        try:
+            tools = open_tools(args, paths, chat=conv.id if conv else None)
+        except (McpError, ValueError) as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
+        try:
+            documents = attach_files(store, args.file)
+        except KnownError as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
         try:
             conv, stats = ask(
                 store,
@@ -342,10 +409,15 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
                 thinking=thinking,
                 params=params,
                 stop=stop,
+                attachments=(*images, *documents),
+                tools=tools,
             )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
             return 130
+        finally:
+            if tools is not None:
+                tools.close()
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,

@@ -97,6 +97,11 @@ def add_model_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     pull.add_argument(
         "--no-hf-cache", action="store_true", help="download even if the HF cache has a copy"
     )
+    pull.add_argument(
+        "--no-vision",
+        action="store_true",
+        help="leave out the model's vision file (it then cannot see images)",
+    )
 
     imp = sub.add_parser("import", help="copy a .gguf file into the models folder (checked first)")
     imp.add_argument("path", type=Path, help="the .gguf file")
@@ -129,7 +134,7 @@ def _fail(exc: KnownError, code: int = EXIT_FAILED) -> int:
 def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
     from engine.models.catalog import load_catalog, verified_revision
     from engine.models.hardware import probe
-    from engine.models.library import installed_models, model_rows
+    from engine.models.library import model_rows
     from engine.models.service import ModelService
 
     try:
@@ -156,7 +161,7 @@ def run_models(args: argparse.Namespace, paths: AppPaths) -> int:
         device=device,
         ram_bandwidth=bandwidth.bytes_per_s if bandwidth is not None else None,
     )
-    others = [m for m in installed_models(paths.models_dir, catalog) if m.entry is None]
+    others = service.own_files()  # not the catalog's, and not an embedding model
     listed = [
         {
             "id": r.entry.id,
@@ -366,6 +371,35 @@ def _pull_exit_code(exc: KnownError) -> int:
 
 
 def run_pull(args: argparse.Namespace, paths: AppPaths) -> int:
+    """``hearth pull ID``: the model, then its vision file (issue 13) if it has one.
+    Prints the model's path on stdout (scripts read it), the rest on stderr."""
+    code = _pull_model(args, paths)
+    if code != 0 or args.no_vision:
+        return code
+    from engine.models.catalog import installed_path, load_catalog
+
+    entry = next((e for e in load_catalog(args.catalog) if e.id == args.id), None)
+    projector = entry.projector if entry is not None else None
+    if projector is None:
+        return 0
+    models_dir = paths.ensure().models_dir
+    if installed_path(projector, models_dir) is not None:
+        return 0
+    print(f"and its vision file, {projector.filename}, so it can see images:", file=sys.stderr)
+    from engine.models.hf_cache import find_in_hf_cache
+    from engine.models.library import adopt_from_cache
+
+    cached = None if args.no_hf_cache else find_in_hf_cache(projector)
+    if cached is not None:
+        try:
+            adopt_from_cache(projector, models_dir, cached=cached)
+            return 0
+        except KnownError as exc:  # damaged there: download it instead
+            print(f"hearth: {exc.message}", file=sys.stderr)
+    return _download(projector, models_dir, print_path=False)
+
+
+def _pull_model(args: argparse.Namespace, paths: AppPaths) -> int:
     from engine.errors import CatalogError
     from engine.models.catalog import installed_path, load_catalog
     from engine.models.hf_cache import find_in_hf_cache
@@ -401,7 +435,7 @@ def run_pull(args: argparse.Namespace, paths: AppPaths) -> int:
     return _download(entry, models_dir)
 
 
-def _download(entry: CatalogEntry, models_dir: Path) -> int:
+def _download(entry: CatalogEntry, models_dir: Path, *, print_path: bool = True) -> int:
     from engine.models.download import Download, DownloadCancelled
     from engine.models.hf_token import ENV_VAR, TokenStore
 
@@ -449,7 +483,8 @@ def _download(entry: CatalogEntry, models_dir: Path) -> int:
     result = outcome[0]
     if isinstance(result, Path):
         print(f"installed {entry.id} at {result}", file=sys.stderr)
-        print(result)
+        if print_path:
+            print(result)
         return 0
     if isinstance(result, DownloadCancelled) or interrupted:
         print(
@@ -494,6 +529,8 @@ def run_import(args: argparse.Namespace, paths: AppPaths) -> int:
         return _fail(exc)
     quant = f", {model.quantization}" if model.quantization else ""
     print(f"imported {model.name} ({_gb(model.size)}{quant})", file=sys.stderr)
+    if model.note:
+        print(model.note, file=sys.stderr)
     print(model.path)
     return 0
 

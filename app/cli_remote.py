@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli_stream import ask
+from app.doc_ingest import attach_files
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.history.turns import (
@@ -169,6 +170,19 @@ def remote_chat(
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
         print(f"hearth: this chat goes to {info.name} at {info.extra['where']}.", file=sys.stderr)
+        from app.cli_tools import open_tools
+        from engine.tools.mcp_client import McpError
+
+        try:
+            tools = open_tools(args, paths, chat=conv.id if conv else None)
+        except (McpError, ValueError) as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
+        try:
+            documents = attach_files(store, args.file)
+        except KnownError as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
         try:
             conv, stats = ask(
                 store,
@@ -180,10 +194,15 @@ def remote_chat(
                 thinking=thinking,
                 params=params,
                 stop=stop,
+                attachments=documents,
+                tools=tools,
             )
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
             return 130
+        finally:
+            if tools is not None:
+                tools.close()
         if args.json and stats is not None:
             line = {
                 "conversation_id": conv.id,

@@ -6,20 +6,31 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from engine.errors import KnownError
 from engine.history.turns import prompt_before, save_chat_settings, status_for, title_from
 from engine.history.types import MessageStatus
-from engine.types import GenerationStats, ReplyDone, TextDelta, ThinkingDelta, Turn
+from engine.types import (
+    AttachmentPart,
+    GenerationStats,
+    ReplyDone,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+    Turn,
+)
 
 if TYPE_CHECKING:
+    from app.cli_tools import ChatTools
     from engine.history.recorder import ReplyRecorder
     from engine.history.store import ChatStore
     from engine.history.turns import ChatSettings
     from engine.history.types import Conversation
     from engine.inference.backend import ChatBackend
-    from engine.types import SamplingParams
+    from engine.types import AttachmentPart, SamplingParams
 
 
 class ThinkingOutput:
@@ -51,6 +62,7 @@ def stream_reply(
     *,
     stop: threading.Event,
     recorder: ReplyRecorder,
+    tools: ChatTools | None = None,
 ) -> GenerationStats | None:
     """Stream ``backend``'s reply to ``turn`` to the terminal and into ``recorder``.
 
@@ -60,7 +72,12 @@ def stream_reply(
     thinking_out = ThinkingOutput(sys.stderr)
     stats: GenerationStats | None = None
     try:
-        for event in backend.stream(turn, params, stop=stop):
+        events = (
+            tools.stream(backend, turn, params, stop)
+            if tools is not None
+            else backend.stream(turn, params, stop=stop)
+        )
+        for event in events:
             if isinstance(event, ThinkingDelta):
                 thinking_out.write(event.text)
                 recorder.append_thinking(event.text)
@@ -69,6 +86,10 @@ def stream_reply(
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
                 recorder.append(event.text)
+            elif isinstance(event, ToolCallEvent):
+                recorder.append_part(event.call)  # (tools.stream shows it on stderr)
+            elif isinstance(event, ToolResultEvent):
+                recorder.append_part(event.result)
             elif isinstance(event, ReplyDone):
                 thinking_out.end()
                 recorder.finish(status_for(event.reason))
@@ -96,12 +117,17 @@ def ask(
     thinking: bool | None,
     params: SamplingParams,
     stop: threading.Event,
+    attachments: Sequence[AttachmentPart] = (),
+    tools: ChatTools | None = None,
 ) -> tuple[Conversation, GenerationStats | None]:
     """Store ``question`` in ``conv`` (a new chat, titled by it, when None), then stream
     the reply into the store and the terminal. The model reads the chat as the window
     reads it (``prompt_before``); the reply records which model wrote it. A new chat,
     or ``save_settings``, stores ``own`` as the chat's settings. KeyboardInterrupt is
-    raised on, with what was written kept as a stopped reply."""
+    raised on, with what was written kept as a stopped reply. ``attachments`` go with
+    the question (documents: ``hearth chat --file``), read whole or by passages as the
+    model's context allows; the passages given are kept with the reply and listed on
+    stderr."""
     from engine.history.recorder import ReplyRecorder
 
     if conv is None:
@@ -109,11 +135,22 @@ def ask(
         save_chat_settings(store, conv.id, own)
     elif save_settings:
         save_chat_settings(store, conv.id, own)
-    store.add_message(conv.id, "user", question)
+    store.add_message(conv.id, "user", question, attachments=tuple(attachments))
     reply = store.add_message(
         conv.id, "assistant", "", MessageStatus.STREAMING, model=backend.info.path
     )
-    prompt = prompt_before(store, conv.id, reply.id)
+    prompt = prompt_before(store, conv.id, reply.id, n_ctx=backend.info.n_ctx)
+    store.set_citations(reply.id, prompt.citations)
     recorder = ReplyRecorder(store, reply.id)
-    turn = Turn(messages=prompt.messages, thinking=thinking, cache_key=conv.id)
-    return conv, stream_reply(backend, turn, params, stop=stop, recorder=recorder)
+    turn = Turn(
+        messages=prompt.messages,
+        thinking=thinking,
+        cache_key=conv.id,
+        tools=tools.specs if tools is not None else (),
+    )
+    stats = stream_reply(backend, turn, params, stop=stop, recorder=recorder, tools=tools)
+    sources = store.sources([reply.id]).get(reply.id, ())
+    if sources:
+        listed = "\n".join(f"  [{n}] {label}" for n, label in sources)
+        print(f"Sources (the passages the model was given):\n{listed}", file=sys.stderr)
+    return conv, stats

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.backends import RemoteTarget
+from app.tools_service import ToolsService
 from app.worker import EngineThread, LoadRequest, OpenBackend
+from engine.inference.backend import ChatBackend
 from engine.types import ContextUsage, EngineOptions, ModelInfo, ReplyDone, Turn
 
 log = logging.getLogger(__name__)
@@ -43,13 +46,19 @@ class EngineClient(QObject):
     context_exceeded = Signal(int, object, int)  # request id, ContextUsage, messages to drop
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read, of how many
+    image_progress = Signal(int, int, int)  # request id, images read, of how many
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read
+    tool_called = Signal(int, object)  # request id, ToolCallPart
+    tool_answered = Signal(int, object)  # request id, ToolResultPart
+    permission_requested = Signal(int, object)  # request id, PermissionQuestion
+    tools_unavailable = Signal(int, str)  # request id, sentence
 
     # --- requests to the worker (queued: it lives on the engine thread) ---
     _load_requested = Signal(object)  # LoadRequest
     _generate_requested = Signal(int, object, object)  # request id, Turn, cancel Event
     _measure_requested = Signal(int, object)  # conversation id, Turn
     _warm_requested = Signal(int, object, object)  # request id, Turn, cancel Event
+    _job_requested = Signal(int, object, object)  # request id, job, cancel Event
 
     def __init__(
         self,
@@ -75,6 +84,8 @@ class EngineClient(QObject):
         self._generate_requested.connect(worker.generate)
         self._measure_requested.connect(worker.measure)
         self._warm_requested.connect(worker.warm)
+        self._job_requested.connect(worker.run_job)
+        worker.job_finished.connect(self._ended)
         # Bookkeeping first (slots), then the event goes on to everyone else. (The
         # worker's own model_loading is not needed: load() says so at once, so the
         # window never shows a state between "failed" and "loading the next one".)
@@ -92,6 +103,11 @@ class EngineClient(QObject):
         worker.prompt_measured.connect(self.prompt_measured)
         worker.usage_measured.connect(self.usage_measured)
         worker.warm_progress.connect(self.warm_progress)
+        worker.image_progress.connect(self.image_progress)
+        worker.tool_called.connect(self.tool_called)
+        worker.tool_answered.connect(self.tool_answered)
+        worker.permission_requested.connect(self.permission_requested)
+        worker.tools_unavailable.connect(self.tools_unavailable)
 
     # --- what is loaded (owned here) ---
     @property
@@ -125,6 +141,10 @@ class EngineClient(QObject):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def set_tools(self, tools: ToolsService | None) -> None:
+        """The tools replies may call from now on (read by the engine thread per reply)."""
+        self._thread.worker.tools = tools
 
     def set_options(self, options: EngineOptions) -> None:
         """Options for the next load (the current model keeps its own until then)."""
@@ -206,6 +226,17 @@ class EngineClient(QObject):
         self._warm_requested.emit(request_id, turn, cancel)
         return request_id
 
+    def run_job(self, job: Callable[[ChatBackend | None], None], cancel: threading.Event) -> None:
+        """Run ``job`` on the engine thread after what is queued there (the local API's
+        replies). ``cancel`` is the job's own; Stop-all and loading a model set it too."""
+        if self._closed:  # no engine thread any more: the job hears "no model" at once
+            cancel.set()
+            job(None)
+            return
+        self._next_id += 1
+        self._cancels[self._next_id] = cancel
+        self._job_requested.emit(self._next_id, job, cancel)
+
     def stop(self, request_id: int) -> None:
         """Cancel one request (a reply ends with CANCELLED; its text is kept)."""
         cancel = self._cancels.get(request_id)
@@ -234,6 +265,7 @@ class EngineClient(QObject):
             self._cancels[self._next_id] = cancel
         return self._next_id, cancel
 
+    @Slot(int)
     def _ended(self, request_id: int) -> None:
         self._cancels.pop(request_id, None)
 

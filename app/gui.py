@@ -18,13 +18,17 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.background import IdleIndexer
+from app.chat.attachments import AttachmentController, vision_family_of
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController
+from app.chat.documents import DocumentController
 from app.chat.history_actions import HistoryActions
 from app.chat.replies import ReplyController
+from app.chat.tool_replies import ToolReplies
 from app.chat_lock import ChatLock
 from app.chat_models import ChatModels
 from app.connections import Connections, ConnectionsPage, Destination
+from app.embedding_page import EmbeddingModels
 from app.engine_client import EngineClient
 from app.folders import Folders
 from app.gc_guard import GuiThreadGc
@@ -35,8 +39,11 @@ from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
 from app.privacy import PrivacyController, open_at_start
 from app.privacy_offer import EncryptOffer, show_privacy_page
+from app.serve_window import ServeController
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
+from app.tools_page import ToolsPageController
+from app.tools_service import KeyringSecrets, ToolsService, store_search
 from app.version import __version__
 from app.worker import OpenBackend, open_local, with_remote
 from engine.errors import KnownError, StoreError
@@ -142,7 +149,22 @@ class HearthApp:
         self.replies = ReplyController(
             self.window, store, engine, self.conversations, self.context, self.notifier
         )
+        self.documents = DocumentController(
+            self.window, store, engine, self.notifier, lambda: self.conversations.current_id
+        )
+        self.replies.documents = self.documents
+        self.conversations.vector_ranking = self.documents.vector_ranking
+        self.conversations.current_changed.connect(self._on_chat_shown)
+        self.documents.modes_changed.connect(self._on_document_modes_changed)
+        self.context.pending_tokens = self.documents.pending_tokens  # the meter counts them
+        self.documents.pending_changed.connect(self.context.show_pending)
         self.history = HistoryActions(self.window, store, self.conversations, self.notifier)
+        # Tools (issue 16): none on and no server started until the person chooses.
+        self.tools = ToolsService(
+            paths.config_dir, KeyringSecrets(), search=store_search(paths.db_path)
+        )
+        engine.set_tools(self.tools)
+        self.tool_replies = ToolReplies(self.window, self.replies, engine, self.notifier)
         self.indexer = IdleIndexer(  # CJK search index, in idle time (not while a reply streams)
             store, busy=lambda: self.replies.busy
         )
@@ -165,6 +187,15 @@ class HearthApp:
             connections=self.connections,
         )
         self.window.chat_view.set_model_namer(self._model_name)
+        self.attachments = AttachmentController(  # images in the chat (issue 13)
+            self.window, store, engine, self.notifier,
+            vision_family=lambda: vision_family_of(
+                self.models.catalog, self.models.current_choice()[0]
+            ),
+            switch_family=lambda family: self.models.select(family, "auto"),
+            current_conversation=lambda: self.conversations.current_id,
+        )  # fmt: skip
+        self.replies.attachments = self.attachments
         self.window.may_close = self.models.may_close  # quitting mid-move asks first (R4)
         # R5: connected after every controller, so the models code hears a load ended
         # once the client, the state and the window have taken it in, and its fallback
@@ -214,12 +245,24 @@ class HearthApp:
             self.connections, engine, settings_model=self.models.remote.chosen
         )
         self.settings_controller.page_attachers.append(self.connections_page.attach)
+        # The optional embedding model for documents: the Model page and a chip's "Get it".
+        self.embeddings = EmbeddingModels(self.models, self.documents, self.notifier)
+        self.settings_controller.page_attachers.append(self.embeddings.attach)
         self.chat_models = ChatModels(  # each chat's model; the toolbar's model picker
             self.window, store, engine, self.models, self.conversations, self.replies,
             self.notifier, connections=self.connections,
             open_settings=self.settings_controller.open,
         )  # fmt: skip
+        self.tools_page = ToolsPageController(
+            self.tools, self.notifier, current_chat=lambda: self.conversations.current_id
+        )
+        self.settings_controller.page_attachers.append(self.tools_page.attach)
         self.settings_controller.apply_live("generation.system_prompt")  # sampling + prompt
+        # Settings → Other programs: the local API on the engine thread (issue 15).
+        self.serve = ServeController(self.settings, engine, self.notifier)
+        self.settings_controller.setting_applied.connect(self.serve.on_setting_applied)
+        self.settings_controller.page_attachers.append(self.serve.attach)
+        self.serve.apply()
         if self.settings["appearance.font_size"]:
             self.settings_controller.apply_live("appearance.font_size")
         sys.excepthook = self._on_uncaught
@@ -260,6 +303,8 @@ class HearthApp:
         self.window.show()
         self.engine.load()
         self.indexer.start()
+        self.documents.index_missing()
+        self.documents.load_embedder()
         self._first_frame = _FirstFrameLogger(self.window)
 
     def raise_window(self) -> None:
@@ -300,8 +345,12 @@ class HearthApp:
         self.privacy.close()
         self.context.close_question()
         self.models.shutdown()  # downloads, moves
+        self.documents.shutdown()  # documents being read and indexed
         self.indexer.stop()
+        self.serve.close()  # its requests end before the engine they wait for
         self.engine.close()
+        self.tools_page.shutdown()  # a server still starting
+        self.tools.close()  # MCP servers' processes
         self.replies.shutdown()
         self.conversations.close()
         self.store.close()
@@ -338,6 +387,20 @@ class HearthApp:
             return f"{model_label(model)} · {named or urlsplit(where).netloc or where}"
         entry = self.models.service.entry_for_path(model)
         return entry.name if entry is not None else model_label(model)
+
+    def _on_chat_shown(self, conv_id: int | None) -> None:
+        """The chat view shows a chat: the passages its replies cite, its documents."""
+        if conv_id is None:
+            self.window.chat_view.set_sources({}, {})
+            return
+        with self.notifier.guard():
+            sources, documents = self.documents.sources(self.store.messages(conv_id))
+            self.window.chat_view.set_sources(sources, documents)
+
+    def _on_document_modes_changed(self, conv_id: int) -> None:
+        if conv_id == self.conversations.current_id:
+            self.conversations.show_current(keep_scroll=True)
+            self.context.measure_current()
 
     @Slot()
     def _on_memory_tick(self) -> None:

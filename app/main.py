@@ -1,6 +1,6 @@
 """Hearth's entry point: ``hearth`` opens the window; ``hearth chat``, ``models``, ``pull``,
-``import``, ``rm`` and ``endpoints`` are the command line (app/cli.py, app/cli_models.py,
-app/cli_remote.py)."""
+``import``, ``rm``, ``endpoints`` and ``serve`` are the command line (app/cli.py,
+app/cli_models.py, app/cli_remote.py, app/cli_serve.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_crypt import add_crypt_parsers
     from app.cli_models import add_model_parsers
     from app.cli_remote import add_endpoints_parser
+    from app.cli_serve import add_serve_parser
+    from app.cli_tools import add_mcp_parser
 
     parser = argparse.ArgumentParser(
         prog="hearth", description="Private, offline chat with open language models."
@@ -38,13 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_parsers(sub)
     add_endpoints_parser(sub)
     add_crypt_parsers(sub)  # after chat: adds its unlock options
+    add_mcp_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     paths = resolve_paths(args.data_dir)
-    if args.command in ("chat", "models", "pull", "import", "rm"):
+    if args.command in ("chat", "models", "pull", "import", "rm", "serve"):
         from app.cli import with_saved_models_dir
 
         paths = with_saved_models_dir(paths)
@@ -56,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli_crypt import run_crypt
 
         return run_crypt(args, paths)
+    if args.command == "mcp":
+        from app import cli_tools
+
+        return cli_tools.run_mcp(args, paths)
+    if args.command == "serve":
+        from app.cli_serve import run_serve
+
+        return run_serve(args, paths)
     if args.command == "endpoints":
         from app import cli_remote
 

@@ -216,8 +216,8 @@ class Downloads(QObject):
             return  # already on this family (a smaller quant that fits better, say)
         self._offered = True
         entry = target.entry
-        minutes = format_duration(entry.size / ASSUMED_BYTES_PER_S)
-        size = ("about " if entry.size_estimated else "") + format_bytes(entry.size)
+        minutes = format_duration(entry.download_size / ASSUMED_BYTES_PER_S)
+        size = ("about " if entry.size_estimated else "") + format_bytes(entry.download_size)
         self._retry = (entry, (family, choice))
         kept = partial_download_bytes(host.models_dir, entry.filename)
         resumed = f" ({format_bytes(kept)} of it is already here)" if kept else ""

@@ -184,7 +184,8 @@ class ModelFiles(QObject):
         assert isinstance(model, InstalledModel)
         self.imported.emit(model)
         name = model.path.name
-        self._host.end_progress(f"Imported {name}. Choose it and press Use to chat with it.")
+        note = f" {model.note}" if model.note else ""
+        self._host.end_progress(f"Imported {name}.{note} Choose it and press Use to chat with it.")
 
     def _on_moved(self, move: FolderMove) -> None:
         self._ended()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -113,25 +114,43 @@ class DownloadJob(QObject):
         )
 
     def _fetch(self) -> Path:
-        from engine.models.download import Download
 
         # Already downloaded by another app: copied (and checked), no download.
         self.cached = find_in_hf_cache(self.entry) if self._hf_cache else None
         self.source_found.emit(self.cached)
         if self.cached is not None:
-            return adopt_from_cache(
+            path = adopt_from_cache(
                 self.entry,
                 self.models_dir,
                 cached=self.cached,
                 cancel=self._cancel,
                 on_progress=Throttle(self._copy_progress),  # (a report every MiB)
             )
+        else:
+            path = self._run_download(self.entry, self.progress.emit)
+        projector = self.entry.projector
+        if projector is not None:  # its vision file, counted in the same progress
+            before = self.entry.size
+
+            def progress(p: DownloadProgress) -> None:
+                total = before + (p.total or projector.size)
+                self.progress.emit(replace(p, entry_id=self.entry.id, done=before + p.done,
+                                           total=total))  # fmt: skip
+
+            self._run_download(projector, progress)
+        return path
+
+    def _run_download(
+        self, entry: CatalogEntry, on_progress: Callable[[DownloadProgress], None]
+    ) -> Path:
+        from engine.models.download import Download
+
         download = Download(
-            self.entry,
+            entry,
             self.models_dir,
             endpoint=self._endpoint,
             token=self._token(),
-            on_progress=self.progress.emit,
+            on_progress=on_progress,
         )
         self._download = download
         if self._cancel.is_set():  # cancelled while the download was being made

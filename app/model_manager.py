@@ -177,7 +177,9 @@ class ModelManager(QObject):
 
     def startup_remote(self) -> RemoteTarget | None:
         """The server model chosen for chats, if its connection is still there."""
-        target, self.notice = self.remote.at_start()
+        target, notice = self.remote.at_start()
+        if notice:  # never over startup_path's own sentence (a chosen file that is gone)
+            self.notice = f"{self.notice} {notice}".strip()
         return target
 
     # --- memory -------------------------------------------------------------------------

@@ -128,7 +128,7 @@ class ModelPage(QObject):
             out.append(
                 QuantRow(
                     name=entry.quantization,
-                    size_bytes=entry.size,
+                    size_bytes=entry.download_size,  # with its vision file
                     memory_bytes=r.ram_memory,
                     gpu_bytes=r.gpu_memory,
                     tokens_per_s=r.tokens_per_s,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
-from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 
 
 class SettingsController(QObject):
+    # A live setting was applied (for the controllers of other pages' sections:
+    # app/serve_window.py).
+    setting_applied = Signal(str)
+
     def __init__(
         self,
         settings: Settings,
@@ -158,6 +162,7 @@ class SettingsController(QObject):
                 self.dialog.set_reload_pending(True)
             return
         self.apply_live(key)
+        self.setting_applied.emit(key)
 
     def apply_live(self, key: str) -> None:
         """Apply one option that needs no reload."""

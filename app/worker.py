@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import ClassVar
@@ -25,15 +25,25 @@ from typing import ClassVar
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
 from app.backends import LoadRequest, OpenBackend, open_local, with_remote
+from app.tool_questions import PermissionQuestion
+from app.tools_service import ToolsService
 from engine.errors import ContextFullError, KnownError
 from engine.inference.backend import ChatBackend, sampling_for
 from engine.inference.context import drop_oldest_turns
+from engine.tools.loop import ToolLoop
+from engine.tools.permissions import Answer
 from engine.types import (
+    Event,
     Message,
+    PromptProgress,
     ReplyDone,
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    ToolCallEvent,
+    ToolCallPart,
+    ToolResultEvent,
+    ToolSpec,
     Turn,
 )
 
@@ -147,12 +157,22 @@ class EngineWorker(QObject):
     context_exceeded = Signal(int, object, int)
     usage_measured = Signal(int, object)  # conversation id, ContextUsage
     warm_progress = Signal(int, int, int)  # request id, tokens read so far, of how many
+    image_progress = Signal(int, int, int)  # request id, images read, of how many (issue 13)
     warm_finished = Signal(int, int, int)  # request id, tokens reused, tokens read (0, 0: none)
+    job_finished = Signal(int)  # request id of a run_job
+    # Tools (issue 16): a call made, its result, a question for the person (answered
+    # on the question itself, from the GUI thread), servers that would not start.
+    tool_called = Signal(int, object)  # request id, ToolCallPart
+    tool_answered = Signal(int, object)  # request id, ToolResultPart
+    permission_requested = Signal(int, object)  # request id, PermissionQuestion
+    tools_unavailable = Signal(int, str)  # request id, sentence
 
     def __init__(self, open_backend: OpenBackend | None = None) -> None:
         super().__init__()
         self._open = open_backend or with_remote(open_local)
         self._backend: ChatBackend | None = None
+        # Set once from the GUI thread before any reply (EngineClient.set_tools).
+        self.tools: ToolsService | None = None
         # Thread-safe; EngineThread cancels through it from the GUI thread.
         self.cancels = _Cancels()
 
@@ -192,6 +212,8 @@ class EngineWorker(QObject):
         try:
             with self.cancels.running(cancel):
                 params = sampling_for(backend, turn)
+                # Tools first: the prompt that is measured is the one that offers them.
+                turn, events = self._with_tools(request_id, backend, turn, params, cancel, batch)
                 usage = backend.context_usage(turn, params)
                 if not usage.has_room:
                     dropped = _messages_to_drop(backend, turn, params)
@@ -200,14 +222,21 @@ class EngineWorker(QObject):
                         return
                 # The meter grows from this as the reply streams.
                 self.prompt_measured.emit(request_id, usage)
-                for event in backend.stream(turn, params, stop=cancel):
+                for event in events():
                     if isinstance(event, TextDelta):
                         batch.add(event.text, thinking=False)
                     elif isinstance(event, ThinkingDelta):
                         batch.add(event.text, thinking=True)
+                    elif isinstance(event, ToolCallEvent):
+                        batch.flush()  # the text before the call is shown before it
+                        self.tool_called.emit(request_id, event.call)
+                    elif isinstance(event, ToolResultEvent):
+                        self.tool_answered.emit(request_id, event.result)
                     elif isinstance(event, ReplyDone):
                         batch.flush()
                         self.reply_finished.emit(request_id, event)
+                    elif isinstance(event, PromptProgress):
+                        self.image_progress.emit(request_id, event.done, event.total)
         except KnownError as exc:
             log.warning("generation failed: %s", exc, exc_info=True)
             batch.flush()
@@ -221,6 +250,44 @@ class EngineWorker(QObject):
                 "kept; send again to retry. The details are in the log file.",
             )
 
+    def _with_tools(
+        self,
+        request_id: int,
+        backend: ChatBackend,
+        turn: Turn,
+        params: SamplingParams,
+        cancel: threading.Event,
+        batch: _DeltaBatch,
+    ) -> tuple[Turn, Callable[[], Iterator[Event]]]:
+        """The turn as the model will read it (with the tools on now, their servers
+        started) and how to get the reply's events: through the tool loop if any."""
+        tools = self.tools
+
+        def plain() -> Iterator[Event]:
+            return backend.stream(turn, params, stop=cancel)
+
+        if tools is None:
+            return turn, plain
+
+        def ask(call: ToolCallPart, spec: ToolSpec | None, stop: threading.Event) -> Answer:
+            batch.flush()
+            question = PermissionQuestion(call, spec)
+            self.permission_requested.emit(request_id, question)
+            return question.wait(stop)
+
+        prepared = tools.prepare(turn, ask)
+        if prepared is None:
+            return turn, plain
+        for problem in prepared.problems:
+            self.tools_unavailable.emit(request_id, problem)
+        loop = ToolLoop(
+            lambda t: backend.stream(t, params, stop=cancel),
+            prepared.gate,
+            stop=cancel,
+            max_rounds=prepared.max_rounds,
+        )
+        return prepared.turn, lambda: loop.run(prepared.turn)
+
     @Slot(int, object)
     def measure(self, conversation_id: int, turn: Turn) -> None:
         """How full ``turn`` makes the context window (for the meter)."""
@@ -228,6 +295,8 @@ class EngineWorker(QObject):
         if backend is None:
             return
         try:
+            if self.tools is not None:  # the prompt offers the tools on now
+                turn = self.tools.offered(turn)
             usage = backend.context_usage(turn, sampling_for(backend, turn))
         except KnownError as exc:  # e.g. the template rejects it: the meter stays as it was
             log.info("could not measure the context use: %s", exc)
@@ -253,12 +322,28 @@ class EngineWorker(QObject):
 
         try:
             with self.cancels.running(cancel):
+                if self.tools is not None:  # the next reply's prompt starts with the tools
+                    turn = self.tools.offered(turn)
                 reused, evaluated = backend.warm(turn, stop=cancel, on_progress=progress)
         except KnownError as exc:  # e.g. longer than the context: the next turn says so
             log.info("did not read the conversation ahead: %s", exc)
         except Exception:
             log.exception("reading the conversation ahead crashed")
         self.warm_finished.emit(request_id, reused, evaluated)
+
+    @Slot(int, object, object)
+    def run_job(
+        self, request_id: int, job: Callable[[ChatBackend | None], None], cancel: threading.Event
+    ) -> None:
+        """Run ``job`` with the backend (None: no model loaded), in turn with the
+        window's own requests: the local API's replies (app/serving) come this way.
+        The job never raises; ``cancel`` is set by close/cancel_all like any request's."""
+        try:
+            with self.cancels.running(cancel):
+                job(self._backend)
+        except Exception:
+            log.exception("an engine job crashed")
+        self.job_finished.emit(request_id)
 
     @Slot()
     def shutdown(self) -> None:

@@ -142,6 +142,15 @@ class Model:
         "A GGUF file chosen by hand; empty means the catalog's choice (or the starter model).",
         reload=True,
     )
+    NO_VISION: Final[Spec[str]] = _s(
+        "model.no_vision",
+        str,
+        "",
+        "Models without vision",
+        "Model files (names, separated by '|') loaded without their vision file: they "
+        "cannot see images, and the vision file's memory stays free.",
+        reload=True,
+    )
     # Issue 15: a model on a server (Settings → Connections) chosen in place of a file.
     REMOTE_CONNECTION: Final[Spec[str]] = _s(
         "model.remote_connection",
@@ -295,6 +304,17 @@ class Performance:
         "Faster attention and less memory on supported hardware.",
         reload=True,
     )
+    IMAGE_TOKENS: Final[Spec[int]] = _s(
+        "performance.image_tokens",
+        int,
+        384,
+        "Image detail (tokens)",
+        "How many tokens an attached image becomes for the model: more shows finer "
+        "detail and takes longer to read (a laptop CPU reads ~15 a second on a 9B model).",
+        minimum=64,
+        maximum=4096,
+        reload=True,
+    )
     USE_MMAP: Final[Spec[bool]] = _s(
         "performance.use_mmap",
         bool,
@@ -362,12 +382,44 @@ class Appearance:
     )
 
 
+class Serve:
+    """Other programs: Hearth's local OpenAI-compatible API (issue 15; app/serve_window.py)."""
+
+    ENABLED: Final[Spec[bool]] = _s(
+        "serve.enabled",
+        bool,
+        False,
+        "Serve the loaded model to other programs on this computer",
+        "Answer OpenAI-compatible requests (an editor, a script, a notes app) on 127.0.0.1 "
+        "with the model loaded here, taking turns with the chats in this window.",
+    )
+    PORT: Final[Spec[int]] = _s(
+        "serve.port",
+        int,
+        8765,
+        "Port",
+        "The port other programs connect to (http://127.0.0.1:PORT/v1).",
+        minimum=1024,
+        maximum=65535,
+    )
+    REQUIRE_KEY: Final[Spec[bool]] = _s(
+        "serve.require_key",
+        bool,
+        True,
+        "Require the API key",
+        "Programs must send the key shown below; other people's accounts on this computer "
+        "cannot use the model without it.",
+    )
+
+
 def _declared(*pages: type) -> tuple[Spec[Any], ...]:
     """The options of ``pages``, in the order they are declared (the order pages show)."""
     return tuple(v for page in pages for v in vars(page).values() if isinstance(v, Spec))
 
 
-SCHEMA: tuple[Spec[Any], ...] = _declared(Model, Generation, Performance, Storage, Appearance)
+SCHEMA: tuple[Spec[Any], ...] = _declared(
+    Model, Generation, Performance, Storage, Appearance, Serve
+)
 SPECS: dict[str, Spec[Any]] = {spec.key: spec for spec in SCHEMA}
 
 
@@ -500,6 +552,8 @@ def engine_options(settings: Settings) -> EngineOptions:
         # A quantized V cache needs flash attention: turn it on rather than fail to load.
         flash_attn=settings[Performance.FLASH_ATTENTION] or kv != "f16",
         kv_cache_type=kv,
+        image_max_tokens=settings[Performance.IMAGE_TOKENS],
+        no_vision=tuple(n for n in settings[Model.NO_VISION].split("|") if n),
     )
 
 

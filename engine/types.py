@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -53,9 +54,101 @@ class DocumentPart:
 # An attachment of a message: stored apart from its text (engine.history.attachments).
 AttachmentPart = ImagePart | DocumentPart
 
-# What a message's content is made of. Tool calls and tool results join this
-# union as the backends learn to read them.
-Part = TextPart | ImagePart | DocumentPart
+
+def _frozen_json(value: object) -> object:
+    """A JSON-like value that nobody can change afterwards (dicts read-only, lists tuples)."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): _frozen_json(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_frozen_json(v) for v in value)
+    return value
+
+
+def _thawed_json(value: object) -> object:
+    """The plain-dict/list form of a ``_frozen_json`` value (for json.dumps, a template)."""
+    if isinstance(value, Mapping):
+        return {k: _thawed_json(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thawed_json(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallPart:
+    """A call the model made in a reply: which tool, with which arguments.
+
+    ``id`` pairs it with its ``ToolResultPart`` (an OpenAI server's call id, or
+    one Hearth made); ``server`` is the MCP server that has the tool ("" for a
+    built-in one). ``arguments`` is read-only; ``plain_arguments()`` is a dict.
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, object]
+    server: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arguments", _frozen_json(dict(self.arguments)))
+
+    def plain_arguments(self) -> dict[str, object]:
+        out = _thawed_json(self.arguments)
+        assert isinstance(out, dict)
+        return out
+
+    def arguments_json(self) -> str:
+        return json.dumps(self.plain_arguments(), ensure_ascii=False, sort_keys=True)
+
+    def __hash__(self) -> int:
+        # (The generated hash would fail on the mapping; messages are hashed as keys.)
+        return hash((self.id, self.name, self.arguments_json(), self.server))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultPart:
+    """What a tool answered to the call ``call_id``: text the model reads next.
+
+    ``ok`` False: the tool failed, was refused or was stopped, and ``content`` is
+    the sentence the model (and the person) reads instead of a result.
+    """
+
+    call_id: str
+    name: str
+    content: str
+    ok: bool = True
+    duration_ms: int = 0
+    server: str = ""
+
+
+# What a message's content is made of: text, attachments, and (a reply that called
+# tools) its calls and their results in order between the text before and after them.
+Part = TextPart | ImagePart | DocumentPart | ToolCallPart | ToolResultPart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call: its name, what it does, its JSON-schema parameters."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, object]
+    server: str = ""  # the MCP server that has it; "" for a built-in tool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parameters", _frozen_json(dict(self.parameters)))
+
+    def for_template(self) -> dict[str, object]:
+        """The OpenAI/Hugging Face form chat templates and servers read."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": _thawed_json(self.parameters),
+            },
+        }
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.description, self.server))
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -81,6 +174,14 @@ class Message:
     @property
     def content(self) -> str:
         return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def tool_calls(self) -> tuple[ToolCallPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolCallPart))
+
+    @property
+    def tool_results(self) -> tuple[ToolResultPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolResultPart))
 
     @property
     def images(self) -> tuple[ImagePart, ...]:
@@ -120,12 +221,20 @@ class EngineOptions:
     # Memory for recurrent-state checkpoints of hybrid models (Qwen3.5), which let
     # the next turn, Regenerate and editing the last message skip re-reading the chat.
     checkpoint_mib: int = 256
+    # Image tokens an attached image is scaled down to at most (issue 13): a 9B model
+    # on a laptop CPU reads ~13 tokens/s of prompt, so 384 is about half a minute.
+    image_max_tokens: int = 384
+    # Model files (names) loaded without their vision projector: they cannot see, and
+    # the projector's memory (~0.9 GB for Qwen3.5 9B) stays free.
+    no_vision: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kv_cache_type not in ("f16", "q8_0"):
             raise ValueError(f"kv_cache_type must be f16 or q8_0, not {self.kv_cache_type!r}")
         if self.kv_cache_type != "f16" and not self.flash_attn:
             raise ValueError("a quantized KV cache (q8_0) needs flash_attn=True")
+        if not 16 <= self.image_max_tokens <= 4096:
+            raise ValueError(f"image_max_tokens must be 16..4096, not {self.image_max_tokens}")
         if self.checkpoint_mib < 0:
             raise ValueError("checkpoint_mib cannot be negative")
         if not 256 <= self.n_ctx <= 1_048_576:
@@ -218,8 +327,12 @@ class Turn:
     continue_reply: bool = False
     # Names the conversation, so that switching chats and back keeps its evaluated state.
     cache_key: int | None = None
+    # The tools the model may call in this reply (rendered by its template, or sent
+    # as a server's ``tools``); none: the model is not told about tools.
+    tools: tuple[ToolSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tools", tuple(self.tools))
         # A turn crosses to the engine thread: nothing the sender still holds (a
         # list, a dict) may change under it there.
         object.__setattr__(self, "messages", tuple(self.messages))
@@ -292,7 +405,31 @@ class ThinkingDelta:
     text: str
 
 
-Event = TextDelta | ThinkingDelta | ReplyDone
+@dataclass(frozen=True, slots=True)
+class PromptProgress:
+    """The model is reading something slow before it answers (issue 13: its vision
+    encoder on ``done`` of ``total`` new images); sent before each one."""
+
+    done: int
+    total: int
+    what: Literal["image"] = "image"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    """The model called a tool (its markup never reaches the answer's text)."""
+
+    call: ToolCallPart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultEvent:
+    """A tool answered (or was refused, failed, stopped); the model reads it next."""
+
+    result: ToolResultPart
+
+
+Event = TextDelta | ThinkingDelta | ToolCallEvent | ToolResultEvent | ReplyDone | PromptProgress
 
 
 # From this fraction on, a meter should warn that the next turns may not fit.
@@ -360,6 +497,7 @@ class ModelInfo:
     template_source: str  # "gguf" or "fallback:<name>"
     supports_thinking: bool = False  # the template has an enable_thinking switch
     thinking_default: bool = False  # what the model's makers default it to
+    vision: bool = False  # a vision projector is loaded with it: it can see images
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:

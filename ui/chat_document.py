@@ -11,6 +11,7 @@ import html
 
 from PySide6.QtGui import QTextCursor, QTextDocument
 
+from engine.types import ToolCallPart, ToolResultPart
 from ui.markdown import BlockSplitter
 
 
@@ -107,3 +108,12 @@ class StreamState:
         self.think_started = 0.0
         self.pending: list[str] = []
         self.pending_thinking: list[str] = []
+        # The reply's tool blocks: (document position, call, result or None).
+        self.tool_calls: list[tuple[int, ToolCallPart, ToolResultPart | None]] = []
+
+    def start_segment(self, pos: int) -> None:
+        """The reply's text goes on after a tool block: a new stretch of Markdown."""
+        self.text = ""
+        self.splitter = BlockSplitter()
+        self.rendered_closed = 0
+        self.open_pos = pos

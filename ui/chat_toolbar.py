@@ -76,7 +76,13 @@ class ChatToolbar(QWidget):
         self.thinking.blockSignals(blocked)
 
     def set_context(
-        self, used: int, total: int, *, warn: bool | None = None, reserve: int = 0
+        self,
+        used: int,
+        total: int,
+        *,
+        warn: bool | None = None,
+        reserve: int = 0,
+        attached: int = 0,
     ) -> None:
         """Show ``used`` of ``total`` tokens. It warns from 80 %, or when ``warn``
         says so (the next reply's ``reserve`` no longer fits). Past 100 % the bar
@@ -95,6 +101,11 @@ class ChatToolbar(QWidget):
         warn = (share >= WARN_AT if warn is None else warn) or full
         self.meter.setFormat(f"Context full ({share:.0%})" if full else f"Context {share:.0%}")
         tip = f"{used:,} of {total:,} tokens of the model's context window are in use."
+        if attached:  # "about": estimated until the model's tokenizer reads them at Send
+            tip += (
+                f"\nAbout {attached:,} of them are the documents attached to the next "
+                "message (not sent yet)."
+            )
         if reserve:
             tip += f"\nThe next reply may need up to {reserve:,} more."
         if full:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
@@ -34,7 +34,8 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import Role
+from engine.types import ImagePart, Role, ToolCallPart, ToolResultPart
+from ui.attachment_html import IMAGE_SCHEME, OPEN_IMAGE_SCHEME, attachments_html
 from ui.chat_document import (
     StreamState,
     insert_blocks,
@@ -42,6 +43,7 @@ from ui.chat_document import (
     plain_html,
     remove_to_end,
 )
+from ui.citations import DocumentMarks, document_link
 from ui.markdown import COPY_CODE_SCHEME, MarkdownRenderer
 from ui.message_html import (
     ACTION_SCHEME,
@@ -53,6 +55,7 @@ from ui.message_html import (
     note_html,
     thinking_html,
 )
+from ui.tool_call_view import TOOL_SCHEME, ToolBlocks, place_tool_part
 
 REPAINT_INTERVAL_MS = 33
 # When a chat opens, only its end is rendered: at most SHOWN_AT_FIRST messages and
@@ -83,6 +86,9 @@ def first_shown(messages: list[StoredMessage]) -> int:
 class ChatView(QTextBrowser):
     action_requested = Signal(object, int)  # MessageAction, message id
     earlier_requested = Signal()
+    image_open_requested = Signal(str)  # an attached image's sha256: show it larger
+    citation_requested = Signal(int, int)  # reply id, citation number
+    document_requested = Signal(int, str)  # message id, sha256 of a document on it
 
     def __init__(self, parent: QWidget | None = None, *, dark: bool = False) -> None:
         super().__init__(parent)
@@ -102,12 +108,18 @@ class ChatView(QTextBrowser):
         # A reply's header names the model that wrote it (StoredMessage.model), not
         # the one loaded now; the app gives a better namer (the catalog's names).
         self._name_of: Callable[[str], str] = model_label
+        # An attached image's thumbnail (QImage) by sha256; the app reads the store.
+        self._image_source: Callable[[str], object] = lambda _sha: None
         self._codes: dict[int, str] = {}  # copy-code id -> code (ids live in cached HTML)
         self._code_ids: dict[str, int] = {}
         self._html_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._marks = DocumentMarks()  # documents on questions, passages of replies
         self._messages: list[StoredMessage] = []
         self._shown_from = 0
         self._expanded_thinking: set[int] = set()
+        self._tools = ToolBlocks(
+            lambda: self._renderer.palette, lambda t: self._renderer.render(t, self._register_code)
+        )
         self._context_start: int | None = None  # the first message the model still reads
         self._stream: StreamState | None = None
         self._timer = QTimer(self)
@@ -135,6 +147,10 @@ class ChatView(QTextBrowser):
         """How a stored reply's ``model`` is named in its header ("" or a name)."""
         self._name_of = name_of
         self._html_cache.clear()
+
+    def set_image_source(self, source: Callable[[str], object]) -> None:
+        """Where thumbnails of attached images come from (sha256 -> QImage or None)."""
+        self._image_source = source
 
     def set_dark(self, dark: bool) -> None:
         self._renderer = MarkdownRenderer(dark)
@@ -216,7 +232,10 @@ class ChatView(QTextBrowser):
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
         expanded = msg.id in self._expanded_thinking
-        key = (msg, expanded, is_last, self._assistant_name)
+        key = (
+            msg, expanded, is_last, self._assistant_name,
+            self._marks.key(msg), self._tools.keys_of(msg),
+        )  # fmt: skip
         cached = self._html_cache.get(key)
         if cached is None:
             # A reply from before replies recorded their model is named after today's.
@@ -224,11 +243,17 @@ class ChatView(QTextBrowser):
             parts = [self._header_html(msg.role, anchor=f"m{msg.id}", name=name)]
             if thinking:
                 parts.append(thinking_html(self._muted, msg.id, thinking, thinking_ms, expanded))
-            parts.append(self._body_html(msg.role, msg.content))
+            if msg.attachments:  # its images (its documents: the marks below)
+                parts.append(attachments_html(self._muted, msg.attachments))
+            if msg.parts:  # a reply that called tools: its text, calls and results
+                body = self._tools.message_html(msg)
+            else:
+                body = self._body_html(msg.role, msg.content)
+            parts.append(self._marks.decorate(body, msg, self._muted))
             note = STATUS_NOTES.get(msg.status)
             if note:
                 parts.append(note_html(self._muted, note))
-            if msg.content or msg.role == "assistant":
+            if msg.content or msg.attachments or msg.role == "assistant":
                 parts.append(actions_html(self._muted, msg, is_last))
             cached = "".join(parts)
             self._html_cache[key] = cached
@@ -268,6 +293,18 @@ class ChatView(QTextBrowser):
             insert_blocks(self._end_cursor(), note_html(self._muted, note))
             if at_bottom:
                 self._scroll_to_bottom()
+
+    def add_tool_part(self, part: ToolCallPart | ToolResultPart) -> None:
+        """A call the streaming reply made (shown running), or its result (the block
+        is drawn again, finished); the reply's text goes on below it."""
+        stream = self._stream
+        if stream is None:
+            return
+        self._flush(final=True)
+        at_bottom = self._at_bottom()
+        place_tool_part(self.document(), stream, part, self._tools.live_html)
+        if at_bottom:
+            self._scroll_to_bottom()
 
     def streamed_text_length(self) -> int:
         """Characters of the current reply's answer already on screen."""
@@ -381,8 +418,25 @@ class ChatView(QTextBrowser):
         return index
 
     # --- links ----------------------------------------------------------------------------------
+    def set_sources(
+        self,
+        sources: Mapping[int, tuple[tuple[int, str], ...]],
+        documents: Mapping[str, str] | None = None,
+    ) -> None:
+        """The passages each reply (by id) was given, as (number, "report.pdf, page 4"),
+        and what to say of each document (by sha256: "12 pages · Auto: whole")."""
+        if self._marks.update(sources, documents):
+            self._rebuild_keeping_scroll()
+
     def _on_anchor_clicked(self, url: QUrl) -> None:
         scheme = url.scheme()
+        if link := document_link(scheme, url.path()):  # ui/citations.py
+            kind, msg_id, what = link
+            if kind == "cite":
+                self.citation_requested.emit(msg_id, int(what))
+            else:
+                self.document_requested.emit(msg_id, what)
+            return
         if scheme == COPY_CODE_SCHEME:
             code = self._codes.get(int(url.path() or -1))
             if code is not None:
@@ -404,6 +458,14 @@ class ChatView(QTextBrowser):
                 if msg is not None:
                     QGuiApplication.clipboard().setText(msg.content)
             self.action_requested.emit(action, int(ident or 0))
+            return
+        if scheme == OPEN_IMAGE_SCHEME:
+            self.image_open_requested.emit(url.path())
+            return
+        if scheme == TOOL_SCHEME:
+            self._tools.toggle(url.path())
+            if self._stream is None:
+                self._rebuild_keeping_scroll()
             return
         if scheme in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
@@ -578,7 +640,14 @@ class ChatView(QTextBrowser):
         painter.end()
 
     def loadResource(self, kind: int, url: QUrl | str) -> object:
-        """Never fetch anything: no remote images, no local files from model output."""
+        """Never fetch anything: no remote images, no local files from model output.
+        Only the thumbnails of images attached to the messages shown (issue 13)."""
+        url = QUrl(url)
+        if url.scheme() == IMAGE_SCHEME:
+            sha = url.path()
+            shown = (p for m in self._messages for p in m.attachments)
+            if any(isinstance(p, ImagePart) and p.sha256 == sha for p in shown):
+                return self._image_source(sha)
         return None
 
     # --- scrolling and helpers ------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
+
+from ui.attachment_tray import brings_media, media_of, route_files
 
 MIN_LINES, MAX_LINES = 2, 8
 
@@ -13,6 +15,10 @@ class Composer(QPlainTextEdit):
     submitted = Signal()
     edit_last_requested = Signal()  # Up in an empty composer
     edit_cancelled = Signal()  # Esc while editing (the window's Esc action emits it)
+    files_pasted = Signal(list)  # local files pasted or dropped here (attachments)
+    # Images pasted or dropped (files, or image data as PNG): the app attaches them,
+    # or says why not (issue 13).
+    media_received = Signal(list, list)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +51,18 @@ class Composer(QPlainTextEdit):
                 self.submitted.emit()
                 return
         super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return brings_media(source) or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        """A file copied in a file manager and pasted (or dropped) here is attached, not
+        typed as its path."""
+        paths, images = media_of(source)
+        if paths or images:  # images to see, other files to read
+            route_files(paths, images, self.media_received.emit, self.files_pasted.emit)
+            return
+        super().insertFromMimeData(source)
 
     def text(self) -> str:
         return self.toPlainText()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QToolButton,
@@ -31,10 +30,20 @@ from PySide6.QtWidgets import (
 
 from engine.history.types import Conversation
 from engine.types import ModelInfo
+from ui.attachment_bar import AttachmentBar, local_files
+from ui.attachment_tray import (
+    IMAGE_FILTER,
+    AttachmentTray,
+    attach_button,
+    brings_media,
+    media_of,
+    route_files,
+)
 from ui.chat_toolbar import ChatToolbar
 from ui.chat_view import ChatView
 from ui.composer import Composer
 from ui.conversation_list import ConversationList, ConversationListModel
+from ui.questions import ask_before
 from ui.search_panel import SearchBox, SearchResults
 from ui.state import ResponseState
 
@@ -81,6 +90,8 @@ class ErrorBanner(QFrame):
 
 class MainWindow(QMainWindow):
     send_requested = Signal(str)
+    media_received = Signal(list, list)  # files (paths) and image data (PNG) to attach
+    files_dropped = Signal(list)  # local file paths dropped on the window (attachments)
     stop_requested = Signal()
     new_chat_requested = Signal()
     conversation_selected = Signal(int)
@@ -100,6 +111,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setObjectName("main_window")
         self.setWindowTitle("Hearth")
+        self.setAcceptDrops(True)  # files dropped anywhere on the window are attached
         self.resize(1100, 720)
         self._state = ResponseState.LOADING
         self._undo_button: QPushButton | None = None
@@ -161,7 +173,12 @@ class MainWindow(QMainWindow):
         self.send_button.setMinimumWidth(84)
         self.send_button.setDefault(False)
         self.send_button.setAutoDefault(False)
+        self.attachments = AttachmentBar()  # files for the next message (ui/attachment_bar.py)
+        self.attachment_tray = AttachmentTray()  # images for the next message (issue 13)
+        self.attach_button = attach_button()
         row = QHBoxLayout()
+        row.addWidget(self.attachments.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         pane = QWidget()
@@ -170,6 +187,8 @@ class MainWindow(QMainWindow):
         chat.addWidget(self.chat_toolbar)
         chat.addWidget(self.chat_view, 1)
         chat.addWidget(self.error_banner)
+        chat.addWidget(self.attachments)
+        chat.addWidget(self.attachment_tray)
         chat.addLayout(row)
         self._chat_layout = chat
 
@@ -203,6 +222,10 @@ class MainWindow(QMainWindow):
         self.composer.submitted.connect(self._on_send_clicked)
         self.send_button.clicked.connect(self._on_send_clicked)
         self.composer.textChanged.connect(self._update_send_button)
+        self.composer.media_received.connect(self.media_received)
+        self.attachment_tray.changed.connect(self._update_send_button)
+        self.attach_button.clicked.connect(self._choose_images)
+        self.setAcceptDrops(True)  # files and images dropped anywhere on the chat
         self.new_chat_button.clicked.connect(self.new_chat_requested)
         self.settings_button.clicked.connect(self.settings_requested)
         self.conversation_list.conversation_activated.connect(self.conversation_selected)
@@ -258,7 +281,7 @@ class MainWindow(QMainWindow):
         if state == ResponseState.GENERATING:
             enabled = True
         elif state == ResponseState.IDLE:
-            enabled = bool(self.composer.text().strip())
+            enabled = bool(self.composer.text().strip() or self.attachment_tray.keys())
         else:
             enabled = False
         self.send_button.setEnabled(enabled)
@@ -335,8 +358,34 @@ class MainWindow(QMainWindow):
         if self._state != ResponseState.IDLE:
             return
         text = self.composer.text().strip()
-        if text:
+        if text or self.attachment_tray.keys():
             self.send_requested.emit(text)
+
+    # --- images (issue 13) ------------------------------------------------------------
+    def set_can_see(self, can_see: bool) -> None:
+        """The attach button is there only for a model that can see images."""
+        self.attach_button.setVisible(can_see)
+
+    @Slot()
+    def _choose_images(self) -> None:
+        """The file dialog, window-modal and not blocking (a reply may be streaming)."""
+        dialog = QFileDialog(self, "Attach images", "", IMAGE_FILTER)
+        dialog.setObjectName("attach_dialog")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.filesSelected.connect(lambda paths: self.media_received.emit(list(paths), []))
+        dialog.open()
+
+    # --- files dropped on the window: images to see, documents to read ----------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if brings_media(event.mimeData()) or local_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths, images = media_of(event.mimeData())
+        if paths or images:
+            event.acceptProposedAction()
+            route_files(paths, images, self.media_received.emit, self.files_dropped.emit)
 
     @Slot()
     def _on_escape(self) -> None:
@@ -422,19 +471,10 @@ class MainWindow(QMainWindow):
 
     def confirm(self, title: str, question: str, detail: str, action: str = "Delete") -> bool:
         """Ask before something that cannot be undone; Cancel is the default."""
-        box = QMessageBox(self)
-        box.setObjectName("confirm_delete")
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle(title)
-        box.setText(question)
-        box.setInformativeText(detail)
-        yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        chosen = box.clickedButton() is yes
-        box.deleteLater()
-        return chosen
+        return ask_before(
+            self, name="confirm_delete", title=title, text=question, detail=detail,
+            action=action, destructive=True,
+        )  # fmt: skip
 
     @Slot(int)
     def _on_delete_asked(self, conv_id: int) -> None:

@@ -40,8 +40,8 @@ class Palette:
     quote: str
 
 
-LIGHT = Palette("#f4f1ec", "#e2dcd2", "#7a7367", "friendly", "#6b645a")
-DARK = Palette("#25272b", "#3a3d43", "#9a9ea6", "github-dark", "#a8acb3")
+LIGHT = Palette("#f4f1ec", "#e2dcd2", "#66615a", "friendly", "#6b645a")  # muted: ui.theme
+DARK = Palette("#25272b", "#3a3d43", "#9a9ea6", "github-dark", "#a8acb3")  # (MUTED_*)
 
 _TASK = re.compile(r"<li>(\n?<p>)?\[( |x|X)\] ")  # tight and loose lists
 _TASK_LIST = re.compile(r"<ul>\n<li>(?=\n?(?:<p>)?[☐☑] )")

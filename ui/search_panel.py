@@ -62,13 +62,18 @@ class SearchResults(QListWidget):
             when = (
                 time.strftime("%d %b %Y", time.localtime(hit.created_at)) if hit.created_at else ""
             )
-            label = QLabel(f"<b>{html.escape(hit.title)}</b> <small>{when}</small><br>{snippet}")
+            # Found in an attached document: which one, and where in it.
+            source = f"<br><small>In {html.escape(hit.source)}:</small>" if hit.source else ""
+            label = QLabel(
+                f"<b>{html.escape(hit.title)}</b> <small>{when}</small>{source}<br>{snippet}"
+            )
             label.setWordWrap(True)
             label.setTextFormat(Qt.TextFormat.RichText)
             label.setContentsMargins(4, 3, 4, 3)
             item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, index)
-            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{hit.title}: {hit.snippet}")
+            where = f" (in {hit.source})" if hit.source else ""
+            item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{hit.title}{where}: {hit.snippet}")
             item.setSizeHint(label.sizeHint())
             self.addItem(item)
             self.setItemWidget(item, label)

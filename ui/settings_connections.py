@@ -21,11 +21,13 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
+
+from ui.questions import ask_before
+from ui.theme import mute
 
 __all__ = ["ConnectionRow", "ConnectionsPanel"]
 
@@ -67,7 +69,7 @@ class ConnectionsPanel(QWidget):
         self.list.currentItemChanged.connect(self._on_current_changed)
         self.empty = QLabel("No connections yet. Fill in the form below and press Save.")
         self.empty.setObjectName("connections_empty")
-        self.empty.setEnabled(False)
+        mute(self.empty)
         self.name_edit = QLineEdit()
         self.name_edit.setObjectName("connection_name")
         self.name_edit.setAccessibleName("Connection name")
@@ -84,7 +86,7 @@ class ConnectionsPanel(QWidget):
         self.key_status = QLabel("")
         self.key_status.setObjectName("connection_key_status")
         self.key_status.setWordWrap(True)
-        self.key_status.setEnabled(False)
+        mute(self.key_status)
         self.forget_key = QPushButton("Forget key")
         self.forget_key.setObjectName("connection_forget_key")
         self.forget_key.setAccessibleName("Forget the saved API key")
@@ -134,7 +136,7 @@ class ConnectionsPanel(QWidget):
         )
         hint.setObjectName("connections_hint")
         hint.setWordWrap(True)
-        hint.setEnabled(False)
+        mute(hint)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(intro)
@@ -203,19 +205,10 @@ class ConnectionsPanel(QWidget):
 
     def ask(self, title: str, text: str, detail: str, action: str) -> bool:
         """Ask before something the person should know about; Cancel is the default."""
-        box = QMessageBox(self)
-        box.setObjectName("connections_question")
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle(title)
-        box.setText(text)
-        box.setInformativeText(detail)
-        yes = box.addButton(action, QMessageBox.ButtonRole.AcceptRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        chosen = box.clickedButton() is yes
-        box.deleteLater()
-        return chosen
+        return ask_before(
+            self, name="connections_question", title=title, text=text, detail=detail,
+            action=action,
+        )  # fmt: skip
 
     # --- the form -------------------------------------------------------------------
     @Slot()

@@ -40,6 +40,8 @@ from engine.models.choice import AUTO
 from engine.settings import SCHEMA, Value
 from engine.units import format_bytes
 from ui.settings_editors import SettingEditor
+from ui.settings_serve import ServeSection
+from ui.theme import mute
 
 PAGES = (
     ("model", "Model"),
@@ -47,6 +49,7 @@ PAGES = (
     ("performance", "Performance"),
     ("storage", "Privacy & storage"),
     ("appearance", "Appearance"),
+    ("serve", "Other programs"),
 )
 
 
@@ -229,9 +232,12 @@ class SettingsDialog(QDialog):
         outer.addLayout(form)
         if page_id == "storage":
             outer.addWidget(self._build_storage_section())
+        if page_id == "serve":  # the local API's state and key (app/serve_window.py)
+            self.serve_section = ServeSection()
+            outer.addWidget(self.serve_section)
         if page_id == "performance":
             hint = QLabel("↻ takes effect when the model reloads.")
-            hint.setEnabled(False)
+            mute(hint)
             outer.addWidget(hint)
         outer.addStretch(1)
         return page
@@ -296,7 +302,7 @@ class SettingsDialog(QDialog):
         self.speed_note = QLabel("")
         self.speed_note.setObjectName("speed_note")
         self.speed_note.setWordWrap(True)
-        self.speed_note.setEnabled(False)  # greyed: a note on the figures, not a message
+        mute(self.speed_note)  # a note on the figures, not a message
         self.measure_button = QPushButton("Measure again")
         self.measure_button.setObjectName("measure_speed_button")
         self.measure_button.setAccessibleName("Measure this computer's memory speed again")

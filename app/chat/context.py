@@ -52,6 +52,10 @@ class ContextController(QObject):
         self._base: ContextUsage | None = None  # the streaming reply's prompt
         self._warm: tuple[int, str] | None = None  # (request id, model name)
         self._question: QMessageBox | None = None
+        # The documents attached to the next message, not sent yet (app/chat/documents.py):
+        # counted in the meter before Send, as their chips show their cost.
+        self.pending_tokens: Callable[[], int] = lambda: 0
+        self._measured: tuple[int | None, ContextUsage] | None = None  # (chat, its usage)
         engine.usage_measured.connect(self._on_usage_measured)
         engine.prompt_measured.connect(self._on_prompt_measured)
         engine.tokens_streamed.connect(self._on_tokens_streamed)
@@ -105,8 +109,29 @@ class ContextController(QObject):
     def _on_usage_measured(self, conv_id: int, usage: ContextUsage) -> None:
         if conv_id != self.conversations.current_id:
             return
+        self._measured = (conv_id, usage)
+        self.show_pending()
+
+    @Slot()
+    def show_pending(self) -> None:
+        """The meter: the open chat as last measured, plus the documents attached to
+        the next message (a new chat: those alone)."""
+        if self._streaming is not None:
+            return  # the reply's own figures; measured again when it ends
+        info, conv_id = self.engine.model_info, self.conversations.current_id
+        measured = self._measured if self._measured and self._measured[0] == conv_id else None
+        attached = self.pending_tokens()
+        if measured is not None:
+            usage = measured[1]
+            used, n_ctx, reserve, warn = usage.prompt_tokens, usage.n_ctx, usage.reserve, usage.warn
+        elif info is not None and attached:
+            used, n_ctx, reserve, warn = 0, info.n_ctx, 0, None
+        else:
+            return
+        if attached and warn is not None:
+            warn = warn or used + attached + reserve > n_ctx  # no room left for the reply
         self.window.chat_toolbar.set_context(
-            usage.prompt_tokens, usage.n_ctx, warn=usage.warn, reserve=usage.reserve
+            used + attached, n_ctx, warn=warn, reserve=reserve, attached=attached
         )
 
     @Slot(object)

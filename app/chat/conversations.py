@@ -22,6 +22,7 @@ from PySide6.QtGui import QGuiApplication
 
 from app.engine_client import EngineClient
 from app.notifier import Notifier
+from engine.history.doc_prompt import VectorRanking
 from engine.history.store import ChatStore
 from engine.history.turns import (
     ChatSettings,
@@ -29,6 +30,7 @@ from engine.history.turns import (
     ThinkingMode,
     chat_settings,
     prompt_of,
+    prompt_with_documents,
     save_chat_settings,
     thinking_for,
     title_from,
@@ -82,6 +84,8 @@ class ConversationController(QObject):
         self._pending = ChatSettings()  # settings chosen for a chat not yet created
         # What of a still-streaming reply to show (set by ReplyController).
         self.live_reply: Callable[[int], LiveReply | None] = lambda _conv_id: None
+        # Chunk ids by meaning (an embedding model; app/chat/documents.py): None, words only.
+        self.vector_ranking: Callable[[], VectorRanking | None] = lambda: None
         # A message as the person should see it: a reply not yet saved (the disk was
         # full) shows what was written, not what the store still has.
         self.shown_as: Callable[[StoredMessage], StoredMessage] = lambda m: m
@@ -213,7 +217,18 @@ class ConversationController(QObject):
         """What the model reads for a reply after ``messages`` (a stretch of chat
         ``conv_id``'s active path from its start). Raises ``KnownError``."""
         settings = self.settings(conv_id)
-        prompt = prompt_of(messages, settings, self.store.with_data)
+        info = self.engine.model_info
+        if info is not None:  # documents read whole or by passages, by the model's window
+            prompt = prompt_with_documents(
+                self.store,
+                messages,
+                settings,
+                n_ctx=info.n_ctx,
+                data=self.store.with_data,
+                vector_ranking=self.vector_ranking(),
+            )
+        else:
+            prompt = prompt_of(messages, settings, self.store.with_data)
         turn = Turn(
             messages=prompt.messages,
             thinking=self.thinking(settings),

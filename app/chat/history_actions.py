@@ -125,7 +125,7 @@ class HistoryActions(QObject):
             return
         db_path, source = self.store.path, Path(path)
 
-        def import_(_report: Report, _cancel: threading.Event) -> list[int]:
+        def import_(_report: Report, cancel: threading.Event) -> list[int]:
             # Read, check and write on a connection of its own (SQLite has one writer
             # at a time: the GUI's writes wait for this transaction, a moment).
             from engine.history.export import import_json
@@ -134,8 +134,12 @@ class HistoryActions(QObject):
                 data = source.read_bytes()
             except OSError as exc:
                 raise KnownError(f"Hearth could not read {path} ({exc.strerror}).") from exc
+            from app.doc_ingest import index_stored
+
             with ChatStore.second(db_path) as writer:
-                return import_json(writer, data)
+                ids = import_json(writer, data)
+                index_stored(writer, cancel)  # their documents, so long ones go by passages
+                return ids
 
         def done(ids: list[int]) -> None:
             self._import = None

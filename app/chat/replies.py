@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController, LiveReply
+from app.chat.documents import DocumentController
 from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
@@ -32,7 +34,16 @@ from engine.history.recorder import ReplyRecorder
 from engine.history.store import ChatStore
 from engine.history.turns import CONTINUABLE, PromptMessages, status_for
 from engine.history.types import MessageStatus, StoredMessage
-from engine.types import ContextUsage, FinishReason, Message, ModelInfo, ReplyDone, Turn
+from engine.types import (
+    AttachmentPart,
+    ContextUsage,
+    FinishReason,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ReplyDone,
+    Turn,
+)
 from ui.context_dialog import ContextChoice
 from ui.main_window import MainWindow
 from ui.message_html import MessageAction
@@ -45,6 +56,20 @@ RETRY_SAVE_MS = 3000  # a reply that could not be saved is tried again this ofte
 SAVE_TRY_S = 1.0  # while saving fails, a streaming reply is tried at most this often
 KEPT_NOTE = "What was written stays on screen and is saved as soon as saving works again."
 UNSENT_NOTE = "Your message is still in the box below: send it again once that is fixed."
+
+
+class Attachments(Protocol):
+    """What waits to be sent with the next message (app.chat.attachments)."""
+
+    def pending(self) -> tuple[AttachmentPart, ...]: ...
+    def refusal(self) -> str: ...  # why they cannot be sent now; "" if they can
+    def sent(self) -> None: ...
+    def edit(self, msg: StoredMessage) -> None: ...
+
+
+def _named(parts: tuple[AttachmentPart, ...]) -> str:
+    """A title for a chat that starts with images alone."""
+    return parts[0].name if parts and parts[0].name else ""
 
 
 class ReplyKind(StrEnum):
@@ -94,7 +119,11 @@ class ReplyController(QObject):
         self._state = ResponseState.LOADING
         self._active: _Active | None = None
         self._editing: StoredMessage | None = None  # a question being edited in the composer
+        # The documents attached to the next message (set by the wiring, app/gui.py).
+        self.documents: DocumentController | None = None
         self._unsaved: list[tuple[ReplyRecorder, MessageStatus]] = []  # finished, not saved
+        # The images waiting to go with the next message (app.chat.attachments; issue 13).
+        self.attachments: Attachments | None = None
         self._retry = QTimer(self)
         self._retry.timeout.connect(self.retry_saves)
         conversations.live_reply = self._live_reply
@@ -123,6 +152,11 @@ class ReplyController(QObject):
         return self._state
 
     @property
+    def active(self) -> _Active | None:
+        """The reply being written, if any (its tool calls join it: chat/tool_replies.py)."""
+        return self._active
+
+    @property
     def busy(self) -> bool:
         """A reply is being written (or stopped)."""
         return self._state in (ResponseState.GENERATING, ResponseState.STOPPING)
@@ -148,19 +182,35 @@ class ReplyController(QObject):
         The composer is cleared only once the question is stored."""
         if self._state != ResponseState.IDLE or self._active is not None:
             return
+        waiting = self.documents.waiting_sentence() if self.documents else ""
+        if waiting:  # never send without a document the person attached
+            self.notifier.info(waiting)
+            return
+        parts = self.documents.parts() if self.documents else ()
         self.notifier.clear_error()
+        attached = self.attachments.pending() if self.attachments is not None else ()
+        refusal = self.attachments.refusal() if self.attachments is not None else ""
+        if refusal:  # (the text and the images stay where they are)
+            self.notifier.error(refusal)
+            return
         editing, self._editing = self._editing, None
         conv_id = self.conversations.current_id
         question: StoredMessage | None = None
         try:
             if editing is not None and editing.conversation_id == conv_id:
                 # An edited question is a new version of that turn; the old one keeps its branch.
-                question = self.store.add_variant(editing.id, text)
+                # Its documents stay; its images are those back in the tray (removable).
+                kept = [a for a in editing.attachments if not isinstance(a, ImagePart)]
+                question = self.store.add_variant(
+                    editing.id, text, attachments=(*kept, *attached, *parts)
+                )
                 self.notifier.clear_info()
             else:
                 if conv_id is None:
-                    conv_id = self.conversations.create_for(text)
-                question = self.store.add_message(conv_id, "user", text)
+                    conv_id = self.conversations.create_for(text or _named(attached))
+                question = self.store.add_message(
+                    conv_id, "user", text, attachments=(*attached, *parts)
+                )
             reply = self.store.add_message(
                 conv_id, "assistant", "", MessageStatus.STREAMING, model=self._model()
             )
@@ -173,6 +223,10 @@ class ReplyController(QObject):
             self.notifier.known(exc, UNSENT_NOTE)
             return
         self.window.composer.clear()
+        if self.attachments is not None:
+            self.attachments.sent()
+        if self.documents is not None:
+            self.documents.sent(conv_id)
         self._start(reply, ReplyKind.SEND, question=question)
 
     def _undo_question(self, question: StoredMessage) -> None:
@@ -203,6 +257,8 @@ class ReplyController(QObject):
                 recorder = ReplyRecorder.resume(self.store, reply.id, interval=SAVE_INTERVAL_S)
             else:
                 recorder = ReplyRecorder(self.store, reply.id, interval=SAVE_INTERVAL_S)
+                # the passages it is given, by the numbers it cites them with
+                self.store.set_citations(reply.id, prompt.citations)
         except KnownError as exc:
             self.notifier.known(exc)
             self.conversations.show_current(keep_scroll=True)
@@ -486,6 +542,8 @@ class ReplyController(QObject):
         """Put a question back in the composer; sending it makes a new version."""
         self._editing = msg
         self.window.composer.setPlainText(msg.content)
+        if self.attachments is not None:
+            self.attachments.edit(msg)
         self.window.composer.setFocus()
         self.notifier.info("Editing your message: Enter sends it as a new version, Esc cancels.", 0)
 

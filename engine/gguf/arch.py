@@ -34,6 +34,8 @@ class ModelArch:
     weights_bytes: int
     n_tensors: int = 0  # 0: not known (catalog); about 12 per layer is assumed
     repacked_bytes: int = 0  # weights the CPU backend repacks (0: not known before download)
+    # Its vision projector, loaded with it (issue 13): the file and the encoder's buffers.
+    vision_bytes: int = 0
 
     def graph_nodes(self, n_ubatch: int) -> int:
         """llama.cpp's node budget for this model's compute graph."""

@@ -17,8 +17,10 @@ any, ``attachments``: a list of ``{"kind": "image"|"document", "sha256", "name",
 "mime", "size", "width", "height", "text"}`` in their order (the model reads them
 before the text). Their bytes are in the conversation's ``files``, once per distinct
 file (base64; present only when some message has an attachment), checked against
-the hash on import. Version 1 (before attachments) has neither and is read the same
-way. Times are seconds since
+the hash on import. A reply that was given passages of its documents has
+``citations``: ``[{"number", "sha256", "chunk"}]`` (the document and the chunk's place
+in it; the importing Hearth indexes the document again, the same way). Version 1
+(before attachments) has none of these and is read the same way. Times are seconds since
 the Unix epoch. Every version of every turn is kept. Database ids are not
 written, so export -> import -> export gives the same bytes; only
 ``exported_at`` differs (pass the same value to compare). Conversations are
@@ -40,6 +42,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -50,10 +53,20 @@ from typing import Any, cast, get_args
 from engine.errors import KnownError
 from engine.history.attachments import kind_of, sha256_of
 from engine.history.messages import ImportItem
+from engine.history.parts import parts_from_list, parts_to_list
 from engine.history.store import ChatStore
 from engine.history.turns import CONTEXT_FROM
 from engine.history.types import Conversation, MessageStatus, StoredMessage
-from engine.types import AttachmentPart, DocumentPart, ImagePart, Role
+from engine.types import (
+    AttachmentPart,
+    DocumentPart,
+    ImagePart,
+    Part,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 FORMAT = "hearth-chats"
 VERSION = 2
@@ -116,7 +129,11 @@ def _attachment_json(part: AttachmentPart) -> dict[str, Any]:
     }
 
 
-def _message_json(m: StoredMessage, keys: Mapping[int, int]) -> dict[str, Any]:
+def _message_json(
+    m: StoredMessage,
+    keys: Mapping[int, int],
+    citations: Sequence[tuple[int, str, int]] = (),
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "key": keys[m.id],
         "parent": None if m.parent_id is None else keys[m.parent_id],
@@ -131,6 +148,10 @@ def _message_json(m: StoredMessage, keys: Mapping[int, int]) -> dict[str, Any]:
     }
     if m.attachments:
         out["attachments"] = [_attachment_json(a) for a in m.attachments]
+    if citations:  # the passages of its documents a reply was given (issue 14)
+        out["citations"] = [{"number": n, "sha256": sha, "chunk": i} for n, sha, i in citations]
+    if m.parts:  # a reply that called tools (issue 16)
+        out["parts"] = parts_to_list(m.parts)
     return out
 
 
@@ -147,6 +168,7 @@ def _files_json(store: ChatStore, messages: Sequence[StoredMessage]) -> dict[str
 def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
     messages = store.all_messages(conv.id)
     keys = {m.id: n for n, m in enumerate(messages, start=1)}
+    refs = store.citation_refs([m.id for m in messages if m.role == "assistant"])
     out: dict[str, Any] = {
         "title": conv.title,
         "title_is_auto": conv.title_is_auto,
@@ -154,7 +176,7 @@ def _conversation_json(store: ChatStore, conv: Conversation) -> dict[str, Any]:
         "created_at": conv.created_at,
         "updated_at": conv.updated_at,
         "settings": _renumbered(store.conversation_settings(conv.id), keys),
-        "messages": [_message_json(m, keys) for m in messages],
+        "messages": [_message_json(m, keys, refs.get(m.id, ())) for m in messages],
     }
     if files := _files_json(store, messages):
         out["files"] = files
@@ -192,13 +214,41 @@ def _quote(text: str) -> str:
     return "\n".join(("> " + line).rstrip() for line in text.split("\n"))
 
 
+def _fence(text: str, lang: str = "") -> str:
+    """``text`` in a code fence longer than any backtick run inside it: tool output
+    stays inert text in any Markdown viewer (no links, images or HTML)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def _parts_markdown(parts: Sequence[Part]) -> list[str]:
+    out: list[str] = []
+    for p in parts:
+        if isinstance(p, TextPart):
+            if p.text.strip():
+                out.append(p.text.strip())
+        elif isinstance(p, ToolCallPart):
+            where = f" ({p.server})" if p.server else ""
+            args = json.dumps(p.plain_arguments(), ensure_ascii=False, indent=2)
+            out.append(_quote(f"**Tool call: {p.name}**{where}\n\n{_fence(args, 'json')}"))
+        elif isinstance(p, ToolResultPart):
+            state = "result" if p.ok else "not run / failed"
+            out.append(
+                _quote(f"**Tool {state}: {p.name}** ({p.duration_ms} ms)\n\n{_fence(p.content)}")
+            )
+    return out
+
+
 def _message_markdown(m: StoredMessage, include_thinking: bool) -> str:
     parts = [f"### {_ROLE_NAMES[m.role]}"]
     if include_thinking and m.thinking:
         seconds = f" ({m.thinking_ms / 1000:.0f} s)" if m.thinking_ms else ""
         parts.append(_quote(f"**Thinking**{seconds}\n\n{m.thinking.strip()}"))
     parts.extend(_attachment_note(a) for a in m.attachments)
-    if m.content:
+    if m.parts:
+        parts.extend(_parts_markdown(m.parts))
+    elif m.content:
         parts.append(m.content.strip())
     if m.status in _STATUS_NOTES:
         parts.append(f"*({_STATUS_NOTES[m.status]})*")
@@ -287,7 +337,29 @@ def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-def _parse_conversation(raw: object, n: int) -> ImportItem:
+Citations = dict[int, list[tuple[int, str, int]]]  # message key -> (number, sha256, chunk)
+
+
+def _parse_citations(raw: object, at: str) -> list[tuple[int, str, int]]:
+    if not isinstance(raw, list):
+        raise _bad(f"{at}: 'citations' is not a list")
+    out = []
+    for c in raw:
+        if not isinstance(c, dict):
+            raise _bad(f"{at}: a citation is not an object")
+        number, sha, chunk = c.get("number"), c.get("sha256"), c.get("chunk")
+        if not (
+            isinstance(number, int)
+            and isinstance(chunk, int)
+            and isinstance(sha, str)
+            and len(sha) == 64
+        ):
+            raise _bad(f"{at}: a citation needs a number, a sha256 and a chunk")
+        out.append((number, sha, chunk))
+    return out
+
+
+def _parse_conversation(raw: object, n: int, citations: Citations | None = None) -> ImportItem:
     where = f"conversation {n}"
     if not isinstance(raw, dict):
         raise _bad(f"{where} is not an object")
@@ -325,8 +397,11 @@ def _parse_conversation(raw: object, n: int) -> ImportItem:
                 # Optional: files exported before Hearth kept it have none.
                 model=_field(m, "model", str, at) if "model" in m else "",
                 attachments=_parse_attachments(m.get("attachments", []), files, at),
+                parts=parts_from_list(m.get("parts")),
             )
         )  # fmt: skip
+        if "citations" in m and citations is not None:
+            citations[key] = _parse_citations(m["citations"], at)
     return conv, messages, settings
 
 
@@ -372,7 +447,7 @@ def _parse_attachments(
     return tuple(out)
 
 
-def parse_json(text: str | bytes) -> list[ImportItem]:
+def parse_json(text: str | bytes, citations: list[Citations] | None = None) -> list[ImportItem]:
     """Check a JSON export and turn it into what ``ChatStore.import_conversations`` takes.
 
     Like each message's ``id`` and ``parent_id``, a setting that names a message
@@ -394,7 +469,13 @@ def parse_json(text: str | bytes) -> list[ImportItem]:
     conversations = doc.get("conversations")
     if not isinstance(conversations, list):
         raise _bad("it has no list of conversations")
-    return [_parse_conversation(c, n) for n, c in enumerate(conversations, start=1)]
+    items = []
+    for n, c in enumerate(conversations, start=1):
+        found: Citations = {}
+        items.append(_parse_conversation(c, n, found))
+        if citations is not None:  # each reply's cited passages, by message key
+            citations.append(found)
+    return items
 
 
 def import_json(store: ChatStore, text: str | bytes) -> list[int]:
@@ -403,14 +484,20 @@ def import_json(store: ChatStore, text: str | bytes) -> list[int]:
     Settings that name a message are stored without it first, then with the
     message's new id: should that second write fail, the copy's model reads the
     whole chat again, which is never a message of another chat."""
-    items = parse_json(text)
+    cited: list[Citations] = []
+    items = parse_json(text, cited)
     keyed = [{k: s[k] for k in MESSAGE_ID_SETTINGS if k in s} for _, _, s in items]
     plain = [
         (conv, messages, {k: v for k, v in s.items() if k not in MESSAGE_ID_SETTINGS})
         for conv, messages, s in items
     ]
     new_ids = store.import_conversations(plain)
-    for conv_id, (_, messages, settings), refs in zip(new_ids, plain, keyed, strict=True):
+    for conv_id, (_, messages, settings), refs, cites in zip(
+        new_ids, plain, keyed, cited, strict=True
+    ):
+        if cites:  # by the document and the chunk's place: indexed again, they match
+            ids = {m.id: s.id for m, s in zip(messages, store.all_messages(conv_id), strict=True)}
+            store.add_citation_refs({ids[key]: rows for key, rows in cites.items()})
         if not refs:
             continue
         # The store inserts an item's messages in order, so ids ascend with them.

@@ -15,16 +15,17 @@ from typing import cast, get_args
 
 from engine.history import attachments as _attachments
 from engine.history.db import StoreDatabase
+from engine.history.parts import parts_from_json, parts_to_json
 from engine.history.tree import Row, activate, active_path, children_of, subtree
 from engine.history.types import Conversation, MessageStatus, StoredMessage
-from engine.types import AttachmentPart, Role
+from engine.types import AttachmentPart, Part, Role
 
 DEFAULT_TITLE = "New chat"
 _ROLES: frozenset[str] = frozenset(get_args(Role))
 # id, parent_id, chosen first: the tree helpers read those three by position.
 _MSG_COLS = (
     "id, parent_id, chosen, conversation_id, role, content, status, created_at,"
-    " thinking, thinking_ms, model"
+    " thinking, thinking_ms, model, parts"
 )
 ImportItem = tuple[Conversation, Sequence[StoredMessage], Mapping[str, object]]
 
@@ -40,7 +41,7 @@ def _message(
     active: Row | None,
     attached: Mapping[int, tuple[AttachmentPart, ...]],
 ) -> StoredMessage:
-    mid, parent, _, cid, role, content, status, created, thinking, thinking_ms, model = row
+    mid, parent, _, cid, role, content, status, created, thinking, thinking_ms, model, parts = row
     return StoredMessage(
         mid,
         cid,
@@ -56,6 +57,7 @@ def _message(
         row is active,
         model,
         attached.get(mid, ()),
+        parts_from_json(parts),
     )
 
 
@@ -86,13 +88,15 @@ class MessageStore(StoreDatabase):
         thinking: str,
         thinking_ms: int,
         model: str = "",
+        parts: str = "",
     ) -> int:
         cur = self._db.execute(
             "INSERT INTO messages (conversation_id, parent_id, chosen, role, content, status,"
-            " created_at, thinking, thinking_ms, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, thinking, thinking_ms, model, parts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 conv_id, parent, chosen, role, content, status.value, created, thinking,
-                thinking_ms, model,
+                thinking_ms, model, parts,
             ),
         )  # fmt: skip
         return cast(int, cur.lastrowid)
@@ -214,8 +218,10 @@ class MessageStore(StoreDatabase):
         *,
         thinking: str | None = None,
         thinking_ms: int | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
-        """Replace a message's text (and status, thinking, thinking time if given), in place.
+        """Replace a message's text (and status, thinking, thinking time, parts if given),
+        in place.
 
         A missing message is ignored: its conversation may have been deleted
         while the reply was still streaming.
@@ -225,6 +231,7 @@ class MessageStore(StoreDatabase):
             ("status", None if status is None else MessageStatus(status).value),
             ("thinking", thinking),
             ("thinking_ms", thinking_ms),
+            ("parts", None if parts is None else parts_to_json(parts)),
         ):
             if value is not None:
                 sets.append(f"{column} = ?")
@@ -340,7 +347,7 @@ class MessageStore(StoreDatabase):
                     parent = None if m.parent_id is None else keys[m.parent_id]
                     keys[m.id] = self._insert(
                         conv_id, parent, int(m.active), m.role, m.content, status,
-                        m.created_at, m.thinking, m.thinking_ms, m.model,
+                        m.created_at, m.thinking, m.thinking_ms, m.model, parts_to_json(m.parts),
                     )  # fmt: skip
                     _attachments.insert(self._db, keys[m.id], m.attachments)
                 new_ids.append(conv_id)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.history.types import MessageStatus
+from engine.types import Part, TextPart, ToolCallPart, ToolResultPart
 
 if TYPE_CHECKING:
     from engine.history.messages import MessageStore
@@ -66,6 +67,8 @@ class ReplyRecorder:
         self._thinking_since: float | None = None  # thinking right now, since then
         self._last_flush = clock()
         self._finished = False
+        self._parts: list[Part] = []
+        self._parts_text_at = 0  # how much of the answer the parts hold already
 
     @classmethod
     def resume(cls, store: MessageStore, message_id: int, **kwargs: Any) -> ReplyRecorder:
@@ -114,6 +117,25 @@ class ReplyRecorder:
         self._answer.add(text)
         self._maybe_flush()
 
+    def append_part(self, part: ToolCallPart | ToolResultPart) -> None:
+        """Add a tool call or result after the answer so far (saved with the next write)."""
+        self._check_open()
+        text = self._answer.value
+        if text[self._parts_text_at :]:
+            self._parts.append(TextPart(text[self._parts_text_at :]))
+        self._parts_text_at = len(text)
+        self._parts.append(part)
+        self._answer.unsaved = True
+        self._maybe_flush()
+
+    def parts(self) -> tuple[Part, ...]:
+        """The reply's parts when it called tools (its text, calls and results in
+        order); () otherwise."""
+        if not self._parts:
+            return ()
+        rest = self._answer.value[self._parts_text_at :]
+        return (*self._parts, TextPart(rest)) if rest else tuple(self._parts)
+
     def append_thinking(self, text: str) -> None:
         """Add a piece of the model's thinking (saved with the answer, in the same UPDATE)."""
         self._check_open()
@@ -133,9 +155,10 @@ class ReplyRecorder:
                 self.text,
                 thinking=self.thinking,
                 thinking_ms=self.thinking_ms,
+                **self._parts_if_any(),
             )
         elif self._answer.unsaved:
-            self._store.update_message(self._message_id, self.text)
+            self._store.update_message(self._message_id, self.text, **self._parts_if_any())
         else:
             return
         self._answer.unsaved = self._thinking.unsaved = False
@@ -158,11 +181,17 @@ class ReplyRecorder:
                 status,
                 thinking=self.thinking,
                 thinking_ms=self._thinking_ms,
+                **self._parts_if_any(),
             )
         else:
-            self._store.update_message(self._message_id, self.text, status)
+            self._store.update_message(self._message_id, self.text, status, **self._parts_if_any())
         self._answer.unsaved = self._thinking.unsaved = False
         self._finished = True
+
+    def _parts_if_any(self) -> dict[str, Any]:
+        # Nothing leaves the column as it is: a reply without tools never writes it.
+        parts = self.parts()
+        return {"parts": parts} if parts else {}
 
     def _check_open(self) -> None:
         if self._finished:

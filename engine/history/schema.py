@@ -206,7 +206,107 @@ _V5 = (
     END""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6 (issue 14, documents): the retrieval index of attached documents: their chunks and
+# a full-text index over them. Keyed by the file's ``sha256`` (the attachment's, whose
+# text and bytes the attachments store keeps), so a document attached again, in any
+# chat, is never indexed twice.
+# ``chunk_count`` is NULL until every chunk is stored: chunks are written in batches,
+# each its own transaction, so indexing that stopped half way (the app quit) goes on
+# from the last batch. Porter stemming: a question about "functions" finds "function".
+_V6 = (
+    """CREATE TABLE documents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sha256 TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        pages INTEGER,
+        lines INTEGER,
+        tokens INTEGER NOT NULL,
+        chunk_count INTEGER,
+        created_at REAL NOT NULL
+    )""",
+    """CREATE TABLE doc_chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        heading TEXT NOT NULL,
+        text TEXT NOT NULL,
+        page INTEGER,
+        page_end INTEGER,
+        line_start INTEGER,
+        line_end INTEGER,
+        tokens INTEGER NOT NULL,
+        UNIQUE (document_id, idx)
+    )""",
+    """CREATE VIRTUAL TABLE doc_chunks_fts USING fts5(
+        heading, text, content='doc_chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2'
+    )""",
+    """CREATE TRIGGER doc_chunks_fts_insert AFTER INSERT ON doc_chunks BEGIN
+        INSERT INTO doc_chunks_fts(rowid, heading, text) VALUES (new.id, new.heading, new.text);
+    END""",
+    """CREATE TRIGGER doc_chunks_fts_delete AFTER DELETE ON doc_chunks BEGIN
+        INSERT INTO doc_chunks_fts(doc_chunks_fts, rowid, heading, text)
+            VALUES ('delete', old.id, old.heading, old.text);
+    END""",
+    # An embedding model's vector of a chunk (float32, little-endian), per model: a
+    # different model's vectors are not comparable, and switching back keeps them.
+    """CREATE TABLE doc_vectors (
+        chunk_id INTEGER NOT NULL REFERENCES doc_chunks(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (chunk_id, model)
+    ) WITHOUT ROWID""",
+    # Which passages a reply was given, by the number it cites them with ([1]): by the
+    # document's sha256 and the chunk's place in it, not the chunk's row, so they survive
+    # an export and an import (which indexes the document again, the same way).
+    """CREATE TABLE doc_citations (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        chunk_idx INTEGER NOT NULL,
+        PRIMARY KEY (message_id, number)
+    ) WITHOUT ROWID""",
+    # Deleted with the attachment: when the last message holding the file goes, its
+    # blob is released (attachments_release), and with it the index of its text.
+    """CREATE TRIGGER documents_release AFTER DELETE ON blobs BEGIN
+        DELETE FROM documents WHERE sha256 = old.sha256;
+    END""",
+)
+
+# v7 (issue 16, tools): a reply's tool calls and their results, in order with its text,
+# as JSON (engine/history/parts.py); '' for a message of text only (all before v7).
+# Their text (a call's name and arguments, a result) is searchable in an index of its
+# own (engine/history/tool_search.py): messages_fts indexes `content` exactly, and its
+# integrity check at open compares the two. Kept by triggers in plain SQL (JSON1), so
+# any connection that changes `parts` keeps it right; a reply is indexed once finished.
+_TOOL_TEXT = """(SELECT group_concat(
+        CASE json_extract(value, '$.type')
+            WHEN 'tool_call' THEN json_extract(value, '$.name') || ' '
+                || json_extract(value, '$.arguments')
+            WHEN 'tool_result' THEN json_extract(value, '$.content')
+        END, char(10)) FROM json_each({row}.parts))"""
+_V7 = (
+    "ALTER TABLE messages ADD COLUMN parts TEXT NOT NULL DEFAULT ''",
+    """CREATE VIRTUAL TABLE tool_fts USING fts5(
+        text, tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+    )""",
+    f"""CREATE TRIGGER tool_fts_insert AFTER INSERT ON messages
+        WHEN new.parts != '' AND new.status != 'streaming' AND json_valid(new.parts) BEGIN
+        INSERT INTO tool_fts(rowid, text) VALUES (new.id, {_TOOL_TEXT.format(row="new")});
+    END""",
+    f"""CREATE TRIGGER tool_fts_update AFTER UPDATE OF parts, status ON messages
+        WHEN new.status != 'streaming' AND (old.parts != '' OR new.parts != '') BEGIN
+        DELETE FROM tool_fts WHERE rowid = old.id;
+        INSERT INTO tool_fts(rowid, text)
+            SELECT new.id, {_TOOL_TEXT.format(row="new")}
+            WHERE new.parts != '' AND json_valid(new.parts);
+    END""",
+    """CREATE TRIGGER tool_fts_delete AFTER DELETE ON messages WHEN old.parts != '' BEGIN
+        DELETE FROM tool_fts WHERE rowid = old.id;
+    END""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 # Work in Python that a step needs, run after its statements in its transaction.
 AFTER_STEP: dict[int, Callable[[Database], object]] = {2: queue_cjk}
 

@@ -18,7 +18,10 @@ from typing import Any, TypeVar, cast
 from engine.history import attachments as _attachments
 from engine.history import search as _search
 from engine.history.db import DELETED_KEEP_S, SCHEMA_VERSION, StoreCorruptError, damage_marker
+from engine.history.doc_index import DocumentStore
+from engine.history.doc_search import with_document_hits
 from engine.history.messages import DEFAULT_TITLE, MessageStore
+from engine.history.tool_search import with_tool_hits
 from engine.history.types import Conversation, MessageStatus, SearchHit, StoredMessage
 from engine.types import AttachmentPart
 
@@ -44,8 +47,8 @@ def _conversation(row: Any) -> Conversation:
     return Conversation(cid, title, created, updated, bool(pinned), bool(auto), deleted)
 
 
-class ChatStore(MessageStore):
-    """Conversations and messages in the SQLite file at ``path``."""
+class ChatStore(MessageStore, DocumentStore):
+    """Conversations, messages and attached documents in the SQLite file at ``path``."""
 
     # -- conversations -------------------------------------------------------------
 
@@ -228,7 +231,11 @@ class ChatStore(MessageStore):
         word of ``query``, the last word as a prefix; newest first, or by bm25 if
         ``ranked``. Any text is safe: it is never read as FTS5 syntax."""
         try:
-            return _search.search(self._db, query, limit, ranked=ranked)
+            hits = _search.search(self._db, query, limit, ranked=ranked)
+            # (words inside attached documents, issue 14: the chunks' own index)
+            hits = with_document_hits(self._db, query, hits, limit)
+            # (tool calls' and results' text, issue 16: an index of its own)
+            return with_tool_hits(self._db, query, hits, limit, ranked=ranked)
         except sqlite3.ProgrammingError:
             raise
         except sqlite3.DatabaseError as e:

@@ -16,8 +16,25 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from engine.history.doc_prompt import (
+    DocMode,
+    DocumentPrompt,
+    VectorRanking,
+    attached_documents,
+    documents_prompt,
+    render_whole,
+)
 from engine.history.types import CONTINUABLE, MessageStatus, StoredMessage
-from engine.types import AttachmentPart, FinishReason, Message, ModelInfo, TextPart, ThinkingMode
+from engine.types import (
+    AttachmentPart,
+    DocumentPart,
+    FinishReason,
+    Message,
+    ModelInfo,
+    Part,
+    TextPart,
+    ThinkingMode,
+)
 
 if TYPE_CHECKING:
     from engine.history.store import ChatStore
@@ -34,6 +51,7 @@ __all__ = [
     "context_from_after",
     "prompt_before",
     "prompt_of",
+    "prompt_with_documents",
     "save_chat_settings",
     "status_for",
     "thinking_for",
@@ -48,6 +66,7 @@ _SYSTEM_PROMPT = "system_prompt"
 _THINKING = "thinking"
 CONTEXT_FROM = "context_from"
 _MODEL = "model"  # {"source": ..., "choice": ..., "name": ...}
+_DOCUMENT_MODES = "document_modes"  # {sha256: "auto" | "whole" | "retrieve"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +111,9 @@ class ChatSettings:
     thinking: bool | None = None
     context_from: int | None = None
     model: ChatModel | None = None
+    # How the person chose to have each attached document read (by its file's sha256);
+    # one not named here is AUTO (doc_prompt.plan_modes).
+    document_modes: Mapping[str, DocMode] = field(default_factory=lambda: MappingProxyType({}))
     other: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
@@ -99,12 +121,20 @@ class ChatSettings:
         prompt = raw.get(_SYSTEM_PROMPT)
         thinking = raw.get(_THINKING)
         start = raw.get(CONTEXT_FROM)
-        known = (_SYSTEM_PROMPT, _THINKING, CONTEXT_FROM, _MODEL)
+        modes = raw.get(_DOCUMENT_MODES)
+        known = (_SYSTEM_PROMPT, _THINKING, CONTEXT_FROM, _MODEL, _DOCUMENT_MODES)
         return cls(
             system_prompt=prompt if isinstance(prompt, str) else None,
             thinking=thinking if isinstance(thinking, bool) else None,
             context_from=start if isinstance(start, int) and not isinstance(start, bool) else None,
             model=ChatModel.from_json(raw.get(_MODEL)),
+            document_modes=MappingProxyType(
+                {
+                    sha: DocMode(mode)
+                    for sha, mode in (modes.items() if isinstance(modes, dict) else ())
+                    if isinstance(sha, str) and mode in DocMode._value2member_map_
+                }
+            ),
             other=MappingProxyType({k: v for k, v in raw.items() if k not in known}),
         )
 
@@ -118,6 +148,9 @@ class ChatSettings:
             out[CONTEXT_FROM] = self.context_from
         if self.model is not None:
             out[_MODEL] = self.model.to_json()
+        modes = {sha: m.value for sha, m in self.document_modes.items() if m is not DocMode.AUTO}
+        if modes:
+            out[_DOCUMENT_MODES] = modes
         return out
 
     def with_(self, **changes: Any) -> ChatSettings:
@@ -139,6 +172,9 @@ class PromptMessages:
 
     messages: tuple[Message, ...]
     ids: tuple[int | None, ...]
+    # The chunk id of each passage the model was given, in citation order ([1] first):
+    # the reply keeps them (ChatStore.set_citations) so its [n] open the passage.
+    citations: tuple[int, ...] = ()
 
     @property
     def n_system(self) -> int:
@@ -152,6 +188,7 @@ def prompt_of(
     messages: Sequence[StoredMessage],
     settings: ChatSettings,
     data: Callable[[tuple[AttachmentPart, ...]], tuple[AttachmentPart, ...]] | None = None,
+    documents: DocumentPrompt | None = None,
 ) -> PromptMessages:
     """The messages the model reads of ``messages`` (a stretch of a chat's active path
     from its start): the chat's system prompt, then every message from the first one
@@ -165,33 +202,86 @@ def prompt_of(
 
     A message's attachments come before its text. ``data`` (``ChatStore.with_data``)
     reads their bytes, which the model needs; without it they are described only.
+    A document is read as text: whole, or as a note that its passages come with the
+    question, as ``documents`` (doc_prompt.documents_prompt) says; without it, whole.
+    Retrieved passages go before the last question's own text.
     """
     lead = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
     stored_system = [] if settings.system_prompt is not None else list(messages[:lead])
     start = next((i for i, m in enumerate(messages) if m.id == settings.context_from), 0)
     out: list[Message] = []
     ids: list[int | None] = []
-    for m in [*stored_system, *messages[max(start, lead) :]]:
-        if m.content or m.role == "user":
-            attached = data(m.attachments) if data and m.attachments else m.attachments
-            parts = (*attached, TextPart(m.content)) if attached else m.content
-            out.append(Message(m.role, parts, m.thinking))
-            ids.append(m.id)
+    read = [*stored_system, *messages[max(start, lead) :]]
+    kept = [m for m in read if m.content or m.parts or m.role == "user"]
+    last_question = max((i for i, m in enumerate(kept) if m.role == "user"), default=None)
+    passages = documents.passages if documents is not None else ""
+    for i, m in enumerate(kept):
+        # Documents' bytes are not read: the model reads their text.
+        images = tuple(a for a in m.attachments if not isinstance(a, DocumentPart))
+        loaded = iter(data(images) if data and images else images)
+        parts: list[Part] = []
+        for a in m.attachments:
+            if isinstance(a, DocumentPart):
+                parts.append(TextPart(_document_text(m.id, a, documents)))
+            else:
+                parts.append(next(loaded))
+        if i == last_question and passages:
+            # after everything that stays the same turn after turn (the prompt cache)
+            parts.append(TextPart(passages + "\n\n"))
+        if m.parts:  # a reply that called tools: its text, calls and results, in order
+            content: str | tuple[Part, ...] = (*parts, *m.parts)
+        else:
+            content = (*parts, TextPart(m.content)) if parts else m.content
+        out.append(Message(m.role, content, m.thinking))
+        ids.append(m.id)
     prompt = (settings.system_prompt or "").strip()
     if prompt:
         out.insert(0, Message("system", prompt))
         ids.insert(0, None)
-    return PromptMessages(tuple(out), tuple(ids))
+    citations = documents.citations if documents is not None else ()
+    return PromptMessages(tuple(out), tuple(ids), citations)
 
 
-def prompt_before(store: ChatStore, conv_id: int, reply_id: int | None = None) -> PromptMessages:
+def _document_text(msg_id: int, part: DocumentPart, documents: DocumentPrompt | None) -> str:
+    rendered = documents.rendered.get((msg_id, part.sha256)) if documents is not None else None
+    return (rendered if rendered is not None else render_whole(part.name, part.text)) + "\n\n"
+
+
+def prompt_with_documents(
+    store: ChatStore,
+    messages: Sequence[StoredMessage],
+    settings: ChatSettings,
+    *,
+    n_ctx: int,
+    data: Callable[[tuple[AttachmentPart, ...]], tuple[AttachmentPart, ...]] | None = None,
+    vector_ranking: VectorRanking | None = None,
+) -> PromptMessages:
+    """``prompt_of`` with the documents attached to these messages read whole when they
+    fit in ``n_ctx``, else by the passages that answer the conversation's last question
+    (doc_prompt), in the mode the person chose for each (``settings.document_modes``)."""
+    attached = attached_documents(store, messages, settings.document_modes)
+    if not attached:
+        return prompt_of(messages, settings, data)
+    documents = documents_prompt(
+        store, messages, attached, n_ctx=n_ctx, vector_ranking=vector_ranking
+    )
+    return prompt_of(messages, settings, data, documents)
+
+
+def prompt_before(
+    store: ChatStore, conv_id: int, reply_id: int | None = None, *, n_ctx: int | None = None
+) -> PromptMessages:
     """What the model reads to write reply ``reply_id`` (a message on the chat's active
     path): ``prompt_of`` everything before it, with the chat's settings. None: the
-    whole active path (to measure it, say)."""
+    whole active path (to measure it, say). ``n_ctx``: the model's context window, by
+    which attached documents are read whole or by passages (None: whole)."""
     messages = store.messages(conv_id)
     if reply_id is not None:
         messages = messages[: next(i for i, m in enumerate(messages) if m.id == reply_id)]
-    return prompt_of(messages, chat_settings(store, conv_id), store.with_data)
+    settings = chat_settings(store, conv_id)
+    if n_ctx is not None:
+        return prompt_with_documents(store, messages, settings, n_ctx=n_ctx, data=store.with_data)
+    return prompt_of(messages, settings, store.with_data)
 
 
 def context_from_after(prompt: PromptMessages, dropped: int) -> int:

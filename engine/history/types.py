@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.types import AttachmentPart, Role
+from engine.types import AttachmentPart, Part, Role, TextPart, ToolResultPart
 
 
 class MessageStatus(StrEnum):
@@ -33,6 +33,17 @@ CONTINUABLE = frozenset(
         MessageStatus.INTERRUPTED,
     }
 )
+
+
+class DocMode(StrEnum):
+    """How the person wants an attached document read (engine.history.doc_prompt).
+
+    # NOTE: stored on disk (ChatSettings.document_modes); keep values stable.
+    """
+
+    AUTO = "auto"  # whole when it fits, else passages
+    WHOLE = "whole"
+    RETRIEVE = "retrieve"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,16 @@ class StoredMessage:
     # (``data`` is b""; ChatStore.with_data reads them). The model reads them before
     # the text.
     attachments: tuple[AttachmentPart, ...] = ()
+    # A reply that called tools: its text, calls and results in order; () when the
+    # message is text only (``content``).
+    parts: tuple[Part, ...] = ()
+
+    def tool_results_parts(self) -> tuple[ToolResultPart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolResultPart))
+
+    def all_parts(self) -> tuple[Part, ...]:
+        """What the model reads of it: its parts, or its text as one part."""
+        return self.parts or (TextPart(self.content),)
 
 
 # Search snippets mark the matched words with these two control characters, which
@@ -86,6 +107,9 @@ class SearchHit:
     rank: float  # bm25 (lower is better) for a ranked search; 0.0 when newest first
     role: Role = "assistant"
     created_at: float = 0.0
+    # Found in a document the message carries (issue 14): its name and where the
+    # snippet's passage is ("manual.pdf, page 12"); "" for the message's own text.
+    source: str = ""
 
     def parts(self) -> list[tuple[str, bool]]:
         """The snippet as (text, is_match) pieces, for a UI to escape and highlight."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import NoReturn
+from typing import NoReturn, cast
 
 import jinja2
 import jinja2.ext
@@ -25,9 +25,15 @@ import jinja2.sandbox
 
 from engine.errors import GenerationError
 from engine.inference.thinking import THINK_OPEN, prompt_opens_thinking, thinking_support
-from engine.types import Message
+from engine.inference.tool_messages import (
+    template_messages,
+    template_supports_tools,
+    with_tools_in_system,
+)
+from engine.types import ImagePart, Message, TextPart, ToolSpec
 
 __all__ = [
+    "TOOLS_KEY",
     "ChatTemplate",
     "PromptBuilder",
     "RenderedPrompt",
@@ -145,20 +151,43 @@ def choose_template(
     return ChatTemplate(f"fallback:{name}", _FALLBACKS[name])
 
 
-def template_message(message: Message) -> dict[str, str]:
+# Where an image sits in a rendered prompt (engine.inference.vision fills it): the
+# object replacement character, removed from typed text so that only images make it.
+IMAGE_MARKER = "\ufffc"
+
+
+def with_images_as_text(message: Message, image_marker: str | None) -> Message:
+    """``message`` with its images as text the template can carry (issue 13), before
+    its words: ``image_marker`` each, which the vision projector fills; for a model
+    without one (``None``), "[Image: name]" (an earlier image, after a switch to a
+    model that cannot see). Typed text never carries the marker."""
+    images = message.images
+    if not images and not any(
+        isinstance(p, TextPart) and IMAGE_MARKER in p.text for p in message.parts
+    ):
+        return message
+    if image_marker is not None:
+        lead = image_marker * len(images)
+    else:
+        lead = "".join(f"[Image: {i.name or 'pasted image'}]\n" for i in images)
+    rest = [
+        TextPart(p.text.replace(IMAGE_MARKER, "")) if isinstance(p, TextPart) else p
+        for p in message.parts
+        if not isinstance(p, ImagePart)
+    ]
+    return Message(message.role, (TextPart(lead), *rest) if lead else rest, message.thinking)
+
+
+def template_message(message: Message) -> dict[str, object]:
     """One message as a chat template reads it: the one place where a message's
     parts become template content.
 
     Text parts are joined into ``content``. Parts a text-only template cannot
     show (images, documents) are to be turned into what the model reads here too:
-    a placeholder the vision projector fills, or a document's text.
+    a placeholder the vision projector fills, or a document's text. A reply that
+    called tools is several entries: see ``engine.inference.tool_messages``.
     """
-    out = {"role": message.role, "content": message.content}
-    if message.role == "assistant" and message.thinking:
-        # The name Hugging Face templates read; each template decides what of
-        # it to keep (Qwen3.5 drops it for turns before the last question).
-        out["reasoning_content"] = message.thinking
-    return out
+    return template_messages(message, native=True)[0]
 
 
 def render(
@@ -169,11 +198,21 @@ def render(
     eos_token: str = "",
     add_generation_prompt: bool = True,
     extra: Mapping[str, object] | None = None,
+    tools: Sequence[ToolSpec] = (),
+    image_marker: str | None = None,
 ) -> str:
     """Render ``conversation`` with ``template``; ``extra`` reaches the template as
-    variables (e.g. ``enable_thinking``) but cannot override the standard ones."""
-    messages = [template_message(m) for m in conversation]
+    variables (e.g. ``enable_thinking``) but cannot override the standard ones.
+    ``tools``: what the model may call, rendered by the template when it can, else
+    described in the system message. ``image_marker``: see ``with_images_as_text``."""
+    native = template_supports_tools(template.text)
+    conversation = [with_images_as_text(m, image_marker) for m in conversation]
+    messages = [d for m in conversation for d in template_messages(m, native=native)]
     variables: dict[str, object] = dict(extra or {})
+    if tools and native:
+        variables["tools"] = [t.for_template() for t in tools]
+    elif tools:
+        messages = with_tools_in_system(messages, tools)
     variables.update(
         messages=messages,
         bos_token=bos_token,
@@ -247,6 +286,7 @@ class PromptBuilder:
         tokenize: Callable[[str, bool], list[int]],
     ) -> None:
         self.template = template
+        self.image_marker: str | None = None  # set when a vision projector is loaded
         self._bos, self._eos, self._add_bos = bos_token, eos_token, add_bos
         self._tokenize = tokenize
         self.supports_thinking, self.thinking_default = thinking_support(
@@ -263,13 +303,18 @@ class PromptBuilder:
         return variables
 
     def render(self, conversation: Sequence[Message], variables: Mapping[str, object]) -> str:
+        """``variables`` may carry ``TOOLS_KEY``: the ``ToolSpec``s the model may call."""
+        extra = dict(variables)
+        tools = extra.pop(TOOLS_KEY, ())
         return render(
             self.template,
             conversation,
             bos_token=self._bos,
             eos_token=self._eos,
             add_generation_prompt=True,
-            extra=variables,
+            extra=extra,
+            tools=cast(Sequence[ToolSpec], tools),
+            image_marker=self.image_marker,
         )
 
     def render_continuation(
@@ -326,6 +371,9 @@ class PromptBuilder:
         ids = self._tokenize(text, False)
         return ids[0] if len(ids) == 1 else None
 
+
+# The key under which PromptBuilder's variables carry the tools (not a template variable).
+TOOLS_KEY = "\x00tools"
 
 # Stand-in answer text for locating where a template writes a reply's thinking.
 _SENTINEL = "\x07"

@@ -32,7 +32,7 @@ import logging
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "EvaluatedHistory",
+    "Media",
     "checkpoint_marks",
     "common_prefix",
 ]
@@ -104,6 +105,17 @@ def checkpoint_marks(
         if mark > 0:
             marks.append(mark)
     return marks
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """Positions of a prompt that the token loop does not decode itself: an image
+    (``engine.inference.vision``), whose stand-in ids fill them in ``tokens``.
+    ``decode(pos, stop)``: None if stopped before anything was decoded, else
+    llama_decode's result."""
+
+    n_pos: int
+    decode: Callable[[int, threading.Event], int | None]
 
 
 @dataclass(slots=True, eq=False)
@@ -359,6 +371,8 @@ class EvaluatedHistory:
         logits of the last prompt token, and only a decode produces them.
         """
         keep = common_prefix(self.tokens, prompt, min(self.n_past, len(prompt) - 1))
+        while 0 < keep < len(prompt) and prompt[keep] < 0 and prompt[keep - 1] < 0:
+            keep -= 1  # never half an image: its stand-in ids are negative
         if self.recurrent:
             if keep < self.n_past:
                 keep = self._rollback(prompt, keep)
@@ -406,14 +420,19 @@ class EvaluatedHistory:
         *,
         checkpoint_at: Sequence[int] = (),
         on_progress: Callable[[int, int], None] | None = None,
+        media: Mapping[int, Media] | None = None,
     ) -> bool:
         """Decode ``prompt[start:]`` in chunks of n_batch; False if stopped.
 
         With checkpoints, chunks also end at each position of ``checkpoint_at``
         and the state there is saved (unless a checkpoint of it already exists).
         ``on_progress(done, total)`` follows each chunk (tokens of ``prompt[start:]``).
+        ``media``: by start position, runs decoded by their own ``decode`` (images).
         """
-        marks = sorted({p for p in checkpoint_at if start <= p < len(prompt)})
+        media = {p: m for p, m in (media or {}).items() if p >= start}
+        inside = {p for at, m in media.items() for p in range(at + 1, at + m.n_pos)}
+        marks = sorted({p for p in checkpoint_at if start <= p < len(prompt)} - inside)
+        starts = sorted(media)
         if self.checkpoints is None:
             marks = []
         self.set_abort(stop)  # a chunk can take seconds on a big model
@@ -431,11 +450,21 @@ class EvaluatedHistory:
                     return True
                 if stop.is_set():
                     return False
-                end = min(i + self._n_batch, len(prompt), marks[0] if marks else len(prompt))
-                chunk = list(prompt[i:end])
-                if not self._decode(chunk, i, stop):
-                    return False
-                i = end
+                if i in media:
+                    starts.pop(0)
+                    if not self._decode_media(media[i], prompt, i, stop):
+                        return False
+                    i = self.n_past
+                else:
+                    end = min(
+                        i + self._n_batch,
+                        len(prompt),
+                        marks[0] if marks else len(prompt),
+                        starts[0] if starts else len(prompt),
+                    )
+                    if not self._decode(list(prompt[i:end]), i, stop):
+                        return False
+                    i = end
                 if on_progress is not None:
                     on_progress(i - start, len(prompt) - start)
         finally:
@@ -457,6 +486,19 @@ class EvaluatedHistory:
         prefix = self.tokens[:n]
         if not store.has(prefix):
             store.save(prefix)
+
+    def _decode_media(
+        self, media: Media, prompt: Sequence[int], pos: int, stop: threading.Event
+    ) -> bool:
+        n = media.n_pos
+        self.tokens[pos : pos + n] = array("i", prompt[pos : pos + n])
+        rc = media.decode(pos, stop)
+        if rc is None:  # stopped before the image reached the context: nothing changed
+            return False
+        if rc != 0:
+            return not self.decode_failed(rc, pos, n, stop)
+        self.n_past = pos + n
+        return True
 
     def _decode(self, chunk: list[int], pos: int, stop: threading.Event) -> bool:
         self.tokens[pos : pos + len(chunk)] = array("i", chunk)

@@ -408,6 +408,12 @@ def install_log_bridge() -> None:
         llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
+def log_callback() -> Any:
+    """The C log callback that feeds Python logging (libmtmd takes it too)."""
+    install_log_bridge()
+    return _log_callback
+
+
 def recent_problems() -> list[str]:
     """llama.cpp's latest warnings and errors on this thread, newest last."""
     return list(log_state.problems)

@@ -34,12 +34,16 @@ class LocalBackend:
         name: str | None = None,
         sampling_presets: Mapping[str, Mapping[str, float]] | None = None,
         extra: Mapping[str, str] | None = None,
+        projector: str | Path | None = None,
     ) -> None:
         """Load ``path`` (``KnownError`` with a sentence when it cannot be).
         ``name``: what people call the model (a GGUF's own name is often a build
         tag); ``sampling_presets``: see ``ChatSession``; ``extra``: added to
-        ``info.extra`` (how the load went: ``device_note``)."""
-        self._session = ChatSession(path, options, sampling_presets=sampling_presets)
+        ``info.extra`` (how the load went: ``device_note``); ``projector``: the
+        model's vision file, which lets it see images (``info.vision``)."""
+        self._session = ChatSession(
+            path, options, sampling_presets=sampling_presets, projector=projector
+        )
         info = self._session.info
         if name:
             info = replace(info, name=name)
@@ -61,7 +65,11 @@ class LocalBackend:
 
     def context_usage(self, turn: Turn, params: SamplingParams) -> ContextUsage:
         return self._session.context_usage(
-            turn.messages, params, thinking=turn.thinking, continue_reply=turn.continue_reply
+            turn.messages,
+            params,
+            thinking=turn.thinking,
+            continue_reply=turn.continue_reply,
+            tools=turn.tools,
         )
 
     def stream(
@@ -74,6 +82,7 @@ class LocalBackend:
             thinking=turn.thinking,
             continue_reply=turn.continue_reply,
             cache_key=turn.cache_key,
+            tools=turn.tools,
         )
 
     def warm(
@@ -89,6 +98,7 @@ class LocalBackend:
             stop=stop,
             cache_key=turn.cache_key,
             on_progress=on_progress,
+            tools=turn.tools,
         )
 
     def close(self) -> None:

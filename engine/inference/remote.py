@@ -59,8 +59,10 @@ from engine.inference.remote_errors import (
     status_error,
     transport_error,
 )
+from engine.inference.remote_tools import ToolCallDeltas
 from engine.inference.sse import SseTooLong, sse_events
 from engine.inference.thinking import ThinkingSplitter
+from engine.inference.tool_messages import openai_messages
 from engine.types import (
     ContextUsage,
     Event,
@@ -316,7 +318,7 @@ class RemoteBackend:
     def _body(self, turn: Turn, params: SamplingParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._model,
-            "messages": [{"role": m.role, "content": m.content} for m in turn.messages],
+            "messages": [d for m in turn.messages for d in openai_messages(m)],
             "stream": True,
             "stream_options": {"include_usage": True},
             # The server's cap is the whole reply; Hearth counts answer and thinking apart.
@@ -324,6 +326,8 @@ class RemoteBackend:
             "temperature": params.temperature,
             "top_p": params.top_p,
         }
+        if turn.tools:
+            body["tools"] = [t.for_template() for t in turn.tools]
         if params.presence_penalty:
             body["presence_penalty"] = params.presence_penalty
         if params.frequency_penalty:
@@ -462,6 +466,7 @@ class _Reply:
         self.usage_completion = 0
         self.usage_thinking = 0
         self.usage_cached = 0
+        self._tool_calls = ToolCallDeltas()
 
     @property
     def started(self) -> bool:
@@ -515,9 +520,11 @@ class _Reply:
         if content:
             self._mark(started, len(content))
             yield from self._content(content, started)
+        self._tool_calls.read(delta.get("tool_calls"))
         reason = choice.get("finish_reason")
         if reason:
             self.finish = FinishReason.LENGTH if reason == "length" else FinishReason.STOP
+            yield from self._tool_calls.events()
 
     def _mark(self, started: float, chars: int) -> None:
         if self.first_at is None:

@@ -17,15 +17,25 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 import llama_cpp
 
 from engine.errors import ContextFullError
-from engine.inference.chat_template import PromptBuilder, choose_template
-from engine.inference.checkpoints import EvaluatedHistory, checkpoint_marks, common_prefix
+from engine.inference.chat_template import (
+    IMAGE_MARKER,
+    TOOLS_KEY,
+    PromptBuilder,
+    choose_template,
+)
+from engine.inference.checkpoints import (
+    EvaluatedHistory,
+    Media,
+    checkpoint_marks,
+    common_prefix,
+)
 from engine.inference.context import reply_budget
 from engine.inference.detok import Detokenizer, piece_function
 from engine.inference.devices import device_text
@@ -42,6 +52,15 @@ from engine.inference.thinking import (
     ThinkingSplitter,
     prompt_opens_thinking,
 )
+from engine.inference.vision import (
+    PreparedImage,
+    Projector,
+    cells,
+    load_projector,
+    media_runs,
+    prompt_tokens,
+    refuse_images,
+)
 from engine.types import (
     ContextUsage,
     EngineOptions,
@@ -50,10 +69,12 @@ from engine.types import (
     GenerationStats,
     Message,
     ModelInfo,
+    PromptProgress,
     ReplyDone,
     SamplingParams,
     TextDelta,
     ThinkingDelta,
+    ToolSpec,
 )
 
 __all__ = ["ChatSession"]
@@ -74,14 +95,19 @@ class _Prompt:
     """One turn's prompt, as ``stream`` and ``context_usage`` need it."""
 
     tokens: list[int]
+    text: str
     in_thinking: bool  # the prompt ends inside an open thinking block
     resumed: bool  # it continues a cut-off reply that already has text
     before: tuple[Message, ...]  # the messages the checkpoint marks are about
     variables: Mapping[str, object]  # the template's variables (enable_thinking)
+    images: Mapping[int, PreparedImage]  # by the position where each image's run starts
+    cells: int  # context cells it takes (an image may have more embeddings than positions)
 
 
 class ChatSession:
     """A loaded model and its context window, ready to stream replies."""
+
+    info: ModelInfo
 
     def __init__(
         self,
@@ -89,10 +115,12 @@ class ChatSession:
         options: EngineOptions = _DEFAULT_OPTIONS,
         *,
         sampling_presets: Mapping[str, Mapping[str, float]] | None = None,
+        projector: str | Path | None = None,
     ) -> None:
         """``sampling_presets``: the sampler settings the model's makers publish (the
         catalog has them) by mode, "thinking" and "non_thinking" or "default"; they
-        win over what the file's metadata and architecture suggest."""
+        win over what the file's metadata and architecture suggest. ``projector``:
+        the model's vision file (``mmproj``), which lets it see images."""
         path = Path(model_path)
         install_log_bridge()  # (load_llama checks the file before llama.cpp sees it)
         self._options = options
@@ -100,8 +128,18 @@ class ChatSession:
         self._llm: Any = load_llama(path, options)
         self._active: Generator[Event, None, None] | None = None
         self._prepared: tuple[tuple[object, ...], _Prompt] | None = None
+        self._projector: Projector | None = None
+        # The last reply's prompt text plus what it generated, and their tokens.
+        self._last_reply: tuple[str, list[int]] | None = None
         try:
             self._setup(path)
+            if projector is not None:
+                self._projector = load_projector(
+                    Path(projector), self._llm, max_tokens=options.image_max_tokens,
+                    use_gpu=options.n_gpu_layers != 0,
+                )  # fmt: skip
+                self._prompts.image_marker = IMAGE_MARKER
+                self.info = replace(self.info, vision=True)
         except BaseException:
             self._llm.close()
             raise
@@ -208,6 +246,23 @@ class ChatSession:
         model wants one and the template did not already write it."""
         return self._prompts.tokenize(text)
 
+    @property
+    def projector(self) -> Projector | None:
+        """The vision projector (None: the model cannot see)."""
+        return self._projector
+
+    def _tokens(
+        self, text: str, conversation: Sequence[Message]
+    ) -> tuple[list[int], dict[int, PreparedImage]]:
+        """A rendered prompt's tokens, and its images by where their runs start."""
+        rest = lambda t: self._tokenize(t, add_bos=False)  # noqa: E731
+        return prompt_tokens(text, conversation, self._projector, self.tokenize, rest)
+
+    def _conversation_tokens(
+        self, conversation: Sequence[Message], variables: Mapping[str, object]
+    ) -> tuple[list[int], dict[int, PreparedImage]]:
+        return self._tokens(self._prompts.render(conversation, variables), conversation)
+
     def default_sampling(self, thinking: bool | None = None) -> SamplingParams:
         """This model's sampling defaults for a chat with thinking on or off
         (``None``: the model's default); see ``engine.inference.sampling``."""
@@ -229,25 +284,55 @@ class ChatSession:
         *,
         thinking: bool | None = None,
         continue_reply: bool = False,
+        tools: Sequence[ToolSpec] = (),
     ) -> ContextUsage:
         """How much of the context window the prompt plus the reply budget needs
         (``continue_reply``: the prompt that continues the last, partial reply)."""
-        prompt = self._prepare(conversation, thinking, continue_reply)
+        prompt = self._prepare(conversation, thinking, continue_reply, tools)
         thinks = prompt.in_thinking or (self.info.supports_thinking and self._thinking_on(thinking))
         budget = reply_budget(params, thinking=thinks, close_tokens=len(self._think_budget_close))
-        return ContextUsage(len(prompt.tokens), budget, self._n_ctx)
+        return ContextUsage(prompt.cells, budget, self._n_ctx)
+
+    def _variables(self, thinking: bool | None, tools: Sequence[ToolSpec]) -> dict[str, object]:
+        return self._prompts.variables(thinking, {TOOLS_KEY: tuple(tools)} if tools else None)
+
+    def _spliced(self, text: str) -> list[int] | None:
+        """The tokens of ``text`` when it extends the last reply (the next round of a
+        reply that called tools): the tokens the model generated, as it generated
+        them, then the new text's. Re-tokenizing the whole text can split the
+        generated part differently, and a hybrid model's state cannot go back to
+        where the two part: the round would re-read the reply from a checkpoint."""
+        last = self._last_reply
+        if last is None or not last[0] or not text.startswith(last[0]):
+            return None
+        return last[1] + self._tokenize(text[len(last[0]) :], add_bos=False)
+
+    def _remember_reply(self, prompt: _Prompt, n_prompt: int) -> None:
+        generated = [int(t) for t in self._history.tokens[n_prompt : self._history.n_past]]
+        try:
+            text = self._llm.detokenize(generated, special=True).decode("utf-8")
+        except UnicodeDecodeError:  # cut inside a character: no splice next time
+            self._last_reply = None
+            return
+        self._last_reply = (prompt.text + text, [*prompt.tokens, *generated])
 
     def _prepare(
-        self, conversation: Sequence[Message], thinking: bool | None, continue_reply: bool
+        self,
+        conversation: Sequence[Message],
+        thinking: bool | None,
+        continue_reply: bool,
+        tools: Sequence[ToolSpec] = (),
     ) -> _Prompt:
         """The prompt of this turn, rendered and tokenized once: the context check
         and the reply that follows it (the worker's order) share it."""
-        key = (tuple(conversation), thinking, continue_reply)
+        key = (tuple(conversation), thinking, continue_reply, tuple(tools))
         if self._prepared is not None and self._prepared[0] == key:
             return self._prepared[1]
         prompts = self._prompts
-        variables = prompts.variables(thinking)
+        variables = self._variables(thinking, tools)
         resumed = False
+        if self._projector is None and conversation and conversation[-1].images:
+            raise refuse_images(self.info.name)
         if continue_reply and conversation and conversation[-1].role == "assistant":
             text, in_thinking = prompts.render_continuation(conversation, variables)
             resumed = bool(conversation[-1].content or conversation[-1].thinking.strip())
@@ -255,12 +340,18 @@ class ChatSession:
         else:
             text = prompts.render(conversation, variables)
             in_thinking = prompt_opens_thinking(text)
+        tokens, images = self._tokens(text, conversation)
+        if not images:  # (a reply that called tools: its own tokens, as generated)
+            tokens = self._spliced(text) or tokens
         prompt = _Prompt(
-            tokens=self.tokenize(text),
+            tokens=tokens,
+            text=text,
             in_thinking=in_thinking,
             resumed=resumed,
             before=tuple(conversation),
             variables=variables,
+            images=images,
+            cells=cells(len(tokens), images),
         )
         self._prepared = (key, prompt)
         return prompt
@@ -276,6 +367,7 @@ class ChatSession:
         thinking: bool | None = None,
         continue_reply: bool = False,
         cache_key: object = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> Iterator[Event]:
         """Stream the model's reply to ``conversation``.
 
@@ -288,21 +380,25 @@ class ChatSession:
         reads only what is new. Renders and checks the prompt now (raising
         ``GenerationError`` or ``ContextFullError``), then returns an iterator of
         ``ThinkingDelta``/``TextDelta`` events followed by exactly one ``ReplyDone``.
+        ``tools``: what the model may call, rendered into the prompt; the calls come
+        out as text (``engine.tools.loop`` reads them).
         """
         t_start = time.perf_counter()
-        prompt = self._prepare(conversation, thinking, continue_reply)
+        prompt = self._prepare(conversation, thinking, continue_reply, tools)
         tokens = prompt.tokens
-        if len(tokens) >= self._n_ctx:
+        if prompt.cells >= self._n_ctx:
             raise ContextFullError(
                 f"This conversation is longer than the model's context window "
-                f"({self._n_ctx} tokens): the prompt alone is {len(tokens)} tokens. "
+                f"({self._n_ctx} tokens): the prompt alone is {prompt.cells} tokens. "
                 "Start a new chat, drop the oldest messages, or load the model with a "
                 "larger context.",
             )
         marks: list[int] = []
         if self.checkpoints is not None:  # where later prompts will part from this one
-            prompts, variables = self._prompts, prompt.variables
-            marks = checkpoint_marks(prompt.before, tokens, lambda c: prompts.tokens(c, variables))
+            variables = prompt.variables
+            marks = checkpoint_marks(
+                prompt.before, tokens, lambda c: self._conversation_tokens(c, variables)[0]
+            )
         if self._active is not None:
             # One reply at a time: a reply abandoned half-way must not wake up
             # later and decode into a context that has moved on.
@@ -314,7 +410,7 @@ class ChatSession:
             resumed=prompt.resumed,
         )
         self._active = self._generate(
-            tokens,
+            prompt,
             params,
             stop or threading.Event(),
             t_start,
@@ -322,6 +418,7 @@ class ChatSession:
             split,
             resumed=prompt.resumed,
             cache_key=cache_key,
+            images=prompt.images,
         )
         return self._active
 
@@ -333,6 +430,7 @@ class ChatSession:
         stop: threading.Event | None = None,
         cache_key: object = None,
         on_progress: Callable[[int, int], None] | None = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> tuple[int, int]:
         """Read ``conversation`` into the context ahead of its next turn (after a
         model switch, say), so that turn evaluates only the new message.
@@ -344,13 +442,13 @@ class ChatSession:
         evaluated) token counts; stops between batches when ``stop`` is set.
         ``on_progress(done, total)`` reports the tokens evaluated so far.
         """
-        prompts = self._prompts
-        variables = prompts.variables(thinking, None)
+        variables = self._variables(thinking, tools)
         base = list(conversation)
         if base and base[-1].role == "user":  # unanswered: its next turn replaces it
             base = base[:-1]
-        one = array("i", prompts.tokens([*base, Message("user", "\x07")], variables))
-        two = array("i", prompts.tokens([*base, Message("user", "\x08")], variables))
+        first, images = self._conversation_tokens([*base, Message("user", "\x07")], variables)
+        one = array("i", first)
+        two = array("i", self._conversation_tokens([*base, Message("user", "\x08")], variables)[0])
         n = common_prefix(one, two, min(len(one), len(two)))
         if n < 2 or n >= self._n_ctx:
             return 0, 0
@@ -361,13 +459,15 @@ class ChatSession:
         hist = self._history
         hist.select(cache_key, prefix)
         reused = hist.reuse(prefix)
-        if hist.evaluate(prefix, reused, stop or threading.Event(), on_progress=on_progress):
+        media = self._media({p: i for p, i in images.items() if p < n})
+        stop = stop or threading.Event()
+        if hist.evaluate(prefix, reused, stop, on_progress=on_progress, media=media):
             hist.checkpoint_here()
         return reused, max(0, hist.n_past - reused)
 
     def _generate(
         self,
-        tokens: list[int],
+        prompt_: _Prompt,
         params: SamplingParams,
         stop: threading.Event,
         t_start: float,
@@ -376,18 +476,30 @@ class ChatSession:
         *,
         resumed: bool = False,
         cache_key: object = None,
+        images: Mapping[int, PreparedImage] | None = None,
     ) -> Generator[Event, None, None]:
         hist = self._history
+        tokens = prompt_.tokens
+        self._last_reply = None
         prompt = array("i", tokens)
         hist.select(cache_key, prompt)
         reused = hist.reuse(prompt)
+        images = {p: i for p, i in (images or {}).items() if p >= reused}
+        projector = self._projector
+        if projector is not None:  # encoded before the prompt is read: progress, Stop
+            new = [i for i in images.values() if not projector.has_embeddings(i)]
+            for n, image in enumerate(new):
+                yield PromptProgress(n, len(new))
+                if projector.embeddings(image, stop) is None:
+                    break
         sampler = make_sampler(params, n_vocab=self._n_vocab, seed=self._options.seed)
         # A continued reply goes on mid-text: its first space is a real one.
         detok = Detokenizer(self._piece, strip_leading_space=self._strip_space and not resumed)
         n_gen = n_think = n_answer = 0
         t_first = t_end = t_think = think_s = 0.0
         try:
-            prompt_done = hist.evaluate(tokens, reused, stop, checkpoint_at=marks)
+            media = self._media(images)
+            prompt_done = hist.evaluate(tokens, reused, stop, checkpoint_at=marks, media=media)
             evaluated = max(0, hist.n_past - reused)
             if not prompt_done:
                 reason = FinishReason.CANCELLED
@@ -487,6 +599,8 @@ class ChatSession:
         finally:
             llama_cpp.llama_sampler_free(sampler)
             hist.set_abort(None)
+        if reason is FinishReason.STOP and hist.n_past > len(tokens):
+            self._remember_reply(prompt_, len(tokens))
         decode_s = t_end - t_first
         stats = GenerationStats(
             prompt_tokens=len(tokens),
@@ -506,6 +620,9 @@ class ChatSession:
 
     # -- helpers -------------------------------------------------------------
 
+    def _media(self, images: Mapping[int, PreparedImage]) -> dict[int, Media]:
+        return media_runs(self._projector, self._ctx, images, int(self._llm.n_batch))
+
     def _thinking_on(self, thinking: bool | None) -> bool:
         return self.info.thinking_default if thinking is None else thinking
 
@@ -524,6 +641,9 @@ class ChatSession:
                 self._active.close()
                 self._active = None
             self._history.set_abort(None)
+            if self._projector is not None:
+                self._projector.close()
+                self._projector = None
             if self._history.snapshots is not None:
                 self._history.snapshots.clear()  # the checkpoints too, on a hybrid model
             llm.close()

@@ -97,6 +97,21 @@ class CatalogEntry:
     arch: ModelArch | None = field(default=None, hash=False, compare=False)
     # Presets by mode: "default", or "thinking" and "non_thinking".
     sampling: dict[str, SamplingPreset] = field(default_factory=dict, hash=False)
+    # The file's name in its repo when it differs from ``filename`` (a projector:
+    # every repo calls it mmproj-F16.gguf; the models folder needs one name per model).
+    remote_filename: str = ""
+    # The family's vision projector (issue 13): downloaded with the model, so it can
+    # see images; None for a model without vision.
+    projector: CatalogEntry | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def remote_name(self) -> str:
+        return self.remote_filename or self.filename
+
+    @property
+    def download_size(self) -> int:
+        """The model and its vision file: what a download of it fetches."""
+        return self.size + (self.projector.size if self.projector is not None else 0)
 
     @property
     def quality_rank(self) -> tuple[int, int]:
@@ -176,6 +191,7 @@ def _entry(raw: Any, where: str, families: dict[str, Any], presets: dict[str, An
         for mode, values in preset_raw.items()
         if mode in ("default", "thinking", "non_thinking") and isinstance(values, dict)
     }
+    projector = _projector(family.get("vision"), merged, f"families.{family_id}.vision")
     return CatalogEntry(
         id=merged["id"],
         name=merged["name"],
@@ -198,8 +214,54 @@ def _entry(raw: Any, where: str, families: dict[str, Any], presets: dict[str, An
             kld_source=str(q.get("kld_source", "")),
             note=str(q.get("note", "")),
         ),
-        arch=_arch(family.get("architecture"), size, f"families.{family_id}.architecture"),
+        arch=_with_vision(
+            _arch(family.get("architecture"), size, f"families.{family_id}.architecture"),
+            projector,
+        ),
         sampling=sampling,
+        projector=projector,
+    )
+
+
+# The vision encoder's compute buffers beside its weights: llama.cpp's clip sizes them
+# for the largest image it will see (Hearth's token budget keeps that small).
+_VISION_COMPUTE = 160 << 20
+
+
+def _with_vision(arch: ModelArch | None, projector: CatalogEntry | None) -> ModelArch | None:
+    if arch is None or projector is None:
+        return arch
+    return replace(arch, vision_bytes=projector.size + _VISION_COMPUTE)
+
+
+def _projector(raw: Any, model: dict[str, Any], where: str) -> CatalogEntry | None:
+    """A family's ``vision``: {"filename": its local name, "remote_filename",
+    "size", "size_source", "sha256", "projector_type"}."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} is not an object")
+    filename = _get(raw, "filename", str, where)
+    if Path(filename).name != filename or "mmproj" not in filename.lower():
+        raise ValueError(f"{where}.filename must be a bare file name with 'mmproj' in it")
+    sha = raw.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+        raise ValueError(f"{where}.sha256 must be 64 hex digits or null")
+    return CatalogEntry(
+        id=f"{model.get('family', '')}-mmproj",
+        name=f"{model['name']} vision",
+        filename=filename,
+        remote_filename=str(raw.get("remote_filename", "")),
+        size=_get(raw, "size", int, where),
+        sha256=sha.lower() if sha else None,
+        license=model["license"],
+        quantization=str(raw.get("quantization", "F16")),
+        family=str(model.get("family", "")),
+        repo=model.get("repo"),
+        revision=model.get("revision"),
+        size_estimated=str(raw.get("size_source", "")).startswith("estimate"),
+        verified=bool(raw.get("verified", False)),
+        recommendable=False,
     )
 
 

@@ -240,7 +240,7 @@ class Download:
     def _run_once(self) -> Path:
         self._emit(DownloadState.CONNECTING)
         url = hf_hub_url(
-            cast(str, self.entry.repo), self.entry.filename,
+            cast(str, self.entry.repo), self.entry.remote_name,
             revision=self.entry.revision or "main", endpoint=self.endpoint,
         )  # fmt: skip
         repository = Repository(self.endpoint, self._token, self._timeout)

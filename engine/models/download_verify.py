@@ -115,7 +115,7 @@ class Repository:
         """
         response = get_session().post(
             f"{self.endpoint}/api/models/{entry.repo}/paths-info/{commit}",
-            data={"paths": [entry.filename], "expand": False},
+            data={"paths": [entry.remote_name], "expand": False},
             headers=build_hf_headers(token=self.token or False),
             timeout=self.timeout,
         )
@@ -123,7 +123,7 @@ class Repository:
         try:
             items: list[dict[str, Any]] = response.json()
             for item in items:
-                if item.get("type") == "file" and item.get("path") == entry.filename:
+                if item.get("type") == "file" and item.get("path") == entry.remote_name:
                     lfs = item.get("lfs")
                     if not isinstance(lfs, dict):
                         return RepositoryFile(commit, None, int(item["size"]))

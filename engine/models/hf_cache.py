@@ -108,17 +108,17 @@ def find_in_hf_cache(
             return False
         if entry.sha256 is not None:
             return c.sha256 == entry.sha256
-        return c.repo == entry.repo and c.filename == entry.filename and c.sha256 is not None
+        return c.repo == entry.repo and c.filename == entry.remote_name and c.sha256 is not None
 
     if cached is None and entry.repo is not None:
         # The pinned revision first: one lookup, no scan.
         hit = try_to_load_from_cache(
-            entry.repo, entry.filename, cache_dir=hf_cache_dir(), revision=entry.revision
+            entry.repo, entry.remote_name, cache_dir=hf_cache_dir(), revision=entry.revision
         )
         if isinstance(hit, str):
             p = Path(hit)
             candidate = CachedFile(
-                repo=entry.repo, filename=entry.filename, path=p, blob=p.resolve(),
+                repo=entry.repo, filename=entry.remote_name, path=p, blob=p.resolve(),
                 size=p.stat().st_size,
             )  # fmt: skip
             if fits(candidate):

@@ -16,6 +16,7 @@ are ``engine.models.download``). The GUI's Models page and ``hearth models`` /
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelInstallError
+from engine.gguf.projector import find_projector, is_projector_name, model_width
 from engine.gguf.validate import BadModelFile, GGUFInfo, validate_gguf
 from engine.models.catalog import (
     CatalogEntry,
@@ -76,6 +78,8 @@ class InstalledModel:
     # Verified since it last changed (sha256 record next to it). A catalog file that is not
     # is damaged or unfinished: offer to delete or download it again, never to load it.
     verified: bool
+    # What came (or did not come) along with an import: its vision file (issue 13).
+    note: str = ""
 
     @property
     def is_starter(self) -> bool:
@@ -85,7 +89,10 @@ class InstalledModel:
 def _gguf_files(models_dir: Path) -> list[Path]:
     try:
         return sorted(
-            p for p in models_dir.iterdir() if p.suffix.lower() == ".gguf" and p.is_file()
+            p
+            for p in models_dir.iterdir()
+            # A model's vision file (mmproj) sits beside it: it is not a model.
+            if p.suffix.lower() == ".gguf" and p.is_file() and not is_projector_name(p)
         )
     except FileNotFoundError:
         return []
@@ -242,7 +249,33 @@ def import_gguf(
         tmp.unlink(missing_ok=True)
         raise _write_failed(exc, src.name, models_dir, info.size) from exc
     log.info("imported %s as %s (sha256 %s)", src, target, sha)
-    return _installed(target, info, by_name.get(target.name), sha)
+    note = _import_projector(src, target, cancel)
+    return dataclasses.replace(_installed(target, info, by_name.get(target.name), sha), note=note)
+
+
+def _import_projector(src: Path, target: Path, cancel: threading.Event | None) -> str:
+    """Copy the vision file beside ``src`` that fits it next to ``target`` (named after
+    it, so the models folder pairs them); a sentence for the person, "" if none was
+    there. One made for another model is refused: the model is imported without it."""
+    width = model_width(src)
+    found, misfit = find_projector(src, width)
+    if found is None:
+        return misfit
+    name = f"{target.stem}.mmproj.gguf"
+    dest = target.with_name(name)
+    try:
+        if not dest.exists():
+            tmp, _ = _copy_hashing(found.path, target.parent, name, on_progress=None,
+                                   cancel=cancel)  # fmt: skip
+            os.replace(tmp, dest)
+    except OSError as exc:
+        log.warning("could not import the vision file %s: %s", found.path, exc)
+        return (
+            f"Its vision file {found.path.name} could not be copied ({exc.strerror or exc}), "
+            "so it cannot see images; import it again when the disk has room."
+        )
+    log.info("imported the vision file %s as %s", found.path, dest)
+    return f"Its vision file {found.path.name} came along: it can see images."
 
 
 def _installed(path: Path, info: GGUFInfo, entry: CatalogEntry | None, sha: str) -> InstalledModel:
@@ -307,6 +340,10 @@ def delete_model(path: Path, models_dir: Path) -> None:
     doomed += (models_dir / ".downloads").glob(f"{path.name}.*.incomplete*")
     doomed += models_dir.glob(f"{path.name}.part-*")  # engine.models.catalog' unfinished copies
     doomed += models_dir.glob(f".{path.name}.*.tmp")  # import_gguf's unfinished copies
+    # An imported model's own vision file goes with it (a catalog family's is shared by
+    # its quantizations and stays).
+    own = path.with_name(f"{path.stem}.mmproj.gguf")
+    doomed += [own, sidecar_path(own)] if path.suffix.lower() == ".gguf" else []
     for item in doomed:
         try:
             item.unlink(missing_ok=True)

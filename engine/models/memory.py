@@ -91,11 +91,15 @@ class MemoryEstimate:
     # With mmap, weights the CPU backend repacked stay mapped too: the process's
     # resident size shows them twice, but the OS reclaims that copy under pressure.
     page_cache: int = 0
+    vision: int = 0  # the vision projector and its encoder's buffers (issue 13)
 
     @property
     def total(self) -> int:
         """What the model needs: the figure fits and badges use."""
-        return self.weights + self.kv_cache + self.recurrent + self.compute + self.overhead
+        return (
+            self.weights + self.kv_cache + self.recurrent + self.compute + self.overhead
+            + self.vision
+        )  # fmt: skip
 
     @property
     def resident(self) -> int:
@@ -187,6 +191,7 @@ def estimate_memory(
         compute=int(compute),
         overhead=overhead,
         page_cache=arch.repacked_bytes if use_mmap else 0,
+        vision=arch.vision_bytes,
     )
 
 

@@ -17,11 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from engine.errors import CatalogError
 from engine.gguf.arch import ModelArch
 from engine.gguf.header import GGUFError, read_gguf_arch
 from engine.models import choice as _choice
 from engine.models import speed as _speed
 from engine.models.catalog import CatalogEntry
+from engine.models.embedding_models import embedding_entries
 from engine.models.hardware import fit_for_file, probe
 from engine.models.hf_cache import CachedFile
 from engine.models.hf_cache import scan_hf_cache as _scan_hf_cache
@@ -87,6 +89,11 @@ class ModelService:
         # llama.cpp; the bandwidth is measured once): until then, the memory-only view.
         self.devices: DeviceProbe | None = None
         self.bandwidth: Bandwidth | None = None
+        # The catalog's embedding models are not chat models: never listed as "your own".
+        try:
+            self._embedding_files = frozenset(e.filename for e in embedding_entries())
+        except CatalogError:
+            self._embedding_files = frozenset()
 
     @property
     def models_dir(self) -> Path:
@@ -203,7 +210,11 @@ class ModelService:
         except OSError:
             listing = ()
         if self._own is None or self._own[0] != listing:
-            found = [m for m in installed_models(folder, self.catalog) if m.entry is None]
+            found = [
+                m
+                for m in installed_models(folder, self.catalog)
+                if m.entry is None and m.path.name not in self._embedding_files
+            ]
             self._own = (listing, found)
         return list(self._own[1])
 

@@ -66,7 +66,10 @@ class ScriptedBackend:
         path: str = "scripted.gguf",
         name: str = "Scripted model",
         supports_thinking: bool = False,
+        vision: bool = False,
     ) -> None:
+        """``vision``: the model "can see" (its info says so; images in a turn are
+        recorded like the rest of it)."""
         self._replies = list(replies)
         self._n_ctx = n_ctx
         self._gate = gate
@@ -82,6 +85,7 @@ class ScriptedBackend:
             has_chat_template=True,
             template_source="scripted",
             supports_thinking=supports_thinking,
+            vision=vision,
         )
         self.turns: list[Turn] = []
         self.params: list[SamplingParams] = []

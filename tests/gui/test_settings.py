@@ -38,10 +38,12 @@ def test_settings_opens_from_the_button_and_the_shortcut(
     assert pages == [
         "Model",
         "Connections",
+        "Tools",
         "Generation",
         "Performance",
         "Privacy & storage",
         "Appearance",
+        "Other programs",
     ]
     dialog.close()
     assert open_settings(qtbot, hearth).isVisible()
@@ -243,7 +245,8 @@ def test_automatic_fields_show_what_hearth_chose(
 def test_tab_leaves_the_system_prompt_field(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
     hearth = launch(data_dir)
     dialog = open_settings(qtbot, hearth)
-    dialog.pages.setCurrentRow(1)  # Generation
+    titles = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
+    dialog.pages.setCurrentRow(titles.index("Generation"))
     prompt = dialog.editors["generation.system_prompt"].widget
     prompt.setFocus()
     qtbot.keyClick(prompt, Qt.Key.Key_Tab)

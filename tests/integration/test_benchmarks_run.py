@@ -43,3 +43,14 @@ def test_store_scale_benchmark_runs(tmp_path: Path) -> None:
 def test_download_benchmark_runs() -> None:
     out = run_bench("bench/download.py", "--size-mb", "8", "--runs", "1")
     assert "hearth" in out and "ratio hearth/httpx GET" in out
+
+
+def test_doc_qa_benchmark_runs() -> None:
+    out = run_bench("bench/doc_qa.py", "--questions", "20", "--pages", "40", "--runs", "5")
+    assert "BM25 recall@1=" in out and "pages/s" in out and "query on 40 pages" in out
+
+
+@pytest.mark.model  # loads the starter model (in the child process: marked by hand)
+def test_serve_benchmark_runs() -> None:
+    out = run_bench("bench/serve.py", "--rounds", "1", "--tokens", "8", "--threads", "2")
+    assert "api/in-process:" in out and "first token added by the API:" in out

@@ -25,7 +25,7 @@ from engine.models.catalog import load_catalog, resources_dir
 from engine.models.library import model_rows
 from engine.models.memory import GIB, HardwareInfo
 from tests.hubserver import HubServer
-from tests.integration.conftest import CHUNK, FILE, REPO, SIZE
+from tests.integration.conftest import CHUNK, FILE, PROJECTOR_LOCAL, REPO, SIZE
 
 ID = "qwen3.5-9b-q4_k_m"
 STARTER = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -183,14 +183,18 @@ def test_importing_a_bad_file_is_one_sentence(
 
 
 @pytest.fixture
-def catalog(tmp_path: Path, payload: bytes) -> Path:
-    """Hearth's catalog with the Q4_K_M entry pinned to the served file, as
-    ``maint.catalog_refresh`` would leave it."""
+def catalog(tmp_path: Path, payload: bytes, projector_payload: bytes) -> Path:
+    """Hearth's catalog with the Q4_K_M entry and its family's vision file pinned to the
+    served files, as ``maint.catalog_refresh`` would leave them."""
     raw = json.loads((resources_dir() / "catalog.json").read_text())
     (entry,) = [m for m in raw["models"] if m["id"] == ID]
     entry.update(
         size=len(payload), size_source="test", sha256=hashlib.sha256(payload).hexdigest(),
         verified=True,
+    )  # fmt: skip
+    raw["families"]["qwen3.5-9b"]["vision"].update(
+        size=len(projector_payload), size_source="test", verified=True,
+        sha256=hashlib.sha256(projector_payload).hexdigest(),
     )  # fmt: skip
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(raw))
@@ -206,17 +210,22 @@ def part_of(data_dir: Path) -> list[Path]:
 
 
 def test_pull_survives_a_dropped_connection(
-    data_dir: Path, env: dict[str, str], hub: HubServer, catalog: Path, payload: bytes
-) -> None:
+    data_dir: Path, env: dict[str, str], hub: HubServer, catalog: Path, payload: bytes,
+    projector_payload: bytes,
+) -> None:  # fmt: skip
     hub.drop_after(2 * CHUNK + 1000)  # the server cuts the connection mid-file
     result = hearth(data_dir, "pull", ID, "--catalog", str(catalog), env=pull_env(env, hub))
     assert result.returncode == 0, result.stderr
     target = data_dir / "models" / FILE
-    assert result.stdout.strip() == str(target.resolve())
+    assert result.stdout.strip() == str(target.resolve())  # the model's path only
     assert target.read_bytes() == payload
     assert "100% [########################]" in result.stderr
+    # Its vision file came with it, under a name of its own (every repo calls it the same).
+    assert (data_dir / "models" / PROJECTOR_LOCAL).read_bytes() == projector_payload
+    assert "its vision file, Qwen3.5-9B-mmproj-F16.gguf" in result.stderr
     # The second request resumed from what was on disk, not from zero.
-    starts = [r.range_start for r in hub.gets(FILE)]
+    sha = hashlib.sha256(payload).hexdigest()  # (the CDN serves the model under its hash)
+    starts = [r.range_start for r in hub.gets(FILE) if r.path.endswith(FILE) or sha in r.path]
     assert starts[0] is None and starts[-1] is not None and starts[-1] >= 2 * CHUNK
     listed = models_json(data_dir, "--catalog", str(catalog), env=env)
     row = next(m for m in listed["models"] if m["id"] == ID)
@@ -267,7 +276,8 @@ def test_pull_killed_then_server_restarted_resumes(
     assert result.returncode == 0, result.stderr
     assert (data_dir / "models" / FILE).read_bytes() == payload
     assert f"resuming {FILE} at" in result.stderr
-    assert [r.range_start for r in hub.gets(FILE)] == [kept]
+    sha = hashlib.sha256(payload).hexdigest()  # (the CDN serves the model under its hash)
+    assert [r.range_start for r in hub.gets(FILE) if sha in r.path] == [kept]
     assert part_of(data_dir) == []
 
 
@@ -350,7 +360,9 @@ def test_pull_uses_the_hf_cache_without_connecting(
     (cache / "blobs" / sha).write_bytes(payload)
     (cache / "snapshots" / ("d" * 40)).mkdir(parents=True)
     (cache / "snapshots" / ("d" * 40) / FILE).symlink_to(f"../../blobs/{sha}")
-    result = hearth(data_dir, "pull", ID, "--catalog", str(catalog), env=pull_env(env, hub))
+    result = hearth(
+        data_dir, "pull", ID, "--no-vision", "--catalog", str(catalog), env=pull_env(env, hub)
+    )
     assert result.returncode == 0, result.stderr
     assert "using the copy in the Hugging Face cache" in result.stderr
     assert hub.requests == []

@@ -15,6 +15,7 @@ down: the test guards them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,7 +44,16 @@ from engine.models.offload import (
 from engine.models.offload_retry import fallback_sentence, is_out_of_device_memory, retry_ladder
 from engine.types import EngineOptions
 
-NINE = {e.quantization: e for e in load_catalog() if e.family == "qwen3.5-9b"}
+# The plans below were recorded for the text model alone: its vision file (issue 13,
+# ~1.1 GB counted in ModelArch.vision_bytes) is left out here, and its share of the
+# plan is tested in tests/unit/test_projector.py.
+NINE = {
+    e.quantization: dataclasses.replace(
+        e, arch=dataclasses.replace(e.arch, vision_bytes=0) if e.arch else None
+    )
+    for e in load_catalog()
+    if e.family == "qwen3.5-9b"
+}
 CONTEXTS = (4096, 16384, 65536)
 
 

@@ -16,7 +16,7 @@ def test_every_option_is_declared_with_a_valid_default_and_description() -> None
     for spec in SCHEMA:
         assert spec.check(spec.default) == spec.default, spec.key
         assert spec.label and spec.description.endswith("."), spec.key
-        assert spec.page in {"model", "generation", "performance", "storage", "appearance"}
+        assert spec.page in {"model", "generation", "performance", "storage", "appearance", "serve"}
 
 
 def test_defaults_without_a_file_then_changes_survive_a_restart(tmp_path: Path) -> None:

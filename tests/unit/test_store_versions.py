@@ -188,9 +188,10 @@ def test_a_v2_file_upgrades_to_v3_keeping_everything(tmp_path: Path) -> None:
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         full = db.execute("SELECT * FROM messages ORDER BY id").fetchall()
-        # v4 added the model that wrote each reply: unknown ("") for these.
-        assert {row[-1] for row in full} == {""}
-        after = [row[:-1] for row in full]
+        # v4 added the model that wrote each reply, v6 the tool parts (issue 16): ""
+        # for these.
+        assert {row[-2] for row in full} == {""} and {row[-1] for row in full} == {""}
+        after = [row[:-2] for row in full]
         # Nothing lost: only the dead process' reply changed (streaming -> interrupted).
         assert [row for row in after if row[0] != 9] == [row for row in before if row[0] != 9]
         assert len(db.execute("SELECT * FROM conversations").fetchall()) == len(convs_before)
