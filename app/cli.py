@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli_crypt import open_chats
-from app.cli_stream import ask
-from app.doc_ingest import attach_files, preview_prompt
+from app.cli_stream import ask, tools_and_documents
+from app.doc_ingest import preview_prompt
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
 from engine.errors import KnownError
@@ -385,19 +385,10 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
             sys.stdout.write(rendered)
             sys.stdout.flush()
             return 0
-        from app.cli_tools import open_tools
-        from engine.tools.mcp_client import McpError
-
-        try:
-            tools = open_tools(args, paths, chat=conv.id if conv else None)
-        except (McpError, ValueError) as exc:
-            print(f"hearth: {exc}", file=sys.stderr)
+        extras = tools_and_documents(args, paths, store, conv)
+        if extras is None:
             return 2
-        try:
-            documents = attach_files(store, args.file)
-        except KnownError as exc:
-            print(f"hearth: {exc}", file=sys.stderr)
-            return 2
+        tools, documents = extras
         try:
             conv, stats = ask(
                 store,

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli_stream import ask
-from app.doc_ingest import attach_files
+from app.cli_stream import ask, tools_and_documents
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.history.turns import (
@@ -170,19 +169,10 @@ def remote_chat(
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
         print(f"hearth: this chat goes to {info.name} at {info.extra['where']}.", file=sys.stderr)
-        from app.cli_tools import open_tools
-        from engine.tools.mcp_client import McpError
-
-        try:
-            tools = open_tools(args, paths, chat=conv.id if conv else None)
-        except (McpError, ValueError) as exc:
-            print(f"hearth: {exc}", file=sys.stderr)
+        extras = tools_and_documents(args, paths, store, conv)
+        if extras is None:
             return 2
-        try:
-            documents = attach_files(store, args.file)
-        except KnownError as exc:
-            print(f"hearth: {exc}", file=sys.stderr)
-            return 2
+        tools, documents = extras
         try:
             conv, stats = ask(
                 store,

@@ -4,6 +4,7 @@ as it comes (no Qt here)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import threading
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from engine.types import (
 
 if TYPE_CHECKING:
     from app.cli_tools import ChatTools
+    from app.paths import AppPaths
     from engine.history.recorder import ReplyRecorder
     from engine.history.store import ChatStore
     from engine.history.turns import ChatSettings
@@ -154,3 +156,29 @@ def ask(
         listed = "\n".join(f"  [{n}] {label}" for n, label in sources)
         print(f"Sources (the passages the model was given):\n{listed}", file=sys.stderr)
     return conv, stats
+
+
+def tools_and_documents(
+    args: argparse.Namespace, paths: AppPaths, store: ChatStore, conv: Conversation | None
+) -> tuple[ChatTools | None, tuple[AttachmentPart, ...]] | None:
+    """What ``hearth chat`` gives the model besides the question, the same for a local
+    and a remote model: the tools ``--tools``/``--mcp`` ask for (servers started) and
+    the documents ``--file`` names (read and indexed). None after saying on stderr why
+    not (the tools already started are closed again)."""
+    from app.cli_tools import open_tools
+    from app.doc_ingest import attach_files
+    from engine.tools.mcp_client import McpError
+
+    try:
+        tools = open_tools(args, paths, chat=conv.id if conv else None)
+    except (McpError, ValueError) as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return None
+    try:
+        documents = attach_files(store, args.file)
+    except KnownError as exc:
+        if tools is not None:
+            tools.close()
+        print(f"hearth: {exc}", file=sys.stderr)
+        return None
+    return tools, tuple(documents)

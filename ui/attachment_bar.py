@@ -3,16 +3,16 @@ with the next message. Files come from the button, a drop on the window, or a pa
 
 from __future__ import annotations
 
-from PySide6.QtCore import QMimeData, Signal, Slot
-from PySide6.QtWidgets import QFileDialog, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QMimeData, Signal
+from PySide6.QtWidgets import QToolButton, QVBoxLayout, QWidget
 
 __all__ = ["DOCUMENT_FILTER", "AttachmentBar", "local_files"]
 
-DOCUMENT_FILTER = (
-    "Documents (*.pdf *.docx *.txt *.md *.markdown *.html *.htm *.csv *.tsv *.json *.yaml "
-    "*.yml *.toml *.ini *.cfg *.xml *.log *.py *.js *.ts *.c *.h *.cpp *.rs *.go *.java "
-    "*.sh *.sql);;All files (*)"
+DOCUMENT_PATTERNS = (
+    "*.pdf *.docx *.txt *.md *.markdown *.html *.htm *.csv *.tsv *.json *.yaml *.yml *.toml "
+    "*.ini *.cfg *.xml *.log *.py *.js *.ts *.c *.h *.cpp *.rs *.go *.java *.sh *.sql"
 )
+DOCUMENT_FILTER = f"Documents ({DOCUMENT_PATTERNS});;All files (*)"
 
 
 def local_files(mime: QMimeData) -> list[str]:
@@ -20,6 +20,16 @@ def local_files(mime: QMimeData) -> list[str]:
     if not mime.hasUrls():
         return []
     return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and u.toLocalFile()]
+
+
+DOCUMENTS_TIP = (
+    "Attach documents (PDF, Word, text, code…) to the next message; you can also "
+    "drop files on the window or paste them"
+)
+FILES_TIP = (
+    "Attach images or documents (PDF, Word, text, code…) to the next message; you can "
+    "also drop files on the window or paste them"
+)
 
 
 class AttachmentBar(QWidget):
@@ -33,12 +43,9 @@ class AttachmentBar(QWidget):
         self.attach_button = QToolButton()
         self.attach_button.setObjectName("attach_button")
         self.attach_button.setText("+")
-        self.attach_button.setToolTip(
-            "Attach documents (PDF, Word, text, code…) to the next message; you can also "
-            "drop files on the window or paste them"
-        )
+        self.attach_button.setToolTip(DOCUMENTS_TIP)
         self.attach_button.setAccessibleName("Attach files")
-        self.attach_button.clicked.connect(self._on_attach_clicked)
+        # The window opens the one file dialog (images and documents: MainWindow.choose_files)
         self._chips = QVBoxLayout(self)
         self._chips.setContentsMargins(0, 0, 0, 4)
         self._chips.setSpacing(4)
@@ -57,11 +64,3 @@ class AttachmentBar(QWidget):
     def chips(self) -> list[QWidget]:
         items = (self._chips.itemAt(i) for i in range(self._chips.count()))
         return [w for item in items if item is not None and (w := item.widget()) is not None]
-
-    @Slot()
-    def _on_attach_clicked(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(
-            self.window(), "Attach documents", "", DOCUMENT_FILTER
-        )
-        if paths:
-            self.files_chosen.emit(paths)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QIODevice, QMimeData, QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtCore import QBuffer, QIODevice, QMimeData, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 THUMB = 64  # pixels: big enough to tell screenshots apart, small enough for a row of six
@@ -118,23 +118,7 @@ class AttachmentTray(QWidget):
         self.setVisible(bool(self._tiles))
 
 
-def attach_button() -> QToolButton:
-    """The composer's "attach an image" button (shown only for a model that can see)."""
-    button = QToolButton()
-    button.setObjectName("attach_button")
-    button.setText("+")
-    icon = QIcon.fromTheme("mail-attachment")
-    if not icon.isNull():
-        button.setIcon(icon)
-        button.setIconSize(QSize(18, 18))
-    button.setToolTip("Attach images (or paste or drop them into the message box)")
-    button.setAccessibleName("Attach images")
-    button.setAutoRaise(True)
-    button.setVisible(False)
-    return button
-
-
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.heic *.heif);;All files (*)"
+IMAGE_PATTERNS = "*.png *.jpg *.jpeg *.webp *.gif *.bmp *.heic *.heif"
 
 
 def media_of(source: QMimeData) -> tuple[list[str], list[bytes]]:

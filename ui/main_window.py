@@ -30,11 +30,17 @@ from PySide6.QtWidgets import (
 
 from engine.history.types import Conversation
 from engine.types import ModelInfo
-from ui.attachment_bar import AttachmentBar, local_files
+from ui.attachment_bar import (
+    DOCUMENT_FILTER,
+    DOCUMENT_PATTERNS,
+    DOCUMENTS_TIP,
+    FILES_TIP,
+    AttachmentBar,
+    local_files,
+)
 from ui.attachment_tray import (
-    IMAGE_FILTER,
+    IMAGE_PATTERNS,
     AttachmentTray,
-    attach_button,
     brings_media,
     media_of,
     route_files,
@@ -175,9 +181,11 @@ class MainWindow(QMainWindow):
         self.send_button.setAutoDefault(False)
         self.attachments = AttachmentBar()  # files for the next message (ui/attachment_bar.py)
         self.attachment_tray = AttachmentTray()  # images for the next message (issue 13)
-        self.attach_button = attach_button()
+        # One attach button for images and documents (issues 13, 14); the file dialog
+        # offers images only to a model that can see.
+        self.attach_button = self.attachments.attach_button
+        self._can_see = False
         row = QHBoxLayout()
-        row.addWidget(self.attachments.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
@@ -224,7 +232,7 @@ class MainWindow(QMainWindow):
         self.composer.textChanged.connect(self._update_send_button)
         self.composer.media_received.connect(self.media_received)
         self.attachment_tray.changed.connect(self._update_send_button)
-        self.attach_button.clicked.connect(self._choose_images)
+        self.attach_button.clicked.connect(self.choose_files)
         self.setAcceptDrops(True)  # files and images dropped anywhere on the chat
         self.new_chat_button.clicked.connect(self.new_chat_requested)
         self.settings_button.clicked.connect(self.settings_requested)
@@ -363,17 +371,29 @@ class MainWindow(QMainWindow):
 
     # --- images (issue 13) ------------------------------------------------------------
     def set_can_see(self, can_see: bool) -> None:
-        """The attach button is there only for a model that can see images."""
-        self.attach_button.setVisible(can_see)
+        """Images join the attach button's files for a model that can see them."""
+        self._can_see = can_see
+        self.attach_button.setToolTip(FILES_TIP if can_see else DOCUMENTS_TIP)
 
     @Slot()
-    def _choose_images(self) -> None:
-        """The file dialog, window-modal and not blocking (a reply may be streaming)."""
-        dialog = QFileDialog(self, "Attach images", "", IMAGE_FILTER)
+    def choose_files(self) -> None:
+        """The file dialog, window-modal and not blocking (a reply may be streaming):
+        images to the model's eyes, every other file to the documents."""
+        filters = DOCUMENT_FILTER
+        if self._can_see:
+            filters = (
+                f"Images and documents ({IMAGE_PATTERNS} {DOCUMENT_PATTERNS});;"
+                f"Images ({IMAGE_PATTERNS});;{DOCUMENT_FILTER}"
+            )
+        dialog = QFileDialog(self, "Attach files", "", filters)
         dialog.setObjectName("attach_dialog")
         dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.filesSelected.connect(lambda paths: self.media_received.emit(list(paths), []))
+        dialog.filesSelected.connect(
+            lambda paths: route_files(
+                list(paths), [], self.media_received.emit, self.attachments.files_chosen.emit
+            )
+        )
         dialog.open()
 
     # --- files dropped on the window: images to see, documents to read ----------------

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QImage
-from PySide6.QtWidgets import QApplication, QFileDialog
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel
 from pytestqt.qtbot import QtBot
 
 from app.gui import HearthApp
@@ -165,12 +165,37 @@ def test_bad_files_get_a_sentence_and_lose_nothing(
     assert window.composer.toPlainText() == "My words stay here"
 
 
+def test_one_attach_button_takes_images_and_documents_together(
+    qtbot: QtBot, launch: Launch, data_dir: Path, tmp_path: Path
+) -> None:
+    """The images and the documents issues share one button: chosen together, the
+    image waits in the tray for the model's eyes and the text file becomes a chip."""
+    hearth = launch(data_dir, backend=ScriptedBackend([], vision=True))
+    window = hearth.window
+    assert "images" in window.attach_button.toolTip().lower()
+    red = write_image(tmp_path / "red.png", (64, 64), (220, 30, 30), "PNG")
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nThe lighthouse keeper winds the clock at dusk.\n")
+    qtbot.mouseClick(window.attach_button, Qt.MouseButton.LeftButton)
+    dialog = window.findChild(QFileDialog, "attach_dialog")
+    assert isinstance(dialog, QFileDialog) and dialog.isVisible()
+    assert any("Images and documents" in f for f in dialog.nameFilters())
+    dialog.filesSelected.emit([str(red), str(notes)])  # as the dialog does on Open
+    dialog.close()
+    qtbot.waitUntil(lambda: len(tray_keys(hearth)) == 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(window.attachments.chips()) == 1, timeout=WAIT_MS)
+    chip_text = " ".join(label.text() for label in window.attachments.findChildren(QLabel))
+    assert "notes.md" in chip_text and "red.png" not in chip_text
+
+
 def test_a_model_that_cannot_see_says_so_and_offers_one_that_can(
     qtbot: QtBot, launch: Launch, data_dir: Path, tmp_path: Path
 ) -> None:
     hearth = launch(data_dir, backend=ScriptedBackend([], name="SmolLM2 135M Instruct"))
     window = hearth.window
-    assert window.attach_button.isHidden()  # no button for a model that cannot see
+    # One attach button for images and documents: for a model that cannot see, it
+    # offers documents only (an image dropped anyway gets the question below).
+    assert "images" not in window.attach_button.toolTip().lower()
     window.composer.setPlainText("Look at this")
     asked = answer_next_dialog(qtbot, "Cancel")
     dropped(hearth, write_image(tmp_path / "cat.png", (50, 50), (9, 9, 9), "PNG"))
