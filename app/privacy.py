@@ -24,6 +24,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.chat_lock import ChatLock, Protection
+from app.notifier import NoticeKind
 from app.privacy_convert import Conversion, Job
 from engine.crypto import keys
 from engine.errors import KnownError, StoreError
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# What a read or write of the store says while it is locked (a model that finishes
+# loading behind the lock reads the open chat, say); cleared from the banner on unlock.
+_LOCKED = "Your chats are locked: unlock them to read or write them."
 _RETRY_LOCK_MS = 30_000  # an idle lock put off by a streaming reply tries again then
 Progress = Callable[[float], None]
 Pause = Callable[[str], None]
@@ -355,7 +359,7 @@ class PrivacyController(QObject):
         self.indexer.stop()
         if self._key is not None:
             self._key_id = keys.key_id(self._key)
-        self.store.lock("Your chats are locked: unlock them to read or write them.")
+        self.store.lock(_LOCKED)
         self._key = None  # no reference to the key while locked
         central = getattr(self.window, "centralWidget", lambda: None)()
         if central is not None:
@@ -391,6 +395,8 @@ class PrivacyController(QObject):
             return
         self._key = key
         self.indexer.start()
+        if self.notifier.texts(NoticeKind.ERROR)[-1:] == [_LOCKED]:  # said behind the lock
+            self.notifier.clear_error()
         self.unlock_dialog = None
         dialog.rejected.disconnect(self.window.close)
         dialog.accept()

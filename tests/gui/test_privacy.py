@@ -123,6 +123,11 @@ def test_turn_on_with_a_passphrase_chat_on_lock_and_unlock(
         hearth.store.search("zeppelins")
     with pytest.raises(StoreError, match="Your chats are locked"):
         hearth.store.create_conversation("sneaky")
+    # A model that finishes loading behind the lock reads the open chat: a sentence, no
+    # crash, and the banner does not outlive the lock.
+    hearth.engine.model_changed.emit(hearth.engine.model_info, "")
+    assert not any("went wrong" in t for t in hearth.notifier.texts())
+    assert "Your chats are locked" in hearth.notifier.texts()[-1]
     shoot(dialog, "locked")
     for attempt in (1, 2):
         dialog.entry.setText("not it at all")
@@ -134,6 +139,7 @@ def test_turn_on_with_a_passphrase_chat_on_lock_and_unlock(
     dialog.entry.setText(PASS)
     qtbot.mouseClick(dialog.unlock_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not hearth.privacy.locked and central.isVisible())
+    assert not hearth.window.error_banner.isVisible()
     assert not hearth.store.locked and [h.snippet for h in hearth.store.search("zeppelins")]
     send(qtbot, hearth, "Still zeppelins?")  # the reopened store takes the next chat
     qtbot.waitUntil(lambda: not hearth.replies.busy, timeout=10_000)
