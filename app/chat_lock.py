@@ -155,6 +155,7 @@ class ChatLock:
         passphrase: str | None = None,
         progress: Callable[[float], None] = lambda f: None,
         pause: Callable[[str], None] = lambda step: None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> Encrypted:
         """Encrypt the plain history with a new key held by the keyring (no
         ``passphrase``) or by ``passphrase``."""
@@ -162,7 +163,7 @@ class ChatLock:
             raise StoreError("Your chats are encrypted already.")
         if not self.db.exists():
             ChatStore(self.db).close()  # an empty history, so that there is a file to convert
-        return self._convert(migrate.Op.ENCRYPT, None, passphrase, progress, pause)
+        return self._convert(migrate.Op.ENCRYPT, None, passphrase, progress, pause, cancelled)
 
     def rekey(
         self,
@@ -171,9 +172,10 @@ class ChatLock:
         passphrase: str | None = None,
         progress: Callable[[float], None] = lambda f: None,
         pause: Callable[[str], None] = lambda step: None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> Encrypted:
         """Encrypt again with a new key (and a new recovery key), held as asked."""
-        return self._convert(migrate.Op.REKEY, old_key, passphrase, progress, pause)
+        return self._convert(migrate.Op.REKEY, old_key, passphrase, progress, pause, cancelled)
 
     def _convert(
         self,
@@ -182,6 +184,7 @@ class ChatLock:
         passphrase: str | None,
         progress: Callable[[float], None],
         pause: Callable[[str], None],
+        cancelled: Callable[[], bool],
     ) -> Encrypted:
         cipher.require_cipher()
         if passphrase is not None:
@@ -203,6 +206,7 @@ class ChatLock:
                 on_swapped=lambda: self._swapped(op, dict(extra)),
                 progress=progress,
                 pause=pause,
+                cancelled=cancelled,
             )
         except BaseException:
             if migrate.read_marker(self.db) is None:  # nothing swapped: undo the new key
@@ -217,6 +221,7 @@ class ChatLock:
         *,
         progress: Callable[[float], None] = lambda f: None,
         pause: Callable[[str], None] = lambda step: None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> float:
         """Write the history back as a plain file; seconds it took."""
         extra = {"old_key_id": keys.key_id(key)}
@@ -229,6 +234,7 @@ class ChatLock:
             on_swapped=lambda: self._swapped(migrate.Op.DECRYPT, dict(extra)),
             progress=progress,
             pause=pause,
+            cancelled=cancelled,
         )
         return done.seconds
 

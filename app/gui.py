@@ -38,6 +38,7 @@ from app.model_page import ModelPage
 from app.notifier import Notifier
 from app.paths import APP_NAME, AppPaths
 from app.privacy import PrivacyController, open_at_start
+from app.privacy_offer import EncryptOffer, show_privacy_page
 from app.serve_window import ServeController
 from app.settings_controller import SettingsController
 from app.single_instance import AlreadyRunningError, InstanceGuard
@@ -232,6 +233,14 @@ class HearthApp:
             busy=lambda: self.replies.busy,
         )
         self.settings_controller.page_attachers.append(self.privacy.attach)
+        models_may_close = self.window.may_close  # quitting mid-conversion asks too (issue 17)
+        self.window.may_close = lambda: self.privacy.may_close() and models_may_close()
+        self.encrypt_offer = EncryptOffer(  # once, after the first chats (issue 17)
+            self.privacy, store, self.settings, add_bar=self.window.add_notice_bar,
+            open_privacy=lambda: show_privacy_page(self.settings_controller),
+        )  # fmt: skip
+        self.replies.reply_ended.connect(lambda *_: self.encrypt_offer.check())
+        self.privacy.conversion.finished.connect(lambda _ok: self.encrypt_offer.check())
         self.connections_page = ConnectionsPage(
             self.connections, engine, settings_model=self.models.remote.chosen
         )
@@ -285,6 +294,7 @@ class HearthApp:
 
     def start(self) -> None:
         self.conversations.refresh_conversations()
+        self.encrypt_offer.check()
         self._on_memory_tick()
         self._memory_timer.start()
         # The window first: the model loads on the engine thread, and a load started

@@ -10,6 +10,7 @@ support can read it in the log. Nothing else in ``app/`` calls
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -21,6 +22,7 @@ from PySide6.QtCore import QObject, Signal
 from engine.errors import KnownError
 
 log = logging.getLogger(__name__)
+_QUOTED = re.compile(r"“[^”]*”")
 
 INFO_MS = 4000  # how long a passing remark stays in the status bar
 
@@ -95,7 +97,9 @@ class Notifier(QObject):
         return [n.text for n in self.seen if kind is None or n.kind is kind]
 
     def _record(self, notice: Notice) -> None:
-        log.info("said (%s): %s", notice.kind.value, notice.text)
+        # The person's own words (a chat's title, a search) are quoted “…” in notices;
+        # they stay out of the log, which is never encrypted (issue 17).
+        log.info("said (%s): %s", notice.kind.value, _QUOTED.sub("“…”", notice.text))
         self.seen.append(notice)
         self.shown.emit(notice)
 

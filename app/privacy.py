@@ -2,15 +2,15 @@
 section of Settings → Privacy & storage, "Lock now" and locking after idle time.
 
 The key work is app/chat_lock.py's (shared with the command line). A conversion
-(encrypt, decrypt, re-key) needs the database closed: the store's connection is closed,
-the file converted, and the same ``ChatStore`` object reopened (``reopen``), so every
-controller keeps its handle. It runs on the GUI thread while no reply streams and the
-search indexer is stopped (seconds for a typical history; the command line shows
-progress for a large one).
+(encrypt, decrypt) runs off the GUI thread with a progress strip; its rules (no reply
+streaming, writes held, quitting asks) are in app/privacy_convert.py. At its end the
+same ``ChatStore`` object is reopened (``reopen``), so every controller keeps its handle.
 
-"Lock now" hides the chats (the list, the open chat, the composer) behind the unlock
-dialog; the database stays open meanwhile, so it guards an unattended screen, not the
-memory of a running Hearth.
+"Lock now" (and the idle lock) closes the database and drops the key (``store.lock``),
+hides the chats (the list, the open chat, the composer) behind the unlock dialog and
+clears the clipboard; the passphrase reopens the same store. Python cannot wipe bytes,
+so the key's memory is freed, not overwritten, and the open chat's text stays in the
+hidden widgets until they are redrawn.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.chat_lock import ChatLock, Protection
+from app.notifier import NoticeKind
+from app.privacy_convert import Conversion, Job
 from engine.crypto import keys
 from engine.errors import KnownError, StoreError
 from engine.history.opening import open_store
 from engine.history.store import ChatStore
 from engine.settings import Settings, Storage
+from engine.units import format_duration
+from ui.privacy_strip import ConversionStrip
 from ui.settings_privacy import EncryptionSection, Held, RecoveryKeyDialog, UnlockDialog
 
 if TYPE_CHECKING:
@@ -37,6 +41,14 @@ if TYPE_CHECKING:
     from ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
+
+# What a read or write of the store says while it is locked (a model that finishes
+# loading behind the lock reads the open chat, say); cleared from the banner on unlock.
+_LOCKED = "Your chats are locked: unlock them to read or write them."
+_RETRY_LOCK_MS = 30_000  # an idle lock put off by a streaming reply tries again then
+Progress = Callable[[float], None]
+Pause = Callable[[str], None]
+Cancelled = Callable[[], bool]
 
 _INPUT = frozenset(
     {QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.Wheel, QEvent.Type.TouchBegin}
@@ -126,12 +138,18 @@ class PrivacyController(QObject):
         self.window, self.settings, self.notifier = window, settings, notifier
         self.indexer, self._busy = indexer, busy
         self._delay_base_ms = delay_base_ms
+        self._key_id = keys.key_id(key) if key is not None else ""  # checks an unlock
         self.section: EncryptionSection | None = None
         self.unlock_dialog: UnlockDialog | None = None
         self.recovery_dialog: RecoveryKeyDialog | None = None
         self._idle = QTimer(self)
         self._idle.setSingleShot(True)
         self._idle.timeout.connect(self.lock_now)
+        self.strip = ConversionStrip()
+        add_bar = getattr(window, "add_notice_bar", None)
+        if add_bar is not None:
+            add_bar(self.strip)
+        self.conversion = Conversion(store, self.strip, notifier, self)
         self._refresh()
         app = QApplication.instance()
         if app is not None:
@@ -167,49 +185,73 @@ class PrivacyController(QObject):
         section.lock_requested.connect(self.lock_now)
         layout.insertWidget(0, section)  # type: ignore[attr-defined]
         self.section = section
+        section.destroyed.connect(self._on_section_gone)  # the dialog closed
         self._show_state()
+
+    @Slot()
+    def _on_section_gone(self) -> None:
+        self.section = None
 
     def _show_state(self) -> None:
         self._refresh()
         if self.section is not None:
-            self.section.set_state(self.held, keyring_usable=self.lock.keyring.usable)
+            self.section.set_state(
+                self.held, keyring_usable=self.lock.keyring.usable, busy=self.converting
+            )
 
     # -- converting ------------------------------------------------------------------------
 
-    def _convert(self, work: Callable[[], bytes | None], done: str) -> bool:
-        """Close the store, run ``work`` (→ the new key), reopen with it. On failure
-        the store reopens as it was and the person gets the sentence."""
+    @property
+    def converting(self) -> bool:
+        return self.conversion.running
+
+    def _convert(self, job: Job, on_ok: Callable[[], None] = lambda: None) -> bool:
+        """Start ``job`` off the GUI thread (app/privacy_convert.py has the rules);
+        ``on_ok`` runs on the GUI thread once the store is reopened on the new file."""
+        if self.converting:
+            self.notifier.error("The chats are being converted already; wait until it is done.")
+            return False
         if self._busy():
             self.notifier.error(
                 "A reply is being written: wait until it finishes (or stop it), then try again."
             )
             return False
         self.indexer.stop()
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        self.store.close()
-        ok = True
-        try:
-            try:
-                self._key = work()
-            except KnownError as e:
-                ok = False
-                self.notifier.error(e.message)
-            except Exception:
-                ok = False
-                log.exception("changing the encryption of the chats failed")
-                self.notifier.error(
-                    "Something unexpected went wrong; your chats are unchanged. The log "
-                    "has details."
-                )
-            self.store.reopen(self._key)
-        finally:
-            QApplication.restoreOverrideCursor()
+        self._idle.stop()
+
+        def ended(ok: bool, key: bytes | None) -> None:
+            self._key = key
+            self._key_id = keys.key_id(key) if key is not None else ""
             self.indexer.start()
             self._show_state()
             self._restart_idle()
-        if ok:
-            self.notifier.info(done)
-        return ok
+            if ok:
+                on_ok()
+
+        try:
+            self.conversion.start(job, self._key, ended)
+        except KnownError as e:
+            self.notifier.error(e.message)
+            self.indexer.start()
+            self._restart_idle()
+            return False
+        self._show_state()
+        return True
+
+    def may_close(self) -> bool:
+        """Whether Hearth may quit now: asks while the chats are being converted."""
+        if not self.converting:
+            return True
+        answer = QMessageBox.question(
+            self.window,
+            "Stop changing the encryption?",
+            "Hearth is converting your chats. Stop and quit? Nothing is lost: Hearth "
+            "removes the unfinished copy and your chats stay as they were; you can start "
+            "again from Settings → Privacy & storage.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _show_recovery(self, code: str) -> None:
         dialog = RecoveryKeyDialog(code, self.section or self.window)
@@ -221,14 +263,26 @@ class PrivacyController(QObject):
     @Slot(str, str)
     def _on_encrypt(self, held: str, passphrase: str) -> None:
         codes: list[str] = []
+        seconds: list[float] = []
 
-        def work() -> bytes | None:
-            done = self.lock.encrypt(passphrase=passphrase if held == Held.PASSPHRASE else None)
+        def work(progress: Progress, pause: Pause, cancelled: Cancelled) -> bytes | None:
+            done = self.lock.encrypt(
+                passphrase=passphrase if held == Held.PASSPHRASE else None,
+                progress=progress,
+                pause=pause,
+                cancelled=cancelled,
+            )
             codes.append(done.recovery_code)
+            seconds.append(done.seconds)
             return self.lock.key_from_recovery(done.recovery_code)
 
-        if self._convert(work, "Your chats are encrypted."):
-            self._show_recovery(codes[0])
+        job = Job(
+            "Encrypting your chats",
+            "Checking the encrypted copy",
+            work,
+            lambda key: f"Your chats are encrypted ({format_duration(seconds[0])}).",
+        )
+        self._convert(job, lambda: self._show_recovery(codes[0]))
 
     @Slot()
     def _on_decrypt(self) -> None:
@@ -247,11 +301,21 @@ class PrivacyController(QObject):
         if answer != QMessageBox.StandardButton.Yes:
             return
 
-        def work() -> bytes | None:
-            self.lock.decrypt(key)
+        seconds: list[float] = []
+
+        def work(progress: Progress, pause: Pause, cancelled: Cancelled) -> bytes | None:
+            seconds.append(
+                self.lock.decrypt(key, progress=progress, pause=pause, cancelled=cancelled)
+            )
             return None
 
-        self._convert(work, "Your chats are no longer encrypted.")
+        job = Job(
+            "Decrypting your chats",
+            "Checking the decrypted copy",
+            work,
+            lambda _key: f"Your chats are no longer encrypted ({format_duration(seconds[0])}).",
+        )
+        self._convert(job)
 
     @Slot(str, str)
     def _on_holder_change(self, held: str, passphrase: str) -> None:
@@ -275,10 +339,28 @@ class PrivacyController(QObject):
 
     @Slot()
     def lock_now(self) -> None:
-        """Hide the chats behind the unlock dialog (with a passphrase only: a key in the
-        keyring would unlock again by itself)."""
+        """Close the database, drop the key and hide the chats behind the unlock dialog.
+
+        With a passphrase only: a key in the keyring unlocks again with a click, without
+        a secret, so locking would protect nothing the screen lock does not (the
+        section and the README say so). Not while a reply is written or the chats are
+        converted: the idle lock waits for their end; "Lock now" says why."""
         if self.locked or self.held is not Held.PASSPHRASE:
             return
+        if self._busy() or self.converting:
+            if self.sender() is self._idle:  # idle: lock once the reply is over
+                self._idle.start(_RETRY_LOCK_MS)
+            else:
+                self.notifier.error(
+                    "Hearth cannot lock while a reply is being written or the chats are "
+                    "converted: stop the reply (or wait for the end), then lock."
+                )
+            return
+        self.indexer.stop()
+        if self._key is not None:
+            self._key_id = keys.key_id(self._key)
+        self.store.lock(_LOCKED)
+        self._key = None  # no reference to the key while locked
         central = getattr(self.window, "centralWidget", lambda: None)()
         if central is not None:
             central.hide()
@@ -303,9 +385,18 @@ class PrivacyController(QObject):
         except keys.ChatKeyError as e:
             dialog.refuse(e.message)
             return
-        if key != self._key:
+        if keys.key_id(key) != self._key_id:
             dialog.refuse("That does not unlock these chats.")
             return
+        try:
+            self.store.reopen(key)
+        except KnownError as e:  # e.g. the disk went away while locked
+            dialog.refuse(e.message)
+            return
+        self._key = key
+        self.indexer.start()
+        if self.notifier.texts(NoticeKind.ERROR)[-1:] == [_LOCKED]:  # said behind the lock
+            self.notifier.clear_error()
         self.unlock_dialog = None
         dialog.rejected.disconnect(self.window.close)
         dialog.accept()
@@ -328,6 +419,8 @@ class PrivacyController(QObject):
         return False
 
     def close(self) -> None:
+        """On quit, before the store closes: a conversion is stopped and waited for."""
+        self.conversion.cancel_and_wait()
         self._idle.stop()
         app = QApplication.instance()
         if app is not None:

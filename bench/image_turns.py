@@ -54,6 +54,7 @@ from tests.fixtures.qwen35 import N_EMBD, build_qwen35_gguf
 ONE_TOKEN = SamplingParams(max_tokens=1, max_thinking_tokens=1, temperature=0.0, top_k=1)
 QUESTION = "What is in this picture, and what colour is the thing in the middle of it?"
 FOLLOW_UP = "And how many of them are there? Count them one by one, please."
+AGAIN = "Look at the same picture again: is the last square bigger than the first?"
 ANSWER = "It is a red square on a white background, drawn with a thin black line."
 
 
@@ -166,6 +167,20 @@ def main() -> None:
             forget(session)
             return cpu_timed(session, follow, 1)
 
+        # The person shows the same picture again two turns later ("and this one?"): the
+        # encoder's output comes from its cache, the chat before it from the prefix.
+        again = [*follow, Message("assistant", ANSWER), Message("user", (image, TextPart(AGAIN)))]
+
+        def reshow() -> tuple[GenerationStats, float]:
+            forget(session)
+            turn(session, opening, 1)  # untimed: the chat as it was
+            turn(session, follow, 1)
+            return cpu_timed(session, again, 1)
+
+        def reshow_cold() -> tuple[GenerationStats, float]:
+            forget(session)
+            return cpu_timed(session, again, 1)
+
         def text_next() -> tuple[GenerationStats, float]:
             forget(session)
             turn(session, text_opening, 2)
@@ -175,6 +190,8 @@ def main() -> None:
         rows["next turn (prefix + encoder cache reused)"] = timed(args.runs, next_turn)
         rows["next turn, nothing reused (MTMDChatHandler)"] = timed(args.runs, next_cold)
         rows["next turn of a text-only chat"] = timed(args.runs, text_next)
+        rows["the same image shown again, a turn later"] = timed(args.runs, reshow)
+        rows["shown again, nothing reused (MTMDChatHandler)"] = timed(args.runs, reshow_cold)
         encodes = session.projector.encodes if session.projector else 0
 
     with open("/proc/loadavg") as f:
@@ -187,9 +204,10 @@ def main() -> None:
         s = r.stats
         print(f"{name:46} {r.ttft_ms:8.1f} {r.best_ms:8.1f} {r.cpu_ms:8.1f} "
               f"{s.prompt_tokens:7d} {s.reused_tokens:7d} {s.evaluated_tokens:5d}")  # fmt: skip
-    first_, next_, cold, text = rows.values()
+    first_, next_, cold, text, shown, shown_cold = rows.values()
     for label, a, b in (
         ("next / nothing reused", next_, cold),
+        ("shown again / nothing reused", shown, shown_cold),
         ("next / text-only next (goal <= 1.3)", next_, text),
         ("next / first", next_, first_),
     ):

@@ -354,6 +354,16 @@ class Storage:
         minimum=0,
         maximum=24 * 60,
     )
+    # Issue 17: the one-time offer to encrypt (app/privacy_offer.py), shown once this many
+    # chats exist; "Not now" moves it further, "Don't ask again" sets 0 (never).
+    ENCRYPT_OFFER_AT: Final[Spec[int]] = _s(
+        "storage.encrypt_offer_at",
+        int,
+        3,
+        "Offer encryption at",
+        "After how many chats Hearth offers, once, to encrypt them. 0: never.",
+        minimum=0,
+    )
 
 
 class Appearance:

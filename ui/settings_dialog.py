@@ -73,6 +73,7 @@ _NOT_ON_A_PAGE = (
     "model.no_vision",  # the Model page's "Let it see images" switch (ui/vision_toggle.py)
     "storage.models_dir",
     "storage.chats_dir",
+    "storage.encrypt_offer_at",  # the strip's answers (issue 17)
 )
 
 

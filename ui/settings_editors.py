@@ -27,6 +27,9 @@ _CHOICE_TEXT = {
     "dark": "Dark",
 }
 
+# Whole-number settings whose 0 means "never" (the spin box says so instead of 0).
+_ZERO_IS_NEVER = frozenset({"storage.lock_after_min"})
+
 
 class SettingEditor(QWidget):
     """One option's editor; ``None`` (automatic) is an 'Automatic' checkbox."""
@@ -70,6 +73,8 @@ class SettingEditor(QWidget):
             spin = QSpinBox()
             spin.setRange(int(spec.minimum or 0), int(spec.maximum or 1_000_000))
             spin.setSingleStep(512 if spec.key == "performance.n_ctx" else 1)
+            if spec.key in _ZERO_IS_NEVER:
+                spin.setSpecialValueText("Never")  # shown for 0, the minimum
             spin.editingFinished.connect(lambda: self._emit(spin.value()))
             return spin
         if spec.kind is float:

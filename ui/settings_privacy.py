@@ -46,7 +46,9 @@ _STATUS = {
     Held.NONE: "Your chats are stored unencrypted: anyone with a copy of the chats folder "
     "(a lost laptop, a synced folder, a backup) can read them.",
     Held.KEYRING: "Your chats are encrypted. The key is kept in your system keyring and "
-    "unlocks them when you log in.",
+    "unlocks them when you log in. Lock now and locking after idle time need a passphrase: "
+    "with the keyring, anyone at this logged-in computer unlocks without a secret, so lock "
+    "the computer's screen instead.",
     Held.PASSPHRASE: "Your chats are encrypted and locked by a passphrase that Hearth asks "
     "for at every start.",
 }

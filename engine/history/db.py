@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from engine.errors import StoreError
 from engine.history import cipher
@@ -62,10 +62,26 @@ def _backup(source: cipher.Database, target: cipher.Database) -> None:
         raise TypeError("a backup between a plain and an encrypted file")
 
 
+class _Locked:
+    """Where the connection was while the store is locked: every use fails as a closed
+    file does, and the store turns that into the lock's sentence (``_failure``)."""
+
+    in_transaction = False
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        raise sqlite3.OperationalError("the chat history is locked")
+
+    executemany = execute
+
+    def close(self) -> None:
+        return None
+
+
 class StoreDatabase:
     """The SQLite file at ``path``, opened and brought to the current schema."""
 
     _commits = 0
+    _held: str | None = None  # why writing is refused now (hold_writes, lock)
 
     def __init__(
         self,
@@ -238,12 +254,48 @@ class StoreDatabase:
             except OSError as e:  # the copy is in use; the old one is only left behind
                 _log.warning("could not delete %s%s: %s", old, suffix, e)
 
+    def hold_writes(self, sentence: str) -> None:
+        """Refuse every write until ``reopen``: a conversion (``migrate.convert``) is
+        copying this file on another thread, and a write now would be missing from the
+        copy. The write-ahead log is emptied into the file first (here, on the thread
+        that owns the connection), so the copy reads one file that nobody changes;
+        ``query_only`` makes SQLite itself refuse a write no caller foresaw. Reading
+        goes on. Raises ``StoreError`` (locked, disk) leaving writes allowed."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("PRAGMA query_only = ON")
+        except sqlite3.DatabaseError as e:
+            raise self._failure("prepare", e) from e
+        self._held = sentence
+
+    @property
+    def writes_held(self) -> str | None:
+        return self._held
+
+    def lock(self, sentence: str) -> None:
+        """Close the file and forget its key until ``reopen(key)`` ("Lock now"): reading
+        and writing fail with ``sentence`` meanwhile. Python cannot wipe the key's bytes
+        from memory; this drops the store's references to it (and SQLite's, with the
+        connection)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        if self._owner and self._key is not None:
+            cipher.forget_key(self._path)
+        self._db = cast(cipher.Database, _Locked())
+        self._key = None
+        self._held = sentence
+
+    @property
+    def locked(self) -> bool:
+        return isinstance(self._db, _Locked)
+
     def reopen(self, key: bytes | None) -> None:
         """Go on with the same file, now (or no longer) encrypted with ``key``: after
         ``close()`` and a conversion (``migrate.convert``), so that everything holding
         this store keeps holding it."""
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
+        self._held = None  # a new connection: query_only is off
         self._key, self._key_verified = key, True
         try:
             self._db = self._connect(self._path)
@@ -346,6 +398,8 @@ class StoreDatabase:
             )
 
     def _failure(self, verb: str, e: BaseException) -> StoreError:
+        if self._held is not None:  # query_only refused it: say why, not "read-only disk"
+            return StoreError(self._held, detail=repr(e))
         code = getattr(e, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
             with contextlib.suppress(OSError):
@@ -378,6 +432,8 @@ class StoreDatabase:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        if self._held is not None:
+            raise StoreError(self._held)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield

@@ -42,6 +42,11 @@ from engine.history import cipher
 from engine.history.search import search
 
 
+class Cancelled(Exception):
+    """The conversion was stopped before the swap (``cancelled`` said so): the
+    original is in place and the copy and the marker are gone."""
+
+
 class Op(StrEnum):
     ENCRYPT = "encrypt"
     DECRYPT = "decrypt"
@@ -150,14 +155,22 @@ def convert(
     on_swapped: Callable[[], None] = lambda: None,
     progress: Callable[[float], None] = lambda fraction: None,
     pause: Callable[[str], None] = lambda step: None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Converted:
     """Write ``db`` again under ``new_key`` (None: plain), check it and swap it in.
 
     ``extra`` is kept in the marker for ``recover``'s caller (the key holder's ids).
     ``progress`` gets 0..1 while copying (by the copy's size), on this thread.
     Raises ``StoreError`` leaving the original in place if anything fails before the
-    swap; the marker is then removed (nothing to recover).
+    swap; the marker is then removed (nothing to recover). ``cancelled`` is asked while
+    copying and checking (a quit): True raises ``Cancelled`` the same way. From the swap
+    on, the conversion finishes (it is a moment).
     """
+
+    def stop_if_cancelled() -> None:
+        if cancelled():
+            raise Cancelled
+
     started = time.monotonic()
     if read_marker(db) is not None:
         raise StoreError(
@@ -192,19 +205,30 @@ def convert(
             def copied_so_far() -> bool:
                 with contextlib.suppress(OSError):
                     progress(min(copy.stat().st_size / total, 1.0))
-                return False  # go on
+                return cancelled()  # True interrupts the copy
 
+            stop_if_cancelled()
             source.set_progress_handler(copied_so_far, 20_000)
-            source.execute("VACUUM INTO ?", (cipher.target_uri(copy, new_key),))
+            try:
+                source.execute("VACUUM INTO ?", (cipher.target_uri(copy, new_key),))
+            except sqlite3.OperationalError:
+                stop_if_cancelled()  # interrupted by the handler: a cancel, not a failure
+                raise
             source.set_progress_handler(None, 0)
         finally:
             source.close()
         progress(1.0)
         pause("copied")
+        stop_if_cancelled()
         check = cipher.connect(copy, new_key)
         try:
-            problems = [r[0] for r in check.execute("PRAGMA integrity_check").fetchall()]
-            after = _summary(check, words)
+            check.set_progress_handler(cancelled, 20_000)
+            try:
+                problems = [r[0] for r in check.execute("PRAGMA integrity_check").fetchall()]
+                after = _summary(check, words)
+            except sqlite3.OperationalError:
+                stop_if_cancelled()
+                raise
         finally:
             check.close()
         if problems != ["ok"] or after != before:
@@ -214,6 +238,7 @@ def convert(
                 detail=f"{problems[:3]}; {before[:2]} vs {after[:2]}",
             )
         pause("verified")
+        stop_if_cancelled()
         for suffix in ("-wal", "-journal", "-shm"):
             leftover = Path(f"{db}{suffix}")
             if leftover.exists() and leftover.stat().st_size > 0 and suffix != "-shm":

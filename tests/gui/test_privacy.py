@@ -25,6 +25,8 @@ from app.gui import HearthApp
 from app.paths import resolve_paths
 from app.privacy import open_at_start
 from engine.crypto import keys
+from engine.errors import StoreError
+from engine.history import cipher
 from engine.history.store import ChatStore
 from tests.fakes.file_keyring import ENV, FileKeyring
 from tests.fakes.scripted import ScriptedBackend
@@ -98,7 +100,8 @@ def test_turn_on_with_a_passphrase_chat_on_lock_and_unlock(
     shown.kept.setChecked(True)
     qtbot.mouseClick(shown.ok, Qt.MouseButton.LeftButton)
     assert section.held is Held.PASSPHRASE and "passphrase" in section.status.text()
-    assert "Your chats are encrypted." in hearth.notifier.seen[-1].text
+    assert any(t.startswith("Your chats are encrypted (") for t in hearth.notifier.texts())
+    assert hearth.privacy.strip.text().startswith("Your chats are encrypted (")
     # Chatting goes on, on the same store, now encrypted.
     hearth.settings_controller.dialog.close()  # type: ignore[union-attr]
     send(qtbot, hearth, "And zeppelins?")
@@ -113,6 +116,18 @@ def test_turn_on_with_a_passphrase_chat_on_lock_and_unlock(
     assert dialog is not None and hearth.privacy.locked
     central = hearth.window.centralWidget()
     assert not central.isVisible()
+    # Locked means closed: no connection, no key held by the store, the cipher or privacy.
+    assert hearth.store.locked and not hearth.store.encrypted
+    assert cipher.key_for(hearth.store.path) is None and hearth.privacy._key is None
+    with pytest.raises(StoreError, match="Your chats are locked"):
+        hearth.store.search("zeppelins")
+    with pytest.raises(StoreError, match="Your chats are locked"):
+        hearth.store.create_conversation("sneaky")
+    # A model that finishes loading behind the lock reads the open chat: a sentence, no
+    # crash, and the banner does not outlive the lock.
+    hearth.engine.model_changed.emit(hearth.engine.model_info, "")
+    assert not any("went wrong" in t for t in hearth.notifier.texts())
+    assert "Your chats are locked" in hearth.notifier.texts()[-1]
     shoot(dialog, "locked")
     for attempt in (1, 2):
         dialog.entry.setText("not it at all")
@@ -124,6 +139,11 @@ def test_turn_on_with_a_passphrase_chat_on_lock_and_unlock(
     dialog.entry.setText(PASS)
     qtbot.mouseClick(dialog.unlock_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not hearth.privacy.locked and central.isVisible())
+    assert not hearth.window.error_banner.isVisible()
+    assert not hearth.store.locked and [h.snippet for h in hearth.store.search("zeppelins")]
+    send(qtbot, hearth, "Still zeppelins?")  # the reopened store takes the next chat
+    qtbot.waitUntil(lambda: not hearth.replies.busy, timeout=10_000)
+    assert len(hearth.store.search("zeppelins")) >= 2
 
 
 def leaks_of(data: Path) -> list[str]:

@@ -343,3 +343,12 @@ def test_on_this_cpu_the_model_page_measures_once_and_shows_speeds(
     again = hearth.settings_controller.dialog
     assert again is not None and again is not dialog
     assert again.measure_button.isEnabled() and hearth.models.service.bandwidth is measured
+
+
+def test_lock_after_idle_says_never_for_zero(qtbot: QtBot, launch: Launch, data_dir: Path) -> None:
+    hearth = launch(data_dir)
+    dialog = open_settings(qtbot, hearth)
+    spin = dialog.editors["storage.lock_after_min"].widget
+    assert spin.value() == 0 and spin.text() == "Never"
+    spin.setValue(5)
+    assert spin.text() == "5"
