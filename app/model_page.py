@@ -29,7 +29,8 @@ from engine.models.library import InstalledModel, ModelRow
 from engine.models.speed import TYPICAL_CONTEXT
 from engine.settings import Model
 from engine.units import format_bytes
-from ui.settings_dialog import QuantRow, SettingsDialog
+from ui.quant_rows import QuantRow
+from ui.settings_dialog import SettingsDialog
 
 if TYPE_CHECKING:  # keyring loads when the token is first needed, not at start
     from engine.models.hf_token import TokenStatus, TokenStore

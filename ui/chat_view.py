@@ -14,19 +14,16 @@ loaded (``loadResource``).
 from __future__ import annotations
 
 import html
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
-from PySide6.QtCore import QPoint, QRect, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QDesktopServices,
     QFocusEvent,
     QGuiApplication,
-    QPainter,
     QPaintEvent,
     QPalette,
-    QPen,
     QResizeEvent,
     QShowEvent,
     QTextCursor,
@@ -39,10 +36,16 @@ from ui.attachment_html import IMAGE_SCHEME, OPEN_IMAGE_SCHEME, attachments_html
 from ui.chat_document import (
     StreamState,
     insert_blocks,
-    links_in,
     plain_html,
-    remove_to_end,
 )
+from ui.chat_focus import (
+    focus_first_in_sight,
+    focused_link,
+    message_span,
+    paint_focus_ring,
+    refocus,
+)
+from ui.chat_stream import append_thinking, fold_thinking, render_answer
 from ui.citations import DocumentMarks, document_link
 from ui.markdown import COPY_CODE_SCHEME, MarkdownRenderer
 from ui.message_html import (
@@ -213,7 +216,7 @@ class ChatView(QTextBrowser):
         nearest like it. A new set of messages (``show_messages``) keeps only the
         very same link: after a message action the controller decides where the
         focus goes, and a neighbouring Delete is never where a person expects it."""
-        focused = self._focused_link() if self.hasFocus() else None
+        focused = focused_link(self) if self.hasFocus() else None
         parts: list[str] = []
         if self._shown_from:
             parts.append(
@@ -227,7 +230,7 @@ class ChatView(QTextBrowser):
             parts.append(self._message_html(m, m.id == last))
         self.setHtml("".join(parts))
         if focused is not None:
-            self._refocus(*focused, nearest=nearest)
+            refocus(self, *focused, nearest=nearest)
 
     def _message_html(self, msg: StoredMessage, is_last: bool) -> str:
         thinking, thinking_ms = msg.thinking, msg.thinking_ms
@@ -316,68 +319,18 @@ class ChatView(QTextBrowser):
             return
         at_bottom = self._at_bottom()
         if stream.pending_thinking:
-            self._append_thinking_text(stream, "".join(stream.pending_thinking))
+            color = self.palette().color(QPalette.ColorRole.PlaceholderText)
+            text = "".join(stream.pending_thinking)
+            append_thinking(self.document(), stream, text, muted=self._muted, color=color)
             stream.pending_thinking.clear()
         if stream.pending or final:
             if stream.think_pos is not None:
-                self._fold_thinking(stream)
+                fold_thinking(self.document(), stream, muted=self._muted)
             stream.text += "".join(stream.pending)
             stream.pending.clear()
-            self._render_stream_text(stream, final)
+            render_answer(self.document(), stream, self._renderer, self._register_code, final)
         if at_bottom:
             self._scroll_to_bottom()
-
-    def _append_thinking_text(self, stream: StreamState, text: str) -> None:
-        cursor = self._end_cursor()
-        if stream.think_pos is None:
-            stream.think_pos = cursor.position()
-            stream.think_started = time.monotonic()
-            muted = self._renderer.palette.muted
-            insert_blocks(cursor, f'<p style="color:{muted}"><i>Thinking…</i></p>')
-            cursor.insertBlock()
-        fmt = cursor.charFormat()
-        fmt.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
-        fmt.setFontItalic(True)
-        cursor.insertText(text, fmt)
-        stream.thinking += text
-
-    def _fold_thinking(self, stream: StreamState) -> None:
-        """The answer started: replace the streamed thinking with a folded line."""
-        assert stream.think_pos is not None
-        thinking_s = time.monotonic() - stream.think_started
-        cursor = QTextCursor(self.document())
-        cursor.setPosition(stream.think_pos)
-        remove_to_end(cursor)
-        seconds = f" for {thinking_s:.0f} s" if thinking_s >= 1 else ""
-        insert_blocks(
-            cursor, f'<p style="color:{self._renderer.palette.muted}"><i>Thought{seconds}</i></p>'
-        )
-        stream.think_pos = None
-        stream.open_pos = cursor.position()
-
-    def _render_stream_text(self, stream: StreamState, final: bool) -> None:
-        text = stream.text
-        closed = len(text) if final else stream.splitter.feed(text)
-        cursor = QTextCursor(self.document())
-        cursor.setPosition(stream.open_pos)
-        remove_to_end(cursor)
-        if closed > stream.rendered_closed:
-            chunk = text[stream.rendered_closed : closed]
-            insert_blocks(cursor, self._renderer.render(chunk, self._register_code))
-            stream.rendered_closed = closed
-            stream.open_pos = cursor.position()
-        tail = text[closed:]
-        if tail:
-            fence = stream.splitter.open_fence_start
-            if fence is not None and fence >= closed:
-                # An open code fence: shown plain until it closes (no re-highlighting per frame).
-                header, _, code = text[fence:].partition("\n")
-                lang = header.strip().lstrip("`~").strip().split(" ")[0]
-                pre = self._renderer.render(text[closed:fence]) if fence > closed else ""
-                block = self._renderer.code_block_html(code, lang, None, closed=False)
-                insert_blocks(cursor, pre + block)
-            else:
-                insert_blocks(cursor, self._renderer.render(tail))
 
     def _stop_stream(self) -> None:
         self._timer.stop()
@@ -476,7 +429,7 @@ class ChatView(QTextBrowser):
         if self._shown_from and all(m.id != msg_id for m in self._messages[self._shown_from :]):
             self.show_earlier()
         self.scrollToAnchor(f"m{msg_id}")
-        span = self._message_span(msg_id)
+        span = message_span(self.document(), msg_id)
         if span is None:
             return
         start, end = span
@@ -486,24 +439,6 @@ class ChatView(QTextBrowser):
         if hits:
             self.setTextCursor(min(hits, key=lambda h: h.selectionStart()))  # the highlight
             self.ensureCursorVisible()
-
-    def _message_span(self, msg_id: int) -> tuple[int, int] | None:
-        """Where message ``msg_id`` starts and ends in the document (None: not shown)."""
-        starts: dict[str, int] = {}
-        block = self.document().begin()
-        while block.isValid():
-            it = block.begin()
-            while not it.atEnd():
-                fragment = it.fragment()
-                for name in fragment.charFormat().anchorNames():
-                    starts.setdefault(name, fragment.position())
-                it += 1
-            block = block.next()
-        start = starts.get(f"m{msg_id}")
-        if start is None:
-            return None
-        later = [pos for name, pos in starts.items() if name.startswith("m") and pos > start]
-        return start, min(later, default=self.document().characterCount())
 
     def _toggle_thinking(self, msg_id: int) -> None:
         self._expanded_thinking ^= {msg_id}
@@ -519,66 +454,7 @@ class ChatView(QTextBrowser):
         reason = event.reason()
         if reason not in (Qt.FocusReason.TabFocusReason, Qt.FocusReason.BacktabFocusReason):
             return
-        forward = reason == Qt.FocusReason.TabFocusReason
-        links = links_in(self.document())
-        if not links:
-            return
-        # By block geometry, which lays the document out as far as needed (a hit
-        # test at the viewport's corner can answer "the end" before the first paint).
-        layout, doc = self.document().documentLayout(), self.document()
-        top = self.verticalScrollBar().value()
-        bottom = top + self.viewport().height()
-        for link in links if forward else reversed(links):
-            rect = layout.blockBoundingRect(doc.findBlock(link[0]))
-            if (rect.bottom() > top) if forward else (rect.top() < bottom):
-                self._focus_link(links, link, forward)
-                return
-        self._focus_link(links, links[-1] if forward else links[0], forward)
-
-    def _focus_link(
-        self, links: list[tuple[int, int, str]], target: tuple[int, int, str], forward: bool
-    ) -> None:
-        """Give ``target`` (one of ``links``) the keyboard focus."""
-        cursor = QTextCursor(self.document())
-        # Select the character just outside the link, then take QTextBrowser's own step
-        # onto it: the same focus (and frame) as a Tab press. (It steps from a
-        # selection only; with none it starts over from the document's start or end,
-        # which is right for the first and the last link.)
-        if forward and target is not links[0]:
-            cursor.setPosition(target[0] - 1)
-            cursor.setPosition(target[0], QTextCursor.MoveMode.KeepAnchor)
-        elif not forward and target is not links[-1]:
-            cursor.setPosition(target[1])
-            cursor.setPosition(target[1] + 1, QTextCursor.MoveMode.KeepAnchor)
-        self.setTextCursor(cursor)
-        self.focusNextPrevChild(forward)
-
-    def _focused_link(self) -> tuple[int, str] | None:
-        """(position, href) of the link that has keyboard focus, if one has."""
-        cursor = self.textCursor()
-        if not cursor.hasSelection():
-            return None
-        probe = QTextCursor(self.document())
-        probe.setPosition(cursor.selectionStart() + 1)
-        href = probe.charFormat().anchorHref()
-        return (cursor.selectionStart(), href) if href else None
-
-    def _refocus(self, pos: int, href: str, *, nearest: bool = True) -> None:
-        """After a rebuild: the same link again, else (``nearest``) the same action
-        nearest to where it was, else the next link."""
-        links = links_in(self.document())
-        if not links:
-            return
-        action = href.rpartition("/")[0]
-        same = [link for link in links if link[2] == href]
-        if not same and not nearest:
-            return
-        same = same or [link for link in links if action and link[2].rpartition("/")[0] == action]
-        if same:
-            target = min(same, key=lambda link: abs(link[0] - pos))
-        else:
-            target = next((link for link in links if link[1] > pos), links[-1])
-        self._focus_link(links, target, True)
+        focus_first_in_sight(self, reason == Qt.FocusReason.TabFocusReason)
 
     def showEvent(self, event: QShowEvent) -> None:
         # QTextEdit shows its cursor on the first show: the top of the chat.
@@ -622,22 +498,7 @@ class ChatView(QTextBrowser):
     def paintEvent(self, event: QPaintEvent) -> None:
         """A clear ring around the link in keyboard focus (Qt's own is a faint dotted line)."""
         super().paintEvent(event)
-        focused = self._focused_link() if self.hasFocus() else None
-        if focused is None:
-            return
-        cursor = self.textCursor()
-        start, end = QTextCursor(cursor), QTextCursor(cursor)
-        start.setPosition(cursor.selectionStart())
-        end.setPosition(cursor.selectionEnd())
-        left, right = self.cursorRect(start), self.cursorRect(end)
-        if left.top() != right.top():  # a link broken over two lines: Qt's frame will do
-            return
-        ring = QRect(QPoint(left.left(), left.top()), QPoint(right.right(), right.bottom()))
-        painter = QPainter(self.viewport())
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), 2))
-        painter.drawRoundedRect(ring.adjusted(-3, -1, 3, 1), 3, 3)
-        painter.end()
+        paint_focus_ring(self)
 
     def loadResource(self, kind: int, url: QUrl | str) -> object:
         """Never fetch anything: no remote images, no local files from model output.

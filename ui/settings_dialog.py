@@ -1,5 +1,6 @@
 """The Settings window: pages built from the declared schema (engine.settings),
-plus the Model page (quantizations with fit badges and downloads).
+plus the Model page (quantizations with fit badges and downloads; its rows:
+``ui.quant_rows``).
 
 It renders and asks: an edit emits ``setting_changed(key, value)`` and the
 controller validates, saves and applies it; anything that needs engine work
@@ -10,7 +11,6 @@ callable, never computed here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from engine.models.choice import AUTO
 from engine.settings import SCHEMA, Value
-from engine.units import format_bytes
+from ui.quant_rows import COLUMNS, GPU_COL, MEMORY_COL, SPEED_COL, QuantRow, quant_item
 from ui.settings_editors import SettingEditor
 from ui.settings_serve import ServeSection
 from ui.theme import mute
@@ -75,53 +75,6 @@ _NOT_ON_A_PAGE = (
     "storage.chats_dir",
     "storage.encrypt_offer_at",  # the strip's answers (issue 17)
 )
-
-
-@dataclass(frozen=True, slots=True)
-class QuantRow:
-    """One quantization as the Model page shows it (the controller fills it in)."""
-
-    name: str
-    size_bytes: int
-    memory_bytes: int
-    fit: str  # "fits", "tight" or "too large"
-    installed: bool
-    recommended: bool
-    note: str = ""
-    in_use: bool = False
-    downloading: bool = False
-    size_estimated: bool = False  # the catalog's size is an estimate until refreshed
-    cached: bool = False  # in the Hugging Face cache already: no download needed
-    partial: float = 0.0  # share of an unfinished download kept for resuming
-    label: str = ""  # shown instead of ``name`` (a file's name for the person's own files)
-    removable: bool = True  # False: Hearth needs it (the starter model)
-    # With a GPU: the bytes on it (``memory_bytes`` is then the RAM's part); None: no GPU.
-    gpu_bytes: int | None = None
-    tokens_per_s: float | None = None  # estimated decode speed; None: not known yet
-    reason: str = ""  # the recommended row's: why "Auto" picks it
-    remote: bool = False  # a model on a server (Settings → Connections): no file, no fit
-
-
-# The list's columns. GPU is shown only where there is one (Memory is then "RAM").
-COLUMNS = ("Quantization", "Download", "GPU", "Memory", "Fit", "Speed", "")
-_GPU_COL, _MEMORY_COL, _SPEED_COL = 2, 3, 5
-FIT_MARKS = {
-    "fits": "✓ fits",
-    "on the server": "⇄ on the server",
-    "tight": "! tight",
-    "too large": "✗ too large",
-    "fits on the GPU": "✓ fits on the GPU",
-    "GPU + RAM": "✓ GPU + RAM",
-    "CPU only": "✓ CPU only",
-}
-
-
-def speed_text(tokens_per_s: float | None) -> str:
-    """ "about 11 tokens/s" (whole numbers from 2 up: the estimate is no finer)."""
-    if tokens_per_s is None:
-        return ""
-    shown = f"{tokens_per_s:.0f}" if tokens_per_s >= 2 else f"{tokens_per_s:.1f}"
-    return f"about {shown} tokens/s"
 
 
 class SettingsDialog(QDialog):
@@ -264,8 +217,8 @@ class SettingsDialog(QDialog):
         self.quants.setObjectName("quant_list")
         self.quants.setAccessibleName("Quantizations")
         self.quants.setHeaderLabels(list(COLUMNS))
-        self.quants.setColumnHidden(_GPU_COL, True)
-        self.quants.setColumnHidden(_SPEED_COL, True)
+        self.quants.setColumnHidden(GPU_COL, True)
+        self.quants.setColumnHidden(SPEED_COL, True)
         self.quants.setRootIsDecorated(False)
         self.quants.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.quants.itemActivated.connect(self._on_quant_activated)
@@ -427,11 +380,11 @@ class SettingsDialog(QDialog):
         server = bool(rows) and all(r.remote for r in rows)  # a connection's models
         self.quants.headerItem().setText(0, "Model" if server else COLUMNS[0])
         self.measure_button.setVisible(not server)
-        self.quants.setColumnHidden(_GPU_COL, not gpu)
-        self.quants.headerItem().setText(_MEMORY_COL, "RAM" if gpu else "Memory")
-        self.quants.setColumnHidden(_SPEED_COL, all(r.tokens_per_s is None for r in rows))
+        self.quants.setColumnHidden(GPU_COL, not gpu)
+        self.quants.headerItem().setText(MEMORY_COL, "RAM" if gpu else "Memory")
+        self.quants.setColumnHidden(SPEED_COL, all(r.tokens_per_s is None for r in rows))
         for row in rows:
-            self.quants.addTopLevelItem(self._quant_item(row))
+            self.quants.addTopLevelItem(quant_item(row))
         for i in range(self.quants.topLevelItemCount()):
             top = self.quants.topLevelItem(i)
             if top is not None and top.data(0, Qt.ItemDataRole.UserRole) == current:
@@ -452,47 +405,6 @@ class SettingsDialog(QDialog):
         for col in range(len(COLUMNS)):
             self.quants.resizeColumnToContents(col)
         self._update_quant_buttons()
-
-    def _quant_item(self, row: QuantRow) -> QTreeWidgetItem:
-        marks = []
-        if row.in_use:
-            marks.append("in use")
-        if row.recommended:
-            marks.append("recommended")
-        if row.downloading:
-            marks.append("downloading")
-        elif row.installed:
-            marks.append("installed")
-        elif row.cached:
-            marks.append("in Hugging Face cache")
-        elif row.partial:
-            marks.append(f"paused at {row.partial:.0%}")
-        size = ("≈ " if row.size_estimated else "") + format_bytes(row.size_bytes)
-        memory = format_bytes(row.memory_bytes) if row.memory_bytes else "?"
-        if row.remote:  # its size and memory are the server's business
-            size = memory = "–"
-            marks = ["in use"] if row.in_use else []
-        gpu = format_bytes(row.gpu_bytes) if row.gpu_bytes else "–"
-        speed = speed_text(row.tokens_per_s)
-        texts = [row.label or row.name, size, gpu if row.gpu_bytes is not None else "", memory,
-                 FIT_MARKS.get(row.fit, row.fit), speed, ", ".join(marks)]  # fmt: skip
-        item = QTreeWidgetItem(texts)
-        item.setData(0, Qt.ItemDataRole.UserRole, row.name)
-        for col in range(len(COLUMNS)):
-            item.setToolTip(col, row.note)
-        where = (
-            f"{gpu} on the GPU and {memory} of RAM"
-            if row.gpu_bytes is not None
-            else f"{memory} of memory"
-        )
-        item.setData(
-            0,
-            Qt.ItemDataRole.AccessibleTextRole,
-            f"{row.label or row.name}, {size} download, {where}, {row.fit}"
-            + (f", {speed}" if speed else "")
-            + (f", {', '.join(marks)}" if marks else ""),
-        )
-        return item
 
     def set_speed_note(self, text: str, *, measuring: bool = False) -> None:
         """What the speeds are estimated from (or that it is being measured)."""

@@ -8,25 +8,24 @@ loses at most the last second), and ends it.
 
 No dead ends: a store that fails (a full disk, a locked database) is said in
 its own sentence; what was written stays on screen and is saved as soon as
-saving works again (the recorder keeps the text; a timer retries); the window
-always comes back to a state where the person can act; a typed message leaves
-the composer only once it is stored.
+saving works again (the recorder keeps the text; ``app.chat.reply_saving``
+tries again); the window always comes back to a state where the person can
+act; a typed message leaves the composer only once it is stored.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from app.chat.context import ContextController
 from app.chat.conversations import ConversationController, LiveReply
 from app.chat.documents import DocumentController
+from app.chat.reply_saving import ReplySaving, SaveTries
 from app.engine_client import EngineClient
 from app.notifier import Notifier
 from engine.errors import KnownError
@@ -52,9 +51,6 @@ from ui.state import ResponseState
 log = logging.getLogger(__name__)
 
 SAVE_INTERVAL_S = 1.0  # a streaming reply is saved at most this often
-RETRY_SAVE_MS = 3000  # a reply that could not be saved is tried again this often
-SAVE_TRY_S = 1.0  # while saving fails, a streaming reply is tried at most this often
-KEPT_NOTE = "What was written stays on screen and is saved as soon as saving works again."
 UNSENT_NOTE = "Your message is still in the box below: send it again once that is fixed."
 
 
@@ -89,8 +85,7 @@ class _Active:
     prompt: PromptMessages  # what the model reads, with the stored ids
     question: StoredMessage | None = None  # the question a send stored (undone on Cancel)
     previous_status: MessageStatus = MessageStatus.STOPPED  # of a continued reply
-    save_failing: bool = False
-    save_tried: float = 0.0
+    saving: SaveTries = field(default_factory=SaveTries)
 
 
 class ReplyController(QObject):
@@ -121,13 +116,12 @@ class ReplyController(QObject):
         self._editing: StoredMessage | None = None  # a question being edited in the composer
         # The documents attached to the next message (set by the wiring, app/gui.py).
         self.documents: DocumentController | None = None
-        self._unsaved: list[tuple[ReplyRecorder, MessageStatus]] = []  # finished, not saved
         # The images waiting to go with the next message (app.chat.attachments; issue 13).
         self.attachments: Attachments | None = None
-        self._retry = QTimer(self)
-        self._retry.timeout.connect(self.retry_saves)
+        # Replies kept while saving fails, tried again until saved (reply_saving.py).
+        self.saving = ReplySaving(notifier, conversations, lambda: self._active is None, self)
         conversations.live_reply = self._live_reply
-        conversations.shown_as = self._shown_as
+        conversations.shown_as = self.saving.shown_as
         context.busy = lambda: self.busy
 
         engine.model_loading.connect(self._on_model_loading)
@@ -302,7 +296,7 @@ class ReplyController(QObject):
             return
         if self.conversations.current_id == active.conversation_id:
             self.window.chat_view.append_reply(text)  # the screen first: saving may fail
-        self._record(active, active.recorder.append, text)
+        self.saving.record(active.recorder, active.saving, active.recorder.append, text)
 
     @Slot(int, str)
     def _on_thinking_ready(self, request_id: int, text: str) -> None:
@@ -311,25 +305,7 @@ class ReplyController(QObject):
             return
         if self.conversations.current_id == active.conversation_id:
             self.window.chat_view.append_thinking(text)
-        self._record(active, active.recorder.append_thinking, text)
-
-    def _record(self, active: _Active, append: Callable[[str], None], text: str) -> None:
-        """Keep ``text`` in the recorder (which saves at most every second). While
-        saving fails, the recorder keeps everything and a save is tried each second;
-        the first one that works writes it all."""
-        try:
-            append(text)
-            if active.save_failing and time.monotonic() - active.save_tried >= SAVE_TRY_S:
-                active.save_tried = time.monotonic()
-                active.recorder.flush()
-                active.save_failing = False
-                self.notifier.clear_error()
-                self.notifier.info("Saving works again: the reply is being saved.")
-        except KnownError as exc:
-            active.save_tried = time.monotonic()
-            if not active.save_failing:
-                active.save_failing = True
-                self.notifier.known(exc, KEPT_NOTE)
+        self.saving.record(active.recorder, active.saving, active.recorder.append_thinking, text)
 
     @Slot(int, float)
     def _on_speed_measured(self, request_id: int, tokens_per_s: float) -> None:
@@ -367,7 +343,7 @@ class ReplyController(QObject):
                 saved = True
             except KnownError as exc:
                 # Said once: a reply that could not be saved while it streamed was.
-                self._keep_unsaved(active.recorder, status, exc, say=not active.save_failing)
+                self.saving.keep(active.recorder, status, exc, say=not active.saving.failing)
             if self.conversations.current_id == active.conversation_id:
                 self.window.chat_view.end_reply(status)
                 if saved:  # else the streamed text stays as it is on screen
@@ -378,47 +354,6 @@ class ReplyController(QObject):
             self._set_state(self._resting_state())
             self.reply_ended.emit(active.conversation_id, active.message_id, status)
         return True
-
-    def _keep_unsaved(
-        self, recorder: ReplyRecorder, status: MessageStatus, exc: KnownError, *, say: bool
-    ) -> None:
-        self._unsaved.append((recorder, status))
-        self._retry.start(RETRY_SAVE_MS)
-        if say:
-            self.notifier.known(exc, KEPT_NOTE)
-        else:
-            log.warning("reply %d not saved yet: %s", recorder.message_id, exc)
-
-    @Slot()
-    def retry_saves(self) -> bool:
-        """Try again to save the replies that could not be saved; True when all are."""
-        still: list[tuple[ReplyRecorder, MessageStatus]] = []
-        shown: set[int] = set()
-        for recorder, status in self._unsaved:
-            try:
-                recorder.finish(status)
-                shown.add(recorder.message_id)
-            except KnownError as exc:
-                log.info("reply %d still not saved: %s", recorder.message_id, exc)
-                still.append((recorder, status))
-        self._unsaved = still
-        if still:
-            return False
-        self._retry.stop()
-        if shown:
-            self.notifier.clear_error()
-            self.notifier.info("Saving works again: every reply is saved.", 6000)
-            if self._active is None:
-                self.conversations.show_current(keep_scroll=True)
-        return True
-
-    def _shown_as(self, msg: StoredMessage) -> StoredMessage:
-        for recorder, status in self._unsaved:
-            if recorder.message_id == msg.id:
-                return replace(
-                    msg, content=recorder.text, thinking=recorder.thinking, status=status
-                )
-        return msg
 
     def _live_reply(self, conv_id: int) -> LiveReply | None:
         active = self._active
@@ -601,12 +536,12 @@ class ReplyController(QObject):
     def shutdown(self) -> None:
         """After the engine has stopped: save what the reply in progress received (its
         last events are still queued) and what could not be saved before."""
-        self._retry.stop()
+        self.saving.stop_retrying()
         active, self._active = self._active, None
         if active is not None:
             try:
                 active.recorder.finish(MessageStatus.STOPPED)
             except KnownError as exc:
                 log.error("the reply in progress could not be saved on closing: %s", exc)
-        if self._unsaved and not self.retry_saves():
-            log.error("%d replies could not be saved before closing", len(self._unsaved))
+        if self.saving.pending and not self.saving.retry():
+            log.error("%d replies could not be saved before closing", self.saving.pending)

@@ -26,6 +26,7 @@ from tests.gui.conftest import (
     click_text,
     send,
 )
+from ui.chat_focus import focused_link
 
 _NO_STATS = GenerationStats(
     prompt_tokens=0, completion_tokens=0, ttft_s=0.0, tokens_per_s=0.0, elapsed_s=0.0
@@ -307,7 +308,7 @@ def _shift_tab_to(qtbot: QtBot, hearth: HearthApp, href_start: str) -> None:
         widget = QApplication.focusWidget()
         assert widget is not None
         qtbot.keyClick(widget, Qt.Key.Key_Tab, Qt.KeyboardModifier.ShiftModifier)
-        link = view._focused_link() if view.hasFocus() else None
+        link = focused_link(view) if view.hasFocus() else None
         if link and link[1].startswith(href_start):
             return
     pytest.fail(f"Shift+Tab never reached {href_start}")
@@ -315,7 +316,7 @@ def _shift_tab_to(qtbot: QtBot, hearth: HearthApp, href_start: str) -> None:
 
 def _focus_is_in_the_message_box(hearth: HearthApp) -> bool:
     view = hearth.window.chat_view
-    return hearth.window.composer.hasFocus() and view._focused_link() is None
+    return hearth.window.composer.hasFocus() and focused_link(view) is None
 
 
 def test_after_each_message_action_the_focus_is_in_the_message_box(
@@ -353,7 +354,7 @@ def test_after_each_message_action_the_focus_is_in_the_message_box(
     view = hearth.window.chat_view
     qtbot.waitUntil(view.hasFocus)  # cancelled: back on the link
     assert hearth.store.message(reply.id) is not None
-    link = view._focused_link()
+    link = focused_link(view)
     assert link is not None and link[1] == f"hearth-action:delete/{reply.id}"
     answer_next_dialog(qtbot, "Delete")
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from engine.history.types import MessageStatus, StoredMessage
+from ui.chat_focus import focused_link
 from ui.chat_view import EARLIER_PAGE, SHOWN_AT_FIRST, ChatView
 from ui.main_window import MainWindow
 
@@ -25,7 +26,7 @@ def message(mid: int, role: str, content: str, **kw: object) -> StoredMessage:
 
 
 def focused_href(view: ChatView) -> str | None:
-    link = view._focused_link() if view.hasFocus() else None
+    link = focused_link(view) if view.hasFocus() else None
     return link[1] if link else None
 
 

@@ -20,6 +20,7 @@ from PySide6.QtCore import QEvent, QObject, Qt
 from pytestqt.qtbot import QtBot
 
 import app.chat.replies as replies_module
+import app.chat.reply_saving as saving_module
 from app.gui import HearthApp
 from app.notifier import NoticeKind
 from app.paths import resolve_paths
@@ -41,8 +42,8 @@ def _save_every_piece(monkeypatch: pytest.MonkeyPatch) -> None:
     """Save a streaming reply at every piece (not once a second) and retry a failed
     save at once, so that when saving fails is decided by the test, not by a clock."""
     monkeypatch.setattr(replies_module, "SAVE_INTERVAL_S", 0.0)
-    monkeypatch.setattr(replies_module, "SAVE_TRY_S", 0.0)
-    monkeypatch.setattr(replies_module, "RETRY_SAVE_MS", 20)
+    monkeypatch.setattr(saving_module, "SAVE_TRY_S", 0.0)
+    monkeypatch.setattr(saving_module, "RETRY_SAVE_MS", 20)
 
 
 def _disk_full(store: ChatStore) -> None:
