@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from engine.documents.tokens import ASCII_CHARS_PER_TOKEN, estimate_tokens
-from engine.documents.types import Block, BlockKind, Extracted, location_label
+from engine.documents.types import Block, BlockKind, Extracted
+from engine.units import location_label
 
 __all__ = ["CHUNK_TOKENS", "OVERLAP_TOKENS", "Chunk", "chunk_document"]
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 from engine.documents.tokens import estimate_tokens
 from engine.errors import KnownError
 
-__all__ = ["Block", "BlockKind", "DocKind", "DocumentError", "Extracted", "location_label"]
+__all__ = ["Block", "BlockKind", "DocKind", "DocumentError", "Extracted"]
 
 
 class DocumentError(KnownError):
@@ -85,19 +85,3 @@ class Extracted:
     def tokens(self) -> int:
         """About how many tokens the whole text costs (see tokens.estimate_tokens)."""
         return estimate_tokens(self.text)
-
-
-def location_label(
-    page: int | None,
-    line_start: int | None,
-    line_end: int | None = None,
-    page_end: int | None = None,
-) -> str:
-    """Where a passage is, for a citation: "page 3", "pages 3–4", "lines 10–24", "line 7"."""
-    if page is not None:
-        return f"pages {page}–{page_end}" if page_end and page_end != page else f"page {page}"
-    if line_start is None:
-        return ""
-    if line_end is None or line_end == line_start:
-        return f"line {line_start}"
-    return f"lines {line_start}–{line_end}"

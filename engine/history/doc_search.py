@@ -21,6 +21,7 @@ from engine.history.search import (
 )
 from engine.history.types import HIGHLIGHT_END, HIGHLIGHT_START, SearchHit
 from engine.types import Role
+from engine.units import location_label
 
 __all__ = ["with_document_hits"]
 
@@ -79,7 +80,7 @@ def _document_matches(
             continue
         seen.add(mid)
         _, _, passage, page, page_end, line_start, line_end = best[int(doc_id)]
-        where = _place(page, page_end, line_start, line_end)
+        where = location_label(page, line_start, line_end, page_end)
         out.append(
             SearchHit(
                 cid,
@@ -119,16 +120,3 @@ def _passage_snippet(passage: str, words: list[tuple[str, bool]], size: int) -> 
         pos = token.end()
     pieces.append("…" if len(tokens) > size else passage[pos:])
     return " ".join("".join(pieces).split())
-
-
-def _place(
-    page: int | None, page_end: int | None, line_start: int | None, line_end: int | None
-) -> str:
-    """ "page 3", "pages 3–4", "lines 10–24" (as a citation says it)."""
-    if page is not None:
-        return f"pages {page}–{page_end}" if page_end and page_end != page else f"page {page}"
-    if line_start is None:
-        return ""
-    if line_end is None or line_end == line_start:
-        return f"line {line_start}"
-    return f"lines {line_start}–{line_end}"

@@ -14,7 +14,8 @@ import pytest
 from engine.documents.chunking import CHUNK_TOKENS, chunk_blocks, chunk_document
 from engine.documents.extract import MAX_FILE_BYTES, extract, extract_bytes, kind_of
 from engine.documents.tokens import estimate_tokens
-from engine.documents.types import Block, BlockKind, DocKind, DocumentError, location_label
+from engine.documents.types import Block, BlockKind, DocKind, DocumentError
+from engine.units import location_label
 from tests.fixtures.documents import (
     docx_file,
     encrypted_pdf,
