@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,9 @@ from engine.history.export import (
 from engine.history.store import ChatStore
 from engine.history.turns import ChatSettings, prompt_before, prompt_of
 from engine.types import DocumentPart, ImagePart, TextPart
+from tests.unit.cipher_modes import both_ciphers, connect_raw
+
+pytestmark = both_ciphers
 
 WHEN = 1_750_000_000.0
 
@@ -54,7 +56,7 @@ def document(text: str = "Page one.") -> DocumentPart:
 
 
 def count(store: ChatStore, table: str) -> int:
-    db = sqlite3.connect(store.path)
+    db = connect_raw(store.path)
     try:
         return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     finally:

@@ -5,7 +5,6 @@ complete before, during and after."""
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,9 @@ import pytest
 import engine.history.search
 from engine.history.search import INLINE_INDEX, segment
 from engine.history.store import ChatStore, MessageStatus
+from tests.unit.cipher_modes import both_ciphers, connect_raw
+
+pytestmark = both_ciphers
 
 BACKLOG = 3_000
 OLDEST = "最古老的独特词语"
@@ -41,7 +43,7 @@ def fill(path: Path) -> None:
     migration or another program): every one of them queued, none indexed."""
     ChatStore(path).close()
     texts = history(random.Random(7), BACKLOG)
-    with sqlite3.connect(path) as db:
+    with connect_raw(path) as db:
         db.executemany(
             "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, 0, 0)",
             [(c, f"chat {c}") for c in range(1, 31)],

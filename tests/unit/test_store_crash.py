@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,9 @@ import pytest
 from engine.errors import StoreError
 from engine.history.opening import open_store
 from engine.history.store import ChatStore, MessageStatus, StoreCorruptError, damage_marker
+from tests.unit.cipher_modes import both_ciphers, connect_raw
+
+pytestmark = both_ciphers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,6 +59,9 @@ def piece(i: int) -> str:
 
 
 @pytest.mark.timeout(60)
+# Plain only: the writer is a child process, which opens the file without this
+# test's key; the encrypted kill -9 cases are in test_store_encryption.py.
+@pytest.mark.plain_file
 def test_kill_during_reply_keeps_the_saved_prefix(tmp_path: Path) -> None:
     db_path = tmp_path / "chats.sqlite3"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -91,7 +96,7 @@ def test_kill_during_reply_keeps_the_saved_prefix(tmp_path: Path) -> None:
         child.wait()
     assert child.returncode != 0
 
-    with closing(sqlite3.connect(db_path)) as db:
+    with closing(connect_raw(db_path)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with ChatStore(db_path) as store:
         (conv,) = store.list_conversations()
@@ -124,7 +129,7 @@ def asides(folder: Path) -> list[Path]:
 
 
 def pragma_version(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as db:
+    with closing(connect_raw(path)) as db:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
@@ -156,10 +161,12 @@ def test_a_garbage_file_is_moved_aside_and_a_new_one_started(tmp_path: Path) -> 
     assert len(asides(tmp_path)) == 2
 
 
+# Plain only: the "newer" file is made by hand, as another program would.
+@pytest.mark.plain_file
 def test_a_file_from_a_newer_hearth_is_left_where_it_is(tmp_path: Path) -> None:
     path = tmp_path / "hearth.sqlite3"
     ChatStore(path).close()
-    with closing(sqlite3.connect(path)) as db:
+    with closing(connect_raw(path)) as db:
         db.execute("PRAGMA user_version = 99")
         db.commit()
     with pytest.raises(StoreError, match="newer version of Hearth") as info:
@@ -179,6 +186,9 @@ def _damage_page_holding(path: Path, needle: bytes) -> None:
     path.write_bytes(bytes(data))
 
 
+# Plain only: the damage is aimed at a page by finding its text in the bytes, which
+# an encrypted file never shows; test_store_encryption.py damages an encrypted one.
+@pytest.mark.plain_file
 def test_damage_found_while_running_sets_the_file_aside_on_the_next_start(
     tmp_path: Path,
 ) -> None:
@@ -207,13 +217,15 @@ def test_damage_found_while_running_sets_the_file_aside_on_the_next_start(
     assert len(asides(tmp_path)) == 1
 
 
+# Plain only: the index is scrambled through the stdlib's sqlite3 writable_schema.
+@pytest.mark.plain_file
 def test_a_damaged_search_index_is_rebuilt_on_the_next_start(tmp_path: Path) -> None:
     path = tmp_path / "hearth.sqlite3"
     with ChatStore(path) as store:
         conv = store.create_conversation()
         for i in range(200):
             store.add_message(conv.id, "user", f"lighthouse keeper number {i}")
-    with closing(sqlite3.connect(path)) as db:  # scramble the index, not the messages
+    with closing(connect_raw(path)) as db:  # scramble the index, not the messages
         db.execute("UPDATE messages_fts_data SET block = randomblob(length(block)) WHERE id > 10")
         db.commit()
     with ChatStore(path) as store, pytest.raises(StoreCorruptError):
