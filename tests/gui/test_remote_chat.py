@@ -73,8 +73,11 @@ def test_a_chat_on_llama_cpp_server_streams_stops_and_survives_the_server_going(
     assert f"{server.alias} · desk" in window.chat_view.toPlainText()
     # llama-cpp-python's server says nowhere how long its window is (no /props): the
     # meter follows the conversation in tokens, without a share of a guess.
-    assert window.chat_toolbar.meter.format().endswith(" tokens")
-    assert window.chat_toolbar.meter.format() != "0 tokens"
+    # (The chat is measured after the reply is saved: the count comes a moment later.)
+    meter = window.chat_toolbar.meter
+    qtbot.waitUntil(lambda: meter.format() != "0 tokens", timeout=REPLY_TIMEOUT_MS)
+    assert meter.format().endswith(" tokens")
+    assert int(meter.format().split()[0].replace(",", "")) > 5
     # A long answer, stopped as soon as it has begun: the window is back at once.
     hearth.settings.set("generation.max_tokens", 2048)
     hearth.settings_controller.apply_live("generation.max_tokens")
