@@ -5,7 +5,6 @@ numbers in the prompt, deletion with everything that hangs on a document."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -29,6 +28,9 @@ from engine.history.turns import ChatSettings, PromptMessages, prompt_of, prompt
 from engine.history.types import MessageStatus
 from engine.types import DocumentPart, Message
 from tests.fixtures.documents import pdf_bytes
+from tests.unit.cipher_modes import both_ciphers, connect_raw
+
+pytestmark = both_ciphers
 
 TOPICS = {
     "Tomatoes": "Tomatoes need six hours of sun and deep watering twice a week.",
@@ -115,7 +117,7 @@ def test_indexing_cancelled_half_way_goes_on_later(
     doc = ingest_bytes(store, "big.md", data, progress=lambda d, t: resumed.append(d)).document
     assert doc.complete and doc.indexed == total
     assert resumed[0] == min(2 * ingest.BATCH, total)  # the first batch was not redone
-    with closing(sqlite3.connect(store.path)) as db:
+    with closing(connect_raw(store.path)) as db:
         rows = db.execute("SELECT count(*), count(DISTINCT idx) FROM doc_chunks").fetchone()
     assert rows == (total, total)
 
@@ -142,7 +144,7 @@ def test_delete_document_removes_chunks_index_and_citations(store: ChatStore) ->
     store.delete_document(doc.id)
     assert store.citations(reply.id) == {}
     assert store.search_chunks([doc.id], "basil") == []
-    with closing(sqlite3.connect(store.path)) as db:
+    with closing(connect_raw(store.path)) as db:
         assert db.execute("SELECT count(*) FROM doc_chunks").fetchone()[0] == 0
         # the external-content index holds no stale rows for them
         found = db.execute(
@@ -310,7 +312,7 @@ def test_index_goes_with_the_last_message_holding_the_document(store: ChatStore)
     store.delete_conversation(other)
     store.purge_deleted()
     assert store.document_by_hash(sha) is None
-    with closing(sqlite3.connect(store.path)) as db:
+    with closing(connect_raw(store.path)) as db:
         assert db.execute("SELECT count(*) FROM doc_chunks").fetchone()[0] == 0
 
 

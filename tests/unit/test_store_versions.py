@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from engine.history.store import SCHEMA_VERSION, ChatStore, MessageStatus, StoredMessage
+from tests.unit.cipher_modes import both_ciphers
+
+pytestmark = both_ciphers
 
 
 @pytest.fixture
@@ -153,6 +156,8 @@ V2_FILE = Path(__file__).parent / "data" / "store_v2.sqlite3"
 V2_TIME = 1_700_000_000.0  # the file's clock, so its deleted chat can still be undone
 
 
+# Plain only: a v2 file was written by Hearth 0.2, which never encrypted.
+@pytest.mark.plain_file
 def test_a_v2_file_upgrades_to_v3_keeping_everything(tmp_path: Path) -> None:
     path = tmp_path / "hearth.sqlite3"
     path.write_bytes(V2_FILE.read_bytes())

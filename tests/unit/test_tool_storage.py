@@ -14,6 +14,9 @@ from engine.history.recorder import ReplyRecorder
 from engine.history.store import ChatStore, MessageStatus
 from engine.history.turns import ChatSettings, prompt_of
 from engine.types import TextPart, ToolCallPart, ToolResultPart
+from tests.unit.cipher_modes import both_ciphers
+
+pytestmark = both_ciphers
 
 INJECT = "<img src='http://198.51.100.7/x.png'> ![p](http://198.51.100.7/p.gif) ```"
 CALL = ToolCallPart("call_1", "get_current_time", {"timezone": "Asia/Tokyo"}, server="time")

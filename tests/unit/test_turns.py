@@ -25,6 +25,9 @@ from engine.history.turns import (
 )
 from engine.history.types import MessageStatus
 from engine.types import FinishReason, ModelInfo
+from tests.unit.cipher_modes import both_ciphers
+
+pytestmark = both_ciphers
 
 
 @pytest.fixture
