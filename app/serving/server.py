@@ -273,8 +273,9 @@ class _Handler(BaseHTTPRequestHandler):
             ):
                 raise ApiError(
                     401,
-                    "The API key is missing or wrong. Send the key Hearth shows (Settings → "
-                    "Serve, or the key file of hearth serve) as 'Authorization: Bearer KEY'.",
+                    "The API key is missing or wrong. Send the key Hearth made (shown once in "
+                    "Settings → Other programs, where New key makes another; or the key file "
+                    "of hearth serve) as 'Authorization: Bearer KEY'.",
                     code="invalid_api_key",
                 )
 
