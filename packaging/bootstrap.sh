@@ -101,7 +101,10 @@ fi
 vpy="$venv/bin/python"
 extras=""
 [ "$mode" = test ] && extras="[test]"
-stamp="$venv/.hearth-installed$( [ "$mode" = test ] && echo -test)"
+# (Not `$( [ "$mode" = test ] && echo -test )`: under `set -e` an assignment whose command
+# substitution fails ends the script, which silently stopped `bootstrap.sh run` here.)
+stamp="$venv/.hearth-installed"
+if [ "$mode" = test ]; then stamp="$stamp-test"; fi
 want="$( { cat pyproject.toml packaging/bootstrap.sh; echo "$llama_want"; } | "$vpy" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Hearth and its dependencies (the first time compiles llama.cpp: ~10 min)"
