@@ -21,6 +21,7 @@ is gone or ``<db>.key`` is lost. Nothing here logs a key or a passphrase.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -226,7 +227,13 @@ class Keyring:
     """The chat keys in the system keyring, one entry per key id."""
 
     def __init__(self, backend: KeyringBackend | None = None) -> None:
-        self._backend = backend if backend is not None else keyring.get_keyring()
+        # Found when first used, not when built: finding the system's keyring loads its
+        # plugins (~60 ms), which a plain history never needs at start.
+        self._given = backend
+
+    @functools.cached_property
+    def _backend(self) -> KeyringBackend:
+        return self._given if self._given is not None else keyring.get_keyring()
 
     @property
     def usable(self) -> bool:
