@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli_crypt import open_chats
-from app.cli_stream import ask, tools_and_documents
+from app.cli_stream import ask_with_extras, stats_line
 from app.doc_ingest import preview_prompt
 from app.folders_at_start import chosen_folders
 from app.paths import AppPaths
@@ -385,40 +385,17 @@ def _chat(args: argparse.Namespace, paths: AppPaths, store: ChatStore) -> int:
             sys.stdout.write(rendered)
             sys.stdout.flush()
             return 0
-        extras = tools_and_documents(args, paths, store, conv)
-        if extras is None:
-            return 2
-        tools, documents = extras
-        try:
-            conv, stats = ask(
-                store,
-                conv,
-                args.prompt,
-                own,
-                save_settings=args.system is not None,
-                backend=backend,
-                thinking=thinking,
-                params=params,
-                stop=stop,
-                attachments=(*images, *documents),
-                tools=tools,
-            )
-        except KeyboardInterrupt:
-            print("\n[stopped]", file=sys.stderr)
-            return 130
-        finally:
-            if tools is not None:
-                tools.close()
+        asked = ask_with_extras(
+            args, paths, store, conv, own, backend=backend, thinking=thinking, params=params,
+            stop=stop, images=images,
+        )  # fmt: skip
+        if isinstance(asked, int):
+            return asked
+        conv, stats = asked
         if args.json and stats is not None:
             line = {
-                "conversation_id": conv.id,
-                "model": backend.info.path,
+                **stats_line(conv, backend.info.path, stats),
                 "n_ctx": backend.info.n_ctx,
-                "prompt_tokens": stats.prompt_tokens,
-                "completion_tokens": stats.completion_tokens,
-                "thinking_tokens": stats.thinking_tokens,
-                "ttft_s": round(stats.ttft_s, 4),
-                "tokens_per_s": round(stats.tokens_per_s, 2),
                 "peak_rss_bytes": peak_rss_bytes(),
             }
             sys.stdout.write(json.dumps(line) + "\n")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli_stream import ask, tools_and_documents
+from app.cli_stream import ask_with_extras, stats_line
 from app.paths import AppPaths
 from engine.errors import KnownError
 from engine.history.turns import (
@@ -169,40 +169,17 @@ def remote_chat(
             print(f"hearth: {exc}.", file=sys.stderr)
             return 2
         print(f"hearth: this chat goes to {info.name} at {info.extra['where']}.", file=sys.stderr)
-        extras = tools_and_documents(args, paths, store, conv)
-        if extras is None:
-            return 2
-        tools, documents = extras
-        try:
-            conv, stats = ask(
-                store,
-                conv,
-                args.prompt,
-                own,
-                save_settings=args.system is not None,
-                backend=backend,
-                thinking=thinking,
-                params=params,
-                stop=stop,
-                attachments=documents,
-                tools=tools,
-            )
-        except KeyboardInterrupt:
-            print("\n[stopped]", file=sys.stderr)
-            return 130
-        finally:
-            if tools is not None:
-                tools.close()
+        asked = ask_with_extras(
+            args, paths, store, conv, own, backend=backend, thinking=thinking, params=params,
+            stop=stop,
+        )  # fmt: skip
+        if isinstance(asked, int):
+            return asked
+        conv, stats = asked
         if args.json and stats is not None:
             line = {
-                "conversation_id": conv.id,
-                "model": info.path,
+                **stats_line(conv, info.path, stats),
                 "endpoint": info.extra["endpoint"],
-                "prompt_tokens": stats.prompt_tokens,
-                "completion_tokens": stats.completion_tokens,
-                "thinking_tokens": stats.thinking_tokens,
-                "ttft_s": round(stats.ttft_s, 4),
-                "tokens_per_s": round(stats.tokens_per_s, 2),
             }
             sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()

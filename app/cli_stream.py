@@ -158,13 +158,23 @@ def ask(
     return conv, stats
 
 
-def tools_and_documents(
-    args: argparse.Namespace, paths: AppPaths, store: ChatStore, conv: Conversation | None
-) -> tuple[ChatTools | None, tuple[AttachmentPart, ...]] | None:
-    """What ``hearth chat`` gives the model besides the question, the same for a local
-    and a remote model: the tools ``--tools``/``--mcp`` ask for (servers started) and
-    the documents ``--file`` names (read and indexed). None after saying on stderr why
-    not (the tools already started are closed again)."""
+def ask_with_extras(
+    args: argparse.Namespace,
+    paths: AppPaths,
+    store: ChatStore,
+    conv: Conversation | None,
+    own: ChatSettings,
+    *,
+    backend: ChatBackend,
+    thinking: bool | None,
+    params: SamplingParams,
+    stop: threading.Event,
+    images: Sequence[AttachmentPart] = (),
+) -> tuple[Conversation, GenerationStats | None] | int:
+    """``hearth chat``'s question with what it brings besides, the same for a local and
+    a remote model: the tools ``--tools``/``--mcp`` ask for (servers started, closed
+    again at the end) and the documents ``--file`` names (read and indexed). An exit
+    code when it could not ask (said on stderr) or the person pressed Ctrl+C."""
     from app.cli_tools import open_tools
     from app.doc_ingest import attach_files
     from engine.tools.mcp_client import McpError
@@ -173,12 +183,42 @@ def tools_and_documents(
         tools = open_tools(args, paths, chat=conv.id if conv else None)
     except (McpError, ValueError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return None
+        return 2
     try:
-        documents = attach_files(store, args.file)
-    except KnownError as exc:
+        try:
+            documents = attach_files(store, args.file)
+        except KnownError as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return 2
+        return ask(
+            store,
+            conv,
+            args.prompt,
+            own,
+            save_settings=args.system is not None,
+            backend=backend,
+            thinking=thinking,
+            params=params,
+            stop=stop,
+            attachments=(*images, *documents),
+            tools=tools,
+        )
+    except KeyboardInterrupt:
+        print("\n[stopped]", file=sys.stderr)
+        return 130
+    finally:
         if tools is not None:
             tools.close()
-        print(f"hearth: {exc}", file=sys.stderr)
-        return None
-    return tools, tuple(documents)
+
+
+def stats_line(conv: Conversation, model: str, stats: GenerationStats) -> dict[str, object]:
+    """``--json``'s figures of a reply, for a local and a remote model alike."""
+    return {
+        "conversation_id": conv.id,
+        "model": model,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "thinking_tokens": stats.thinking_tokens,
+        "ttft_s": round(stats.ttft_s, 4),
+        "tokens_per_s": round(stats.tokens_per_s, 2),
+    }
